@@ -1,0 +1,55 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Debian keeps the serial HDF5 and OpenBLAS headers off the default path; Swift's clang importer needs them too.
+let cIncludes = ["-Xcc", "-I/usr/include/hdf5/serial", "-Xcc", "-I/usr/include/x86_64-linux-gnu/openblas-pthread"]
+// Hot numeric loops need AVX2/FMA: without it every SIMD multiply-add becomes a scalar call.
+let fast: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"] + cIncludes)]
+
+let package = Package(
+    name: "LongCrawl",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "longcrawl", targets: ["longcrawl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .target(
+            name: "CLongCrawl",
+            cSettings: [
+                .unsafeFlags(["-I/usr/include/hdf5/serial", "-I/usr/include/x86_64-linux-gnu/openblas-pthread", "-O2", "-march=haswell"]),
+            ],
+            linkerSettings: [
+                .unsafeFlags(["-L/usr/lib/x86_64-linux-gnu/openblas-pthread"]),
+                .linkedLibrary("hdf5_serial"),
+                .linkedLibrary("zstd"),
+                .linkedLibrary("openblas"),
+            ]
+        ),
+        .target(name: "Tokenizer", swiftSettings: fast),
+        .target(name: "Shards", dependencies: ["CLongCrawl"], swiftSettings: fast),
+        .target(name: "Preprocess", dependencies: ["Tokenizer", "Shards", "CLongCrawl"], swiftSettings: fast),
+        .target(name: "Streaming", dependencies: ["Shards", "CLongCrawl"], swiftSettings: fast),
+        .target(name: "Tensor", dependencies: ["CLongCrawl"], swiftSettings: fast),
+        .target(name: "Model", dependencies: ["Tensor"], swiftSettings: fast),
+        .target(name: "Training", dependencies: ["Model", "Streaming", "Shards", "Tensor"], swiftSettings: fast),
+        .executableTarget(
+            name: "longcrawl",
+            dependencies: [
+                "Tokenizer", "Shards", "Preprocess", "Streaming", "Tensor", "Model", "Training",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: fast
+        ),
+        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"], swiftSettings: [.unsafeFlags(cIncludes)]),
+        .testTarget(name: "ShardsTests", dependencies: ["Shards"], swiftSettings: [.unsafeFlags(cIncludes)]),
+        .testTarget(name: "PreprocessTests", dependencies: ["Preprocess", "Shards", "Tokenizer"], swiftSettings: [.unsafeFlags(cIncludes)]),
+        .testTarget(name: "StreamingTests", dependencies: ["Streaming", "Shards"], swiftSettings: [.unsafeFlags(cIncludes)]),
+        .testTarget(name: "TensorTests", dependencies: ["Tensor"], swiftSettings: [.unsafeFlags(cIncludes)]),
+        .testTarget(name: "ModelTests", dependencies: ["Model", "Tensor"], swiftSettings: [.unsafeFlags(cIncludes)]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Model"], swiftSettings: [.unsafeFlags(cIncludes)]),
+    ],
+    swiftLanguageModes: [.v5]
+)

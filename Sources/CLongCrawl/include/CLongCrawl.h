@@ -1,0 +1,39 @@
+// The thin C shim: zstd, serial HDF5 and CBLAS for Swift, plus the HDF5 macros Swift cannot import.
+#ifndef CLONGCRAWL_H
+#define CLONGCRAWL_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <zstd.h>
+#include <zstd_errors.h>
+#include <cblas.h>
+#include <hdf5.h>
+
+/// HDF5 registered filter id for zstd (the id Python's hdf5plugin reads).
+#define LC_H5Z_FILTER_ZSTD 32015
+
+// HDF5 constants that are macros over global variables (not importable into Swift).
+hid_t lc_h5p_default(void);
+hid_t lc_h5s_all(void);
+hid_t lc_h5t_native_uint16(void);
+hid_t lc_h5t_native_int64(void);
+hid_t lc_h5t_std_u16le(void);
+hid_t lc_h5t_std_i64le(void);
+hid_t lc_h5t_c_s1(void);
+hid_t lc_h5p_dataset_create(void);
+hid_t lc_h5p_dataset_xfer(void);
+hid_t lc_h5p_file_access(void);
+unsigned lc_h5f_acc_trunc(void);
+unsigned lc_h5f_acc_rdonly(void);
+
+/// Registers the zstd filter (id 32015) with HDF5 once per process. Returns 0 on success.
+int lc_register_zstd_filter(void);
+
+/// Silences HDF5's own error printing to stderr; errors are reported by the caller.
+void lc_h5_silence_errors(void);
+
+/// Sets the number of OpenBLAS threads.
+void lc_blas_set_threads(int n);
+int lc_blas_get_threads(void);
+
+#endif

@@ -1,0 +1,9 @@
+import ArgumentParser
+
+/// `longcrawl bench ...`: throughput against a baseline measured in the same run.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmarks that print ratios against a baseline measured in the same run.",
+        subcommands: []
+    )
+}

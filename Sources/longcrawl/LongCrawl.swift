@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct LongCrawl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "longcrawl",
+        abstract: "Preprocess, stream, train and evaluate on LongCrawl64-style long-document corpora.",
+        subcommands: [Bench.self]
+    )
+}

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what LongCrawl needs on Debian: C libraries, the zstd CLI, and the Python tools
+# used for interop checks, baselines and plots. Skips what is already there.
+set -euo pipefail
+need=()
+for p in libzstd-dev libhdf5-dev libopenblas-dev zstd pkg-config; do
+  dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+python3 - <<'PY' 2>/dev/null || python3 -m pip install -q tiktoken h5py hdf5plugin safetensors numpy matplotlib
+import tiktoken, h5py, hdf5plugin, safetensors, numpy, matplotlib
+PY
