@@ -4,7 +4,7 @@ import PackageDescription
 // Debian keeps the serial HDF5 and OpenBLAS headers off the default path; Swift's clang importer needs them too.
 let cIncludes = ["-Xcc", "-I/usr/include/hdf5/serial", "-Xcc", "-I/usr/include/x86_64-linux-gnu/openblas-pthread"]
 // Hot numeric loops need AVX2/FMA: without it every SIMD multiply-add becomes a scalar call.
-let fast: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"] + cIncludes)]
+let fast: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell", "-cross-module-optimization"] + cIncludes)]
 
 let package = Package(
     name: "LongCrawl",

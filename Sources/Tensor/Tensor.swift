@@ -1,1 +1,83 @@
-// Tensor module
+import CLongCrawl
+import Glibc
+
+/// The float types the model runs in: Float for training, Double for finite-difference tests.
+public protocol TensorScalar: BinaryFloatingPoint, SIMDScalar, Sendable, Codable {
+    /// C = alpha * op(A) * op(B) + beta * C, row-major, on BLAS (sgemm / dgemm).
+    static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+                     alpha: Self, a: UnsafePointer<Self>, lda: Int,
+                     b: UnsafePointer<Self>, ldb: Int,
+                     beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
+    static func exp(_ x: Self) -> Self
+    static func log(_ x: Self) -> Self
+    static func tanh(_ x: Self) -> Self
+}
+
+extension Float: TensorScalar {
+    @inlinable public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+                                       alpha: Float, a: UnsafePointer<Float>, lda: Int,
+                                       b: UnsafePointer<Float>, ldb: Int,
+                                       beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+    @inlinable public static func exp(_ x: Float) -> Float { expf(x) }
+    @inlinable public static func log(_ x: Float) -> Float { logf(x) }
+    @inlinable public static func tanh(_ x: Float) -> Float { tanhf(x) }
+}
+
+extension Double: TensorScalar {
+    @inlinable public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+                                       alpha: Double, a: UnsafePointer<Double>, lda: Int,
+                                       b: UnsafePointer<Double>, ldb: Int,
+                                       beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int) {
+        cblas_dgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+    @inlinable public static func exp(_ x: Double) -> Double { Glibc.exp(x) }
+    @inlinable public static func log(_ x: Double) -> Double { Glibc.log(x) }
+    @inlinable public static func tanh(_ x: Double) -> Double { Glibc.tanh(x) }
+}
+
+/// A dense, contiguous, row-major tensor that owns its storage.
+///
+/// A class, not a struct: layers hand the same activation buffers to forward and backward,
+/// and copy-on-write checks have no place in hot loops.
+public final class Tensor<Scalar: TensorScalar>: @unchecked Sendable {
+    public let shape: [Int]
+    public let count: Int
+    public let data: UnsafeMutablePointer<Scalar>
+
+    /// A zero-filled tensor.
+    public init(_ shape: [Int]) {
+        precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
+        self.shape = shape
+        self.count = shape.reduce(1, *)
+        self.data = .allocate(capacity: Swift.max(count, 1))
+        data.initialize(repeating: 0, count: Swift.max(count, 1))
+    }
+
+    public convenience init(_ shape: [Int], _ values: [Scalar]) {
+        self.init(shape)
+        precondition(values.count == count, "\(values.count) values for shape \(shape)")
+        values.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: count) }
+    }
+
+    deinit { data.deallocate() }
+
+    public var buffer: UnsafeMutableBufferPointer<Scalar> { .init(start: data, count: count) }
+    public var array: [Scalar] { Array(buffer) }
+
+    public subscript(i: Int) -> Scalar {
+        get { data[i] }
+        set { data[i] = newValue }
+    }
+
+    public func zero() { data.update(repeating: 0, count: count) }
+
+    public func copy() -> Tensor {
+        let t = Tensor(shape)
+        t.data.update(from: data, count: count)
+        return t
+    }
+}
