@@ -43,13 +43,7 @@ let package = Package(
             ],
             swiftSettings: fast
         ),
-        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"], swiftSettings: [.unsafeFlags(cIncludes)]),
-        .testTarget(name: "ShardsTests", dependencies: ["Shards"], swiftSettings: [.unsafeFlags(cIncludes)]),
-        .testTarget(name: "PreprocessTests", dependencies: ["Preprocess", "Shards", "Tokenizer"], swiftSettings: [.unsafeFlags(cIncludes)]),
-        .testTarget(name: "StreamingTests", dependencies: ["Streaming", "Shards"], swiftSettings: [.unsafeFlags(cIncludes)]),
         .testTarget(name: "TensorTests", dependencies: ["Tensor"], swiftSettings: [.unsafeFlags(cIncludes)]),
-        .testTarget(name: "ModelTests", dependencies: ["Model", "Tensor"], swiftSettings: [.unsafeFlags(cIncludes)]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Model"], swiftSettings: [.unsafeFlags(cIncludes)]),
     ],
     swiftLanguageModes: [.v5]
 )
