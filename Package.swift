@@ -43,6 +43,7 @@ let package = Package(
             ],
             swiftSettings: fast
         ),
+        .testTarget(name: "PreprocessTests", dependencies: ["Preprocess", "Shards", "Tokenizer"], swiftSettings: [.unsafeFlags(cIncludes)]),
         .testTarget(name: "TensorTests", dependencies: ["Tensor"], swiftSettings: [.unsafeFlags(cIncludes)]),
     ],
     swiftLanguageModes: [.v5]

@@ -40,8 +40,8 @@ public struct ShardEntry: Codable, Equatable, Sendable {
     }
 }
 
-/// Where a resumed run restarts: the state just before document `document` (input order),
-/// from which point every window of the split not yet in a finished shard is regenerated.
+/// Where a resumed run restarts: the state just before document `document` (input order). Every window
+/// not yet in a finished shard comes from that document or a later one.
 public struct ResumePoint: Codable, Equatable, Sendable {
     /// Ordinal of the first document (over all inputs, in input order) to process again.
     public var document: Int
@@ -61,12 +61,12 @@ public struct BuildRecord: Codable, Equatable, Sendable {
     public var inputs: [String]
     /// Every option that changes the output bytes, rendered as strings (format, level, split fraction, ...).
     public var options: [String: String]
-    /// Per split, where to restart so that no window is lost or duplicated.
-    public var resume: [String: ResumePoint]
+    /// Where to restart so that no window is lost or duplicated.
+    public var resume: ResumePoint
     /// Final counters (documents read, kept, dropped by reason, tokens), set when `complete`.
     public var counts: [String: Int]
 
-    public init(inputs: [String], options: [String: String], resume: [String: ResumePoint] = [:], counts: [String: Int] = [:]) {
+    public init(inputs: [String], options: [String: String], resume: ResumePoint = ResumePoint(), counts: [String: Int] = [:]) {
         self.inputs = inputs; self.options = options; self.resume = resume; self.counts = counts
     }
 }

@@ -1,0 +1,170 @@
+import Foundation
+import XCTest
+@testable import Preprocess
+
+/// The package root, found from this file's path.
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+let corpusDev = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/data/corpus-dev")
+
+/// A fresh temporary folder, removed at the end of the test.
+func temporaryFolder(_ test: XCTestCase) throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("longcrawl-test-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    test.addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+    return url
+}
+
+/// Runs a program and returns its exit status and output.
+@discardableResult
+func runProcess(_ path: String, _ args: [String], stdin: URL? = nil) throws -> (status: Int32, out: String, err: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: path)
+    p.arguments = args
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    if let stdin { p.standardInput = try FileHandle(forReadingFrom: stdin) }
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+}
+
+final class CorpusReaderTests: XCTestCase {
+    func records(_ inputs: [String], idField: String? = "id") throws -> [CorpusRecord] {
+        Array(try CorpusReader(inputs: inputs, idField: idField))
+    }
+
+    func testFolderOrderIdsAndDrops() throws {
+        let dir = try temporaryFolder(self)
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("sub"), withIntermediateDirectories: true)
+        try Data("second".utf8).write(to: dir.appendingPathComponent("sub/b.txt"))
+        try Data("first é".utf8).write(to: dir.appendingPathComponent("a.txt"))
+        try Data().write(to: dir.appendingPathComponent("c.txt"))
+        try Data([0x41, 0x42, 0xFF, 0x00, 0x10]).write(to: dir.appendingPathComponent("d.txt"))
+        try Data("ignored".utf8).write(to: dir.appendingPathComponent("notes.md"))
+        let r = try records([dir.path])
+        XCTAssertEqual(r.count, 4)
+        guard case .document(let a) = r[0], case .empty? = dropReason(r[1]), case .unreadable? = dropReason(r[2]),
+              case .document(let b) = r[3] else { return XCTFail("unexpected records \(r)") }
+        XCTAssertEqual(a.id, "a.txt"); XCTAssertEqual(String(decoding: a.text, as: UTF8.self), "first é")
+        XCTAssertEqual(b.id, "sub/b.txt")
+        XCTAssertEqual(r.map(\.ordinal), [0, 1, 2, 3])
+        if case .dropped(_, let origin, _, let detail) = r[2] {
+            XCTAssertTrue(origin.hasSuffix("d.txt"))
+            XCTAssertTrue(detail.contains("offset 2"), detail)
+        }
+    }
+
+    func testJSONLRecordsAndBadLines() throws {
+        let dir = try temporaryFolder(self)
+        let file = dir.appendingPathComponent("docs.jsonl")
+        let lines = [
+            #"{"id": "x1", "text": "hello"}"#,
+            #"{"text": "no id"}"#,
+            #"not json at all"#,
+            #"{"id": 7, "body": "no text field"}"#,
+            "",
+            #"{"id": 42, "text": "numeric id\r\nwith CRLF inside"}"#,
+        ]
+        try Data(lines.joined(separator: "\r\n").utf8).write(to: file)
+        let r = try records([file.path])
+        XCTAssertEqual(r.count, 6)
+        guard case .document(let d0) = r[0], case .document(let d1) = r[1], case .document(let d5) = r[5] else {
+            return XCTFail("\(r)")
+        }
+        XCTAssertEqual(d0.id, "x1"); XCTAssertEqual(d0.text, Array("hello".utf8))
+        XCTAssertEqual(d1.id, "docs.jsonl:2")
+        XCTAssertEqual(d5.id, "42"); XCTAssertEqual(String(decoding: d5.text, as: UTF8.self), "numeric id\r\nwith CRLF inside")
+        XCTAssertEqual(dropReason(r[2]), .unreadable)
+        XCTAssertEqual(dropReason(r[3]), .unreadable)
+        XCTAssertEqual(dropReason(r[4]), .empty)
+        if case .dropped(_, let origin, _, let detail) = r[3] {
+            XCTAssertEqual(origin, file.path + ":4")
+            XCTAssertTrue(detail.contains("\"text\""), detail)
+        }
+        if case .dropped(_, let origin, _, _) = r[2] { XCTAssertEqual(origin, file.path + ":3") }
+    }
+
+    func testZstdJSONLStreamsLikePlainJSONL() throws {
+        let dir = try temporaryFolder(self)
+        let plain = dir.appendingPathComponent("d.jsonl")
+        var text = ""
+        for i in 0..<3000 { text += #"{"id": "doc\#(i)", "text": "line \#(i) \#(String(repeating: "abc ", count: i % 50))"}"# + "\n" }
+        try Data(text.utf8).write(to: plain)
+        let zst = dir.appendingPathComponent("d.jsonl.zst")
+        let z = try runProcess("/usr/bin/zstd", ["-q", "-3", plain.path, "-o", zst.path])
+        XCTAssertEqual(z.status, 0, z.err)
+        let a = try records([plain.path]), b = try records([zst.path])
+        XCTAssertEqual(a.count, 3000)
+        XCTAssertEqual(a.count, b.count)
+        for (x, y) in zip(a, b) {
+            guard case .document(let dx) = x, case .document(let dy) = y else { return XCTFail("dropped record") }
+            XCTAssertEqual(dx.id, dy.id); XCTAssertEqual(dx.text, dy.text)
+        }
+        // A truncated stream: the records before the cut, then one unreadable record naming the file.
+        let data = try Data(contentsOf: zst)
+        let cut = dir.appendingPathComponent("cut.jsonl.zst")
+        try data.prefix(data.count / 2).write(to: cut)
+        let c = try records([cut.path])
+        XCTAssertGreaterThan(c.count, 1)
+        guard case .dropped(_, let origin, .unreadable, let detail)? = c.last else { return XCTFail("no unreadable record at the cut") }
+        XCTAssertTrue(origin.hasPrefix(cut.path), origin)
+        XCTAssertTrue(detail.contains("truncated"), detail)
+    }
+
+    func testMissingInputAndUnsupportedFileNameThePath() throws {
+        XCTAssertThrowsError(try CorpusReader(inputs: ["/nonexistent/corpus"])) { XCTAssertTrue("\($0)".contains("/nonexistent/corpus")) }
+        let dir = try temporaryFolder(self)
+        let f = dir.appendingPathComponent("x.csv")
+        try Data("a".utf8).write(to: f)
+        XCTAssertThrowsError(try CorpusReader(inputs: [f.path])) { XCTAssertTrue("\($0)".contains("x.csv")) }
+        XCTAssertThrowsError(try CorpusReader(inputs: [dir.path])) { XCTAssertTrue("\($0)".contains("no .txt")) }
+    }
+
+    /// A 100 MB document on a single line, as a .txt file and as one JSONL record.
+    func testHundredMegabyteLine() throws {
+        let dir = try temporaryFolder(self)
+        var line = [UInt8]()
+        line.reserveCapacity(100 << 20)
+        let words = Array("the quick brown fox jumps over a lazy dog, ünïcödé 42 ".utf8)
+        while line.count < 100 << 20 { line += words }
+        try Data(line).write(to: dir.appendingPathComponent("big.txt"))
+        var json = Array(#"{"id": "big", "text": ""#.utf8) + line + Array(#""}"#.utf8)
+        try Data(json).write(to: dir.appendingPathComponent("big.jsonl"))
+        json = []
+        let r = try records([dir.appendingPathComponent("big.txt").path, dir.appendingPathComponent("big.jsonl").path])
+        XCTAssertEqual(r.count, 2)
+        for rec in r {
+            guard case .document(let d) = rec else { return XCTFail("dropped: \(rec)") }
+            XCTAssertEqual(d.text.count, line.count)
+            XCTAssertEqual(d.text.suffix(100), line.suffix(100))
+        }
+    }
+
+    /// The UTF-8 check against the standard library's decoder on random and edge-case byte strings.
+    func testUTF8ValidationMatchesStandardLibrary() {
+        var rng = SystemRandomNumberGenerator()
+        let edge: [[UInt8]] = [[0xC0, 0x80], [0xED, 0xA0, 0x80], [0xF4, 0x90, 0x80, 0x80], [0xE2, 0x82], [0xF0, 0x9F, 0x98, 0x80],
+                               [0xEF, 0xBB, 0xBF], [0x7F], [0xC2, 0xA0], [0xF5, 0x80, 0x80, 0x80], [0xE0, 0x9F, 0xBF]]
+        var cases = edge
+        for _ in 0..<3000 {
+            let n = Int.random(in: 0..<24, using: &rng)
+            cases.append((0..<n).map { _ in Bool.random(using: &rng) ? UInt8.random(in: 0x20...0x7E, using: &rng) : UInt8.random(in: 0x80...0xFF, using: &rng) })
+        }
+        for bytes in cases {
+            let valid = String(validating: bytes, as: UTF8.self) != nil
+            let bad = firstInvalidUTF8(bytes)
+            XCTAssertEqual(bad == nil, valid, "\(bytes)")
+            if let bad {
+                XCTAssertNotNil(String(validating: bytes[..<bad], as: UTF8.self), "prefix before \(bad) of \(bytes) should be valid")
+            }
+        }
+    }
+}
+
+func dropReason(_ r: CorpusRecord) -> DropReason? {
+    if case .dropped(_, _, let reason, _) = r { return reason }
+    return nil
+}
