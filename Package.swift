@@ -26,6 +26,8 @@ let package = Package(
                 .linkedLibrary("hdf5_serial"),
                 .linkedLibrary("zstd"),
                 .linkedLibrary("openblas"),
+                .linkedLibrary("crypto"),
+                .linkedLibrary("xxhash"),
             ]
         ),
         .target(name: "Tokenizer", swiftSettings: fast),
@@ -44,6 +46,8 @@ let package = Package(
             swiftSettings: fast
         ),
         .testTarget(name: "PreprocessTests", dependencies: ["Preprocess", "Shards", "Tokenizer"], swiftSettings: [.unsafeFlags(cIncludes)]),
+        .testTarget(name: "ShardsTests", dependencies: ["Shards"], swiftSettings: [.unsafeFlags(cIncludes)]),
+        .testTarget(name: "StreamingTests", dependencies: ["Streaming", "Shards"], swiftSettings: [.unsafeFlags(cIncludes)]),
         .testTarget(name: "TensorTests", dependencies: ["Tensor"], swiftSettings: [.unsafeFlags(cIncludes)]),
     ],
     swiftLanguageModes: [.v5]

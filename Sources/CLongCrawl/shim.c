@@ -13,6 +13,12 @@ hid_t lc_h5p_dataset_create(void) { return H5P_DATASET_CREATE; }
 hid_t lc_h5p_dataset_xfer(void) { return H5P_DATASET_XFER; }
 hid_t lc_h5p_file_access(void) { return H5P_FILE_ACCESS; }
 unsigned lc_h5f_acc_trunc(void) { return H5F_ACC_TRUNC; }
+unsigned lc_h5f_acc_rdwr(void) { return H5F_ACC_RDWR; }
+hid_t lc_h5p_file_create(void) { return H5P_FILE_CREATE; }
+hid_t lc_h5t_native_int32(void) { return H5T_NATIVE_INT32; }
+hid_t lc_h5t_std_i32le(void) { return H5T_STD_I32LE; }
+size_t lc_h5t_variable(void) { return H5T_VARIABLE; }
+hsize_t lc_h5s_unlimited(void) { return H5S_UNLIMITED; }
 unsigned lc_h5f_acc_rdonly(void) { return H5F_ACC_RDONLY; }
 
 void lc_h5_silence_errors(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }

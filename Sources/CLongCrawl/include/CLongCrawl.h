@@ -8,6 +8,8 @@
 #include <zstd_errors.h>
 #include <cblas.h>
 #include <hdf5.h>
+#include <openssl/evp.h>
+#include <xxhash.h>
 
 /// HDF5 registered filter id for zstd (the id Python's hdf5plugin reads).
 #define LC_H5Z_FILTER_ZSTD 32015
@@ -24,6 +26,12 @@ hid_t lc_h5p_dataset_create(void);
 hid_t lc_h5p_dataset_xfer(void);
 hid_t lc_h5p_file_access(void);
 unsigned lc_h5f_acc_trunc(void);
+hid_t lc_h5p_file_create(void);
+hid_t lc_h5t_native_int32(void);
+hid_t lc_h5t_std_i32le(void);
+size_t lc_h5t_variable(void);
+hsize_t lc_h5s_unlimited(void);
+unsigned lc_h5f_acc_rdwr(void);
 unsigned lc_h5f_acc_rdonly(void);
 
 /// Registers the zstd filter (id 32015) with HDF5 once per process. Returns 0 on success.

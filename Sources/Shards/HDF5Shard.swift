@@ -1,0 +1,278 @@
+import CLongCrawl
+import Foundation
+
+/// Serial HDF5 is not thread-safe: every HDF5 call in the process goes through this lock.
+let hdf5Lock = NSRecursiveLock()
+
+func withHDF5<T>(_ body: () throws -> T) rethrows -> T {
+    hdf5Lock.lock(); defer { hdf5Lock.unlock() }
+    return try body()
+}
+
+/// The last OS error, when HDF5 failed because a system call did (a full disk, a file size limit).
+private func osReason() -> String { errno != 0 ? " (\(String(cString: strerror(errno))))" : "" }
+
+/// `/documents` rows in memory: a C string pointer and an offset, as the compound type describes.
+private let documentRowSize = 16
+
+/// The compound type of `/documents`: {document: variable-length UTF-8 string, offset: int64}.
+private func documentsType() -> hid_t {
+    let s = H5Tcopy(lc_h5t_c_s1())
+    H5Tset_size(s, lc_h5t_variable())
+    H5Tset_cset(s, H5T_CSET_UTF8)
+    let t = H5Tcreate(H5T_COMPOUND, documentRowSize)
+    H5Tinsert(t, "document", 0, s)
+    H5Tinsert(t, "offset", 8, lc_h5t_native_int64())
+    H5Tclose(s)
+    return t
+}
+
+private func utf8StringType() -> hid_t {
+    let s = H5Tcopy(lc_h5t_c_s1())
+    H5Tset_size(s, lc_h5t_variable())
+    H5Tset_cset(s, H5T_CSET_UTF8)
+    return s
+}
+
+/// `/tokens [windows, 65536] uint16`, one window per chunk, zstd (filter 32015) then Fletcher32, so the checksum
+/// covers the compressed bytes and a flipped byte is caught before decompression. Object times are not recorded,
+/// so the same windows always give the same file bytes.
+///
+/// The file is built in memory (HDF5's core driver) and written out by `finish` with plain checked writes: HDF5
+/// left with a failed write on disk (a full disk) cannot close the file cleanly, and crashes at process exit.
+final class HDF5ShardWriter {
+    let url: URL, finalName: URL
+    let attributes: ShardAttributes
+    private var fd: Int32
+    private var file: hid_t = -1
+    private var tokens: hid_t = -1
+    private let memory: hid_t
+
+    init(url: URL, finalName: URL, level: Int, attributes: ShardAttributes) throws {
+        self.url = url; self.finalName = finalName; self.attributes = attributes
+        fd = open(url.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw ShardError(url, "cannot create (\(String(cString: strerror(errno))))") }
+        (file, tokens, memory) = try withHDF5 {
+            lc_h5_silence_errors()
+            guard lc_register_zstd_filter() == 0 else { throw ShardError(finalName, "cannot register the HDF5 zstd filter") }
+            let fcpl = H5Pcreate(lc_h5p_file_create())
+            H5Pset_obj_track_times(fcpl, false)
+            let fapl = H5Pcreate(lc_h5p_file_access())
+            H5Pset_fapl_core(fapl, 1 << 22, false)
+            defer { H5Pclose(fcpl); H5Pclose(fapl) }
+            errno = 0
+            let file = H5Fcreate(url.path, lc_h5f_acc_trunc(), fcpl, fapl)
+            guard file >= 0 else { throw ShardError(url, "cannot create HDF5 file\(osReason())") }
+            var dims: [hsize_t] = [0, hsize_t(windowLength)]
+            var maxDims: [hsize_t] = [lc_h5s_unlimited(), hsize_t(windowLength)]
+            var chunk: [hsize_t] = [1, hsize_t(windowLength)]
+            let space = H5Screate_simple(2, &dims, &maxDims)
+            let dcpl = H5Pcreate(lc_h5p_dataset_create())
+            H5Pset_chunk(dcpl, 2, &chunk)
+            var cd: [UInt32] = [UInt32(level)]
+            H5Pset_filter(dcpl, H5Z_filter_t(LC_H5Z_FILTER_ZSTD), UInt32(H5Z_FLAG_MANDATORY), 1, &cd)
+            H5Pset_fletcher32(dcpl)
+            H5Pset_obj_track_times(dcpl, false)
+            let tokens = H5Dcreate2(file, "tokens", lc_h5t_std_u16le(), space, lc_h5p_default(), dcpl, lc_h5p_default())
+            H5Pclose(dcpl); H5Sclose(space)
+            guard tokens >= 0 else { H5Fclose(file); throw ShardError(url, "cannot create /tokens\(osReason())") }
+            var one: [hsize_t] = [1, hsize_t(windowLength)]
+            return (file, tokens, H5Screate_simple(2, &one, nil))
+        }
+    }
+
+    deinit { close(); _ = withHDF5 { H5Sclose(memory) } }
+
+    func close() {
+        withHDF5 {
+            if tokens >= 0 { H5Dclose(tokens); tokens = -1 }
+            if file >= 0 { H5Fclose(file); file = -1 }
+        }
+        if fd >= 0 { Foundation.close(fd); fd = -1 }
+    }
+
+    func append(_ window: UnsafeBufferPointer<UInt16>, index: Int) throws {
+        try withHDF5 {
+            var dims: [hsize_t] = [hsize_t(index + 1), hsize_t(windowLength)]
+            errno = 0
+            guard H5Dset_extent(tokens, &dims) >= 0 else { throw ShardError(finalName, "cannot extend /tokens\(osReason())") }
+            let space = H5Dget_space(tokens)
+            defer { H5Sclose(space) }
+            var start: [hsize_t] = [hsize_t(index), 0]
+            var count: [hsize_t] = [1, hsize_t(windowLength)]
+            H5Sselect_hyperslab(space, H5S_SELECT_SET, &start, nil, &count, nil)
+            guard H5Dwrite(tokens, lc_h5t_native_uint16(), memory, space, lc_h5p_default(), window.baseAddress) >= 0 else {
+                throw ShardError(finalName, "write of window \(index) failed\(osReason())")
+            }
+        }
+    }
+
+    /// Writes `/documents` and the root attributes, then the file image to disk, and flushes it.
+    func finish(sources: [WindowSource]) throws {
+        let image: [UInt8] = try withHDF5 {
+            try writeDocuments(sources)
+            try writeAttributes()
+            H5Dclose(tokens); tokens = -1
+            guard H5Fflush(file, H5F_SCOPE_GLOBAL) >= 0 else { throw ShardError(finalName, "HDF5 flush failed") }
+            let size = H5Fget_file_image(file, nil, 0)
+            guard size > 0 else { throw ShardError(finalName, "HDF5 file image unavailable") }
+            var image = [UInt8](repeating: 0, count: size)
+            guard H5Fget_file_image(file, &image, size) == size else { throw ShardError(finalName, "HDF5 file image unavailable") }
+            H5Fclose(file); file = -1
+            return image
+        }
+        try image.withUnsafeBytes { try writeAll(fd, $0, name: finalName) }
+        guard fsync(fd) == 0 else { throw ShardError(finalName, "fsync failed (\(String(cString: strerror(errno))))") }
+        close()
+    }
+
+    private func writeDocuments(_ sources: [WindowSource]) throws {
+        let type = documentsType()
+        defer { H5Tclose(type) }
+        var dims: [hsize_t] = [hsize_t(sources.count)]
+        let space = H5Screate_simple(1, &dims, nil)
+        defer { H5Sclose(space) }
+        let dcpl = H5Pcreate(lc_h5p_dataset_create())
+        H5Pset_obj_track_times(dcpl, false)
+        let set = H5Dcreate2(file, "documents", type, space, lc_h5p_default(), dcpl, lc_h5p_default())
+        H5Pclose(dcpl)
+        guard set >= 0 else { throw ShardError(finalName, "cannot create /documents\(osReason())") }
+        defer { H5Dclose(set) }
+        guard !sources.isEmpty else { return }
+        let rows = UnsafeMutableRawPointer.allocate(byteCount: documentRowSize * sources.count, alignment: 8)
+        let strings = sources.map { strdup($0.document)! }
+        defer { rows.deallocate(); strings.forEach { free($0) } }
+        for (i, s) in sources.enumerated() {
+            rows.storeBytes(of: strings[i], toByteOffset: i * documentRowSize, as: UnsafeMutablePointer<CChar>.self)
+            rows.storeBytes(of: Int64(s.offset), toByteOffset: i * documentRowSize + 8, as: Int64.self)
+        }
+        guard H5Dwrite(set, type, lc_h5s_all(), lc_h5s_all(), lc_h5p_default(), rows) >= 0 else {
+            throw ShardError(finalName, "write of /documents failed\(osReason())")
+        }
+    }
+
+    private func writeAttributes() throws {
+        let scalar = H5Screate(H5S_SCALAR)
+        defer { H5Sclose(scalar) }
+        func put(_ name: String, _ type: hid_t, _ memType: hid_t, _ value: UnsafeRawPointer) throws {
+            let a = H5Acreate2(file, name, type, scalar, lc_h5p_default(), lc_h5p_default())
+            guard a >= 0, H5Awrite(a, memType, value) >= 0 else { throw ShardError(finalName, "cannot write attribute \(name)\(osReason())") }
+            H5Aclose(a)
+        }
+        let s = utf8StringType()
+        defer { H5Tclose(s) }
+        for (name, value) in [("format", attributes.format), ("tokenizer", attributes.tokenizer), ("split", attributes.split)] {
+            try value.withCString { c in
+                var p: UnsafePointer<CChar>? = c
+                try put(name, s, s, &p)
+            }
+        }
+        for (name, value) in [("version", attributes.version), ("vocab_size", attributes.vocab_size), ("window", attributes.window)] {
+            var v = Int64(value)
+            try put(name, lc_h5t_std_i64le(), lc_h5t_native_int64(), &v)
+        }
+    }
+}
+
+final class HDF5ShardReader {
+    let url: URL
+    let attributes: ShardAttributes
+    let sources: [WindowSource]
+    private let file: hid_t
+    private let tokens: hid_t
+    private let memory: hid_t
+
+    init(url: URL) throws {
+        self.url = url
+        (file, tokens, memory, attributes, sources) = try withHDF5 {
+            lc_h5_silence_errors()
+            _ = lc_register_zstd_filter()
+            guard H5Fis_hdf5(url.path) > 0 else { throw ShardError(url, "not an HDF5 file (truncated or corrupt superblock)") }
+            let file = H5Fopen(url.path, lc_h5f_acc_rdonly(), lc_h5p_default())
+            guard file >= 0 else { throw ShardError(url, "cannot open HDF5 file (truncated or corrupt)") }
+            do {
+                func string(_ name: String) throws -> String {
+                    let a = H5Aopen(file, name, lc_h5p_default())
+                    guard a >= 0 else { throw ShardError(url, "attribute \(name) missing") }
+                    defer { H5Aclose(a) }
+                    let s = utf8StringType()
+                    defer { H5Tclose(s) }
+                    var p: UnsafeMutablePointer<CChar>?
+                    guard H5Aread(a, s, &p) >= 0, let p else { throw ShardError(url, "attribute \(name) is not a string") }
+                    defer { H5free_memory(p) }
+                    return String(cString: p)
+                }
+                func int(_ name: String) throws -> Int {
+                    let a = H5Aopen(file, name, lc_h5p_default())
+                    guard a >= 0 else { throw ShardError(url, "attribute \(name) missing") }
+                    defer { H5Aclose(a) }
+                    var v: Int64 = 0
+                    guard H5Aread(a, lc_h5t_native_int64(), &v) >= 0 else { throw ShardError(url, "attribute \(name) is not an integer") }
+                    return Int(v)
+                }
+                let attributes = ShardAttributes(format: try string("format"), version: try int("version"), tokenizer: try string("tokenizer"),
+                                                 vocab_size: try int("vocab_size"), window: try int("window"), split: try string("split"))
+                try attributes.check(url)
+                let tokens = H5Dopen2(file, "tokens", lc_h5p_default())
+                guard tokens >= 0 else { throw ShardError(url, "dataset /tokens missing") }
+                let space = H5Dget_space(tokens)
+                var dims: [hsize_t] = [0, 0]
+                let rank = H5Sget_simple_extent_dims(space, &dims, nil)
+                H5Sclose(space)
+                guard rank == 2, dims[1] == hsize_t(windowLength) else {
+                    H5Dclose(tokens)
+                    throw ShardError(url, "/tokens has shape \(dims.prefix(Int(max(rank, 0)))), expected [windows, \(windowLength)]")
+                }
+                let sources: [WindowSource]
+                do { sources = try Self.readDocuments(file, url) } catch { H5Dclose(tokens); throw error }
+                guard sources.count == Int(dims[0]) else {
+                    H5Dclose(tokens)
+                    throw ShardError(url, "/documents has \(sources.count) rows, /tokens \(dims[0]) windows")
+                }
+                var one: [hsize_t] = [1, hsize_t(windowLength)]
+                return (file, tokens, H5Screate_simple(2, &one, nil), attributes, sources)
+            } catch {
+                H5Fclose(file)
+                throw error
+            }
+        }
+    }
+
+    private static func readDocuments(_ file: hid_t, _ url: URL) throws -> [WindowSource] {
+        let set = H5Dopen2(file, "documents", lc_h5p_default())
+        guard set >= 0 else { throw ShardError(url, "dataset /documents missing") }
+        defer { H5Dclose(set) }
+        let space = H5Dget_space(set)
+        defer { H5Sclose(space) }
+        let n = Int(H5Sget_simple_extent_npoints(space))
+        guard n > 0 else { return [] }
+        let type = documentsType()
+        defer { H5Tclose(type) }
+        let rows = UnsafeMutableRawPointer.allocate(byteCount: documentRowSize * n, alignment: 8)
+        defer { rows.deallocate() }
+        guard H5Dread(set, type, lc_h5s_all(), lc_h5s_all(), lc_h5p_default(), rows) >= 0 else {
+            throw ShardError(url, "/documents is unreadable")
+        }
+        defer { H5Dvlen_reclaim(type, space, lc_h5p_default(), rows) }
+        return (0..<n).map { i in
+            let p = rows.load(fromByteOffset: i * documentRowSize, as: UnsafeMutablePointer<CChar>?.self)
+            return WindowSource(document: p.map { String(cString: $0) } ?? "",
+                                offset: Int(rows.load(fromByteOffset: i * documentRowSize + 8, as: Int64.self)))
+        }
+    }
+
+    deinit { withHDF5 { H5Sclose(memory); H5Dclose(tokens); H5Fclose(file) } }
+
+    func read(_ k: Int, into buffer: UnsafeMutableBufferPointer<UInt16>) throws {
+        try withHDF5 {
+            let space = H5Dget_space(tokens)
+            defer { H5Sclose(space) }
+            var start: [hsize_t] = [hsize_t(k), 0]
+            var count: [hsize_t] = [1, hsize_t(windowLength)]
+            H5Sselect_hyperslab(space, H5S_SELECT_SET, &start, nil, &count, nil)
+            guard H5Dread(tokens, lc_h5t_native_uint16(), memory, space, lc_h5p_default(), buffer.baseAddress) >= 0 else {
+                throw ShardError(url, "window \(k): fails its Fletcher32 checksum or cannot be decompressed (corrupt)")
+            }
+        }
+    }
+}

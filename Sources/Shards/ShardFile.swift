@@ -1,0 +1,191 @@
+import CLongCrawl
+import Foundation
+
+/// Where a window came from: its document id and its first token's offset in that document.
+public struct WindowSource: Codable, Equatable, Sendable {
+    public var document: String
+    public var offset: Int
+    public init(document: String, offset: Int) { self.document = document; self.offset = offset }
+}
+
+/// Shard attributes shared by both formats (HDF5 root attributes; JSON in the zst metadata frame).
+struct ShardAttributes: Codable, Equatable {
+    var format = "longcrawl-shard"
+    var version = 1
+    var tokenizer = "gpt2"
+    var vocab_size = 50_257
+    var window = windowLength
+    var split: String
+
+    /// Checks what a reader relies on; the fault names the attribute.
+    func check(_ url: URL) throws {
+        guard format == "longcrawl-shard" else { throw ShardError(url, "attribute format is '\(format)', expected 'longcrawl-shard'") }
+        guard version == 1 else { throw ShardError(url, "shard version \(version), this build reads 1") }
+        guard window == windowLength else { throw ShardError(url, "window \(window), expected \(windowLength)") }
+        guard tokenizer == "gpt2" else { throw ShardError(url, "tokenizer '\(tokenizer)', expected 'gpt2'") }
+    }
+}
+
+/// Writes one shard under its temporary name and renames it into place on `finish`, so a shard file under
+/// its final name is always complete.
+public final class ShardWriter {
+    public let url: URL
+    public let format: ShardFormat
+    public let split: String
+    let temporary: URL
+    private var zst: SeekableZstdWriter?
+    private var h5: HDF5ShardWriter?
+    private var sources: [WindowSource] = []
+    private var finished = false
+
+    /// Creates `directory/file` under its temporary name.
+    public init(directory: URL, file: String, format: ShardFormat, split: String, level: Int) throws {
+        url = directory.appendingPathComponent(file)
+        temporary = AtomicFile.temporaryURL(for: url)
+        self.format = format
+        self.split = split
+        let attributes = ShardAttributes(split: split)
+        switch format {
+        case .zst: zst = try SeekableZstdWriter(url: temporary, finalName: url, level: level, attributes: attributes)
+        case .hdf5: h5 = try HDF5ShardWriter(url: temporary, finalName: url, level: level, attributes: attributes)
+        }
+    }
+
+    deinit { if !finished { abandon() } }
+
+    /// Windows appended so far.
+    public var windowCount: Int { sources.count }
+
+    /// Appends one window of exactly 65,536 tokens.
+    public func append(_ window: UnsafeBufferPointer<UInt16>, source: WindowSource) throws {
+        guard window.count == windowLength else {
+            throw ShardError(url, "window of \(window.count) tokens, expected \(windowLength)")
+        }
+        if let zst { try zst.append(window) } else { try h5!.append(window, index: sources.count) }
+        sources.append(source)
+    }
+
+    /// Flushes to disk, renames to the final name and returns the index entry (size and SHA-256 of the file).
+    public func finish() throws -> ShardEntry {
+        do {
+            if let zst { try zst.finish(sources: sources) } else { try h5!.finish(sources: sources) }
+            let (bytes, sha) = try sha256(of: temporary)
+            try AtomicFile.commit(temporary, to: url)
+            finished = true
+            return ShardEntry(file: url.lastPathComponent, format: format, split: split, windows: sources.count, bytes: bytes, sha256: sha)
+        } catch {
+            abandon()
+            throw error
+        }
+    }
+
+    /// Deletes the temporary file; the final name is never touched.
+    public func abandon() {
+        finished = true
+        zst?.close()
+        h5?.close()
+        unlink(temporary.path)
+    }
+}
+
+/// Reads windows from a shard of either format; every window is checked against its checksum.
+public final class ShardReader {
+    public let url: URL
+    public let format: ShardFormat
+    public let split: String
+    /// Source document and offset of each window.
+    public let sources: [WindowSource]
+    private let zst: SeekableZstdReader?
+    private let h5: HDF5ShardReader?
+
+    /// Opens a shard; the format comes from the file name unless given. Errors name the file and the fault.
+    public init(url: URL, format: ShardFormat? = nil) throws {
+        self.url = url
+        let f = format ?? (url.lastPathComponent.hasSuffix(".h5") ? .hdf5 : .zst)
+        self.format = f
+        switch f {
+        case .zst:
+            let r = try SeekableZstdReader(url: url)
+            zst = r; h5 = nil
+            split = r.attributes.split; sources = r.sources
+        case .hdf5:
+            let r = try HDF5ShardReader(url: url)
+            h5 = r; zst = nil
+            split = r.attributes.split; sources = r.sources
+        }
+    }
+
+    public var windowCount: Int { sources.count }
+
+    /// Decompresses window `k` into `buffer` (65,536 tokens) and checks its checksum.
+    public func readWindow(_ k: Int, into buffer: UnsafeMutableBufferPointer<UInt16>) throws {
+        guard k >= 0, k < windowCount else { throw ShardError(url, "window \(k) out of range 0..<\(windowCount)") }
+        guard buffer.count == windowLength else { throw ShardError(url, "buffer of \(buffer.count) tokens, expected \(windowLength)") }
+        if let zst { try zst.read(k, into: buffer) } else { try h5!.read(k, into: buffer) }
+    }
+}
+
+/// Every check on one shard against its index entry: size and SHA-256, attributes and shape, then every
+/// window's checksum. One line per fault (`path: what is wrong`); empty when the shard is good.
+public func verifyShard(_ entry: ShardEntry, in directory: URL) -> [String] {
+    let url = directory.appendingPathComponent(entry.file)
+    var faults: [String] = []
+    func fault(_ message: String) { faults.append("\(url.path): \(message)") }
+    guard FileManager.default.fileExists(atPath: url.path) else { return ["\(url.path): missing"] }
+    do {
+        let (bytes, sha) = try sha256(of: url)
+        if bytes != entry.bytes { fault("size \(bytes) bytes, index.json says \(entry.bytes)") }
+        else if sha != entry.sha256 { fault("SHA-256 \(sha) does not match index.json (\(entry.sha256))") }
+    } catch { faults.append("\(error)") }
+    let reader: ShardReader
+    do { reader = try ShardReader(url: url, format: entry.format) } catch {
+        faults.append("\(error)")
+        return faults
+    }
+    if reader.windowCount != entry.windows { fault("holds \(reader.windowCount) windows, index.json says \(entry.windows)") }
+    if reader.split != entry.split { fault("split '\(reader.split)', index.json says '\(entry.split)'") }
+    var buffer = [UInt16](repeating: 0, count: windowLength)
+    for k in 0..<reader.windowCount {
+        do {
+            try buffer.withUnsafeMutableBufferPointer { try reader.readWindow(k, into: $0) }
+            if let bad = buffer.firstIndex(where: { $0 >= 50_257 }) { fault("window \(k): token \(buffer[bad]) at \(bad) is outside the GPT-2 vocabulary") }
+        } catch { faults.append("\(error)") }
+    }
+    return faults
+}
+
+/// Size and hex SHA-256 of a file, read in 1 MiB blocks.
+public func sha256(of url: URL) throws -> (bytes: Int, hex: String) {
+    let fd = open(url.path, O_RDONLY)
+    guard fd >= 0 else { throw ShardError(url, "cannot open (\(String(cString: strerror(errno))))") }
+    defer { close(fd) }
+    let ctx = EVP_MD_CTX_new()
+    defer { EVP_MD_CTX_free(ctx) }
+    EVP_DigestInit_ex(ctx, EVP_sha256(), nil)
+    var block = [UInt8](repeating: 0, count: 1 << 20)
+    var total = 0
+    while true {
+        let n = block.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
+        if n < 0 { if errno == EINTR { continue }; throw ShardError(url, "read failed at byte \(total) (\(String(cString: strerror(errno))))") }
+        if n == 0 { break }
+        block.withUnsafeBytes { _ = EVP_DigestUpdate(ctx, $0.baseAddress!, n) }
+        total += n
+    }
+    var digest = [UInt8](repeating: 0, count: 32)
+    EVP_DigestFinal_ex(ctx, &digest, nil)
+    return (total, digest.map { String(format: "%02x", $0) }.joined())
+}
+
+/// Writes all of `bytes` at the file's current position; a short write (full disk, file size limit) throws
+/// naming `name`.
+func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, name: URL) throws {
+    var done = 0
+    while done < bytes.count {
+        let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw ShardError(name, "write failed (\(String(cString: strerror(errno))))")
+        }
+        done += n
+    }
+}

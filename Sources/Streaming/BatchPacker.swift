@@ -1,0 +1,143 @@
+import Foundation
+import Shards
+
+/// How batches walk the rectangle of `B` windows x 65,536 tokens.
+public enum BatchOrder: String, Codable, Sendable, CaseIterable {
+    /// LongCrawl64's sampling pattern (its article, section 3, and example loader): the epoch's windows form
+    /// `G` groups of `B` rows; batch `j` of an epoch is group `j % G` at slot `j / G`, so consecutive batches
+    /// come from different documents at the same position, and a document's next slot comes only after every
+    /// group has had this one. Consecutive batches are uncorrelated while each batch is a contiguous
+    /// rectangle of its rows.
+    case longcrawl
+    /// Slot after slot of the same group: batch `j` is group `j / S` at slot `j % S` (S = 65,536 / T), so a
+    /// recurrent model can carry each row's state into the next batch (`Batch.continues`).
+    case sequential
+}
+
+/// Where a `BatchPacker` is: enough to rebuild it and continue with exactly the batches it would give next.
+public struct PackerCursor: Codable, Equatable, Sendable {
+    public var seed: UInt64
+    public var rank: Int
+    public var world: Int
+    public var batchSize: Int
+    public var context: Int
+    public var order: BatchOrder
+    /// Batches already handed out, over all epochs.
+    public var batch: Int
+}
+
+/// One row of a batch: where its tokens come from.
+public struct BatchRow: Equatable, Sendable {
+    /// Global window id in the split.
+    public var window: Int
+    /// Token offset of the row's first input in the window.
+    public var offset: Int
+}
+
+/// `B` rows of `T` tokens: inputs, next-token targets and a mask that is 0 only for a window's last token,
+/// which has no successor.
+public struct Batch: Sendable {
+    public var batchSize: Int
+    public var context: Int
+    public var epoch: Int
+    /// [B, T] token ids.
+    public var inputs: [Int32]
+    /// [B, T] next-token ids (0 where masked).
+    public var targets: [Int32]
+    /// [B, T] 1 where the target counts, 0 at the window's end.
+    public var mask: [Float]
+    public var rows: [BatchRow]
+    /// True when every row continues the same row of the previous batch (sequential order, slot > 0).
+    public var continues: Bool
+}
+
+/// Cuts the split's windows into batches of `B` rows by `T` tokens, `T` dividing 65,536, in a deterministic,
+/// resumable order (see `BatchOrder`). Each epoch uses `epochOrder(seed, epoch)`; windows past the largest
+/// multiple of `B` in this rank's share are left out of that epoch. Batches are built ahead on a background thread.
+public final class BatchPacker {
+    public let catalog: WindowCatalog
+    public private(set) var cursor: PackerCursor
+    /// Groups of B windows per epoch (this rank).
+    public let groups: Int
+    /// Batches per window: 65,536 / T.
+    public let slots: Int
+    public var batchesPerEpoch: Int { groups * slots }
+    private let prefetcher: Prefetcher<Batch>
+
+    /// Context lengths that divide a window: the powers of two up to 65,536.
+    public static let validContexts = (0...16).map { 1 << $0 }
+
+    public static func validate(context: Int) throws {
+        guard context > 0, windowLength % context == 0 else {
+            throw StreamingError("context \(context) does not divide \(windowLength); valid: \(validContexts.map(String.init).joined(separator: ", "))")
+        }
+    }
+
+    /// A packer at the first batch.
+    public convenience init(catalog: WindowCatalog, batchSize: Int, context: Int, order: BatchOrder = .longcrawl,
+                            seed: UInt64, rank: Int = 0, world: Int = 1, prefetch: Int = 4) throws {
+        try self.init(catalog: catalog, cursor: PackerCursor(seed: seed, rank: rank, world: world, batchSize: batchSize,
+                                                             context: context, order: order, batch: 0), prefetch: prefetch)
+    }
+
+    /// A packer continuing from `cursor`.
+    public init(catalog: WindowCatalog, cursor: PackerCursor, prefetch: Int = 4) throws {
+        try Self.validate(context: cursor.context)
+        guard cursor.batchSize >= 1 else { throw StreamingError("batch size must be positive, got \(cursor.batchSize)") }
+        guard cursor.world >= 1, cursor.rank >= 0, cursor.rank < cursor.world else {
+            throw StreamingError("rank \(cursor.rank) is not in 0..<\(cursor.world)")
+        }
+        let per = catalog.count / cursor.world
+        let g = per / cursor.batchSize
+        guard g >= 1 else {
+            throw StreamingError("split '\(catalog.split)' gives \(per) windows per rank, fewer than batch size \(cursor.batchSize)")
+        }
+        guard cursor.batch >= 0 else { throw StreamingError("cursor batch \(cursor.batch) is negative") }
+        self.catalog = catalog
+        self.cursor = cursor
+        groups = g
+        slots = windowLength / cursor.context
+        let c = cursor, s = windowLength / cursor.context
+        var order: (epoch: Int, ids: [Int]) = (-1, [])
+        var cache: [Int: [UInt16]] = [:]
+        prefetcher = Prefetcher(start: cursor.batch, depth: prefetch) { b in
+            let epoch = b / (g * s), j = b % (g * s)
+            let (group, slot) = c.order == .longcrawl ? (j % g, j / g) : (j / s, j % s)
+            if order.epoch != epoch { order = (epoch, epochOrder(count: catalog.count, seed: c.seed, epoch: epoch, rank: c.rank, world: c.world)) }
+            let ids = (0..<c.batchSize).map { order.ids[group * c.batchSize + $0] }
+            // Keep only this batch's windows: the sequential order reuses them for S batches in a row.
+            var windows: [Int: [UInt16]] = [:]
+            for id in ids { windows[id] = try cache[id] ?? catalog.read(id) }
+            cache = windows
+            return Self.cut(windows: ids.map { windows[$0]! }, ids: ids, slot: slot, context: c.context, epoch: epoch,
+                            continues: c.order == .sequential && slot > 0)
+        }
+    }
+
+    /// The rows of `windows` at `slot`: inputs tokens[s ..< s+T], targets tokens[s+1 ..< s+T+1].
+    static func cut(windows: [[UInt16]], ids: [Int], slot: Int, context t: Int, epoch: Int, continues: Bool) -> Batch {
+        let b = windows.count, start = slot * t
+        var inputs = [Int32](repeating: 0, count: b * t), targets = inputs
+        var mask = [Float](repeating: 1, count: b * t)
+        for r in 0..<b {
+            windows[r].withUnsafeBufferPointer { w in
+                for i in 0..<t {
+                    inputs[r * t + i] = Int32(w[start + i])
+                    if start + i + 1 < windowLength { targets[r * t + i] = Int32(w[start + i + 1]) } else { mask[r * t + i] = 0 }
+                }
+            }
+        }
+        return Batch(batchSize: b, context: t, epoch: epoch, inputs: inputs, targets: targets, mask: mask,
+                     rows: ids.map { BatchRow(window: $0, offset: start) }, continues: continues)
+    }
+
+    /// The next batch; a corrupt window throws an error naming the shard file and window.
+    public func next() throws -> Batch {
+        let batch = try prefetcher.next()
+        cursor.batch += 1
+        return batch
+    }
+
+    /// Seconds `next()` has waited on the background thread so far.
+    public var stallSeconds: Double { prefetcher.stallSeconds }
+}

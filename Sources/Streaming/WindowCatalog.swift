@@ -1,0 +1,184 @@
+import Foundation
+import Shards
+
+/// Every window of one split of a dataset folder, addressable by a global window id
+/// (0 ..< count, shards in index order). Works over either shard format, mixed.
+public final class WindowCatalog: @unchecked Sendable {
+    public let directory: URL
+    public let split: String
+    /// The split's shards in index order.
+    public let shards: [ShardEntry]
+    /// First window id of each shard.
+    let firstWindow: [Int]
+    public let count: Int
+    private let lock = NSLock()
+    /// A few open readers, most recent last: reading walks shards in permutation order, so keep it small.
+    private var open: [(shard: Int, reader: ShardReader)] = []
+    private let maxOpen = 8
+
+    /// Opens the split; a missing or incomplete index, or a shard file named in it that is missing, fails here.
+    public init(directory: URL, split: String) throws {
+        let index = try DatasetIndex.load(from: directory)
+        guard index.complete else {
+            throw ShardError(directory.appendingPathComponent(DatasetIndex.fileName), "dataset incomplete (preprocessing did not finish)")
+        }
+        self.directory = directory
+        self.split = split
+        shards = index.shards.filter { $0.split == split }
+        for s in shards where !FileManager.default.fileExists(atPath: directory.appendingPathComponent(s.file).path) {
+            throw ShardError(directory.appendingPathComponent(s.file), "shard listed in index.json is missing")
+        }
+        var first: [Int] = [], total = 0
+        for s in shards { first.append(total); total += s.windows }
+        firstWindow = first
+        count = total
+        guard total > 0 else {
+            let splits = Set(index.shards.map(\.split)).sorted().joined(separator: ", ")
+            throw ShardError(directory, "split '\(split)' has no windows (splits here: \(splits.isEmpty ? "none" : splits))")
+        }
+    }
+
+    /// Shard number and window inside it for a global window id.
+    public func locate(_ id: Int) -> (shard: Int, window: Int) {
+        precondition(id >= 0 && id < count, "window id \(id) out of 0..<\(count)")
+        var lo = 0, hi = firstWindow.count - 1
+        while lo < hi {
+            let mid = (lo + hi + 1) / 2
+            if firstWindow[mid] <= id { lo = mid } else { hi = mid - 1 }
+        }
+        return (lo, id - firstWindow[lo])
+    }
+
+    /// Where the window came from: its document id and token offset.
+    public func source(_ id: Int) throws -> WindowSource {
+        let (s, k) = locate(id)
+        return try reader(s).sources[k]
+    }
+
+    /// Decompresses window `id` into `buffer` (65,536 tokens), checking its checksum.
+    public func read(_ id: Int, into buffer: UnsafeMutableBufferPointer<UInt16>) throws {
+        let (s, k) = locate(id)
+        try reader(s).readWindow(k, into: buffer)
+    }
+
+    /// Window `id` as an array.
+    public func read(_ id: Int) throws -> [UInt16] {
+        var out = [UInt16](repeating: 0, count: windowLength)
+        try out.withUnsafeMutableBufferPointer { try read(id, into: $0) }
+        return out
+    }
+
+    private func reader(_ shard: Int) throws -> ShardReader {
+        lock.lock(); defer { lock.unlock() }
+        if let i = open.firstIndex(where: { $0.shard == shard }) {
+            let hit = open.remove(at: i)
+            open.append(hit)
+            return hit.reader
+        }
+        let entry = shards[shard]
+        let r = try ShardReader(url: directory.appendingPathComponent(entry.file), format: entry.format)
+        guard r.windowCount == entry.windows else {
+            throw ShardError(directory.appendingPathComponent(entry.file), "holds \(r.windowCount) windows, index.json says \(entry.windows)")
+        }
+        if open.count == maxOpen { open.removeFirst() }
+        open.append((shard, r))
+        return r
+    }
+}
+
+/// The order of a split's windows in one epoch: a Fisher-Yates shuffle of all window ids driven by
+/// SplitMix64 seeded from `(seed, epoch)`, then rank `rank` of `world` takes every world-th entry.
+/// Windows past the largest multiple of `world` are dropped for that epoch (a different set each epoch).
+public func epochOrder(count: Int, seed: UInt64, epoch: Int, rank: Int = 0, world: Int = 1) -> [Int] {
+    var rng = SplitMix64(seed: seed ^ (UInt64(epoch) &* 0x9E37_79B9_7F4A_7C15))
+    var ids = Array(0..<count)
+    if count > 1 {
+        for i in stride(from: count - 1, to: 0, by: -1) {
+            let j = Int(rng.next(below: UInt64(i + 1)))
+            ids.swapAt(i, j)
+        }
+    }
+    let per = count / world
+    return (0..<per).map { ids[$0 * world + rank] }
+}
+
+/// SplitMix64: a tiny, well-mixed generator whose whole state is one word (so it is trivially resumable).
+public struct SplitMix64: RandomNumberGenerator, Codable, Equatable, Sendable {
+    public var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    /// Uniform in 0 ..< bound without modulo bias (Lemire's method).
+    public mutating func next(below bound: UInt64) -> UInt64 {
+        var m = next().multipliedFullWidth(by: bound)
+        if m.low < bound {
+            let threshold = (0 &- bound) % bound
+            while m.low < threshold { m = next().multipliedFullWidth(by: bound) }
+        }
+        return m.high
+    }
+}
+
+/// Runs `produce(i)` for i = start, start+1, ... on a background thread, at most `depth` items ahead of the
+/// consumer. An error is delivered at the position where it happened, never skipped.
+final class Prefetcher<Item>: @unchecked Sendable {
+    /// What the producer thread and the consumer share; the thread holds this, not the prefetcher, so
+    /// dropping the prefetcher stops the thread.
+    private final class Shared: @unchecked Sendable {
+        let condition = NSCondition()
+        var queue: [Result<Item, Error>] = []
+        var stopped = false
+        let depth: Int
+        init(depth: Int) { self.depth = depth }
+    }
+    private let shared: Shared
+    /// Seconds the consumer spent waiting for the producer.
+    private(set) var stallSeconds = 0.0
+
+    init(start: Int, depth: Int, produce: @escaping (Int) throws -> Item) {
+        let shared = Shared(depth: max(1, depth))
+        self.shared = shared
+        let thread = Thread {
+            var i = start
+            while true {
+                let result = Result { try produce(i) }
+                shared.condition.lock()
+                while shared.queue.count >= shared.depth && !shared.stopped { shared.condition.wait() }
+                if shared.stopped { shared.condition.unlock(); return }
+                shared.queue.append(result)
+                shared.condition.broadcast()
+                shared.condition.unlock()
+                if case .failure = result { return }
+                i += 1
+            }
+        }
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+
+    /// The next item in order (blocks until produced).
+    func next() throws -> Item {
+        shared.condition.lock()
+        if shared.queue.isEmpty {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            while shared.queue.isEmpty { shared.condition.wait() }
+            stallSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        }
+        let r = shared.queue.removeFirst()
+        shared.condition.broadcast()
+        shared.condition.unlock()
+        return try r.get()
+    }
+
+    deinit {
+        shared.condition.lock()
+        shared.stopped = true
+        shared.condition.broadcast()
+        shared.condition.unlock()
+    }
+}

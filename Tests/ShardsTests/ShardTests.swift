@@ -1,0 +1,227 @@
+import Foundation
+import XCTest
+@testable import Shards
+
+/// Zipf-like token ids from a seeded LCG, so compression behaves as on text.
+func zipfWindow(seed: UInt64) -> [UInt16] {
+    var state = seed &* 6364136223846793005 &+ 1442695040888963407
+    return (0..<windowLength).map { _ in
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        let u = Double(state >> 11) / Double(1 << 53)
+        return UInt16(min(50_256, Int(pow(50_257.0, u * u * u))))
+    }
+}
+
+func tempDir(_ test: XCTestCase) throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("longcrawl-shards-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    test.addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+    return url
+}
+
+func shell(_ command: String) throws -> (status: Int32, out: Data) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/bash")
+    p.arguments = ["-c", command]
+    let pipe = Pipe()
+    p.standardOutput = pipe
+    try p.run()
+    let out = pipe.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, out)
+}
+
+let fsizeLimit = __rlimit_resource_t(RLIMIT_FSIZE.rawValue)
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+final class ShardTests: XCTestCase {
+    let windows = (0..<4).map { zipfWindow(seed: UInt64($0)) }
+    let sources = (0..<4).map { WindowSource(document: "böök-\($0).txt", offset: $0 * windowLength) }
+
+    func write(_ format: ShardFormat, in dir: URL, split: String = "train") throws -> ShardEntry {
+        let file = format.fileName(split: split, number: 0)
+        let writer = try ShardWriter(directory: dir, file: file, format: format, split: split, level: 3)
+        for (w, s) in zip(windows, sources) {
+            try w.withUnsafeBufferPointer { try writer.append($0, source: s) }
+            XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent(file).path), "final name exists before finish")
+        }
+        return try writer.finish()
+    }
+
+    func testWriteThenReadBackBothFormats() throws {
+        for format in ShardFormat.allCases {
+            let dir = try tempDir(self)
+            let entry = try write(format, in: dir, split: "heldout")
+            XCTAssertEqual(entry.windows, 4)
+            XCTAssertEqual(entry.split, "heldout")
+            let url = dir.appendingPathComponent(entry.file)
+            XCTAssertEqual(entry.bytes, try FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int)
+            let sum = try shell("sha256sum '\(url.path)' | cut -d' ' -f1")
+            XCTAssertEqual(String(decoding: sum.out, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines), entry.sha256)
+            XCTAssertLessThan(entry.bytes, 4 * windowLength * 2, "not compressed")
+            let reader = try ShardReader(url: url)
+            XCTAssertEqual(reader.windowCount, 4)
+            XCTAssertEqual(reader.split, "heldout")
+            XCTAssertEqual(reader.sources, sources)
+            var buffer = [UInt16](repeating: 0, count: windowLength)
+            for k in [2, 0, 3, 1] {
+                try buffer.withUnsafeMutableBufferPointer { try reader.readWindow(k, into: $0) }
+                XCTAssertEqual(buffer, windows[k], "\(format) window \(k)")
+            }
+            XCTAssertEqual(verifyShard(entry, in: dir), [])
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), [entry.file], "temporary file left behind")
+        }
+    }
+
+    func testSameWindowsGiveSameBytes() throws {
+        for format in ShardFormat.allCases {
+            let a = try write(format, in: try tempDir(self)), b = try write(format, in: try tempDir(self))
+            XCTAssertEqual(a.sha256, b.sha256, "\(format) output is not deterministic")
+        }
+    }
+
+    func testAbandonLeavesNothing() throws {
+        let dir = try tempDir(self)
+        for format in ShardFormat.allCases {
+            let writer = try ShardWriter(directory: dir, file: format.fileName(split: "train", number: 0), format: format, split: "train", level: 1)
+            try windows[0].withUnsafeBufferPointer { try writer.append($0, source: sources[0]) }
+            writer.abandon()
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), [])
+        let writer = try ShardWriter(directory: dir, file: "x.tokens.zst", format: .zst, split: "train", level: 1)
+        XCTAssertThrowsError(try [UInt16](repeating: 0, count: 10).withUnsafeBufferPointer { try writer.append($0, source: sources[0]) })
+    }
+
+    /// h5py with hdf5plugin reads the same ids, documents and attributes.
+    func testH5pyReadsTheShard() throws {
+        let dir = try tempDir(self)
+        let entry = try write(.hdf5, in: dir)
+        let r = try shell("python3 '\(packageRoot.path)/tools/check_h5.py' '\(dir.appendingPathComponent(entry.file).path)'")
+        XCTAssertEqual(r.status, 0, "h5py failed")
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: r.out) as? [String: Any])
+        XCTAssertEqual(json["shape"] as? [Int], [4, windowLength])
+        XCTAssertEqual(json["dtype"] as? String, "uint16")
+        XCTAssertEqual(json["sum"] as? Int, windows.joined().reduce(0) { $0 + Int($1) })
+        XCTAssertEqual(json["first"] as? [Int], windows.map { Int($0.first!) })
+        XCTAssertEqual(json["last"] as? [Int], windows.map { Int($0.last!) })
+        let docs = try XCTUnwrap(json["documents"] as? [[Any]])
+        XCTAssertEqual(docs.map { $0[0] as? String }, sources.map(\.document))
+        XCTAssertEqual(docs.map { $0[1] as? Int }, sources.map(\.offset))
+        let attrs = try XCTUnwrap(json["attrs"] as? [String: Any])
+        XCTAssertEqual(attrs["format"] as? String, "longcrawl-shard")
+        XCTAssertEqual(attrs["window"] as? Int, windowLength)
+        XCTAssertEqual(attrs["vocab_size"] as? Int, 50_257)
+        XCTAssertEqual(attrs["split"] as? String, "train")
+        XCTAssertEqual(json["filters"] as? [String], ["32015", "fletcher32"])
+    }
+
+    /// `zstd -d` turns a seekable shard into the raw little-endian uint16 stream of its windows.
+    func testZstdCLIDecompressesToRawTokens() throws {
+        let dir = try tempDir(self)
+        let entry = try write(.zst, in: dir)
+        let r = try shell("zstd -q -d -c '\(dir.appendingPathComponent(entry.file).path)'")
+        XCTAssertEqual(r.status, 0)
+        let expected = windows.joined().flatMap { [UInt8($0 & 0xFF), UInt8($0 >> 8)] }
+        XCTAssertEqual([UInt8](r.out), expected)
+    }
+
+    /// A flipped byte inside any window's data is caught by the reader and by verify, naming file and window.
+    func testFlippedByteInAnyWindowIsCaught() throws {
+        for format in ShardFormat.allCases {
+            let dir = try tempDir(self)
+            let entry = try write(format, in: dir)
+            let url = dir.appendingPathComponent(entry.file)
+            let original = try Data(contentsOf: url)
+            // Locate each window's compressed bytes by content: read them back through a clean reader.
+            var caught = 0
+            for k in 0..<4 {
+                var data = original
+                let position = try compressedPosition(of: k, format: format, file: url)
+                data[position] ^= 0x01
+                try data.write(to: url)
+                let reader = try ShardReader(url: url, format: format)
+                var buffer = [UInt16](repeating: 0, count: windowLength)
+                XCTAssertThrowsError(try buffer.withUnsafeMutableBufferPointer { try reader.readWindow(k, into: $0) }) { error in
+                    XCTAssertTrue("\(error)".contains(entry.file) && "\(error)".contains("window \(k)"), "\(error)")
+                }
+                for other in 0..<4 where other != k {
+                    try buffer.withUnsafeMutableBufferPointer { try reader.readWindow(other, into: $0) }
+                    XCTAssertEqual(buffer, windows[other])
+                }
+                let faults = verifyShard(entry, in: dir)
+                XCTAssertTrue(faults.contains { $0.contains("SHA-256") }, "\(faults)")
+                XCTAssertTrue(faults.contains { $0.contains("window \(k)") }, "\(faults)")
+                caught += 1
+            }
+            XCTAssertEqual(caught, 4)
+            try original.write(to: url)
+            XCTAssertEqual(verifyShard(entry, in: dir), [])
+        }
+    }
+
+    /// The byte in the middle of window k's compressed data.
+    func compressedPosition(of k: Int, format: ShardFormat, file: URL) throws -> Int {
+        switch format {
+        case .zst:
+            // Frames are laid end to end from offset 0: walk their sizes with zstd's frame header parser via the CLI-free path.
+            let data = try Data(contentsOf: file)
+            let frames = Int(data.suffix(9).withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) })
+            let table = data.count - 9 - frames * 12
+            var offset = 0
+            for i in 0...k {
+                let size = Int(data.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: table + 12 * i, as: UInt32.self) })
+                if i == k { return offset + size / 2 }
+                offset += size
+            }
+            fatalError()
+        case .hdf5:
+            let r = try shell("python3 -c \"import h5py,hdf5plugin,sys; d=h5py.File(sys.argv[1],'r')['tokens']; i=d.id.get_chunk_info(\(k)); print(i.byte_offset, i.size)\" '\(file.path)'")
+            let parts = String(decoding: r.out, as: UTF8.self).split(separator: " ").compactMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+            XCTAssertEqual(parts.count, 2, "cannot locate chunk \(k)")
+            return parts[0] + parts[1] / 2
+        }
+    }
+
+    func testTruncatedEmptyAndGarbageFilesAreFaultsNotCrashes() throws {
+        for format in ShardFormat.allCases {
+            let dir = try tempDir(self)
+            let entry = try write(format, in: dir)
+            let url = dir.appendingPathComponent(entry.file)
+            let original = try Data(contentsOf: url)
+            for broken in [original.prefix(original.count * 2 / 3), Data(), Data((0..<5000).map { UInt8(truncatingIfNeeded: $0 &* 31) })] {
+                try broken.write(to: url)
+                let faults = verifyShard(entry, in: dir)
+                XCTAssertFalse(faults.isEmpty)
+                XCTAssertTrue(faults.allSatisfy { $0.hasPrefix(url.path + ":") }, "\(faults)")
+                XCTAssertThrowsError(try ShardReader(url: url, format: format)) { XCTAssertTrue("\($0)".contains(entry.file), "\($0)") }
+            }
+            try FileManager.default.removeItem(at: url)
+            XCTAssertEqual(verifyShard(entry, in: dir), ["\(url.path): missing"])
+        }
+    }
+
+    /// A file size limit (what a full disk looks like to the writer) fails with an error naming the shard, and
+    /// leaves no file under the final name.
+    func testFullDiskFailsNamingTheFile() throws {
+        for format in ShardFormat.allCases {
+            let dir = try tempDir(self)
+            var old = rlimit()
+            getrlimit(fsizeLimit, &old)
+            let oldHandler = signal(SIGXFSZ, SIG_IGN)
+            var capped = rlimit(rlim_cur: 150_000, rlim_max: old.rlim_max)
+            setrlimit(fsizeLimit, &capped)
+            defer { setrlimit(fsizeLimit, &old); signal(SIGXFSZ, oldHandler) }
+            let file = format.fileName(split: "train", number: 0)
+            var failure: Error?
+            do {
+                let writer = try ShardWriter(directory: dir, file: file, format: format, split: "train", level: 1)
+                for (w, s) in zip(windows, sources) { try w.withUnsafeBufferPointer { try writer.append($0, source: s) } }
+                _ = try writer.finish()
+            } catch { failure = error }
+            setrlimit(fsizeLimit, &old)
+            let error = try XCTUnwrap(failure, "\(format): writing past the size limit did not fail")
+            XCTAssertTrue("\(error)".contains(file), "\(error)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent(file).path))
+        }
+    }
+}

@@ -1,0 +1,192 @@
+import Foundation
+import Shards
+import XCTest
+@testable import Streaming
+
+/// Token j of synthetic window w: distinct across windows, so a mixed-up window is caught.
+func syntheticToken(window w: Int, position j: Int) -> UInt16 { UInt16((w &* 7919 &+ j &* 31 &+ (j >> 7)) % 50257) }
+
+/// A complete dataset of `windows` train windows in shards of mixed formats (sizes 3, 4, 3, ...), plus 2 heldout.
+func makeDataset(_ test: XCTestCase, windows: Int) throws -> URL {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("longcrawl-stream-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    test.addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+    var index = DatasetIndex(build: nil)
+    var w = 0, shard = 0
+    var tokens = [UInt16](repeating: 0, count: windowLength)
+    func write(_ split: String, _ n: Int, _ number: Int) throws {
+        let format: ShardFormat = number % 2 == 0 ? .hdf5 : .zst
+        let writer = try ShardWriter(directory: dir, file: format.fileName(split: split, number: number), format: format, split: split, level: 1)
+        for _ in 0..<n {
+            for j in 0..<windowLength { tokens[j] = syntheticToken(window: w, position: j) }
+            try tokens.withUnsafeBufferPointer { try writer.append($0, source: WindowSource(document: "doc\(w)", offset: 0)) }
+            w += 1
+        }
+        index.shards.append(try writer.finish())
+    }
+    while w < windows {
+        try write("train", min(shard % 2 == 0 ? 3 : 4, windows - w), shard)
+        shard += 1
+    }
+    try write("heldout", 2, 0)
+    index.complete = true
+    try index.write(to: dir)
+    return dir
+}
+
+final class StreamingTests: XCTestCase {
+    func testEveryWindowOncePerEpochAndOrdersDiffer() throws {
+        let catalog = try WindowCatalog(directory: try makeDataset(self, windows: 10), split: "train")
+        XCTAssertEqual(catalog.count, 10)
+        let stream = try WindowStream(catalog: catalog, seed: 7)
+        var epochs: [[Int]] = []
+        for _ in 0..<3 {
+            var ids: [Int] = []
+            for _ in 0..<10 {
+                let w = try stream.next()
+                XCTAssertEqual(w.tokens[100], syntheticToken(window: w.id, position: 100))
+                XCTAssertEqual(w.tokens[windowLength - 1], syntheticToken(window: w.id, position: windowLength - 1))
+                ids.append(w.id)
+            }
+            XCTAssertEqual(ids.sorted(), Array(0..<10))
+            epochs.append(ids)
+        }
+        XCTAssertNotEqual(epochs[0], epochs[1])
+        XCTAssertNotEqual(epochs[1], epochs[2])
+        XCTAssertEqual(stream.cursor.epoch, 3)
+        XCTAssertEqual(epochOrder(count: 10, seed: 7, epoch: 1), epochs[1])
+        XCTAssertNotEqual(epochOrder(count: 10, seed: 8, epoch: 0), epochs[0])
+        XCTAssertEqual(try catalog.source(4), WindowSource(document: "doc4", offset: 0))
+    }
+
+    func testStreamResumesExactlyFromItsCursor() throws {
+        let catalog = try WindowCatalog(directory: try makeDataset(self, windows: 9), split: "train")
+        let reference = try WindowStream(catalog: catalog, seed: 3)
+        let all = try (0..<30).map { _ in try reference.next().id }
+        var rng = SplitMix64(seed: 1)
+        for _ in 0..<6 {
+            let cut = Int(rng.next(below: 30))
+            let first = try WindowStream(catalog: catalog, seed: 3, prefetch: 3)
+            var got = try (0..<cut).map { _ in try first.next().id }
+            let saved = try JSONDecoder().decode(StreamCursor.self, from: JSONEncoder().encode(first.cursor))
+            let second = try WindowStream(catalog: catalog, cursor: saved, prefetch: 3)
+            got += try (cut..<30).map { _ in try second.next().id }
+            XCTAssertEqual(got, all, "cut at \(cut)")
+        }
+    }
+
+    func testRanksPartitionTheSplit() throws {
+        let catalog = try WindowCatalog(directory: try makeDataset(self, windows: 11), split: "train")
+        for world in [1, 2, 3, 4] {
+            var union: [Int] = []
+            for rank in 0..<world {
+                let s = try WindowStream(catalog: catalog, seed: 5, rank: rank, world: world)
+                XCTAssertEqual(s.windowsPerEpoch, 11 / world)
+                XCTAssertEqual(s.droppedPerEpoch, 11 - world * (11 / world))
+                union += try (0..<s.windowsPerEpoch).map { _ in try s.next().id }
+            }
+            XCTAssertEqual(Set(union).count, union.count, "ranks overlap for world \(world)")
+            XCTAssertEqual(union.count, world * (11 / world))
+            XCTAssertTrue(Set(union).isSubset(of: Set(0..<11)))
+        }
+        XCTAssertThrowsError(try WindowStream(catalog: catalog, seed: 5, rank: 2, world: 2))
+    }
+
+    /// Targets are the inputs shifted by one inside the same window; only a window's last target is masked.
+    func testPackingShiftsTargetsAndMasksWindowEnds() throws {
+        let catalog = try WindowCatalog(directory: try makeDataset(self, windows: 6), split: "train")
+        for context in [1, 64, 1024, 65536] {
+            for order in BatchOrder.allCases {
+                let slots = windowLength / context
+                let groups = 6 / 2
+                // First batches, and the batches at the last slot (jumped to through the cursor).
+                let lastSlot = order == .longcrawl ? (slots - 1) * groups : slots - 1
+                for start in Set([0, lastSlot]) {
+                    let cursor = PackerCursor(seed: 9, rank: 0, world: 1, batchSize: 2, context: context, order: order, batch: start)
+                    let packer = try BatchPacker(catalog: catalog, cursor: cursor)
+                    XCTAssertEqual(packer.batchesPerEpoch, groups * slots)
+                    for _ in 0..<2 {
+                        let b = try packer.next()
+                        for r in 0..<2 {
+                            let row = b.rows[r]
+                            for i in 0..<context {
+                                let pos = row.offset + i
+                                XCTAssertEqual(b.inputs[r * context + i], Int32(syntheticToken(window: row.window, position: pos)))
+                                if pos + 1 < windowLength {
+                                    XCTAssertEqual(b.targets[r * context + i], Int32(syntheticToken(window: row.window, position: pos + 1)))
+                                    XCTAssertEqual(b.mask[r * context + i], 1)
+                                } else {
+                                    XCTAssertEqual(b.mask[r * context + i], 0)
+                                }
+                            }
+                        }
+                        XCTAssertEqual(b.mask.filter { $0 == 0 }.count, b.rows[0].offset + context == windowLength ? 2 : 0)
+                    }
+                }
+            }
+        }
+        XCTAssertThrowsError(try BatchPacker(catalog: catalog, batchSize: 2, context: 1000, seed: 1)) {
+            XCTAssertTrue("\($0)".contains("1000 does not divide 65536"), "\($0)")
+            XCTAssertTrue("\($0)".contains("1024"), "\($0)")
+        }
+    }
+
+    /// LongCrawl order visits every group at a slot before the next slot; sequential walks one group's slots.
+    func testOrdersWalkTheRectangleAsDocumented() throws {
+        let catalog = try WindowCatalog(directory: try makeDataset(self, windows: 8), split: "train")
+        let lc = try BatchPacker(catalog: catalog, batchSize: 2, context: 16384, order: .longcrawl, seed: 2)
+        let seq = try BatchPacker(catalog: catalog, batchSize: 2, context: 16384, order: .sequential, seed: 2)
+        let a = try (0..<16).map { _ in try lc.next() }, b = try (0..<16).map { _ in try seq.next() }
+        XCTAssertEqual(a.map { $0.rows[0].offset / 16384 }, [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3])
+        XCTAssertEqual(b.map { $0.rows[0].offset / 16384 }, [0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3])
+        XCTAssertEqual(Set(a.prefix(4).flatMap { $0.rows.map(\.window) }).count, 8)
+        for i in 0..<16 {
+            XCTAssertEqual(b[i].continues, i % 4 != 0)
+            if i % 4 != 0 { XCTAssertEqual(b[i].rows.map(\.window), b[i - 1].rows.map(\.window)) }
+        }
+        XCTAssertEqual(Set(a.map { $0.rows.map(\.window) }), Set(b.map { $0.rows.map(\.window) }))
+    }
+
+    func testPackerResumesExactlyFromItsCursor() throws {
+        let catalog = try WindowCatalog(directory: try makeDataset(self, windows: 7), split: "train")
+        for order in BatchOrder.allCases {
+            let reference = try BatchPacker(catalog: catalog, batchSize: 2, context: 8192, order: order, seed: 4)
+            let total = reference.batchesPerEpoch + 10
+            let all = try (0..<total).map { _ in try reference.next() }
+            for cut in [1, 5, reference.batchesPerEpoch, total - 1] {
+                let first = try BatchPacker(catalog: catalog, batchSize: 2, context: 8192, order: order, seed: 4)
+                var got = try (0..<cut).map { _ in try first.next() }
+                let saved = try JSONDecoder().decode(PackerCursor.self, from: JSONEncoder().encode(first.cursor))
+                let second = try BatchPacker(catalog: catalog, cursor: saved)
+                got += try (cut..<total).map { _ in try second.next() }
+                XCTAssertEqual(got.map(\.inputs), all.map(\.inputs), "\(order) cut \(cut)")
+                XCTAssertEqual(got.map(\.rows), all.map(\.rows), "\(order) cut \(cut)")
+            }
+        }
+    }
+
+    func testCorruptWindowAndMissingShardAreNamed() throws {
+        let dir = try makeDataset(self, windows: 7)
+        let index = try DatasetIndex.load(from: dir)
+        for entry in index.shards where entry.split == "train" {
+            // Flip one byte in the middle of the shard: inside some window's compressed data.
+            let url = dir.appendingPathComponent(entry.file)
+            var data = try Data(contentsOf: url)
+            data[data.count / 2] ^= 0x5A
+            try data.write(to: url)
+        }
+        let stream = try WindowStream(catalog: try WindowCatalog(directory: dir, split: "train"), seed: 1)
+        var failure: String?
+        for _ in 0..<7 {
+            do { _ = try stream.next() } catch { failure = "\(error)"; break }
+        }
+        let message = try XCTUnwrap(failure, "a corrupt shard streamed without error")
+        XCTAssertTrue(index.shards.contains { message.contains($0.file) }, message)
+        XCTAssertTrue(message.contains("window"), message)
+
+        try FileManager.default.removeItem(at: dir.appendingPathComponent(index.shards[0].file))
+        XCTAssertThrowsError(try WindowCatalog(directory: dir, split: index.shards[0].split)) {
+            XCTAssertTrue("\($0)".contains(index.shards[0].file) && "\($0)".contains("missing"), "\($0)")
+        }
+    }
+}
