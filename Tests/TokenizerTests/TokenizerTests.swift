@@ -1,0 +1,112 @@
+import Foundation
+import XCTest
+@testable import Tokenizer
+
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
+let corpusDev = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/data/corpus-dev")
+let tokenizer = try! GPT2Tokenizer(directory: packageRoot.appendingPathComponent("data/gpt2"))
+
+/// tiktoken's ids for each file, computed now by tools/tiktoken_ids.py.
+func tiktokenIDs(_ files: [URL]) throws -> [[UInt16]] {
+    let out = FileManager.default.temporaryDirectory.appendingPathComponent("tiktoken-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: out) }
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    p.arguments = ["python3", packageRoot.appendingPathComponent("tools/tiktoken_ids.py").path, out.path] + files.map(\.path)
+    try p.run()
+    p.waitUntilExit()
+    guard p.terminationStatus == 0 else { throw TokenizerError("tools/tiktoken_ids.py failed (is tiktoken installed? run tools/setup.sh)") }
+    return try files.map { f in
+        let data = try Data(contentsOf: out.appendingPathComponent(f.lastPathComponent + ".ids"))
+        return data.withUnsafeBytes { Array($0.bindMemory(to: UInt16.self)) }
+    }
+}
+
+/// Fails with the first differing position and a little context, not a dump of the whole file.
+func assertSameIDs(_ got: [UInt16], _ want: [UInt16], _ name: String, file: StaticString = #filePath, line: UInt = #line) {
+    guard got != want else { return }
+    let i = (0..<min(got.count, want.count)).first { got[$0] != want[$0] } ?? min(got.count, want.count)
+    let context = { (ids: [UInt16]) in Array(ids[max(0, i - 5)..<min(ids.count, i + 5)]) }
+    XCTFail("\(name): first difference at token \(i) of \(want.count) (got \(got.count)); got \(context(got)) "
+            + "= \(tokenizer.decodeString(context(got)).debugDescription), want \(context(want)) = \(tokenizer.decodeString(context(want)).debugDescription)",
+            file: file, line: line)
+}
+
+final class TokenizerTests: XCTestCase {
+    func testKnownIDs() {
+        XCTAssertEqual(tokenizer.encode("Hello world"), [15496, 995])
+        XCTAssertEqual(tokenizer.encode(""), [])
+        XCTAssertEqual(tokenizer.decodeString([15496, 995]), "Hello world")
+        XCTAssertEqual(tokenizer.encode("<|endoftext|>").contains(GPT2Tokenizer.endOfText), false, "special tokens are ordinary text")
+    }
+
+    /// Every file of the dev corpus (38 MB, 53 books) and the adversarial fixtures, id for id against tiktoken.
+    func testMatchesTiktokenOnCorpusAndAdversarialText() throws {
+        let corpus = try FileManager.default.contentsOfDirectory(at: corpusDev, includingPropertiesForKeys: nil)
+            .filter { $0.pathExtension == "txt" }.sorted { $0.path < $1.path }
+        XCTAssertEqual(corpus.count, 53, "corpus-dev not found at \(corpusDev.path)")
+        let files = [fixtures.appendingPathComponent("adversarial.txt"), fixtures.appendingPathComponent("invalid-utf8.bin")] + corpus
+        let expected = try tiktokenIDs(files)
+        var tokens = 0
+        for (f, want) in zip(files, expected) {
+            let bytes = [UInt8](try Data(contentsOf: f))
+            let got = bytes.withUnsafeBufferPointer { tokenizer.encode(bytes: $0) }
+            assertSameIDs(got, want, f.lastPathComponent)
+            tokens += got.count
+        }
+        XCTAssertGreaterThan(tokens, 10_000_000)
+    }
+
+    /// Short strings one by one: each corner of the split pattern on its own, where a mistake cannot hide.
+    func testMatchesTiktokenOnEachAdversarialLine() throws {
+        let text = try String(contentsOf: fixtures.appendingPathComponent("adversarial.txt"), encoding: .utf8)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("adv-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var lines = text.components(separatedBy: "\n")
+        // Every pair of adjacent character classes, including across whitespace kinds.
+        let atoms = ["a", "Z", "é", "中", "1", "٣", "½", "!", "'", "'s", "'S", " ", "  ", "\t", "\n", "\r\n", "\u{a0}", "\u{3000}", "😀", "\u{301}", "\0"]
+        for x in atoms { for y in atoms { lines.append(x + y); lines.append(" " + x + " " + y + " ") } }
+        let files = try lines.enumerated().map { i, l -> URL in
+            let u = dir.appendingPathComponent("line\(i).txt")
+            try Data(l.utf8).write(to: u)
+            return u
+        }
+        for (l, want) in zip(lines, try tiktokenIDs(files)) { assertSameIDs(tokenizer.encode(l), want, l.debugDescription) }
+    }
+
+    func testDecodeRoundTrips() throws {
+        for name in ["adversarial.txt"] {
+            let bytes = [UInt8](try Data(contentsOf: fixtures.appendingPathComponent(name)))
+            XCTAssertEqual(tokenizer.decode(bytes.withUnsafeBufferPointer { tokenizer.encode(bytes: $0) }), bytes)
+        }
+        let book = [UInt8](try Data(contentsOf: corpusDev.appendingPathComponent("ulysses.txt")))
+        XCTAssertEqual(tokenizer.decode(book.withUnsafeBufferPointer { tokenizer.encode(bytes: $0) }), book)
+    }
+
+    func testBatchOnThreadsEqualsSequential() throws {
+        let docs = try ["beowulf", "the_prince", "great_gatsby", "art_of_war", "on_liberty"].map {
+            [UInt8](try Data(contentsOf: corpusDev.appendingPathComponent($0 + ".txt")))
+        } + [[], Array("short".utf8)]
+        let sequential = docs.map { d in d.withUnsafeBufferPointer { tokenizer.encode(bytes: $0) } }
+        XCTAssertEqual(tokenizer.encodeBatch(docs, threads: 2), sequential)
+        XCTAssertEqual(tokenizer.encodeBatch(docs, threads: 1), sequential)
+    }
+
+    func testBadVocabularyFilesAreNamed() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("vocab-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        XCTAssertThrowsError(try GPT2Tokenizer(directory: dir)) { XCTAssertTrue("\($0)".contains("encoder.json"), "\($0)") }
+        try Data("{not json".utf8).write(to: dir.appendingPathComponent("encoder.json"))
+        XCTAssertThrowsError(try GPT2Tokenizer(directory: dir)) { XCTAssertTrue("\($0)".contains("encoder.json: not a JSON"), "\($0)") }
+        try FileManager.default.copyItem(at: packageRoot.appendingPathComponent("data/gpt2/encoder.json"), to: dir.appendingPathComponent("e.json"))
+        try FileManager.default.removeItem(at: dir.appendingPathComponent("encoder.json"))
+        try FileManager.default.moveItem(at: dir.appendingPathComponent("e.json"), to: dir.appendingPathComponent("encoder.json"))
+        var merges = try String(contentsOf: packageRoot.appendingPathComponent("data/gpt2/vocab.bpe"), encoding: .utf8).components(separatedBy: "\n")
+        merges.swapAt(10, 11)
+        try Data(merges.joined(separator: "\n").utf8).write(to: dir.appendingPathComponent("vocab.bpe"))
+        XCTAssertThrowsError(try GPT2Tokenizer(directory: dir)) { XCTAssertTrue("\($0)".contains("vocab.bpe: line 11"), "\($0)") }
+    }
+}
