@@ -1,0 +1,79 @@
+import ArgumentParser
+import Foundation
+import Shards
+
+/// `longcrawl inspect DIR`: what a dataset folder holds.
+struct InspectCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inspect",
+        abstract: "Counts, sizes, compression ratio and split sizes of a dataset, and a few decoded lines of one window.",
+        discussion: """
+        Examples:
+          longcrawl inspect out/sample
+          longcrawl inspect out/sample --split heldout --window 0 --lines 10
+        """
+    )
+
+    @Argument(help: "Dataset folder (holding index.json).")
+    var dataset: String
+
+    @Option(help: "Split of the window to show.")
+    var split: String = "train"
+
+    @Option(help: "Window (0-based, over the split's shards in order) to decode.")
+    var window: Int = 0
+
+    @Option(help: "Lines of the window's text to print (0: none).")
+    var lines: Int = 5
+
+    @Option(help: "Folder with encoder.json and vocab.bpe (default: the package's data/gpt2).")
+    var tokenizer: String?
+
+    func run() throws {
+        let dir = URL(fileURLWithPath: dataset)
+        let index = try DatasetIndex.load(from: dir)
+        print("dataset    \(dir.path)\(index.complete ? "" : "  (INCOMPLETE: preprocessing did not finish; --resume it)")")
+        print("tokenizer  \(index.tokenizer) (vocabulary \(index.vocabSize)), window \(index.window) tokens, created \(index.created)")
+        let formats = Set(index.shards.map(\.format.rawValue)).sorted().joined(separator: ", ")
+        print("shards     \(index.shards.count) (\(formats.isEmpty ? "none" : formats))")
+        var totalRaw = 0, totalBytes = 0
+        for s in Set(index.shards.map(\.split)).sorted(by: >) {
+            let shards = index.shards.filter { $0.split == s }
+            let windows = shards.reduce(0) { $0 + $1.windows }
+            let bytes = shards.reduce(0) { $0 + $1.bytes }
+            let raw = windows * windowLength * 2
+            totalRaw += raw; totalBytes += bytes
+            print(String(format: "%-10@ %d windows, %d tokens, %d shards, %@ on disk, compression %.2fx", s, windows,
+                         windows * windowLength, shards.count, formatBytes(bytes), Double(raw) / Double(max(bytes, 1))))
+        }
+        if totalBytes > 0 { print(String(format: "total      %@ on disk for %@ of uint16 tokens: %.2fx", formatBytes(totalBytes), formatBytes(totalRaw), Double(totalRaw) / Double(totalBytes))) }
+        if let build = index.build {
+            print("inputs     \(build.inputs.joined(separator: " "))")
+            print("options    " + build.options.keys.sorted().map { "\($0)=\(build.options[$0]!)" }.joined(separator: " "))
+            if index.complete {
+                let c = build.counts
+                print("documents  \(c["records", default: 0]) read, \(c["kept", default: 0]) kept; dropped: \(c["dropped_too_short", default: 0]) too short, \(c["dropped_empty", default: 0]) empty, \(c["dropped_unreadable", default: 0]) unreadable")
+            }
+        }
+        guard lines > 0 else { return }
+
+        // Find the window in the split's shards, in index order.
+        var k = window
+        guard k >= 0 else { throw ValidationError("--window must be >= 0") }
+        for entry in index.shards where entry.split == split {
+            if k >= entry.windows { k -= entry.windows; continue }
+            let reader = try ShardReader(url: dir.appendingPathComponent(entry.file), format: entry.format)
+            var tokens = [UInt16](repeating: 0, count: windowLength)
+            try tokens.withUnsafeMutableBufferPointer { try reader.readWindow(k, into: $0) }
+            let source = reader.sources[k]
+            let tok = try loadTokenizer(tokenizer)
+            let text = tok.decodeString(Array(tokens.prefix(2048)))
+            print("\n\(split) window \(window) = \(entry.file)[\(k)]: document \"\(source.document)\" from token \(source.offset)")
+            for line in text.split(separator: "\n", omittingEmptySubsequences: true).prefix(lines) {
+                print("  | " + line.prefix(160))
+            }
+            return
+        }
+        throw ValidationError("\(split) has \(index.windows(split: split)) windows; --window \(window) is out of range")
+    }
+}

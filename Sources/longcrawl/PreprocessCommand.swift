@@ -1,0 +1,126 @@
+import ArgumentParser
+import Foundation
+import Preprocess
+import Shards
+import Tokenizer
+
+/// `longcrawl preprocess`: raw text to GPT-2 token shards.
+struct PreprocessCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "preprocess",
+        abstract: "Tokenize raw corpora into 65,536-token windows in compressed shards.",
+        discussion: """
+        Inputs are folders (searched recursively for .txt, .jsonl and .jsonl.zst files), or such files. A .txt \
+        file is one document; a JSONL line is one document ({"text": ..., "id": ...}). Documents shorter than \
+        65,536 GPT-2 tokens are dropped; each kept document gives its first window (or more with \
+        --windows-per-doc). A document goes to heldout or train by a hash of its id.
+
+        Examples:
+          longcrawl preprocess data/sample --out out/sample
+          longcrawl preprocess crawl/*.jsonl.zst --out out/crawl --format zst --workers 2
+          longcrawl preprocess crawl --out out/crawl --resume      # after an interruption
+        """
+    )
+
+    @Argument(help: "Input folders or .txt/.jsonl/.jsonl.zst files.")
+    var inputs: [String]
+
+    @Option(help: "Output dataset folder.")
+    var out: String
+
+    @Option(help: "Shard format: hdf5 or zst.")
+    var format: String = "hdf5"
+
+    @Option(help: "zstd compression level (1-22).")
+    var level: Int = 3
+
+    @Option(help: "Fraction of documents (by id hash) held out for evaluation.")
+    var heldoutFraction: Double = 0.01
+
+    @Option(help: "Windows taken per kept document: a number, or 'all'.")
+    var windowsPerDoc: String = "1"
+
+    @Option(help: "Windows per shard file.")
+    var shardWindows: Int = 64
+
+    @Option(help: "Tokenizer threads (default: all cores).")
+    var workers: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    @Option(help: "JSONL key holding the text.")
+    var textField: String = "text"
+
+    @Option(help: "JSONL key holding the document id (absent: file:line).")
+    var idField: String = "id"
+
+    @Option(help: "Folder with encoder.json and vocab.bpe (default: the package's data/gpt2).")
+    var tokenizer: String?
+
+    @Flag(help: "Continue an interrupted run in --out (same inputs and options).")
+    var resume = false
+
+    @Flag(help: "Replace the dataset already in --out.")
+    var force = false
+
+    @Flag(help: "Stop at the first unreadable record instead of dropping it with a warning.")
+    var strict = false
+
+    func validate() throws {
+        guard ShardFormat(rawValue: format) != nil else { throw ValidationError("--format must be hdf5 or zst, got '\(format)'") }
+        guard windowsPerDoc == "all" || (Int(windowsPerDoc) ?? 0) >= 1 else {
+            throw ValidationError("--windows-per-doc must be a positive number or 'all', got '\(windowsPerDoc)'")
+        }
+        guard !(resume && force) else { throw ValidationError("--resume and --force exclude each other") }
+    }
+
+    func run() throws {
+        var options = PreprocessOptions()
+        options.format = ShardFormat(rawValue: format)!
+        options.level = level
+        options.heldoutFraction = heldoutFraction
+        options.windowsPerDocument = windowsPerDoc == "all" ? nil : Int(windowsPerDoc)
+        options.shardWindows = shardWindows
+        options.workers = workers
+        options.textField = textField
+        options.idField = idField
+        options.strict = strict
+
+        let tok = try loadTokenizer(tokenizer)
+        let pipeline = Preprocessor(inputs: inputs, output: URL(fileURLWithPath: out), options: options, tokenizer: tok)
+        pipeline.progress = ProgressReporter(label: "preprocess")
+        let summary = try pipeline.run(mode: resume ? .resume : force ? .force : .fresh)
+        if summary.alreadyComplete {
+            print("\(out): already complete, nothing to do")
+            return
+        }
+        let index = summary.index
+        let c = index.build?.counts ?? [:]
+        print("records \(c[Count.records, default: 0]): kept \(c[Count.kept, default: 0]), dropped \(c[Count.tooShortDropped, default: 0]) too short (< \(windowLength) tokens), \(c[Count.emptyDropped, default: 0]) empty, \(c[Count.unreadableDropped, default: 0]) unreadable")
+        for split in Preprocessor.splits {
+            let shards = index.shards.filter { $0.split == split }
+            let bytes = shards.reduce(0) { $0 + $1.bytes }
+            let windows = index.windows(split: split)
+            print("\(split): \(windows) windows in \(shards.count) shards, \(formatBytes(bytes))" +
+                  (bytes > 0 ? String(format: ", %.2fx smaller than raw uint16", Double(windows * windowLength * 2) / Double(bytes)) : ""))
+        }
+        print(String(format: "%.2f s, %.1f MB/s of input", summary.seconds, Double(summary.inputBytes) / max(summary.seconds, 1e-9) / 1e6))
+        print("wrote \(out)/\(DatasetIndex.fileName)")
+    }
+}
+
+/// The GPT-2 tokenizer from `--tokenizer`, or from the package's `data/gpt2`.
+func loadTokenizer(_ path: String?) throws -> GPT2Tokenizer {
+    if let path { return try GPT2Tokenizer(directory: URL(fileURLWithPath: path)) }
+    guard let dir = GPT2Tokenizer.locateDataDirectory() else {
+        throw ValidationError("cannot find data/gpt2/encoder.json; pass --tokenizer DIR or set LONGCRAWL_GPT2_DIR")
+    }
+    return try GPT2Tokenizer(directory: dir)
+}
+
+/// `12.3 MB`, with decimal units.
+func formatBytes(_ bytes: Int) -> String {
+    let b = Double(bytes)
+    if b >= 1e9 { return String(format: "%.2f GB", b / 1e9) }
+    if b >= 1e6 { return String(format: "%.1f MB", b / 1e6) }
+    if b >= 1e3 { return String(format: "%.1f kB", b / 1e3) }
+    return "\(bytes) B"
+}

@@ -1,0 +1,271 @@
+import Foundation
+import Shards
+import Tokenizer
+import XCTest
+@testable import Preprocess
+
+let gpt2: GPT2Tokenizer = try! GPT2Tokenizer(directory: packageRoot.appendingPathComponent("data/gpt2"))
+
+/// The `longcrawl` executable built beside the test bundle.
+let longcrawlBinary: String = {
+    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    if dir.lastPathComponent == "MacOS" { dir = dir.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent() }
+    return dir.appendingPathComponent("longcrawl").path
+}()
+
+/// Copies corpus-dev books into a fresh folder.
+func bookFolder(_ test: XCTestCase, _ names: [String]) throws -> URL {
+    let dir = try temporaryFolder(test).appendingPathComponent("corpus")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    for n in names { try FileManager.default.copyItem(at: corpusDev.appendingPathComponent(n + ".txt"), to: dir.appendingPathComponent(n + ".txt")) }
+    return dir
+}
+
+/// Ids hashed at 0.3: frankenstein (0.27) and meditations (0.09) go to heldout, the others to train.
+let someBooks = ["beowulf", "great_gatsby", "frankenstein", "art_of_war", "on_liberty", "meditations", "dubliners", "the_prince"]
+
+/// Every window of a dataset as (split, source, tokens), in index order.
+func readDataset(_ dir: URL) throws -> [(split: String, source: WindowSource, tokens: [UInt16])] {
+    let index = try DatasetIndex.load(from: dir)
+    var out: [(String, WindowSource, [UInt16])] = []
+    for entry in index.shards {
+        let reader = try ShardReader(url: dir.appendingPathComponent(entry.file), format: entry.format)
+        XCTAssertEqual(reader.windowCount, entry.windows)
+        for k in 0..<reader.windowCount {
+            var tokens = [UInt16](repeating: 0, count: windowLength)
+            try tokens.withUnsafeMutableBufferPointer { try reader.readWindow(k, into: $0) }
+            out.append((entry.split, reader.sources[k], tokens))
+        }
+    }
+    return out
+}
+
+/// Asserts two dataset folders hold the same files byte for byte and the same index except its timestamp.
+func assertSameDataset(_ a: URL, _ b: URL, file: StaticString = #filePath, line: UInt = #line) throws {
+    var ia = try DatasetIndex.load(from: a), ib = try DatasetIndex.load(from: b)
+    ia.created = ""; ib.created = ""
+    XCTAssertTrue(ia.complete && ib.complete, "incomplete dataset", file: file, line: line)
+    XCTAssertEqual(ia, ib, "indexes differ", file: file, line: line)
+    let names = { (d: URL) in try FileManager.default.contentsOfDirectory(atPath: d.path).sorted() }
+    XCTAssertEqual(try names(a), try names(b), "file lists differ", file: file, line: line)
+    for entry in ia.shards {
+        let da = try Data(contentsOf: a.appendingPathComponent(entry.file)), db = try Data(contentsOf: b.appendingPathComponent(entry.file))
+        XCTAssertTrue(da == db, "\(entry.file) differs", file: file, line: line)
+    }
+}
+
+func preprocess(_ inputs: [URL], _ out: URL, _ configure: (inout PreprocessOptions) -> Void = { _ in },
+                mode: OutputMode = .fresh, afterShard: ((DatasetIndex) throws -> Void)? = nil) throws -> PreprocessSummary {
+    var options = PreprocessOptions()
+    options.shardWindows = 2
+    options.heldoutFraction = 0.3
+    configure(&options)
+    let p = Preprocessor(inputs: inputs.map(\.path), output: out, options: options, tokenizer: gpt2)
+    p.warn = { _ in }
+    p.afterShard = afterShard
+    return try p.run(mode: mode)
+}
+
+final class PipelineTests: XCTestCase {
+    /// Cutting the text before a space that follows printable ASCII never changes the tokens before the cut.
+    func testPrefixTokensEqualFullTokens() throws {
+        for name in ["beowulf", "ulysses", "divine_comedy", "plays"] {
+            let text = try readWholeFile(corpusDev.appendingPathComponent(name + ".txt"))
+            let full = text.withUnsafeBufferPointer { gpt2.encode(bytes: $0) }
+            for needed in [1000, windowLength] {
+                let prefix = encodePrefix(text, needed: needed, tokenizer: gpt2)
+                XCTAssertGreaterThanOrEqual(prefix.count, needed, name)
+                XCTAssertEqual(Array(prefix.prefix(needed)), Array(full.prefix(needed)), "\(name) needed \(needed)")
+            }
+        }
+    }
+
+    /// The split hash is part of the dataset format: pinned values, and about the requested fraction.
+    func testHeldoutScoreIsPinnedAndUniform() {
+        XCTAssertEqual(heldoutScore(id: "frankenstein.txt"), heldoutScore(id: "frankenstein.txt"))
+        let ids = (0..<20000).map { "doc-\($0)" }
+        let share = Double(ids.filter { heldoutScore(id: $0) < 0.1 }.count) / Double(ids.count)
+        XCTAssertEqual(share, 0.1, accuracy: 0.01)
+        XCTAssertNotEqual(heldoutScore(id: "a"), heldoutScore(id: "b"))
+        XCTAssertEqual(heldoutScore(id: ""), 0.9576734252420561, accuracy: 1e-15)
+        XCTAssertEqual(heldoutScore(id: "frankenstein.txt"), 0.26758468525812296, accuracy: 1e-15)
+    }
+
+    /// preprocess -> read back -> tokens equal the document's first tokens and decode to the document's first bytes.
+    func testRoundTripBothFormats() throws {
+        // Dracula gives three windows, the others one each; frankenstein hashes to heldout.
+        let dir = try bookFolder(self, ["beowulf", "frankenstein", "dracula", "great_gatsby"])
+        try Data(String(repeating: "A short document. ", count: 500).utf8).write(to: dir.appendingPathComponent("short.txt"))
+        try Data().write(to: dir.appendingPathComponent("empty.txt"))
+        try Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0xFF]).write(to: dir.appendingPathComponent("image.txt"))
+        for format in ShardFormat.allCases {
+            for perDoc in [1, nil] as [Int?] {
+                let out = try temporaryFolder(self)
+                let summary = try preprocess([dir], out) { $0.format = format; $0.windowsPerDocument = perDoc }
+                let counts = summary.index.build!.counts
+                XCTAssertEqual(counts[Count.records], 7)
+                XCTAssertEqual(counts[Count.kept], 4)
+                XCTAssertEqual(counts[Count.tooShortDropped], 1)
+                XCTAssertEqual(counts[Count.emptyDropped], 1)
+                XCTAssertEqual(counts[Count.unreadableDropped], 1)
+                let windows = try readDataset(out)
+                var seen: [String: Int] = [:]
+                for w in windows {
+                    let text = try readWholeFile(dir.appendingPathComponent(w.source.document))
+                    let full = text.withUnsafeBufferPointer { gpt2.encode(bytes: $0) }
+                    XCTAssertEqual(w.tokens, Array(full[w.source.offset..<(w.source.offset + windowLength)]), "\(w.source)")
+                    if w.source.offset == 0 {
+                        let bytes = gpt2.decode(w.tokens)
+                        XCTAssertEqual(Array(text.prefix(bytes.count)), bytes, "decoded window is not the document's start")
+                    }
+                    XCTAssertEqual(w.split, heldoutScore(id: w.source.document) < 0.3 ? "heldout" : "train")
+                    seen[w.source.document, default: 0] += 1
+                }
+                XCTAssertEqual(seen.count, 4)
+                if perDoc == 1 { XCTAssertEqual(windows.count, 4) } else {
+                    XCTAssertGreaterThan(windows.count, 4)
+                    for (doc, n) in seen {
+                        let text = try readWholeFile(dir.appendingPathComponent(doc))
+                        XCTAssertEqual(n, text.withUnsafeBufferPointer { gpt2.encode(bytes: $0) }.count / windowLength, doc)
+                    }
+                }
+                XCTAssertEqual(verifyAll(out), [])
+            }
+        }
+    }
+
+    func verifyAll(_ dir: URL) -> [String] {
+        guard let index = try? DatasetIndex.load(from: dir) else { return ["no index"] }
+        return index.shards.flatMap { verifyShard($0, in: dir) }
+    }
+
+    func testSameInputsGiveSameBytes() throws {
+        let dir = try bookFolder(self, Array(someBooks.prefix(5)))
+        for format in ShardFormat.allCases {
+            let a = try temporaryFolder(self), b = try temporaryFolder(self)
+            _ = try preprocess([dir], a) { $0.format = format; $0.workers = 1 }
+            _ = try preprocess([dir], b) { $0.format = format; $0.workers = 2 }
+            try assertSameDataset(a, b)
+        }
+    }
+
+    /// Interrupt after every shard in turn, resume, and compare with an uninterrupted run.
+    func testResumeAfterInterruptionAtEveryShard() throws {
+        struct Interrupted: Error {}
+        let dir = try bookFolder(self, someBooks)
+        for format in ShardFormat.allCases {
+            let reference = try temporaryFolder(self)
+            let shards = try preprocess([dir], reference) { $0.format = format; $0.shardWindows = 1 }.index.shards.count
+            XCTAssertGreaterThan(shards, 4)
+            for stop in 1..<shards {
+                let out = try temporaryFolder(self)
+                var done = 0
+                XCTAssertThrowsError(try preprocess([dir], out, { $0.format = format; $0.shardWindows = 1 }) { _ in
+                    done += 1
+                    if done == stop { throw Interrupted() }
+                })
+                XCTAssertFalse(try DatasetIndex.load(from: out).complete)
+                _ = try preprocess([dir], out, { $0.format = format; $0.shardWindows = 1 }, mode: .resume)
+                try assertSameDataset(reference, out)
+            }
+        }
+    }
+
+    /// SIGKILL the CLI at several points, resume, compare bytes with an uninterrupted run.
+    func testResumeAfterSIGKILL() throws {
+        XCTAssertTrue(FileManager.default.isExecutableFile(atPath: longcrawlBinary), "no longcrawl binary at \(longcrawlBinary)")
+        let dir = try bookFolder(self, someBooks + ["cranford", "walden", "dracula", "odyssey"])
+        let args = ["preprocess", dir.path, "--format", "zst", "--shard-windows", "1", "--heldout-fraction", "0.3", "--workers", "1"]
+        let reference = try temporaryFolder(self).appendingPathComponent("ref")
+        let r = try runProcess(longcrawlBinary, args + ["--out", reference.path])
+        XCTAssertEqual(r.status, 0, r.err)
+        var killedMidway = 0
+        for killAt in [1, 3, 6] {
+            let out = try temporaryFolder(self).appendingPathComponent("ds")
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: longcrawlBinary)
+            p.arguments = args + ["--out", out.path]
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            while p.isRunning {
+                if let index = try? DatasetIndex.load(from: out), index.shards.count >= killAt { break }
+                usleep(2000)
+            }
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+            if let index = try? DatasetIndex.load(from: out), !index.complete { killedMidway += 1 }
+            let resumed = try runProcess(longcrawlBinary, args + ["--out", out.path, "--resume"])
+            XCTAssertEqual(resumed.status, 0, resumed.err)
+            try assertSameDataset(reference, out)
+        }
+        XCTAssertGreaterThan(killedMidway, 0, "no kill landed before the run finished")
+    }
+
+    /// A file size cap (a full disk, as the writer sees it) fails with one line naming the file; resuming without
+    /// the cap completes the same dataset.
+    func testFullDiskFailsCleanlyAndResumes() throws {
+        XCTAssertTrue(FileManager.default.isExecutableFile(atPath: longcrawlBinary), "no longcrawl binary at \(longcrawlBinary)")
+        let dir = try bookFolder(self, Array(someBooks.prefix(6)))
+        for format in ShardFormat.allCases {
+            let args = ["preprocess", dir.path, "--format", format.rawValue, "--shard-windows", "3", "--heldout-fraction", "0.3"]
+            let reference = try temporaryFolder(self).appendingPathComponent("ref")
+            XCTAssertEqual(try runProcess(longcrawlBinary, args + ["--out", reference.path]).status, 0)
+            let out = try temporaryFolder(self).appendingPathComponent("ds")
+            // 128 KiB per file: no two-window shard fits. SIGXFSZ ignored, so write(2) fails with EFBIG.
+            let capped = "trap '' XFSZ; ulimit -f 128; exec \"$0\" \"$@\""
+            let r = try runProcess("/bin/bash", ["-c", capped, longcrawlBinary] + args + ["--out", out.path])
+            XCTAssertNotEqual(r.status, 0)
+            let errorLines = r.err.split(separator: "\n").filter { !$0.hasPrefix("warning") && !$0.contains("\r") }
+            XCTAssertEqual(errorLines.count, 1, r.err)
+            XCTAssertTrue(r.err.contains(format.fileName(split: "train", number: 0)) || r.err.contains(format.fileName(split: "heldout", number: 0)), r.err)
+            let index = try DatasetIndex.load(from: out)
+            XCTAssertFalse(index.complete)
+            for name in try FileManager.default.contentsOfDirectory(atPath: out.path) where name != DatasetIndex.fileName {
+                XCTAssertTrue(index.shards.contains { $0.file == name }, "\(name) left behind after the failure")
+            }
+            let resumed = try runProcess(longcrawlBinary, args + ["--out", out.path, "--resume"])
+            XCTAssertEqual(resumed.status, 0, resumed.err)
+            try assertSameDataset(reference, out)
+        }
+    }
+
+    func testOutputFolderHoldingADatasetIsRefused() throws {
+        let dir = try bookFolder(self, Array(someBooks.prefix(2)))
+        let out = try temporaryFolder(self)
+        _ = try preprocess([dir], out)
+        XCTAssertThrowsError(try preprocess([dir], out)) { XCTAssertTrue("\($0)".contains("already holds this dataset"), "\($0)") }
+        XCTAssertThrowsError(try preprocess([dir], out, { $0.level = 5 }, mode: .resume)) {
+            XCTAssertTrue("\($0)".contains("level was 3, now 5"), "\($0)")
+        }
+        XCTAssertTrue(try preprocess([dir], out, mode: .resume).alreadyComplete)
+        let replaced = try preprocess([dir], out, { $0.level = 5; $0.format = .zst }, mode: .force)
+        XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: out.path)),
+                       Set(replaced.index.shards.map(\.file) + [DatasetIndex.fileName]))
+        let other = try temporaryFolder(self)
+        try Data("x".utf8).write(to: other.appendingPathComponent("notes.txt"))
+        XCTAssertThrowsError(try preprocess([dir], other)) { XCTAssertTrue("\($0)".contains("not empty"), "\($0)") }
+    }
+
+    func testStrictStopsAtTheFirstUnreadableRecord() throws {
+        let dir = try temporaryFolder(self)
+        let f = dir.appendingPathComponent("d.jsonl")
+        try Data("{\"text\": \"fine\"}\n{broken\n".utf8).write(to: f)
+        XCTAssertThrowsError(try preprocess([f], try temporaryFolder(self)) { $0.strict = true }) {
+            XCTAssertTrue("\($0)".hasPrefix(f.path + ":2: not JSON"), "\($0)")
+        }
+    }
+
+    /// A corpus whose documents all hash to train still gets one heldout document: the last kept one.
+    func testAtLeastOneHeldoutWindow() throws {
+        let dir = try bookFolder(self, Array(someBooks.prefix(3)))
+        let out = try temporaryFolder(self)
+        let index = try preprocess([dir], out) { $0.heldoutFraction = 1e-12 }.index
+        XCTAssertEqual(index.windows(split: "heldout"), 1)
+        XCTAssertEqual(index.windows(split: "train"), 2)
+        let heldout = try readDataset(out).filter { $0.split == "heldout" }
+        XCTAssertEqual(heldout.map(\.source.document), [someBooks.prefix(3).sorted().last! + ".txt"])
+        let none = try preprocess([dir], try temporaryFolder(self)) { $0.heldoutFraction = 0 }.index
+        XCTAssertEqual(none.windows(split: "heldout"), 0)
+    }
+}
