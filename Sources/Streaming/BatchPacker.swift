@@ -75,13 +75,16 @@ public final class BatchPacker {
 
     /// A packer at the first batch.
     public convenience init(catalog: WindowCatalog, batchSize: Int, context: Int, order: BatchOrder = .longcrawl,
-                            seed: UInt64, rank: Int = 0, world: Int = 1, prefetch: Int = 4) throws {
+                            seed: UInt64, rank: Int = 0, world: Int = 1, prefetch: Int = 4, cacheBytes: Int = 1 << 30) throws {
         try self.init(catalog: catalog, cursor: PackerCursor(seed: seed, rank: rank, world: world, batchSize: batchSize,
-                                                             context: context, order: order, batch: 0), prefetch: prefetch)
+                                                             context: context, order: order, batch: 0),
+                      prefetch: prefetch, cacheBytes: cacheBytes)
     }
 
-    /// A packer continuing from `cursor`.
-    public init(catalog: WindowCatalog, cursor: PackerCursor, prefetch: Int = 4) throws {
+    /// A packer continuing from `cursor`. `cacheBytes` bounds the decompressed windows kept for reuse: the
+    /// LongCrawl64 order visits each window once per slot, so a split that fits is decompressed once per epoch,
+    /// and a larger one has its first windows kept (the access pattern is cyclic, where LRU would keep nothing).
+    public init(catalog: WindowCatalog, cursor: PackerCursor, prefetch: Int = 4, cacheBytes: Int = 1 << 30) throws {
         try Self.validate(context: cursor.context)
         guard cursor.batchSize >= 1 else { throw StreamingError("batch size must be positive, got \(cursor.batchSize)") }
         guard cursor.world >= 1, cursor.rank >= 0, cursor.rank < cursor.world else {
@@ -98,17 +101,27 @@ public final class BatchPacker {
         groups = g
         slots = windowLength / cursor.context
         let c = cursor, s = windowLength / cursor.context
+        let pinned = max(0, cacheBytes / (windowLength * 2))
         var order: (epoch: Int, ids: [Int]) = (-1, [])
         var cache: [Int: [UInt16]] = [:]
+        var current: [Int: [UInt16]] = [:]
         prefetcher = Prefetcher(start: cursor.batch, depth: prefetch) { b in
             let epoch = b / (g * s), j = b % (g * s)
             let (group, slot) = c.order == .longcrawl ? (j % g, j / g) : (j / s, j % s)
-            if order.epoch != epoch { order = (epoch, epochOrder(count: catalog.count, seed: c.seed, epoch: epoch, rank: c.rank, world: c.world)) }
+            if order.epoch != epoch {
+                order = (epoch, epochOrder(count: catalog.count, seed: c.seed, epoch: epoch, rank: c.rank, world: c.world))
+                cache = [:]
+            }
             let ids = (0..<c.batchSize).map { order.ids[group * c.batchSize + $0] }
-            // Keep only this batch's windows: the sequential order reuses them for S batches in a row.
             var windows: [Int: [UInt16]] = [:]
-            for id in ids { windows[id] = try cache[id] ?? catalog.read(id) }
-            cache = windows
+            for id in ids {
+                if let w = cache[id] ?? current[id] { windows[id] = w; continue }
+                let w = try catalog.read(id)
+                windows[id] = w
+                if cache.count < pinned { cache[id] = w }
+            }
+            // The sequential order reuses one group's windows for S batches in a row.
+            current = windows
             return Self.cut(windows: ids.map { windows[$0]! }, ids: ids, slot: slot, context: c.context, epoch: epoch,
                             continues: c.order == .sequential && slot > 0)
         }
@@ -117,16 +130,23 @@ public final class BatchPacker {
     /// The rows of `windows` at `slot`: inputs tokens[s ..< s+T], targets tokens[s+1 ..< s+T+1].
     static func cut(windows: [[UInt16]], ids: [Int], slot: Int, context t: Int, epoch: Int, continues: Bool) -> Batch {
         let b = windows.count, start = slot * t
-        var inputs = [Int32](repeating: 0, count: b * t), targets = inputs
-        var mask = [Float](repeating: 1, count: b * t)
-        for r in 0..<b {
-            windows[r].withUnsafeBufferPointer { w in
-                for i in 0..<t {
-                    inputs[r * t + i] = Int32(w[start + i])
-                    if start + i + 1 < windowLength { targets[r * t + i] = Int32(w[start + i + 1]) } else { mask[r * t + i] = 0 }
+        // Only a window's last position has no target; every other mask entry is 1.
+        let full = min(t, windowLength - 1 - start)
+        func fill<T>(_ value: (UnsafeBufferPointer<UInt16>, Int) -> T) -> [T] {
+            [T](unsafeUninitializedCapacity: b * t) { out, count in
+                for r in 0..<b {
+                    windows[r].withUnsafeBufferPointer { w in
+                        let base = w.baseAddress! + start
+                        let row = out.baseAddress! + r * t
+                        for i in 0..<t { (row + i).initialize(to: value(UnsafeBufferPointer(start: base, count: windowLength - start), i)) }
+                    }
                 }
+                count = b * t
             }
         }
+        let inputs = fill { w, i in Int32(w[i]) }
+        let targets = fill { w, i in i < full ? Int32(w[i + 1]) : 0 }
+        let mask = fill { _, i in i < full ? Float(1) : 0 }
         return Batch(batchSize: b, context: t, epoch: epoch, inputs: inputs, targets: targets, mask: mask,
                      rows: ids.map { BatchRow(window: $0, offset: start) }, continues: continues)
     }

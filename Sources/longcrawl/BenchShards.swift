@@ -1,0 +1,93 @@
+import ArgumentParser
+import Foundation
+import Shards
+import Tokenizer
+
+/// `longcrawl bench shards`: shard write and read throughput beside the zstd CLI on the same tokens.
+struct BenchShards: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "shards",
+        abstract: "Write and read tokens/s of both shard formats beside the zstd CLI at the same level on the same token stream.",
+        discussion: "Example:\n  longcrawl bench shards --corpus ../shared/data/corpus-dev --level 3"
+    )
+
+    @Option(help: "Folder of .txt files whose tokens are the stream (all of each file, cut into 65,536-token windows).")
+    var corpus: String = "../shared/data/corpus-dev"
+
+    @Option(help: "zstd level, for the shards and the CLI alike.")
+    var level: Int = 3
+
+    @Option(help: "Folder with encoder.json and vocab.bpe (default: the package's data/gpt2).")
+    var tokenizer: String?
+
+    func run() throws {
+        let tok = try loadTokenizer(tokenizer)
+        let files = try FileManager.default.contentsOfDirectory(at: URL(fileURLWithPath: corpus), includingPropertiesForKeys: nil)
+            .filter { $0.pathExtension == "txt" }.sorted { $0.path < $1.path }
+        let docs = try files.map { [UInt8](try Data(contentsOf: $0)) }
+        let stream = tok.encodeBatch(docs, threads: ProcessInfo.processInfo.activeProcessorCount).joined()
+        let windows = stream.count / windowLength
+        guard windows > 0 else { throw ValidationError("\(corpus): fewer than \(windowLength) tokens") }
+        let tokens = Array(stream.prefix(windows * windowLength))
+        let n = Double(tokens.count)
+        print("stream: \(windows) windows (\(tokens.count) tokens of \(corpus)), zstd level \(level)")
+
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("longcrawl-bench-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+
+        // Baseline: the zstd CLI on the raw little-endian uint16 stream (one frame, default block layout).
+        let raw = dir.appendingPathComponent("tokens.u16")
+        try tokens.withUnsafeBytes { try Data($0).write(to: raw) }
+        let compressed = dir.appendingPathComponent("tokens.u16.zst")
+        let cliWrite = try timeShell("zstd -q -f -\(level) '\(raw.path)' -o '\(compressed.path)'")
+        let cliRead = try timeShell("zstd -q -d -c '\(compressed.path)' > /dev/null")
+        let cliBytes = try FileManager.default.attributesOfItem(atPath: compressed.path)[.size] as! Int
+
+        var rows: [(String, Double, Double, Int)] = [("zstd CLI", n / cliWrite, n / cliRead, cliBytes)]
+        var buffer = [UInt16](repeating: 0, count: windowLength)
+        for format in ShardFormat.allCases {
+            var entry: ShardEntry?
+            let write = try best {
+                let w = try ShardWriter(directory: dir, file: format.fileName(split: "train", number: 0), format: format, split: "train", level: level)
+                try tokens.withUnsafeBufferPointer { all in
+                    for k in 0..<windows {
+                        try w.append(UnsafeBufferPointer(rebasing: all[(k * windowLength)..<((k + 1) * windowLength)]),
+                                     source: WindowSource(document: "bench", offset: k * windowLength))
+                    }
+                }
+                entry = try w.finish()
+            }
+            let reader = try ShardReader(url: dir.appendingPathComponent(entry!.file))
+            let read = try best {
+                for k in 0..<windows { try buffer.withUnsafeMutableBufferPointer { try reader.readWindow(k, into: $0) } }
+            }
+            rows.append(("\(format.rawValue) shard", n / write, n / read, entry!.bytes))
+        }
+        print("\n| writer | write tokens/s | read tokens/s | read vs zstd -d | bytes | ratio vs raw |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for (name, w, r, bytes) in rows {
+            print(String(format: "| %@ | %.1fM | %.1fM | %.2f | %d | %.2fx |", name, w / 1e6, r / 1e6, r / rows[0].2, bytes, n * 2 / Double(bytes)))
+        }
+        print("(reads include each window's checksum: XXH64 for zst, Fletcher32 for HDF5; best of 3 runs)")
+    }
+
+    /// Best of three wall-clock runs.
+    func best(_ body: () throws -> Void) rethrows -> Double {
+        var times: [Double] = []
+        for _ in 0..<3 { let t0 = now(); try body(); times.append(now() - t0) }
+        return times.min()!
+    }
+
+    /// Best of three wall-clock runs of a shell command.
+    func timeShell(_ command: String) throws -> Double {
+        try best {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/bin/bash")
+            p.arguments = ["-c", command]
+            try p.run()
+            p.waitUntilExit()
+            guard p.terminationStatus == 0 else { throw ValidationError("'\(command)' failed (is the zstd CLI installed? run tools/setup.sh)") }
+        }
+    }
+}
