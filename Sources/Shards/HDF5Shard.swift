@@ -10,13 +10,13 @@ func withHDF5<T>(_ body: () throws -> T) rethrows -> T {
 }
 
 /// The last OS error, when HDF5 failed because a system call did (a full disk, a file size limit).
-private func osReason() -> String { errno != 0 ? " (\(String(cString: strerror(errno))))" : "" }
+func osReason() -> String { errno != 0 ? " (\(String(cString: strerror(errno))))" : "" }
 
 /// `/documents` rows in memory: a C string pointer and an offset, as the compound type describes.
-private let documentRowSize = 16
+let documentRowSize = 16
 
 /// The compound type of `/documents`: {document: variable-length UTF-8 string, offset: int64}.
-private func documentsType() -> hid_t {
+func documentsType() -> hid_t {
     let s = H5Tcopy(lc_h5t_c_s1())
     H5Tset_size(s, lc_h5t_variable())
     H5Tset_cset(s, H5T_CSET_UTF8)
@@ -27,7 +27,7 @@ private func documentsType() -> hid_t {
     return t
 }
 
-private func utf8StringType() -> hid_t {
+func utf8StringType() -> hid_t {
     let s = H5Tcopy(lc_h5t_c_s1())
     H5Tset_size(s, lc_h5t_variable())
     H5Tset_cset(s, H5T_CSET_UTF8)
@@ -110,7 +110,7 @@ final class HDF5ShardWriter {
     /// Writes `/documents` and the root attributes, then the file image to disk, and flushes it.
     func finish(sources: [WindowSource]) throws {
         let image: [UInt8] = try withHDF5 {
-            try writeDocuments(sources)
+            try writeDocuments(sources, file: file, name: finalName)
             try writeAttributes()
             H5Dclose(tokens); tokens = -1
             guard H5Fflush(file, H5F_SCOPE_GLOBAL) >= 0 else { throw ShardError(finalName, "HDF5 flush failed") }
@@ -124,31 +124,6 @@ final class HDF5ShardWriter {
         try image.withUnsafeBytes { try writeAll(fd, $0, name: finalName) }
         guard fsync(fd) == 0 else { throw ShardError(finalName, "fsync failed (\(String(cString: strerror(errno))))") }
         close()
-    }
-
-    private func writeDocuments(_ sources: [WindowSource]) throws {
-        let type = documentsType()
-        defer { H5Tclose(type) }
-        var dims: [hsize_t] = [hsize_t(sources.count)]
-        let space = H5Screate_simple(1, &dims, nil)
-        defer { H5Sclose(space) }
-        let dcpl = H5Pcreate(lc_h5p_dataset_create())
-        H5Pset_obj_track_times(dcpl, false)
-        let set = H5Dcreate2(file, "documents", type, space, lc_h5p_default(), dcpl, lc_h5p_default())
-        H5Pclose(dcpl)
-        guard set >= 0 else { throw ShardError(finalName, "cannot create /documents\(osReason())") }
-        defer { H5Dclose(set) }
-        guard !sources.isEmpty else { return }
-        let rows = UnsafeMutableRawPointer.allocate(byteCount: documentRowSize * sources.count, alignment: 8)
-        let strings = sources.map { strdup($0.document)! }
-        defer { rows.deallocate(); strings.forEach { free($0) } }
-        for (i, s) in sources.enumerated() {
-            rows.storeBytes(of: strings[i], toByteOffset: i * documentRowSize, as: UnsafeMutablePointer<CChar>.self)
-            rows.storeBytes(of: Int64(s.offset), toByteOffset: i * documentRowSize + 8, as: Int64.self)
-        }
-        guard H5Dwrite(set, type, lc_h5s_all(), lc_h5s_all(), lc_h5p_default(), rows) >= 0 else {
-            throw ShardError(finalName, "write of /documents failed\(osReason())")
-        }
     }
 
     private func writeAttributes() throws {
@@ -224,7 +199,7 @@ final class HDF5ShardReader {
                     throw ShardError(url, "/tokens has shape \(dims.prefix(Int(max(rank, 0)))), expected [windows, \(windowLength)]")
                 }
                 let sources: [WindowSource]
-                do { sources = try Self.readDocuments(file, url) } catch { H5Dclose(tokens); throw error }
+                do { sources = try readDocuments(file, url) } catch { H5Dclose(tokens); throw error }
                 guard sources.count == Int(dims[0]) else {
                     H5Dclose(tokens)
                     throw ShardError(url, "/documents has \(sources.count) rows, /tokens \(dims[0]) windows")
@@ -235,29 +210,6 @@ final class HDF5ShardReader {
                 H5Fclose(file)
                 throw error
             }
-        }
-    }
-
-    private static func readDocuments(_ file: hid_t, _ url: URL) throws -> [WindowSource] {
-        let set = H5Dopen2(file, "documents", lc_h5p_default())
-        guard set >= 0 else { throw ShardError(url, "dataset /documents missing") }
-        defer { H5Dclose(set) }
-        let space = H5Dget_space(set)
-        defer { H5Sclose(space) }
-        let n = Int(H5Sget_simple_extent_npoints(space))
-        guard n > 0 else { return [] }
-        let type = documentsType()
-        defer { H5Tclose(type) }
-        let rows = UnsafeMutableRawPointer.allocate(byteCount: documentRowSize * n, alignment: 8)
-        defer { rows.deallocate() }
-        guard H5Dread(set, type, lc_h5s_all(), lc_h5s_all(), lc_h5p_default(), rows) >= 0 else {
-            throw ShardError(url, "/documents is unreadable")
-        }
-        defer { H5Dvlen_reclaim(type, space, lc_h5p_default(), rows) }
-        return (0..<n).map { i in
-            let p = rows.load(fromByteOffset: i * documentRowSize, as: UnsafeMutablePointer<CChar>?.self)
-            return WindowSource(document: p.map { String(cString: $0) } ?? "",
-                                offset: Int(rows.load(fromByteOffset: i * documentRowSize + 8, as: Int64.self)))
         }
     }
 
@@ -274,5 +226,55 @@ final class HDF5ShardReader {
                 throw ShardError(url, "window \(k): fails its Fletcher32 checksum or cannot be decompressed (corrupt)")
             }
         }
+    }
+}
+
+/// Writes `/documents` (one row per window: source document id and token offset) into an open HDF5 file.
+func writeDocuments(_ sources: [WindowSource], file: hid_t, name finalName: URL) throws {
+    let type = documentsType()
+    defer { H5Tclose(type) }
+    var dims: [hsize_t] = [hsize_t(sources.count)]
+    let space = H5Screate_simple(1, &dims, nil)
+    defer { H5Sclose(space) }
+    let dcpl = H5Pcreate(lc_h5p_dataset_create())
+    H5Pset_obj_track_times(dcpl, false)
+    let set = H5Dcreate2(file, "documents", type, space, lc_h5p_default(), dcpl, lc_h5p_default())
+    H5Pclose(dcpl)
+    guard set >= 0 else { throw ShardError(finalName, "cannot create /documents\(osReason())") }
+    defer { H5Dclose(set) }
+    guard !sources.isEmpty else { return }
+    let rows = UnsafeMutableRawPointer.allocate(byteCount: documentRowSize * sources.count, alignment: 8)
+    let strings = sources.map { strdup($0.document)! }
+    defer { rows.deallocate(); strings.forEach { free($0) } }
+    for (i, s) in sources.enumerated() {
+        rows.storeBytes(of: strings[i], toByteOffset: i * documentRowSize, as: UnsafeMutablePointer<CChar>.self)
+        rows.storeBytes(of: Int64(s.offset), toByteOffset: i * documentRowSize + 8, as: Int64.self)
+    }
+    guard H5Dwrite(set, type, lc_h5s_all(), lc_h5s_all(), lc_h5p_default(), rows) >= 0 else {
+        throw ShardError(finalName, "write of /documents failed\(osReason())")
+    }
+}
+
+/// Reads `/documents` from an open HDF5 file.
+func readDocuments(_ file: hid_t, _ url: URL) throws -> [WindowSource] {
+    let set = H5Dopen2(file, "documents", lc_h5p_default())
+    guard set >= 0 else { throw ShardError(url, "dataset /documents missing") }
+    defer { H5Dclose(set) }
+    let space = H5Dget_space(set)
+    defer { H5Sclose(space) }
+    let n = Int(H5Sget_simple_extent_npoints(space))
+    guard n > 0 else { return [] }
+    let type = documentsType()
+    defer { H5Tclose(type) }
+    let rows = UnsafeMutableRawPointer.allocate(byteCount: documentRowSize * n, alignment: 8)
+    defer { rows.deallocate() }
+    guard H5Dread(set, type, lc_h5s_all(), lc_h5s_all(), lc_h5p_default(), rows) >= 0 else {
+        throw ShardError(url, "/documents is unreadable")
+    }
+    defer { H5Dvlen_reclaim(type, space, lc_h5p_default(), rows) }
+    return (0..<n).map { i in
+        let p = rows.load(fromByteOffset: i * documentRowSize, as: UnsafeMutablePointer<CChar>?.self)
+        return WindowSource(document: p.map { String(cString: $0) } ?? "",
+                            offset: Int(rows.load(fromByteOffset: i * documentRowSize + 8, as: Int64.self)))
     }
 }

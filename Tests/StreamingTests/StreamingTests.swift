@@ -190,3 +190,36 @@ final class StreamingTests: XCTestCase {
         }
     }
 }
+
+final class EvalWindowSamplerTests: XCTestCase {
+    func testSampleIsSeededDistinctAndRoundTripsThroughHDF5() throws {
+        let dir = try makeDataset(self, windows: 9)
+        let catalog = try WindowCatalog(directory: dir, split: "train")
+        let a = try EvalWindowSampler.sample(catalog, count: 5, seed: 11, dataset: dir.path)
+        let b = try EvalWindowSampler.sample(catalog, count: 5, seed: 11, dataset: dir.path)
+        let c = try EvalWindowSampler.sample(catalog, count: 5, seed: 12, dataset: dir.path)
+        XCTAssertEqual(a, b)
+        XCTAssertNotEqual(a.windows, c.windows)
+        XCTAssertEqual(Set(a.windows).count, 5)
+        for (i, id) in a.windows.enumerated() { XCTAssertEqual(Array(a.row(i)), try catalog.read(id)) }
+
+        let url = dir.appendingPathComponent("eval.h5")
+        try a.write(to: url)
+        XCTAssertEqual(try EvalWindowFile(contentsOf: url), a)
+
+        let short = try EvalWindowSampler.sample(catalog, count: 4, seed: 3, context: 1024, dataset: dir.path)
+        XCTAssertEqual(short.length, 1025)
+        for (i, id) in short.windows.enumerated() {
+            let offset = short.sources[i].offset
+            XCTAssertEqual(Array(short.row(i)), Array(try catalog.read(id)[offset..<(offset + 1025)]))
+        }
+        try short.write(to: url)
+        XCTAssertEqual(try EvalWindowFile(contentsOf: url), short)
+
+        XCTAssertThrowsError(try EvalWindowSampler.sample(catalog, count: 10, seed: 1, dataset: dir.path)) {
+            XCTAssertTrue("\($0)".contains("has 9 windows, fewer than the 10 requested"), "\($0)")
+        }
+        try Data("not hdf5".utf8).write(to: url)
+        XCTAssertThrowsError(try EvalWindowFile(contentsOf: url)) { XCTAssertTrue("\($0)".contains("eval.h5: not an HDF5 file"), "\($0)") }
+    }
+}

@@ -1,0 +1,157 @@
+import CLongCrawl
+import Foundation
+
+/// Evaluation windows as `longcrawl sample` writes them and `eval` reads them: a small HDF5 file with
+/// `/tokens [N, L] uint16` (zstd + Fletcher32, one row per chunk), `/source [N] int64` (window id in the split),
+/// `/documents` (source document and token offset of each row's first token), and root attributes
+/// `format = "longcrawl-eval-windows"`, `split`, `seed`, `length` (L), `dataset`.
+public struct EvalWindowFile: Equatable, Sendable {
+    public var split: String
+    public var seed: UInt64
+    /// Source dataset folder, as given.
+    public var dataset: String
+    /// Tokens per row: 65,536 for whole windows, T + 1 for `--context T` samples (T inputs and their T targets).
+    public var length: Int
+    /// [N x length] tokens, row-major.
+    public var tokens: [UInt16]
+    /// Window id (in the split) of each row.
+    public var windows: [Int]
+    public var sources: [WindowSource]
+
+    public var count: Int { windows.count }
+
+    public init(split: String, seed: UInt64, dataset: String, length: Int, tokens: [UInt16], windows: [Int], sources: [WindowSource]) {
+        self.split = split; self.seed = seed; self.dataset = dataset; self.length = length
+        self.tokens = tokens; self.windows = windows; self.sources = sources
+    }
+
+    /// Row `i`'s tokens.
+    public func row(_ i: Int) -> ArraySlice<UInt16> { tokens[(i * length)..<((i + 1) * length)] }
+
+    /// Writes the file atomically (built in memory, then temp file + rename).
+    public func write(to url: URL) throws {
+        let image: [UInt8] = try withHDF5 {
+            lc_h5_silence_errors()
+            guard lc_register_zstd_filter() == 0 else { throw ShardError(url, "cannot register the HDF5 zstd filter") }
+            let fcpl = H5Pcreate(lc_h5p_file_create()), fapl = H5Pcreate(lc_h5p_file_access())
+            H5Pset_obj_track_times(fcpl, false)
+            H5Pset_fapl_core(fapl, 1 << 22, false)
+            defer { H5Pclose(fcpl); H5Pclose(fapl) }
+            let file = H5Fcreate("eval-\(UUID().uuidString)", lc_h5f_acc_trunc(), fcpl, fapl)
+            guard file >= 0 else { throw ShardError(url, "cannot create HDF5 file in memory") }
+            defer { H5Fclose(file) }
+            let dcpl = H5Pcreate(lc_h5p_dataset_create())
+            defer { H5Pclose(dcpl) }
+            H5Pset_obj_track_times(dcpl, false)
+            if count > 0 {
+                var chunk: [hsize_t] = [1, hsize_t(length)]
+                H5Pset_chunk(dcpl, 2, &chunk)
+                var cd: [UInt32] = [3]
+                H5Pset_filter(dcpl, H5Z_filter_t(LC_H5Z_FILTER_ZSTD), UInt32(H5Z_FLAG_MANDATORY), 1, &cd)
+                H5Pset_fletcher32(dcpl)
+            }
+            var dims: [hsize_t] = [hsize_t(count), hsize_t(length)]
+            let space = H5Screate_simple(2, &dims, nil)
+            let set = H5Dcreate2(file, "tokens", lc_h5t_std_u16le(), space, lc_h5p_default(), dcpl, lc_h5p_default())
+            H5Sclose(space)
+            guard set >= 0, count == 0 || H5Dwrite(set, lc_h5t_native_uint16(), lc_h5s_all(), lc_h5s_all(), lc_h5p_default(), tokens) >= 0 else {
+                throw ShardError(url, "cannot write /tokens")
+            }
+            H5Dclose(set)
+            var n: [hsize_t] = [hsize_t(count)]
+            let idSpace = H5Screate_simple(1, &n, nil)
+            let plain = H5Pcreate(lc_h5p_dataset_create())
+            H5Pset_obj_track_times(plain, false)
+            let ids = H5Dcreate2(file, "source", lc_h5t_std_i64le(), idSpace, lc_h5p_default(), plain, lc_h5p_default())
+            H5Sclose(idSpace); H5Pclose(plain)
+            let values = windows.map(Int64.init)
+            guard ids >= 0, count == 0 || H5Dwrite(ids, lc_h5t_native_int64(), lc_h5s_all(), lc_h5s_all(), lc_h5p_default(), values) >= 0 else {
+                throw ShardError(url, "cannot write /source")
+            }
+            H5Dclose(ids)
+            try writeDocuments(sources, file: file, name: url)
+            let scalar = H5Screate(H5S_SCALAR)
+            defer { H5Sclose(scalar) }
+            let s = utf8StringType()
+            defer { H5Tclose(s) }
+            for (name, value) in [("format", "longcrawl-eval-windows"), ("split", split), ("dataset", dataset)] {
+                try value.withCString { c in
+                    var p: UnsafePointer<CChar>? = c
+                    let a = H5Acreate2(file, name, s, scalar, lc_h5p_default(), lc_h5p_default())
+                    guard a >= 0, H5Awrite(a, s, &p) >= 0 else { throw ShardError(url, "cannot write attribute \(name)") }
+                    H5Aclose(a)
+                }
+            }
+            for (name, value) in [("seed", Int64(bitPattern: seed)), ("length", Int64(length))] {
+                var v = value
+                let a = H5Acreate2(file, name, lc_h5t_std_i64le(), scalar, lc_h5p_default(), lc_h5p_default())
+                guard a >= 0, H5Awrite(a, lc_h5t_native_int64(), &v) >= 0 else { throw ShardError(url, "cannot write attribute \(name)") }
+                H5Aclose(a)
+            }
+            guard H5Fflush(file, H5F_SCOPE_GLOBAL) >= 0 else { throw ShardError(url, "HDF5 flush failed") }
+            let size = H5Fget_file_image(file, nil, 0)
+            var image = [UInt8](repeating: 0, count: max(size, 0))
+            guard size > 0, H5Fget_file_image(file, &image, size) == size else { throw ShardError(url, "HDF5 file image unavailable") }
+            return image
+        }
+        try AtomicFile.write(Data(image), to: url)
+    }
+
+    /// Reads and checks a file written by `write`; errors name the file and the fault.
+    public init(contentsOf url: URL) throws {
+        self = try withHDF5 {
+            lc_h5_silence_errors()
+            _ = lc_register_zstd_filter()
+            guard FileManager.default.fileExists(atPath: url.path) else { throw ShardError(url, "no such file") }
+            guard H5Fis_hdf5(url.path) > 0 else { throw ShardError(url, "not an HDF5 file") }
+            let file = H5Fopen(url.path, lc_h5f_acc_rdonly(), lc_h5p_default())
+            guard file >= 0 else { throw ShardError(url, "cannot open HDF5 file (truncated or corrupt)") }
+            defer { H5Fclose(file) }
+            func string(_ name: String) throws -> String {
+                let a = H5Aopen(file, name, lc_h5p_default())
+                guard a >= 0 else { throw ShardError(url, "attribute \(name) missing") }
+                defer { H5Aclose(a) }
+                let s = utf8StringType()
+                defer { H5Tclose(s) }
+                var p: UnsafeMutablePointer<CChar>?
+                guard H5Aread(a, s, &p) >= 0, let p else { throw ShardError(url, "attribute \(name) is not a string") }
+                defer { H5free_memory(p) }
+                return String(cString: p)
+            }
+            func int(_ name: String) throws -> Int64 {
+                let a = H5Aopen(file, name, lc_h5p_default())
+                guard a >= 0 else { throw ShardError(url, "attribute \(name) missing") }
+                defer { H5Aclose(a) }
+                var v: Int64 = 0
+                guard H5Aread(a, lc_h5t_native_int64(), &v) >= 0 else { throw ShardError(url, "attribute \(name) is not an integer") }
+                return v
+            }
+            guard try string("format") == "longcrawl-eval-windows" else { throw ShardError(url, "not a LongCrawl evaluation-window file") }
+            let length = Int(try int("length"))
+            let set = H5Dopen2(file, "tokens", lc_h5p_default())
+            guard set >= 0 else { throw ShardError(url, "dataset /tokens missing") }
+            defer { H5Dclose(set) }
+            let space = H5Dget_space(set)
+            var dims: [hsize_t] = [0, 0]
+            let rank = H5Sget_simple_extent_dims(space, &dims, nil)
+            H5Sclose(space)
+            guard rank == 2, Int(dims[1]) == length else { throw ShardError(url, "/tokens is not [N, \(length)]") }
+            let n = Int(dims[0])
+            var tokens = [UInt16](repeating: 0, count: n * length)
+            guard n == 0 || H5Dread(set, lc_h5t_native_uint16(), lc_h5s_all(), lc_h5s_all(), lc_h5p_default(), &tokens) >= 0 else {
+                throw ShardError(url, "/tokens fails its checksum or cannot be decompressed (corrupt)")
+            }
+            let ids = H5Dopen2(file, "source", lc_h5p_default())
+            guard ids >= 0 else { throw ShardError(url, "dataset /source missing") }
+            defer { H5Dclose(ids) }
+            var windows = [Int64](repeating: 0, count: n)
+            guard n == 0 || H5Dread(ids, lc_h5t_native_int64(), lc_h5s_all(), lc_h5s_all(), lc_h5p_default(), &windows) >= 0 else {
+                throw ShardError(url, "/source is unreadable")
+            }
+            let sources = try readDocuments(file, url)
+            guard sources.count == n else { throw ShardError(url, "/documents has \(sources.count) rows, /tokens \(n)") }
+            return EvalWindowFile(split: try string("split"), seed: UInt64(bitPattern: try int("seed")), dataset: try string("dataset"),
+                                  length: length, tokens: tokens, windows: windows.map(Int.init), sources: sources)
+        }
+    }
+}

@@ -1,0 +1,35 @@
+import Foundation
+import Shards
+
+/// Picks evaluation windows from a split by seed, without replacement.
+public enum EvalWindowSampler {
+    /// `count` distinct windows of the catalog's split, chosen by `seed`. With `context` T (< 65,536), each row is
+    /// T + 1 consecutive tokens (T inputs and their T targets) at a seeded random offset of its window; without,
+    /// each row is the whole window. A clear error when the split has fewer than `count` windows.
+    public static func sample(_ catalog: WindowCatalog, count: Int, seed: UInt64, context: Int? = nil, dataset: String) throws -> EvalWindowFile {
+        guard count >= 1 else { throw StreamingError("--count must be positive, got \(count)") }
+        guard count <= catalog.count else {
+            throw StreamingError("split '\(catalog.split)' has \(catalog.count) windows, fewer than the \(count) requested")
+        }
+        if let context {
+            guard context >= 1, context < windowLength else { throw StreamingError("--context must be in 1..<\(windowLength), got \(context)") }
+        }
+        var rng = SplitMix64(seed: seed)
+        // A partial Fisher-Yates: the first `count` entries are a uniform sample without replacement.
+        var ids = Array(0..<catalog.count)
+        for i in 0..<count { ids.swapAt(i, i + Int(rng.next(below: UInt64(catalog.count - i)))) }
+        let chosen = Array(ids.prefix(count))
+        let length = context.map { $0 + 1 } ?? windowLength
+        var tokens: [UInt16] = []
+        tokens.reserveCapacity(count * length)
+        var sources: [WindowSource] = []
+        for id in chosen {
+            let window = try catalog.read(id)
+            let offset = context == nil ? 0 : Int(rng.next(below: UInt64(windowLength - length + 1)))
+            tokens += window[offset..<(offset + length)]
+            let source = try catalog.source(id)
+            sources.append(WindowSource(document: source.document, offset: source.offset + offset))
+        }
+        return EvalWindowFile(split: catalog.split, seed: seed, dataset: dataset, length: length, tokens: tokens, windows: chosen, sources: sources)
+    }
+}
