@@ -130,23 +130,23 @@ public final class BatchPacker {
     /// The rows of `windows` at `slot`: inputs tokens[s ..< s+T], targets tokens[s+1 ..< s+T+1].
     static func cut(windows: [[UInt16]], ids: [Int], slot: Int, context t: Int, epoch: Int, continues: Bool) -> Batch {
         let b = windows.count, start = slot * t
-        // Only a window's last position has no target; every other mask entry is 1.
+        // Only a window's last position has no target.
         let full = min(t, windowLength - 1 - start)
-        func fill<T>(_ value: (UnsafeBufferPointer<UInt16>, Int) -> T) -> [T] {
-            [T](unsafeUninitializedCapacity: b * t) { out, count in
+        var inputs = [Int32](repeating: 0, count: b * t), targets = inputs
+        var mask = [Float](repeating: 1, count: b * t)
+        inputs.withUnsafeMutableBufferPointer { inp in
+            targets.withUnsafeMutableBufferPointer { tgt in
                 for r in 0..<b {
                     windows[r].withUnsafeBufferPointer { w in
-                        let base = w.baseAddress! + start
-                        let row = out.baseAddress! + r * t
-                        for i in 0..<t { (row + i).initialize(to: value(UnsafeBufferPointer(start: base, count: windowLength - start), i)) }
+                        let src = w.baseAddress! + start, row = r * t
+                        let i32 = inp.baseAddress! + row, t32 = tgt.baseAddress! + row
+                        for i in 0..<t { i32[i] = Int32(truncatingIfNeeded: src[i]) }
+                        for i in 0..<full { t32[i] = Int32(truncatingIfNeeded: src[i + 1]) }
+                        if full < t { mask[row + t - 1] = 0 }
                     }
                 }
-                count = b * t
             }
         }
-        let inputs = fill { w, i in Int32(w[i]) }
-        let targets = fill { w, i in i < full ? Int32(w[i + 1]) : 0 }
-        let mask = fill { _, i in i < full ? Float(1) : 0 }
         return Batch(batchSize: b, context: t, epoch: epoch, inputs: inputs, targets: targets, mask: mask,
                      rows: ids.map { BatchRow(window: $0, offset: start) }, continues: continues)
     }

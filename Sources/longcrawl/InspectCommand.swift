@@ -43,7 +43,7 @@ struct InspectCommand: ParsableCommand {
             let bytes = shards.reduce(0) { $0 + $1.bytes }
             let raw = windows * windowLength * 2
             totalRaw += raw; totalBytes += bytes
-            print(String(format: "%-10@ %d windows, %d tokens, %d shards, %@ on disk, compression %.2fx", s, windows,
+            print(s.padding(toLength: 10, withPad: " ", startingAt: 0) + String(format: " %d windows, %d tokens, %d shards, %@ on disk, compression %.2fx", windows,
                          windows * windowLength, shards.count, formatBytes(bytes), Double(raw) / Double(max(bytes, 1))))
         }
         if totalBytes > 0 { print(String(format: "total      %@ on disk for %@ of uint16 tokens: %.2fx", formatBytes(totalBytes), formatBytes(totalRaw), Double(totalRaw) / Double(totalBytes))) }
