@@ -49,6 +49,7 @@ let package = Package(
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"], exclude: ["Fixtures"], swiftSettings: [.unsafeFlags(cIncludes)]),
         .testTarget(name: "ShardsTests", dependencies: ["Shards"], swiftSettings: [.unsafeFlags(cIncludes)]),
         .testTarget(name: "StreamingTests", dependencies: ["Streaming", "Shards"], swiftSettings: [.unsafeFlags(cIncludes)]),
+        .testTarget(name: "ModelTests", dependencies: ["Model", "Tensor"], swiftSettings: [.unsafeFlags(cIncludes)]),
         .testTarget(name: "TensorTests", dependencies: ["Tensor"], swiftSettings: [.unsafeFlags(cIncludes)]),
     ],
     swiftLanguageModes: [.v5]

@@ -1,0 +1,89 @@
+import Tensor
+
+/// C = alpha op(A) op(B) + beta C for dense row-major operands (leading dimensions from the shapes).
+@inline(__always)
+func gemm<S: TensorScalar>(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: S,
+                           _ a: UnsafePointer<S>, _ b: UnsafePointer<S>, _ beta: S, _ c: UnsafeMutablePointer<S>) {
+    S.gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: transA ? m : k,
+           b: b, ldb: transB ? k : n, beta: beta, c: c, ldc: n)
+}
+
+/// The symmetric power embedding phi_p: one entry per multiset {i_1 <= ... <= i_p} of the d coordinates,
+/// `sqrt(multinomial count) * x_i1 * ... * x_ip`, so that phi_p(q) . phi_p(k) = (q . k)^p exactly.
+/// The multisets are enumerated once per (d, p).
+public struct SymmetricPower: Sendable {
+    public let dimension: Int
+    public let power: Int
+    /// D = C(d + p - 1, p).
+    public let size: Int
+    /// [size * power] coordinate indices of each multiset, non-decreasing.
+    let indices: [Int32]
+    /// sqrt(p! / prod(multiplicity!)) per multiset.
+    let weights: [Double]
+
+    public init(dimension d: Int, power p: Int) {
+        precondition(d >= 1 && p >= 1, "phi_p needs d >= 1 and p >= 1")
+        var indices: [Int32] = [], weights: [Double] = []
+        var current = [Int32](repeating: 0, count: p)
+        func factorial(_ n: Int) -> Double { n <= 1 ? 1 : (2...n).reduce(1.0) { $0 * Double($1) } }
+        func visit(_ position: Int, _ from: Int32) {
+            if position == p {
+                indices += current
+                var multiplicities = 1.0, run = 1
+                for k in 1..<max(p, 1) where p > 1 {
+                    if current[k] == current[k - 1] { run += 1 } else { multiplicities *= factorial(run); run = 1 }
+                }
+                multiplicities *= factorial(run)
+                weights.append((factorial(p) / multiplicities).squareRoot())
+                return
+            }
+            for i in from..<Int32(d) { current[position] = i; visit(position + 1, i) }
+        }
+        visit(0, 0)
+        self.dimension = d
+        self.power = p
+        self.indices = indices
+        self.weights = weights
+        size = weights.count
+    }
+
+    /// phi(x) for each row: x [rows, d] -> out [rows, D].
+    public func forward<S: TensorScalar>(_ x: UnsafePointer<S>, rows: Int, into out: UnsafeMutablePointer<S>) {
+        let p = power, d = dimension, dd = size
+        indices.withUnsafeBufferPointer { idx in
+            weights.withUnsafeBufferPointer { w in
+                for r in 0..<rows {
+                    let xr = x + r * d, o = out + r * dd
+                    for m in 0..<dd {
+                        var v = S(w[m])
+                        let base = m * p
+                        for k in 0..<p { v *= xr[Int(idx[base + k])] }
+                        o[m] = v
+                    }
+                }
+            }
+        }
+    }
+
+    /// dx += d(phi(x))^T dphi for each row: x [rows, d], dphi [rows, D] -> dx [rows, d] (accumulated).
+    public func backward<S: TensorScalar>(_ x: UnsafePointer<S>, _ dphi: UnsafePointer<S>, rows: Int, into dx: UnsafeMutablePointer<S>) {
+        let p = power, d = dimension, dd = size
+        indices.withUnsafeBufferPointer { idx in
+            weights.withUnsafeBufferPointer { w in
+                for r in 0..<rows {
+                    let xr = x + r * d, g = dphi + r * dd, dxr = dx + r * d
+                    for m in 0..<dd {
+                        let scale = g[m] * S(w[m])
+                        if scale == 0 { continue }
+                        let base = m * p
+                        for k in 0..<p {
+                            var v = scale
+                            for l in 0..<p where l != k { v *= xr[Int(idx[base + l])] }
+                            dxr[Int(idx[base + k])] += v
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
