@@ -1,0 +1,182 @@
+import Foundation
+import Tensor
+
+/// Token embedding, tied with the output head: wte [V, C].
+public final class Embedding<S: TensorScalar> {
+    public let wte: Tensor<S>, dwte: Tensor<S>
+    private var tokens: [Int32] = []
+
+    public init(vocabulary: Int, dModel: Int) {
+        wte = Tensor([vocabulary, dModel]); dwte = Tensor([vocabulary, dModel])
+    }
+
+    // forward: tokens [N] -> x [N, C]
+    public func forward(_ tokens: [Int32]) -> Tensor<S> {
+        self.tokens = tokens
+        let c = wte.shape[1], v = wte.shape[0]
+        let x = Tensor<S>([tokens.count, c])
+        for (n, tok) in tokens.enumerated() {
+            precondition(tok >= 0 && Int(tok) < v, "token \(tok) outside the vocabulary of \(v)")
+            (x.data + n * c).update(from: wte.data + Int(tok) * c, count: c)
+        }
+        return x
+    }
+
+    // backward: dx [N, C] -> dwte rows (accumulated)
+    public func backward(_ dx: Tensor<S>) {
+        let c = wte.shape[1]
+        for (n, tok) in tokens.enumerated() {
+            let row = dwte.data + Int(tok) * c, g = dx.data + n * c
+            for e in 0..<c { row[e] += g[e] }
+        }
+    }
+}
+
+/// LayerNorm without bias: y = (x - mean) / sqrt(var + 1e-5) * w.
+public final class LayerNorm<S: TensorScalar> {
+    public let weight: Tensor<S>, dweight: Tensor<S>
+    private var normalized: Tensor<S>?
+    private var inverseStd: [S] = []
+
+    public init(dModel: Int) {
+        weight = Tensor([dModel], [S](repeating: 1, count: dModel)); dweight = Tensor([dModel])
+    }
+
+    // forward: x [N, C] -> y [N, C]
+    public func forward(_ x: Tensor<S>) -> Tensor<S> {
+        let c = weight.count, n = x.count / c
+        let xhat = Tensor<S>([n, c]), y = Tensor<S>([n, c])
+        inverseStd = [S](repeating: 0, count: n)
+        for r in 0..<n {
+            let row = x.data + r * c
+            var mean = S(0)
+            for e in 0..<c { mean += row[e] }
+            mean /= S(c)
+            var variance = S(0)
+            for e in 0..<c { let z = row[e] - mean; variance += z * z }
+            variance /= S(c)
+            let inv = 1 / (variance + S(1e-5)).squareRoot()
+            inverseStd[r] = inv
+            for e in 0..<c {
+                let h = (row[e] - mean) * inv
+                xhat[r * c + e] = h
+                y[r * c + e] = h * weight[e]
+            }
+        }
+        normalized = xhat
+        return y
+    }
+
+    // backward: dy [N, C] -> dx [N, C]; accumulates dweight
+    public func backward(_ dy: Tensor<S>) -> Tensor<S> {
+        guard let xhat = normalized else { preconditionFailure("backward before forward") }
+        let c = weight.count, n = dy.count / c
+        let dx = Tensor<S>([n, c])
+        for r in 0..<n {
+            var meanG = S(0), meanGX = S(0)
+            for e in 0..<c {
+                let g = dy[r * c + e] * weight[e]
+                meanG += g
+                meanGX += g * xhat[r * c + e]
+                dweight[e] += dy[r * c + e] * xhat[r * c + e]
+            }
+            meanG /= S(c); meanGX /= S(c)
+            for e in 0..<c {
+                let g = dy[r * c + e] * weight[e]
+                dx[r * c + e] = inverseStd[r] * (g - meanG - xhat[r * c + e] * meanGX)
+            }
+        }
+        return dx
+    }
+}
+
+/// The MLP: x @ W1 -> GELU (tanh approximation) -> @ W2. No biases.
+public final class MLP<S: TensorScalar> {
+    public let w1: Tensor<S>, w2: Tensor<S>, dw1: Tensor<S>, dw2: Tensor<S>
+    private var input: Tensor<S>?, hidden: Tensor<S>?, activated: Tensor<S>?
+
+    public init(dModel: Int, hidden: Int) {
+        w1 = Tensor([dModel, hidden]); w2 = Tensor([hidden, dModel])
+        dw1 = Tensor([dModel, hidden]); dw2 = Tensor([hidden, dModel])
+    }
+
+    // forward: x [N, C] -> y [N, C]
+    public func forward(_ x: Tensor<S>) -> Tensor<S> {
+        let c = w1.shape[0], f = w1.shape[1], n = x.count / c
+        let h = Tensor<S>([n, f]), a = Tensor<S>([n, f]), y = Tensor<S>([n, c])
+        gemm(false, false, n, f, c, 1, x.data, w1.data, 0, h.data)
+        for i in 0..<(n * f) { a[i] = gelu(h[i]) }
+        gemm(false, false, n, c, f, 1, a.data, w2.data, 0, y.data)
+        input = x; hidden = h; activated = a
+        return y
+    }
+
+    // backward: dy [N, C] -> dx [N, C]; accumulates dw1, dw2
+    public func backward(_ dy: Tensor<S>) -> Tensor<S> {
+        guard let x = input, let h = hidden, let a = activated else { preconditionFailure("backward before forward") }
+        let c = w1.shape[0], f = w1.shape[1], n = dy.count / c
+        gemm(true, false, f, c, n, 1, a.data, dy.data, 1, dw2.data)
+        let da = Tensor<S>([n, f])
+        gemm(false, true, n, f, c, 1, dy.data, w2.data, 0, da.data)
+        for i in 0..<(n * f) { da[i] *= geluDerivative(h[i]) }
+        gemm(true, false, c, f, n, 1, x.data, da.data, 1, dw1.data)
+        let dx = Tensor<S>([n, c])
+        gemm(false, true, n, c, f, 1, da.data, w1.data, 0, dx.data)
+        return dx
+    }
+}
+
+private let geluC = 0.7978845608028654 // sqrt(2 / pi)
+
+@inline(__always) func gelu<S: TensorScalar>(_ x: S) -> S {
+    let u = S(geluC) * (x + S(0.044715) * x * x * x)
+    return S(0.5) * x * (1 + S.tanh(u))
+}
+
+@inline(__always) func geluDerivative<S: TensorScalar>(_ x: S) -> S {
+    let u = S(geluC) * (x + S(0.044715) * x * x * x)
+    let th = S.tanh(u)
+    return S(0.5) * (1 + th) + S(0.5) * x * (1 - th * th) * S(geluC) * (1 + S(3 * 0.044715) * x * x)
+}
+
+/// The tied output head and masked cross-entropy, fused: logits = x @ wte^T are built a block of rows at a time,
+/// so memory stays at block x V instead of N x V.
+public enum LanguageModelHead {
+    /// Mean loss over unmasked positions; also accumulates dwte and returns dx (scaled by `1 / count`).
+    // forward+backward: x [N, C], wte [V, C], targets [N], mask [N] -> loss, dx [N, C]
+    public static func lossAndGradient<S: TensorScalar>(_ x: Tensor<S>, wte: Tensor<S>, dwte: Tensor<S>?, targets: [Int32], mask: [Float],
+                                                        block: Int = 256) -> (loss: Double, dx: Tensor<S>, perPosition: [Double]) {
+        let c = wte.shape[1], v = wte.shape[0], n = targets.count
+        let count = max(1.0, mask.reduce(0.0) { $0 + Double($1) })
+        let dx = Tensor<S>([n, c])
+        var total = 0.0
+        var perPosition = [Double](repeating: 0, count: n)
+        let logits = Tensor<S>([min(block, n), v])
+        var r0 = 0
+        while r0 < n {
+            let rows = min(block, n - r0)
+            gemm(false, true, rows, v, c, 1, x.data + r0 * c, wte.data, 0, logits.data)
+            for r in 0..<rows {
+                let row = logits.data + r * v
+                var m = -S.infinity
+                for j in 0..<v { m = max(m, row[j]) }
+                var sum = 0.0
+                for j in 0..<v { sum += Double(S.exp(row[j] - m)) }
+                let logZ = Double(m) + Foundation.log(sum)
+                let target = Int(targets[r0 + r])
+                let lossHere = logZ - Double(row[target])
+                perPosition[r0 + r] = lossHere
+                let weight = Double(mask[r0 + r])
+                total += weight * lossHere
+                // dlogits = (softmax - onehot) * mask / count, written over the logits.
+                let scale = weight / count
+                for j in 0..<v { row[j] = S(Foundation.exp(Double(row[j]) - logZ) * scale) }
+                row[target] -= S(scale)
+            }
+            gemm(false, false, rows, c, v, 1, logits.data, wte.data, 0, dx.data + r0 * c)
+            if let dwte { gemm(true, false, v, c, rows, 1, logits.data, x.data + r0 * c, 1, dwte.data) }
+            r0 += rows
+        }
+        return (total / count, dx, perPosition)
+    }
+}

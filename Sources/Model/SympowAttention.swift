@@ -1,0 +1,224 @@
+import Dispatch
+import Foundation
+import Tensor
+
+/// The attention variants of MODEL.md section 2, one code path.
+public enum AttentionKind: String, Codable, Sendable, CaseIterable {
+    /// exp(qr . kr / sqrt(d)), fixed RoPE, no gate.
+    case softmax
+    /// (qr . kr / sqrt(d))^p, fixed RoPE, no gate.
+    case sympow
+    /// sympow with the data-dependent gate.
+    case sympowGating = "sympow+gating"
+    /// sympow with the gate and learned (data-dependent) rotary.
+    case conformalSympow = "conformal-sympow"
+
+    var gated: Bool { self == .sympowGating || self == .conformalSympow }
+    var learnedRotary: Bool { self == .conformalSympow }
+}
+
+/// Which way attention is computed: the quadratic attention form, or the chunked form (sympow only).
+public enum AttentionForm: Sendable {
+    case attention, chunked
+}
+
+/// Causal multi-head attention with fused projections x -> [q | k | v | g | r] (one gate and one rotation-rate
+/// pre-activation per head), gate, rotary, the attention core, and the output projection. No biases; the gate
+/// bias is the constant 6.906768 (initial gate about 0.999).
+public final class SympowAttention<S: TensorScalar> {
+    public static var gateBias: Double { 6.906768 }
+    public let dModel: Int, heads: Int, headDim: Int, power: Int, chunk: Int
+    public let kind: AttentionKind
+    /// N in the rotary rates 2 pi / N^(2m/d): fixed at 65,536 for training and evaluation alike.
+    public let maxDocumentLength: Int
+    /// [C, 3C + 2H] and [C, C]; x @ W.
+    public let wQKVGR: Tensor<S>, wO: Tensor<S>
+    public let dwQKVGR: Tensor<S>, dwO: Tensor<S>
+    /// Forced form (tests); nil chooses: attention form for softmax or T <= chunk, chunked otherwise.
+    public var form: AttentionForm?
+    let chunked: ChunkedAttention?
+
+    public init(dModel: Int, heads: Int, power: Int, chunk: Int, kind: AttentionKind, maxDocumentLength: Int = 65_536) {
+        precondition(dModel % heads == 0 && (dModel / heads) % 2 == 0, "heads must divide d_model into even head dimensions")
+        self.dModel = dModel; self.heads = heads; headDim = dModel / heads
+        self.power = power; self.chunk = chunk; self.kind = kind; self.maxDocumentLength = maxDocumentLength
+        let width = 3 * dModel + 2 * heads
+        wQKVGR = Tensor([dModel, width]); wO = Tensor([dModel, dModel])
+        dwQKVGR = Tensor([dModel, width]); dwO = Tensor([dModel, dModel])
+        chunked = kind == .softmax ? nil : ChunkedAttention(headDimension: dModel / heads, power: power, chunk: chunk)
+    }
+
+    /// Normal(0, std) projections, normal(0, residualStd) output projection, zero rotation-rate columns.
+    public func initialize(std: Double, residualStd: Double, using rng: inout some RandomNumberGenerator) {
+        let width = 3 * dModel + 2 * heads
+        for i in 0..<dModel {
+            for j in 0..<width { wQKVGR[i * width + j] = j >= 3 * dModel + heads ? 0 : S(normal(&rng) * std) }
+            for j in 0..<dModel { wO[i * dModel + j] = S(normal(&rng) * residualStd) }
+        }
+    }
+
+    struct HeadCache {
+        var input: HeadInput<S>
+        var y: [S]
+        var quadratic: QuadraticAttention.Cache<S>?
+        var chunked: ChunkedAttention.Cache<S>?
+        /// Rotation angles [T, d/2].
+        var angles: [Double]
+    }
+
+    private var x: Tensor<S>?
+    private var projected: Tensor<S>?
+    private var merged: Tensor<S>?
+    private var caches: [HeadCache] = []
+    private var batch = 0, length = 0
+
+    /// Rotary rate of pair m.
+    func rate(_ m: Int) -> Double { 2 * Double.pi / Foundation.pow(Double(maxDocumentLength), Double(2 * m) / Double(headDim)) }
+
+    func resolvedForm(_ t: Int) -> AttentionForm {
+        if kind == .softmax { return .attention }
+        return form ?? (t <= chunk ? .attention : .chunked)
+    }
+
+    // forward: x [B*T, C] -> y [B*T, C]
+    public func forward(_ x: Tensor<S>, batch: Int, length t: Int) -> Tensor<S> {
+        let c = dModel, h = heads, d = headDim, width = 3 * c + 2 * h
+        precondition(x.count == batch * t * c, "attention input is not [B*T, C]")
+        precondition(resolvedForm(t) == .attention || t % chunk == 0, "length \(t) is not a multiple of the chunk \(chunk)")
+        self.x = x; self.batch = batch; length = t
+        let p = Tensor<S>([batch * t, width])
+        gemm(false, false, batch * t, width, c, 1, x.data, wQKVGR.data, 0, p.data)
+        projected = p
+        let merged = Tensor<S>([batch * t, c])
+        caches = (0..<(batch * h)).map { i in headForward(p, b: i / h, head: i % h, t: t) }
+        for (i, cache) in caches.enumerated() {
+            let b = i / h, head = i % h
+            for r in 0..<t { for e in 0..<d { merged[(b * t + r) * c + head * d + e] = cache.y[r * d + e] } }
+        }
+        self.merged = merged
+        let out = Tensor<S>([batch * t, c])
+        gemm(false, false, batch * t, c, c, 1, merged.data, wO.data, 0, out.data)
+        return out
+    }
+
+    private func headForward(_ p: Tensor<S>, b: Int, head: Int, t: Int) -> HeadCache {
+        let c = dModel, h = heads, d = headDim, width = 3 * c + 2 * h
+        var q = [S](repeating: 0, count: t * d), k = q, v = q
+        var G = [Double](repeating: 0, count: t), angles = [Double](repeating: 0, count: t * d / 2)
+        var gSum = 0.0, bSum = 0.0
+        for r in 0..<t {
+            let row = (b * t + r) * width
+            for e in 0..<d {
+                q[r * d + e] = p[row + head * d + e]
+                k[r * d + e] = p[row + c + head * d + e]
+                v[r * d + e] = p[row + 2 * c + head * d + e]
+            }
+            if kind.gated { gSum += logSigmoid(Double(p[row + 3 * c + head]) + Self.gateBias) }
+            G[r] = gSum
+            // Learned rotary: angle (B_t - 1) w_m with B_t = sum_{s<=t} (1 + tanh r_s); at zero init B_t - 1 = t exactly.
+            let position: Double
+            if kind.learnedRotary { bSum += 1 + Foundation.tanh(Double(p[row + 3 * c + h + head])); position = bSum - 1 } else { position = Double(r) }
+            for m in 0..<(d / 2) { angles[r * d / 2 + m] = position * rate(m) }
+        }
+        let input = HeadInput(t: t, d: d, qr: rotate(q, angles, d), kr: rotate(k, angles, d), v: v, G: G)
+        switch resolvedForm(t) {
+        case .attention:
+            let (y, cache) = QuadraticAttention.forward(input, score: kind == .softmax ? .softmax : .power(power))
+            return HeadCache(input: input, y: y, quadratic: cache, chunked: nil, angles: angles)
+        case .chunked:
+            let (y, cache) = chunked!.forward(input)
+            return HeadCache(input: input, y: y, quadratic: nil, chunked: cache, angles: angles)
+        }
+    }
+
+    // backward: dy [B*T, C] -> dx [B*T, C]; accumulates dwQKVGR, dwO
+    public func backward(_ dy: Tensor<S>) -> Tensor<S> {
+        guard let x, let projected, let merged else { preconditionFailure("backward before forward") }
+        let c = dModel, h = heads, d = headDim, width = 3 * c + 2 * h, t = length, n = batch * t
+        gemm(true, false, c, c, n, 1, merged.data, dy.data, 1, dwO.data)
+        let dMerged = Tensor<S>([n, c])
+        gemm(false, true, n, c, c, 1, dy.data, wO.data, 0, dMerged.data)
+        let dp = Tensor<S>([n, width])
+        for (i, cache) in caches.enumerated() {
+            let b = i / h, head = i % h
+            var dyh = [S](repeating: 0, count: t * d)
+            for r in 0..<t { for e in 0..<d { dyh[r * d + e] = dMerged[(b * t + r) * c + head * d + e] } }
+            let g: HeadGradient<S>
+            if let q = cache.quadratic {
+                g = QuadraticAttention.backward(cache.input, score: kind == .softmax ? .softmax : .power(power), y: cache.y, cache: q, dy: dyh)
+            } else {
+                g = chunked!.backward(cache.input, y: cache.y, cache: cache.chunked!, dy: dyh)
+            }
+            // Rotary: dq = R^T dqr; d(angle) from both q and k.
+            var dAngle = [Double](repeating: 0, count: t * d / 2)
+            let dq = unrotate(g.dqr, cache.input.qr, cache.angles, d, &dAngle)
+            let dk = unrotate(g.dkr, cache.input.kr, cache.angles, d, &dAngle)
+            var gateAcc = 0.0, rateAcc = 0.0
+            for r in stride(from: t - 1, through: 0, by: -1) {
+                let row = (b * t + r) * width
+                for e in 0..<d {
+                    dp[row + head * d + e] = dq[r * d + e]
+                    dp[row + c + head * d + e] = dk[r * d + e]
+                    dp[row + 2 * c + head * d + e] = g.dv[r * d + e]
+                }
+                if kind.gated {
+                    // dgamma_t = sum_{i >= t} dG_i; d logsigmoid(z)/dz = 1 - sigmoid(z).
+                    gateAcc += g.dG[r]
+                    let z = Double(projected[row + 3 * c + head]) + Self.gateBias
+                    dp[row + 3 * c + head] = S(gateAcc * (1 - 1 / (1 + Foundation.exp(-z))))
+                }
+                if kind.learnedRotary {
+                    var dB = 0.0
+                    for m in 0..<(d / 2) { dB += rate(m) * dAngle[r * d / 2 + m] }
+                    rateAcc += dB
+                    let th = Foundation.tanh(Double(projected[row + 3 * c + h + head]))
+                    dp[row + 3 * c + h + head] = S(rateAcc * (1 - th * th))
+                }
+            }
+        }
+        gemm(true, false, c, width, n, 1, x.data, dp.data, 1, dwQKVGR.data)
+        let dx = Tensor<S>([n, c])
+        gemm(false, true, n, c, width, 1, dp.data, wQKVGR.data, 0, dx.data)
+        return dx
+    }
+}
+
+/// Rotates pairs (2m, 2m+1) of each row by its angles [T, d/2].
+func rotate<S: TensorScalar>(_ x: [S], _ angles: [Double], _ d: Int) -> [S] {
+    var out = x
+    let t = x.count / d
+    for r in 0..<t {
+        for m in 0..<(d / 2) {
+            let a = angles[r * d / 2 + m], cs = S(Foundation.cos(a)), sn = S(Foundation.sin(a))
+            let x0 = x[r * d + 2 * m], x1 = x[r * d + 2 * m + 1]
+            out[r * d + 2 * m] = x0 * cs - x1 * sn
+            out[r * d + 2 * m + 1] = x0 * sn + x1 * cs
+        }
+    }
+    return out
+}
+
+/// The backward of `rotate`: returns R^T dxr and adds d(angle) = dxr1 * xr0 - dxr0 * xr1 into dAngle.
+func unrotate<S: TensorScalar>(_ dxr: [S], _ xr: [S], _ angles: [Double], _ d: Int, _ dAngle: inout [Double]) -> [S] {
+    var out = dxr
+    let t = dxr.count / d
+    for r in 0..<t {
+        for m in 0..<(d / 2) {
+            let a = angles[r * d / 2 + m], cs = S(Foundation.cos(a)), sn = S(Foundation.sin(a))
+            let g0 = dxr[r * d + 2 * m], g1 = dxr[r * d + 2 * m + 1]
+            out[r * d + 2 * m] = g0 * cs + g1 * sn
+            out[r * d + 2 * m + 1] = -g0 * sn + g1 * cs
+            dAngle[r * d / 2 + m] += Double(g1 * xr[r * d + 2 * m] - g0 * xr[r * d + 2 * m + 1])
+        }
+    }
+    return out
+}
+
+/// log(sigmoid(z)), stable for large |z|.
+func logSigmoid(_ z: Double) -> Double { z >= 0 ? -Foundation.log1p(Foundation.exp(-z)) : z - Foundation.log1p(Foundation.exp(z)) }
+
+/// A standard normal sample (Box-Muller).
+func normal(_ rng: inout some RandomNumberGenerator) -> Double {
+    let u1 = Double.random(in: Double.ulpOfOne..<1, using: &rng), u2 = Double.random(in: 0..<1, using: &rng)
+    return (-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * .pi * u2)
+}

@@ -1,0 +1,206 @@
+import Foundation
+import Tensor
+
+/// A model configuration (`data/configs/*.json`, snake_case keys), with training defaults.
+public struct TransformerConfig: Codable, Equatable, Sendable {
+    public var name: String
+    public var vocabSize = 50_304
+    public var layers: Int
+    public var dModel: Int
+    public var heads: Int
+    public var power: Int
+    public var chunk: Int
+    public var attention: AttentionKind
+    public var mlpRatio = 4.0
+    public var embedNorm = true
+    /// Training context length T.
+    public var context: Int
+    public var batch = 8
+    public var learningRate = 6e-4
+    public var minLearningRate = 6e-5
+    public var warmupSteps = 2000
+    public var steps = 10_000
+    public var weightDecay = 0.1
+    public var beta1 = 0.9
+    public var beta2 = 0.95
+    public var gradClip = 1.0
+
+    enum CodingKeys: String, CodingKey {
+        case name, layers, heads, power, chunk, attention, context, batch, steps
+        case vocabSize = "vocab_size", dModel = "d_model", mlpRatio = "mlp_ratio", embedNorm = "embed_norm"
+        case learningRate = "lr", minLearningRate = "min_lr", warmupSteps = "warmup_steps", weightDecay = "weight_decay"
+        case beta1, beta2, gradClip = "grad_clip"
+    }
+
+    public init(name: String, layers: Int, dModel: Int, heads: Int, power: Int, chunk: Int, attention: AttentionKind, context: Int) {
+        self.name = name; self.layers = layers; self.dModel = dModel; self.heads = heads
+        self.power = power; self.chunk = chunk; self.attention = attention; self.context = context
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        layers = try c.decode(Int.self, forKey: .layers)
+        dModel = try c.decode(Int.self, forKey: .dModel)
+        heads = try c.decode(Int.self, forKey: .heads)
+        power = try c.decode(Int.self, forKey: .power)
+        chunk = try c.decode(Int.self, forKey: .chunk)
+        attention = try c.decode(AttentionKind.self, forKey: .attention)
+        context = try c.decode(Int.self, forKey: .context)
+        vocabSize = try c.decodeIfPresent(Int.self, forKey: .vocabSize) ?? vocabSize
+        mlpRatio = try c.decodeIfPresent(Double.self, forKey: .mlpRatio) ?? mlpRatio
+        embedNorm = try c.decodeIfPresent(Bool.self, forKey: .embedNorm) ?? embedNorm
+        batch = try c.decodeIfPresent(Int.self, forKey: .batch) ?? batch
+        learningRate = try c.decodeIfPresent(Double.self, forKey: .learningRate) ?? learningRate
+        minLearningRate = try c.decodeIfPresent(Double.self, forKey: .minLearningRate) ?? minLearningRate
+        warmupSteps = try c.decodeIfPresent(Int.self, forKey: .warmupSteps) ?? warmupSteps
+        steps = try c.decodeIfPresent(Int.self, forKey: .steps) ?? steps
+        weightDecay = try c.decodeIfPresent(Double.self, forKey: .weightDecay) ?? weightDecay
+        beta1 = try c.decodeIfPresent(Double.self, forKey: .beta1) ?? beta1
+        beta2 = try c.decodeIfPresent(Double.self, forKey: .beta2) ?? beta2
+        gradClip = try c.decodeIfPresent(Double.self, forKey: .gradClip) ?? gradClip
+    }
+
+    public var headDim: Int { dModel / heads }
+    public var hidden: Int { Int((Double(dModel) * mlpRatio).rounded()) }
+
+    /// Every constraint the model relies on; the error says which value is wrong.
+    public func validate() throws {
+        func bad(_ m: String) -> ConfigError { ConfigError("config '\(name)': \(m)") }
+        guard layers >= 1 else { throw bad("layers must be positive, got \(layers)") }
+        guard heads >= 1, dModel % heads == 0 else { throw bad("heads (\(heads)) must divide d_model (\(dModel))") }
+        guard headDim % 2 == 0 else { throw bad("head dimension d_model / heads = \(headDim) must be even (rotary pairs)") }
+        guard dModel % 2 == 0 else { throw bad("d_model must be even, got \(dModel)") }
+        guard power >= 2, power % 2 == 0 else { throw bad("power p must be an even number >= 2, got \(power)") }
+        guard chunk >= 1, context % chunk == 0 else { throw bad("chunk (\(chunk)) must divide context (\(context))") }
+        guard context >= 1, 65_536 % context == 0 else { throw bad("context \(context) must divide 65536") }
+        guard vocabSize >= 50_257 else { throw bad("vocab_size \(vocabSize) is smaller than GPT-2's 50257") }
+        guard mlpRatio > 0 else { throw bad("mlp_ratio must be positive") }
+    }
+
+    /// Loads and validates a config file; errors name the file.
+    public static func load(_ url: URL) throws -> TransformerConfig {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch { throw ConfigError("\(url.path): cannot read (\(error.localizedDescription))") }
+        let config: TransformerConfig
+        do { config = try JSONDecoder().decode(TransformerConfig.self, from: data) } catch {
+            throw ConfigError("\(url.path): not a model config (\(error))")
+        }
+        do { try config.validate() } catch let e as ConfigError { throw ConfigError("\(url.path): \(e.description)") }
+        return config
+    }
+}
+
+public struct ConfigError: Error, CustomStringConvertible, LocalizedError {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+    public var errorDescription: String? { description }
+}
+
+/// A named parameter with its gradient, as the optimizer and checkpoints see it.
+public struct Parameter<S: TensorScalar> {
+    public let name: String
+    public let value: Tensor<S>
+    public let grad: Tensor<S>
+    /// Matrices get weight decay; norms do not.
+    public var decays: Bool { value.shape.count == 2 }
+}
+
+/// The GPT-2-style pre-norm transformer of MODEL.md section 5 with sympow attention.
+public final class Transformer<S: TensorScalar> {
+    public let config: TransformerConfig
+    public let embedding: Embedding<S>
+    public let embedNorm: LayerNorm<S>?
+    public let ln1: [LayerNorm<S>], attention: [SympowAttention<S>], ln2: [LayerNorm<S>], mlp: [MLP<S>]
+    public let lnFinal: LayerNorm<S>
+    private var headGradient: Tensor<S>?
+
+    public init(config: TransformerConfig, seed: UInt64) {
+        self.config = config
+        let c = config.dModel
+        embedding = Embedding(vocabulary: config.vocabSize, dModel: c)
+        embedNorm = config.embedNorm ? LayerNorm(dModel: c) : nil
+        ln1 = (0..<config.layers).map { _ in LayerNorm(dModel: c) }
+        ln2 = (0..<config.layers).map { _ in LayerNorm(dModel: c) }
+        attention = (0..<config.layers).map { _ in
+            SympowAttention(dModel: c, heads: config.heads, power: config.power, chunk: config.chunk, kind: config.attention)
+        }
+        mlp = (0..<config.layers).map { _ in MLP(dModel: c, hidden: config.hidden) }
+        lnFinal = LayerNorm(dModel: c)
+        var rng = SeededGenerator(seed: seed)
+        let residual = 0.02 / (2 * Double(config.layers)).squareRoot()
+        for i in 0..<embedding.wte.count { embedding.wte[i] = S(normal(&rng) * 0.02) }
+        for l in 0..<config.layers {
+            attention[l].initialize(std: 0.02, residualStd: residual, using: &rng)
+            for i in 0..<mlp[l].w1.count { mlp[l].w1[i] = S(normal(&rng) * 0.02) }
+            for i in 0..<mlp[l].w2.count { mlp[l].w2[i] = S(normal(&rng) * residual) }
+        }
+    }
+
+    /// Every parameter, in a fixed order, with the names used in checkpoints.
+    public var parameters: [Parameter<S>] {
+        var out = [Parameter(name: "wte", value: embedding.wte, grad: embedding.dwte)]
+        if let n = embedNorm { out.append(Parameter(name: "embed_norm.weight", value: n.weight, grad: n.dweight)) }
+        for l in 0..<config.layers {
+            out.append(Parameter(name: "blocks.\(l).ln1.weight", value: ln1[l].weight, grad: ln1[l].dweight))
+            out.append(Parameter(name: "blocks.\(l).attn.w_qkvgr", value: attention[l].wQKVGR, grad: attention[l].dwQKVGR))
+            out.append(Parameter(name: "blocks.\(l).attn.w_o", value: attention[l].wO, grad: attention[l].dwO))
+            out.append(Parameter(name: "blocks.\(l).ln2.weight", value: ln2[l].weight, grad: ln2[l].dweight))
+            out.append(Parameter(name: "blocks.\(l).mlp.w1", value: mlp[l].w1, grad: mlp[l].dw1))
+            out.append(Parameter(name: "blocks.\(l).mlp.w2", value: mlp[l].w2, grad: mlp[l].dw2))
+        }
+        out.append(Parameter(name: "ln_f.weight", value: lnFinal.weight, grad: lnFinal.dweight))
+        return out
+    }
+
+    public func zeroGradients() { for p in parameters { p.grad.zero() } }
+
+    /// Mean masked cross-entropy of predicting `targets` from `tokens` ([B, T] each, row-major), and the loss at
+    /// every position. With `training`, the head's share of dwte is accumulated here and `backward()` may follow.
+    // forward: tokens, targets [B*T], mask [B*T] -> loss
+    public func forward(tokens: [Int32], targets: [Int32], mask: [Float], batch: Int, length: Int, training: Bool = true) -> (loss: Double, perPosition: [Double]) {
+        precondition(tokens.count == batch * length && targets.count == tokens.count && mask.count == tokens.count, "inputs are not [B, T]")
+        var x = embedding.forward(tokens)
+        if let n = embedNorm { x = n.forward(x) }
+        for l in 0..<config.layers {
+            add(&x, attention[l].forward(ln1[l].forward(x), batch: batch, length: length))
+            add(&x, mlp[l].forward(ln2[l].forward(x)))
+        }
+        let h = lnFinal.forward(x)
+        let (loss, dh, perPosition) = LanguageModelHead.lossAndGradient(h, wte: embedding.wte, dwte: training ? embedding.dwte : nil,
+                                                                         targets: targets, mask: mask)
+        headGradient = training ? dh : nil
+        return (loss, perPosition)
+    }
+
+    /// Accumulates every parameter's gradient of the loss of the last `forward(training: true)`.
+    public func backward() {
+        guard let dh = headGradient else { preconditionFailure("backward needs a training forward first") }
+        headGradient = nil
+        var dx = lnFinal.backward(dh)
+        for l in stride(from: config.layers - 1, through: 0, by: -1) {
+            add(&dx, ln2[l].backward(mlp[l].backward(dx)))
+            add(&dx, ln1[l].backward(attention[l].backward(dx)))
+        }
+        if let n = embedNorm { dx = n.backward(dx) }
+        embedding.backward(dx)
+    }
+}
+
+/// x += y elementwise.
+func add<S: TensorScalar>(_ x: inout Tensor<S>, _ y: Tensor<S>) {
+    for i in 0..<x.count { x.data[i] += y.data[i] }
+}
+
+/// SplitMix64 as a RandomNumberGenerator, for seeded initialization.
+struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
