@@ -1,0 +1,113 @@
+import Foundation
+import XCTest
+@testable import Model
+@testable import Tensor
+
+final class ModelPropertyTests: XCTestCase {
+    /// MODEL.md test 2 at the layer: every variant, chunk sizes 1, 2, 16, T, and a T that is a multiple but not a
+    /// power of two; chunked form == attention form in Float32.
+    func testChunkedLayerEqualsAttentionLayerForEveryVariant() {
+        for kind in AttentionKind.allCases where kind != .softmax {
+            for (t, chunks) in [(32, [1, 2, 16, 32]), (48, [3, 16, 48])] {
+                let reference = SympowAttention<Float>(dModel: 16, heads: 2, power: 2, chunk: 4, kind: kind)
+                var rng = SeededGenerator(seed: 11)
+                reference.initialize(std: 0.3, residualStd: 0.3, using: &rng)
+                for i in 0..<reference.wQKVGR.count where reference.wQKVGR[i] == 0 { reference.wQKVGR[i] = Float.random(in: -0.5...0.5, using: &rng) }
+                reference.form = .attention
+                var g = Gaussian(seed: 12)
+                let x = Tensor<Float>([2 * t, 16], g.array(2 * t * 16))
+                let want = reference.forward(x, batch: 2, length: t).array
+                for c in chunks {
+                    let layer = SympowAttention<Float>(dModel: 16, heads: 2, power: 2, chunk: c, kind: kind)
+                    layer.wQKVGR.data.update(from: reference.wQKVGR.data, count: layer.wQKVGR.count)
+                    layer.wO.data.update(from: reference.wO.data, count: layer.wO.count)
+                    layer.form = .chunked
+                    XCTAssertLessThan(maxRelativeError(layer.forward(x, batch: 2, length: t).array, want), 1e-4, "\(kind) T \(t) chunk \(c)")
+                }
+            }
+        }
+    }
+
+    /// MODEL.md test 5: scores depend only on angle differences.
+    func testRotaryShiftInvariance() {
+        let x: HeadInput<Double> = randomHead(t: 12, d: 8, seed: 21)
+        let angles: [Double] = (0..<48).map { (i: Int) -> Double in 0.37 * Double(i / 4) + 0.11 * Double(i % 4) }
+        var a = x, b = x
+        a.qr = rotate(x.qr, angles, 8); a.kr = rotate(x.kr, angles, 8)
+        let shifted = angles.map { $0 + 1.234 }
+        b.qr = rotate(x.qr, shifted, 8); b.kr = rotate(x.kr, shifted, 8)
+        for score in [Score.power(2), .power(4), .softmax] {
+            XCTAssertLessThan(maxRelativeError(QuadraticAttention.forward(a, score: score).y, QuadraticAttention.forward(b, score: score).y), 1e-12)
+        }
+    }
+
+    /// MODEL.md test 6: learned rotary with a zero rotation projection is fixed RoPE, bit for bit.
+    func testZeroInitializedLearnedRotaryIsFixedRoPE() {
+        let learned = SympowAttention<Float>(dModel: 16, heads: 2, power: 2, chunk: 8, kind: .conformalSympow)
+        let fixed = SympowAttention<Float>(dModel: 16, heads: 2, power: 2, chunk: 8, kind: .sympowGating)
+        var rng = SeededGenerator(seed: 31)
+        learned.initialize(std: 0.3, residualStd: 0.3, using: &rng)
+        fixed.wQKVGR.data.update(from: learned.wQKVGR.data, count: learned.wQKVGR.count)
+        fixed.wO.data.update(from: learned.wO.data, count: learned.wO.count)
+        var g = Gaussian(seed: 32)
+        let x = Tensor<Float>([64, 16], g.array(64 * 16))
+        for form in [AttentionForm.attention, .chunked] {
+            learned.form = form; fixed.form = form
+            XCTAssertEqual(learned.forward(x, batch: 1, length: 64).array, fixed.forward(x, batch: 1, length: 64).array, "\(form)")
+        }
+    }
+
+    /// MODEL.md test 8: saturated gates, large scores and T = 65,536 give finite outputs and gradients.
+    func testExtremeInputsStayFinite() {
+        func check(_ layer: SympowAttention<Float>, _ x: Tensor<Float>, _ t: Int, _ what: String) {
+            let y = layer.forward(x, batch: 1, length: t)
+            XCTAssertTrue(y.array.allSatisfy(\.isFinite), "\(what): output not finite")
+            let dx = layer.backward(y)
+            XCTAssertTrue(dx.array.allSatisfy(\.isFinite), "\(what): input gradient not finite")
+            XCTAssertTrue(layer.dwQKVGR.array.allSatisfy(\.isFinite) && layer.dwO.array.allSatisfy(\.isFinite), "\(what): weight gradient not finite")
+        }
+        var g = Gaussian(seed: 41)
+        // Gates near 0: a huge negative gate pre-activation on every token.
+        for form in [AttentionForm.attention, .chunked] {
+            let layer = SympowAttention<Float>(dModel: 16, heads: 2, power: 4, chunk: 8, kind: .conformalSympow)
+            var rng = SeededGenerator(seed: 42)
+            layer.initialize(std: 0.3, residualStd: 0.3, using: &rng)
+            for r in 0..<16 { layer.wQKVGR[r * 52 + 48] = -200; layer.wQKVGR[r * 52 + 49] = -200 }
+            layer.form = form
+            check(layer, Tensor<Float>([64, 16], g.array(64 * 16).map { abs($0) + 0.1 }), 64, "closed gates \(form)")
+        }
+        // Large scores: |u| in the hundreds (u^4 ~ 1e10 per weight).
+        for form in [AttentionForm.attention, .chunked] {
+            let layer = SympowAttention<Float>(dModel: 16, heads: 2, power: 4, chunk: 8, kind: .sympowGating)
+            var rng = SeededGenerator(seed: 43)
+            layer.initialize(std: 3, residualStd: 0.3, using: &rng)
+            layer.form = form
+            check(layer, Tensor<Float>([64, 16], g.array(64 * 16, scale: 3)), 64, "large scores \(form)")
+        }
+        // A whole window: T = 65,536 with the tiny config's attention shape, chunked.
+        let config = try! TransformerConfig.load(URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("data/configs/tiny.json"))
+        let layer = SympowAttention<Float>(dModel: config.dModel, heads: config.heads, power: config.power, chunk: config.chunk, kind: config.attention)
+        var rng = SeededGenerator(seed: 44)
+        layer.initialize(std: 0.02, residualStd: 0.02, using: &rng)
+        check(layer, Tensor<Float>([65_536, config.dModel], g.array(65_536 * config.dModel)), 65_536, "T = 65536")
+    }
+
+    func testConfigsLoadAndBadConfigsAreRefused() throws {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("data/configs")
+        for name in ["tiny", "small", "paper"] { XCTAssertEqual(try TransformerConfig.load(dir.appendingPathComponent(name + ".json")).name, name) }
+        var c = try TransformerConfig.load(dir.appendingPathComponent("tiny.json"))
+        for (change, message) in [({ (c: inout TransformerConfig) in c.power = 3 }, "power p must be an even"),
+                                  ({ $0.heads = 3 }, "must divide d_model"),
+                                  ({ $0.chunk = 48 }, "must divide context"),
+                                  ({ $0.context = 1000; $0.chunk = 8 }, "must divide 65536"),
+                                  ({ $0.dModel = 66; $0.heads = 2 }, "must be even (rotary pairs)")] as [((inout TransformerConfig) -> Void, String)] {
+            var bad = c
+            change(&bad)
+            XCTAssertThrowsError(try bad.validate()) { XCTAssertTrue("\($0)".contains(message), "\($0)") }
+        }
+        c.name = "x"
+        XCTAssertNoThrow(try c.validate())
+    }
+}
