@@ -50,6 +50,7 @@ let package = Package(
         .testTarget(name: "ShardsTests", dependencies: ["Shards"], swiftSettings: [.unsafeFlags(cIncludes)]),
         .testTarget(name: "StreamingTests", dependencies: ["Streaming", "Shards"], swiftSettings: [.unsafeFlags(cIncludes)]),
         .testTarget(name: "ModelTests", dependencies: ["Model", "Tensor"], swiftSettings: [.unsafeFlags(cIncludes)]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Streaming", "Shards", "Tokenizer", "Tensor"], swiftSettings: [.unsafeFlags(cIncludes)]),
         .testTarget(name: "TensorTests", dependencies: ["Tensor"], swiftSettings: [.unsafeFlags(cIncludes)]),
     ],
     swiftLanguageModes: [.v5]

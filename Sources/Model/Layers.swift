@@ -151,30 +151,33 @@ public enum LanguageModelHead {
         let dx = Tensor<S>([n, c])
         var total = 0.0
         var perPosition = [Double](repeating: 0, count: n)
-        let logits = Tensor<S>([min(block, n), v])
+        // Overwritten block by block by the gemm below: no need to zero it.
+        let logits = UnsafeMutablePointer<S>.allocate(capacity: min(block, n) * v)
+        defer { logits.deallocate() }
         var r0 = 0
         while r0 < n {
             let rows = min(block, n - r0)
-            gemm(false, true, rows, v, c, 1, x.data + r0 * c, wte.data, 0, logits.data)
+            gemm(false, true, rows, v, c, 1, x.data + r0 * c, wte.data, 0, logits)
             for r in 0..<rows {
-                let row = logits.data + r * v
+                let row = logits + r * v
                 var m = -S.infinity
                 for j in 0..<v { m = max(m, row[j]) }
-                var sum = 0.0
-                for j in 0..<v { sum += Double(S.exp(row[j] - m)) }
-                let logZ = Double(m) + Foundation.log(sum)
                 let target = Int(targets[r0 + r])
-                let lossHere = logZ - Double(row[target])
+                let targetLogit = Double(row[target])
+                // Exponentiate once, in place; the sum in Float64.
+                var sum = 0.0
+                for j in 0..<v { let e = S.exp(row[j] - m); row[j] = e; sum += Double(e) }
+                let lossHere = Double(m) + Foundation.log(sum) - targetLogit
                 perPosition[r0 + r] = lossHere
                 let weight = Double(mask[r0 + r])
                 total += weight * lossHere
                 // dlogits = (softmax - onehot) * mask / count, written over the logits.
-                let scale = weight / count
-                for j in 0..<v { row[j] = S(Foundation.exp(Double(row[j]) - logZ) * scale) }
-                row[target] -= S(scale)
+                let scale = S(weight / count / sum)
+                for j in 0..<v { row[j] *= scale }
+                row[target] -= S(weight / count)
             }
-            gemm(false, false, rows, c, v, 1, logits.data, wte.data, 0, dx.data + r0 * c)
-            if let dwte { gemm(true, false, v, c, rows, 1, logits.data, x.data + r0 * c, 1, dwte.data) }
+            gemm(false, false, rows, c, v, 1, logits, wte.data, 0, dx.data + r0 * c)
+            if let dwte { gemm(true, false, v, c, rows, 1, logits, x.data + r0 * c, 1, dwte.data) }
             r0 += rows
         }
         return (total / count, dx, perPosition)

@@ -104,6 +104,10 @@ public struct Parameter<S: TensorScalar> {
     public let grad: Tensor<S>
     /// Matrices get weight decay; norms do not.
     public var decays: Bool { value.shape.count == 2 }
+
+    public init(name: String, value: Tensor<S>, grad: Tensor<S>) {
+        self.name = name; self.value = value; self.grad = grad
+    }
 }
 
 /// The GPT-2-style pre-norm transformer of MODEL.md section 5 with sympow attention.
