@@ -25,6 +25,15 @@ void lc_h5_silence_errors(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
 void lc_blas_set_threads(int n) { openblas_set_num_threads(n); }
 int lc_blas_get_threads(void) { return openblas_get_num_threads(); }
+const char *lc_blas_core_name(void) { return openblas_get_corename(); }
+
+const char *lc_blas_preferred_core(void) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")) return "SkylakeX";
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+    return NULL;
+}
 
 // The zstd filter, byte-compatible with hdf5plugin's: each chunk is one plain zstd frame
 // (with its content size), cd_values[0] is the compression level.

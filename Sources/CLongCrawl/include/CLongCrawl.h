@@ -42,6 +42,10 @@ void lc_h5_silence_errors(void);
 
 /// Sets the number of OpenBLAS threads.
 void lc_blas_set_threads(int n);
+/// The OpenBLAS kernel set in use ("Prescott", "Haswell", "SkylakeX", ...).
+const char *lc_blas_core_name(void);
+/// The best OpenBLAS kernel set this CPU supports ("SkylakeX" with AVX-512, "Haswell" with AVX2+FMA), or NULL.
+const char *lc_blas_preferred_core(void);
 int lc_blas_get_threads(void);
 
 #endif

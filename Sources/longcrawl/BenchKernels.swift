@@ -1,0 +1,100 @@
+import ArgumentParser
+import Foundation
+import Model
+import Tensor
+
+/// `longcrawl bench kernels`: attention and whole-model step times per token, and the model's GFLOP/s beside sgemm.
+struct BenchKernels: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kernels",
+        abstract: "Forward and forward+backward time per token of each attention variant and of the whole model, with MFU against sgemm.",
+        discussion: "Example:\n  longcrawl bench kernels --config data/configs/small.json --lengths 1024,4096,16384,65536"
+    )
+
+    @Option(help: "Model config.")
+    var config: String = "data/configs/small.json"
+
+    @Option(help: "Comma-separated sequence lengths (batch 1).")
+    var lengths: String = "1024,4096,16384,65536"
+
+    @Option(help: "Longest T for softmax attention (its attention form is quadratic in memory).")
+    var softmaxLimit: Int = 4096
+
+    func run() throws {
+        let cfg = try TransformerConfig.load(URL(fileURLWithPath: config))
+        let ts = lengths.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !ts.isEmpty, ts.allSatisfy({ $0 % cfg.chunk == 0 && 65_536 % $0 == 0 }) else {
+            throw ValidationError("--lengths must be multiples of the chunk \(cfg.chunk) dividing 65536")
+        }
+        let c = cfg.dModel, d = cfg.headDim, h = cfg.heads, p = cfg.power
+        let phiSize = SymmetricPower(dimension: d, power: p).size
+        print("config \(cfg.name): \(cfg.layers) layers, d_model \(c), \(h) heads of \(d), p \(p) (D = \(phiSize)), chunk \(cfg.chunk), vocabulary \(cfg.vocabSize)")
+
+        // Baseline: sgemm at a transformer shape, same run.
+        let m = 4096, n = 4 * c, k = c
+        let a = Tensor<Float>([m, k]), b = Tensor<Float>([k, n]), out = Tensor<Float>([m, n])
+        for i in 0..<a.count { a[i] = Float(i % 7) * 0.1 }
+        for i in 0..<b.count { b[i] = Float(i % 5) * 0.1 }
+        let sgemmSeconds = best(5) { gemmOnce(a, b, out, m, n, k) }
+        let peak = 2 * Double(m * n * k) / sgemmSeconds / 1e9
+        print(String(format: "sgemm [%d x %d] x [%d x %d]: %.1f GFLOP/s (the MFU baseline)", m, k, k, n, peak))
+
+        // Useful flops per token, forward (backward counted as 2x forward).
+        let c0 = Double(c), hidden = Double(cfg.hidden), chunk = Double(cfg.chunk), dd = Double(phiSize), dh = Double(d)
+        let projections = 2 * c0 * (3 * c0 + 2 * Double(h)) + 2 * c0 * c0 + 4 * c0 * hidden
+        let attentionPerHead = 2 * chunk * dh + 2 * chunk * (dh + 1) + 4 * dd * (dh + 1) + 2 * dd * Double(p)
+        let perLayer = projections + Double(h) * attentionPerHead
+        let perToken = Double(cfg.layers) * perLayer + 2 * c0 * Double(cfg.vocabSize)
+        print("flops/token forward = L * [2C(3C+2H) + 2C^2 + 4C*F + H * (2cd + 2c(d+1) + 4D(d+1) + 2Dp)] + 2CV = \(Int(perToken)); forward+backward = 3x")
+
+        print("\n| T | attention | forward us/token | fwd+bwd us/token |")
+        print("| ---: | --- | ---: | ---: |")
+        var rng = SystemRandomNumberGenerator()
+        for t in ts {
+            let x = Tensor<Float>([t, c])
+            for i in 0..<x.count { x[i] = Float.random(in: -1...1, using: &rng) }
+            for kind in AttentionKind.allCases {
+                if kind == .softmax && t > softmaxLimit { print("| \(t) | \(kind.rawValue) | skipped (quadratic) | |"); continue }
+                let layer = SympowAttention<Float>(dModel: c, heads: h, power: p, chunk: cfg.chunk, kind: kind)
+                var r = SystemRandomNumberGenerator()
+                layer.initialize(std: 0.02, residualStd: 0.02, using: &r)
+                var y: Tensor<Float>?
+                let fwd = best(2) { y = layer.forward(x, batch: 1, length: t) }
+                let both = best(2) { y = layer.forward(x, batch: 1, length: t); _ = layer.backward(y!) }
+                print(String(format: "| %d | %@ | %.2f | %.2f |", t, kind.rawValue, fwd / Double(t) * 1e6, both / Double(t) * 1e6))
+            }
+        }
+
+        print("\n| T | model fwd+bwd s | tokens/s | GFLOP/s | MFU vs sgemm | peak RSS |")
+        print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+        for t in ts {
+            var model: Transformer<Float>? = Transformer<Float>(config: cfg, seed: 1)
+            let tokens = (0..<t).map { Int32(($0 * 7919) % 50_257) }
+            let targets = (0..<t).map { Int32(($0 * 104_729 + 1) % 50_257) }
+            let mask = [Float](repeating: 1, count: t)
+            let seconds = best(t >= 16_384 ? 1 : 2) {
+                model!.zeroGradients()
+                _ = model!.forward(tokens: tokens, targets: targets, mask: mask, batch: 1, length: t)
+                model!.backward()
+            }
+            model = nil
+            let gflops = 3 * perToken * Double(t) / seconds / 1e9
+            print(String(format: "| %d | %.2f | %.0f | %.1f | %.1f%% | %@ |", t, seconds, Double(t) / seconds, gflops, 100 * gflops / peak, formatBytes(maxRSS())))
+        }
+    }
+
+    func best(_ runs: Int, _ body: () -> Void) -> Double {
+        (0..<runs).map { _ in let t0 = now(); body(); return now() - t0 }.min()!
+    }
+
+    func gemmOnce(_ a: Tensor<Float>, _ b: Tensor<Float>, _ c: Tensor<Float>, _ m: Int, _ n: Int, _ k: Int) {
+        Float.gemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: a.data, lda: k, b: b.data, ldb: n, beta: 0, c: c.data, ldc: n)
+    }
+}
+
+/// Peak resident set size of this process so far (getrusage), in bytes.
+func maxRSS() -> Int {
+    var usage = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    return usage.ru_maxrss * 1024
+}
