@@ -1,6 +1,7 @@
 #include "CLongCrawl.h"
 #include <stdlib.h>
 #include <pthread.h>
+#include <malloc.h>
 
 hid_t lc_h5p_default(void) { return H5P_DEFAULT; }
 hid_t lc_h5s_all(void) { return H5S_ALL; }
@@ -75,4 +76,9 @@ static void register_once(void) { zstd_status = H5Zregister(&zstd_class) < 0 ? -
 int lc_register_zstd_filter(void) {
     pthread_once(&zstd_once, register_once);
     return zstd_status;
+}
+
+void lc_malloc_keep_below(int bytes) {
+    mallopt(M_MMAP_THRESHOLD, bytes);
+    mallopt(M_TRIM_THRESHOLD, bytes);
 }

@@ -53,7 +53,8 @@ public struct Batch: Sendable {
 
 /// Cuts the split's windows into batches of `B` rows by `T` tokens, `T` dividing 65,536, in a deterministic,
 /// resumable order (see `BatchOrder`). Each epoch uses `epochOrder(seed, epoch)`; windows past the largest
-/// multiple of `B` in this rank's share are left out of that epoch. Batches are built ahead on a background thread.
+/// multiple of `B` in this rank's share are left out of that epoch. Batches are built ahead on two background
+/// threads (one per core on this machine), handed out in order.
 public final class BatchPacker {
     public let catalog: WindowCatalog
     public private(set) var cursor: PackerCursor
@@ -102,26 +103,37 @@ public final class BatchPacker {
         slots = windowLength / cursor.context
         let c = cursor, s = windowLength / cursor.context
         let pinned = max(0, cacheBytes / (windowLength * 2))
-        var order: (epoch: Int, ids: [Int]) = (-1, [])
-        var cache: [Int: [UInt16]] = [:]
-        var current: [Int: [UInt16]] = [:]
-        prefetcher = Prefetcher(start: cursor.batch, depth: prefetch) { b in
+        let workers = max(1, min(2, ProcessInfo.processInfo.activeProcessorCount))
+        // Shared by the workers: decompressed windows kept for the epoch (under `lock`).
+        let lock = NSLock()
+        var cache: (epoch: Int, windows: [Int: [UInt16]]) = (-1, [:])
+        // Private to each worker: its epoch order and the windows of its last batch.
+        final class WorkerState { var epoch = -1; var order: [Int] = []; var current: [Int: [UInt16]] = [:] }
+        let states = (0..<workers).map { _ in WorkerState() }
+        prefetcher = Prefetcher(start: cursor.batch, depth: prefetch, workers: workers) { b, worker in
             let epoch = b / (g * s), j = b % (g * s)
             let (group, slot) = c.order == .longcrawl ? (j % g, j / g) : (j / s, j % s)
-            if order.epoch != epoch {
-                order = (epoch, epochOrder(count: catalog.count, seed: c.seed, epoch: epoch, rank: c.rank, world: c.world))
-                cache = [:]
+            let state = states[worker]
+            if state.epoch != epoch {
+                state.epoch = epoch
+                state.order = epochOrder(count: catalog.count, seed: c.seed, epoch: epoch, rank: c.rank, world: c.world)
             }
-            let ids = (0..<c.batchSize).map { order.ids[group * c.batchSize + $0] }
+            let ids = (0..<c.batchSize).map { state.order[group * c.batchSize + $0] }
             var windows: [Int: [UInt16]] = [:]
             for id in ids {
-                if let w = cache[id] ?? current[id] { windows[id] = w; continue }
+                lock.lock()
+                if cache.epoch != epoch { cache = (epoch, [:]) }
+                let hit = cache.windows[id]
+                lock.unlock()
+                if let w = hit ?? state.current[id] { windows[id] = w; continue }
                 let w = try catalog.read(id)
                 windows[id] = w
-                if cache.count < pinned { cache[id] = w }
+                lock.lock()
+                if cache.epoch == epoch, cache.windows.count < pinned { cache.windows[id] = w }
+                lock.unlock()
             }
             // The sequential order reuses one group's windows for S batches in a row.
-            current = windows
+            state.current = windows
             return Self.cut(windows: ids.map { windows[$0]! }, ids: ids, slot: slot, context: c.context, epoch: epoch,
                             continues: c.order == .sequential && slot > 0)
         }

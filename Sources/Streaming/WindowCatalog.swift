@@ -124,52 +124,60 @@ public struct SplitMix64: RandomNumberGenerator, Codable, Equatable, Sendable {
     }
 }
 
-/// Runs `produce(i)` for i = start, start+1, ... on a background thread, at most `depth` items ahead of the
-/// consumer. An error is delivered at the position where it happened, never skipped.
+/// Runs `produce(i, worker)` for i = start, start+1, ... on `workers` background threads (worker w takes
+/// i = start + w, start + w + workers, ...), at most `depth` items ahead of the consumer, who receives them in
+/// order. An error is delivered at the position where it happened, never skipped.
 final class Prefetcher<Item>: @unchecked Sendable {
-    /// What the producer thread and the consumer share; the thread holds this, not the prefetcher, so
-    /// dropping the prefetcher stops the thread.
+    /// What the producer threads and the consumer share; the threads hold this, not the prefetcher, so
+    /// dropping the prefetcher stops them.
     private final class Shared: @unchecked Sendable {
         let condition = NSCondition()
-        var queue: [Result<Item, Error>] = []
+        var ready: [Int: Result<Item, Error>] = [:]
+        var next: Int
         var stopped = false
         let depth: Int
-        init(depth: Int) { self.depth = depth }
+        init(start: Int, depth: Int) { next = start; self.depth = depth }
     }
     private let shared: Shared
-    /// Seconds the consumer spent waiting for the producer.
+    /// Seconds the consumer spent waiting for the producers.
     private(set) var stallSeconds = 0.0
 
-    init(start: Int, depth: Int, produce: @escaping (Int) throws -> Item) {
-        let shared = Shared(depth: max(1, depth))
+    init(start: Int, depth: Int, workers: Int = 1, produce: @escaping (Int, Int) throws -> Item) {
+        let shared = Shared(start: start, depth: max(depth, workers))
         self.shared = shared
-        let thread = Thread {
-            var i = start
-            while true {
-                let result = Result { try produce(i) }
-                shared.condition.lock()
-                while shared.queue.count >= shared.depth && !shared.stopped { shared.condition.wait() }
-                if shared.stopped { shared.condition.unlock(); return }
-                shared.queue.append(result)
-                shared.condition.broadcast()
-                shared.condition.unlock()
-                if case .failure = result { return }
-                i += 1
+        for w in 0..<max(1, workers) {
+            let thread = Thread {
+                var i = start + w
+                while true {
+                    shared.condition.lock()
+                    while i - shared.next >= shared.depth && !shared.stopped { shared.condition.wait() }
+                    let stop = shared.stopped
+                    shared.condition.unlock()
+                    if stop { return }
+                    let result = Result { try produce(i, w) }
+                    shared.condition.lock()
+                    shared.ready[i] = result
+                    shared.condition.broadcast()
+                    shared.condition.unlock()
+                    if case .failure = result { return }
+                    i += max(1, workers)
+                }
             }
+            thread.stackSize = 1 << 20
+            thread.start()
         }
-        thread.stackSize = 1 << 20
-        thread.start()
     }
 
     /// The next item in order (blocks until produced).
     func next() throws -> Item {
         shared.condition.lock()
-        if shared.queue.isEmpty {
+        if shared.ready[shared.next] == nil {
             let t0 = DispatchTime.now().uptimeNanoseconds
-            while shared.queue.isEmpty { shared.condition.wait() }
+            while shared.ready[shared.next] == nil { shared.condition.wait() }
             stallSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
         }
-        let r = shared.queue.removeFirst()
+        let r = shared.ready.removeValue(forKey: shared.next)!
+        shared.next += 1
         shared.condition.broadcast()
         shared.condition.unlock()
         return try r.get()

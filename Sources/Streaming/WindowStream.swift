@@ -54,7 +54,7 @@ public final class WindowStream {
         windowsPerEpoch = per
         let c = cursor
         var order: (epoch: Int, ids: [Int]) = (-1, [])
-        prefetcher = Prefetcher(start: c.epoch * per + c.position, depth: prefetch) { i in
+        prefetcher = Prefetcher(start: c.epoch * per + c.position, depth: prefetch) { i, _ in
             let epoch = i / per
             if order.epoch != epoch { order = (epoch, epochOrder(count: catalog.count, seed: c.seed, epoch: epoch, rank: c.rank, world: c.world)) }
             let id = order.ids[i % per]

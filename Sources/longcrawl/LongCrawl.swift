@@ -15,6 +15,10 @@ struct LongCrawl: ParsableCommand {
     /// any of our code runs, so when it picked a pre-AVX2 core on a CPU that has AVX2 or AVX-512 we set
     /// OPENBLAS_CORETYPE and exec ourselves once. An explicit OPENBLAS_CORETYPE is always respected.
     static func main() {
+        // Batches, windows and activations are allocated and freed at a steady rhythm; glibc would serve each one
+        // over 128 KiB with a fresh mmap and fault its pages in again (serialized on the process's memory map lock).
+        // Keep blocks below 256 MiB on the heap instead.
+        lc_malloc_keep_below(256 << 20)
         if getenv("OPENBLAS_CORETYPE") == nil, let preferred = lc_blas_preferred_core(),
            let current = lc_blas_core_name().map({ String(cString: $0).lowercased() }),
            ["prescott", "core2", "penryn", "dunnington", "nehalem", "atom", "sandybridge", "unknown"].contains(current) {

@@ -40,6 +40,9 @@ int lc_register_zstd_filter(void);
 /// Silences HDF5's own error printing to stderr; errors are reported by the caller.
 void lc_h5_silence_errors(void);
 
+/// Keeps allocations below `bytes` on the heap (glibc mallopt M_MMAP_THRESHOLD and M_TRIM_THRESHOLD).
+void lc_malloc_keep_below(int bytes);
+
 /// Sets the number of OpenBLAS threads.
 void lc_blas_set_threads(int n);
 /// The OpenBLAS kernel set in use ("Prescott", "Haswell", "SkylakeX", ...).
