@@ -49,6 +49,7 @@ public struct SymmetricPower: Sendable {
 
     /// phi(x) for each row: x [rows, d] -> out [rows, D].
     public func forward<S: TensorScalar>(_ x: UnsafePointer<S>, rows: Int, into out: UnsafeMutablePointer<S>) {
+        if power == 2 { return forward2(x, rows: rows, into: out) }
         let p = power, d = dimension, dd = size
         indices.withUnsafeBufferPointer { idx in
             weights.withUnsafeBufferPointer { w in
@@ -67,6 +68,7 @@ public struct SymmetricPower: Sendable {
 
     /// dx += d(phi(x))^T dphi for each row: x [rows, d], dphi [rows, D] -> dx [rows, d] (accumulated).
     public func backward<S: TensorScalar>(_ x: UnsafePointer<S>, _ dphi: UnsafePointer<S>, rows: Int, into dx: UnsafeMutablePointer<S>) {
+        if power == 2 { return backward2(x, dphi, rows: rows, into: dx) }
         let p = power, d = dimension, dd = size
         indices.withUnsafeBufferPointer { idx in
             weights.withUnsafeBufferPointer { w in
@@ -83,6 +85,43 @@ public struct SymmetricPower: Sendable {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    // p = 2, the common case, as contiguous loops the compiler vectorizes: entry (i, j), i <= j, in row-major
+    // upper-triangle order is w_ij x_i x_j with w_ii = 1 and w_ij = sqrt(2) otherwise.
+
+    private func forward2<S: TensorScalar>(_ x: UnsafePointer<S>, rows: Int, into out: UnsafeMutablePointer<S>) {
+        let d = dimension, dd = size, r2 = S(2.0.squareRoot())
+        for r in 0..<rows {
+            let xr = x + r * d
+            var o = out + r * dd
+            for i in 0..<d {
+                let xi = xr[i]
+                o[0] = xi * xi
+                let a = r2 * xi
+                for j in (i + 1)..<max(i + 1, d) { o[j - i] = a * xr[j] }
+                o += d - i
+            }
+        }
+    }
+
+    private func backward2<S: TensorScalar>(_ x: UnsafePointer<S>, _ dphi: UnsafePointer<S>, rows: Int, into dx: UnsafeMutablePointer<S>) {
+        let d = dimension, dd = size, r2 = S(2.0.squareRoot())
+        for r in 0..<rows {
+            let xr = x + r * d, dxr = dx + r * d
+            var g = dphi + r * dd
+            for i in 0..<d {
+                let xi = xr[i]
+                var acc = 2 * g[0] * xi
+                for j in (i + 1)..<max(i + 1, d) {
+                    let gj = r2 * g[j - i]
+                    acc += gj * xr[j]
+                    dxr[j] += gj * xi
+                }
+                dxr[i] += acc
+                g += d - i
             }
         }
     }

@@ -90,7 +90,15 @@ public final class SympowAttention<S: TensorScalar> {
         gemm(false, false, batch * t, width, c, 1, x.data, wQKVGR.data, 0, p.data)
         projected = p
         let merged = Tensor<S>([batch * t, c])
-        caches = (0..<(batch * h)).map { i in headForward(p, b: i / h, head: i % h, t: t) }
+        // Heads and batch rows are independent: one per core.
+        var results = [HeadCache?](repeating: nil, count: batch * h)
+        results.withUnsafeMutableBufferPointer { slots in
+            let out = SendableBuffer(slots)
+            withSingleThreadedBLAS {
+                DispatchQueue.concurrentPerform(iterations: batch * h) { i in out.buffer[i] = self.headForward(p, b: i / h, head: i % h, t: t) }
+            }
+        }
+        caches = results.map { $0! }
         for (i, cache) in caches.enumerated() {
             let b = i / h, head = i % h
             for r in 0..<t { for e in 0..<d { merged[(b * t + r) * c + head * d + e] = cache.y[r * d + e] } }
@@ -139,15 +147,18 @@ public final class SympowAttention<S: TensorScalar> {
         let dMerged = Tensor<S>([n, c])
         gemm(false, true, n, c, c, 1, dy.data, wO.data, 0, dMerged.data)
         let dp = Tensor<S>([n, width])
-        for (i, cache) in caches.enumerated() {
+        // Each (row, head) writes its own columns of dp: one per core.
+        let caches = self.caches
+        withSingleThreadedBLAS { DispatchQueue.concurrentPerform(iterations: caches.count) { i in
+            let cache = caches[i]
             let b = i / h, head = i % h
             var dyh = [S](repeating: 0, count: t * d)
             for r in 0..<t { for e in 0..<d { dyh[r * d + e] = dMerged[(b * t + r) * c + head * d + e] } }
             let g: HeadGradient<S>
             if let q = cache.quadratic {
-                g = QuadraticAttention.backward(cache.input, score: kind == .softmax ? .softmax : .power(power), y: cache.y, cache: q, dy: dyh)
+                g = QuadraticAttention.backward(cache.input, score: self.kind == .softmax ? .softmax : .power(power), y: cache.y, cache: q, dy: dyh)
             } else {
-                g = chunked!.backward(cache.input, y: cache.y, cache: cache.chunked!, dy: dyh)
+                g = self.chunked!.backward(cache.input, y: cache.y, cache: cache.chunked!, dy: dyh)
             }
             // Rotary: dq = R^T dqr; d(angle) from both q and k.
             var dAngle = [Double](repeating: 0, count: t * d / 2)
@@ -161,21 +172,21 @@ public final class SympowAttention<S: TensorScalar> {
                     dp[row + c + head * d + e] = dk[r * d + e]
                     dp[row + 2 * c + head * d + e] = g.dv[r * d + e]
                 }
-                if kind.gated {
+                if self.kind.gated {
                     // dgamma_t = sum_{i >= t} dG_i; d logsigmoid(z)/dz = 1 - sigmoid(z).
                     gateAcc += g.dG[r]
                     let z = Double(projected[row + 3 * c + head]) + Self.gateBias
                     dp[row + 3 * c + head] = S(gateAcc * (1 - 1 / (1 + Foundation.exp(-z))))
                 }
-                if kind.learnedRotary {
+                if self.kind.learnedRotary {
                     var dB = 0.0
-                    for m in 0..<(d / 2) { dB += rate(m) * dAngle[r * d / 2 + m] }
+                    for m in 0..<(d / 2) { dB += self.rate(m) * dAngle[r * d / 2 + m] }
                     rateAcc += dB
                     let th = Foundation.tanh(Double(projected[row + 3 * c + h + head]))
                     dp[row + 3 * c + h + head] = S(rateAcc * (1 - th * th))
                 }
             }
-        }
+        } }
         gemm(true, false, c, width, n, 1, x.data, dp.data, 1, dwQKVGR.data)
         let dx = Tensor<S>([n, c])
         gemm(false, true, n, c, width, 1, dp.data, wQKVGR.data, 0, dx.data)
@@ -221,4 +232,10 @@ func logSigmoid(_ z: Double) -> Double { z >= 0 ? -Foundation.log1p(Foundation.e
 func normal(_ rng: inout some RandomNumberGenerator) -> Double {
     let u1 = Double.random(in: Double.ulpOfOne..<1, using: &rng), u2 = Double.random(in: 0..<1, using: &rng)
     return (-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * .pi * u2)
+}
+
+/// Lets worker closures fill disjoint slots of one buffer.
+struct SendableBuffer<T>: @unchecked Sendable {
+    let buffer: UnsafeMutableBufferPointer<T>
+    init(_ buffer: UnsafeMutableBufferPointer<T>) { self.buffer = buffer }
 }

@@ -81,3 +81,12 @@ public final class Tensor<Scalar: TensorScalar>: @unchecked Sendable {
         return t
     }
 }
+
+/// Runs `body` with OpenBLAS on one thread, then restores its thread count. For code that already runs one task
+/// per core (attention heads): small products on BLAS's own threads spend most of their time handing work over.
+public func withSingleThreadedBLAS<T>(_ body: () throws -> T) rethrows -> T {
+    let saved = lc_blas_get_threads()
+    lc_blas_set_threads(1)
+    defer { lc_blas_set_threads(saved) }
+    return try body()
+}
