@@ -67,6 +67,9 @@ public final class LayerNorm<S: TensorScalar> {
         return y
     }
 
+    /// Drops what backward needs (activation recomputation).
+    public func releaseActivations() { normalized = nil; inverseStd = [] }
+
     // backward: dy [N, C] -> dx [N, C]; accumulates dweight
     public func backward(_ dy: Tensor<S>) -> Tensor<S> {
         guard let xhat = normalized else { preconditionFailure("backward before forward") }
@@ -110,6 +113,9 @@ public final class MLP<S: TensorScalar> {
         input = x; hidden = h; activated = a
         return y
     }
+
+    /// Drops what backward needs (activation recomputation).
+    public func releaseActivations() { input = nil; hidden = nil; activated = nil }
 
     // backward: dy [N, C] -> dx [N, C]; accumulates dw1, dw2
     public func backward(_ dy: Tensor<S>) -> Tensor<S> {

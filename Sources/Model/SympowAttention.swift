@@ -139,6 +139,9 @@ public final class SympowAttention<S: TensorScalar> {
         }
     }
 
+    /// Drops what backward needs (activation recomputation).
+    public func releaseActivations() { x = nil; projected = nil; merged = nil; caches = [] }
+
     // backward: dy [B*T, C] -> dx [B*T, C]; accumulates dwQKVGR, dwO
     public func backward(_ dy: Tensor<S>) -> Tensor<S> {
         guard let x, let projected, let merged else { preconditionFailure("backward before forward") }

@@ -20,6 +20,9 @@ struct BenchKernels: ParsableCommand {
     @Option(help: "Longest T for softmax attention (its attention form is quadratic in memory).")
     var softmaxLimit: Int = 4096
 
+    @Option(help: "Longest T for the model run that stores every activation (the recomputing run covers all T).")
+    var storedLimit: Int = 16384
+
     func run() throws {
         let cfg = try TransformerConfig.load(URL(fileURLWithPath: config))
         let ts = lengths.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -65,22 +68,27 @@ struct BenchKernels: ParsableCommand {
             }
         }
 
-        print("\n| T | model fwd+bwd s | tokens/s | GFLOP/s | MFU vs sgemm | peak RSS |")
-        print("| ---: | ---: | ---: | ---: | ---: | ---: |")
-        for t in ts {
-            var model: Transformer<Float>? = Transformer<Float>(config: cfg, seed: 1)
-            let tokens = (0..<t).map { Int32(($0 * 7919) % 50_257) }
-            let targets = (0..<t).map { Int32(($0 * 104_729 + 1) % 50_257) }
-            let mask = [Float](repeating: 1, count: t)
-            let seconds = best(t >= 16_384 ? 1 : 2) {
-                model!.zeroGradients()
-                _ = model!.forward(tokens: tokens, targets: targets, mask: mask, batch: 1, length: t)
-                model!.backward()
+        print("\n| T | activations | model fwd+bwd s | tokens/s | GFLOP/s | MFU vs sgemm | peak RSS so far |")
+        print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+        // Recomputing runs first, in ascending T, so the process's peak RSS after each is that run's peak.
+        for recompute in [true, false] {
+            for t in ts where recompute || t <= storedLimit {
+                var model: Transformer<Float>? = Transformer<Float>(config: cfg, seed: 1)
+                let tokens = (0..<t).map { Int32(($0 * 7919) % 50_257) }
+                let targets = (0..<t).map { Int32(($0 * 104_729 + 1) % 50_257) }
+                let mask = [Float](repeating: 1, count: t)
+                let seconds = best(t >= 16_384 ? 1 : 2) {
+                    model!.zeroGradients()
+                    _ = model!.forward(tokens: tokens, targets: targets, mask: mask, batch: 1, length: t, recompute: recompute)
+                    model!.backward()
+                }
+                model = nil
+                let gflops = 3 * perToken * Double(t) / seconds / 1e9
+                print(String(format: "| %d | %@ | %.2f | %.0f | %.1f | %.1f%% | %@ |", t, recompute ? "recomputed" : "stored", seconds,
+                             Double(t) / seconds, gflops, 100 * gflops / peak, formatBytes(maxRSS())))
             }
-            model = nil
-            let gflops = 3 * perToken * Double(t) / seconds / 1e9
-            print(String(format: "| %d | %.2f | %.0f | %.1f | %.1f%% | %@ |", t, seconds, Double(t) / seconds, gflops, 100 * gflops / peak, formatBytes(maxRSS())))
         }
+        print("(useful flops only: the recomputed forward is not counted)")
     }
 
     func best(_ runs: Int, _ body: () -> Void) -> Double {

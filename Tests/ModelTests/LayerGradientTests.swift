@@ -96,6 +96,12 @@ final class LayerGradientTests: XCTestCase {
             _ = model.forward(tokens: tokens, targets: targets, mask: mask, batch: 2, length: 8)
             model.backward()
             for p in model.parameters { assertClose(p.grad.array, numericGradient(p.value, loss), "\(kind) \(p.name)") }
+            // Recomputing each block in backward gives the very same gradients.
+            let stored = model.parameters.map(\.grad.array)
+            model.zeroGradients()
+            _ = model.forward(tokens: tokens, targets: targets, mask: mask, batch: 2, length: 8, recompute: true)
+            model.backward()
+            XCTAssertEqual(model.parameters.map(\.grad.array), stored, "\(kind): recompute changed the gradients")
         }
     }
 }
