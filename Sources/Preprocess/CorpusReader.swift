@@ -1,6 +1,7 @@
 import CLongCrawl
 import Foundation
 import Shards
+import Tokenizer
 
 /// One raw document: a stable id (for the split hash), where it came from, and its UTF-8 text.
 public struct Document: Sendable {
@@ -175,7 +176,7 @@ public final class CorpusReader: Sequence, IteratorProtocol {
             return .dropped(ordinal: ordinal, origin: path, reason: .unreadable, detail: "\(error)")
         }
         if bytes.isEmpty { return .dropped(ordinal: ordinal, origin: path, reason: .empty, detail: "empty file") }
-        if let bad = firstInvalidUTF8(bytes) {
+        if let bad = bytes.withUnsafeBufferPointer({ firstInvalidUTF8($0) }) {
             return .dropped(ordinal: ordinal, origin: path, reason: .unreadable, detail: "not UTF-8 text (invalid byte at offset \(bad))")
         }
         return .document(Document(ordinal: ordinal, id: file.name, origin: path, text: bytes))
@@ -230,40 +231,6 @@ func readWholeFile(_ url: URL) throws -> [UInt8] {
     }
     if done < bytes.count { bytes.removeLast(bytes.count - done) }
     return bytes
-}
-
-/// Offset of the first byte that is not part of a valid UTF-8 sequence (overlongs, surrogates and
-/// code points above U+10FFFF are invalid), or nil when the whole buffer is valid UTF-8.
-func firstInvalidUTF8(_ bytes: [UInt8]) -> Int? {
-    bytes.withUnsafeBufferPointer { p -> Int? in
-        let n = p.count
-        var i = 0
-        while i < n {
-            // ASCII fast path, eight bytes at a time.
-            while i + 8 <= n, UnsafeRawPointer(p.baseAddress! + i).loadUnaligned(as: UInt64.self) & 0x8080_8080_8080_8080 == 0 { i += 8 }
-            if i >= n { break }
-            let b0 = p[i]
-            if b0 < 0x80 { i += 1; continue }
-            let len: Int
-            var lo: UInt8 = 0x80, hi: UInt8 = 0xBF
-            switch b0 {
-            case 0xC2...0xDF: len = 2
-            case 0xE0: len = 3; lo = 0xA0
-            case 0xE1...0xEC, 0xEE...0xEF: len = 3
-            case 0xED: len = 3; hi = 0x9F
-            case 0xF0: len = 4; lo = 0x90
-            case 0xF1...0xF3: len = 4
-            case 0xF4: len = 4; hi = 0x8F
-            default: return i
-            }
-            guard i + len <= n else { return i }
-            let b1 = p[i + 1]
-            guard b1 >= lo && b1 <= hi else { return i }
-            for k in 2..<max(2, len) where p[i + k] & 0xC0 != 0x80 { return i }
-            i += len
-        }
-        return nil
-    }
 }
 
 /// Splits a file, optionally through a zstd stream decoder, into lines of any length.

@@ -70,24 +70,11 @@ public struct EvalWindowFile: Equatable, Sendable {
             }
             H5Dclose(ids)
             try writeDocuments(sources, file: file, name: url)
-            let scalar = H5Screate(H5S_SCALAR)
-            defer { H5Sclose(scalar) }
-            let s = utf8StringType()
-            defer { H5Tclose(s) }
             for (name, value) in [("format", "longcrawl-eval-windows"), ("split", split), ("dataset", dataset)] {
-                try value.withCString { c in
-                    var p: UnsafePointer<CChar>? = c
-                    let a = H5Acreate2(file, name, s, scalar, lc_h5p_default(), lc_h5p_default())
-                    guard a >= 0, H5Awrite(a, s, &p) >= 0 else { throw ShardError(url, "cannot write attribute \(name)") }
-                    H5Aclose(a)
-                }
+                try writeStringAttribute(file, name, value, url)
             }
-            for (name, value) in [("seed", Int64(bitPattern: seed)), ("length", Int64(length))] {
-                var v = value
-                let a = H5Acreate2(file, name, lc_h5t_std_i64le(), scalar, lc_h5p_default(), lc_h5p_default())
-                guard a >= 0, H5Awrite(a, lc_h5t_native_int64(), &v) >= 0 else { throw ShardError(url, "cannot write attribute \(name)") }
-                H5Aclose(a)
-            }
+            try writeIntAttribute(file, "seed", Int64(bitPattern: seed), url)
+            try writeIntAttribute(file, "length", Int64(length), url)
             guard H5Fflush(file, H5F_SCOPE_GLOBAL) >= 0 else { throw ShardError(url, "HDF5 flush failed") }
             let size = H5Fget_file_image(file, nil, 0)
             var image = [UInt8](repeating: 0, count: max(size, 0))
@@ -107,25 +94,8 @@ public struct EvalWindowFile: Equatable, Sendable {
             let file = H5Fopen(url.path, lc_h5f_acc_rdonly(), lc_h5p_default())
             guard file >= 0 else { throw ShardError(url, "cannot open HDF5 file (truncated or corrupt)") }
             defer { H5Fclose(file) }
-            func string(_ name: String) throws -> String {
-                let a = H5Aopen(file, name, lc_h5p_default())
-                guard a >= 0 else { throw ShardError(url, "attribute \(name) missing") }
-                defer { H5Aclose(a) }
-                let s = utf8StringType()
-                defer { H5Tclose(s) }
-                var p: UnsafeMutablePointer<CChar>?
-                guard H5Aread(a, s, &p) >= 0, let p else { throw ShardError(url, "attribute \(name) is not a string") }
-                defer { H5free_memory(p) }
-                return String(cString: p)
-            }
-            func int(_ name: String) throws -> Int64 {
-                let a = H5Aopen(file, name, lc_h5p_default())
-                guard a >= 0 else { throw ShardError(url, "attribute \(name) missing") }
-                defer { H5Aclose(a) }
-                var v: Int64 = 0
-                guard H5Aread(a, lc_h5t_native_int64(), &v) >= 0 else { throw ShardError(url, "attribute \(name) is not an integer") }
-                return v
-            }
+            func string(_ name: String) throws -> String { try readStringAttribute(file, name, url) }
+            func int(_ name: String) throws -> Int64 { try readIntAttribute(file, name, url) }
             guard try string("format") == "longcrawl-eval-windows" else { throw ShardError(url, "not a LongCrawl evaluation-window file") }
             let length = Int(try int("length"))
             let set = H5Dopen2(file, "tokens", lc_h5p_default())

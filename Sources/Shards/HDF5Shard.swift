@@ -127,24 +127,11 @@ final class HDF5ShardWriter {
     }
 
     private func writeAttributes() throws {
-        let scalar = H5Screate(H5S_SCALAR)
-        defer { H5Sclose(scalar) }
-        func put(_ name: String, _ type: hid_t, _ memType: hid_t, _ value: UnsafeRawPointer) throws {
-            let a = H5Acreate2(file, name, type, scalar, lc_h5p_default(), lc_h5p_default())
-            guard a >= 0, H5Awrite(a, memType, value) >= 0 else { throw ShardError(finalName, "cannot write attribute \(name)\(osReason())") }
-            H5Aclose(a)
-        }
-        let s = utf8StringType()
-        defer { H5Tclose(s) }
         for (name, value) in [("format", attributes.format), ("tokenizer", attributes.tokenizer), ("split", attributes.split)] {
-            try value.withCString { c in
-                var p: UnsafePointer<CChar>? = c
-                try put(name, s, s, &p)
-            }
+            try writeStringAttribute(file, name, value, finalName)
         }
         for (name, value) in [("version", attributes.version), ("vocab_size", attributes.vocab_size), ("window", attributes.window)] {
-            var v = Int64(value)
-            try put(name, lc_h5t_std_i64le(), lc_h5t_native_int64(), &v)
+            try writeIntAttribute(file, name, Int64(value), finalName)
         }
     }
 }
@@ -166,25 +153,8 @@ final class HDF5ShardReader {
             let file = H5Fopen(url.path, lc_h5f_acc_rdonly(), lc_h5p_default())
             guard file >= 0 else { throw ShardError(url, "cannot open HDF5 file (truncated or corrupt)") }
             do {
-                func string(_ name: String) throws -> String {
-                    let a = H5Aopen(file, name, lc_h5p_default())
-                    guard a >= 0 else { throw ShardError(url, "attribute \(name) missing") }
-                    defer { H5Aclose(a) }
-                    let s = utf8StringType()
-                    defer { H5Tclose(s) }
-                    var p: UnsafeMutablePointer<CChar>?
-                    guard H5Aread(a, s, &p) >= 0, let p else { throw ShardError(url, "attribute \(name) is not a string") }
-                    defer { H5free_memory(p) }
-                    return String(cString: p)
-                }
-                func int(_ name: String) throws -> Int {
-                    let a = H5Aopen(file, name, lc_h5p_default())
-                    guard a >= 0 else { throw ShardError(url, "attribute \(name) missing") }
-                    defer { H5Aclose(a) }
-                    var v: Int64 = 0
-                    guard H5Aread(a, lc_h5t_native_int64(), &v) >= 0 else { throw ShardError(url, "attribute \(name) is not an integer") }
-                    return Int(v)
-                }
+                func string(_ name: String) throws -> String { try readStringAttribute(file, name, url) }
+                func int(_ name: String) throws -> Int { Int(try readIntAttribute(file, name, url)) }
                 let attributes = ShardAttributes(format: try string("format"), version: try int("version"), tokenizer: try string("tokenizer"),
                                                  vocab_size: try int("vocab_size"), window: try int("window"), split: try string("split"))
                 try attributes.check(url)
@@ -277,4 +247,49 @@ func readDocuments(_ file: hid_t, _ url: URL) throws -> [WindowSource] {
         return WindowSource(document: p.map { String(cString: $0) } ?? "",
                             offset: Int(rows.load(fromByteOffset: i * documentRowSize + 8, as: Int64.self)))
     }
+}
+
+/// Writes a root attribute holding a variable-length UTF-8 string (h5py reads it as `str`).
+func writeStringAttribute(_ file: hid_t, _ name: String, _ value: String, _ url: URL) throws {
+    let scalar = H5Screate(H5S_SCALAR), type = utf8StringType()
+    defer { H5Sclose(scalar); H5Tclose(type) }
+    try value.withCString { c in
+        var p: UnsafePointer<CChar>? = c
+        let a = H5Acreate2(file, name, type, scalar, lc_h5p_default(), lc_h5p_default())
+        defer { if a >= 0 { H5Aclose(a) } }
+        guard a >= 0, H5Awrite(a, type, &p) >= 0 else { throw ShardError(url, "cannot write attribute \(name)\(osReason())") }
+    }
+}
+
+/// Writes a root attribute holding a little-endian int64.
+func writeIntAttribute(_ file: hid_t, _ name: String, _ value: Int64, _ url: URL) throws {
+    let scalar = H5Screate(H5S_SCALAR)
+    defer { H5Sclose(scalar) }
+    var v = value
+    let a = H5Acreate2(file, name, lc_h5t_std_i64le(), scalar, lc_h5p_default(), lc_h5p_default())
+    defer { if a >= 0 { H5Aclose(a) } }
+    guard a >= 0, H5Awrite(a, lc_h5t_native_int64(), &v) >= 0 else { throw ShardError(url, "cannot write attribute \(name)\(osReason())") }
+}
+
+/// Reads a root string attribute; errors name the file and the attribute.
+func readStringAttribute(_ file: hid_t, _ name: String, _ url: URL) throws -> String {
+    let a = H5Aopen(file, name, lc_h5p_default())
+    guard a >= 0 else { throw ShardError(url, "attribute \(name) missing") }
+    defer { H5Aclose(a) }
+    let s = utf8StringType()
+    defer { H5Tclose(s) }
+    var p: UnsafeMutablePointer<CChar>?
+    guard H5Aread(a, s, &p) >= 0, let p else { throw ShardError(url, "attribute \(name) is not a string") }
+    defer { H5free_memory(p) }
+    return String(cString: p)
+}
+
+/// Reads a root integer attribute; errors name the file and the attribute.
+func readIntAttribute(_ file: hid_t, _ name: String, _ url: URL) throws -> Int64 {
+    let a = H5Aopen(file, name, lc_h5p_default())
+    guard a >= 0 else { throw ShardError(url, "attribute \(name) missing") }
+    defer { H5Aclose(a) }
+    var v: Int64 = 0
+    guard H5Aread(a, lc_h5t_native_int64(), &v) >= 0 else { throw ShardError(url, "attribute \(name) is not an integer") }
+    return v
 }

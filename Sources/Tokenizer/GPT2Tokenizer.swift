@@ -86,7 +86,7 @@ public final class GPT2Tokenizer: @unchecked Sendable {
     /// Token ids of UTF-8 bytes. Invalid UTF-8 is first decoded with U+FFFD replacement, the way Python's
     /// `bytes.decode("utf-8", "replace")` does (one U+FFFD per maximal invalid subsequence), then encoded.
     public func encode(bytes: UnsafeBufferPointer<UInt8>) -> [UInt16] {
-        if isValidUTF8(bytes) { return encodeValid(bytes) }
+        if firstInvalidUTF8(bytes) == nil { return encodeValid(bytes) }
         var repaired = String(decoding: bytes, as: UTF8.self)
         return repaired.withUTF8 { encodeValid($0) }
     }
@@ -164,8 +164,10 @@ let byteToUnicode: [Unicode.Scalar] = {
     return out
 }()
 
-func isValidUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
-    guard let base = bytes.baseAddress else { return true }
+/// Offset of the first byte that does not start a valid UTF-8 sequence (overlongs, surrogates and code points above
+/// U+10FFFF are invalid), or nil when all of `bytes` is valid UTF-8. ASCII runs are checked eight bytes at a time.
+public func firstInvalidUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> Int? {
+    guard let base = bytes.baseAddress else { return nil }
     var i = 0
     let n = bytes.count
     while i < n {
@@ -183,13 +185,13 @@ func isValidUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         case 0xF0: len = 4; lo = 0x90
         case 0xF1...0xF3: len = 4
         case 0xF4: len = 4; hi = 0x8F
-        default: return false
+        default: return i
         }
-        guard i + len <= n, base[i + 1] >= lo, base[i + 1] <= hi else { return false }
-        for k in 2..<max(2, len) where base[i + k] & 0xC0 != 0x80 { return false }
+        guard i + len <= n, base[i + 1] >= lo, base[i + 1] <= hi else { return i }
+        for k in 2..<max(2, len) where base[i + k] & 0xC0 != 0x80 { return i }
         i += len
     }
-    return true
+    return nil
 }
 
 /// Open-addressing hash table from token bytes to id.

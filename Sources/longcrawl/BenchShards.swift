@@ -22,9 +22,7 @@ struct BenchShards: ParsableCommand {
 
     func run() throws {
         let tok = try loadTokenizer(tokenizer)
-        let files = try FileManager.default.contentsOfDirectory(at: URL(fileURLWithPath: corpus), includingPropertiesForKeys: nil)
-            .filter { $0.pathExtension == "txt" }.sorted { $0.path < $1.path }
-        let docs = try files.map { [UInt8](try Data(contentsOf: $0)) }
+        let (_, docs) = try readTextCorpus(corpus)
         let stream = tok.encodeBatch(docs, threads: ProcessInfo.processInfo.activeProcessorCount).joined()
         let windows = stream.count / windowLength
         guard windows > 0 else { throw ValidationError("\(corpus): fewer than \(windowLength) tokens") }

@@ -21,10 +21,7 @@ struct BenchTokenizer: ParsableCommand {
 
     func run() throws {
         let tok = try loadTokenizer(tokenizer)
-        let files = try FileManager.default.contentsOfDirectory(at: URL(fileURLWithPath: corpus), includingPropertiesForKeys: nil)
-            .filter { $0.pathExtension == "txt" }.sorted { $0.path < $1.path }
-        guard !files.isEmpty else { throw ValidationError("\(corpus): no .txt files") }
-        let docs = try files.map { [UInt8](try Data(contentsOf: $0)) }
+        let (files, docs) = try readTextCorpus(corpus)
         let bytes = docs.reduce(0) { $0 + $1.count }
         print("corpus \(corpus): \(files.count) files, \(formatBytes(bytes))")
 
@@ -59,4 +56,12 @@ struct BenchTokenizer: ParsableCommand {
         print(String(format: "| GPT2Tokenizer.encodeBatch | %d | %.1f | %.2fM | %.2f |", threads, mb / many.seconds, Double(many.tokens) / many.seconds / 1e6, tikMany / many.seconds))
         if one.tokens != tikTokens { print("WARNING: token counts differ: \(one.tokens) vs tiktoken \(tikTokens)") }
     }
+}
+
+/// The `.txt` files of a folder, sorted, and their bytes: the benchmarks' corpus.
+func readTextCorpus(_ folder: String) throws -> (files: [URL], documents: [[UInt8]]) {
+    let files = try FileManager.default.contentsOfDirectory(at: URL(fileURLWithPath: folder), includingPropertiesForKeys: nil)
+        .filter { $0.pathExtension == "txt" }.sorted { $0.path < $1.path }
+    guard !files.isEmpty else { throw ValidationError("\(folder): no .txt files") }
+    return (files, try files.map { [UInt8](try Data(contentsOf: $0)) })
 }

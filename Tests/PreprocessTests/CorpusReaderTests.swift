@@ -1,4 +1,5 @@
 import Foundation
+import Tokenizer
 import XCTest
 @testable import Preprocess
 
@@ -155,7 +156,7 @@ final class CorpusReaderTests: XCTestCase {
         }
         for bytes in cases {
             let valid = String(validating: bytes, as: UTF8.self) != nil
-            let bad = firstInvalidUTF8(bytes)
+            let bad = bytes.withUnsafeBufferPointer { firstInvalidUTF8($0) }
             XCTAssertEqual(bad == nil, valid, "\(bytes)")
             if let bad {
                 XCTAssertNotNil(String(validating: bytes[..<bad], as: UTF8.self), "prefix before \(bad) of \(bytes) should be valid")
