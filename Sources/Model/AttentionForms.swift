@@ -210,41 +210,64 @@ struct ChunkedAttention {
         } } }
     }
 
+    /// Outputs of chunk [t0, t0 + c) from the state before it, into y and norm.
+    private func chunkOutput<S>(_ x: HeadInput<S>, _ t0: Int, _ c: Int, _ state: [S], _ y: inout [S], _ norm: inout [S]) {
+        let d = x.d, dd = phi.size, w = d + 1
+        let (a, _) = intraWeights(x, t0, c)
+        let f = fold(x, t0, c)
+        var phiQ = [S](repeating: 0, count: c * dd), inter = [S](repeating: 0, count: c * w)
+        f.q.withUnsafeBufferPointer { q in phiQ.withUnsafeMutableBufferPointer { phi.forward(q.baseAddress!, rows: c, into: $0.baseAddress!) } }
+        // inter = phi(q~) S_prev: numerator in the first d columns, normalizer in the last.
+        phiQ.withUnsafeBufferPointer { pq in state.withUnsafeBufferPointer { s in inter.withUnsafeMutableBufferPointer { o in
+            gemm(false, false, c, w, dd, 1, pq.baseAddress!, s.baseAddress!, 0, o.baseAddress!)
+        } } }
+        let v1 = valuesWithOnes(x, t0, c)
+        // intra: A [v, 1], added to the inter part.
+        a.withUnsafeBufferPointer { a in v1.withUnsafeBufferPointer { v in inter.withUnsafeMutableBufferPointer { o in
+            gemm(false, false, c, w, c, 1, a.baseAddress!, v.baseAddress!, 1, o.baseAddress!)
+        } } }
+        for i in 0..<c {
+            let l = inter[i * w + d] + S(attentionEpsilon)
+            norm[t0 + i] = l
+            for e in 0..<d { y[(t0 + i) * d + e] = inter[i * w + e] / l }
+        }
+    }
+
+    /// A fresh state [D, d + 1]: nothing seen yet.
+    func initialState<S: TensorScalar>() -> [S] { [S](repeating: 0, count: phi.size * (phi.dimension + 1)) }
+
     // forward: qr, kr, v [T, d], G [T] -> y [T, d]; T must be a multiple of the chunk size
     func forward<S>(_ x: HeadInput<S>) -> (y: [S], cache: Cache<S>) {
-        let t = x.t, d = x.d, c = chunk, dd = phi.size, w = d + 1
+        let t = x.t, d = x.d, c = chunk
         precondition(t % c == 0, "sequence length \(t) is not a multiple of the chunk \(c)")
         let chunks = t / c
         let stride = max(1, Int(Double(chunks).squareRoot().rounded(.up)))
-        var state = [S](repeating: 0, count: dd * w)
+        var state: [S] = initialState()
         var checkpoints: [[S]] = []
         var y = [S](repeating: 0, count: t * d)
         var norm = [S](repeating: 0, count: t)
-        var phiQ = [S](repeating: 0, count: c * dd)
-        var inter = [S](repeating: 0, count: c * w)
         for n in 0..<chunks {
             if n % stride == 0 { checkpoints.append(state) }
-            let t0 = n * c
-            let (a, _) = intraWeights(x, t0, c)
-            let f = fold(x, t0, c)
-            f.q.withUnsafeBufferPointer { q in phiQ.withUnsafeMutableBufferPointer { phi.forward(q.baseAddress!, rows: c, into: $0.baseAddress!) } }
-            // inter = phi(q~) S_prev: numerator in the first d columns, normalizer in the last.
-            phiQ.withUnsafeBufferPointer { pq in state.withUnsafeBufferPointer { s in inter.withUnsafeMutableBufferPointer { o in
-                gemm(false, false, c, w, dd, 1, pq.baseAddress!, s.baseAddress!, 0, o.baseAddress!)
-            } } }
-            let v1 = valuesWithOnes(x, t0, c)
-            // intra: A [v, 1], added to the inter part.
-            a.withUnsafeBufferPointer { a in v1.withUnsafeBufferPointer { v in inter.withUnsafeMutableBufferPointer { o in
-                gemm(false, false, c, w, c, 1, a.baseAddress!, v.baseAddress!, 1, o.baseAddress!)
-            } } }
-            for i in 0..<c {
-                let l = inter[i * w + d] + S(attentionEpsilon)
-                norm[t0 + i] = l
-                for e in 0..<d { y[(t0 + i) * d + e] = inter[i * w + e] / l }
-            }
-            advance(&state, x, t0, c)
+            chunkOutput(x, n * c, c, state, &y, &norm)
+            advance(&state, x, n * c, c)
         }
         return (y, Cache(norm: norm, checkpoints: checkpoints, stride: stride))
+    }
+
+    /// Inference continuing from `state` (the state after everything before this segment, at its last
+    /// position; G restarts at 0 here): any T, a shorter last chunk allowed. `state` ends after the segment,
+    /// so segment after segment gives the outputs of one pass over the whole sequence.
+    // forward: qr, kr, v [T, d], G [T], state [D, d + 1] -> y [T, d]
+    func forward<S>(_ x: HeadInput<S>, continuing state: inout [S]) -> [S] {
+        var y = [S](repeating: 0, count: x.t * x.d), norm = [S](repeating: 0, count: x.t)
+        var t0 = 0
+        while t0 < x.t {
+            let c = min(chunk, x.t - t0)
+            chunkOutput(x, t0, c, state, &y, &norm)
+            advance(&state, x, t0, c)
+            t0 += c
+        }
+        return y
     }
 
     // backward: dy [T, d] -> dqr, dkr, dv [T, d], dG [T]
@@ -269,7 +292,6 @@ struct ChunkedAttention {
             }
             let prev = blockStates[n - b]
             let t0 = n * c
-            let gPrev = t0 > 0 ? x.G[t0 - 1] : 0, gEnd = x.G[t0 + c - 1]
             let f = fold(x, t0, c)
             let v1 = valuesWithOnes(x, t0, c)
             // dN' = [dn, dl]: dn = dy / l, dl = -(dy . y) / l.

@@ -148,7 +148,8 @@ private let geluC = 0.7978845608028654 // sqrt(2 / pi)
 /// The tied output head and masked cross-entropy, fused: logits = x @ wte^T are built a block of rows at a time,
 /// so memory stays at block x V instead of N x V.
 public enum LanguageModelHead {
-    /// Mean loss over unmasked positions; also accumulates dwte and returns dx (scaled by `1 / count`).
+    /// Mean loss over unmasked positions and the loss at every position; with `dwte` (training) also accumulates
+    /// dwte and returns dx (scaled by `1 / count`), without it dx is left zero.
     // forward+backward: x [N, C], wte [V, C], targets [N], mask [N] -> loss, dx [N, C]
     public static func lossAndGradient<S: TensorScalar>(_ x: Tensor<S>, wte: Tensor<S>, dwte: Tensor<S>?, targets: [Int32], mask: [Float],
                                                         block: Int = 256) -> (loss: Double, dx: Tensor<S>, perPosition: [Double]) {
@@ -177,13 +178,16 @@ public enum LanguageModelHead {
                 perPosition[r0 + r] = lossHere
                 let weight = Double(mask[r0 + r])
                 total += weight * lossHere
+                guard dwte != nil else { continue }
                 // dlogits = (softmax - onehot) * mask / count, written over the logits.
                 let scale = S(weight / count / sum)
                 for j in 0..<v { row[j] *= scale }
                 row[target] -= S(weight / count)
             }
-            gemm(false, false, rows, c, v, 1, logits, wte.data, 0, dx.data + r0 * c)
-            if let dwte { gemm(true, false, v, c, rows, 1, logits, x.data + r0 * c, 1, dwte.data) }
+            if let dwte {
+                gemm(false, false, rows, c, v, 1, logits, wte.data, 0, dx.data + r0 * c)
+                gemm(true, false, v, c, rows, 1, logits, x.data + r0 * c, 1, dwte.data)
+            }
             r0 += rows
         }
         return (total / count, dx, perPosition)

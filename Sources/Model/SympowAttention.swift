@@ -109,11 +109,13 @@ public final class SympowAttention<S: TensorScalar> {
         return out
     }
 
-    private func headForward(_ p: Tensor<S>, b: Int, head: Int, t: Int) -> HeadCache {
+    /// Gate, rotary and the head's slices of the projections for row b: the attention core's input, and the
+    /// rotation angles. `start` is B summed over the tokens before this segment (0 at a document's start).
+    private func headInput(_ p: Tensor<S>, b: Int, head: Int, t: Int, start: Double = 0) -> (input: HeadInput<S>, angles: [Double], end: Double) {
         let c = dModel, h = heads, d = headDim, width = 3 * c + 2 * h
         var q = [S](repeating: 0, count: t * d), k = q, v = q
         var G = [Double](repeating: 0, count: t), angles = [Double](repeating: 0, count: t * d / 2)
-        var gSum = 0.0, bSum = 0.0
+        var gSum = 0.0, bSum = start
         for r in 0..<t {
             let row = (b * t + r) * width
             for e in 0..<d {
@@ -124,11 +126,14 @@ public final class SympowAttention<S: TensorScalar> {
             if kind.gated { gSum += logSigmoid(Double(p[row + 3 * c + head]) + Self.gateBias) }
             G[r] = gSum
             // Learned rotary: angle (B_t - 1) w_m with B_t = sum_{s<=t} (1 + tanh r_s); at zero init B_t - 1 = t exactly.
-            let position: Double
-            if kind.learnedRotary { bSum += 1 + Foundation.tanh(Double(p[row + 3 * c + h + head])); position = bSum - 1 } else { position = Double(r) }
-            for m in 0..<(d / 2) { angles[r * d / 2 + m] = position * rate(m) }
+            bSum += kind.learnedRotary ? 1 + Foundation.tanh(Double(p[row + 3 * c + h + head])) : 1
+            for m in 0..<(d / 2) { angles[r * d / 2 + m] = (bSum - 1) * rate(m) }
         }
-        let input = HeadInput(t: t, d: d, qr: rotate(q, angles, d), kr: rotate(k, angles, d), v: v, G: G)
+        return (HeadInput(t: t, d: d, qr: rotate(q, angles, d), kr: rotate(k, angles, d), v: v, G: G), angles, bSum)
+    }
+
+    private func headForward(_ p: Tensor<S>, b: Int, head: Int, t: Int) -> HeadCache {
+        let (input, angles, _) = headInput(p, b: b, head: head, t: t)
         switch resolvedForm(t) {
         case .attention:
             let (y, cache) = QuadraticAttention.forward(input, score: kind == .softmax ? .softmax : .power(power))
@@ -137,6 +142,52 @@ public final class SympowAttention<S: TensorScalar> {
             let (y, cache) = chunked!.forward(input)
             return HeadCache(input: input, y: y, quadratic: nil, chunked: cache, angles: angles)
         }
+    }
+
+    /// What one head of one sequence carries from a segment to the next in inference.
+    public struct Carry: Sendable {
+        /// The sympow state [D, d + 1] after the tokens seen so far (empty for softmax, which carries nothing).
+        var state: [S]
+        /// Tokens seen so far (B_t summed for the learned rotary), the rotary position of the next segment.
+        var position: Double
+    }
+
+    /// Carries for `batch` sequences at their start, one per (row, head).
+    public func startCarries(batch: Int) -> [Carry] {
+        [Carry](repeating: Carry(state: chunked?.initialState() ?? [], position: 0), count: batch * heads)
+    }
+
+    /// Inference over a segment that continues `carries`: segment after segment, the outputs equal one forward
+    /// over the whole sequence (the recurrent form, a chunk at a time; a segment of one token is one recurrent
+    /// step). Softmax carries nothing: each segment attends only within itself, as at training time. Keeps no
+    /// activations.
+    // forward: x [B*T, C], carries [B*H] -> y [B*T, C]
+    public func forward(_ x: Tensor<S>, batch: Int, length t: Int, continuing carries: inout [Carry]) -> Tensor<S> {
+        let c = dModel, h = heads, d = headDim, width = 3 * c + 2 * h
+        precondition(x.count == batch * t * c && carries.count == batch * h, "attention input is not [B*T, C] or carries are not [B*H]")
+        let p = Tensor<S>([batch * t, width])
+        gemm(false, false, batch * t, width, c, 1, x.data, wQKVGR.data, 0, p.data)
+        let merged = Tensor<S>([batch * t, c])
+        carries.withUnsafeMutableBufferPointer { slots in
+            let carry = SendableBuffer(slots)
+            withSingleThreadedBLAS {
+                DispatchQueue.concurrentPerform(iterations: batch * h) { i in
+                    let b = i / h, head = i % h
+                    let (input, _, end) = self.headInput(p, b: b, head: head, t: t, start: carry.buffer[i].position)
+                    let y: [S]
+                    if let chunked = self.chunked {
+                        y = chunked.forward(input, continuing: &carry.buffer[i].state)
+                    } else {
+                        y = QuadraticAttention.forward(input, score: .softmax).y
+                    }
+                    carry.buffer[i].position = end
+                    for r in 0..<t { for e in 0..<d { merged.data[(b * t + r) * c + head * d + e] = y[r * d + e] } }
+                }
+            }
+        }
+        let out = Tensor<S>([batch * t, c])
+        gemm(false, false, batch * t, c, c, 1, merged.data, wO.data, 0, out.data)
+        return out
     }
 
     /// Drops what backward needs (activation recomputation).

@@ -91,6 +91,22 @@ public struct TransformerConfig: Codable, Equatable, Sendable {
     }
 }
 
+extension TransformerConfig {
+    /// The formula behind `forwardFlopsPerToken`, for benchmark output.
+    public static let flopFormula = "L * [2C(3C+2H) + 2C^2 + 4C*F + H * (2cd + 2c(d+1) + 4D(d+1) + 2Dp)] + 2CV"
+
+    /// Useful flops of one token's forward pass (chunked form; a backward counts as twice this): projections,
+    /// MLP, per head the intra-chunk scores and weighted values, the state read and update with D = dim phi_p,
+    /// phi_p itself, and the tied head.
+    public var forwardFlopsPerToken: Double {
+        let c = Double(dModel), h = Double(heads), d = Double(headDim), f = Double(hidden), chunk = Double(self.chunk)
+        let dd = Double(SymmetricPower(dimension: headDim, power: power).size)
+        let projections = 2 * c * (3 * c + 2 * h) + 2 * c * c + 4 * c * f
+        let attentionPerHead = 2 * chunk * d + 2 * chunk * (d + 1) + 4 * dd * (d + 1) + 2 * dd * Double(power)
+        return Double(layers) * (projections + h * attentionPerHead) + 2 * c * Double(vocabSize)
+    }
+}
+
 public struct ConfigError: Error, CustomStringConvertible, LocalizedError {
     public let description: String
     public init(_ description: String) { self.description = description }
@@ -200,6 +216,40 @@ public final class Transformer<S: TensorScalar> {
         blockInputs = nil
         if let n = embedNorm { dx = n.backward(dx) }
         embedding.backward(dx)
+    }
+}
+
+/// What inference carries from one segment of a sequence to the next: each layer's attention carries.
+public struct DecodingState<S: TensorScalar> {
+    public let batch: Int
+    var attention: [[SympowAttention<S>.Carry]]
+    /// Tokens of each row consumed so far.
+    public internal(set) var tokens = 0
+}
+
+extension Transformer {
+    /// The state before the first token of `batch` sequences.
+    public func startDecoding(batch: Int) -> DecodingState<S> {
+        DecodingState(batch: batch, attention: attention.map { $0.startCarries(batch: batch) })
+    }
+
+    /// Inference over the next `length` tokens of each row, continuing `state`: the final hidden states (after
+    /// the last norm) equal those of one forward over everything seen so far, at O(1) memory in the tokens seen.
+    /// `eval` runs a window segment by segment with it; `generate` one token at a time.
+    // forward: tokens [B*T] -> h [B*T, C]
+    public func forward(tokens: [Int32], length: Int, continuing state: inout DecodingState<S>) -> Tensor<S> {
+        precondition(tokens.count == state.batch * length, "tokens are not [B, T]")
+        var x = embedding.forward(tokens)
+        if let n = embedNorm { x = n.forward(x); n.releaseActivations() }
+        for l in 0..<config.layers {
+            add(&x, attention[l].forward(ln1[l].forward(x), batch: state.batch, length: length, continuing: &state.attention[l]))
+            add(&x, mlp[l].forward(ln2[l].forward(x)))
+            releaseBlock(l)
+        }
+        state.tokens += length
+        let h = lnFinal.forward(x)
+        lnFinal.releaseActivations()
+        return h
     }
 }
 

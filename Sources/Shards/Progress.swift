@@ -28,18 +28,27 @@ public final class ProgressReporter {
 
     /// Reports bytes of input consumed, records seen, documents kept and tokens written so far.
     public func update(bytes: Int, documents: Int, kept: Int, tokens: Int) {
-        let now = Date()
-        let since = now.timeIntervalSince(lastPrint)
-        guard since >= (isTerminal ? 0.2 : logInterval) else { return }
-        lastPrint = now
-        let elapsed = max(now.timeIntervalSince(started), 1e-9)
+        guard due() else { return }
+        let elapsed = max(Date().timeIntervalSince(started), 1e-9)
         let mbps = Double(bytes) / elapsed / 1e6
         let tps = Double(tokens) / elapsed
         var eta = "?"
         if bytes > 0, totalBytes > bytes { eta = Self.duration(elapsed * Double(totalBytes - bytes) / Double(bytes)) }
         let percent = totalBytes > 0 ? String(format: "%5.1f%%", 100 * Double(bytes) / Double(totalBytes)) : ""
-        let line = "\(label) \(percent) \(documents) documents (\(kept) kept) " +
-            String(format: "%.1f MB/s, %.2fM tokens/s", mbps, tps / 1e6) + ", ETA \(eta)"
+        show("\(percent) \(documents) documents (\(kept) kept) " + String(format: "%.1f MB/s, %.2fM tokens/s", mbps, tps / 1e6) + ", ETA \(eta)")
+    }
+
+    /// Whether a line is due: at most 5 a second on a terminal, one per `logInterval` otherwise.
+    public func due() -> Bool {
+        let now = Date()
+        guard now.timeIntervalSince(lastPrint) >= (isTerminal ? 0.2 : logInterval) else { return false }
+        lastPrint = now
+        return true
+    }
+
+    /// Prints `status` after the label, in place on a terminal, as a log line otherwise.
+    public func show(_ status: String) {
+        let line = "\(label) \(status)"
         if isTerminal {
             FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
             drewLine = true

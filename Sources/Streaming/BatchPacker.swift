@@ -24,6 +24,11 @@ public struct PackerCursor: Codable, Equatable, Sendable {
     public var order: BatchOrder
     /// Batches already handed out, over all epochs.
     public var batch: Int
+
+    public init(seed: UInt64, rank: Int = 0, world: Int = 1, batchSize: Int, context: Int, order: BatchOrder, batch: Int = 0) {
+        self.seed = seed; self.rank = rank; self.world = world; self.batchSize = batchSize
+        self.context = context; self.order = order; self.batch = batch
+    }
 }
 
 /// One row of a batch: where its tokens come from.

@@ -90,3 +90,20 @@ public func withSingleThreadedBLAS<T>(_ body: () throws -> T) rethrows -> T {
     defer { lc_blas_set_threads(saved) }
     return try body()
 }
+
+/// OpenBLAS sgemm throughput in GFLOP/s on [m, k] x [k, n], best of `runs`: the baseline that model FLOP rates
+/// (MFU) are divided by, measured in the same process because this machine is shared.
+public func sgemmGFLOPs(m: Int, n: Int, k: Int, runs: Int = 5) -> Double {
+    let a = Tensor<Float>([m, k]), b = Tensor<Float>([k, n]), c = Tensor<Float>([m, n])
+    for i in 0..<a.count { a[i] = Float(i % 7) * 0.1 }
+    for i in 0..<b.count { b[i] = Float(i % 5) * 0.1 }
+    var best = Double.infinity
+    for _ in 0..<runs {
+        var t0 = timespec(), t1 = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t0)
+        Float.gemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: a.data, lda: k, b: b.data, ldb: n, beta: 0, c: c.data, ldc: n)
+        clock_gettime(CLOCK_MONOTONIC, &t1)
+        best = min(best, Double(t1.tv_sec - t0.tv_sec) + Double(t1.tv_nsec - t0.tv_nsec) * 1e-9)
+    }
+    return 2 * Double(m * n * k) / best / 1e9
+}

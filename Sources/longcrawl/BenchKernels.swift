@@ -34,21 +34,10 @@ struct BenchKernels: ParsableCommand {
         print("config \(cfg.name): \(cfg.layers) layers, d_model \(c), \(h) heads of \(d), p \(p) (D = \(phiSize)), chunk \(cfg.chunk), vocabulary \(cfg.vocabSize)")
 
         // Baseline: sgemm at a transformer shape, same run.
-        let m = 4096, n = 4 * c, k = c
-        let a = Tensor<Float>([m, k]), b = Tensor<Float>([k, n]), out = Tensor<Float>([m, n])
-        for i in 0..<a.count { a[i] = Float(i % 7) * 0.1 }
-        for i in 0..<b.count { b[i] = Float(i % 5) * 0.1 }
-        let sgemmSeconds = best(5) { gemmOnce(a, b, out, m, n, k) }
-        let peak = 2 * Double(m * n * k) / sgemmSeconds / 1e9
-        print(String(format: "sgemm [%d x %d] x [%d x %d]: %.1f GFLOP/s (the MFU baseline)", m, k, k, n, peak))
-
-        // Useful flops per token, forward (backward counted as 2x forward).
-        let c0 = Double(c), hidden = Double(cfg.hidden), chunk = Double(cfg.chunk), dd = Double(phiSize), dh = Double(d)
-        let projections = 2 * c0 * (3 * c0 + 2 * Double(h)) + 2 * c0 * c0 + 4 * c0 * hidden
-        let attentionPerHead = 2 * chunk * dh + 2 * chunk * (dh + 1) + 4 * dd * (dh + 1) + 2 * dd * Double(p)
-        let perLayer = projections + Double(h) * attentionPerHead
-        let perToken = Double(cfg.layers) * perLayer + 2 * c0 * Double(cfg.vocabSize)
-        print("flops/token forward = L * [2C(3C+2H) + 2C^2 + 4C*F + H * (2cd + 2c(d+1) + 4D(d+1) + 2Dp)] + 2CV = \(Int(perToken)); forward+backward = 3x")
+        let peak = sgemmGFLOPs(m: 4096, n: 4 * c, k: c)
+        print(String(format: "sgemm [4096 x %d] x [%d x %d]: %.1f GFLOP/s (the MFU baseline)", c, c, 4 * c, peak))
+        let perToken = cfg.forwardFlopsPerToken
+        print("flops/token forward = \(TransformerConfig.flopFormula) = \(Int(perToken)); forward+backward = 3x")
 
         print("\n| T | attention | forward us/token | fwd+bwd us/token |")
         print("| ---: | --- | ---: | ---: |")
@@ -93,10 +82,6 @@ struct BenchKernels: ParsableCommand {
 
     func best(_ runs: Int, _ body: () -> Void) -> Double {
         (0..<runs).map { _ in let t0 = now(); body(); return now() - t0 }.min()!
-    }
-
-    func gemmOnce(_ a: Tensor<Float>, _ b: Tensor<Float>, _ c: Tensor<Float>, _ m: Int, _ n: Int, _ k: Int) {
-        Float.gemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: a.data, lda: k, b: b.data, ldb: n, beta: 0, c: c.data, ldc: n)
     }
 }
 

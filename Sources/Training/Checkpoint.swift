@@ -1,0 +1,154 @@
+import Foundation
+import Model
+import Shards
+import Streaming
+import Tensor
+
+/// Options of a training run that the model config does not hold.
+public struct TrainOptions: Codable, Equatable, Sendable {
+    /// Dataset folder (from `longcrawl preprocess`).
+    public var data: String
+    public var order: BatchOrder = .longcrawl
+    /// Micro-batches whose gradients are averaged into one step.
+    public var accumulation = 1
+    public var saveEvery = 100
+    /// Checkpoints kept; older ones are deleted after a newer one is complete.
+    public var keep = 3
+    /// Seeds the model's initialization and the data order.
+    public var seed: UInt64 = 1
+    /// Rebuild each block's activations in backward instead of storing them (same gradients, less memory).
+    public var recompute = false
+
+    public init(data: String) { self.data = data }
+
+    enum CodingKeys: String, CodingKey {
+        case data, order, accumulation, keep, seed, recompute
+        case saveEvery = "save_every"
+    }
+}
+
+/// One line of `metrics.jsonl`.
+public struct StepMetrics: Codable, Equatable, Sendable {
+    public var step: Int
+    public var loss: Double
+    public var lr: Double
+    public var gradNorm: Double
+    public var tokensPerSecond: Double
+    public var mfu: Double
+    /// Seconds of training so far, over every resumed segment of the run.
+    public var elapsed: Double
+    /// Share of the step spent waiting for the batch.
+    public var loaderShare: Double
+
+    enum CodingKeys: String, CodingKey {
+        case step, loss, lr, mfu, elapsed
+        case gradNorm = "grad_norm", tokensPerSecond = "tokens_per_s", loaderShare = "loader_share"
+    }
+}
+
+/// `state.json` of a checkpoint: everything but the tensors needed to continue exactly.
+public struct TrainState: Codable, Equatable, Sendable {
+    public var step: Int
+    public var config: TransformerConfig
+    public var options: TrainOptions
+    /// The data cursor: the packer rebuilt from it gives exactly the batches the run would have taken next.
+    public var cursor: PackerCursor
+    /// Training draws no random numbers after initialization (no dropout; the data order is the cursor's), so
+    /// the generator state is the initialization seed, kept to rebuild the same model.
+    public var rng: UInt64
+    public var tokens: Int
+    public var elapsed: Double
+    /// The last step's metrics.
+    public var last: StepMetrics?
+}
+
+/// A checkpoint folder: `model.safetensors` (parameters by name), `optimizer.safetensors` (AdamW moments
+/// `<name>.exp_avg`, `<name>.exp_avg_sq`, and the step in the metadata) and `state.json`.
+public enum Checkpoint {
+    public static let modelFile = "model.safetensors", optimizerFile = "optimizer.safetensors", stateFile = "state.json"
+
+    /// `RUN/checkpoints/step-000100`.
+    public static func folder(in run: URL, step: Int) -> URL {
+        run.appendingPathComponent("checkpoints").appendingPathComponent(String(format: "step-%06d", step))
+    }
+
+    /// Complete checkpoints of a run, oldest first (a folder being written has a hidden temporary name).
+    public static func all(in run: URL) -> [URL] {
+        let dir = run.appendingPathComponent("checkpoints")
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
+        return names.filter { $0.hasPrefix("step-") && !$0.hasSuffix(".tmp") }.sorted().map { dir.appendingPathComponent($0) }
+    }
+
+    /// A checkpoint folder as given, or the newest checkpoint of a run folder.
+    public static func resolve(_ url: URL) throws -> URL {
+        if FileManager.default.fileExists(atPath: url.appendingPathComponent(stateFile).path) { return url }
+        guard let newest = all(in: url).last else { throw TrainingError("\(url.path): no checkpoint (no \(stateFile) here or under checkpoints/)") }
+        return newest
+    }
+
+    /// Writes the three files into a temporary folder and renames it into place, then deletes all but the
+    /// newest `keep` checkpoints.
+    public static func save(model: Transformer<Float>, optimizer: AdamW<Float>, state: TrainState, run: URL, keep: Int) throws {
+        let final = folder(in: run, step: state.step)
+        let tmp = final.deletingLastPathComponent().appendingPathComponent("." + final.lastPathComponent + ".tmp")
+        let fm = FileManager.default
+        try? fm.removeItem(at: tmp)
+        try fm.createDirectory(at: tmp, withIntermediateDirectories: true)
+        let params = model.parameters
+        try SafetensorsFile(tensors: params.map { .init(name: $0.name, shape: $0.value.shape, values: $0.value.array) },
+                            metadata: ["format": "pt", "config": state.config.name, "step": String(state.step)])
+            .write(to: tmp.appendingPathComponent(modelFile))
+        var moments: [SafetensorsFile.Entry] = []
+        for (k, p) in params.enumerated() {
+            moments.append(.init(name: p.name + ".exp_avg", shape: p.value.shape, values: optimizer.m[k].array))
+            moments.append(.init(name: p.name + ".exp_avg_sq", shape: p.value.shape, values: optimizer.v[k].array))
+        }
+        try SafetensorsFile(tensors: moments, metadata: ["format": "pt", "step": String(optimizer.step)])
+            .write(to: tmp.appendingPathComponent(optimizerFile))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try AtomicFile.write(try encoder.encode(state), to: tmp.appendingPathComponent(stateFile))
+        try? fm.removeItem(at: final)
+        do { try fm.moveItem(at: tmp, to: final) } catch { throw TrainingError("\(final.path): cannot rename checkpoint into place (\(error.localizedDescription))") }
+        for old in all(in: run).dropLast(max(1, keep)) { try? fm.removeItem(at: old) }
+    }
+
+    public static func loadState(_ checkpoint: URL) throws -> TrainState {
+        let url = checkpoint.appendingPathComponent(stateFile)
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch { throw TrainingError("\(url.path): cannot read (\(error.localizedDescription))") }
+        do { return try JSONDecoder().decode(TrainState.self, from: data) } catch { throw TrainingError("\(url.path): not a checkpoint state (\(error))") }
+    }
+
+    /// Copies the parameters of `model.safetensors` into `model`: every tensor present with its shape.
+    public static func loadModel(_ checkpoint: URL, into model: Transformer<Float>) throws {
+        let url = checkpoint.appendingPathComponent(modelFile)
+        let file = try SafetensorsFile(contentsOf: url)
+        try copy(file, url, into: model.parameters.map { ($0.name, $0.value) }, configName: model.config.name)
+    }
+
+    /// Restores AdamW's moments and step from `optimizer.safetensors`.
+    public static func loadOptimizer(_ checkpoint: URL, into optimizer: AdamW<Float>, parameters: [Parameter<Float>]) throws {
+        let url = checkpoint.appendingPathComponent(optimizerFile)
+        let file = try SafetensorsFile(contentsOf: url)
+        var slots: [(String, Tensor<Float>)] = []
+        for (k, p) in parameters.enumerated() { slots += [(p.name + ".exp_avg", optimizer.m[k]), (p.name + ".exp_avg_sq", optimizer.v[k])] }
+        try copy(file, url, into: slots, configName: nil)
+        guard let step = file.metadata["step"].flatMap(Int.init) else { throw TrainingError("\(url.path): no step in the metadata") }
+        optimizer.step = step
+    }
+
+    private static func copy(_ file: SafetensorsFile, _ url: URL, into slots: [(String, Tensor<Float>)], configName: String?) throws {
+        let expected = Set(slots.map(\.0))
+        if let extra = file.tensors.first(where: { !expected.contains($0.name) }) {
+            throw TrainingError("\(url.path): tensor \(extra.name) is not in config '\(configName ?? "?")' (a checkpoint of another config?)")
+        }
+        for (name, tensor) in slots {
+            guard let entry = file[name] else { throw TrainingError("\(url.path): tensor \(name) is missing (a checkpoint of another config?)") }
+            guard entry.shape == tensor.shape else {
+                throw TrainingError("\(url.path): tensor \(name) has shape \(entry.shape), the model expects \(tensor.shape) (a checkpoint of another config?)")
+            }
+            entry.values.withUnsafeBufferPointer { tensor.data.update(from: $0.baseAddress!, count: tensor.count) }
+        }
+    }
+}

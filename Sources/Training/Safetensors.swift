@@ -1,0 +1,100 @@
+import Foundation
+import Shards
+
+/// The safetensors format (Hugging Face): an 8-byte little-endian header length, a JSON header naming each
+/// tensor's dtype, shape and byte range, then the tensors' bytes back to back. Only F32 is written or read here.
+/// Python opens these files with `safetensors.numpy.load_file` or `safe_open`.
+public struct SafetensorsFile: Equatable {
+    public struct Entry: Equatable {
+        public var name: String
+        public var shape: [Int]
+        public var values: [Float]
+        public init(name: String, shape: [Int], values: [Float]) { self.name = name; self.shape = shape; self.values = values }
+    }
+
+    /// Tensors in file order.
+    public var tensors: [Entry]
+    /// Free-form string metadata (`__metadata__`).
+    public var metadata: [String: String]
+
+    public init(tensors: [Entry], metadata: [String: String] = [:]) { self.tensors = tensors; self.metadata = metadata }
+
+    public subscript(name: String) -> Entry? { tensors.first { $0.name == name } }
+
+    /// The file's bytes: header padded with spaces to a multiple of 8 bytes, tensors in order.
+    public func encoded() -> Data {
+        var header = "{"
+        if !metadata.isEmpty {
+            let items = metadata.sorted { $0.key < $1.key }.map { "\(jsonString($0.key)):\(jsonString($0.value))" }
+            header += "\"__metadata__\":{\(items.joined(separator: ","))},"
+        }
+        var offset = 0
+        header += tensors.map { t in
+            let bytes = t.values.count * 4
+            defer { offset += bytes }
+            return "\(jsonString(t.name)):{\"dtype\":\"F32\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}"
+        }.joined(separator: ",")
+        header += "}"
+        while header.utf8.count % 8 != 0 { header += " " }
+        var out = Data()
+        withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { out.append(contentsOf: $0) }
+        out.append(contentsOf: Array(header.utf8))
+        for t in tensors { t.values.withUnsafeBytes { out.append(contentsOf: $0) } }
+        return out
+    }
+
+    /// Writes the file atomically.
+    public func write(to url: URL) throws { try AtomicFile.write(encoded(), to: url) }
+
+    /// Reads and checks a file: header inside the file, F32 only, every byte range inside the data and
+    /// matching its shape. Errors name the file and the fault.
+    public init(contentsOf url: URL) throws {
+        func bad(_ why: String) -> TrainingError { TrainingError("\(url.path): \(why)") }
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch { throw bad("cannot read (\(error.localizedDescription))") }
+        guard data.count >= 8 else { throw bad("truncated: \(data.count) bytes, shorter than the 8-byte header length") }
+        let headerLength = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+        guard headerLength <= UInt64(data.count - 8) else {
+            throw bad("truncated: header of \(headerLength) bytes announced, \(data.count - 8) bytes follow")
+        }
+        let dataStart = 8 + Int(headerLength)
+        guard let header = try? JSONSerialization.jsonObject(with: data.subdata(in: 8..<dataStart)) as? [String: Any] else {
+            throw bad("not a safetensors file (header is not a JSON object)")
+        }
+        metadata = header["__metadata__"] as? [String: String] ?? [:]
+        var entries: [(start: Int, entry: Entry)] = []
+        for (name, value) in header where name != "__metadata__" {
+            guard let info = value as? [String: Any], let dtype = info["dtype"] as? String,
+                  let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2 else {
+                throw bad("tensor \(name): malformed header entry")
+            }
+            guard dtype == "F32" else { throw bad("tensor \(name): dtype \(dtype), only F32 is supported") }
+            let count = shape.reduce(1, *)
+            guard offsets[0] >= 0, offsets[1] - offsets[0] == count * 4 else {
+                throw bad("tensor \(name): byte range \(offsets) does not hold shape \(shape) of F32")
+            }
+            guard dataStart + offsets[1] <= data.count else {
+                throw bad("truncated: tensor \(name) ends at byte \(dataStart + offsets[1]), file has \(data.count)")
+            }
+            var values = [Float](repeating: 0, count: count)
+            values.withUnsafeMutableBytes { dst in
+                data.copyBytes(to: dst.bindMemory(to: UInt8.self), from: (dataStart + offsets[0])..<(dataStart + offsets[1]))
+            }
+            entries.append((offsets[0], Entry(name: name, shape: shape, values: values)))
+        }
+        tensors = entries.sorted { $0.start < $1.start }.map(\.entry)
+    }
+}
+
+/// A JSON string literal.
+func jsonString(_ s: String) -> String {
+    let data = try! JSONSerialization.data(withJSONObject: [s], options: [.withoutEscapingSlashes])
+    return String(decoding: data.dropFirst().dropLast(), as: UTF8.self)
+}
+
+/// Errors of training, checkpoints and evaluation: one line naming the file, step or value at fault.
+public struct TrainingError: Error, CustomStringConvertible, LocalizedError {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+    public var errorDescription: String? { description }
+}

@@ -1,0 +1,54 @@
+import ArgumentParser
+import Foundation
+import Model
+import Tokenizer
+import Training
+
+/// `longcrawl generate`: sample a continuation of a prompt with the recurrent form.
+struct GenerateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "generate",
+        abstract: "Sample text from a checkpoint with the recurrent form (constant memory per token).",
+        discussion: """
+        Examples:
+          longcrawl generate --checkpoint runs/tiny --prompt "It was a dark and stormy night" --tokens 100
+          longcrawl generate --checkpoint runs/tiny --prompt "The" --temperature 0   # greedy
+        """
+    )
+
+    @Option(help: "Checkpoint folder, or a run folder (its newest checkpoint).")
+    var checkpoint: String
+
+    @Option(help: "Prompt text.")
+    var prompt: String
+
+    @Option(help: "Tokens to generate.")
+    var tokens: Int = 100
+
+    @Option(help: "Sampling temperature (0: greedy).")
+    var temperature: Double = 0.8
+
+    @Option(help: "Sample among the k most likely tokens (0: all).")
+    var topK: Int = 40
+
+    @Option(help: "Random seed.")
+    var seed: UInt64 = 0
+
+    func validate() throws {
+        if tokens < 0 { throw ValidationError("--tokens must not be negative") }
+        if temperature < 0 { throw ValidationError("--temperature must not be negative") }
+    }
+
+    func run() throws {
+        let ckpt = try Checkpoint.resolve(URL(fileURLWithPath: checkpoint))
+        let state = try Checkpoint.loadState(ckpt)
+        if state.config.attention == .softmax { throw ValidationError("generate needs a sympow model: softmax attention has no recurrent form here") }
+        let model = Transformer<Float>(config: state.config, seed: 0)
+        try Checkpoint.loadModel(ckpt, into: model)
+        let tokenizer = try loadTokenizer(nil)
+        let ids = tokenizer.encode(prompt).map(Int32.init)
+        guard !ids.isEmpty else { throw ValidationError("--prompt is empty") }
+        let out = Generator.generate(model, prompt: ids, count: tokens, temperature: temperature, topK: topK, seed: seed)
+        print(prompt + tokenizer.decodeString(out.map { UInt16($0) }))
+    }
+}

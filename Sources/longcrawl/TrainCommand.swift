@@ -1,0 +1,128 @@
+import ArgumentParser
+import Foundation
+import Model
+import Shards
+import Streaming
+import Training
+
+/// `longcrawl train`: train a model on a dataset's train split, with checkpoints and metrics in a run folder.
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train a sympow transformer on streamed batches of a dataset's train split.",
+        discussion: """
+        Every option left out takes its value from the config file (or, with --resume, from the run). The run folder \
+        gets config.json and options.json (what the run uses), metrics.jsonl (one line per step) and \
+        checkpoints/step-NNNNNN/{model.safetensors, optimizer.safetensors, state.json}. --resume continues the \
+        newest checkpoint with bit-identical losses; it refuses options that differ from the run's.
+
+        Examples:
+          longcrawl train --data out/sample --config data/configs/tiny.json --out runs/tiny
+          longcrawl train --data out/dev --config data/configs/small.json --context 4096 --batch 4 --accum 2 --out runs/small
+          longcrawl train --out runs/small --resume
+        """
+    )
+
+    @Option(help: "Dataset folder (from preprocess).")
+    var data: String?
+
+    @Option(help: "Model config JSON (data/configs/*.json).")
+    var config: String?
+
+    @Option(help: "Context length T (divides 65536 and is a multiple of the config's chunk).")
+    var context: Int?
+
+    @Option(help: "Rows per micro-batch.")
+    var batch: Int?
+
+    @Option(help: "Micro-batches per step (gradient accumulation).")
+    var accum: Int?
+
+    @Option(help: "Total optimizer steps.")
+    var steps: Int?
+
+    @Option(help: "Peak learning rate.")
+    var lr: Double?
+
+    @Option(name: .customLong("min-lr"), help: "Learning-rate floor of the cosine schedule.")
+    var minLR: Double?
+
+    @Option(help: "Warmup steps.")
+    var warmup: Int?
+
+    @Option(help: "Batch order: longcrawl or sequential.")
+    var order: BatchOrder?
+
+    @Option(help: "Checkpoint every N steps (and at the end).")
+    var saveEvery: Int?
+
+    @Option(help: "Checkpoints to keep.")
+    var keep: Int?
+
+    @Option(help: "Seed of the initialization and the data order.")
+    var seed: UInt64?
+
+    @Flag(help: "Recompute each block's activations in backward (less memory, same gradients).")
+    var recompute = false
+
+    @Option(help: "Run folder.")
+    var out: String = "runs/run"
+
+    @Flag(help: "Continue the run's newest checkpoint.")
+    var resume = false
+
+    @Flag(help: "Delete the run's checkpoints and metrics and start over.")
+    var force = false
+
+    func validate() throws {
+        if resume && force { throw ValidationError("--resume and --force exclude each other") }
+        if !resume && (data == nil || config == nil) { throw ValidationError("--data and --config are required (except with --resume)") }
+        if let context { try BatchPacker.validate(context: context) }
+    }
+
+    func run() throws {
+        let runURL = URL(fileURLWithPath: out)
+        var cfg: TransformerConfig
+        var options: TrainOptions
+        if resume {
+            let latest = try Checkpoint.resolve(runURL)
+            let state = try Checkpoint.loadState(latest)
+            cfg = state.config
+            options = state.options
+            // A config file given again must describe the same run (the trainer says what differs).
+            if let config { cfg = try TransformerConfig.load(URL(fileURLWithPath: config)) }
+        } else {
+            cfg = try TransformerConfig.load(URL(fileURLWithPath: config!))
+            options = TrainOptions(data: URL(fileURLWithPath: data!).standardizedFileURL.path)
+        }
+        if let data { options.data = URL(fileURLWithPath: data).standardizedFileURL.path }
+        if let context { cfg.context = context }
+        if let batch { cfg.batch = batch }
+        if let steps { cfg.steps = steps }
+        if let lr { cfg.learningRate = lr }
+        if let minLR { cfg.minLearningRate = minLR }
+        if let warmup { cfg.warmupSteps = warmup }
+        if let accum { options.accumulation = accum }
+        if let order { options.order = order }
+        if let saveEvery { options.saveEvery = saveEvery }
+        if let keep { options.keep = keep }
+        if let seed { options.seed = seed }
+        if recompute { options.recompute = true }
+        let trainer = try Trainer(config: cfg, options: options, run: runURL, resume: resume, force: force)
+        trainer.progress = ProgressReporter(label: "train")
+        if trainer.step == 0 {
+            print("train \(cfg.name) (\(cfg.attention.rawValue)): \(trainer.model.parameters.reduce(0) { $0 + $1.value.count }) parameters, " +
+                  "context \(cfg.context), batch \(cfg.batch) x \(options.accumulation), \(cfg.steps) steps, order \(options.order.rawValue) -> \(out)")
+        } else {
+            print("resume \(out) at step \(trainer.step) of \(cfg.steps)")
+        }
+        let metrics = try trainer.train()
+        if let m = metrics.last {
+            print(String(format: "step %d: loss %.4f, %.0f tokens/s, MFU %.1f%%, loader %.2f%% of step time; checkpoint %@", m.step, m.loss,
+                         m.tokensPerSecond, 100 * m.mfu, 100 * metrics.map(\.loaderShare).reduce(0, +) / Double(metrics.count),
+                         Checkpoint.all(in: runURL).last?.path ?? "-"))
+        }
+    }
+}
+
+extension BatchOrder: ExpressibleByArgument {}
