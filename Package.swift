@@ -45,12 +45,13 @@ let package = Package(
             ],
             swiftSettings: fast
         ),
-        .testTarget(name: "PreprocessTests", dependencies: ["Preprocess", "Shards", "Tokenizer"], swiftSettings: [.unsafeFlags(cIncludes)]),
-        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"], exclude: ["Fixtures"], swiftSettings: [.unsafeFlags(cIncludes)]),
-        .testTarget(name: "ShardsTests", dependencies: ["Shards"], swiftSettings: [.unsafeFlags(cIncludes)]),
-        .testTarget(name: "StreamingTests", dependencies: ["Streaming", "Shards"], swiftSettings: [.unsafeFlags(cIncludes)]),
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "PreprocessTests", dependencies: ["Preprocess", "Shards", "Tokenizer", "TestSupport"], swiftSettings: [.unsafeFlags(cIncludes)]),
+        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "TestSupport"], exclude: ["Fixtures"], swiftSettings: [.unsafeFlags(cIncludes)]),
+        .testTarget(name: "ShardsTests", dependencies: ["Shards", "TestSupport"], swiftSettings: [.unsafeFlags(cIncludes)]),
+        .testTarget(name: "StreamingTests", dependencies: ["Streaming", "Shards", "TestSupport"], swiftSettings: [.unsafeFlags(cIncludes)]),
         .testTarget(name: "ModelTests", dependencies: ["Model", "Tensor"], swiftSettings: [.unsafeFlags(cIncludes)]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Streaming", "Shards", "Tokenizer", "Tensor"], swiftSettings: [.unsafeFlags(cIncludes)]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Streaming", "Shards", "Tokenizer", "Tensor", "TestSupport"], swiftSettings: [.unsafeFlags(cIncludes)]),
         .testTarget(name: "TensorTests", dependencies: ["Tensor"], swiftSettings: [.unsafeFlags(cIncludes)]),
     ],
     swiftLanguageModes: [.v5]

@@ -58,17 +58,21 @@ public struct EvalResult: Codable, Equatable, Sendable {
 }
 
 public enum Evaluator {
-    /// The loss at each position of one window ([L] tokens -> [L - 1] losses). With `segment` equal to the
-    /// window length, one forward of the chunked form (the training code path); shorter, the window runs segment
-    /// by segment with each layer's attention state carried across (softmax attends within each segment only).
-    public static func losses(_ model: Transformer<Float>, window: ArraySlice<UInt16>, segment: Int) -> [Double] {
-        let l = window.count
-        let tokens = window.map { Int32($0) }
-        var targets = Array(tokens.dropFirst()) + [0]
-        var mask = [Float](repeating: 1, count: l)
-        mask[l - 1] = 0; targets[l - 1] = 0
-        if segment >= l && model.config.attention != .softmax {
-            return Array(model.forward(tokens: tokens, targets: targets, mask: mask, batch: 1, length: l, training: false).perPosition.dropLast())
+    /// Tokens fed to the model for a row of `length`: a whole window (65,536) is fed whole with its last
+    /// target masked, a row of T + 1 tokens (`sample --context T`) as T inputs and T targets.
+    public static func inputLength(_ length: Int) -> Int { length > 1 && windowLength % (length - 1) == 0 ? length - 1 : length }
+
+    /// The loss at each position of one row ([L] tokens -> [L - 1] losses). With `segment` equal to the input
+    /// length, one forward of the chunked form (the training code path); shorter, the row runs segment by
+    /// segment with each layer's attention state carried across (softmax attends within each segment only).
+    public static func losses(_ model: Transformer<Float>, row: ArraySlice<UInt16>, segment: Int) -> [Double] {
+        let l = inputLength(row.count)
+        let all = row.map { Int32($0) }
+        let tokens = Array(all[0..<l])
+        var targets = Array(all[1...]), mask = [Float](repeating: 1, count: l)
+        if targets.count < l { targets.append(0); mask[l - 1] = 0 }
+        if segment >= l && model.config.attention != .softmax && (l % model.config.chunk == 0 || l <= model.config.chunk) {
+            return Array(model.forward(tokens: tokens, targets: targets, mask: mask, batch: 1, length: l, training: false).perPosition.prefix(row.count - 1))
         }
         var state = model.startDecoding(batch: 1)
         var out: [Double] = []
@@ -81,7 +85,7 @@ public enum Evaluator {
                                                      mask: Array(mask[s..<(s + n)])).perPosition
             s += n
         }
-        return Array(out.dropLast())
+        return Array(out.prefix(row.count - 1))
     }
 
     /// Evaluates every window of `file`; `context` nil means one pass over the whole window (softmax: its
@@ -89,13 +93,13 @@ public enum Evaluator {
     public static func evaluate(_ model: Transformer<Float>, file: EvalWindowFile, context: Int?, checkpoint: String, windowsFile: String,
                                 progress: ProgressReporter? = nil) throws -> EvalResult {
         guard file.count > 0 else { throw TrainingError("\(windowsFile): no windows") }
-        let l = file.length
-        let segment = context ?? (model.config.attention == .softmax ? model.config.context : l)
-        guard segment >= 1, l % segment == 0 else { throw TrainingError("--context \(segment) does not divide the window length \(l)") }
+        let l = file.length, inputs = inputLength(l)
+        let segment = context ?? (model.config.attention == .softmax ? min(inputs, model.config.context) : inputs)
+        guard segment >= 1, inputs % segment == 0 else { throw TrainingError("--context \(segment) does not divide the \(inputs) input tokens of each row") }
         var sum = [Double](repeating: 0, count: l - 1)
         let t0 = Date()
         for i in 0..<file.count {
-            let losses = Self.losses(model, window: file.row(i), segment: segment)
+            let losses = Self.losses(model, row: file.row(i), segment: segment)
             guard losses.allSatisfy(\.isFinite) else { throw TrainingError("\(windowsFile): window \(file.windows[i]) gives a non-finite loss") }
             for j in 0..<(l - 1) { sum[j] += losses[j] }
             if let progress, progress.due() {
@@ -106,9 +110,9 @@ public enum Evaluator {
         }
         progress?.end()
         let mean = sum.map { $0 / Double(file.count) }
-        let form = segment >= l ? "chunked" : (model.config.attention == .softmax ? "attention, independent segments" : "recurrent, state carried across segments")
+        let form = segment >= inputs ? "chunked" : (model.config.attention == .softmax ? "attention, independent segments" : "recurrent, state carried across segments")
         return EvalResult(checkpoint: checkpoint, windowsFile: windowsFile, config: model.config.name, trainedContext: model.config.context,
-                          context: min(segment, l), form: form, windows: file.count, meanLoss: mean.reduce(0, +) / Double(mean.count),
+                          context: segment, form: form, windows: file.count, meanLoss: mean.reduce(0, +) / Double(mean.count),
                           perPosition: mean, buckets: EvalResult.buckets(mean))
     }
 }

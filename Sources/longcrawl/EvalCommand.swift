@@ -40,9 +40,6 @@ struct EvalCommand: ParsableCommand {
         let model = Transformer<Float>(config: state.config, seed: 0)
         try Checkpoint.loadModel(ckpt, into: model)
         let file = try EvalWindowFile(contentsOf: URL(fileURLWithPath: windows))
-        if let context, context < 1 || file.length % context != 0 {
-            throw ValidationError("--context \(context) does not divide the window length \(file.length)")
-        }
         let progress = ProgressReporter(label: "eval")
         let result = try Evaluator.evaluate(model, file: file, context: context, checkpoint: ckpt.path, windowsFile: windows, progress: progress)
         try result.write(to: URL(fileURLWithPath: out))

@@ -1,36 +1,9 @@
 import Foundation
 import Tokenizer
+import TestSupport
 import XCTest
 @testable import Preprocess
 
-/// The package root, found from this file's path.
-let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-let corpusDev = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/data/corpus-dev")
-
-/// A fresh temporary folder, removed at the end of the test.
-func temporaryFolder(_ test: XCTestCase) throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("longcrawl-test-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    test.addTeardownBlock { try? FileManager.default.removeItem(at: url) }
-    return url
-}
-
-/// Runs a program and returns its exit status and output.
-@discardableResult
-func runProcess(_ path: String, _ args: [String], stdin: URL? = nil) throws -> (status: Int32, out: String, err: String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: path)
-    p.arguments = args
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    if let stdin { p.standardInput = try FileHandle(forReadingFrom: stdin) }
-    try p.run()
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    let e = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-}
 
 final class CorpusReaderTests: XCTestCase {
     func records(_ inputs: [String], idField: String? = "id") throws -> [CorpusRecord] {

@@ -1,17 +1,11 @@
 import Foundation
 import Shards
 import Tokenizer
+import TestSupport
 import XCTest
 @testable import Preprocess
 
 let gpt2: GPT2Tokenizer = try! GPT2Tokenizer(directory: packageRoot.appendingPathComponent("data/gpt2"))
-
-/// The `longcrawl` executable built beside the test bundle.
-let longcrawlBinary: String = {
-    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    if dir.lastPathComponent == "MacOS" { dir = dir.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent() }
-    return dir.appendingPathComponent("longcrawl").path
-}()
 
 /// Copies corpus-dev books into a fresh folder.
 func bookFolder(_ test: XCTestCase, _ names: [String]) throws -> URL {

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 @testable import Shards
 
@@ -10,13 +11,6 @@ func zipfWindow(seed: UInt64) -> [UInt16] {
         let u = Double(state >> 11) / Double(1 << 53)
         return UInt16(min(50_256, Int(pow(50_257.0, u * u * u))))
     }
-}
-
-func tempDir(_ test: XCTestCase) throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("longcrawl-shards-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    test.addTeardownBlock { try? FileManager.default.removeItem(at: url) }
-    return url
 }
 
 func shell(_ command: String) throws -> (status: Int32, out: Data) {
@@ -32,7 +26,6 @@ func shell(_ command: String) throws -> (status: Int32, out: Data) {
 }
 
 let fsizeLimit = __rlimit_resource_t(RLIMIT_FSIZE.rawValue)
-let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
 final class ShardTests: XCTestCase {
     let windows = (0..<4).map { zipfWindow(seed: UInt64($0)) }
@@ -50,7 +43,7 @@ final class ShardTests: XCTestCase {
 
     func testWriteThenReadBackBothFormats() throws {
         for format in ShardFormat.allCases {
-            let dir = try tempDir(self)
+            let dir = try temporaryFolder(self)
             let entry = try write(format, in: dir, split: "heldout")
             XCTAssertEqual(entry.windows, 4)
             XCTAssertEqual(entry.split, "heldout")
@@ -75,13 +68,13 @@ final class ShardTests: XCTestCase {
 
     func testSameWindowsGiveSameBytes() throws {
         for format in ShardFormat.allCases {
-            let a = try write(format, in: try tempDir(self)), b = try write(format, in: try tempDir(self))
+            let a = try write(format, in: try temporaryFolder(self)), b = try write(format, in: try temporaryFolder(self))
             XCTAssertEqual(a.sha256, b.sha256, "\(format) output is not deterministic")
         }
     }
 
     func testAbandonLeavesNothing() throws {
-        let dir = try tempDir(self)
+        let dir = try temporaryFolder(self)
         for format in ShardFormat.allCases {
             let writer = try ShardWriter(directory: dir, file: format.fileName(split: "train", number: 0), format: format, split: "train", level: 1)
             try windows[0].withUnsafeBufferPointer { try writer.append($0, source: sources[0]) }
@@ -94,7 +87,7 @@ final class ShardTests: XCTestCase {
 
     /// h5py with hdf5plugin reads the same ids, documents and attributes.
     func testH5pyReadsTheShard() throws {
-        let dir = try tempDir(self)
+        let dir = try temporaryFolder(self)
         let entry = try write(.hdf5, in: dir)
         let r = try shell("python3 '\(packageRoot.path)/tools/check_h5.py' '\(dir.appendingPathComponent(entry.file).path)'")
         XCTAssertEqual(r.status, 0, "h5py failed")
@@ -117,7 +110,7 @@ final class ShardTests: XCTestCase {
 
     /// `zstd -d` turns a seekable shard into the raw little-endian uint16 stream of its windows.
     func testZstdCLIDecompressesToRawTokens() throws {
-        let dir = try tempDir(self)
+        let dir = try temporaryFolder(self)
         let entry = try write(.zst, in: dir)
         let r = try shell("zstd -q -d -c '\(dir.appendingPathComponent(entry.file).path)'")
         XCTAssertEqual(r.status, 0)
@@ -128,7 +121,7 @@ final class ShardTests: XCTestCase {
     /// A flipped byte inside any window's data is caught by the reader and by verify, naming file and window.
     func testFlippedByteInAnyWindowIsCaught() throws {
         for format in ShardFormat.allCases {
-            let dir = try tempDir(self)
+            let dir = try temporaryFolder(self)
             let entry = try write(format, in: dir)
             let url = dir.appendingPathComponent(entry.file)
             let original = try Data(contentsOf: url)
@@ -184,7 +177,7 @@ final class ShardTests: XCTestCase {
 
     func testTruncatedEmptyAndGarbageFilesAreFaultsNotCrashes() throws {
         for format in ShardFormat.allCases {
-            let dir = try tempDir(self)
+            let dir = try temporaryFolder(self)
             let entry = try write(format, in: dir)
             let url = dir.appendingPathComponent(entry.file)
             let original = try Data(contentsOf: url)
@@ -204,7 +197,7 @@ final class ShardTests: XCTestCase {
     /// leaves no file under the final name.
     func testFullDiskFailsNamingTheFile() throws {
         for format in ShardFormat.allCases {
-            let dir = try tempDir(self)
+            let dir = try temporaryFolder(self)
             var old = rlimit()
             getrlimit(fsizeLimit, &old)
             let oldHandler = signal(SIGXFSZ, SIG_IGN)

@@ -1,5 +1,6 @@
 import Foundation
 import Shards
+import TestSupport
 import XCTest
 @testable import Streaming
 
@@ -8,9 +9,7 @@ func syntheticToken(window w: Int, position j: Int) -> UInt16 { UInt16((w &* 791
 
 /// A complete dataset of `windows` train windows in shards of mixed formats (sizes 3, 4, 3, ...), plus 2 heldout.
 func makeDataset(_ test: XCTestCase, windows: Int) throws -> URL {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("longcrawl-stream-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    test.addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+    let dir = try temporaryFolder(test)
     var index = DatasetIndex(build: nil)
     var w = 0, shard = 0
     var tokens = [UInt16](repeating: 0, count: windowLength)

@@ -1,10 +1,9 @@
 import Foundation
+import TestSupport
 import XCTest
 @testable import Tokenizer
 
-let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
-let corpusDev = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/data/corpus-dev")
 let tokenizer = try! GPT2Tokenizer(directory: packageRoot.appendingPathComponent("data/gpt2"))
 
 /// tiktoken's ids for each file, computed now by tools/tiktoken_ids.py.

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 import Model
 import Shards
@@ -6,8 +7,6 @@ import Streaming
 import Tensor
 import Tokenizer
 @testable import Training
-
-let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
 /// MODEL.md test 7: a tiny model learns.
 final class LearningTests: XCTestCase {

@@ -1,0 +1,43 @@
+import Foundation
+import XCTest
+
+/// The package root, found from this file's path.
+public let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+/// The shared corpus of long public-domain books beside the checkout.
+public let corpusDev = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/data/corpus-dev")
+
+/// The `longcrawl` executable built beside the test bundle.
+public let longcrawlBinary: String = {
+    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    if dir.lastPathComponent == "MacOS" { dir = dir.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent() }
+    return dir.appendingPathComponent("longcrawl").path
+}()
+
+/// A fresh temporary folder, removed at the end of the test.
+public func temporaryFolder(_ test: XCTestCase) throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("longcrawl-test-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    test.addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+    return url
+}
+
+/// Runs a program and returns its exit status and output.
+@discardableResult
+public func runProcess(_ path: String, _ args: [String], stdin: URL? = nil) throws -> (status: Int32, out: String, err: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: path)
+    p.arguments = args
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    if let stdin { p.standardInput = try FileHandle(forReadingFrom: stdin) }
+    try p.run()
+    // Drain stderr on its own thread so a chatty child never blocks on a full pipe.
+    var e = Data()
+    let drained = DispatchSemaphore(value: 0)
+    DispatchQueue.global().async { e = err.fileHandleForReading.readDataToEndOfFile(); drained.signal() }
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    drained.wait()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+}

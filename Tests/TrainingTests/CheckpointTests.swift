@@ -1,0 +1,201 @@
+import Foundation
+import Model
+import Shards
+import Streaming
+import TestSupport
+import XCTest
+@testable import Training
+
+/// A dataset of the bundled sample (10 train windows, 2 heldout), made by the CLI.
+func sampleDataset(_ test: XCTestCase) throws -> URL {
+    let dir = try temporaryFolder(test).appendingPathComponent("ds")
+    let r = try runProcess(longcrawlBinary, ["preprocess", packageRoot.appendingPathComponent("data/sample").path, "--out", dir.path,
+                                             "--windows-per-doc", "all"])
+    XCTAssertEqual(r.status, 0, r.err)
+    return dir
+}
+
+/// The tiny config at a short context, for fast steps.
+func fastConfig(steps: Int) throws -> TransformerConfig {
+    var c = try TransformerConfig.load(packageRoot.appendingPathComponent("data/configs/tiny.json"))
+    c.context = 64; c.batch = 2; c.steps = steps; c.warmupSteps = 3
+    return c
+}
+
+func losses(_ run: URL) throws -> [Double] {
+    try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+        .map { try JSONDecoder().decode(StepMetrics.self, from: Data($0.utf8)).loss }
+}
+
+final class CheckpointTests: XCTestCase {
+    func testSafetensorsRoundTripAndTruncation() throws {
+        let dir = try temporaryFolder(self)
+        let file = SafetensorsFile(tensors: [.init(name: "a", shape: [2, 3], values: [1, 2, 3, 4, 5, -6]),
+                                             .init(name: "b \"quoted\"", shape: [1], values: [.pi])], metadata: ["step": "7"])
+        let url = dir.appendingPathComponent("t.safetensors")
+        try file.write(to: url)
+        XCTAssertEqual(try SafetensorsFile(contentsOf: url), file)
+        let bytes = try Data(contentsOf: url)
+        XCTAssertEqual(bytes.count % 4, 0)
+        for cut in [0, 5, 8, 20, bytes.count - 1] {
+            try bytes.prefix(cut).write(to: url)
+            XCTAssertThrowsError(try SafetensorsFile(contentsOf: url)) { error in
+                XCTAssertTrue("\(error)".hasPrefix(url.path + ": "), "\(error)")
+                XCTAssertTrue("\(error)".contains("truncated") || "\(error)".contains("not a safetensors"), "cut at \(cut): \(error)")
+            }
+        }
+    }
+
+    /// Python's safetensors opens both files; names, shapes and values are the documented ones.
+    func testCheckpointOpensInPythonSafetensors() throws {
+        let run = try temporaryFolder(self).appendingPathComponent("run")
+        var options = TrainOptions(data: try sampleDataset(self).path)
+        options.saveEvery = 2
+        let trainer = try Trainer(config: try fastConfig(steps: 2), options: options, run: run)
+        try trainer.train()
+        let ckpt = try Checkpoint.resolve(run)
+        XCTAssertEqual(ckpt.lastPathComponent, "step-000002")
+        let r = try runProcess("/usr/bin/env", ["python3", packageRoot.appendingPathComponent("tools/check_safetensors.py").path, ckpt.path])
+        XCTAssertEqual(r.status, 0, r.err)
+        let sums = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as! [String: [String: Any]]
+        let params = trainer.model.parameters
+        XCTAssertEqual(Set(sums.keys), Set(params.map(\.name)))
+        for p in params {
+            XCTAssertEqual(sums[p.name]?["shape"] as? [Int], p.value.shape, p.name)
+            let sum = p.value.array.reduce(0.0) { $0 + Double($1) }
+            XCTAssertEqual(sums[p.name]?["sum"] as? Double ?? .nan, sum, accuracy: 1e-6 * max(1, abs(sum)), p.name)
+        }
+    }
+
+    /// Kill the CLI with SIGKILL after a checkpoint, resume: every step's loss equals an uninterrupted run's,
+    /// for both batch orders. Then eval and generate run on the result.
+    func testResumeAfterSIGKILLIsBitIdentical() throws {
+        let data = try sampleDataset(self)
+        let folder = try temporaryFolder(self)
+        for order in BatchOrder.allCases {
+            let args = ["train", "--data", data.path, "--config", packageRoot.appendingPathComponent("data/configs/tiny.json").path,
+                        "--context", "64", "--batch", "2", "--steps", "16", "--warmup", "3", "--save-every", "4", "--order", order.rawValue]
+            let straight = folder.appendingPathComponent("straight-\(order)")
+            let r = try runProcess(longcrawlBinary, args + ["--out", straight.path])
+            XCTAssertEqual(r.status, 0, r.err)
+            let killed = folder.appendingPathComponent("killed-\(order)")
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: longcrawlBinary)
+            p.arguments = args + ["--out", killed.path]
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            while p.isRunning && Checkpoint.all(in: killed).isEmpty { usleep(1000) }
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+            let at = try Checkpoint.all(in: killed).last.map { try Checkpoint.loadState($0).step } ?? 0
+            XCTAssertLessThan(at, 16, "the kill should land before the run ends")
+            let resumed = try runProcess(longcrawlBinary, ["train", "--out", killed.path, "--resume"])
+            XCTAssertEqual(resumed.status, 0, resumed.err)
+            let want = try losses(straight), got = try losses(killed)
+            XCTAssertEqual(want.count, 16)
+            XCTAssertEqual(got, want, "\(order): losses after resume from step \(at) differ")
+            XCTAssertEqual(try Data(contentsOf: Checkpoint.folder(in: straight, step: 16).appendingPathComponent("model.safetensors")),
+                           try Data(contentsOf: Checkpoint.folder(in: killed, step: 16).appendingPathComponent("model.safetensors")))
+            XCTAssertEqual(Checkpoint.all(in: killed).count, 3, "keeps the last 3 checkpoints")
+        }
+        let run = folder.appendingPathComponent("straight-longcrawl")
+        let windows = folder.appendingPathComponent("eval.h5"), result = folder.appendingPathComponent("result")
+        XCTAssertEqual(try runProcess(longcrawlBinary, ["sample", data.path, "--count", "1", "--context", "512", "--out", windows.path]).status, 0)
+        let e = try runProcess(longcrawlBinary, ["eval", "--checkpoint", run.path, "--windows", windows.path, "--context", "128", "--out", result.path])
+        XCTAssertEqual(e.status, 0, e.err)
+        let json = try JSONDecoder().decode(EvalResult.self, from: Data(contentsOf: result.appendingPathComponent("result.json")))
+        XCTAssertEqual(json.perPosition.count, 512)
+        XCTAssertEqual(json.buckets.last?.end, 512)
+        let g = try runProcess(longcrawlBinary, ["generate", "--checkpoint", run.path, "--prompt", "It was", "--tokens", "8", "--seed", "3"])
+        XCTAssertEqual(g.status, 0, g.err)
+        XCTAssertTrue(g.out.hasPrefix("It was"), g.out)
+        XCTAssertEqual(g.out, try runProcess(longcrawlBinary, ["generate", "--checkpoint", run.path, "--prompt", "It was", "--tokens", "8", "--seed", "3"]).out)
+    }
+
+    func testCheckpointOfAnotherConfigIsRefused() throws {
+        let run = try temporaryFolder(self).appendingPathComponent("run")
+        var options = TrainOptions(data: try sampleDataset(self).path)
+        options.saveEvery = 1
+        try Trainer(config: try fastConfig(steps: 1), options: options, run: run).train()
+        var other = try fastConfig(steps: 1)
+        other.dModel = 32
+        XCTAssertThrowsError(try Trainer(config: other, options: options, run: run, resume: true)) { error in
+            XCTAssertTrue("\(error)".contains("cannot resume") && "\(error)".contains("differs"), "\(error)")
+        }
+        XCTAssertThrowsError(try Checkpoint.loadModel(try Checkpoint.resolve(run), into: Transformer<Float>(config: other, seed: 1))) { error in
+            XCTAssertTrue("\(error)".contains("wte has shape [50304, 64], the model expects [50304, 32]"), "\(error)")
+        }
+        XCTAssertThrowsError(try Trainer(config: try fastConfig(steps: 1), options: options, run: run)) { error in
+            XCTAssertTrue("\(error)".contains("--resume"), "starting over a run needs --force: \(error)")
+        }
+        // A truncated model file is named, not loaded.
+        let model = try Checkpoint.resolve(run).appendingPathComponent(Checkpoint.modelFile)
+        let bytes = try Data(contentsOf: model)
+        try bytes.prefix(bytes.count / 2).write(to: model)
+        XCTAssertThrowsError(try Trainer(config: try fastConfig(steps: 1), options: options, run: run, resume: true)) { error in
+            XCTAssertTrue("\(error)".contains(model.path) && "\(error)".contains("truncated"), "\(error)")
+        }
+    }
+
+    /// A NaN loss stops the run naming the step and windows; the last good checkpoint stays the newest.
+    func testNaNLossStopsAndKeepsLastGoodCheckpoint() throws {
+        let run = try temporaryFolder(self).appendingPathComponent("run")
+        var options = TrainOptions(data: try sampleDataset(self).path)
+        options.saveEvery = 2
+        let trainer = try Trainer(config: try fastConfig(steps: 6), options: options, run: run)
+        try trainer.train(stopAfter: 2)
+        trainer.model.lnFinal.weight[0] = .nan
+        XCTAssertThrowsError(try trainer.train()) { error in
+            XCTAssertTrue("\(error)".hasPrefix("step 3: loss nan (windows@offsets: "), "\(error)")
+            XCTAssertTrue("\(error)".contains("last good checkpoint: \(Checkpoint.folder(in: run, step: 2).path)"), "\(error)")
+        }
+        XCTAssertEqual(Checkpoint.all(in: run).map(\.lastPathComponent), ["step-000002"])
+        let resumed = try Trainer(config: try fastConfig(steps: 6), options: options, run: run, resume: true)
+        XCTAssertEqual(resumed.step, 2)
+        XCTAssertTrue(try resumed.train().allSatisfy { $0.loss.isFinite })
+    }
+
+    func testBadInputsGiveOneLineErrors() throws {
+        let data = try sampleDataset(self)
+        let config = packageRoot.appendingPathComponent("data/configs/tiny.json").path
+        let out = try temporaryFolder(self).appendingPathComponent("run").path
+        let bad = try runProcess(longcrawlBinary, ["train", "--data", data.path, "--config", config, "--context", "1000", "--out", out])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.err.contains("context 1000 does not divide 65536; valid: 1, 2, 4"), bad.err)
+        // A dataset whose only document went to heldout has an empty train split.
+        let book = try temporaryFolder(self)
+        try FileManager.default.copyItem(at: corpusDev.appendingPathComponent("frankenstein.txt"), to: book.appendingPathComponent("frankenstein.txt"))
+        let heldoutOnly = try temporaryFolder(self).appendingPathComponent("ds")
+        XCTAssertEqual(try runProcess(longcrawlBinary, ["preprocess", book.path, "--out", heldoutOnly.path, "--heldout-fraction", "0.5"]).status, 0)
+        let empty = try runProcess(longcrawlBinary, ["train", "--data", heldoutOnly.path, "--config", config, "--out", out])
+        XCTAssertNotEqual(empty.status, 0)
+        XCTAssertTrue(empty.err.contains("split 'train' has no windows (splits here: heldout)"), empty.err)
+        let none = try runProcess(longcrawlBinary, ["eval", "--checkpoint", out, "--windows", "x.h5", "--out", out])
+        XCTAssertTrue(none.err.contains("no checkpoint"), none.err)
+    }
+
+    /// `eval` gives the same per-position losses in one chunked pass and in the recurrent form over segments.
+    func testEvalChunkedEqualsRecurrentOverSegments() throws {
+        let data = try sampleDataset(self)
+        let catalog = try WindowCatalog(directory: data, split: "heldout")
+        let file = try EvalWindowSampler.sample(catalog, count: 2, seed: 4, context: 2048, dataset: data.path)
+        XCTAssertEqual(Evaluator.inputLength(file.length), 2048, "rows of T + 1 tokens are T inputs and T targets")
+        XCTAssertEqual(Evaluator.inputLength(windowLength), windowLength, "whole windows are fed whole, the last target masked")
+        var config = try fastConfig(steps: 1)
+        config.attention = .conformalSympow
+        let model = Transformer<Float>(config: config, seed: 9)
+        var rng = SplitMix64(seed: 10)
+        for a in model.attention { for i in 0..<a.wQKVGR.count where a.wQKVGR[i] == 0 { a.wQKVGR[i] = Float(Int(rng.next(below: 1000)) - 500) / 2000 } }
+        let whole = try Evaluator.evaluate(model, file: file, context: nil, checkpoint: "-", windowsFile: "-")
+        XCTAssertEqual(whole.form, "chunked")
+        XCTAssertEqual(whole.perPosition.count, 2048)
+        for segment in [256, 512] {
+            let carried = try Evaluator.evaluate(model, file: file, context: segment, checkpoint: "-", windowsFile: "-")
+            XCTAssertEqual(carried.form, "recurrent, state carried across segments")
+            let worst = zip(whole.perPosition, carried.perPosition).map { abs($0 - $1) }.max()!
+            XCTAssertLessThan(worst, 1e-4, "segment \(segment)")
+        }
+        XCTAssertThrowsError(try Evaluator.evaluate(model, file: file, context: 1000, checkpoint: "-", windowsFile: "-"))
+    }
+}
