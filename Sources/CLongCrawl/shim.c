@@ -82,3 +82,72 @@ void lc_malloc_keep_below(int bytes) {
     mallopt(M_MMAP_THRESHOLD, bytes);
     mallopt(M_TRIM_THRESHOLD, bytes);
 }
+
+#include <immintrin.h>
+#include <math.h>
+
+float lc_max(const float *x, long n) {
+    __m256 m = _mm256_set1_ps(-INFINITY);
+    long i = 0;
+    for (; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
+    float lanes[8];
+    _mm256_storeu_ps(lanes, m);
+    float best = -INFINITY;
+    for (int k = 0; k < 8; k++) best = lanes[k] > best ? lanes[k] : best;
+    for (; i < n; i++) best = x[i] > best ? x[i] : best;
+    return best;
+}
+
+/* exp by range reduction x = n ln2 + r (ln2 split in two for exactness), a degree-6 polynomial in r, and 2^n
+   built in the exponent bits. The scalar and vector versions do the same operations, so a value does not
+   depend on its position in the row. */
+static const float exp_lo = -87.33654f, exp_hi = 88.37626f, log2e = 1.44269504088896341f;
+static const float ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
+static const float p0 = 1.9875691500e-4f, p1 = 1.3981999507e-3f, p2 = 8.3334519073e-3f, p3 = 4.1665795894e-2f,
+                   p4 = 1.6666665459e-1f, p5 = 5.0000001201e-1f;
+
+static inline float exp_scalar(float x) {
+    x = fminf(fmaxf(x, exp_lo), exp_hi);
+    float n = nearbyintf(x * log2e);
+    float r = fmaf(-n, ln2_hi, x);
+    r = fmaf(-n, ln2_lo, r);
+    float p = fmaf(p0, r, p1);
+    p = fmaf(p, r, p2); p = fmaf(p, r, p3); p = fmaf(p, r, p4); p = fmaf(p, r, p5);
+    p = fmaf(p, r * r, r + 1.0f);
+    union { int i; float f; } scale = { .i = ((int)n + 127) << 23 };
+    return p * scale.f;
+}
+
+static inline __m256 exp_vector(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(exp_lo)), _mm256_set1_ps(exp_hi));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(log2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(ln2_hi), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(ln2_lo), r);
+    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(p0), r, _mm256_set1_ps(p1));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(p2));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(p3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(p4));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(p5));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+double lc_exp_shifted_sum(float *x, long n, float shift) {
+    const __m256 s = _mm256_set1_ps(shift);
+    __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
+    long i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = exp_vector(_mm256_sub_ps(_mm256_loadu_ps(x + i), s));
+        _mm256_storeu_ps(x + i, e);
+        acc0 = _mm256_add_pd(acc0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        acc1 = _mm256_add_pd(acc1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    double lanes[8];
+    _mm256_storeu_pd(lanes, acc0);
+    _mm256_storeu_pd(lanes + 4, acc1);
+    double sum = 0;
+    for (int k = 0; k < 8; k++) sum += lanes[k];
+    for (; i < n; i++) { float e = exp_scalar(x[i] - shift); x[i] = e; sum += e; }
+    return sum;
+}

@@ -167,13 +167,11 @@ public enum LanguageModelHead {
             gemm(false, true, rows, v, c, 1, x.data + r0 * c, wte.data, 0, logits)
             for r in 0..<rows {
                 let row = logits + r * v
-                var m = -S.infinity
-                for j in 0..<v { m = max(m, row[j]) }
+                let m = S.maximum(row, v)
                 let target = Int(targets[r0 + r])
                 let targetLogit = Double(row[target])
                 // Exponentiate once, in place; the sum in Float64.
-                var sum = 0.0
-                for j in 0..<v { let e = S.exp(row[j] - m); row[j] = e; sum += Double(e) }
+                let sum = S.expShiftedSum(row, v, shift: m)
                 let lossHere = Double(m) + Foundation.log(sum) - targetLogit
                 perPosition[r0 + r] = lossHere
                 let weight = Double(mask[r0 + r])

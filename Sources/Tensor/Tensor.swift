@@ -11,6 +11,10 @@ public protocol TensorScalar: BinaryFloatingPoint, SIMDScalar, Sendable, Codable
     static func exp(_ x: Self) -> Self
     static func log(_ x: Self) -> Self
     static func tanh(_ x: Self) -> Self
+    /// The largest of x[0..<n].
+    static func maximum(_ x: UnsafePointer<Self>, _ n: Int) -> Self
+    /// x[i] = exp(x[i] - shift) in place, returning the sum in Float64 (a softmax row).
+    static func expShiftedSum(_ x: UnsafeMutablePointer<Self>, _ n: Int, shift: Self) -> Double
 }
 
 extension Float: TensorScalar {
@@ -24,6 +28,10 @@ extension Float: TensorScalar {
     @inlinable public static func exp(_ x: Float) -> Float { expf(x) }
     @inlinable public static func log(_ x: Float) -> Float { logf(x) }
     @inlinable public static func tanh(_ x: Float) -> Float { tanhf(x) }
+    @inlinable public static func maximum(_ x: UnsafePointer<Float>, _ n: Int) -> Float { lc_max(x, n) }
+    @inlinable public static func expShiftedSum(_ x: UnsafeMutablePointer<Float>, _ n: Int, shift: Float) -> Double {
+        lc_exp_shifted_sum(x, n, shift)
+    }
 }
 
 extension Double: TensorScalar {
@@ -37,6 +45,16 @@ extension Double: TensorScalar {
     @inlinable public static func exp(_ x: Double) -> Double { Glibc.exp(x) }
     @inlinable public static func log(_ x: Double) -> Double { Glibc.log(x) }
     @inlinable public static func tanh(_ x: Double) -> Double { Glibc.tanh(x) }
+    public static func maximum(_ x: UnsafePointer<Double>, _ n: Int) -> Double {
+        var m = -Double.infinity
+        for i in 0..<n { m = Swift.max(m, x[i]) }
+        return m
+    }
+    public static func expShiftedSum(_ x: UnsafeMutablePointer<Double>, _ n: Int, shift: Double) -> Double {
+        var sum = 0.0
+        for i in 0..<n { x[i] = Glibc.exp(x[i] - shift); sum += x[i] }
+        return sum
+    }
 }
 
 /// A dense, contiguous, row-major tensor that owns its storage.

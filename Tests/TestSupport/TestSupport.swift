@@ -33,11 +33,12 @@ public func runProcess(_ path: String, _ args: [String], stdin: URL? = nil) thro
     if let stdin { p.standardInput = try FileHandle(forReadingFrom: stdin) }
     try p.run()
     // Drain stderr on its own thread so a chatty child never blocks on a full pipe.
-    var e = Data()
+    final class Box: @unchecked Sendable { var data = Data() }
+    let e = Box()
     let drained = DispatchSemaphore(value: 0)
-    DispatchQueue.global().async { e = err.fileHandleForReading.readDataToEndOfFile(); drained.signal() }
+    DispatchQueue.global().async { e.data = err.fileHandleForReading.readDataToEndOfFile(); drained.signal() }
     let o = out.fileHandleForReading.readDataToEndOfFile()
     drained.wait()
     p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e.data, as: UTF8.self))
 }

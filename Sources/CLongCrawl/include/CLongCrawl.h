@@ -43,6 +43,11 @@ void lc_h5_silence_errors(void);
 /// Keeps allocations below `bytes` on the heap (glibc mallopt M_MMAP_THRESHOLD and M_TRIM_THRESHOLD).
 void lc_malloc_keep_below(int bytes);
 
+/// The largest of x[0..<n] (n >= 1).
+float lc_max(const float *x, long n);
+/// x[i] = exp(x[i] - shift) in place for i < n, and their sum in double: the softmax inner loop, 8 lanes at a time
+/// (Cephes' expf polynomial, within 2 ulp of expf; arguments below -87.3 give about 1e-38 instead of 0).
+double lc_exp_shifted_sum(float *x, long n, float shift);
 /// Sets the number of OpenBLAS threads.
 void lc_blas_set_threads(int n);
 /// The OpenBLAS kernel set in use ("Prescott", "Haswell", "SkylakeX", ...).

@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Plots for LongCrawl runs (matplotlib).
+
+  plot.py train RUN [RUN...] --out curves.png     # loss (and learning rate) by step from RUN/metrics.jsonl
+  plot.py eval RESULT [RESULT...] --out pos.png   # mean loss by token position from RESULT/result.json, log-scale x
+
+Several runs or results go on one figure, labelled by folder name, for comparison.
+"""
+import argparse
+import json
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def label(path):
+    return os.path.basename(os.path.normpath(path))
+
+
+def plot_train(runs, out):
+    fig, (ax, lr_ax) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    for run in runs:
+        rows = [json.loads(line) for line in open(os.path.join(run, "metrics.jsonl")) if line.strip()]
+        if not rows:
+            sys.exit(f"{run}/metrics.jsonl: no steps")
+        steps = np.array([r["step"] for r in rows])
+        loss = np.array([r["loss"] for r in rows])
+        (line,) = ax.plot(steps, loss, alpha=0.3, linewidth=0.8)
+        k = max(1, len(loss) // 50)
+        if k > 1:
+            smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
+            ax.plot(steps[k - 1:], smooth, color=line.get_color(), label=f"{label(run)} (mean of {k})")
+        else:
+            line.set_alpha(1)
+            line.set_label(label(run))
+        lr_ax.plot(steps, [r["lr"] for r in rows], color=line.get_color())
+    ax.set_ylabel("training loss (nats/token)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    lr_ax.set_ylabel("learning rate")
+    lr_ax.set_xlabel("step")
+    lr_ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
+def plot_eval(results, out):
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for path in results:
+        r = json.load(open(os.path.join(path, "result.json")))
+        loss = np.array(r["per_position"])
+        pos = np.arange(1, len(loss) + 1)
+        (line,) = ax.plot(pos, loss, alpha=0.15, linewidth=0.5)
+        centers = [np.sqrt(max(b["start"], 1) * b["end"]) for b in r["buckets"]]
+        ax.plot(centers, [b["loss"] for b in r["buckets"]], "o-", color=line.get_color(),
+                label=f"{label(path)}: {r['config']} trained at {r['trained_context']}, {r['form']} ({r['windows']} windows)")
+        ax.axvline(r["trained_context"], color=line.get_color(), linestyle=":", alpha=0.6)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("token position (dotted: training context)")
+    ax.set_ylabel("mean loss (nats/token)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("kind", choices=["train", "eval"])
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--out", required=True)
+    a = p.parse_args()
+    for path in a.paths:
+        if not os.path.isdir(path):
+            sys.exit(f"{path}: not a folder")
+    (plot_train if a.kind == "train" else plot_eval)(a.paths, a.out)
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()
