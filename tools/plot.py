@@ -54,11 +54,12 @@ def plot_eval(results, out):
     for path in results:
         r = json.load(open(os.path.join(path, "result.json")))
         loss = np.array(r["per_position"])
-        pos = np.arange(1, len(loss) + 1)
-        (line,) = ax.plot(pos, loss, alpha=0.15, linewidth=0.5)
-        centers = [np.sqrt(max(b["start"], 1) * b["end"]) for b in r["buckets"]]
-        ax.plot(centers, [b["loss"] for b in r["buckets"]], "o-", color=line.get_color(),
-                label=f"{label(path)}: {r['config']} trained at {r['trained_context']}, {r['form']} ({r['windows']} windows)")
+        # Eight log-spaced bins per octave: a smooth curve over 65,536 noisy positions.
+        edges = np.unique(np.round(2 ** np.arange(0, np.log2(len(loss)) + 0.125, 0.125)).astype(int))
+        edges = np.append(edges[edges < len(loss)], len(loss))
+        centers = [np.sqrt(a * b) for a, b in zip(edges[:-1], edges[1:])]
+        means = [loss[a - 1:b - 1].mean() for a, b in zip(edges[:-1], edges[1:])]
+        (line,) = ax.plot(centers, means, label=f"{label(path)} ({r['config']}, trained at {r['trained_context']}, {r['form']}, {r['windows']} windows)")
         ax.axvline(r["trained_context"], color=line.get_color(), linestyle=":", alpha=0.6)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("token position (dotted: training context)")

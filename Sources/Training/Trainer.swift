@@ -19,7 +19,7 @@ public final class Trainer {
     private var tokens = 0
     private var elapsed = 0.0
     /// GFLOP/s of sgemm measured at start: the MFU baseline.
-    private let sgemmPeak: Double
+    public let sgemmPeak: Double
     /// Where the progress line goes (nil: silent).
     public var progress: ProgressReporter?
 

@@ -29,6 +29,9 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Model config JSON (data/configs/*.json).")
     var config: String?
 
+    @Option(help: "Attention variant: softmax, sympow, sympow+gating or conformal-sympow (baselines share the config otherwise).")
+    var attention: AttentionKind?
+
     @Option(help: "Context length T (divides 65536 and is a multiple of the config's chunk).")
     var context: Int?
 
@@ -96,6 +99,7 @@ struct TrainCommand: ParsableCommand {
             options = TrainOptions(data: URL(fileURLWithPath: data!).standardizedFileURL.path)
         }
         if let data { options.data = URL(fileURLWithPath: data).standardizedFileURL.path }
+        if let attention { cfg.attention = attention; cfg.name += attention == .conformalSympow ? "" : "-" + attention.rawValue }
         if let context { cfg.context = context }
         if let batch { cfg.batch = batch }
         if let steps { cfg.steps = steps }
@@ -126,3 +130,4 @@ struct TrainCommand: ParsableCommand {
 }
 
 extension BatchOrder: ExpressibleByArgument {}
+extension AttentionKind: ExpressibleByArgument {}
