@@ -19,28 +19,31 @@ let package = Package(
         .target(
             name: "CLongCrawl",
             cSettings: [
-                .unsafeFlags(["-I/usr/include/hdf5/serial", "-I/usr/include/x86_64-linux-gnu/openblas-pthread", "-O2", "-march=haswell"]),
+                .unsafeFlags(["-I/usr/include/hdf5/serial", "-I/usr/include/x86_64-linux-gnu/openblas-pthread",
+                               "-I/usr/lib/x86_64-linux-gnu/openmpi/include", "-O2", "-march=haswell"]),
             ],
             linkerSettings: [
-                .unsafeFlags(["-L/usr/lib/x86_64-linux-gnu/openblas-pthread"]),
+                .unsafeFlags(["-L/usr/lib/x86_64-linux-gnu/openblas-pthread", "-L/usr/lib/x86_64-linux-gnu/openmpi/lib"]),
                 .linkedLibrary("hdf5_serial"),
                 .linkedLibrary("zstd"),
                 .linkedLibrary("openblas"),
                 .linkedLibrary("crypto"),
                 .linkedLibrary("xxhash"),
+                .linkedLibrary("mpi"),
             ]
         ),
         .target(name: "Tokenizer", swiftSettings: fast),
+        .target(name: "Cluster", dependencies: ["CLongCrawl"], swiftSettings: fast),
         .target(name: "Shards", dependencies: ["CLongCrawl"], swiftSettings: fast),
-        .target(name: "Preprocess", dependencies: ["Tokenizer", "Shards", "CLongCrawl"], swiftSettings: fast),
+        .target(name: "Preprocess", dependencies: ["Tokenizer", "Shards", "CLongCrawl", "Cluster"], swiftSettings: fast),
         .target(name: "Streaming", dependencies: ["Shards", "CLongCrawl"], swiftSettings: fast),
         .target(name: "Tensor", dependencies: ["CLongCrawl"], swiftSettings: fast),
         .target(name: "Model", dependencies: ["Tensor"], swiftSettings: fast),
-        .target(name: "Training", dependencies: ["Model", "Streaming", "Shards", "Tensor"], swiftSettings: fast),
+        .target(name: "Training", dependencies: ["Model", "Streaming", "Shards", "Tensor", "Cluster"], swiftSettings: fast),
         .executableTarget(
             name: "longcrawl",
             dependencies: [
-                "Tokenizer", "Shards", "Preprocess", "Streaming", "Tensor", "Model", "Training",
+                "Tokenizer", "Shards", "Preprocess", "Streaming", "Tensor", "Model", "Training", "Cluster",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: fast

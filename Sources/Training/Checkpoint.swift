@@ -51,8 +51,9 @@ public struct TrainState: Codable, Equatable, Sendable {
     public var step: Int
     public var config: TransformerConfig
     public var options: TrainOptions
-    /// The data cursor: the packer rebuilt from it gives exactly the batches the run would have taken next.
-    public var cursor: PackerCursor
+    /// Each rank's data cursor, in rank order: the packer rebuilt from it gives exactly the batches the rank
+    /// would have taken next.
+    public var cursors: [PackerCursor]
     /// Training draws no random numbers after initialization (no dropout; the data order is the cursor's), so
     /// the generator state is the initialization seed, kept to rebuild the same model.
     public var rng: UInt64

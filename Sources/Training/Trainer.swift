@@ -1,3 +1,4 @@
+import Cluster
 import Foundation
 import Model
 import Shards
@@ -8,6 +9,10 @@ import Tensor
 /// global-norm clipping, gradient accumulation, checkpoints every `saveEvery` steps and at the end, metrics in
 /// `RUN/metrics.jsonl`. A resumed run gives bit for bit the losses of an uninterrupted one: the model, the
 /// moments and the data cursor are restored exactly, and every kernel is deterministic for a given thread count.
+///
+/// Under `mpirun` every rank streams its own share of windows (`rank`/`world` of the packer), gradients and the
+/// loss are averaged over ranks with one allreduce of a flat buffer per step, and rank 0 alone writes metrics and
+/// checkpoints; every rank's data cursor goes into the checkpoint.
 public final class Trainer {
     public let run: URL
     public let config: TransformerConfig
@@ -20,12 +25,16 @@ public final class Trainer {
     private var elapsed = 0.0
     /// GFLOP/s of sgemm measured at start: the MFU baseline.
     public let sgemmPeak: Double
-    /// Where the progress line goes (nil: silent).
+    /// Where the progress line goes (nil: silent); rank 0 only.
     public var progress: ProgressReporter?
+    let world: World
+    /// Rank 0 writes the run folder.
+    var writes: Bool { world.rank == 0 }
 
     /// Starts a run in `run` (refused if it already holds checkpoints, unless `force`), or with `resume`
     /// continues its newest checkpoint; `config` and `options` must then equal the run's.
-    public init(config: TransformerConfig, options: TrainOptions, run: URL, resume: Bool = false, force: Bool = false) throws {
+    public init(config: TransformerConfig, options: TrainOptions, run: URL, resume: Bool = false, force: Bool = false,
+                world: World = .shared) throws {
         try config.validate()
         guard options.accumulation >= 1, options.saveEvery >= 1, options.keep >= 1 else {
             throw TrainingError("accumulation, save-every and keep must be positive")
@@ -33,35 +42,43 @@ public final class Trainer {
         self.run = run
         self.config = config
         self.options = options
+        self.world = world
         let fm = FileManager.default
         let existing = Checkpoint.all(in: run)
         let catalog = try WindowCatalog(directory: URL(fileURLWithPath: options.data), split: "train")
         guard catalog.count > 0 else { throw TrainingError("\(options.data): the train split has no windows") }
         model = Transformer<Float>(config: config, seed: options.seed)
         optimizer = AdamW(parameters: model.parameters, beta1: config.beta1, beta2: config.beta2, weightDecay: config.weightDecay)
-        var cursor = PackerCursor(seed: options.seed, rank: 0, world: 1, batchSize: config.batch, context: config.context,
-                                  order: options.order, batch: 0)
+        var cursor = PackerCursor(seed: options.seed, rank: world.rank, world: world.size, batchSize: config.batch,
+                                  context: config.context, order: options.order, batch: 0)
         if resume {
             guard let latest = existing.last else { throw TrainingError("\(run.path): nothing to resume (no checkpoint)") }
             let state = try Checkpoint.loadState(latest)
             if let why = Self.difference(saved: state, config: config, options: options) {
                 throw TrainingError("\(latest.path): cannot resume: \(why)")
             }
+            guard state.cursors.count == world.size else {
+                throw TrainingError("\(latest.path): written by \(state.cursors.count) rank(s), resumed with \(world.size): resume with " +
+                                    "mpirun -np \(state.cursors.count) (another world size would change which windows each rank reads)")
+            }
             try Checkpoint.loadModel(latest, into: model)
             try Checkpoint.loadOptimizer(latest, into: optimizer, parameters: model.parameters)
-            step = state.step; tokens = state.tokens; elapsed = state.elapsed; cursor = state.cursor
-            try Self.truncateMetrics(run, after: step)
+            step = state.step; tokens = state.tokens; elapsed = state.elapsed; cursor = state.cursors[world.rank]
+            if world.rank == 0 { try Self.truncateMetrics(run, after: step) }
         } else {
             if !existing.isEmpty && !force {
                 throw TrainingError("\(run.path): already holds a run (checkpoints/); use --resume to continue it or --force to start over")
             }
-            if force { try? fm.removeItem(at: run.appendingPathComponent("checkpoints")); try? fm.removeItem(at: run.appendingPathComponent("metrics.jsonl")) }
-            try fm.createDirectory(at: run, withIntermediateDirectories: true)
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try AtomicFile.write(try encoder.encode(config), to: run.appendingPathComponent("config.json"))
-            try AtomicFile.write(try encoder.encode(options), to: run.appendingPathComponent("options.json"))
+            if world.rank == 0 {
+                if force { try? fm.removeItem(at: run.appendingPathComponent("checkpoints")); try? fm.removeItem(at: run.appendingPathComponent("metrics.jsonl")) }
+                try fm.createDirectory(at: run, withIntermediateDirectories: true)
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                try AtomicFile.write(try encoder.encode(config), to: run.appendingPathComponent("config.json"))
+                try AtomicFile.write(try encoder.encode(options), to: run.appendingPathComponent("options.json"))
+            }
         }
+        world.barrier()
         packer = try BatchPacker(catalog: catalog, cursor: cursor)
         sgemmPeak = sgemmGFLOPs(m: 4096, n: 4 * config.dModel, k: config.dModel)
     }
@@ -72,70 +89,89 @@ public final class Trainer {
     @discardableResult
     public func train(stopAfter: Int? = nil) throws -> [StepMetrics] {
         let params = model.parameters
-        let flopsPerStep = 3 * config.forwardFlopsPerToken * Double(config.batch * config.context * options.accumulation)
+        let stepTokens = config.batch * config.context * options.accumulation
+        let flopsPerStep = 3 * config.forwardFlopsPerToken * Double(stepTokens)
         let end = min(config.steps, stopAfter.map { step + $0 } ?? config.steps)
         var taken: [StepMetrics] = []
         let metricsURL = run.appendingPathComponent("metrics.jsonl")
-        if !FileManager.default.fileExists(atPath: metricsURL.path) { _ = FileManager.default.createFile(atPath: metricsURL.path, contents: nil) }
-        let metricsFile = try FileHandle(forWritingTo: metricsURL)
-        defer { try? metricsFile.close() }
-        try metricsFile.seekToEnd()
+        var metricsFile: FileHandle?
+        if writes {
+            if !FileManager.default.fileExists(atPath: metricsURL.path) { _ = FileManager.default.createFile(atPath: metricsURL.path, contents: nil) }
+            metricsFile = try FileHandle(forWritingTo: metricsURL)
+            try metricsFile?.seekToEnd()
+        }
+        defer { try? metricsFile?.close() }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
+        let gradients = UnsafeMutablePointer<Float>.allocate(capacity: params.reduce(0) { $0 + $1.grad.count })
+        defer { gradients.deallocate() }
         while step < end {
             let t0 = now()
             var wait = 0.0
             let lr = learningRate(step: step, peak: config.learningRate, floor: config.minLearningRate, warmup: config.warmupSteps, total: config.steps)
             model.zeroGradients()
             var loss = 0.0
-            var windows: [BatchRow] = []
+            var rows: [BatchRow] = []
             for _ in 0..<options.accumulation {
                 let w0 = now()
                 let batch = try packer.next()
                 wait += now() - w0
-                windows += batch.rows
+                rows += batch.rows
                 let (l, _) = model.forward(tokens: batch.inputs, targets: batch.targets, mask: batch.mask, batch: config.batch,
                                            length: config.context, recompute: options.recompute)
-                guard l.isFinite else { throw nonFinite("loss \(l)", windows) }
                 model.backward()
                 loss += l / Double(options.accumulation)
             }
-            if options.accumulation > 1 {
-                let s = Float(1 / Double(options.accumulation))
-                for p in params { for i in 0..<p.grad.count { p.grad[i] *= s } }
+            // Mean over micro-batches and ranks: one flat buffer, one allreduce.
+            let scale = Float(1 / Double(options.accumulation * world.size))
+            if world.isDistributed {
+                var offset = 0
+                for p in params { (gradients + offset).update(from: p.grad.data, count: p.grad.count); offset += p.grad.count }
+                world.sum(gradients, count: offset)
+                offset = 0
+                for p in params { p.grad.data.update(from: gradients + offset, count: p.grad.count); offset += p.grad.count }
+                loss = world.sum([loss])[0] / Double(world.size)
             }
+            if scale != 1 { for p in params { for i in 0..<p.grad.count { p.grad[i] *= scale } } }
+            guard loss.isFinite else { throw nonFinite("loss \(loss)", rows) }
             let norm = clipGradients(params, maxNorm: config.gradClip)
-            guard norm.isFinite else { throw nonFinite("gradient norm \(norm)", windows) }
+            guard norm.isFinite else { throw nonFinite("gradient norm \(norm)", rows) }
             optimizer.update(params, lr: lr)
             step += 1
             let seconds = now() - t0
             elapsed += seconds
-            tokens += config.batch * config.context * options.accumulation
-            let m = StepMetrics(step: step, loss: loss, lr: lr, gradNorm: norm,
-                                tokensPerSecond: Double(config.batch * config.context * options.accumulation) / seconds,
+            tokens += stepTokens * world.size
+            let m = StepMetrics(step: step, loss: loss, lr: lr, gradNorm: norm, tokensPerSecond: Double(stepTokens * world.size) / seconds,
                                 mfu: flopsPerStep / seconds / 1e9 / sgemmPeak, elapsed: elapsed, loaderShare: wait / seconds)
             taken.append(m)
-            try metricsFile.write(contentsOf: try encoder.encode(m) + Data("\n".utf8))
-            if let progress, progress.due() || step == end {
+            try metricsFile?.write(contentsOf: try encoder.encode(m) + Data("\n".utf8))
+            if writes, let progress, progress.due() || step == end {
                 let eta = ProgressReporter.duration(elapsed / Double(step) * Double(config.steps - step))
                 progress.show(String(format: "step %d/%d loss %.4f lr %.2e | %.0f tokens/s, MFU %.1f%% | ETA %@", step, config.steps, loss, lr,
                                      m.tokensPerSecond, 100 * m.mfu, eta))
             }
-            if step % options.saveEvery == 0 || step == config.steps {
-                try Checkpoint.save(model: model, optimizer: optimizer, state: state(last: m), run: run, keep: options.keep)
-            }
+            if step % options.saveEvery == 0 || step == config.steps { try saveCheckpoint(last: m) }
         }
         progress?.end()
         return taken
     }
 
-    func state(last: StepMetrics?) -> TrainState {
-        TrainState(step: step, config: config, options: options, cursor: packer.cursor, rng: options.seed, tokens: tokens,
-                   elapsed: elapsed, last: last)
+    /// Every rank's cursor goes to rank 0, which writes the checkpoint.
+    private func saveCheckpoint(last: StepMetrics) throws {
+        let cursors = try world.allGather(JSONEncoder().encode(packer.cursor)).map { try JSONDecoder().decode(PackerCursor.self, from: $0) }
+        if writes {
+            let state = TrainState(step: step, config: config, options: options, cursors: cursors, rng: options.seed, tokens: tokens,
+                                   elapsed: elapsed, last: last)
+            try Checkpoint.save(model: model, optimizer: optimizer, state: state, run: run, keep: options.keep)
+        }
+        world.barrier()
     }
 
+    /// Every rank reaches this together (the loss and norm are averaged over ranks): the message lists all ranks' rows.
     private func nonFinite(_ what: String, _ rows: [BatchRow]) -> TrainingError {
-        let ids = rows.map { "\($0.window)@\($0.offset)" }.joined(separator: " ")
+        let mine = rows.map { "\($0.window)@\($0.offset)" }.joined(separator: " ")
+        let all = world.allGather(Data(mine.utf8)).map { String(decoding: $0, as: UTF8.self) }
+        let ids = world.isDistributed ? all.enumerated().map { "rank \($0.offset): \($0.element)" }.joined(separator: "; ") : mine
         let kept = Checkpoint.all(in: run).last.map { "; last good checkpoint: \($0.path)" } ?? "; no checkpoint yet"
         return TrainingError("step \(step + 1): \(what) (windows@offsets: \(ids))\(kept)")
     }

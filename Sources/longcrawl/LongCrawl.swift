@@ -1,5 +1,6 @@
 import ArgumentParser
 import CLongCrawl
+import Cluster
 import Foundation
 
 @main
@@ -25,6 +26,16 @@ struct LongCrawl: ParsableCommand {
             setenv("OPENBLAS_CORETYPE", preferred, 1)
             execv("/proc/self/exe", CommandLine.unsafeArgv)
         }
-        main(nil)
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            // Under mpirun a rank that fails takes the others down at once instead of leaving them in a collective.
+            if World.shared.isDistributed {
+                FileHandle.standardError.write(Data("error: rank \(World.shared.rank): \(fullMessage(for: error))\n".utf8))
+                World.shared.abort(exitCode(for: error).rawValue)
+            }
+            exit(withError: error)
+        }
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Cluster
 import Foundation
 import Model
 import Shards
@@ -113,12 +114,18 @@ struct TrainCommand: ParsableCommand {
         if let seed { options.seed = seed }
         if recompute { options.recompute = true }
         let trainer = try Trainer(config: cfg, options: options, run: runURL, resume: resume, force: force)
-        trainer.progress = ProgressReporter(label: "train")
+        let world = World.shared
+        if world.rank == 0 { trainer.progress = ProgressReporter(label: "train") }
+        if world.rank != 0 {
+            try trainer.train()
+            return
+        }
+        let ranks = world.isDistributed ? " on \(world.size) ranks" : ""
         if trainer.step == 0 {
             print("train \(cfg.name) (\(cfg.attention.rawValue)): \(trainer.model.parameters.reduce(0) { $0 + $1.value.count }) parameters, " +
-                  "context \(cfg.context), batch \(cfg.batch) x \(options.accumulation), \(cfg.steps) steps, order \(options.order.rawValue) -> \(out)")
+                  "context \(cfg.context), batch \(cfg.batch) x \(options.accumulation), \(cfg.steps) steps, order \(options.order.rawValue)\(ranks) -> \(out)")
         } else {
-            print("resume \(out) at step \(trainer.step) of \(cfg.steps)")
+            print("resume \(out) at step \(trainer.step) of \(cfg.steps)\(ranks)")
         }
         let metrics = try trainer.train()
         if let m = metrics.last {

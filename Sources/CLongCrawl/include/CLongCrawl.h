@@ -56,4 +56,22 @@ const char *lc_blas_core_name(void);
 const char *lc_blas_preferred_core(void);
 int lc_blas_get_threads(void);
 
+/// Joins the MPI world when mpirun started this process (rank and size out; returns 1), else rank 0 of 1
+/// without touching MPI (returns 0); -1 if MPI_Init failed. MPI_Finalize runs at exit.
+int lc_world_start(int *rank, int *size);
+/// Cores this process may run on (its affinity mask, as mpirun --bind-to sets it).
+int lc_world_cores(void);
+/// Ends every rank (MPI_Abort) or, alone, this process.
+void lc_world_abort(int code);
+void lc_world_barrier(void);
+/// In-place sums over all ranks.
+void lc_world_sum_float(float *buffer, long count);
+void lc_world_sum_double(double *buffer, long count);
+/// In-place maximum over all ranks.
+void lc_world_max_int64(int64_t *buffer, int count);
+/// Every rank's `size` into sizes[rank]; returns their total.
+long lc_world_gather_sizes(long size, long *sizes);
+/// Every rank's bytes, concatenated in rank order into `out` (the total of `sizes`), on every rank.
+void lc_world_gather_bytes(const void *data, long size, const long *sizes, void *out);
+
 #endif

@@ -1,0 +1,91 @@
+/* The MPI side of the shim: a world of ranks for data-parallel training and preprocessing. A process that
+   mpirun did not start never calls MPI and is rank 0 of 1, so the same binary runs alone on a machine whose
+   MPI runtime is not started. */
+#define _GNU_SOURCE
+#include "CLongCrawl.h"
+#include <mpi.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static int world_active = 0;
+
+static void world_finalize(void) {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Finalize();
+}
+
+int lc_world_start(int *rank, int *size) {
+    *rank = 0;
+    *size = 1;
+    /* Open MPI's launcher sets OMPI_COMM_WORLD_SIZE; PMIx launchers set PMIX_RANK. */
+    if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMIX_RANK")) return 0;
+    int provided = 0;
+    if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) return -1;
+    MPI_Comm_rank(MPI_COMM_WORLD, rank);
+    MPI_Comm_size(MPI_COMM_WORLD, size);
+    world_active = 1;
+    atexit(world_finalize);
+    return 1;
+}
+
+int lc_world_cores(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+    return CPU_COUNT(&set);
+}
+
+void lc_world_abort(int code) {
+    if (world_active) MPI_Abort(MPI_COMM_WORLD, code);
+    exit(code);
+}
+
+void lc_world_barrier(void) {
+    if (world_active) MPI_Barrier(MPI_COMM_WORLD);
+}
+
+/* MPI counts are int: large buffers go in slices. */
+static const long slice = 1L << 28;
+
+void lc_world_sum_float(float *buffer, long count) {
+    if (!world_active) return;
+    for (long i = 0; i < count; i += slice) {
+        int n = (int)(count - i < slice ? count - i : slice);
+        MPI_Allreduce(MPI_IN_PLACE, buffer + i, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    }
+}
+
+void lc_world_sum_double(double *buffer, long count) {
+    if (!world_active) return;
+    for (long i = 0; i < count; i += slice) {
+        int n = (int)(count - i < slice ? count - i : slice);
+        MPI_Allreduce(MPI_IN_PLACE, buffer + i, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    }
+}
+
+void lc_world_max_int64(int64_t *buffer, int count) {
+    if (world_active) MPI_Allreduce(MPI_IN_PLACE, buffer, count, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD);
+}
+
+long lc_world_gather_sizes(long size, long *sizes) {
+    if (!world_active) { sizes[0] = size; return size; }
+    MPI_Allgather(&size, 1, MPI_LONG, sizes, 1, MPI_LONG, MPI_COMM_WORLD);
+    int n = 0;
+    MPI_Comm_size(MPI_COMM_WORLD, &n);
+    long total = 0;
+    for (int i = 0; i < n; i++) total += sizes[i];
+    return total;
+}
+
+void lc_world_gather_bytes(const void *data, long size, const long *sizes, void *out) {
+    if (!world_active) { for (long i = 0; i < size; i++) ((char *)out)[i] = ((const char *)data)[i]; return; }
+    int n = 0;
+    MPI_Comm_size(MPI_COMM_WORLD, &n);
+    int *counts = malloc(sizeof(int) * n), *offsets = malloc(sizeof(int) * n);
+    int offset = 0;
+    for (int i = 0; i < n; i++) { counts[i] = (int)sizes[i]; offsets[i] = offset; offset += counts[i]; }
+    MPI_Allgatherv(data, (int)size, MPI_BYTE, out, counts, offsets, MPI_BYTE, MPI_COMM_WORLD);
+    free(counts);
+    free(offsets);
+}
