@@ -11,6 +11,8 @@ public struct Document: Sendable {
     /// `file` or `file:line`, for messages.
     public var origin: String
     public var text: [UInt8]
+    /// Index of its file among all input files (before any split over ranks).
+    public var file: Int
 }
 
 /// Why a record was not turned into windows.
@@ -55,6 +57,8 @@ public final class CorpusReader: Sequence, IteratorProtocol {
         /// Path relative to the input argument (a folder) or the file name (a file argument).
         var name: String
         var kind: InputKind
+        /// Position among all input files.
+        var index = 0
     }
 
     let files: [InputFile]
@@ -73,7 +77,8 @@ public final class CorpusReader: Sequence, IteratorProtocol {
     /// - Parameters:
     ///   - textField: the JSON key holding the text.
     ///   - idField: the JSON key holding the document id; when nil or absent in a record, the id is `file:line`.
-    public init(inputs: [String], textField: String = "text", idField: String? = "id") throws {
+    ///   - share: read only the files at positions `rank`, `rank + world`, ... (ranks of a distributed run).
+    public init(inputs: [String], textField: String = "text", idField: String? = "id", share: (rank: Int, world: Int) = (0, 1)) throws {
         var files: [InputFile] = []
         for input in inputs {
             let url = URL(fileURLWithPath: input)
@@ -92,7 +97,8 @@ public final class CorpusReader: Sequence, IteratorProtocol {
                 files.append(InputFile(url: url, name: url.lastPathComponent, kind: kind))
             }
         }
-        self.files = files
+        for i in files.indices { files[i].index = i }
+        self.files = files.filter { $0.index % share.world == share.rank }
         self.textField = textField
         self.idField = idField
     }
@@ -179,7 +185,7 @@ public final class CorpusReader: Sequence, IteratorProtocol {
         if let bad = bytes.withUnsafeBufferPointer({ firstInvalidUTF8($0) }) {
             return .dropped(ordinal: ordinal, origin: path, reason: .unreadable, detail: "not UTF-8 text (invalid byte at offset \(bad))")
         }
-        return .document(Document(ordinal: ordinal, id: file.name, origin: path, text: bytes))
+        return .document(Document(ordinal: ordinal, id: file.name, origin: path, text: bytes, file: file.index))
     }
 
     private func parseJSONLine(_ line: [UInt8], number: Int, file: InputFile) -> CorpusRecord {
@@ -203,7 +209,7 @@ public final class CorpusReader: Sequence, IteratorProtocol {
         if let idField, let value = dict[idField] {
             if let s = value as? String { id = s } else if let n = value as? NSNumber { id = n.stringValue }
         }
-        return .document(Document(ordinal: ordinal, id: id, origin: origin, text: Array(text.utf8)))
+        return .document(Document(ordinal: ordinal, id: id, origin: origin, text: Array(text.utf8), file: file.index))
     }
 }
 

@@ -123,13 +123,19 @@ public final class Preprocessor {
     public var progress: ProgressReporter?
     /// Test hook: called after each shard is committed to the index (to simulate a kill between shards).
     var afterShard: ((DatasetIndex) throws -> Void)?
+    /// The input files this run reads: all of them, or a rank's share.
+    let share: (rank: Int, world: Int)
+    /// Whether the held-back document becomes the heldout set, given this run's heldout windows, kept documents
+    /// and the input file of the held-back document (nil: none, or the run was already complete). A distributed
+    /// run answers over all ranks; every rank calls it exactly once.
+    var heldoutDecision: ((_ heldout: Int, _ kept: Int, _ pendingFile: Int?) -> Bool)?
 
-    public init(inputs: [String], output: URL, options: PreprocessOptions, tokenizer: GPT2Tokenizer) {
-        self.inputs = inputs; self.output = output; self.options = options; self.tokenizer = tokenizer
+    public init(inputs: [String], output: URL, options: PreprocessOptions, tokenizer: GPT2Tokenizer, share: (rank: Int, world: Int) = (0, 1)) {
+        self.inputs = inputs; self.output = output; self.options = options; self.tokenizer = tokenizer; self.share = share
     }
 
     // Run state (what a ResumePoint snapshots, plus the writers).
-    private var index = DatasetIndex(build: nil)
+    var index = DatasetIndex(build: nil)
     private var produced: [String: Int] = [:]
     private var counts: [String: Int] = [:]
     private var skip: [String: Int] = [:]
@@ -143,6 +149,8 @@ public final class Preprocessor {
     struct Emitted {
         var id: String
         var windows: [ArraySlice<UInt16>]
+        /// Input file index (for the distributed heldout rule).
+        var file: Int
     }
 
     /// Runs to completion; throws on the first fatal error (unwritable output, `--strict` violation).
@@ -150,9 +158,12 @@ public final class Preprocessor {
         try options.validate()
         let started = Date()
         let build = BuildRecord(inputs: inputs, options: options.record)
-        let reader = try CorpusReader(inputs: inputs, textField: options.textField, idField: options.idField)
+        let reader = try CorpusReader(inputs: inputs, textField: options.textField, idField: options.idField, share: share)
         var start = try prepareOutput(mode: mode, build: build)
-        if index.complete { return PreprocessSummary(index: index, alreadyComplete: true) }
+        if index.complete {
+            _ = heldoutDecision?(index.windows(split: "heldout"), index.build?.counts[Count.kept] ?? 0, nil)
+            return PreprocessSummary(index: index, alreadyComplete: true)
+        }
         defer { for w in writers.values { w.abandon() } }
 
         produced = start.produced
@@ -186,7 +197,7 @@ public final class Preprocessor {
     }
 
     /// Creates, checks or clears the output folder; returns where to start.
-    private func prepareOutput(mode: OutputMode, build: BuildRecord) throws -> ResumePoint {
+    func prepareOutput(mode: OutputMode, build: BuildRecord) throws -> ResumePoint {
         let fm = FileManager.default
         try fm.createDirectory(at: output, withIntermediateDirectories: true)
         // Temporary files are never part of a dataset: a killed run leaves them behind.
@@ -198,8 +209,8 @@ public final class Preprocessor {
         let hasIndex = fm.fileExists(atPath: indexURL.path)
 
         if mode == .force {
-            // Only what a dataset consists of: other files in the folder are left alone.
-            var doomed = Set(visible.filter { $0 == DatasetIndex.fileName || $0.hasSuffix(".h5") || $0.hasSuffix(".tokens.zst") })
+            // Only what a dataset consists of (and a distributed run's rank folders): other files are left alone.
+            var doomed = Set(visible.filter { $0 == DatasetIndex.fileName || $0.hasSuffix(".h5") || $0.hasSuffix(".tokens.zst") || Self.isRankFolder($0) })
             if hasIndex, let old = try? DatasetIndex.load(from: output) { doomed.formUnion(old.shards.map(\.file)) }
             for name in doomed where fm.fileExists(atPath: output.appendingPathComponent(name).path) {
                 try fm.removeItem(at: output.appendingPathComponent(name))
@@ -266,7 +277,7 @@ public final class Preprocessor {
         let windows = (0..<n).map { tokens[($0 * windowLength)..<(($0 + 1) * windowLength)] }
         let split = heldoutScore(id: doc.id) < options.heldoutFraction ? "heldout" : "train"
         produced[split, default: 0] += n
-        let emitted = Emitted(id: doc.id, windows: windows)
+        let emitted = Emitted(id: doc.id, windows: windows, file: doc.file)
         guard split == "train" else { try write(emitted, to: "heldout", start: start); return }
         // Hold back the latest train document until a heldout one exists: it may have to become the heldout set.
         if let p = pending { pending = nil; try write(p.doc, to: "train", start: p.start) }
@@ -312,9 +323,11 @@ public final class Preprocessor {
     /// document hashed to heldout, and at least two were kept (so a small corpus still gets a heldout window); then the last partial shards
     /// and the complete index are written.
     private func finishSplits(endState: ResumePoint) throws {
+        let heldout = produced["heldout", default: 0], kept = counts[Count.kept, default: 0]
+        let toHeldout = heldoutDecision?(heldout, kept, pending?.doc.file)
+            ?? (options.heldoutFraction > 0 && heldout == 0 && kept >= 2)
         if let p = pending {
             pending = nil
-            let toHeldout = options.heldoutFraction > 0 && produced["heldout", default: 0] == 0 && counts[Count.kept, default: 0] >= 2
             try write(p.doc, to: toHeldout ? "heldout" : "train", start: p.start)
         }
         for s in Self.splits { try finishShard(s) }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Cluster
 import Foundation
 import Preprocess
 import Shards
@@ -85,9 +86,11 @@ struct PreprocessCommand: ParsableCommand {
         options.strict = strict
 
         let tok = try loadTokenizer(tokenizer)
-        let pipeline = Preprocessor(inputs: inputs, output: URL(fileURLWithPath: out), options: options, tokenizer: tok)
-        pipeline.progress = ProgressReporter(label: "preprocess")
-        let summary = try pipeline.run(mode: resume ? .resume : force ? .force : .fresh)
+        let world = World.shared
+        let summary = try Preprocessor.run(inputs: inputs, output: URL(fileURLWithPath: out), options: options, tokenizer: tok,
+                                           mode: resume ? .resume : force ? .force : .fresh, world: world,
+                                           progress: ProgressReporter(label: "preprocess"))
+        guard world.rank == 0 else { return }
         if summary.alreadyComplete {
             print("\(out): already complete, nothing to do")
             return
@@ -102,7 +105,11 @@ struct PreprocessCommand: ParsableCommand {
             print("\(split): \(windows) windows in \(shards.count) shards, \(formatBytes(bytes))" +
                   (bytes > 0 ? String(format: ", %.2fx smaller than raw uint16", Double(windows * windowLength * 2) / Double(bytes)) : ""))
         }
-        print(String(format: "%.2f s, %.1f MB/s of input", summary.seconds, Double(summary.inputBytes) / max(summary.seconds, 1e-9) / 1e6))
+        if world.isDistributed {
+            print(String(format: "%.2f s on %d ranks", summary.seconds, world.size))
+        } else {
+            print(String(format: "%.2f s, %.1f MB/s of input", summary.seconds, Double(summary.inputBytes) / max(summary.seconds, 1e-9) / 1e6))
+        }
         print("wrote \(out)/\(DatasetIndex.fileName)")
     }
 }
