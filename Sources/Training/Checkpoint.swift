@@ -39,10 +39,12 @@ public struct StepMetrics: Codable, Equatable, Sendable {
     public var elapsed: Double
     /// Share of the step spent waiting for the batch.
     public var loaderShare: Double
+    /// Seconds of the step spent averaging gradients over ranks (0 alone).
+    public var allreduceSeconds: Double
 
     enum CodingKeys: String, CodingKey {
         case step, loss, lr, mfu, elapsed
-        case gradNorm = "grad_norm", tokensPerSecond = "tokens_per_s", loaderShare = "loader_share"
+        case gradNorm = "grad_norm", tokensPerSecond = "tokens_per_s", loaderShare = "loader_share", allreduceSeconds = "allreduce_s"
     }
 }
 

@@ -124,6 +124,7 @@ public final class Trainer {
             }
             // Mean over micro-batches and ranks: one flat buffer, one allreduce.
             let scale = Float(1 / Double(options.accumulation * world.size))
+            let r0 = now()
             if world.isDistributed {
                 var offset = 0
                 for p in params { (gradients + offset).update(from: p.grad.data, count: p.grad.count); offset += p.grad.count }
@@ -132,6 +133,7 @@ public final class Trainer {
                 for p in params { p.grad.data.update(from: gradients + offset, count: p.grad.count); offset += p.grad.count }
                 loss = world.sum([loss])[0] / Double(world.size)
             }
+            let allreduce = now() - r0
             if scale != 1 { for p in params { for i in 0..<p.grad.count { p.grad[i] *= scale } } }
             guard loss.isFinite else { throw nonFinite("loss \(loss)", rows) }
             let norm = clipGradients(params, maxNorm: config.gradClip)
@@ -142,7 +144,8 @@ public final class Trainer {
             elapsed += seconds
             tokens += stepTokens * world.size
             let m = StepMetrics(step: step, loss: loss, lr: lr, gradNorm: norm, tokensPerSecond: Double(stepTokens * world.size) / seconds,
-                                mfu: flopsPerStep / seconds / 1e9 / sgemmPeak, elapsed: elapsed, loaderShare: wait / seconds)
+                                mfu: flopsPerStep / seconds / 1e9 / sgemmPeak, elapsed: elapsed, loaderShare: wait / seconds,
+                                allreduceSeconds: allreduce)
             taken.append(m)
             try metricsFile?.write(contentsOf: try encoder.encode(m) + Data("\n".utf8))
             if writes, let progress, progress.due() || step == end {
