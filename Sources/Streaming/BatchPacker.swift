@@ -109,9 +109,11 @@ public final class BatchPacker {
         let c = cursor, s = windowLength / cursor.context
         let pinned = max(0, cacheBytes / (windowLength * 2))
         let workers = max(1, min(2, ProcessInfo.processInfo.activeProcessorCount))
-        // Shared by the workers: decompressed windows kept for the epoch (under `lock`).
-        let lock = NSLock()
+        // Shared by the workers: decompressed windows kept for the epoch, and those a worker is decompressing now
+        // (under `lock`), so two workers building batches of the same group split its windows between them.
+        let lock = NSCondition()
         var cache: (epoch: Int, windows: [Int: [UInt16]]) = (-1, [:])
+        var loading: Set<Int> = []
         // Private to each worker: its epoch order and the windows of its last batch.
         final class WorkerState { var epoch = -1; var order: [Int] = []; var current: [Int: [UInt16]] = [:] }
         let states = (0..<workers).map { _ in WorkerState() }
@@ -125,17 +127,35 @@ public final class BatchPacker {
             }
             let ids = (0..<c.batchSize).map { state.order[group * c.batchSize + $0] }
             var windows: [Int: [UInt16]] = [:]
+            // First every window that is cached or that no other worker is decompressing, then those that were.
+            var inFlight: [Int] = []
             for id in ids {
+                if let w = state.current[id] { windows[id] = w; continue }
                 lock.lock()
-                if cache.epoch != epoch { cache = (epoch, [:]) }
-                let hit = cache.windows[id]
+                if cache.epoch != epoch { cache = (epoch, [:]); loading = [] }
+                if let w = cache.windows[id] { lock.unlock(); windows[id] = w; continue }
+                if loading.contains(id) { lock.unlock(); inFlight.append(id); continue }
+                let shared = cache.windows.count + loading.count < pinned
+                if shared { loading.insert(id) }
                 lock.unlock()
-                if let w = hit ?? state.current[id] { windows[id] = w; continue }
-                let w = try catalog.read(id)
-                windows[id] = w
+                defer {
+                    if shared {
+                        lock.lock()
+                        if cache.epoch == epoch, let w = windows[id] { cache.windows[id] = w }
+                        loading.remove(id)
+                        lock.broadcast()
+                        lock.unlock()
+                    }
+                }
+                windows[id] = try catalog.read(id)
+            }
+            for id in inFlight {
                 lock.lock()
-                if cache.epoch == epoch, cache.windows.count < pinned { cache.windows[id] = w }
+                while cache.epoch == epoch && cache.windows[id] == nil && loading.contains(id) { lock.wait() }
+                let hit = cache.epoch == epoch ? cache.windows[id] : nil
                 lock.unlock()
+                // The other worker failed (it reports the error) or the epoch moved on: read it here.
+                windows[id] = try hit ?? catalog.read(id)
             }
             // The sequential order reuses one group's windows for S batches in a row.
             state.current = windows
