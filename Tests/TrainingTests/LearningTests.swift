@@ -39,31 +39,20 @@ final class LearningTests: XCTestCase {
         XCTAssertLessThan(last, 0.1, "a tiny model should memorize one 64-token batch")
     }
 
+    /// The whole path: `data/sample` preprocessed, streamed by the packer, trained by `Trainer` with the config's
+    /// schedule: the loss falls from ln(50304) to under 7 within 120 steps.
     func testLossFallsOnSampleText() throws {
-        let config = try tinyConfig()
-        let model = Transformer<Float>(config: config, seed: 2)
-        let tokens = try sampleTokens()
-        let params = model.parameters
-        let opt = AdamW(parameters: params, weightDecay: config.weightDecay)
-        let b = 4, t = 128
-        var losses: [Double] = []
-        var rng = SplitMix64(seed: 3)
-        for step in 0..<120 {
-            var inputs: [Int32] = [], targets: [Int32] = []
-            for _ in 0..<b {
-                let s = Int(rng.next(below: UInt64(tokens.count - t - 1)))
-                inputs += tokens[s..<(s + t)]; targets += tokens[(s + 1)..<(s + t + 1)]
-            }
-            model.zeroGradients()
-            let (loss, _) = model.forward(tokens: inputs, targets: targets, mask: [Float](repeating: 1, count: b * t), batch: b, length: t)
-            model.backward()
-            clipGradients(params, maxNorm: config.gradClip)
-            opt.update(params, lr: learningRate(step: step, peak: config.learningRate, floor: config.minLearningRate, warmup: 10, total: 120))
-            losses.append(loss)
-        }
-        let start = losses.prefix(5).reduce(0, +) / 5, end = losses.suffix(10).reduce(0, +) / 10
+        var config = try tinyConfig()
+        config.context = 128; config.batch = 4; config.steps = 120; config.warmupSteps = 10
+        var options = TrainOptions(data: try sampleDataset(self).path)
+        options.saveEvery = 1000
+        let run = try temporaryFolder(self).appendingPathComponent("run")
+        let taken = try Trainer(config: config, options: options, run: run).train().map(\.loss)
+        XCTAssertEqual(taken.count, 120)
+        let start = taken.prefix(5).reduce(0, +) / 5, end = taken.suffix(10).reduce(0, +) / 10
         XCTAssertGreaterThan(start, 10)
         XCTAssertLessThan(end, 7.0, "loss \(start) -> \(end)")
+        XCTAssertEqual(try losses(run), taken, "metrics.jsonl holds every step's loss")
     }
 
     func testScheduleAndClipping() {
