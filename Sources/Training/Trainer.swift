@@ -206,10 +206,3 @@ public final class Trainer {
         try AtomicFile.write(out, to: url)
     }
 }
-
-/// Seconds on the monotonic clock.
-func now() -> Double {
-    var t = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &t)
-    return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
-}

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Shards
 import Streaming
+import Tensor
 
 /// `longcrawl bench loader`: WindowStream + BatchPacker throughput against a plain sequential read of the same shards.
 struct BenchLoader: ParsableCommand {
@@ -93,4 +94,3 @@ struct BenchLoader: ParsableCommand {
     }
 }
 
-func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }

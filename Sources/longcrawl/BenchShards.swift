@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Shards
+import Tensor
 import Tokenizer
 
 /// `longcrawl bench shards`: shard write and read throughput beside the zstd CLI on the same tokens.

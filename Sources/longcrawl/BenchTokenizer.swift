@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Tensor
 import Tokenizer
 
 /// `longcrawl bench tokenizer`: GPT2Tokenizer throughput beside tiktoken's in the same run.

@@ -176,12 +176,7 @@ final class PipelineTests: XCTestCase {
         var killedMidway = 0
         for killAt in [1, 3, 6] {
             let out = try temporaryFolder(self).appendingPathComponent("ds")
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: longcrawlBinary)
-            p.arguments = args + ["--out", out.path]
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try p.run()
+            let p = try launch(longcrawlBinary, args + ["--out", out.path])
             while p.isRunning {
                 if let index = try? DatasetIndex.load(from: out), index.shards.count >= killAt { break }
                 usleep(2000)

@@ -42,3 +42,14 @@ public func runProcess(_ path: String, _ args: [String], stdin: URL? = nil) thro
     p.waitUntilExit()
     return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e.data, as: UTF8.self))
 }
+
+/// Starts a program in the background with its output discarded (to be killed by the test).
+public func launch(_ path: String, _ args: [String]) throws -> Process {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: path)
+    p.arguments = args
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    return p
+}

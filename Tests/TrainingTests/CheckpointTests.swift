@@ -79,12 +79,7 @@ final class CheckpointTests: XCTestCase {
             let r = try runProcess(longcrawlBinary, args + ["--out", straight.path])
             XCTAssertEqual(r.status, 0, r.err)
             let killed = folder.appendingPathComponent("killed-\(order)")
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: longcrawlBinary)
-            p.arguments = args + ["--out", killed.path]
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try p.run()
+            let p = try launch(longcrawlBinary, args + ["--out", killed.path])
             while p.isRunning && Checkpoint.all(in: killed).isEmpty { usleep(1000) }
             kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()

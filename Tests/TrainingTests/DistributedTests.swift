@@ -55,12 +55,7 @@ final class DistributedTests: XCTestCase {
         let straight = dir.appendingPathComponent("straight"), killed = dir.appendingPathComponent("killed")
         let r = try runProcess(mpirun, mpi(2, trainArgs(data, batch: 2, steps: 12, saveEvery: 4, out: straight)))
         XCTAssertEqual(r.status, 0, r.err)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: mpirun)
-        p.arguments = mpi(2, trainArgs(data, batch: 2, steps: 12, saveEvery: 4, out: killed))
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
+        let p = try launch(mpirun, mpi(2, trainArgs(data, batch: 2, steps: 12, saveEvery: 4, out: killed)))
         while p.isRunning && Checkpoint.all(in: killed).isEmpty { usleep(1000) }
         // The whole job at once, as a machine that loses power: mpirun and both ranks (their command lines hold the path).
         _ = try runProcess("/usr/bin/pkill", ["-KILL", "-f", killed.path])
