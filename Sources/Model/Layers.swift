@@ -11,6 +11,7 @@ public final class Embedding<S: TensorScalar> {
     }
 
     // forward: tokens [N] -> x [N, C]
+    @_specialize(where S == Float)
     public func forward(_ tokens: [Int32]) -> Tensor<S> {
         self.tokens = tokens
         let c = wte.shape[1], v = wte.shape[0]
@@ -23,6 +24,7 @@ public final class Embedding<S: TensorScalar> {
     }
 
     // backward: dx [N, C] -> dwte rows (accumulated)
+    @_specialize(where S == Float)
     public func backward(_ dx: Tensor<S>) {
         let c = wte.shape[1]
         for (n, tok) in tokens.enumerated() {
@@ -43,6 +45,7 @@ public final class LayerNorm<S: TensorScalar> {
     }
 
     // forward: x [N, C] -> y [N, C]
+    @_specialize(where S == Float)
     public func forward(_ x: Tensor<S>) -> Tensor<S> {
         let c = weight.count, n = x.count / c
         let xhat = Tensor<S>([n, c]), y = Tensor<S>([n, c])
@@ -71,6 +74,7 @@ public final class LayerNorm<S: TensorScalar> {
     public func releaseActivations() { normalized = nil; inverseStd = [] }
 
     // backward: dy [N, C] -> dx [N, C]; accumulates dweight
+    @_specialize(where S == Float)
     public func backward(_ dy: Tensor<S>) -> Tensor<S> {
         guard let xhat = normalized else { preconditionFailure("backward before forward") }
         let c = weight.count, n = dy.count / c
@@ -105,6 +109,7 @@ public final class MLP<S: TensorScalar> {
     }
 
     // forward: x [N, C] -> y [N, C]
+    @_specialize(where S == Float)
     public func forward(_ x: Tensor<S>) -> Tensor<S> {
         let c = w1.shape[0], f = w1.shape[1], n = x.count / c
         let h = Tensor<S>([n, f]), a = Tensor<S>([n, f]), y = Tensor<S>([n, c])
@@ -119,6 +124,7 @@ public final class MLP<S: TensorScalar> {
     public func releaseActivations() { input = nil; hidden = nil }
 
     // backward: dy [N, C] -> dx [N, C]; accumulates dw1, dw2
+    @_specialize(where S == Float)
     public func backward(_ dy: Tensor<S>) -> Tensor<S> {
         guard let x = input, let h = hidden else { preconditionFailure("backward before forward") }
         let c = w1.shape[0], f = w1.shape[1], n = dy.count / c
@@ -157,6 +163,7 @@ public enum LanguageModelHead {
     /// Mean loss over unmasked positions and the loss at every position; with `dwte` (training) also accumulates
     /// dwte and returns dx (scaled by `1 / count`), without it dx is left zero.
     // forward+backward: x [N, C], wte [V, C], targets [N], mask [N] -> loss, dx [N, C]
+    @_specialize(where S == Float)
     public static func lossAndGradient<S: TensorScalar>(_ x: Tensor<S>, wte: Tensor<S>, dwte: Tensor<S>?, targets: [Int32], mask: [Float],
                                                         block: Int = 256) -> (loss: Double, dx: Tensor<S>, perPosition: [Double]) {
         let c = wte.shape[1], v = wte.shape[0], n = targets.count

@@ -96,6 +96,9 @@ public final class SympowAttention<S: TensorScalar> {
     }
 
     // forward: x [B*T, C] -> y [B*T, C]
+    // Hot generic entry points carry @_specialize: whether a client module gets a Float specialization through
+    // cross-module optimization changed with unrelated edits here (6x slower attention when it did not).
+    @_specialize(where S == Float)
     public func forward(_ x: Tensor<S>, batch: Int, length t: Int) -> Tensor<S> {
         let c = dModel, h = heads, d = headDim, width = 3 * c + 2 * h
         precondition(x.count == batch * t * c, "attention input is not [B*T, C]")
@@ -175,6 +178,7 @@ public final class SympowAttention<S: TensorScalar> {
     /// step). Softmax carries nothing: each segment attends only within itself, as at training time. Keeps no
     /// activations.
     // forward: x [B*T, C], carries [B*H] -> y [B*T, C]
+    @_specialize(where S == Float)
     public func forward(_ x: Tensor<S>, batch: Int, length t: Int, continuing carries: inout [Carry]) -> Tensor<S> {
         let c = dModel, h = heads, width = 3 * c + 2 * h
         precondition(x.count == batch * t * c && carries.count == batch * h, "attention input is not [B*T, C] or carries are not [B*H]")
@@ -218,6 +222,7 @@ public final class SympowAttention<S: TensorScalar> {
     }
 
     // backward: dy [B*T, C] -> dx [B*T, C]; accumulates dwQKVGR, dwO
+    @_specialize(where S == Float)
     public func backward(_ dy: Tensor<S>) -> Tensor<S> {
         guard let x, let gateInputs else { preconditionFailure("backward before forward") }
         let c = dModel, h = heads, d = headDim, width = 3 * c + 2 * h, t = length, n = batch * t

@@ -183,6 +183,7 @@ public final class Transformer<S: TensorScalar> {
     /// activation) keeps only its input, and `backward()` runs that half forward again: activation memory drops
     /// from about 19 to about 12 floats of [B*T, C] per layer, for about 3% more flops. Gradients are the same.
     // forward: tokens, targets [B*T], mask [B*T] -> loss
+    @_specialize(where S == Float)
     public func forward(tokens: [Int32], targets: [Int32], mask: [Float], batch: Int, length: Int, training: Bool = true,
                         recompute: Bool = false) -> (loss: Double, perPosition: [Double]) {
         precondition(tokens.count == batch * length && targets.count == tokens.count && mask.count == tokens.count, "inputs are not [B, T]")
@@ -204,6 +205,7 @@ public final class Transformer<S: TensorScalar> {
     }
 
     /// Accumulates every parameter's gradient of the loss of the last `forward(training: true)`.
+    @_specialize(where S == Float)
     public func backward() {
         guard let dh = headGradient else { preconditionFailure("backward needs a training forward first") }
         headGradient = nil
@@ -238,6 +240,7 @@ extension Transformer {
     /// the last norm) equal those of one forward over everything seen so far, at O(1) memory in the tokens seen.
     /// `eval` runs a window segment by segment with it; `generate` one token at a time.
     // forward: tokens [B*T] -> h [B*T, C]
+    @_specialize(where S == Float)
     public func forward(tokens: [Int32], length: Int, continuing state: inout DecodingState<S>) -> Tensor<S> {
         precondition(tokens.count == state.batch * length, "tokens are not [B, T]")
         var x = embedding.forward(tokens)
