@@ -16,7 +16,7 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     public var keep = 3
     /// Seeds the model's initialization and the data order.
     public var seed: UInt64 = 1
-    /// Rebuild each block's activations in backward instead of storing them (same gradients, less memory).
+    /// Rebuild each block's MLP half in backward instead of storing its activations (same gradients, less memory).
     public var recompute = false
 
     public init(data: String) { self.data = data }

@@ -77,7 +77,7 @@ struct BenchKernels: ParsableCommand {
                              Double(t) / seconds, gflops, 100 * gflops / peak, formatBytes(maxRSS())))
             }
         }
-        print("(useful flops only: the recomputed forward is not counted)")
+        print("(useful flops only: the recomputed MLP forward is not counted)")
     }
 
     func best(_ runs: Int, _ body: () -> Void) -> Double {
