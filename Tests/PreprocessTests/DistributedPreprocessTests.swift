@@ -41,4 +41,31 @@ final class DistributedPreprocessTests: XCTestCase {
             XCTAssertEqual(verify.status, 0, verify.out + verify.err)
         }
     }
+
+    /// SIGKILL a 2-rank run after some shards, resume it with 2 ranks: the same windows as a 1-rank run. A resume
+    /// without mpirun is refused (the build records the ranks).
+    func testResumeAfterKillWithTwoRanks() throws {
+        let books = try bookFolder(self, someBooks + ["cranford", "walden", "dracula", "odyssey"])
+        let dir = try temporaryFolder(self)
+        let args = ["preprocess", books.path, "--windows-per-doc", "all", "--shard-windows", "1", "--heldout-fraction", "0.3", "--workers", "1"]
+        let one = dir.appendingPathComponent("one"), two = dir.appendingPathComponent("two")
+        XCTAssertEqual(try runProcess(longcrawlBinary, args + ["--out", one.path]).status, 0)
+        let mpi = ["--allow-run-as-root", "--oversubscribe", "-np", "2", longcrawlBinary]
+        let p = try launch(mpirun, mpi + args + ["--out", two.path])
+        // Kill once a rank has finished two shards.
+        func shardsDone() -> Int {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: two.path)) ?? []
+            return names.filter { $0.hasPrefix("rank-") }.compactMap { try? DatasetIndex.load(from: two.appendingPathComponent($0)).shards.count }.max() ?? 0
+        }
+        while p.isRunning && shardsDone() < 2 { usleep(1000) }
+        _ = try runProcess("/usr/bin/pkill", ["-KILL", "-f", two.path])
+        p.waitUntilExit()
+        XCTAssertFalse((try? DatasetIndex.load(from: two))?.complete ?? false, "the kill should land before the merge")
+        let alone = try runProcess(longcrawlBinary, args + ["--out", two.path, "--resume"])
+        XCTAssertNotEqual(alone.status, 0)
+        XCTAssertTrue(alone.err.contains("ranks was 2, now unset"), alone.err)
+        let resumed = try runProcess(mpirun, mpi + args + ["--out", two.path, "--resume"])
+        XCTAssertEqual(resumed.status, 0, resumed.err)
+        XCTAssertEqual(try windowSet(two), try windowSet(one))
+    }
 }
