@@ -116,7 +116,7 @@ struct BenchScaling: ParsableCommand {
             p.waitUntilExit()
             guard p.terminationStatus == 0, let line = String(decoding: bytes, as: UTF8.self).split(separator: "\n").last,
                   let obj = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Double] else {
-                throw ValidationError("mpirun -np \(n) bench train failed (status \(p.terminationStatus))")
+                throw TrainingError("mpirun -np \(n) bench train failed (status \(p.terminationStatus))")
             }
             return obj
         }

@@ -42,7 +42,7 @@ struct GenerateCommand: ParsableCommand {
     func run() throws {
         let ckpt = try Checkpoint.resolve(URL(fileURLWithPath: checkpoint))
         let state = try Checkpoint.loadState(ckpt)
-        if state.config.attention == .softmax { throw ValidationError("generate needs a sympow model: softmax attention has no recurrent form here") }
+        if state.config.attention == .softmax { throw TrainingError("\(ckpt.path): generate needs a sympow model (softmax attention has no recurrent form here)") }
         let model = Transformer<Float>(config: state.config, seed: 0)
         try Checkpoint.loadModel(ckpt, into: model)
         let tokenizer = try loadTokenizer(nil)
