@@ -118,11 +118,7 @@ public struct DatasetIndex: Codable, Equatable, Sendable {
 
     /// Writes `index.json` into `directory` atomically (temp file, fsync, rename).
     public func write(to directory: URL) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        var data = try encoder.encode(self)
-        data.append(0x0A)
-        try AtomicFile.write(data, to: directory.appendingPathComponent(DatasetIndex.fileName))
+        try AtomicFile.writeJSON(self, to: directory.appendingPathComponent(DatasetIndex.fileName))
     }
 }
 
@@ -141,6 +137,15 @@ public enum AtomicFile {
     /// The temporary name a file is written under before its rename: hidden, same folder (same file system).
     public static func temporaryURL(for url: URL) -> URL {
         url.deletingLastPathComponent().appendingPathComponent("." + url.lastPathComponent + ".tmp")
+    }
+
+    /// Writes `value` as pretty-printed JSON with sorted keys and a final newline, atomically.
+    public static func writeJSON<T: Encodable>(_ value: T, to url: URL) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        var data = try encoder.encode(value)
+        data.append(0x0A)
+        try write(data, to: url)
     }
 
     /// Writes `data` to a temporary file beside `url`, flushes it to disk, then renames it over `url`.

@@ -108,9 +108,7 @@ public enum Checkpoint {
         }
         try SafetensorsFile(tensors: moments, metadata: ["format": "pt", "step": String(optimizer.step)])
             .write(to: tmp.appendingPathComponent(optimizerFile))
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try AtomicFile.write(try encoder.encode(state), to: tmp.appendingPathComponent(stateFile))
+        try AtomicFile.writeJSON(state, to: tmp.appendingPathComponent(stateFile))
         try? fm.removeItem(at: final)
         do { try fm.moveItem(at: tmp, to: final) } catch { throw TrainingError("\(final.path): cannot rename checkpoint into place (\(error.localizedDescription))") }
         for old in all(in: run).dropLast(max(1, keep)) { try? fm.removeItem(at: old) }

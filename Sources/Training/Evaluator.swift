@@ -45,9 +45,7 @@ public struct EvalResult: Codable, Equatable, Sendable {
     /// `RESULT/result.json`, `RESULT/positions.csv` (position, loss) and `RESULT/buckets.csv` (start, end, loss).
     public func write(to folder: URL) throws {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try AtomicFile.write(try encoder.encode(self), to: folder.appendingPathComponent("result.json"))
+        try AtomicFile.writeJSON(self, to: folder.appendingPathComponent("result.json"))
         var csv = "position,loss\n"
         for (i, l) in perPosition.enumerated() { csv += "\(i),\(l)\n" }
         try AtomicFile.write(Data(csv.utf8), to: folder.appendingPathComponent("positions.csv"))

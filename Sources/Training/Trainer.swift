@@ -72,10 +72,8 @@ public final class Trainer {
             if world.rank == 0 {
                 if force { try? fm.removeItem(at: run.appendingPathComponent("checkpoints")); try? fm.removeItem(at: run.appendingPathComponent("metrics.jsonl")) }
                 try fm.createDirectory(at: run, withIntermediateDirectories: true)
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                try AtomicFile.write(try encoder.encode(config), to: run.appendingPathComponent("config.json"))
-                try AtomicFile.write(try encoder.encode(options), to: run.appendingPathComponent("options.json"))
+                try AtomicFile.writeJSON(config, to: run.appendingPathComponent("config.json"))
+                try AtomicFile.writeJSON(options, to: run.appendingPathComponent("options.json"))
             }
         }
         world.barrier()
@@ -103,7 +101,8 @@ public final class Trainer {
         defer { try? metricsFile?.close() }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        let gradients = UnsafeMutablePointer<Float>.allocate(capacity: params.reduce(0) { $0 + $1.grad.count })
+        // The flat buffer of the allreduce (distributed runs only).
+        let gradients = UnsafeMutablePointer<Float>.allocate(capacity: world.isDistributed ? params.reduce(0) { $0 + $1.grad.count } : 1)
         defer { gradients.deallocate() }
         while step < end {
             let t0 = now()
