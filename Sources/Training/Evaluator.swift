@@ -108,7 +108,8 @@ public enum Evaluator {
         }
         progress?.end()
         let mean = sum.map { $0 / Double(file.count) }
-        let form = segment >= inputs ? "chunked" : (model.config.attention == .softmax ? "attention, independent segments" : "recurrent, state carried across segments")
+        let form = model.config.attention == .softmax ? (segment >= inputs ? "attention" : "attention, independent segments")
+            : (segment >= inputs ? "chunked" : "recurrent, state carried across segments")
         return EvalResult(checkpoint: checkpoint, windowsFile: windowsFile, config: model.config.name, trainedContext: model.config.context,
                           context: segment, form: form, windows: file.count, meanLoss: mean.reduce(0, +) / Double(mean.count),
                           perPosition: mean, buckets: EvalResult.buckets(mean))
