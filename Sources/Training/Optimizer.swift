@@ -40,11 +40,13 @@ public func clipGradients<S: TensorScalar>(_ parameters: [Parameter<S>], maxNorm
     var sum = 0.0
     for p in parameters { for i in 0..<p.grad.count { let g = Double(p.grad[i]); sum += g * g } }
     let norm = sum.squareRoot()
-    if norm > maxNorm, norm.isFinite {
-        let s = S(maxNorm / norm)
-        for p in parameters { for i in 0..<p.grad.count { p.grad[i] *= s } }
-    }
+    if norm > maxNorm, norm.isFinite { scaleGradients(parameters, by: S(maxNorm / norm)) }
     return norm
+}
+
+/// Multiplies every gradient by `factor`.
+public func scaleGradients<S: TensorScalar>(_ parameters: [Parameter<S>], by factor: S) {
+    for p in parameters { for i in 0..<p.grad.count { p.grad[i] *= factor } }
 }
 
 /// Linear warmup to `peak` over `warmup` steps, then cosine decay to `floor` at `total` steps (and `floor` after).

@@ -10,9 +10,9 @@ import Tensor
 /// `RUN/metrics.jsonl`. A resumed run gives bit for bit the losses of an uninterrupted one: the model, the
 /// moments and the data cursor are restored exactly, and every kernel is deterministic for a given thread count.
 ///
-/// Under `mpirun` every rank streams its own share of windows (`rank`/`world` of the packer), gradients and the
-/// loss are averaged over ranks with one allreduce of a flat buffer per step, and rank 0 alone writes metrics and
-/// checkpoints; every rank's data cursor goes into the checkpoint.
+/// Under `mpirun` every rank streams its own share of windows (`rank`/`world` of the packer), gradients are
+/// averaged over ranks with one allreduce of a flat buffer per step (and the loss with a second, one-value one),
+/// and rank 0 alone writes metrics and checkpoints; every rank's data cursor goes into the checkpoint.
 public final class Trainer {
     public let run: URL
     public let config: TransformerConfig
@@ -121,7 +121,7 @@ public final class Trainer {
                 model.backward()
                 loss += l / Double(options.accumulation)
             }
-            // Mean over micro-batches and ranks: one flat buffer, one allreduce.
+            // Mean over micro-batches and ranks: the gradients as one flat buffer, the loss in Float64 on its own.
             let scale = Float(1 / Double(options.accumulation * world.size))
             let r0 = now()
             if world.isDistributed {
@@ -133,7 +133,7 @@ public final class Trainer {
                 loss = world.sum([loss])[0] / Double(world.size)
             }
             let allreduce = now() - r0
-            if scale != 1 { for p in params { for i in 0..<p.grad.count { p.grad[i] *= scale } } }
+            if scale != 1 { scaleGradients(params, by: scale) }
             guard loss.isFinite else { throw nonFinite("loss \(loss)", rows) }
             let norm = clipGradients(params, maxNorm: config.gradClip)
             guard norm.isFinite else { throw nonFinite("gradient norm \(norm)", rows) }
