@@ -30,6 +30,9 @@ let package = Package(
                 .linkedLibrary("crypto"),
                 .linkedLibrary("xxhash"),
                 .linkedLibrary("mpi"),
+                .linkedLibrary("z"),
+                .linkedLibrary("snappy"),
+                .linkedLibrary("blosc"),
             ]
         ),
         .target(name: "Tokenizer", swiftSettings: fast),

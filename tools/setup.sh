@@ -3,7 +3,7 @@
 # used for interop checks, baselines and plots. Skips what is already there.
 set -euo pipefail
 need=()
-for p in libzstd-dev libhdf5-dev libopenblas-dev libssl-dev libxxhash-dev libopenmpi-dev openmpi-bin zstd pkg-config procps; do
+for p in libzstd-dev libhdf5-dev libopenblas-dev libssl-dev libxxhash-dev libopenmpi-dev openmpi-bin zlib1g-dev libsnappy-dev libblosc-dev zstd pkg-config procps; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -11,6 +11,6 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-python3 - <<'PY' 2>/dev/null || python3 -m pip install -q tiktoken h5py hdf5plugin safetensors numpy matplotlib
-import tiktoken, h5py, hdf5plugin, safetensors, numpy, matplotlib
+python3 - <<'PY' 2>/dev/null || python3 -m pip install -q tiktoken h5py hdf5plugin safetensors numpy matplotlib pyarrow 'zarr>=3.1' numcodecs zstandard
+import tiktoken, h5py, hdf5plugin, safetensors, numpy, matplotlib, pyarrow, zarr, numcodecs, zstandard
 PY

@@ -1,4 +1,4 @@
-// The thin C shim: zstd, serial HDF5 and CBLAS for Swift, plus the HDF5 macros Swift cannot import.
+// The thin C shim: zstd, zlib, snappy, blosc, serial HDF5 and CBLAS for Swift, plus the HDF5 macros Swift cannot import.
 #ifndef CLONGCRAWL_H
 #define CLONGCRAWL_H
 
@@ -10,6 +10,9 @@
 #include <hdf5.h>
 #include <openssl/evp.h>
 #include <xxhash.h>
+#include <zlib.h>
+#include <snappy-c.h>
+#include <blosc.h>
 
 /// HDF5 registered filter id for zstd (the id Python's hdf5plugin reads).
 #define LC_H5Z_FILTER_ZSTD 32015
