@@ -11,19 +11,24 @@ struct PreprocessCommand: ParsableCommand {
         commandName: "preprocess",
         abstract: "Tokenize raw corpora into 65,536-token windows in compressed shards.",
         discussion: """
-        Inputs are folders (searched recursively for .txt, .jsonl and .jsonl.zst files), or such files. A .txt \
-        file is one document; a JSONL line is one document ({"text": ..., "id": ...}). Documents shorter than \
+        Inputs are files or folders (searched recursively). A file's kind comes from its bytes, not its name: \
+        parquet (FineWeb), JSONL with one {"text": ..., "id": ...} object a line, WARC/WET records (Common \
+        Crawl; conversion records only), or UTF-8 text (one document), each plain or compressed with zstd \
+        (several frames, long windows) or gzip (several members). A file of no known kind is reported and \
+        counted as unreadable. Documents shorter than \
         65,536 GPT-2 tokens are dropped; each kept document gives its first window (or more with \
         --windows-per-doc). A document goes to heldout or train by a hash of its id.
 
         Examples:
           longcrawl preprocess data/sample --out out/sample
           longcrawl preprocess crawl/*.jsonl.zst --out out/crawl --format zst --workers 2
+          longcrawl preprocess dclm/ --id-field metadata.WARC-Record-ID --out out/dclm
+          longcrawl preprocess redpajama/*.json.gz --text-field raw_content --out out/rp
           longcrawl preprocess crawl --out out/crawl --resume      # after an interruption
         """
     )
 
-    @Argument(help: "Input folders or .txt/.jsonl/.jsonl.zst files.")
+    @Argument(help: "Input files or folders of any supported kind.")
     var inputs: [String]
 
     @Option(help: "Output dataset folder.")
@@ -47,10 +52,10 @@ struct PreprocessCommand: ParsableCommand {
     @Option(help: "Tokenizer threads (default: all cores).")
     var workers: Int = ProcessInfo.processInfo.activeProcessorCount
 
-    @Option(help: "JSONL key holding the text.")
+    @Option(help: "Field holding the text: a JSON key or dotted path (a.b), or a parquet column.")
     var textField: String = "text"
 
-    @Option(help: "JSONL key holding the document id (absent: file:line).")
+    @Option(help: "Field holding the document id, as --text-field (absent: file:line, file:row, or the WARC record id).")
     var idField: String = "id"
 
     @Option(help: "Folder with encoder.json and vocab.bpe (default: the package's data/gpt2).")

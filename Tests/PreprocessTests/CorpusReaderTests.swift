@@ -17,14 +17,16 @@ final class CorpusReaderTests: XCTestCase {
         try Data("first é".utf8).write(to: dir.appendingPathComponent("a.txt"))
         try Data().write(to: dir.appendingPathComponent("c.txt"))
         try Data([0x41, 0x42, 0xFF, 0x00, 0x10]).write(to: dir.appendingPathComponent("d.txt"))
-        try Data("ignored".utf8).write(to: dir.appendingPathComponent("notes.md"))
+        // Kind by content: a text file under any name is a document.
+        try Data("notes, read as text".utf8).write(to: dir.appendingPathComponent("notes.md"))
         let r = try records([dir.path])
-        XCTAssertEqual(r.count, 4)
+        XCTAssertEqual(r.count, 5)
         guard case .document(let a) = r[0], case .empty? = dropReason(r[1]), case .unreadable? = dropReason(r[2]),
-              case .document(let b) = r[3] else { return XCTFail("unexpected records \(r)") }
+              case .document(let n) = r[3], case .document(let b) = r[4] else { return XCTFail("unexpected records \(r)") }
         XCTAssertEqual(a.id, "a.txt"); XCTAssertEqual(String(decoding: a.text, as: UTF8.self), "first é")
+        XCTAssertEqual(n.id, "notes.md")
         XCTAssertEqual(b.id, "sub/b.txt")
-        XCTAssertEqual(r.map(\.ordinal), [0, 1, 2, 3])
+        XCTAssertEqual(r.map(\.ordinal), [0, 1, 2, 3, 4])
         if case .dropped(_, let origin, _, let detail) = r[2] {
             XCTAssertTrue(origin.hasSuffix("d.txt"))
             XCTAssertTrue(detail.contains("offset 2"), detail)
@@ -88,13 +90,76 @@ final class CorpusReaderTests: XCTestCase {
         XCTAssertTrue(detail.contains("truncated"), detail)
     }
 
-    func testMissingInputAndUnsupportedFileNameThePath() throws {
+    func testMissingInputAndEmptyFolderNameThePath() throws {
         XCTAssertThrowsError(try CorpusReader(inputs: ["/nonexistent/corpus"])) { XCTAssertTrue("\($0)".contains("/nonexistent/corpus")) }
         let dir = try temporaryFolder(self)
-        let f = dir.appendingPathComponent("x.csv")
-        try Data("a".utf8).write(to: f)
-        XCTAssertThrowsError(try CorpusReader(inputs: [f.path])) { XCTAssertTrue("\($0)".contains("x.csv")) }
-        XCTAssertThrowsError(try CorpusReader(inputs: [dir.path])) { XCTAssertTrue("\($0)".contains("no .txt")) }
+        XCTAssertThrowsError(try CorpusReader(inputs: [dir.path])) { XCTAssertTrue("\($0)".contains("\(dir.path): folder holds no files"), "\($0)") }
+    }
+
+    /// Files of every kind under names that say nothing: the kind comes from the bytes.
+    func testKindsByContent() throws {
+        let dir = try temporaryFolder(self)
+        func write(_ name: String, _ bytes: [UInt8]) throws -> String {
+            let url = dir.appendingPathComponent(name)
+            try Data(bytes).write(to: url)
+            return url.path
+        }
+        func gzipFile(_ text: String, _ name: String) throws -> [UInt8] {
+            let plain = dir.appendingPathComponent(name + ".plain")
+            try Data(text.utf8).write(to: plain)
+            XCTAssertEqual(try runProcess("/bin/gzip", ["-n", "-f", plain.path]).status, 0)
+            let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: plain.path + ".gz")))
+            try FileManager.default.removeItem(atPath: plain.path + ".gz")
+            return bytes
+        }
+        // Two concatenated gzip members, as RedPajama's and Dolma's .json.gz: every line of both.
+        let members = try gzipFile(#"{"raw_content": "first member", "meta": {"id": "m1"}}"# + "\n", "a")
+            + gzipFile(#"{"raw_content": "second member", "meta": {"id": "m2"}}"# + "\n", "b")
+        let gz = try write("shard.json.gz", members)
+        let r1 = Array(try CorpusReader(inputs: [gz], textField: "raw_content", idField: "meta.id"))
+        XCTAssertEqual(r1.compactMap(documentText), ["first member", "second member"])
+        XCTAssertEqual(r1.compactMap(documentID), ["m1", "m2"])
+
+        // zstd with a 2 GiB window, past the decoder's default limit (--long=31 from a pipe, so the frame header
+        // keeps the window), under a DCLM-style name, the id nested.
+        let lines = (0..<200).map { #"{"text": "dclm \#($0)", "metadata": {"WARC-Record-ID": "<urn:uuid:\#($0)>"}}"# }
+        let jsonl = try write("dclm.jsonl", Array((lines.joined(separator: "\n") + "\n").utf8))
+        let zst = dir.appendingPathComponent("dclm.jsonl.zstd").path
+        let z = try runProcess("/usr/bin/zstd", ["-q", "-f", "--long=31", "-o", zst], stdin: URL(fileURLWithPath: jsonl))
+        XCTAssertEqual(z.status, 0, z.err)
+        try FileManager.default.removeItem(atPath: jsonl)
+        // Concatenated frames: the same stream twice.
+        let frame = [UInt8](try Data(contentsOf: URL(fileURLWithPath: zst)))
+        try Data(frame + frame).write(to: URL(fileURLWithPath: zst))
+        let r2 = Array(try CorpusReader(inputs: [zst], idField: "metadata.WARC-Record-ID"))
+        XCTAssertEqual(r2.count, 400)
+        XCTAssertEqual(r2.compactMap(documentID)[199], "<urn:uuid:199>")
+        XCTAssertEqual(r2.compactMap(documentText)[399], "dclm 199")
+
+        // A WET file: a warcinfo record, then three conversion records and a metadata record between them.
+        func record(_ type: String, _ id: String, _ body: String) -> String {
+            "WARC/1.0\r\nWARC-Type: \(type)\r\nWARC-Record-ID: <urn:uuid:\(id)>\r\nContent-Type: text/plain\r\n" +
+                "Content-Length: \(body.utf8.count)\r\n\r\n\(body)\r\n\r\n"
+        }
+        let wet = record("warcinfo", "info", "software: test\r\n") + record("conversion", "c1", "Page one.\nSecond line.") +
+            record("metadata", "m", "fetchTimeMs: 3\r\n") + record("conversion", "c2", "Päge twö") + record("conversion", "c3", "Third\r\n\r\nWARC/1.0 inside text")
+        let wetFile = try write("CC-MAIN-0001.warc.wet.gz", try gzipFile(record("warcinfo", "x", "a"), "w1") + gzipFile(wet, "w2"))
+        let r3 = Array(try CorpusReader(inputs: [wetFile]))
+        XCTAssertEqual(r3.compactMap(documentID), ["<urn:uuid:c1>", "<urn:uuid:c2>", "<urn:uuid:c3>"])
+        XCTAssertEqual(r3.compactMap(documentText), ["Page one.\nSecond line.", "Päge twö", "Third\r\n\r\nWARC/1.0 inside text"])
+
+        // No suffix: JSONL and text told apart by content; a binary file is reported, not tokenized.
+        let noSuffix = try write("records", Array(#"{"text": "a record", "id": "r"}"#.utf8))
+        let book = try write("BOOK", Array("{Curly} opening, then prose.".utf8))
+        let binary = try write("weights.bin", [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59, 0x01, 0x00, 0x76, 0x00, 0xFF, 0xFE])
+        let r4 = Array(try CorpusReader(inputs: [noSuffix, book, binary]))
+        XCTAssertEqual(r4.compactMap(documentText), ["a record", "{Curly} opening, then prose."])
+        guard case .dropped(_, let origin, .unreadable, let detail)? = r4.last else { return XCTFail("\(r4)") }
+        XCTAssertEqual(origin, binary)
+        XCTAssertTrue(detail.contains("none of parquet, WARC, JSONL or UTF-8 text"), detail)
+
+        // A folder is searched for every kind.
+        XCTAssertEqual(Array(try CorpusReader(inputs: [dir.path], textField: "raw_content")).count, 2 + 400 + 3 + 1 + 1 + 1)
     }
 
     /// A 100 MB document on a single line, as a .txt file and as one JSONL record.
@@ -136,6 +201,16 @@ final class CorpusReaderTests: XCTestCase {
             }
         }
     }
+}
+
+func documentText(_ r: CorpusRecord) -> String? {
+    if case .document(let d) = r { return String(decoding: d.text, as: UTF8.self) }
+    return nil
+}
+
+func documentID(_ r: CorpusRecord) -> String? {
+    if case .document(let d) = r { return d.id }
+    return nil
 }
 
 func dropReason(_ r: CorpusRecord) -> DropReason? {
