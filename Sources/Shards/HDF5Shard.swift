@@ -4,8 +4,15 @@ import Foundation
 /// Serial HDF5 is not thread-safe: every HDF5 call in the process goes through this lock.
 let hdf5Lock = NSRecursiveLock()
 
+/// HDF5 registers an atexit handler that closes every open identifier when the process exits, while a thread
+/// (or a deinit running during exit) may still hold a shard reader: its own close then fails with
+/// "not a dataset ID" on stderr. Every handle here is closed by its owner, so the library is told not to
+/// (H5dont_atexit must come before any other HDF5 call: the first use of the lock does it).
+let hdf5Setup: Void = { _ = H5dont_atexit() }()
+
 func withHDF5<T>(_ body: () throws -> T) rethrows -> T {
     hdf5Lock.lock(); defer { hdf5Lock.unlock() }
+    _ = hdf5Setup
     return try body()
 }
 

@@ -135,6 +135,8 @@ final class Prefetcher<Item>: @unchecked Sendable {
         var ready: [Int: Result<Item, Error>] = [:]
         var next: Int
         var stopped = false
+        /// Producer threads not yet returned.
+        var running = 0
         let depth: Int
         init(start: Int, depth: Int) { next = start; self.depth = depth }
     }
@@ -145,8 +147,15 @@ final class Prefetcher<Item>: @unchecked Sendable {
     init(start: Int, depth: Int, workers: Int = 1, produce: @escaping (Int, Int) throws -> Item) {
         let shared = Shared(start: start, depth: max(depth, workers))
         self.shared = shared
+        shared.running = max(1, workers)
         for w in 0..<max(1, workers) {
             let thread = Thread {
+                defer {
+                    shared.condition.lock()
+                    shared.running -= 1
+                    shared.condition.broadcast()
+                    shared.condition.unlock()
+                }
                 var i = start + w
                 while true {
                     shared.condition.lock()
@@ -183,10 +192,13 @@ final class Prefetcher<Item>: @unchecked Sendable {
         return try r.get()
     }
 
+    /// Stops the producers and waits for them: a producer left running would still read shards (and close their
+    /// HDF5 handles) while the process exits.
     deinit {
         shared.condition.lock()
         shared.stopped = true
         shared.condition.broadcast()
+        while shared.running > 0 { shared.condition.wait() }
         shared.condition.unlock()
     }
 }
