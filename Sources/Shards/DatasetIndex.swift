@@ -113,6 +113,9 @@ public struct DatasetIndex: Codable, Equatable, Sendable {
         guard index.format == "longcrawl-dataset" else { throw ShardError(url, "format is '\(index.format)', expected 'longcrawl-dataset'") }
         guard index.version == currentVersion else { throw ShardError(url, "index version \(index.version), this build reads \(currentVersion)") }
         guard index.window == windowLength else { throw ShardError(url, "window \(index.window), expected \(windowLength)") }
+        for shard in index.shards where contained(shard.file, in: directory) == nil {
+            throw ShardError(url, "shard entry '\(shard.file)' leaves the dataset folder (an absolute path, '..', or a symlink out)")
+        }
         return index
     }
 
@@ -120,6 +123,24 @@ public struct DatasetIndex: Codable, Equatable, Sendable {
     public func write(to directory: URL) throws {
         try AtomicFile.writeJSON(self, to: directory.appendingPathComponent(DatasetIndex.fileName))
     }
+}
+
+/// `folder/name` when `name` is a relative path that stays inside `folder`, symlinks resolved; nil when it is
+/// absolute, has a `..` component, or resolves outside (so a file that names other files cannot reach past its folder).
+public func contained(_ name: String, in folder: URL) -> URL? {
+    guard !name.isEmpty, !name.hasPrefix("/"), !name.split(separator: "/").contains("..") else { return nil }
+    let url = folder.appendingPathComponent(name)
+    guard let root = realPath(folder.path) else { return nil }
+    // A file not created yet: its folder must resolve inside.
+    let resolved = realPath(url.path) ?? realPath(url.deletingLastPathComponent().path).map { $0 + "/" + url.lastPathComponent }
+    guard let resolved, resolved.hasPrefix(root == "/" ? "/" : root + "/") else { return nil }
+    return url
+}
+
+private func realPath(_ path: String) -> String? {
+    guard let p = realpath(path, nil) else { return nil }
+    defer { free(p) }
+    return String(cString: p)
 }
 
 /// A one-line error naming the file and what is wrong with it.

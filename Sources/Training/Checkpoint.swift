@@ -85,8 +85,27 @@ public enum Checkpoint {
     /// A checkpoint folder as given, or the newest checkpoint of a run folder.
     public static func resolve(_ url: URL) throws -> URL {
         if FileManager.default.fileExists(atPath: url.appendingPathComponent(stateFile).path) { return url }
-        guard let newest = all(in: url).last else { throw TrainingError("\(url.path): no checkpoint (no \(stateFile) here or under checkpoints/)") }
+        guard let newest = try newest(in: url) else { throw TrainingError("\(url.path): no checkpoint (no \(stateFile) here or under checkpoints/)") }
         return newest
+    }
+
+    /// The newest checkpoint of a run, refused if it is a symlink that leads out of the run folder.
+    public static func newest(in run: URL) throws -> URL? {
+        guard let newest = all(in: run).last else { return nil }
+        guard contained("checkpoints/" + newest.lastPathComponent, in: run) != nil else {
+            throw TrainingError("\(newest.path): checkpoint folder leads outside the run folder \(run.path) (a symlink out)")
+        }
+        return newest
+    }
+
+    /// A file of a checkpoint, refused if it is a symlink that leads out of the checkpoint folder.
+    static func file(_ name: String, of checkpoint: URL) throws -> URL {
+        let url = checkpoint.appendingPathComponent(name)
+        guard FileManager.default.fileExists(atPath: url.path) else { throw TrainingError("\(url.path): missing from the checkpoint") }
+        guard let inside = contained(name, in: checkpoint) else {
+            throw TrainingError("\(url.path): leads outside the checkpoint folder (a symlink out)")
+        }
+        return inside
     }
 
     /// Writes the three files into a temporary folder and renames it into place, then deletes all but the
@@ -115,7 +134,7 @@ public enum Checkpoint {
     }
 
     public static func loadState(_ checkpoint: URL) throws -> TrainState {
-        let url = checkpoint.appendingPathComponent(stateFile)
+        let url = try file(stateFile, of: checkpoint)
         let data: Data
         do { data = try Data(contentsOf: url) } catch { throw TrainingError("\(url.path): cannot read (\(error.localizedDescription))") }
         do { return try JSONDecoder().decode(TrainState.self, from: data) } catch { throw TrainingError("\(url.path): not a checkpoint state (\(error))") }
@@ -123,14 +142,14 @@ public enum Checkpoint {
 
     /// Copies the parameters of `model.safetensors` into `model`: every tensor present with its shape.
     public static func loadModel(_ checkpoint: URL, into model: Transformer<Float>) throws {
-        let url = checkpoint.appendingPathComponent(modelFile)
+        let url = try file(modelFile, of: checkpoint)
         let file = try SafetensorsFile(contentsOf: url)
         try copy(file, url, into: model.parameters.map { ($0.name, $0.value) }, configName: model.config.name)
     }
 
     /// Restores AdamW's moments and step from `optimizer.safetensors`.
     public static func loadOptimizer(_ checkpoint: URL, into optimizer: AdamW<Float>, parameters: [Parameter<Float>]) throws {
-        let url = checkpoint.appendingPathComponent(optimizerFile)
+        let url = try file(optimizerFile, of: checkpoint)
         let file = try SafetensorsFile(contentsOf: url)
         var slots: [(String, Tensor<Float>)] = []
         for (k, p) in parameters.enumerated() { slots += [(p.name + ".exp_avg", optimizer.m[k]), (p.name + ".exp_avg_sq", optimizer.v[k])] }

@@ -52,7 +52,7 @@ public final class Trainer {
         var cursor = PackerCursor(seed: options.seed, rank: world.rank, world: world.size, batchSize: config.batch,
                                   context: config.context, order: options.order, batch: 0)
         if resume {
-            guard let latest = existing.last else { throw TrainingError("\(run.path): nothing to resume (no checkpoint)") }
+            guard let latest = try Checkpoint.newest(in: run) else { throw TrainingError("\(run.path): nothing to resume (no checkpoint)") }
             let state = try Checkpoint.loadState(latest)
             if let why = Self.difference(saved: state, config: config, options: options) {
                 throw TrainingError("\(latest.path): cannot resume: \(why)")

@@ -218,3 +218,31 @@ final class ShardTests: XCTestCase {
         }
     }
 }
+
+/// An `index.json` names files: none may reach outside the dataset folder.
+final class ContainedPathTests: XCTestCase {
+    func testShardEntriesThatLeaveTheFolderAreRefused() throws {
+        let root = try temporaryFolder(self)
+        let data = root.appendingPathComponent("data"), elsewhere = root.appendingPathComponent("elsewhere")
+        for dir in [data, elsewhere, data.appendingPathComponent("sub")] { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) }
+        try Data("x".utf8).write(to: elsewhere.appendingPathComponent("x.h5"))
+        try FileManager.default.createSymbolicLink(at: data.appendingPathComponent("link.h5"), withDestinationURL: elsewhere.appendingPathComponent("x.h5"))
+        try FileManager.default.createSymbolicLink(at: data.appendingPathComponent("out"), withDestinationURL: elsewhere)
+        try FileManager.default.createSymbolicLink(at: data.appendingPathComponent("inner.h5"), withDestinationURL: data.appendingPathComponent("sub/y.h5"))
+        for bad in ["../elsewhere/x.h5", "../../x.h5", elsewhere.appendingPathComponent("x.h5").path, "link.h5", "out/x.h5", "out/new.h5", "sub/../../elsewhere/x.h5", ""] {
+            var index = DatasetIndex(build: nil)
+            index.shards = [ShardEntry(file: bad, format: .hdf5, split: "train", windows: 1, bytes: 1, sha256: "")]
+            try index.write(to: data)
+            XCTAssertThrowsError(try DatasetIndex.load(from: data), bad) { error in
+                XCTAssertEqual("\(error)", "\(data.appendingPathComponent("index.json").path): shard entry '\(bad)' leaves the dataset folder (an absolute path, '..', or a symlink out)")
+            }
+        }
+        // Inside, through a symlink that stays inside, or not created yet: accepted.
+        for good in ["train-000000.h5", "sub/y.h5", "inner.h5"] {
+            var index = DatasetIndex(build: nil)
+            index.shards = [ShardEntry(file: good, format: .hdf5, split: "train", windows: 1, bytes: 1, sha256: "")]
+            try index.write(to: data)
+            XCTAssertNoThrow(try DatasetIndex.load(from: data), good)
+        }
+    }
+}
