@@ -30,6 +30,7 @@ struct ZarrArray {
         url = URL(fileURLWithPath: path)
         let metaPath = path + "/.zarray"
         func bad(_ message: String) -> Error { ShardError(path: metaPath, message) }
+        guard FileManager.default.fileExists(atPath: metaPath) else { throw bad("missing: not a zarr v2 array folder") }
         let meta: [String: Any]
         do {
             let bytes = try readWholeFile(url.appendingPathComponent(".zarray"))

@@ -72,7 +72,9 @@ struct ImportCommand: ParsableCommand {
             return
         }
         let c = summary.index.build?.counts ?? [:]
-        print("rows \(c[Count.rows, default: 0]): imported \(c[Count.imported, default: 0]), skipped \(c[Count.skippedMissingRows, default: 0]) in \(c[Count.skippedMissingRowChunks, default: 0]) row-chunks with missing chunk files")
+        let skippedRows = c[Count.skippedMissingRows, default: 0]
+        print("rows \(c[Count.rows, default: 0]): imported \(c[Count.imported, default: 0])" +
+              (skippedRows > 0 ? ", skipped \(skippedRows) in \(c[Count.skippedMissingRowChunks, default: 0]) row-chunks with missing chunk files" : ""))
         for s in summary.skipped where !s.rowChunks.isEmpty {
             print("  \(s.input): skipped \(s.rows) rows, row-chunks \(describeRanges(s.rowChunks))")
         }
