@@ -198,47 +198,8 @@ public final class Preprocessor {
 
     /// Creates, checks or clears the output folder; returns where to start.
     func prepareOutput(mode: OutputMode, build: BuildRecord) throws -> ResumePoint {
-        let fm = FileManager.default
-        try fm.createDirectory(at: output, withIntermediateDirectories: true)
-        // Temporary files are never part of a dataset: a killed run leaves them behind.
-        for name in (try? fm.contentsOfDirectory(atPath: output.path)) ?? [] where name.hasPrefix(".") && name.hasSuffix(".tmp") {
-            try? fm.removeItem(at: output.appendingPathComponent(name))
-        }
-        let visible = ((try? fm.contentsOfDirectory(atPath: output.path)) ?? []).filter { !$0.hasPrefix(".") }
-        let indexURL = output.appendingPathComponent(DatasetIndex.fileName)
-        let hasIndex = fm.fileExists(atPath: indexURL.path)
-
-        if mode == .force {
-            // Only what a dataset consists of (and a distributed run's rank folders): other files are left alone.
-            var doomed = Set(visible.filter { $0 == DatasetIndex.fileName || $0.hasSuffix(".h5") || $0.hasSuffix(".tokens.zst") || Self.isRankFolder($0) })
-            if hasIndex, let old = try? DatasetIndex.load(from: output) { doomed.formUnion(old.shards.map(\.file)) }
-            for name in doomed where fm.fileExists(atPath: output.appendingPathComponent(name).path) {
-                try fm.removeItem(at: output.appendingPathComponent(name))
-            }
-        } else if hasIndex {
-            let old = try DatasetIndex.load(from: output)
-            let same = old.build?.inputs == build.inputs && old.build?.options == build.options
-            guard mode == .resume else {
-                throw PreprocessError("\(output.path): already holds \(same ? "this" : "a different") dataset (index.json); pass --resume to continue it or --force to replace it")
-            }
-            guard same, let oldBuild = old.build else {
-                throw PreprocessError("\(output.path): holds a different dataset (\(describeMismatch(old.build, build))); --resume needs the same inputs and options, or pass --force to replace it")
-            }
-            index = old
-            return oldBuild.resume
-        } else if !visible.isEmpty {
-            throw PreprocessError("\(output.path): folder is not empty and holds no dataset index; choose an empty folder or pass --force")
-        }
-        index = DatasetIndex(build: build)
-        try index.write(to: output)
-        return ResumePoint()
-    }
-
-    private func describeMismatch(_ old: BuildRecord?, _ new: BuildRecord) -> String {
-        guard let old else { return "no build record" }
-        if old.inputs != new.inputs { return "inputs were \(old.inputs.joined(separator: " "))" }
-        let keys = Set(old.options.keys).union(new.options.keys).sorted().filter { old.options[$0] != new.options[$0] }
-        return keys.map { "\($0) was \(old.options[$0] ?? "unset"), now \(new.options[$0] ?? "unset")" }.joined(separator: ", ")
+        index = try prepareDatasetFolder(output, mode: mode, build: build)
+        return index.build?.resume ?? ResumePoint()
     }
 
     /// Tokens for each document of a batch (empty for dropped records), computed on `workers` threads.
@@ -337,6 +298,53 @@ public final class Preprocessor {
         index.build?.counts = counts
         try commitIndex()
     }
+}
+
+/// Creates, checks or clears a dataset folder for a build (preprocess or import) and returns its index: the
+/// existing one to continue with `.resume`, else a fresh one already written. Refuses a folder holding another
+/// dataset (or anything else) unless `.force`, and a resume with other inputs or options; removes the hidden
+/// temporary files a killed run leaves behind.
+func prepareDatasetFolder(_ output: URL, mode: OutputMode, build: BuildRecord) throws -> DatasetIndex {
+    let fm = FileManager.default
+    try fm.createDirectory(at: output, withIntermediateDirectories: true)
+    // Temporary files are never part of a dataset: a killed run leaves them behind.
+    for name in (try? fm.contentsOfDirectory(atPath: output.path)) ?? [] where name.hasPrefix(".") && name.hasSuffix(".tmp") {
+        try? fm.removeItem(at: output.appendingPathComponent(name))
+    }
+    let visible = ((try? fm.contentsOfDirectory(atPath: output.path)) ?? []).filter { !$0.hasPrefix(".") }
+    let indexURL = output.appendingPathComponent(DatasetIndex.fileName)
+    let hasIndex = fm.fileExists(atPath: indexURL.path)
+
+    if mode == .force {
+        // Only what a dataset consists of (and a distributed run's rank folders): other files are left alone.
+        var doomed = Set(visible.filter { $0 == DatasetIndex.fileName || $0.hasSuffix(".h5") || $0.hasSuffix(".tokens.zst") || Preprocessor.isRankFolder($0) })
+        if hasIndex, let old = try? DatasetIndex.load(from: output) { doomed.formUnion(old.shards.map(\.file)) }
+        for name in doomed where fm.fileExists(atPath: output.appendingPathComponent(name).path) {
+            try fm.removeItem(at: output.appendingPathComponent(name))
+        }
+    } else if hasIndex {
+        let old = try DatasetIndex.load(from: output)
+        let same = old.build?.inputs == build.inputs && old.build?.options == build.options
+        guard mode == .resume else {
+            throw PreprocessError("\(output.path): already holds \(same ? "this" : "a different") dataset (index.json); pass --resume to continue it or --force to replace it")
+        }
+        guard same, old.build != nil else {
+            throw PreprocessError("\(output.path): holds a different dataset (\(describeMismatch(old.build, build))); --resume needs the same inputs and options, or pass --force to replace it")
+        }
+        return old
+    } else if !visible.isEmpty {
+        throw PreprocessError("\(output.path): folder is not empty and holds no dataset index; choose an empty folder or pass --force")
+    }
+    let index = DatasetIndex(build: build)
+    try index.write(to: output)
+    return index
+}
+
+private func describeMismatch(_ old: BuildRecord?, _ new: BuildRecord) -> String {
+    guard let old else { return "no build record" }
+    if old.inputs != new.inputs { return "inputs were \(old.inputs.joined(separator: " "))" }
+    let keys = Set(old.options.keys).union(new.options.keys).sorted().filter { old.options[$0] != new.options[$0] }
+    return keys.map { "\($0) was \(old.options[$0] ?? "unset"), now \(new.options[$0] ?? "unset")" }.joined(separator: ", ")
 }
 
 /// Lets worker closures write disjoint slots of one buffer.

@@ -103,13 +103,7 @@ struct PreprocessCommand: ParsableCommand {
         let index = summary.index
         let c = index.build?.counts ?? [:]
         print("records \(c[Count.records, default: 0]): kept \(c[Count.kept, default: 0]), dropped \(c[Count.tooShortDropped, default: 0]) too short (< \(windowLength) tokens), \(c[Count.emptyDropped, default: 0]) empty, \(c[Count.unreadableDropped, default: 0]) unreadable")
-        for split in Preprocessor.splits {
-            let shards = index.shards.filter { $0.split == split }
-            let bytes = shards.reduce(0) { $0 + $1.bytes }
-            let windows = index.windows(split: split)
-            print("\(split): \(windows) windows in \(shards.count) shards, \(formatBytes(bytes))" +
-                  (bytes > 0 ? String(format: ", %.2fx smaller than raw uint16", Double(windows * windowLength * 2) / Double(bytes)) : ""))
-        }
+        printSplits(index)
         if world.isDistributed {
             print(String(format: "%.2f s on %d ranks", summary.seconds, world.size))
         } else {
@@ -126,6 +120,17 @@ func loadTokenizer(_ path: String?) throws -> GPT2Tokenizer {
         throw ValidationError("cannot find data/gpt2/encoder.json; pass --tokenizer DIR or set LONGCRAWL_GPT2_DIR")
     }
     return try GPT2Tokenizer(directory: dir)
+}
+
+/// Windows, shards, bytes and compression ratio of each split.
+func printSplits(_ index: DatasetIndex) {
+    for split in Preprocessor.splits {
+        let shards = index.shards.filter { $0.split == split }
+        let bytes = shards.reduce(0) { $0 + $1.bytes }
+        let windows = index.windows(split: split)
+        print("\(split): \(windows) windows in \(shards.count) shards, \(formatBytes(bytes))" +
+              (bytes > 0 ? String(format: ", %.2fx smaller than raw uint16", Double(windows * windowLength * 2) / Double(bytes)) : ""))
+    }
 }
 
 /// `12.3 MB`, with decimal units.

@@ -1,0 +1,212 @@
+import Foundation
+import Shards
+
+/// Every choice that changes the bytes of an imported dataset. Recorded in `index.json`; `--resume` refuses a mismatch.
+public struct ImportOptions: Sendable {
+    public var format: ShardFormat = .hdf5
+    /// zstd level for either format.
+    public var level = 3
+    /// Windows per shard file (the last shard of a split may hold fewer).
+    public var shardWindows = 64
+    /// The split of the only input, for a folder not named after one (`train.zarr`, `heldout.zarr`).
+    public var split: String?
+    /// Import the rows whose chunks are all present instead of failing on a missing chunk file.
+    public var skipMissing = false
+    /// Accept a `.zattrs` encoder other than GPT-2's; does not change the output.
+    public var forceTokenizer = false
+    /// Chunk-decoding threads; does not change the output.
+    public var workers = ProcessInfo.processInfo.activeProcessorCount
+
+    public init() {}
+
+    /// Checks ranges; errors say which option is wrong.
+    public func validate() throws {
+        guard (1...22).contains(level) else { throw PreprocessError("--level must be 1...22, got \(level)") }
+        guard shardWindows >= 1 else { throw PreprocessError("--shard-windows must be positive, got \(shardWindows)") }
+        guard workers >= 1 else { throw PreprocessError("workers must be positive, got \(workers)") }
+        if let split, !Preprocessor.splits.contains(split) {
+            throw PreprocessError("--split must be one of \(Preprocessor.splits.joined(separator: ", ")), got '\(split)'")
+        }
+    }
+
+    func record(splits: [String]) -> [String: String] {
+        ["source": "zarr", "format": format.rawValue, "level": String(level), "shard_windows": String(shardWindows),
+         "splits": splits.joined(separator: ","), "skip_missing": String(skipMissing), "tokenizer": "gpt2"]
+    }
+}
+
+/// Counters of an import, keyed as in `index.json`'s `build.counts` (beside `windows_train` and `windows_heldout`).
+extension Count {
+    /// Rows of the input arrays passed over, imported or skipped.
+    public static let rows = "rows"
+    public static let imported = "imported"
+    public static let skippedMissingRows = "skipped_missing_rows"
+    public static let skippedMissingRowChunks = "skipped_missing_row_chunks"
+}
+
+/// What a finished (or already complete) import reports.
+public struct ImportSummary: Sendable {
+    public var index: DatasetIndex
+    /// True when `--resume` found the dataset already complete and did nothing.
+    public var alreadyComplete = false
+    public var seconds: Double = 0
+    /// Per input (as given), the row-chunks skipped for a missing chunk file (`--skip-missing`), in order.
+    public var skipped: [(input: String, rowChunks: [Int], rows: Int)] = []
+}
+
+/// Converts zarr v2 token arrays (LongCrawl64's `train.zarr`, `heldout.zarr`) into a dataset folder: each row is
+/// one window (document `ARRAY:ROW`, offset 0) of the split the array is named after. Reads one row-chunk stripe at
+/// a time, so memory is one stripe however large the array.
+///
+/// Resume: rows are numbered over all inputs in order; after each finished shard the index records the row after
+/// the last one written (every split's open shard is empty then, as inputs go to different splits and each input's
+/// last shard is finished before the next input starts), so a resumed run writes the same bytes.
+public final class ZarrImporter {
+    let inputs: [String]
+    let output: URL
+    let options: ImportOptions
+    public var progress: ProgressReporter?
+    /// Test hook: called after each shard is committed to the index (to simulate a kill between shards).
+    var afterShard: ((DatasetIndex) throws -> Void)?
+
+    public init(inputs: [String], output: URL, options: ImportOptions) {
+        self.inputs = inputs; self.output = output; self.options = options
+    }
+
+    private var index = DatasetIndex(build: nil)
+    private var writer: ShardWriter?
+    private var state = ResumePoint()
+    private var clock = Date()
+
+    /// Checks every input's metadata and chunk files, then imports to completion; throws on the first fault.
+    public func run(mode: OutputMode) throws -> ImportSummary {
+        try options.validate()
+        clock = Date()
+        let arrays = try inputs.map { try ZarrArray(path: $0) }
+        let splits = try splitNames(arrays)
+        var skipped: [(input: String, rowChunks: [Int], rows: Int)] = []
+        for array in arrays {
+            try checkEncoder(array)
+            let missing = try missingRowChunks(array)
+            skipped.append((array.path, missing, missing.reduce(0) { $0 + array.rowRange(ofRowChunk: $1).count }))
+        }
+
+        index = try prepareDatasetFolder(output, mode: mode, build: BuildRecord(inputs: inputs, options: options.record(splits: splits)))
+        if index.complete { return ImportSummary(index: index, alreadyComplete: true, skipped: skipped) }
+        defer { writer?.abandon() }
+        state = index.build?.resume ?? ResumePoint()
+        let totalRows = arrays.reduce(0) { $0 + $1.rows }
+        let startRow = state.document
+        progress?.begin(totalBytes: 0)
+
+        var first = 0  // global number of the array's row 0
+        for (i, array) in arrays.enumerated() {
+            defer { first += array.rows }
+            guard state.document < first + array.rows else { continue }
+            let missing = Set(skipped[i].rowChunks)
+            var stripe = [UInt16](repeating: 0, count: min(array.chunkRows, array.rows) * windowLength)
+            for r in 0..<array.rowChunks {
+                let rows = array.rowRange(ofRowChunk: r)
+                guard first + rows.upperBound > state.document else { continue }
+                if missing.contains(r) {
+                    count(Count.skippedMissingRowChunks)
+                    count(Count.skippedMissingRows, rows.count)
+                    count(Count.rows, rows.count)
+                    state.document = first + rows.upperBound
+                    continue
+                }
+                try stripe.withUnsafeMutableBufferPointer { try array.readStripe(r, into: $0, workers: options.workers) }
+                for row in max(rows.lowerBound, state.document - first)..<rows.upperBound {
+                    try write(stripe, row: row - rows.lowerBound, id: "\(array.name):\(row)", split: splits[i])
+                    reportProgress(done: state.document - startRow, total: totalRows - startRow)
+                }
+            }
+            try finishShard()
+        }
+        progress?.end()
+        index.complete = true
+        var counts = state.counts
+        for s in Preprocessor.splits { counts["windows_" + s] = index.windows(split: s) }
+        index.build?.counts = counts
+        try commitIndex()
+        return ImportSummary(index: index, seconds: Date().timeIntervalSince(clock), skipped: skipped)
+    }
+
+    /// The split of each input: from `--split`, else from the folder's name without `.zarr`. Two inputs of one split
+    /// would give clashing document ids (both `train.zarr:0`), so each split comes from one input.
+    private func splitNames(_ arrays: [ZarrArray]) throws -> [String] {
+        if options.split != nil, arrays.count != 1 { throw PreprocessError("--split names the split of a single input; got \(arrays.count) inputs") }
+        var seen: [String: String] = [:]
+        return try arrays.map { array in
+            let name = array.name.hasSuffix(".zarr") ? String(array.name.dropLast(5)) : array.name
+            guard let split = options.split ?? Preprocessor.splits.first(where: { $0 == name }) else {
+                throw PreprocessError("\(array.path): cannot tell its split from the name (\(Preprocessor.splits.map { $0 + ".zarr" }.joined(separator: " or "))); pass --split")
+            }
+            if let other = seen.updateValue(array.path, forKey: split) { throw PreprocessError("\(other) and \(array.path) both hold split \(split)") }
+            return split
+        }
+    }
+
+    private func checkEncoder(_ array: ZarrArray) throws {
+        guard let encoder = array.encoder, !["tiktoken-gpt2", "gpt2"].contains(encoder), !options.forceTokenizer else { return }
+        throw ShardError(path: array.path + "/.zattrs", "encoder is '\(encoder)', not GPT-2; pass --force-tokenizer if its tokens are GPT-2's")
+    }
+
+    /// Row-chunks with a missing chunk file: an error naming the first one, or with `--skip-missing` the list to skip.
+    private func missingRowChunks(_ array: ZarrArray) throws -> [Int] {
+        var skip: [Int] = []
+        for r in 0..<array.rowChunks {
+            let missing = array.missingChunks(ofRowChunk: r)
+            guard let key = missing.first else { continue }
+            guard options.skipMissing else {
+                let more = missing.count > 1 ? "; \(missing.count - 1) more in this row-chunk" : ""
+                throw ShardError(path: array.path + "/" + key, "chunk file missing (rows \(array.rowRange(ofRowChunk: r))\(more)); --skip-missing imports the rows whose chunks are all present")
+            }
+            skip.append(r)
+        }
+        return skip
+    }
+
+    private func count(_ key: String, _ n: Int = 1) { state.counts[key, default: 0] += n }
+
+    /// Appends stripe row `i` as one window of `split`; after a full shard, records the next row as the resume point.
+    private func write(_ stripe: [UInt16], row i: Int, id: String, split: String) throws {
+        if writer == nil {
+            let number = index.shards.filter { $0.split == split }.count
+            writer = try ShardWriter(directory: output, file: options.format.fileName(split: split, number: number),
+                                     format: options.format, split: split, level: options.level)
+        }
+        try stripe.withUnsafeBufferPointer {
+            try writer!.append(UnsafeBufferPointer(rebasing: $0[(i * windowLength)..<((i + 1) * windowLength)]), source: WindowSource(document: id, offset: 0))
+        }
+        state.document += 1
+        state.produced[split, default: 0] += 1
+        count(Count.rows)
+        count(Count.imported)
+        if writer!.windowCount == options.shardWindows { try finishShard() }
+    }
+
+    private func finishShard() throws {
+        guard let w = writer else { return }
+        writer = nil
+        index.shards.append(try w.finish())
+        index.build?.resume = state
+        try commitIndex()
+    }
+
+    private func commitIndex() throws {
+        index.shards.sort { ($0.split, $0.file) < ($1.split, $1.file) }
+        try index.write(to: output)
+        try afterShard?(index)
+    }
+
+    /// Rows/s and ETA over this run's rows (a resumed run counts from its restart row).
+    private func reportProgress(done: Int, total: Int) {
+        guard let progress, progress.due() else { return }
+        let elapsed = max(Date().timeIntervalSince(clock), 1e-9)
+        let rate = Double(done) / elapsed
+        let eta = rate > 0 ? ProgressReporter.duration(Double(total - done) / rate) : "?"
+        progress.show(String(format: "%5.1f%% %d of %d rows, %.0f rows/s, %.2fM tokens/s, ETA %@",
+                             100 * Double(done) / Double(max(total, 1)), done, total, rate, rate * Double(windowLength) / 1e6, eta))
+    }
+}

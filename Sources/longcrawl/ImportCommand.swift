@@ -1,0 +1,98 @@
+import ArgumentParser
+import Foundation
+import Preprocess
+import Shards
+
+/// `longcrawl import`: LongCrawl64's zarr v2 release (already GPT-2 tokens) into a dataset folder.
+struct ImportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "import",
+        abstract: "Convert zarr v2 token arrays (LongCrawl64's train.zarr, heldout.zarr) into a dataset folder.",
+        discussion: """
+        Each input is a zarr v2 array of uint16 GPT-2 tokens, one 65,536-token document per row; each row becomes \
+        one window (document ARRAY:ROW) of the split the folder is named after (train.zarr, heldout.zarr) or of \
+        --split. Every chunk file is checked: a missing one is an error (zarr would read zeros) unless \
+        --skip-missing, which imports only the rows whose chunks are all present.
+
+        Examples:
+          longcrawl import longcrawl64/train.zarr longcrawl64/heldout.zarr --out out/lc64 --skip-missing
+          longcrawl import tokens.zarr --split heldout --out out/extra --format zst
+          longcrawl import longcrawl64/train.zarr --out out/lc64 --skip-missing --resume   # after an interruption
+        """
+    )
+
+    @Argument(help: "Zarr v2 array folders.")
+    var inputs: [String]
+
+    @Option(help: "Output dataset folder.")
+    var out: String
+
+    @Option(help: "Shard format: hdf5 or zst.")
+    var format: String = "hdf5"
+
+    @Option(help: "zstd compression level (1-22).")
+    var level: Int = 3
+
+    @Option(help: "Windows per shard file.")
+    var shardWindows: Int = 64
+
+    @Option(help: "Split of the only input (train or heldout), when its folder is not named after one.")
+    var split: String?
+
+    @Flag(help: "Import the rows whose chunks are all present instead of failing on a missing chunk file.")
+    var skipMissing = false
+
+    @Flag(help: "Accept an array whose .zattrs encoder is not GPT-2's.")
+    var forceTokenizer = false
+
+    @Flag(help: "Continue an interrupted import in --out (same inputs and options).")
+    var resume = false
+
+    @Flag(help: "Replace the dataset already in --out.")
+    var force = false
+
+    func validate() throws {
+        guard ShardFormat(rawValue: format) != nil else { throw ValidationError("--format must be hdf5 or zst, got '\(format)'") }
+        guard !(resume && force) else { throw ValidationError("--resume and --force exclude each other") }
+    }
+
+    func run() throws {
+        var options = ImportOptions()
+        options.format = ShardFormat(rawValue: format)!
+        options.level = level
+        options.shardWindows = shardWindows
+        options.split = split
+        options.skipMissing = skipMissing
+        options.forceTokenizer = forceTokenizer
+        let importer = ZarrImporter(inputs: inputs, output: URL(fileURLWithPath: out), options: options)
+        importer.progress = ProgressReporter(label: "import")
+        let summary = try importer.run(mode: resume ? .resume : force ? .force : .fresh)
+        if summary.alreadyComplete {
+            print("\(out): already complete, nothing to do")
+            return
+        }
+        let c = summary.index.build?.counts ?? [:]
+        let skippedRows = c[Count.skippedMissingRows, default: 0]
+        print("rows \(c[Count.rows, default: 0]): imported \(c[Count.imported, default: 0])" +
+              (skippedRows > 0 ? ", skipped \(skippedRows) in \(c[Count.skippedMissingRowChunks, default: 0]) row-chunks with missing chunk files" : ""))
+        for s in summary.skipped where !s.rowChunks.isEmpty {
+            print("  \(s.input): skipped \(s.rows) rows, row-chunks \(describeRanges(s.rowChunks))")
+        }
+        printSplits(summary.index)
+        print(String(format: "%.2f s, %.0f rows/s", summary.seconds, Double(c[Count.imported, default: 0]) / max(summary.seconds, 1e-9)))
+        print("wrote \(out)/\(DatasetIndex.fileName)")
+    }
+}
+
+/// Sorted integers as runs: `3, 5..<9, 12`.
+func describeRanges(_ values: [Int]) -> String {
+    var parts: [String] = []
+    var i = 0
+    while i < values.count {
+        var j = i
+        while j + 1 < values.count, values[j + 1] == values[j] + 1 { j += 1 }
+        parts.append(j == i ? "\(values[i])" : "\(values[i])..<\(values[j] + 1)")
+        i = j + 1
+    }
+    return parts.joined(separator: ", ")
+}
