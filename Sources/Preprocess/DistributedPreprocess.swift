@@ -6,7 +6,7 @@ import Tokenizer
 extension Preprocessor {
     static func isRankFolder(_ name: String) -> Bool { name.hasPrefix("rank-") && name.contains("-of-") }
 
-    /// Runs on every rank of `world`: rank r preprocesses input files r, r + world, ... into `OUT/rank-r-of-N/`
+    /// Runs on every rank of `world`: rank r preprocesses input parts (files, parquet row groups) r, r + world, ... into `OUT/rank-r-of-N/`
     /// (resumable like a single run), the held-back document is decided over all ranks, and rank 0 merges the
     /// ranks' shards into `OUT` (hard links, renumbered per split in rank order) under one index, then removes the
     /// rank folders. The windows and splits equal a single-process run's; only shard boundaries differ. Alone
@@ -23,71 +23,81 @@ extension Preprocessor {
         let started = Date()
         var topOptions = options.record
         topOptions["ranks"] = String(world.size)
-        let build = BuildRecord(inputs: inputs, options: topOptions)
-        // Rank 0 checks the output folder as a single run would (fresh, force or resume).
-        var status = Data("go".utf8)
-        if world.rank == 0 {
-            let top = Preprocessor(inputs: inputs, output: output, options: options, tokenizer: tokenizer)
-            do {
-                _ = try top.prepareOutput(mode: mode, build: build)
-                if top.index.complete { status = Data("complete".utf8) }
-            } catch { status = Data("error: \(error)".utf8) }
-        }
-        let verdict = String(decoding: world.allGather(status)[0], as: UTF8.self)
-        if verdict.hasPrefix("error: ") { throw PreprocessError(String(verdict.dropFirst(7))) }
-        if verdict == "complete" {
-            if world.rank == 0 { removeRankFolders(output) }
-            return PreprocessSummary(index: try DatasetIndex.load(from: output), alreadyComplete: true)
-        }
-
-        let folder = output.appendingPathComponent("rank-\(world.rank)-of-\(world.size)")
-        let p = Preprocessor(inputs: inputs, output: folder, options: options, tokenizer: tokenizer, share: (world.rank, world.size))
-        p.progress = world.rank == 0 ? progress : nil
-        if let warn { p.warn = warn }
-        p.heldoutDecision = { heldout, kept, pendingFile in
-            let sums = world.sum([Double(heldout), Double(kept)])
-            let last = world.max([Int64(pendingFile ?? -1)])[0]
-            // As a single run: the globally last kept document, if no document hashed to heldout anywhere.
-            return options.heldoutFraction > 0 && sums[0] == 0 && sums[1] >= 2 && pendingFile.map { Int64($0) == last } == true
-        }
-        let local = try p.run(mode: mode == .resume ? .resume : .force)
-
-        let indexes = try world.allGather(JSONEncoder().encode(local.index)).map { try JSONDecoder().decode(DatasetIndex.self, from: $0) }
-        var merged = DatasetIndex(build: build)
-        if world.rank == 0 {
-            var number: [String: Int] = [:]
-            var counts: [String: Int] = [:]
-            for (r, index) in indexes.enumerated() {
-                let dir = output.appendingPathComponent("rank-\(r)-of-\(world.size)")
-                for split in Preprocessor.splits {
-                    for var shard in index.shards where shard.split == split {
-                        let name = shard.format.fileName(split: split, number: number[split, default: 0])
-                        number[split, default: 0] += 1
-                        let target = output.appendingPathComponent(name)
-                        try? FileManager.default.removeItem(at: target)
-                        guard link(dir.appendingPathComponent(shard.file).path, target.path) == 0 else {
-                            throw ShardError(target, "cannot link from \(dir.lastPathComponent)/\(shard.file) (\(String(cString: strerror(errno))))")
-                        }
-                        shard.file = name
-                        merged.shards.append(shard)
-                    }
-                }
-                for (k, v) in index.build?.counts ?? [String: Int]() where !k.hasPrefix("windows_") { counts[k, default: 0] += v }
+        let result = try distributedRun(output: output, build: BuildRecord(inputs: inputs, options: topOptions), mode: mode, world: world) { folder, mode in
+            let p = Preprocessor(inputs: inputs, output: folder, options: options, tokenizer: tokenizer, share: (world.rank, world.size))
+            p.progress = world.rank == 0 ? progress : nil
+            if let warn { p.warn = warn }
+            p.heldoutDecision = { heldout, kept, pendingFile in
+                let sums = world.sum([Double(heldout), Double(kept)])
+                let last = world.max([Int64(pendingFile ?? -1)])[0]
+                // As a single run: the globally last kept document, if no document hashed to heldout anywhere.
+                return options.heldoutFraction > 0 && sums[0] == 0 && sums[1] >= 2 && pendingFile.map { Int64($0) == last } == true
             }
-            merged.shards.sort { ($0.split, $0.file) < ($1.split, $1.file) }
-            for s in Preprocessor.splits { counts["windows_" + s] = merged.windows(split: s) }
-            merged.build?.counts = counts
-            merged.complete = true
-            try merged.write(to: output)
-            removeRankFolders(output)
+            return try p.run(mode: mode).index
         }
-        world.barrier()
-        return PreprocessSummary(index: world.rank == 0 ? merged : try DatasetIndex.load(from: output),
-                                 seconds: Date().timeIntervalSince(started), inputBytes: 0)
+        return PreprocessSummary(index: result.index, alreadyComplete: result.alreadyComplete, seconds: Date().timeIntervalSince(started))
     }
 
-    private static func removeRankFolders(_ output: URL) {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: output.path)) ?? []
-        for name in names where isRankFolder(name) { try? FileManager.default.removeItem(at: output.appendingPathComponent(name)) }
+}
+
+/// The distributed frame of `preprocess` and `import`: rank 0 checks the output folder as a single run would
+/// (fresh, force or resume); every rank runs `work` on its share into `OUT/rank-r-of-N/` (resumable, as it is a
+/// single run there) and returns that folder's index; rank 0 hard-links the ranks' shards into OUT, renumbered per
+/// split in rank order, under one index whose counts are the ranks' sums, and removes the rank folders.
+public func distributedRun(output: URL, build: BuildRecord, mode: OutputMode, world: World,
+                           work: (_ folder: URL, _ mode: OutputMode) throws -> DatasetIndex) throws -> (index: DatasetIndex, alreadyComplete: Bool) {
+    var status = Data("go".utf8)
+    if world.rank == 0 {
+        do { if try prepareDatasetFolder(output, mode: mode, build: build).complete { status = Data("complete".utf8) } } catch {
+            status = Data("error: \(error)".utf8)
+        }
     }
+    let verdict = String(decoding: world.allGather(status)[0], as: UTF8.self)
+    if verdict.hasPrefix("error: ") { throw PreprocessError(String(verdict.dropFirst(7))) }
+    if verdict == "complete" {
+        if world.rank == 0 { removeRankFolders(output) }
+        return (try DatasetIndex.load(from: output), true)
+    }
+    let folder = output.appendingPathComponent("rank-\(world.rank)-of-\(world.size)")
+    let local = try work(folder, mode == .resume ? .resume : .force)
+
+    let indexes = try world.allGather(JSONEncoder().encode(local)).map { try JSONDecoder().decode(DatasetIndex.self, from: $0) }
+    var merged = DatasetIndex(build: build)
+    if world.rank == 0 {
+        var number: [String: Int] = [:]
+        var counts: [String: Int] = [:]
+        for (r, index) in indexes.enumerated() {
+            let dir = output.appendingPathComponent("rank-\(r)-of-\(world.size)")
+            for split in Preprocessor.splits {
+                for var shard in index.shards where shard.split == split {
+                    let name = shard.format.fileName(split: split, number: number[split, default: 0])
+                    number[split, default: 0] += 1
+                    let target = output.appendingPathComponent(name)
+                    guard let source = contained(shard.file, in: dir) else {
+                        throw ShardError(dir.appendingPathComponent(DatasetIndex.fileName), "shard entry '\(shard.file)' leaves the rank folder")
+                    }
+                    try? FileManager.default.removeItem(at: target)
+                    guard link(source.path, target.path) == 0 else {
+                        throw ShardError(target, "cannot link from \(dir.lastPathComponent)/\(shard.file) (\(String(cString: strerror(errno))))")
+                    }
+                    shard.file = name
+                    merged.shards.append(shard)
+                }
+            }
+            for (k, v) in index.build?.counts ?? [String: Int]() where !k.hasPrefix("windows_") { counts[k, default: 0] += v }
+        }
+        merged.shards.sort { ($0.split, $0.file) < ($1.split, $1.file) }
+        for s in Preprocessor.splits { counts["windows_" + s] = merged.windows(split: s) }
+        merged.build?.counts = counts
+        merged.complete = true
+        try merged.write(to: output)
+        removeRankFolders(output)
+    }
+    world.barrier()
+    return (world.rank == 0 ? merged : try DatasetIndex.load(from: output), false)
+}
+
+private func removeRankFolders(_ output: URL) {
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: output.path)) ?? []
+    for name in names where Preprocessor.isRankFolder(name) { try? FileManager.default.removeItem(at: output.appendingPathComponent(name)) }
 }

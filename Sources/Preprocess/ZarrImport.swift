@@ -52,6 +52,10 @@ public struct ImportSummary: Sendable {
     public var seconds: Double = 0
     /// Per input (as given), the row-chunks skipped for a missing chunk file (`--skip-missing`), in order.
     public var skipped: [(input: String, rowChunks: [Int], rows: Int)] = []
+
+    public init(index: DatasetIndex, alreadyComplete: Bool = false, seconds: Double = 0, skipped: [(input: String, rowChunks: [Int], rows: Int)] = []) {
+        self.index = index; self.alreadyComplete = alreadyComplete; self.seconds = seconds; self.skipped = skipped
+    }
 }
 
 /// Converts zarr v2 token arrays (LongCrawl64's `train.zarr`, `heldout.zarr`) into a dataset folder: each row is
@@ -69,8 +73,12 @@ public final class ZarrImporter {
     /// Test hook: called after each shard is committed to the index (to simulate a kill between shards).
     var afterShard: ((DatasetIndex) throws -> Void)?
 
-    public init(inputs: [String], output: URL, options: ImportOptions) {
-        self.inputs = inputs; self.output = output; self.options = options
+    /// The row-chunks this run imports: those at positions `rank`, `rank + world`, ... over all inputs (ranks of a
+    /// distributed run, so one big array still uses every rank).
+    let share: (rank: Int, world: Int)
+
+    public init(inputs: [String], output: URL, options: ImportOptions, share: (rank: Int, world: Int) = (0, 1)) {
+        self.inputs = inputs; self.output = output; self.options = options; self.share = share
     }
 
     private var index = DatasetIndex(build: nil)
@@ -84,6 +92,7 @@ public final class ZarrImporter {
         clock = Date()
         let arrays = try inputs.map { try ZarrArray(path: $0) }
         let splits = try splitNames(arrays)
+        let build = BuildRecord(inputs: inputs, options: options.record(splits: splits))
         var skipped: [(input: String, rowChunks: [Int], rows: Int)] = []
         for array in arrays {
             try checkEncoder(array)
@@ -91,7 +100,7 @@ public final class ZarrImporter {
             skipped.append((array.path, missing, missing.reduce(0) { $0 + array.rowRange(ofRowChunk: $1).count }))
         }
 
-        index = try prepareDatasetFolder(output, mode: mode, build: BuildRecord(inputs: inputs, options: options.record(splits: splits)))
+        index = try prepareDatasetFolder(output, mode: mode, build: build)
         if index.complete { return ImportSummary(index: index, alreadyComplete: true, skipped: skipped) }
         defer { writer?.abandon() }
         state = index.build?.resume ?? ResumePoint()
@@ -100,14 +109,16 @@ public final class ZarrImporter {
         progress?.begin(totalBytes: 0)
 
         var first = 0  // global number of the array's row 0
+        var rowChunk = 0  // global number of the array's row-chunk 0
         for (i, array) in arrays.enumerated() {
-            defer { first += array.rows }
+            defer { first += array.rows; rowChunk += array.rowChunks }
             guard state.document < first + array.rows else { continue }
             let missing = Set(skipped[i].rowChunks)
             var stripe = [UInt16](repeating: 0, count: min(array.chunkRows, array.rows) * windowLength)
             for r in 0..<array.rowChunks {
                 let rows = array.rowRange(ofRowChunk: r)
                 guard first + rows.upperBound > state.document else { continue }
+                guard (rowChunk + r) % share.world == share.rank else { state.document = first + rows.upperBound; continue }
                 if missing.contains(r) {
                     count(Count.skippedMissingRowChunks)
                     count(Count.skippedMissingRows, rows.count)
@@ -130,6 +141,12 @@ public final class ZarrImporter {
         index.build?.counts = counts
         try commitIndex()
         return ImportSummary(index: index, seconds: Date().timeIntervalSince(clock), skipped: skipped)
+    }
+
+    /// What the index of a distributed import records: this run's build options and the world size.
+    public func distributedBuild(ranks: Int) throws -> BuildRecord {
+        let splits = try splitNames(try inputs.map { try ZarrArray(path: $0) })
+        return BuildRecord(inputs: inputs, options: options.record(splits: splits).merging(["ranks": String(ranks)]) { $1 })
     }
 
     /// The split of each input: from `--split`, else from the folder's name without `.zarr`. Two inputs of one split

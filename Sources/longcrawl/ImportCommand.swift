@@ -1,4 +1,5 @@
 import ArgumentParser
+import Cluster
 import Foundation
 import Preprocess
 import Shards
@@ -64,9 +65,29 @@ struct ImportCommand: ParsableCommand {
         options.split = split
         options.skipMissing = skipMissing
         options.forceTokenizer = forceTokenizer
-        let importer = ZarrImporter(inputs: inputs, output: URL(fileURLWithPath: out), options: options)
-        importer.progress = ProgressReporter(label: "import")
-        let summary = try importer.run(mode: resume ? .resume : force ? .force : .fresh)
+        let mode: OutputMode = resume ? .resume : force ? .force : .fresh
+        let output = URL(fileURLWithPath: out)
+        let world = World.shared
+        var summary: ImportSummary
+        if world.isDistributed {
+            // Ranks take every world-th row-chunk into rank folders; rank 0 merges them (as preprocess does).
+            var local: ImportSummary?
+            let build = try ZarrImporter(inputs: inputs, output: output, options: options).distributedBuild(ranks: world.size)
+            let started = Date()
+            let result = try distributedRun(output: output, build: build, mode: mode, world: world) { folder, mode in
+                let importer = ZarrImporter(inputs: inputs, output: folder, options: options, share: (world.rank, world.size))
+                importer.progress = world.rank == 0 ? ProgressReporter(label: "import") : nil
+                local = try importer.run(mode: mode)
+                return local!.index
+            }
+            summary = ImportSummary(index: result.index, alreadyComplete: result.alreadyComplete, seconds: Date().timeIntervalSince(started),
+                                    skipped: local?.skipped ?? [])
+            guard world.rank == 0 else { return }
+        } else {
+            let importer = ZarrImporter(inputs: inputs, output: output, options: options)
+            importer.progress = ProgressReporter(label: "import")
+            summary = try importer.run(mode: mode)
+        }
         if summary.alreadyComplete {
             print("\(out): already complete, nothing to do")
             return

@@ -280,4 +280,32 @@ final class ZarrImportTests: XCTestCase {
         }
         XCTAssertGreaterThan(killedMidway, 0, "no kill landed before the run finished")
     }
+
+    /// `mpirun -np 2 longcrawl import`: ranks take every other row-chunk over both arrays; the same windows, splits
+    /// and counts as one process, a missing chunk skipped on whichever rank owns it.
+    func testTwoRanksImportTheSameWindowsAsOne() throws {
+        let mpirun = "/usr/bin/mpirun"
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: mpirun), "Open MPI's mpirun is not installed")
+        let train = try copyStore("lz4/train.zarr")
+        try FileManager.default.removeItem(at: train.appendingPathComponent("2.5"))
+        let heldout = Self.stores.appendingPathComponent("heldout.zarr")
+        let dir = try temporaryFolder(self)
+        let one = dir.appendingPathComponent("one"), two = dir.appendingPathComponent("two")
+        let args = ["import", train.path, heldout.path, "--skip-missing", "--shard-windows", "5"]
+        let a = try runProcess(longcrawlBinary, args + ["--out", one.path])
+        XCTAssertEqual(a.status, 0, a.err)
+        let b = try runProcess(mpirun, ["--allow-run-as-root", "--oversubscribe", "-np", "2", longcrawlBinary] + args + ["--out", two.path])
+        XCTAssertEqual(b.status, 0, b.err)
+        XCTAssertTrue(b.out.contains("skipped 8 rows, row-chunks 2\n"), b.out)
+        let windows = { (dir: URL) in try readDataset(dir).map { "\($0.split) \($0.source.document) \($0.tokens.hashValue)" }.sorted() }
+        let want = try windows(one)
+        XCTAssertEqual(want.count, 40 - 8 + 20)
+        XCTAssertEqual(try windows(two), want)
+        let (i1, i2) = (try DatasetIndex.load(from: one), try DatasetIndex.load(from: two))
+        XCTAssertEqual(i2.build?.counts, i1.build?.counts, "counts summed over ranks")
+        XCTAssertEqual(i2.build?.options["ranks"], "2")
+        XCTAssertFalse(try FileManager.default.contentsOfDirectory(atPath: two.path).contains { $0.hasPrefix("rank-") }, "rank folders removed")
+        let verify = try runProcess(longcrawlBinary, ["verify", two.path])
+        XCTAssertEqual(verify.status, 0, verify.out + verify.err)
+    }
 }
