@@ -59,8 +59,13 @@ nested = pa.table({"text": pa.array(texts[:50]),
                    "metadata": pa.array([{"id": i, "n": k} for k, i in enumerate(ids[:50])],
                                         pa.struct([("id", pa.string()), ("n", pa.int64())]))})
 pq.write_table(nested, os.path.join(out, "nested.parquet"), row_group_size=20)
-pq.write_table(pa.table({"text": pa.array(texts[:50]), "id": pa.array([None if k == 3 else k * 1_000_000_007 - 5 for k in range(50)], pa.int64())}),
-               os.path.join(out, "int-id.parquet"), row_group_size=20)
+# Integer ids (int64 with a null, int32) beside a required (non-nullable) text column: no definition levels.
+int_ids = pa.table({"text": pa.array([f"doc {k}" for k in range(50)]),
+                    "id": pa.array([None if k == 3 else k * 1_000_000_007 - 5 for k in range(50)], pa.int64()),
+                    "id32": pa.array([-k * 40_000_000 for k in range(50)], pa.int32())},
+                   schema=pa.schema([pa.field("text", pa.string(), nullable=False), ("id", pa.int64()), ("id32", pa.int32())]))
+for version in ["1.0", "2.0"]:
+    pq.write_table(int_ids, os.path.join(out, f"int-id-v{version[0]}.parquet"), row_group_size=20, data_page_version=version)
 pq.write_table(pa.table({"id": pa.array(ids[:10]), "text": pa.array(list(range(10)), pa.int64())}), os.path.join(out, "int-text.parquet"))
 for codec in ["lz4", "brotli"]:
     pq.write_table(pa.table({"text": pa.array(texts[:10])}), os.path.join(out, f"{codec}.parquet"), compression=codec)

@@ -6,36 +6,38 @@ import Shards
 // compact-protocol FileMetaData), its length as a little-endian u32, "PAR1". We read only what pyarrow writes
 // for flat string and integer columns: PLAIN and dictionary encodings, data pages v1 and v2, RLE definition levels.
 
-let physicalTypeNames = ["BOOLEAN", "INT32", "INT64", "INT96", "FLOAT", "DOUBLE", "BYTE_ARRAY", "FIXED_LEN_BYTE_ARRAY"]
-let codecNames = ["UNCOMPRESSED", "SNAPPY", "GZIP", "LZO", "BROTLI", "LZ4", "ZSTD", "LZ4_RAW"]
-let encodingNames = ["PLAIN", "GROUP_VAR_INT", "PLAIN_DICTIONARY", "RLE", "BIT_PACKED", "DELTA_BINARY_PACKED",
+private let physicalTypeNames = ["BOOLEAN", "INT32", "INT64", "INT96", "FLOAT", "DOUBLE", "BYTE_ARRAY", "FIXED_LEN_BYTE_ARRAY"]
+private let codecNames = ["UNCOMPRESSED", "SNAPPY", "GZIP", "LZO", "BROTLI", "LZ4", "ZSTD", "LZ4_RAW"]
+private let encodingNames = ["PLAIN", "GROUP_VAR_INT", "PLAIN_DICTIONARY", "RLE", "BIT_PACKED", "DELTA_BINARY_PACKED",
                      "DELTA_LENGTH_BYTE_ARRAY", "DELTA_BYTE_ARRAY", "RLE_DICTIONARY", "BYTE_STREAM_SPLIT", "ALP"]
 
-func enumName(_ names: [String], _ value: Int) -> String { names.indices.contains(value) ? names[value] : "\(value)" }
+private func enumName(_ names: [String], _ value: Int) -> String { names.indices.contains(value) ? names[value] : "\(value)" }
 
-enum PhysicalType { static let int32 = 1, int64 = 2, byteArray = 6 }
-enum Codec { static let uncompressed = 0, snappy = 1, gzip = 2, zstd = 6 }
-enum Encoding { static let plain = 0, plainDictionary = 2, rle = 3, rleDictionary = 8 }
-enum PageType { static let data = 0, dictionary = 2, dataV2 = 3 }
-enum Repetition { static let required = 0, repeated = 2 }
+private enum PhysicalType { static let int32 = 1, int64 = 2, byteArray = 6 }
+private enum Codec { static let uncompressed = 0, snappy = 1, gzip = 2, zstd = 6 }
+private enum Encoding { static let plain = 0, plainDictionary = 2, rle = 3, rleDictionary = 8 }
+private enum PageType { static let data = 0, dictionary = 2, dataV2 = 3 }
+private enum Repetition { static let required = 0, repeated = 2 }
 
 /// A page's decompressed size above this is taken for corruption, not data.
-let maxPageBytes = 1 << 30
+private let maxPageBytes = 1 << 30
 /// Rows in one page above this are taken for corruption (writers cut pages at 20k rows by default).
-let maxPageValues = 1 << 24
+private let maxPageValues = 1 << 24
 /// Rows in one row group above this are taken for corruption.
-let maxRowGroupRows = 1 << 40
+private let maxRowGroupRows = 1 << 40
 
 // MARK: - Footer metadata (the fields of parquet.thrift the reader uses)
 
-struct SchemaElement {
+/// A node of the schema tree (stored depth-first in the footer).
+private struct SchemaElement {
     var name = ""
     var type: Int?
     var repetition: Int?
     var numChildren: Int?
 }
 
-struct ColumnMetaData {
+/// Where one column's chunk of one row group lies and how it is stored.
+private struct ColumnMetaData {
     var type = -1
     var path: [String] = []
     var codec = -1
@@ -51,25 +53,29 @@ struct ColumnMetaData {
     }
 }
 
-struct RowGroup {
+/// A horizontal slice of the file: one chunk per leaf column.
+private struct RowGroup {
     var numRows = -1
     /// nil where a chunk has no plaintext metadata (encrypted columns).
     var columns: [ColumnMetaData?] = []
 }
 
-struct FileMetaData {
+/// The footer.
+private struct FileMetaData {
     var schema: [SchemaElement] = []
     var numRows = -1
     var rowGroups: [RowGroup] = []
 }
 
-struct DataPageHeader {
+/// A v1 data page: levels and values compressed together.
+private struct DataPageHeader {
     var numValues = -1
     var encoding = -1
     var definitionEncoding = -1
 }
 
-struct DataPageHeaderV2 {
+/// A v2 data page: uncompressed levels (lengths given here), then the values, compressed unless `isCompressed` is false.
+private struct DataPageHeaderV2 {
     var numValues = -1
     var numNulls = -1
     var encoding = -1
@@ -78,12 +84,14 @@ struct DataPageHeaderV2 {
     var isCompressed = true
 }
 
-struct DictionaryPageHeader {
+/// The chunk's dictionary: PLAIN values that dictionary-encoded pages index.
+private struct DictionaryPageHeader {
     var numValues = -1
     var encoding = -1
 }
 
-struct PageHeader {
+/// The Thrift header before each page's bytes.
+private struct PageHeader {
     var type = -1
     var uncompressedSize = -1
     var compressedSize = -1
@@ -92,7 +100,7 @@ struct PageHeader {
     var dataPageV2: DataPageHeaderV2?
 }
 
-extension CompactReader {
+private extension CompactReader {
     mutating func fileMetaData() throws -> FileMetaData {
         var m = FileMetaData(), last = 0
         while let (id, type) = try field(after: &last) {
@@ -101,7 +109,7 @@ extension CompactReader {
             case 3: m.numRows = try int(type)
             case 4: m.rowGroups = try structs(type) { try $0.rowGroup() }
             // A plaintext footer over encrypted columns: their metadata would be unreadable.
-            case 8: throw ShardError(url, "parquet file is encrypted (not supported)")
+            case 8: throw ShardError(url, "footer names an encryption algorithm: encrypted columns are not supported")
             default: try skip(type)
             }
         }
@@ -147,7 +155,11 @@ extension CompactReader {
     mutating func columnChunk() throws -> ColumnMetaData? {
         var meta: ColumnMetaData?, last = 0
         while let (id, type) = try field(after: &last) {
-            if id == 3 { try expectStruct(type); meta = try columnMetaData() } else { try skip(type) }
+            switch id {
+            case 1: throw ShardError(url, "column chunks stored in other files (file_path) are not supported")
+            case 3: try expectStruct(type); meta = try columnMetaData()
+            default: try skip(type)
+            }
         }
         return meta
     }
@@ -232,7 +244,7 @@ extension CompactReader {
 // MARK: - Schema
 
 /// A leaf of the schema tree: one column chunk per row group, at `index` among the row group's chunks.
-struct LeafColumn {
+private struct LeafColumn {
     var path: [String]
     var index: Int
     var type: Int?
@@ -243,7 +255,7 @@ struct LeafColumn {
 }
 
 /// Flattens the schema's depth-first element list (the root first) into its leaves, in column-chunk order.
-func leafColumns(_ schema: [SchemaElement], _ url: URL) throws -> [LeafColumn] {
+private func leafColumns(_ schema: [SchemaElement], _ url: URL) throws -> [LeafColumn] {
     guard let root = schema.first else { throw ShardError(url, "corrupt footer: empty schema") }
     var leaves: [LeafColumn] = []
     var next = 1
@@ -296,7 +308,8 @@ final class ParquetReader {
             let (meta, dataEnd) = try Self.readFooter(fd, url)
             let leaves = try leafColumns(meta.schema, url)
             guard let text = leaves.first(where: { $0.name == textColumn }) else {
-                throw ShardError(url, "no column '\(textColumn)' (columns: \(leaves.map(\.name).joined(separator: ", ")))")
+                let names = leaves.map { String($0.name.unicodeScalars.map { $0.properties.generalCategory == .control ? "?" : Character($0) }) }
+                throw ShardError(url, "no column '\(textColumn)' (columns: \(names.joined(separator: ", ")))")
             }
             let id = idColumn.flatMap { name in leaves.first { $0.name == name } }
             try Self.check(text, allowed: [PhysicalType.byteArray], url)
@@ -436,7 +449,7 @@ final class ParquetReader {
 // MARK: - Pages
 
 /// Decodes one column chunk's pages in order into `values` (nil for nulls), keeping its dictionary.
-struct ColumnDecoder {
+private struct ColumnDecoder {
     let url: URL
     let column: LeafColumn
     let codec: Int
@@ -632,10 +645,10 @@ struct ColumnDecoder {
 }
 
 /// Bits needed for values 0...maxValue.
-func bitWidth(_ maxValue: Int) -> Int { Int.bitWidth - maxValue.leadingZeroBitCount }
+private func bitWidth(_ maxValue: Int) -> Int { Int.bitWidth - maxValue.leadingZeroBitCount }
 
 /// Inflates a gzip or zlib stream (auto-detected) that must fill `output` exactly.
-func inflateExactly(_ input: UnsafeRawPointer, _ count: Int, _ output: UnsafeMutableRawPointer, _ size: Int) -> Bool {
+private func inflateExactly(_ input: UnsafeRawPointer, _ count: Int, _ output: UnsafeMutableRawPointer, _ size: Int) -> Bool {
     var strm = z_stream()
     guard inflateInit2_(&strm, 15 + 32, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else { return false }
     defer { inflateEnd(&strm) }
