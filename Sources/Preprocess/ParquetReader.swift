@@ -314,12 +314,15 @@ final class ParquetReader {
             let id = idColumn.flatMap { name in leaves.first { $0.name == name } }
             try Self.check(text, allowed: [PhysicalType.byteArray], url)
             if let id { try Self.check(id, allowed: [PhysicalType.byteArray, PhysicalType.int32, PhysicalType.int64], url) }
+            // Every count is bounded before it is added, so corrupt ones cannot overflow the sum.
             var rows = 0
-            for g in meta.rowGroups {
-                guard g.numRows >= 0, g.numRows <= maxRowGroupRows, rows <= meta.numRows else { break }
+            for g in meta.rowGroups where rows <= meta.numRows {
+                guard (0...maxRowGroupRows).contains(g.numRows) else { throw ShardError(url, "corrupt footer: a row group of \(g.numRows) rows") }
                 rows += g.numRows
             }
-            guard rows == meta.numRows else { throw ShardError(url, "corrupt footer: \(meta.numRows) rows, but its row groups hold another number") }
+            guard (0...1 << 62).contains(meta.numRows), rows == meta.numRows else {
+                throw ShardError(url, "corrupt footer: \(meta.numRows) rows, but its row groups hold \(rows)")
+            }
             for group in meta.rowGroups.indices {
                 for column in [text] + (id.map { [$0] } ?? []) {
                     try Self.checkChunk(meta.rowGroups[group], group, column, dataEnd: dataEnd, url)
@@ -358,7 +361,7 @@ final class ParquetReader {
     /// One column of one row group: its chunk's bytes, decoded page by page. Integers become decimal strings.
     private func readColumn(_ column: LeafColumn, _ group: Int) throws -> [[UInt8]?] {
         let meta = chunk(column, group)
-        let bytes = try readBytes(at: meta.start, count: meta.totalCompressedSize)
+        let bytes = try readExactly(fd, at: meta.start, count: meta.totalCompressedSize, url)
         var decoder = ColumnDecoder(url: url, column: column, codec: meta.codec, rows: meta.numValues)
         var position = 0
         while decoder.values.count < meta.numValues {
@@ -377,41 +380,20 @@ final class ParquetReader {
         return decoder.values
     }
 
-    /// `count` bytes at `offset`, with pread (checked against the file by `checkChunk`).
-    private func readBytes(at offset: Int, count: Int) throws -> [UInt8] {
-        var b = [UInt8](repeating: 0, count: count)
-        var done = 0
-        try b.withUnsafeMutableBytes { raw in
-            while done < count {
-                let n = pread(fd, raw.baseAddress! + done, count - done, off_t(offset + done))
-                if n < 0, errno == EINTR { continue }
-                guard n > 0 else { throw ShardError(url, "read failed at byte \(offset + done) (\(n < 0 ? String(cString: strerror(errno)) : "end of file"))") }
-                done += n
-            }
-        }
-        return b
-    }
-
     /// The footer, and where the column data ends (the footer's first byte).
     private static func readFooter(_ fd: Int32, _ url: URL) throws -> (FileMetaData, Int) {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw ShardError(url, "cannot stat (\(String(cString: strerror(errno))))") }
         let size = Int(st.st_size)
-        func bytes(_ offset: Int, _ count: Int) throws -> [UInt8] {
-            var b = [UInt8](repeating: 0, count: count)
-            let n = b.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, count, off_t(offset)) }
-            guard n == count else { throw ShardError(url, "short read at byte \(offset)") }
-            return b
-        }
         guard size >= 12 else { throw ShardError(url, "not a parquet file (\(size) bytes)") }
-        let head = try bytes(0, 4), tail = try bytes(size - 8, 8)
+        let head = try readExactly(fd, at: 0, count: 4, url), tail = try readExactly(fd, at: size - 8, count: 8, url)
         if tail[4...] == Array("PARE".utf8)[...] { throw ShardError(url, "parquet file has an encrypted footer (not supported)") }
         guard head == Array("PAR1".utf8), tail[4...] == Array("PAR1".utf8)[...] else {
             throw ShardError(url, "not a parquet file (no PAR1 magic at both ends; truncated?)")
         }
         let length = Int(tail[0]) | Int(tail[1]) << 8 | Int(tail[2]) << 16 | Int(tail[3]) << 24
         guard length > 0, length <= size - 12 else { throw ShardError(url, "corrupt footer: length \(length) in a file of \(size) bytes") }
-        let footer = try bytes(size - 8 - length, length)
+        let footer = try readExactly(fd, at: size - 8 - length, count: length, url)
         var reader = CompactReader(footer, from: 0, to: length, url: url, context: "footer")
         return (try reader.fileMetaData(), size - 8 - length)
     }
@@ -437,7 +419,7 @@ final class ParquetReader {
         guard [Codec.uncompressed, Codec.snappy, Codec.gzip, Codec.zstd].contains(c.codec) else {
             throw ShardError(url, "column '\(name)': codec \(enumName(codecNames, c.codec)) is not supported (UNCOMPRESSED, SNAPPY, GZIP and ZSTD are)")
         }
-        guard rowGroup.numRows >= 0, rowGroup.numRows <= maxRowGroupRows, c.numValues == rowGroup.numRows else {
+        guard c.numValues == rowGroup.numRows else {
             throw ShardError(url, "corrupt footer: row group \(group) has \(rowGroup.numRows) rows but column '\(name)' \(c.numValues) values")
         }
         guard c.start >= 4, c.totalCompressedSize > 0, c.totalCompressedSize <= dataEnd - c.start else {
@@ -642,6 +624,21 @@ private struct ColumnDecoder {
         guard ok else { throw fail("corrupt page: \(enumName(codecNames, codec)) data does not decompress to \(size) bytes") }
         return out
     }
+}
+
+/// `count` (> 0) bytes at `offset`, with pread.
+private func readExactly(_ fd: Int32, at offset: Int, count: Int, _ url: URL) throws -> [UInt8] {
+    var b = [UInt8](repeating: 0, count: count)
+    var done = 0
+    try b.withUnsafeMutableBytes { raw in
+        while done < count {
+            let n = pread(fd, raw.baseAddress! + done, count - done, off_t(offset + done))
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { throw ShardError(url, "read failed at byte \(offset + done) (\(n < 0 ? String(cString: strerror(errno)) : "end of file"))") }
+            done += n
+        }
+    }
+    return b
 }
 
 /// Bits needed for values 0...maxValue.
