@@ -9,7 +9,7 @@ import Shards
 private let physicalTypeNames = ["BOOLEAN", "INT32", "INT64", "INT96", "FLOAT", "DOUBLE", "BYTE_ARRAY", "FIXED_LEN_BYTE_ARRAY"]
 private let codecNames = ["UNCOMPRESSED", "SNAPPY", "GZIP", "LZO", "BROTLI", "LZ4", "ZSTD", "LZ4_RAW"]
 private let encodingNames = ["PLAIN", "GROUP_VAR_INT", "PLAIN_DICTIONARY", "RLE", "BIT_PACKED", "DELTA_BINARY_PACKED",
-                     "DELTA_LENGTH_BYTE_ARRAY", "DELTA_BYTE_ARRAY", "RLE_DICTIONARY", "BYTE_STREAM_SPLIT", "ALP"]
+                             "DELTA_LENGTH_BYTE_ARRAY", "DELTA_BYTE_ARRAY", "RLE_DICTIONARY", "BYTE_STREAM_SPLIT", "ALP"]
 
 private func enumName(_ names: [String], _ value: Int) -> String { names.indices.contains(value) ? names[value] : "\(value)" }
 
@@ -480,8 +480,8 @@ private struct ColumnDecoder {
             guard let h = page.dataPageV2 else { throw fail("corrupt page: data page v2 without its header") }
             try checkCount(h.numValues)
             // v2 keeps the levels outside the compressed part: repetition levels, definition levels, values.
-            guard h.repetitionLength >= 0, h.definitionLength >= 0, h.repetitionLength + h.definitionLength <= body.count,
-                  h.repetitionLength + h.definitionLength <= page.uncompressedSize else {
+            guard (0...body.count).contains(h.repetitionLength), (0...body.count).contains(h.definitionLength),
+                  h.repetitionLength + h.definitionLength <= min(body.count, page.uncompressedSize) else {
                 throw fail("corrupt page: level lengths \(h.repetitionLength) and \(h.definitionLength)")
             }
             let levelsStart = body.lowerBound + h.repetitionLength
@@ -603,16 +603,30 @@ private struct ColumnDecoder {
         }
         if size == 0 { return [] }
         guard !range.isEmpty else { throw fail("corrupt page: empty compressed body") }
+        let name = enumName(codecNames, codec)
+        // The size comes from the page header: check it against the compressed data before allocating it.
+        let plausible: Bool = bytes.withUnsafeBytes { src in
+            let input = src.baseAddress! + range.lowerBound
+            switch codec {
+            case Codec.snappy:
+                var n = 0
+                return snappy_uncompressed_length(input.assumingMemoryBound(to: CChar.self), range.count, &n) == SNAPPY_OK && n == size
+            case Codec.zstd:
+                let n = ZSTD_getFrameContentSize(input, range.count)
+                return n == UInt64(size) || n == UInt64.max  // UInt64.max: the frame does not say (ZSTD_CONTENTSIZE_UNKNOWN)
+            default:
+                return size <= range.count * 1032 + 64  // deflate expands at most 1032:1
+            }
+        }
+        guard plausible else { throw fail("corrupt page: \(name) data does not hold the \(size) bytes its header declares") }
         var out = [UInt8](repeating: 0, count: size)
         let ok: Bool = bytes.withUnsafeBytes { src in
             out.withUnsafeMutableBytes { dst in
                 let input = src.baseAddress! + range.lowerBound
                 switch codec {
                 case Codec.snappy:
-                    var n = 0
-                    let compressed = input.assumingMemoryBound(to: CChar.self)
-                    guard snappy_uncompressed_length(compressed, range.count, &n) == SNAPPY_OK, n == size else { return false }
-                    return snappy_uncompress(compressed, range.count, dst.baseAddress!.assumingMemoryBound(to: CChar.self), &n) == SNAPPY_OK && n == size
+                    var n = size
+                    return snappy_uncompress(input.assumingMemoryBound(to: CChar.self), range.count, dst.baseAddress!.assumingMemoryBound(to: CChar.self), &n) == SNAPPY_OK && n == size
                 case Codec.zstd:
                     let n = ZSTD_decompress(dst.baseAddress!, size, input, range.count)
                     return ZSTD_isError(n) == 0 && n == size
@@ -621,7 +635,7 @@ private struct ColumnDecoder {
                 }
             }
         }
-        guard ok else { throw fail("corrupt page: \(enumName(codecNames, codec)) data does not decompress to \(size) bytes") }
+        guard ok else { throw fail("corrupt page: \(name) data does not decompress to \(size) bytes") }
         return out
     }
 }

@@ -56,7 +56,8 @@ struct CompactReader {
         let type = header & 0x0F
         if type == CompactType.stop { return nil }
         let delta = Int(header >> 4)
-        last = delta == 0 ? Int(truncatingIfNeeded: try zigzag()) : last + delta
+        // Field ids are i16; a corrupt long id must not overflow the next delta.
+        last = delta == 0 ? Int(Int16(truncatingIfNeeded: try zigzag())) : last + delta
         return (last, type)
     }
 
