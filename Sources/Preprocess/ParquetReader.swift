@@ -283,16 +283,16 @@ private func leafColumns(_ schema: [SchemaElement], _ url: URL) throws -> [LeafC
 // MARK: - Reader
 
 /// One row as read: text nil for a null value; id nil when null or when the file has no id column.
-struct ParquetRow {
-    var text: [UInt8]?
-    var id: String?
+public struct ParquetRow {
+    public var text: [UInt8]?
+    public var id: String?
 }
 
 /// Reads the text column (and optionally an id column) of a parquet file, row group by row group.
 /// Only the byte ranges of the two columns' chunks in one row group are read (pread), so memory is bounded
 /// by a row group's pages of those columns, not by the file.
-final class ParquetReader {
-    let url: URL
+public final class ParquetReader {
+    public let url: URL
     private let fd: Int32
     private let rowGroups: [RowGroup]
     private let text: LeafColumn
@@ -300,7 +300,7 @@ final class ParquetReader {
 
     /// Reads and checks the footer. `textColumn` and `idColumn` are dotted paths ("metadata.id" for a struct's
     /// field). A missing text column is an error naming the columns there are; a missing id column gives nil ids.
-    init(url: URL, textColumn: String, idColumn: String?) throws {
+    public init(url: URL, textColumn: String, idColumn: String?) throws {
         self.url = url
         let fd = open(url.path, O_RDONLY)
         guard fd >= 0 else { throw ShardError(url, "cannot open (\(String(cString: strerror(errno))))") }
@@ -338,17 +338,17 @@ final class ParquetReader {
 
     deinit { close(fd) }
 
-    var rowGroupCount: Int { rowGroups.count }
-    var rowCount: Int { rowGroups.reduce(0) { $0 + $1.numRows } }
-    func rowCount(group: Int) -> Int { rowGroups[group].numRows }
+    public var rowGroupCount: Int { rowGroups.count }
+    public var rowCount: Int { rowGroups.reduce(0) { $0 + $1.numRows } }
+    public func rowCount(group: Int) -> Int { rowGroups[group].numRows }
 
     /// Compressed bytes of the row group's chunks of the columns read (for progress).
-    func byteSize(group: Int) -> Int {
+    public func byteSize(group: Int) -> Int {
         chunk(text, group).totalCompressedSize + (id.map { chunk($0, group).totalCompressedSize } ?? 0)
     }
 
     /// The rows of one row group, in order.
-    func readRowGroup(_ group: Int) throws -> [ParquetRow] {
+    public func readRowGroup(_ group: Int) throws -> [ParquetRow] {
         let texts = try readColumn(text, group)
         let ids = try id.map { try readColumn($0, group) }
         return texts.indices.map { i in
@@ -439,6 +439,8 @@ private struct ColumnDecoder {
     let rows: Int
     private(set) var values: [[UInt8]?] = []
     private var dictionary: [[UInt8]]?
+    /// One zstd context for all pages of the chunk: ZSTD_decompress would set up (and allocate) one per page.
+    private let zstd = ZstdContext()
 
     init(url: URL, column: LeafColumn, codec: Int, rows: Int) {
         self.url = url; self.column = column; self.codec = codec; self.rows = rows
@@ -628,7 +630,7 @@ private struct ColumnDecoder {
                     var n = size
                     return snappy_uncompress(input.assumingMemoryBound(to: CChar.self), range.count, dst.baseAddress!.assumingMemoryBound(to: CChar.self), &n) == SNAPPY_OK && n == size
                 case Codec.zstd:
-                    let n = ZSTD_decompress(dst.baseAddress!, size, input, range.count)
+                    let n = ZSTD_decompressDCtx(zstd.context, dst.baseAddress!, size, input, range.count)
                     return ZSTD_isError(n) == 0 && n == size
                 default:
                     return inflateExactly(input, range.count, dst.baseAddress!, size)
@@ -659,6 +661,12 @@ private func readExactly(_ fd: Int32, at offset: Int, count: Int, _ url: URL) th
 private func bitWidth(_ maxValue: Int) -> Int { Int.bitWidth - maxValue.leadingZeroBitCount }
 
 /// Inflates a gzip or zlib stream (auto-detected) that must fill `output` exactly.
+/// A zstd decompression context, freed with its owner.
+private final class ZstdContext {
+    let context = ZSTD_createDCtx()
+    deinit { ZSTD_freeDCtx(context) }
+}
+
 private func inflateExactly(_ input: UnsafeRawPointer, _ count: Int, _ output: UnsafeMutableRawPointer, _ size: Int) -> Bool {
     var strm = z_stream()
     guard inflateInit2_(&strm, 15 + 32, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else { return false }

@@ -54,7 +54,7 @@ struct BenchImport: ParsableCommand {
 
         // Baseline: the chunk files already in memory, decoded one after another into one buffer.
         var chunk = [UInt8](repeating: 0, count: chunkRows * chunkColumns * 2)
-        let decode = try best {
+        let decode = try bestSeconds {
             for file in files {
                 let got = file.withUnsafeBytes { src in chunk.withUnsafeMutableBytes { blosc_decompress_ctx(src.baseAddress, $0.baseAddress, $0.count, 1) } }
                 guard got == chunk.count else { throw ValidationError("blosc failed on a chunk it wrote (\(got))") }
@@ -63,7 +63,7 @@ struct BenchImport: ParsableCommand {
         // The writing alone: the same rows, already in memory, into shards as import writes them.
         let shardFormat = ShardFormat(rawValue: format)!
         var run = 0
-        let write = try best {
+        let write = try bestSeconds {
             run += 1
             let folder = dir.appendingPathComponent("write-\(run)")
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
@@ -82,7 +82,7 @@ struct BenchImport: ParsableCommand {
         var options = ImportOptions()
         options.format = shardFormat
         options.level = level
-        let imported = try best {
+        let imported = try bestSeconds {
             run += 1
             _ = try ZarrImporter(inputs: [store.path], output: dir.appendingPathComponent("out-\(run)"), options: options).run(mode: .fresh)
         }
@@ -121,12 +121,5 @@ struct BenchImport: ParsableCommand {
             }
         }
         return files
-    }
-
-    /// Best of three wall-clock runs.
-    func best(_ body: () throws -> Void) rethrows -> Double {
-        var times: [Double] = []
-        for _ in 0..<3 { let t0 = now(); try body(); times.append(now() - t0) }
-        return times.min()!
     }
 }

@@ -51,8 +51,8 @@ struct BenchKernels: ParsableCommand {
                 var r = SystemRandomNumberGenerator()
                 layer.initialize(std: 0.02, residualStd: 0.02, using: &r)
                 var y: Tensor<Float>?
-                let fwd = best(2) { y = layer.forward(x, batch: 1, length: t) }
-                let both = best(2) { y = layer.forward(x, batch: 1, length: t); _ = layer.backward(y!) }
+                let fwd = bestSeconds(2) { y = layer.forward(x, batch: 1, length: t) }
+                let both = bestSeconds(2) { y = layer.forward(x, batch: 1, length: t); _ = layer.backward(y!) }
                 print(String(format: "| %d | %@ | %.2f | %.2f |", t, kind.rawValue, fwd / Double(t) * 1e6, both / Double(t) * 1e6))
             }
         }
@@ -66,7 +66,7 @@ struct BenchKernels: ParsableCommand {
                 let tokens = (0..<t).map { Int32(($0 * 7919) % 50_257) }
                 let targets = (0..<t).map { Int32(($0 * 104_729 + 1) % 50_257) }
                 let mask = [Float](repeating: 1, count: t)
-                let seconds = best(t >= 16_384 ? 1 : 2) {
+                let seconds = bestSeconds(t >= 16_384 ? 1 : 2) {
                     model!.zeroGradients()
                     _ = model!.forward(tokens: tokens, targets: targets, mask: mask, batch: 1, length: t, recompute: recompute)
                     model!.backward()
@@ -80,9 +80,6 @@ struct BenchKernels: ParsableCommand {
         print("(useful flops only: the recomputed MLP forward is not counted)")
     }
 
-    func best(_ runs: Int, _ body: () -> Void) -> Double {
-        (0..<runs).map { _ in let t0 = now(); body(); return now() - t0 }.min()!
-    }
 }
 
 /// Peak resident set size of this process so far (getrusage), in bytes.

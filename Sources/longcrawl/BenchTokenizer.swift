@@ -36,15 +36,8 @@ struct BenchTokenizer: ParsableCommand {
 
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("tools/bench_tiktoken.py")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", script.path, String(threads)] + files.map(\.path)
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        try p.run()
-        let out = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0, let tik = try JSONSerialization.jsonObject(with: out) as? [String: Any],
+        let (status, out) = try capture(["python3", script.path, String(threads)] + files.map(\.path))
+        guard status == 0, let tik = try JSONSerialization.jsonObject(with: out) as? [String: Any],
               let tikOne = tik["one_thread_s"] as? Double, let tikMany = tik["all_threads_s"] as? Double, let tikTokens = tik["tokens"] as? Int else {
             throw ValidationError("tools/bench_tiktoken.py failed (tiktoken missing? run tools/setup.sh)")
         }

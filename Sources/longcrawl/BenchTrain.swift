@@ -105,18 +105,12 @@ struct BenchScaling: ParsableCommand {
     func run() throws {
         let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         func measure(_ n: Int) throws -> [String: Double] {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            p.arguments = ["mpirun", "--allow-run-as-root", "--bind-to", "core", "--map-by", "core", "-np", String(n), me, "bench", "train", "--data", data,
-                           "--config", config, "--context", String(context), "--batch", String(batch), "--steps", String(steps), "--json"]
-            let out = Pipe()
-            p.standardOutput = out
-            try p.run()
-            let bytes = out.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            guard p.terminationStatus == 0, let line = String(decoding: bytes, as: UTF8.self).split(separator: "\n").last,
+            let (status, bytes) = try capture(["mpirun", "--allow-run-as-root", "--bind-to", "core", "--map-by", "core", "-np", String(n), me, "bench", "train",
+                                               "--data", data, "--config", config, "--context", String(context), "--batch", String(batch),
+                                               "--steps", String(steps), "--json"])
+            guard status == 0, let line = String(decoding: bytes, as: UTF8.self).split(separator: "\n").last,
                   let obj = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Double] else {
-                throw TrainingError("mpirun -np \(n) bench train failed (status \(p.terminationStatus))")
+                throw TrainingError("mpirun -np \(n) bench train failed (status \(status))")
             }
             return obj
         }
