@@ -4,12 +4,72 @@ import Shards
 import Streaming
 import Tensor
 
-/// Mean loss by token position over evaluation windows: the paper's Figure 2.
+/// A mean over evaluation windows with its standard error: windows are the independent samples, so the error is
+/// the windows' standard deviation (n - 1) over sqrt(n); undefined (nil, `null` in JSON) for a single window.
+public struct Estimate: Codable, Equatable, Sendable {
+    public var mean: Double
+    public var se: Double?
+
+    public init(_ samples: [Double]) {
+        let n = Double(samples.count)
+        mean = samples.reduce(0, +) / n
+        let m = mean
+        se = samples.count < 2 ? nil : (samples.reduce(0) { $0 + ($1 - m) * ($1 - m) } / (n - 1) / n).squareRoot()
+    }
+}
+
+/// The paper's summary of a contextwise loss curve for a model trained at context L. Ranges are of context
+/// lengths n = position + 1 (tokens seen): `(a, b]` holds positions a ..< b.
+public struct EvalSummary: Codable, Equatable, Sendable {
+    public struct Range: Codable, Equatable, Sendable {
+        public var name: String
+        /// Positions [start, end).
+        public var start: Int, end: Int
+        public var loss: Estimate
+    }
+
+    public var trainedContext: Int
+    /// Mean loss over positions [0.9 L, L) (0.9 L rounded down): Manifest's best-context loss.
+    public var bestContext: Estimate?
+    /// (L/2, L], (L, 2L], (2L, 4L], (4L, 16L], (16L, 65535]: those the rows reach.
+    public var ranges: [Range]
+    /// Mean over (L, 4L] minus mean over (L/2, L], per window, then over windows (a paired difference).
+    public var extrapolationGap: Estimate?
+
+    enum CodingKeys: String, CodingKey {
+        case ranges
+        case trainedContext = "trained_context", bestContext = "best_context", extrapolationGap = "extrapolation_gap"
+    }
+
+    /// From per-window per-position losses (every row the same length).
+    public init(perWindow: [[Double]], trainedContext l: Int) {
+        let positions = perWindow.first?.count ?? 0
+        func means(_ r: Swift.Range<Int>) -> [Double] { perWindow.map { $0[r].reduce(0, +) / Double(r.count) } }
+        trainedContext = l
+        let best = Int(0.9 * Double(l))..<l
+        bestContext = l <= positions && !best.isEmpty ? Estimate(means(best)) : nil
+        let bounds: [(String, Int, Int)] = [("(L/2, L]", l / 2, l), ("(L, 2L]", l, 2 * l), ("(2L, 4L]", 2 * l, 4 * l),
+                                            ("(4L, 16L]", 4 * l, 16 * l), ("(16L, 65535]", 16 * l, windowLength - 1)]
+        ranges = bounds.compactMap { name, a, b in
+            let end = min(b, positions)
+            return a < end ? Range(name: name, start: a, end: end, loss: Estimate(means(a..<end))) : nil
+        }
+        if positions >= 4 * l {
+            let near = means((l / 2)..<l), far = means(l..<(4 * l))
+            extrapolationGap = Estimate(zip(far, near).map { $0 - $1 })
+        } else {
+            extrapolationGap = nil
+        }
+    }
+}
+
+/// Mean loss by token position over evaluation windows, with standard errors: the paper's contextwise loss curve.
 public struct EvalResult: Codable, Equatable, Sendable {
     public struct Bucket: Codable, Equatable, Sendable {
         /// Positions [start, end).
         public var start: Int, end: Int
         public var loss: Double
+        public var se: Double?
     }
 
     public var checkpoint: String
@@ -23,34 +83,59 @@ public struct EvalResult: Codable, Equatable, Sendable {
     public var meanLoss: Double
     /// Position i: mean loss of predicting token i + 1 from tokens 0...i.
     public var perPosition: [Double]
+    /// Standard error of each position's mean across windows (nil for one window).
+    public var perPositionSE: [Double]?
     /// [2^k - 1, 2^(k+1) - 1): a log-scale x axis.
     public var buckets: [Bucket]
+    public var summary: EvalSummary
+    public var tokensPerSecond: Double
 
     enum CodingKeys: String, CodingKey {
-        case checkpoint, config, context, form, windows, buckets
+        case checkpoint, config, context, form, windows, buckets, summary
         case windowsFile = "windows_file", trainedContext = "trained_context", meanLoss = "mean_loss", perPosition = "per_position"
+        case perPositionSE = "per_position_se", tokensPerSecond = "tokens_per_s"
     }
 
-    static func buckets(_ losses: [Double]) -> [Bucket] {
-        var out: [Bucket] = []
+    /// The result of per-window per-position losses.
+    init(perWindow: [[Double]], checkpoint: String, windowsFile: String, config: String, trainedContext: Int, context: Int, form: String,
+         tokensPerSecond: Double) {
+        let n = perWindow.count, positions = perWindow[0].count
+        var per = [Double](repeating: 0, count: positions), se: [Double]? = n > 1 ? per : nil
+        for i in 0..<positions {
+            let e = Estimate(perWindow.map { $0[i] })
+            per[i] = e.mean
+            se?[i] = e.se!
+        }
+        var buckets: [Bucket] = []
         var start = 0
-        while start < losses.count {
-            let end = min(losses.count, 2 * start + 1)
-            out.append(Bucket(start: start, end: end, loss: losses[start..<end].reduce(0, +) / Double(end - start)))
+        while start < positions {
+            let end = min(positions, 2 * start + 1)
+            let e = Estimate(perWindow.map { $0[start..<end].reduce(0, +) / Double(end - start) })
+            buckets.append(Bucket(start: start, end: end, loss: e.mean, se: e.se))
             start = end
         }
-        return out
+        self.init(checkpoint: checkpoint, windowsFile: windowsFile, config: config, trainedContext: trainedContext, context: context,
+                  form: form, windows: n, meanLoss: per.reduce(0, +) / Double(positions), perPosition: per, perPositionSE: se,
+                  buckets: buckets, summary: EvalSummary(perWindow: perWindow, trainedContext: trainedContext), tokensPerSecond: tokensPerSecond)
     }
 
-    /// `RESULT/result.json`, `RESULT/positions.csv` (position, loss) and `RESULT/buckets.csv` (start, end, loss).
+    init(checkpoint: String, windowsFile: String, config: String, trainedContext: Int, context: Int, form: String, windows: Int,
+         meanLoss: Double, perPosition: [Double], perPositionSE: [Double]?, buckets: [Bucket], summary: EvalSummary, tokensPerSecond: Double) {
+        self.checkpoint = checkpoint; self.windowsFile = windowsFile; self.config = config; self.trainedContext = trainedContext
+        self.context = context; self.form = form; self.windows = windows; self.meanLoss = meanLoss; self.perPosition = perPosition
+        self.perPositionSE = perPositionSE; self.buckets = buckets; self.summary = summary; self.tokensPerSecond = tokensPerSecond
+    }
+
+    /// `RESULT/result.json`, `RESULT/positions.csv` (position, loss, se) and `RESULT/buckets.csv` (start, end, loss, se);
+    /// an undefined standard error is empty in the CSV files.
     public func write(to folder: URL) throws {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         try AtomicFile.writeJSON(self, to: folder.appendingPathComponent("result.json"))
-        var csv = "position,loss\n"
-        for (i, l) in perPosition.enumerated() { csv += "\(i),\(l)\n" }
+        var csv = "position,loss,se\n"
+        for (i, l) in perPosition.enumerated() { csv += "\(i),\(l),\(perPositionSE.map { String($0[i]) } ?? "")\n" }
         try AtomicFile.write(Data(csv.utf8), to: folder.appendingPathComponent("positions.csv"))
-        var b = "start,end,loss\n"
-        for k in buckets { b += "\(k.start),\(k.end),\(k.loss)\n" }
+        var b = "start,end,loss,se\n"
+        for k in buckets { b += "\(k.start),\(k.end),\(k.loss),\(k.se.map { String($0) } ?? "")\n" }
         try AtomicFile.write(Data(b.utf8), to: folder.appendingPathComponent("buckets.csv"))
     }
 }
@@ -94,12 +179,12 @@ public enum Evaluator {
         let l = file.length, inputs = inputLength(l)
         let segment = context ?? (model.config.attention == .softmax ? min(inputs, model.config.context) : inputs)
         guard segment >= 1, inputs % segment == 0 else { throw TrainingError("--context \(segment) does not divide the \(inputs) input tokens of each row") }
-        var sum = [Double](repeating: 0, count: l - 1)
+        var perWindow: [[Double]] = []
         let t0 = Date()
         for i in 0..<file.count {
             let losses = Self.losses(model, row: file.row(i), segment: segment)
             guard losses.allSatisfy(\.isFinite) else { throw TrainingError("\(windowsFile): window \(file.windows[i]) gives a non-finite loss") }
-            for j in 0..<(l - 1) { sum[j] += losses[j] }
+            perWindow.append(losses)
             if let progress, progress.due() {
                 let rate = Double((i + 1) * l) / Date().timeIntervalSince(t0)
                 progress.show(String(format: "window %d/%d, %.0f tokens/s, ETA %@", i + 1, file.count, rate,
@@ -107,12 +192,11 @@ public enum Evaluator {
             }
         }
         progress?.end()
-        let mean = sum.map { $0 / Double(file.count) }
         let form = model.config.attention == .softmax ? (segment >= inputs ? "attention" : "attention, independent segments")
             : (segment >= inputs ? "chunked" : "recurrent, state carried across segments")
-        return EvalResult(checkpoint: checkpoint, windowsFile: windowsFile, config: model.config.name, trainedContext: model.config.context,
-                          context: segment, form: form, windows: file.count, meanLoss: mean.reduce(0, +) / Double(mean.count),
-                          perPosition: mean, buckets: EvalResult.buckets(mean))
+        return EvalResult(perWindow: perWindow, checkpoint: checkpoint, windowsFile: windowsFile, config: model.config.name,
+                          trainedContext: model.config.context, context: segment, form: form,
+                          tokensPerSecond: Double(file.count * inputs) / Date().timeIntervalSince(t0))
     }
 }
 

@@ -22,8 +22,8 @@ struct EvalCommand: ParsableCommand {
         """
     )
 
-    @Option(help: "Checkpoint folder, or a run folder (its newest checkpoint).")
-    var checkpoint: String
+    @Option(help: "Checkpoint folder, or a run folder (its newest checkpoint); repeat to evaluate several on the same windows.")
+    var checkpoint: [String]
 
     @Option(help: "Evaluation windows (HDF5 from `longcrawl sample`).")
     var windows: String
@@ -31,21 +31,55 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Segment length T for the recurrent form (divides the window length).")
     var context: Int?
 
-    @Option(help: "Result folder.")
+    @Option(help: "Result folder; with several checkpoints, the folder of one result folder per checkpoint (named after its run).")
     var out: String
 
-    func run() throws {
-        let ckpt = try Checkpoint.resolve(URL(fileURLWithPath: checkpoint))
-        let state = try Checkpoint.loadState(ckpt)
-        let model = Transformer<Float>(config: state.config, seed: 0)
-        try Checkpoint.loadModel(ckpt, into: model)
-        let file = try EvalWindowFile(contentsOf: URL(fileURLWithPath: windows))
-        let progress = ProgressReporter(label: "eval")
-        let result = try Evaluator.evaluate(model, file: file, context: context, checkpoint: ckpt.path, windowsFile: windows, progress: progress)
-        try result.write(to: URL(fileURLWithPath: out))
-        print("eval \(ckpt.lastPathComponent) (\(state.config.name), trained at \(state.config.context)) on \(result.windows) windows of \(file.length), \(result.form):")
-        print(String(format: "mean loss %.4f", result.meanLoss))
-        for b in result.buckets { print(String(format: "  positions [%d, %d): %.4f", b.start, b.end, b.loss)) }
-        print("wrote \(out)/result.json, positions.csv, buckets.csv")
+    func validate() throws {
+        guard !checkpoint.isEmpty else { throw ValidationError("give at least one --checkpoint") }
     }
+
+    func run() throws {
+        // Every checkpoint is checked before the first evaluation starts.
+        let checkpoints = try checkpoint.map { try Checkpoint.resolve(URL(fileURLWithPath: $0)) }
+        let states = try checkpoints.map { try Checkpoint.loadState($0) }
+        let file = try EvalWindowFile(contentsOf: URL(fileURLWithPath: windows))
+        let folders = resultFolders(checkpoint, out: URL(fileURLWithPath: out))
+        for (ckpt, (state, folder)) in zip(checkpoints, zip(states, folders)) {
+            let model = Transformer<Float>(config: state.config, seed: 0)
+            try Checkpoint.loadModel(ckpt, into: model)
+            let result = try Evaluator.evaluate(model, file: file, context: context, checkpoint: ckpt.path, windowsFile: windows,
+                                                progress: ProgressReporter(label: "eval"))
+            try result.write(to: folder)
+            print("eval \(ckpt.path) (\(state.config.name), \(state.config.attention.rawValue), trained at \(state.config.context)) on \(result.windows) windows of \(file.length), \(result.form), \(Int(result.tokensPerSecond)) tokens/s:")
+            print(describe(result.summary))
+            print("wrote \(folder.path)/result.json, positions.csv, buckets.csv")
+        }
+    }
+}
+
+/// One result folder per checkpoint: `out` itself for one, `out/RUN` for several (RUN-2, ... where runs share a name).
+func resultFolders(_ checkpoints: [String], out: URL) -> [URL] {
+    guard checkpoints.count > 1 else { return [out] }
+    var seen: [String: Int] = [:]
+    return checkpoints.map { path in
+        var url = URL(fileURLWithPath: path).standardizedFileURL
+        if url.deletingLastPathComponent().lastPathComponent == "checkpoints" { url = url.deletingLastPathComponent().deletingLastPathComponent() }
+        let name = url.lastPathComponent
+        seen[name, default: 0] += 1
+        return out.appendingPathComponent(seen[name]! == 1 ? name : "\(name)-\(seen[name]!)")
+    }
+}
+
+/// `1.2345 ± 0.0123`, or `1.2345 (SE undefined: one window)`.
+func describe(_ e: Estimate) -> String {
+    e.se.map { String(format: "%.4f ± %.4f", e.mean, $0) } ?? String(format: "%.4f (SE undefined: one window)", e.mean)
+}
+
+/// The summary's lines: best-context loss, range means, extrapolation gap, each with its standard error.
+func describe(_ s: EvalSummary) -> String {
+    var lines = ["  trained context L = \(s.trainedContext)"]
+    if let b = s.bestContext { lines.append("  best-context loss [0.9L, L):  \(describe(b))") }
+    for r in s.ranges { lines.append("  \(r.name.padding(toLength: 13, withPad: " ", startingAt: 0)) positions [\(r.start), \(r.end)): \(describe(r.loss))") }
+    if let g = s.extrapolationGap { lines.append("  extrapolation gap (L, 4L] - (L/2, L]: \(describe(g))") }
+    return lines.joined(separator: "\n")
 }
