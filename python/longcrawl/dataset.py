@@ -227,7 +227,10 @@ class Dataset:
         if not index.get("complete"):
             raise LongCrawlError(f"{index_path}: dataset incomplete (preprocessing did not finish)")
         self.index = index
-        self.shards = [ShardEntry(**{k: s[k] for k in ShardEntry.__dataclass_fields__}) for s in index["shards"]]
+        try:
+            self.shards = [ShardEntry(**{k: s[k] for k in ShardEntry.__dataclass_fields__}) for s in index["shards"]]
+        except (KeyError, TypeError) as e:
+            raise LongCrawlError(f"{index_path}: a shard entry lacks {e}") from None
         root = self.path.resolve()
         for s in self.shards:
             inside = not os.path.isabs(s.file) and ".." not in Path(s.file).parts
