@@ -18,13 +18,24 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     public var seed: UInt64 = 1
     /// Rebuild each block's MLP half in backward instead of storing its activations (same gradients, less memory).
     public var recompute = false
+    /// Held-out windows (from `longcrawl sample`) evaluated at the training context every `evalEvery` steps and at
+    /// the end, into `RUN/eval.jsonl`; the best checkpoint by that loss is kept as `checkpoints/best`.
+    public var evalWindows: String?
+    public var evalEvery: Int?
 
     public init(data: String) { self.data = data }
 
     enum CodingKeys: String, CodingKey {
         case data, order, accumulation, keep, seed, recompute
-        case saveEvery = "save_every"
+        case saveEvery = "save_every", evalWindows = "eval_windows", evalEvery = "eval_every"
     }
+}
+
+/// One line of `eval.jsonl`: the held-out loss during training.
+public struct HeldoutMetrics: Codable, Equatable, Sendable {
+    public var step: Int
+    public var loss: Estimate
+    public var tokens: Int
 }
 
 /// One line of `metrics.jsonl`.
@@ -75,6 +86,9 @@ public enum Checkpoint {
         run.appendingPathComponent("checkpoints").appendingPathComponent(String(format: "step-%06d", step))
     }
 
+    /// `RUN/checkpoints/best`: the checkpoint with the lowest held-out loss so far (not one of the last K).
+    public static func best(in run: URL) -> URL { run.appendingPathComponent("checkpoints/best") }
+
     /// Complete checkpoints of a run, oldest first (a folder being written has a hidden temporary name).
     public static func all(in run: URL) -> [URL] {
         let dir = run.appendingPathComponent("checkpoints")
@@ -111,7 +125,12 @@ public enum Checkpoint {
     /// Writes the three files into a temporary folder and renames it into place, then deletes all but the
     /// newest `keep` checkpoints.
     public static func save(model: Transformer<Float>, optimizer: AdamW<Float>, state: TrainState, run: URL, keep: Int) throws {
-        let final = folder(in: run, step: state.step)
+        try write(model: model, optimizer: optimizer, state: state, to: folder(in: run, step: state.step))
+        for old in all(in: run).dropLast(max(1, keep)) { try? FileManager.default.removeItem(at: old) }
+    }
+
+    /// The three files into a temporary folder, renamed over `final`.
+    public static func write(model: Transformer<Float>, optimizer: AdamW<Float>, state: TrainState, to final: URL) throws {
         let tmp = final.deletingLastPathComponent().appendingPathComponent("." + final.lastPathComponent + ".tmp")
         let fm = FileManager.default
         try? fm.removeItem(at: tmp)
@@ -130,7 +149,6 @@ public enum Checkpoint {
         try AtomicFile.writeJSON(state, to: tmp.appendingPathComponent(stateFile))
         try? fm.removeItem(at: final)
         do { try fm.moveItem(at: tmp, to: final) } catch { throw TrainingError("\(final.path): cannot rename checkpoint into place (\(error.localizedDescription))") }
-        for old in all(in: run).dropLast(max(1, keep)) { try? fm.removeItem(at: old) }
     }
 
     public static func loadState(_ checkpoint: URL) throws -> TrainState {

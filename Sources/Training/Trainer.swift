@@ -30,6 +30,10 @@ public final class Trainer {
     let world: World
     /// Rank 0 writes the run folder.
     var writes: Bool { world.rank == 0 }
+    /// Held-out windows evaluated every `options.evalEvery` steps, and the lowest loss logged so far.
+    let heldout: EvalWindowFile?
+    private var bestHeldout = Double.infinity
+    private var lastHeldout: Estimate?
 
     /// Starts a run in `run` (refused if it already holds checkpoints, unless `force`), or with `resume`
     /// continues its newest checkpoint; `config` and `options` must then equal the run's.
@@ -43,6 +47,7 @@ public final class Trainer {
         self.config = config
         self.options = options
         self.world = world
+        heldout = try Self.heldoutWindows(options, context: config.context)
         let fm = FileManager.default
         let existing = Checkpoint.all(in: run)
         // An empty or missing train split is an error here, naming the folder.
@@ -64,13 +69,20 @@ public final class Trainer {
             try Checkpoint.loadModel(latest, into: model)
             try Checkpoint.loadOptimizer(latest, into: optimizer, parameters: model.parameters)
             step = state.step; tokens = state.tokens; elapsed = state.elapsed; cursor = state.cursors[world.rank]
-            if world.rank == 0 { try Self.truncateMetrics(run, after: step) }
+            if world.rank == 0 {
+                try Self.truncate(run.appendingPathComponent("metrics.jsonl"), after: step, as: StepMetrics.self) { $0.step }
+                try Self.truncate(run.appendingPathComponent("eval.jsonl"), after: step, as: HeldoutMetrics.self) { $0.step }
+            }
+            // Every rank knows the best loss so far (every rank evaluates, so they decide alike).
+            bestHeldout = Self.heldoutLog(run).map(\.loss.mean).min() ?? .infinity
         } else {
             if !existing.isEmpty && !force {
                 throw TrainingError("\(run.path): already holds a run (checkpoints/); use --resume to continue it or --force to start over")
             }
             if world.rank == 0 {
-                if force { try? fm.removeItem(at: run.appendingPathComponent("checkpoints")); try? fm.removeItem(at: run.appendingPathComponent("metrics.jsonl")) }
+                if force {
+                    for name in ["checkpoints", "metrics.jsonl", "eval.jsonl"] { try? fm.removeItem(at: run.appendingPathComponent(name)) }
+                }
                 try fm.createDirectory(at: run, withIntermediateDirectories: true)
                 try AtomicFile.writeJSON(config, to: run.appendingPathComponent("config.json"))
                 try AtomicFile.writeJSON(options, to: run.appendingPathComponent("options.json"))
@@ -99,8 +111,7 @@ public final class Trainer {
             try metricsFile?.seekToEnd()
         }
         defer { try? metricsFile?.close() }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
+        let encoder = JSONEncoder.sorted
         // The flat buffer of the allreduce (distributed runs only).
         let gradients = UnsafeMutablePointer<Float>.allocate(capacity: world.isDistributed ? params.reduce(0) { $0 + $1.grad.count } : 1)
         defer { gradients.deallocate() }
@@ -147,26 +158,81 @@ public final class Trainer {
                                 allreduceSeconds: allreduce)
             taken.append(m)
             try metricsFile?.write(contentsOf: try encoder.encode(m) + Data("\n".utf8))
-            if writes, let progress, progress.due() || step == end {
+            let evaluated = try evaluateHeldout(last: m)
+            if writes, let progress, progress.due() || step == end || evaluated {
                 let eta = ProgressReporter.duration(elapsed / Double(step) * Double(config.steps - step))
-                progress.show(String(format: "step %d/%d loss %.4f lr %.2e | %.0f tokens/s, MFU %.1f%% | ETA %@", step, config.steps, loss, lr,
-                                     m.tokensPerSecond, 100 * m.mfu, eta))
+                let held = lastHeldout.map { String(format: " | held-out %.4f%@", $0.mean, $0.se.map { String(format: " ± %.4f", $0) } ?? "") } ?? ""
+                progress.show(String(format: "step %d/%d loss %.4f lr %.2e%@ | %.0f tokens/s, MFU %.1f%% | ETA %@", step, config.steps, loss, lr,
+                                     held, m.tokensPerSecond, 100 * m.mfu, eta))
             }
-            if step % options.saveEvery == 0 || step == config.steps { try saveCheckpoint(last: m) }
+            if step % options.saveEvery == 0 || step == config.steps { try saveCheckpoint(last: m, to: Checkpoint.folder(in: run, step: step)) }
         }
         progress?.end()
         return taken
     }
 
-    /// Every rank's cursor goes to rank 0, which writes the checkpoint.
-    private func saveCheckpoint(last: StepMetrics) throws {
+    /// Every rank's cursor goes to rank 0, which writes the checkpoint (`best` is not one of the last K).
+    private func saveCheckpoint(last: StepMetrics, to folder: URL) throws {
         let cursors = try world.allGather(JSONEncoder().encode(packer.cursor)).map { try JSONDecoder().decode(PackerCursor.self, from: $0) }
         if writes {
             let state = TrainState(step: step, config: config, options: options, cursors: cursors, rng: options.seed, tokens: tokens,
                                    elapsed: elapsed, last: last)
-            try Checkpoint.save(model: model, optimizer: optimizer, state: state, run: run, keep: options.keep)
+            if folder == Checkpoint.best(in: run) {
+                try Checkpoint.write(model: model, optimizer: optimizer, state: state, to: folder)
+            } else {
+                try Checkpoint.save(model: model, optimizer: optimizer, state: state, run: run, keep: options.keep)
+            }
         }
         world.barrier()
+    }
+
+    /// At every `evalEvery`-th step and the last: the mean held-out loss at the training context (each row's first
+    /// T + 1 tokens), into `eval.jsonl`, and `checkpoints/best` when it is the lowest so far. It reads the model
+    /// only, draws no random numbers and touches no training state, so the run's losses do not change.
+    private func evaluateHeldout(last: StepMetrics) throws -> Bool {
+        guard let heldout, let every = options.evalEvery, step % every == 0 || step == config.steps else { return false }
+        let t = config.context
+        let perWindow = (0..<heldout.count).map { i -> Double in
+            let row = heldout.row(i)
+            let losses = Evaluator.losses(model, row: row.prefix(t + 1), segment: t)
+            return losses.reduce(0, +) / Double(losses.count)
+        }
+        let loss = Estimate(perWindow)
+        guard loss.mean.isFinite else { throw TrainingError("step \(step): held-out loss \(loss.mean) on \(options.evalWindows ?? "?")") }
+        lastHeldout = loss
+        if writes {
+            let line = try JSONEncoder.sorted.encode(HeldoutMetrics(step: step, loss: loss, tokens: tokens)) + Data("\n".utf8)
+            let url = run.appendingPathComponent("eval.jsonl")
+            if !FileManager.default.fileExists(atPath: url.path) { _ = FileManager.default.createFile(atPath: url.path, contents: nil) }
+            let file = try FileHandle(forWritingTo: url)
+            defer { try? file.close() }
+            try file.seekToEnd()
+            try file.write(contentsOf: line)
+        }
+        if loss.mean < bestHeldout {
+            bestHeldout = loss.mean
+            try saveCheckpoint(last: last, to: Checkpoint.best(in: run))
+        }
+        return true
+    }
+
+    /// The held-out windows of a run, checked: every row must hold the training context plus one token.
+    static func heldoutWindows(_ options: TrainOptions, context: Int) throws -> EvalWindowFile? {
+        guard let every = options.evalEvery else { return nil }
+        guard every >= 1 else { throw TrainingError("--eval-every must be positive, got \(every)") }
+        guard let path = options.evalWindows else { throw TrainingError("--eval-every needs --eval-windows FILE (from longcrawl sample)") }
+        let file = try EvalWindowFile(contentsOf: URL(fileURLWithPath: path))
+        guard file.count > 0 else { throw TrainingError("\(path): no windows") }
+        guard file.length >= context + 1 else {
+            throw TrainingError("\(path): rows of \(file.length) tokens, the training context \(context) needs \(context + 1) (longcrawl sample --context \(context))")
+        }
+        return file
+    }
+
+    /// The lines of `RUN/eval.jsonl`.
+    public static func heldoutLog(_ run: URL) -> [HeldoutMetrics] {
+        let data = (try? Data(contentsOf: run.appendingPathComponent("eval.jsonl"))) ?? Data()
+        return data.split(separator: UInt8(ascii: "\n")).compactMap { try? JSONDecoder().decode(HeldoutMetrics.self, from: Data($0)) }
     }
 
     /// Every rank reaches this together (the loss and norm are averaged over ranks): the message lists all ranks' rows.
@@ -187,21 +253,29 @@ public final class Trainer {
         }
         var o = options
         o.data = saved.options.data
-        if saved.options != o { return "the run's options differ (order, accumulation, save-every, keep, seed or recompute)" }
+        if saved.options != o { return "the run's options differ (order, accumulation, save-every, keep, seed, recompute, eval-windows or eval-every)" }
         return nil
     }
 
-    /// Drops metric lines of steps after `step` (written by a run killed after its last checkpoint): they will
-    /// be taken again.
-    static func truncateMetrics(_ run: URL, after step: Int) throws {
-        let url = run.appendingPathComponent("metrics.jsonl")
+    /// Drops the lines of steps after `step` (written by a run killed after its last checkpoint): they will be
+    /// taken again.
+    static func truncate<T: Decodable>(_ url: URL, after step: Int, as type: T.Type, step stepOf: (T) -> Int) throws {
         guard let data = try? Data(contentsOf: url) else { return }
         let decoder = JSONDecoder()
         let kept = data.split(separator: UInt8(ascii: "\n")).filter { line in
-            (try? decoder.decode(StepMetrics.self, from: Data(line))).map { $0.step <= step } ?? false
+            (try? decoder.decode(T.self, from: Data(line))).map { stepOf($0) <= step } ?? false
         }
         var out = Data()
         for line in kept { out.append(contentsOf: line); out.append(UInt8(ascii: "\n")) }
         try AtomicFile.write(out, to: url)
+    }
+}
+
+extension JSONEncoder {
+    /// Keys sorted: one JSON line per record, the same bytes for the same values.
+    static var sorted: JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return e
     }
 }

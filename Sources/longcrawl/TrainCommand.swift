@@ -13,7 +13,8 @@ struct TrainCommand: ParsableCommand {
         abstract: "Train a sympow transformer on streamed batches of a dataset's train split.",
         discussion: """
         Every option left out takes its value from the config file (or, with --resume, from the run). The run folder \
-        gets config.json and options.json (what the run uses), metrics.jsonl (one line per step) and \
+        gets config.json and options.json (what the run uses), metrics.jsonl (one line per step), with \
+        --eval-windows eval.jsonl (held-out loss with its standard error) and checkpoints/best, and \
         checkpoints/step-NNNNNN/{model.safetensors, optimizer.safetensors, state.json}. --resume continues the \
         newest checkpoint with bit-identical losses; it refuses options that differ from the run's.
 
@@ -66,6 +67,12 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Seed of the initialization and the data order.")
     var seed: UInt64?
 
+    @Option(help: "Held-out windows (from `longcrawl sample --context T`) evaluated during training into RUN/eval.jsonl.")
+    var evalWindows: String?
+
+    @Option(help: "Evaluate --eval-windows every N steps and at the end; the best checkpoint is kept as checkpoints/best.")
+    var evalEvery: Int?
+
     @Flag(help: "Rebuild each block's MLP activations in backward (about 35% less activation memory, 3% more flops, same gradients).")
     var recompute = false
 
@@ -113,6 +120,9 @@ struct TrainCommand: ParsableCommand {
         if let keep { options.keep = keep }
         if let seed { options.seed = seed }
         if recompute { options.recompute = true }
+        if let evalWindows { options.evalWindows = URL(fileURLWithPath: evalWindows).standardizedFileURL.path }
+        if let evalEvery { options.evalEvery = evalEvery }
+        if options.evalWindows != nil && options.evalEvery == nil { options.evalEvery = options.saveEvery }
         let trainer = try Trainer(config: cfg, options: options, run: runURL, resume: resume, force: force)
         let world = World.shared
         if world.rank == 0 { trainer.progress = ProgressReporter(label: "train") }
