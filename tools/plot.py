@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Plots for LongCrawl runs (matplotlib).
 
-  plot.py train RUN [RUN...] --out curves.png     # loss (and learning rate) by step from RUN/metrics.jsonl
-  plot.py eval RESULT [RESULT...] --out pos.png   # mean loss by token position from RESULT/result.json, log-scale x
+  plot.py train RUN [RUN...] --out curves.png     # loss (and learning rate) by step from RUN/metrics.jsonl, held-out points from RUN/eval.jsonl
+  plot.py eval RESULT [RESULT...] --out pos.png   # mean loss by token position from RESULT/result.json, log-scale x, SE bands
 
 Several runs or results go on one figure, labelled by folder name, for comparison.
 """
@@ -39,6 +39,12 @@ def plot_train(runs, out):
             line.set_alpha(1)
             line.set_label(label(run))
         lr_ax.plot(steps, [r["lr"] for r in rows], color=line.get_color())
+        held = os.path.join(run, "eval.jsonl")
+        if os.path.exists(held):
+            ev = [json.loads(line) for line in open(held) if line.strip()]
+            se = [e["loss"].get("se") or 0 for e in ev]
+            ax.errorbar([e["step"] for e in ev], [e["loss"]["mean"] for e in ev], yerr=se, fmt="o", ms=4, capsize=3,
+                        color=line.get_color(), label=f"{label(run)} held-out (±1 SE)")
     ax.set_ylabel("training loss (nats/token)")
     ax.legend()
     ax.grid(alpha=0.3)
@@ -50,21 +56,30 @@ def plot_train(runs, out):
 
 
 def plot_eval(results, out):
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(9, 5.5))
     for path in results:
         r = json.load(open(os.path.join(path, "result.json")))
-        loss = np.array(r["per_position"])
-        # Eight log-spaced bins per octave: a smooth curve over 65,536 noisy positions.
-        edges = np.unique(np.round(2 ** np.arange(0, np.log2(len(loss)) + 0.125, 0.125)).astype(int))
-        edges = np.append(edges[edges < len(loss)], len(loss))
-        centers = [np.sqrt(a * b) for a, b in zip(edges[:-1], edges[1:])]
-        means = [loss[a - 1:b - 1].mean() for a, b in zip(edges[:-1], edges[1:])]
-        (line,) = ax.plot(centers, means, label=f"{label(path)} ({r['config']}, trained at {r['trained_context']}, {r['form']}, {r['windows']} windows)")
+        curve = r.get("curve")
+        if curve:  # eighth-octave bins, mean and standard error across windows
+            x = np.array([np.sqrt((b["start"] + 1) * b["end"]) for b in curve])
+            y = np.array([b["loss"] for b in curve])
+            se = np.array([b["se"] if b.get("se") is not None else np.nan for b in curve])
+        else:  # an older result: bin the per-position means, no error band
+            loss = np.array(r["per_position"])
+            edges = np.unique(np.round(2 ** np.arange(0, np.log2(len(loss)) + 0.125, 0.125)).astype(int))
+            edges = np.append(edges[edges < len(loss)], len(loss))
+            x = np.array([np.sqrt(a * b) for a, b in zip(edges[:-1], edges[1:])])
+            y = np.array([loss[a - 1:b - 1].mean() for a, b in zip(edges[:-1], edges[1:])])
+            se = np.full(len(y), np.nan)
+        band = "" if np.all(np.isnan(se)) else ", band: ±1 SE"
+        (line,) = ax.plot(x, y, label=f"{label(path)} ({r['config']}, trained at {r['trained_context']}, {r['form']}, {r['windows']} windows{band})")
+        if not np.all(np.isnan(se)):
+            ax.fill_between(x, y - se, y + se, color=line.get_color(), alpha=0.2, linewidth=0)
         ax.axvline(r["trained_context"], color=line.get_color(), linestyle=":", alpha=0.6)
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("token position (dotted: training context)")
+    ax.set_xlabel("tokens of context (position + 1; dotted: training context)")
     ax.set_ylabel("mean loss (nats/token)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     fig.savefig(out, dpi=120)

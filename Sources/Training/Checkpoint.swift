@@ -52,9 +52,13 @@ public struct StepMetrics: Codable, Equatable, Sendable {
     public var loaderShare: Double
     /// Seconds of the step spent averaging gradients over ranks (0 alone).
     public var allreduceSeconds: Double
+    /// The step's rows (rank 0's under MPI): window ids in the split and token offsets, so runs can be compared
+    /// batch for batch.
+    public var windows: [Int]?
+    public var offsets: [Int]?
 
     enum CodingKeys: String, CodingKey {
-        case step, loss, lr, mfu, elapsed
+        case step, loss, lr, mfu, elapsed, windows, offsets
         case gradNorm = "grad_norm", tokensPerSecond = "tokens_per_s", loaderShare = "loader_share", allreduceSeconds = "allreduce_s"
     }
 }

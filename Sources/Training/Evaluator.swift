@@ -87,11 +87,14 @@ public struct EvalResult: Codable, Equatable, Sendable {
     public var perPositionSE: [Double]?
     /// [2^k - 1, 2^(k+1) - 1): a log-scale x axis.
     public var buckets: [Bucket]
+    /// Eight log-spaced bins per octave, each bin's mean per window then over windows: a readable curve with
+    /// standard-error bands (65,536 single positions are noise).
+    public var curve: [Bucket]
     public var summary: EvalSummary
     public var tokensPerSecond: Double
 
     enum CodingKeys: String, CodingKey {
-        case checkpoint, config, context, form, windows, buckets, summary
+        case checkpoint, config, context, form, windows, buckets, curve, summary
         case windowsFile = "windows_file", trainedContext = "trained_context", meanLoss = "mean_loss", perPosition = "per_position"
         case perPositionSE = "per_position_se", tokensPerSecond = "tokens_per_s"
     }
@@ -106,24 +109,29 @@ public struct EvalResult: Codable, Equatable, Sendable {
             per[i] = e.mean
             se?[i] = e.se!
         }
-        var buckets: [Bucket] = []
-        var start = 0
-        while start < positions {
-            let end = min(positions, 2 * start + 1)
-            let e = Estimate(perWindow.map { $0[start..<end].reduce(0, +) / Double(end - start) })
-            buckets.append(Bucket(start: start, end: end, loss: e.mean, se: e.se))
-            start = end
+        func bins(_ next: (Int) -> Int) -> [Bucket] {
+            var out: [Bucket] = []
+            var start = 0
+            while start < positions {
+                let end = min(positions, max(start + 1, next(start)))
+                let e = Estimate(perWindow.map { $0[start..<end].reduce(0, +) / Double(end - start) })
+                out.append(Bucket(start: start, end: end, loss: e.mean, se: e.se))
+                start = end
+            }
+            return out
         }
         self.init(checkpoint: checkpoint, windowsFile: windowsFile, config: config, trainedContext: trainedContext, context: context,
                   form: form, windows: n, meanLoss: per.reduce(0, +) / Double(positions), perPosition: per, perPositionSE: se,
-                  buckets: buckets, summary: EvalSummary(perWindow: perWindow, trainedContext: trainedContext), tokensPerSecond: tokensPerSecond)
+                  buckets: bins { 2 * $0 + 1 }, curve: bins { Int((Double($0 + 1) * 0x1.0B5586CF9890Fp0).rounded()) - 1 },
+                  summary: EvalSummary(perWindow: perWindow, trainedContext: trainedContext), tokensPerSecond: tokensPerSecond)
     }
 
     init(checkpoint: String, windowsFile: String, config: String, trainedContext: Int, context: Int, form: String, windows: Int,
-         meanLoss: Double, perPosition: [Double], perPositionSE: [Double]?, buckets: [Bucket], summary: EvalSummary, tokensPerSecond: Double) {
+         meanLoss: Double, perPosition: [Double], perPositionSE: [Double]?, buckets: [Bucket], curve: [Bucket], summary: EvalSummary,
+         tokensPerSecond: Double) {
         self.checkpoint = checkpoint; self.windowsFile = windowsFile; self.config = config; self.trainedContext = trainedContext
         self.context = context; self.form = form; self.windows = windows; self.meanLoss = meanLoss; self.perPosition = perPosition
-        self.perPositionSE = perPositionSE; self.buckets = buckets; self.summary = summary; self.tokensPerSecond = tokensPerSecond
+        self.perPositionSE = perPositionSE; self.buckets = buckets; self.curve = curve; self.summary = summary; self.tokensPerSecond = tokensPerSecond
     }
 
     /// `RESULT/result.json`, `RESULT/positions.csv` (position, loss, se) and `RESULT/buckets.csv` (start, end, loss, se);

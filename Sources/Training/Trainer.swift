@@ -155,7 +155,7 @@ public final class Trainer {
             tokens += stepTokens * world.size
             let m = StepMetrics(step: step, loss: loss, lr: lr, gradNorm: norm, tokensPerSecond: Double(stepTokens * world.size) / seconds,
                                 mfu: flopsPerStep / seconds / 1e9 / sgemmPeak, elapsed: elapsed, loaderShare: wait / seconds,
-                                allreduceSeconds: allreduce)
+                                allreduceSeconds: allreduce, windows: rows.map(\.window), offsets: rows.map(\.offset))
             taken.append(m)
             try metricsFile?.write(contentsOf: try encoder.encode(m) + Data("\n".utf8))
             let evaluated = try evaluateHeldout(last: m)

@@ -34,8 +34,7 @@ struct BenchTokenizer: ParsableCommand {
         let one = best { docs.reduce(0) { n, d in n + d.withUnsafeBufferPointer { tok.encode(bytes: $0) }.count } }
         let many = best { tok.encodeBatch(docs, threads: threads).reduce(0) { $0 + $1.count } }
 
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("tools/bench_tiktoken.py")
+        let script = packageRoot.appendingPathComponent("tools/bench_tiktoken.py")
         let (status, out) = try capture(["python3", script.path, String(threads)] + files.map(\.path))
         guard status == 0, let tik = try JSONSerialization.jsonObject(with: out) as? [String: Any],
               let tikOne = tik["one_thread_s"] as? Double, let tikMany = tik["all_threads_s"] as? Double, let tikTokens = tik["tokens"] as? Int else {

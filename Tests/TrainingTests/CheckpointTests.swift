@@ -314,3 +314,51 @@ final class HeldoutDuringTrainingTests: XCTestCase {
         XCTAssertTrue(r.err.contains("\(short): rows of 33 tokens, the training context 64 needs 65"), r.err)
     }
 }
+
+/// `longcrawl experiment` end to end at a tiny budget: four variants on the same batches, one report row each,
+/// and a resume after a SIGKILL that skips the finished variants.
+final class ExperimentTests: XCTestCase {
+    func testExperimentTrainsVariantsAlikeReportsAndResumes() throws {
+        let data = try sampleDataset(self)
+        let dir = try temporaryFolder(self)
+        let windows = dir.appendingPathComponent("ew.h5").path
+        XCTAssertEqual(try runProcess(longcrawlBinary, ["sample", data.path, "--split", "heldout", "--count", "2", "--seed", "0", "--context", "256", "--out", windows]).status, 0)
+        let exp = dir.appendingPathComponent("exp")
+        let variants = ["softmax", "sympow", "sympow+gating", "conformal-sympow"]
+        let args = ["experiment", "--data", data.path, "--config", packageRoot.appendingPathComponent("data/configs/tiny.json").path,
+                    "--context", "64", "--batch", "2", "--tokens", String(30 * 2 * 64), "--save-every", "5", "--eval-windows", windows, "--out", exp.path]
+        let p = try launch(longcrawlBinary, args)
+        // Kill once the second variant has a checkpoint: the first is finished, the second part-way.
+        while p.isRunning && Checkpoint.all(in: exp.appendingPathComponent("sympow")).isEmpty { usleep(500) }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        XCTAssertFalse(FileManager.default.fileExists(atPath: exp.appendingPathComponent("report.md").path), "the kill should land before the end")
+        let again = try runProcess(longcrawlBinary, args)
+        XCTAssertNotEqual(again.status, 0)
+        XCTAssertTrue(again.err.contains("already holds an experiment; pass --resume"), again.err)
+        let r = try runProcess(longcrawlBinary, ["experiment", "--out", exp.path, "--resume"])
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertTrue(r.out.contains("[1/4] softmax: finished, skipped"), r.out)
+
+        // The same window ids at the same offsets in the same order for every variant, all 30 steps.
+        let batches = try variants.map { v in
+            try String(contentsOf: exp.appendingPathComponent(v).appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+                .map { try JSONDecoder().decode(StepMetrics.self, from: Data($0.utf8)) }
+        }
+        for (v, b) in zip(variants, batches) {
+            XCTAssertEqual(b.map(\.step), Array(1...30), v)
+            XCTAssertEqual(b.map { $0.windows! }, batches[0].map { $0.windows! }, v)
+            XCTAssertEqual(b.map { $0.offsets! }, batches[0].map { $0.offsets! }, v)
+        }
+        let report = try String(contentsOf: exp.appendingPathComponent("report.md"), encoding: .utf8)
+        let rows = report.split(separator: "\n").filter { line in variants.contains { line.hasPrefix("| \($0) |") } }
+        XCTAssertEqual(rows.count, 4, report)
+        XCTAssertTrue(report.contains("independent segments"), report)
+        for v in variants {
+            let result = try JSONDecoder().decode(EvalResult.self, from: Data(contentsOf: exp.appendingPathComponent("eval/\(v)/result.json")))
+            XCTAssertEqual(result.windows, 2)
+            XCTAssertEqual(result.summary.trainedContext, 64)
+            XCTAssertNotNil(result.summary.extrapolationGap?.se)
+        }
+    }
+}

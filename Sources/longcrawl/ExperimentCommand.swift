@@ -1,0 +1,229 @@
+import ArgumentParser
+import Foundation
+import Model
+import Shards
+import Streaming
+import Tensor
+import Training
+
+/// `longcrawl experiment`: the paper's comparison in one command. Every variant trains with the same config, data
+/// order, initialization seed and token budget into `EXP/VARIANT/` (a normal run folder), then every final
+/// checkpoint is evaluated over the same windows, and `EXP/report.md` and `EXP/loss-by-position.png` compare them.
+struct ExperimentCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "experiment",
+        abstract: "Train several attention variants alike, evaluate them on the same windows, and report the comparison.",
+        discussion: """
+        Each variant is a run folder EXP/VARIANT (metrics.jsonl, checkpoints/); --resume continues the variant an \
+        interrupted experiment was in and skips finished ones. Evaluation goes to EXP/eval/VARIANT (result.json with \
+        standard errors), then EXP/report.md (the summary metrics per variant, with standard errors) and \
+        EXP/loss-by-position.png (tools/plot.py). Softmax attends within independent segments of its training \
+        context at evaluation; the sympow variants carry their state across the whole window.
+
+        Example:
+          longcrawl sample out/dev --split heldout --count 32 --seed 0 --out out/eval-windows.h5
+          longcrawl experiment --data out/dev --config data/configs/tiny.json --context 256 --tokens 20000000 \\
+            --eval-windows out/eval-windows.h5 --out runs/exp
+        """
+    )
+
+    @Option(help: "Dataset folder (from preprocess).")
+    var data: String?
+
+    @Option(help: "Model config JSON; every variant uses it, only the attention differs.")
+    var config: String?
+
+    @Option(help: "Training context L.")
+    var context: Int?
+
+    @Option(help: "Training tokens per variant (steps = tokens / (batch x context), rounded up).")
+    var tokens: Int?
+
+    @Option(help: "Comma-separated attention variants.")
+    var variants: String = "softmax,sympow,sympow+gating,conformal-sympow"
+
+    @Option(help: "Evaluation windows (from `longcrawl sample`), the same for every variant.")
+    var evalWindows: String?
+
+    @Option(help: "Held-out windows evaluated during training (`sample --context L`), into each run's eval.jsonl.")
+    var heldoutWindows: String?
+
+    @Option(help: "Evaluate --heldout-windows every N steps.")
+    var heldoutEvery: Int?
+
+    @Option(help: "Rows per batch (default: the config's).")
+    var batch: Int?
+
+    @Option(help: "Seed of the initialization and the data order, shared by every variant.")
+    var seed: UInt64 = 1
+
+    @Option(help: "Checkpoint every N steps (default: a tenth of the run).")
+    var saveEvery: Int?
+
+    @Option(help: "Experiment folder.")
+    var out: String
+
+    @Flag(help: "Continue an interrupted experiment in --out (its experiment.json holds the settings).")
+    var resume = false
+
+    /// What an experiment is; written to `EXP/experiment.json` so `--resume` needs nothing else.
+    struct Plan: Codable, Equatable {
+        var data: String
+        var config: TransformerConfig
+        var variants: [AttentionKind]
+        var steps: Int
+        var seed: UInt64
+        var saveEvery: Int
+        var evalWindows: String
+        var heldoutWindows: String?
+        var heldoutEvery: Int?
+    }
+
+    func run() throws {
+        let exp = URL(fileURLWithPath: out)
+        let planURL = exp.appendingPathComponent("experiment.json")
+        let plan: Plan
+        if resume {
+            do { plan = try JSONDecoder().decode(Plan.self, from: Data(contentsOf: planURL)) } catch {
+                throw ValidationError("\(planURL.path): cannot resume: \(error.localizedDescription)")
+            }
+        } else {
+            plan = try makePlan()
+            if FileManager.default.fileExists(atPath: planURL.path) {
+                throw ValidationError("\(exp.path): already holds an experiment; pass --resume to continue it")
+            }
+            try FileManager.default.createDirectory(at: exp, withIntermediateDirectories: true)
+            try AtomicFile.writeJSON(plan, to: planURL)
+        }
+        let windows = try EvalWindowFile(contentsOf: URL(fileURLWithPath: plan.evalWindows))
+
+        // The plan: each variant's expected wall time from one measured step (in a scratch run folder).
+        print("experiment \(exp.path): \(plan.config.name) at context \(plan.config.context), batch \(plan.config.batch), " +
+              "\(plan.steps) steps = \(plan.steps * plan.config.batch * plan.config.context) tokens per variant, seed \(plan.seed)")
+        var expected: [AttentionKind: Double] = [:]
+        for v in plan.variants where !finished(v, plan, in: exp) {
+            let scratch = exp.appendingPathComponent(".measure-\(v.rawValue)")
+            defer { try? FileManager.default.removeItem(at: scratch) }
+            let t = try makeTrainer(v, plan, run: scratch, resume: false, force: true)
+            let m = try t.train(stopAfter: 1)
+            expected[v] = m[0].elapsed * Double(plan.steps)
+        }
+        for v in plan.variants {
+            let note = expected[v].map { "about " + ProgressReporter.duration($0) } ?? "finished"
+            print("  \(v.rawValue.padding(toLength: 17, withPad: " ", startingAt: 0)) \(note)")
+        }
+        let started = Date()
+        var remaining = expected.values.reduce(0, +)
+        for (k, v) in plan.variants.enumerated() {
+            let run = exp.appendingPathComponent(v.rawValue)
+            if finished(v, plan, in: exp) { print("[\(k + 1)/\(plan.variants.count)] \(v.rawValue): finished, skipped"); continue }
+            print(String(format: "[%d/%d] %@ -> %@ (experiment ETA %@)", k + 1, plan.variants.count, v.rawValue, run.path,
+                         ProgressReporter.duration(remaining)))
+            let trainer = try makeTrainer(v, plan, run: run, resume: !Checkpoint.all(in: run).isEmpty, force: false)
+            trainer.progress = ProgressReporter(label: v.rawValue)
+            try trainer.train()
+            remaining -= expected[v] ?? 0
+        }
+        print("trained in " + ProgressReporter.duration(Date().timeIntervalSince(started)))
+
+        var rows: [(AttentionKind, EvalResult, TrainState)] = []
+        for v in plan.variants {
+            let ckpt = try Checkpoint.resolve(exp.appendingPathComponent(v.rawValue))
+            let state = try Checkpoint.loadState(ckpt)
+            let model = Transformer<Float>(config: state.config, seed: 0)
+            try Checkpoint.loadModel(ckpt, into: model)
+            let result = try Evaluator.evaluate(model, file: windows, context: nil, checkpoint: ckpt.path, windowsFile: plan.evalWindows,
+                                                progress: ProgressReporter(label: "eval \(v.rawValue)"))
+            try result.write(to: exp.appendingPathComponent("eval").appendingPathComponent(v.rawValue))
+            rows.append((v, result, state))
+        }
+        let report = exp.appendingPathComponent("report.md")
+        try AtomicFile.write(Data(Self.report(plan, rows).utf8), to: report)
+        print(Self.report(plan, rows))
+        let figure = exp.appendingPathComponent("loss-by-position.png")
+        let plot = packageRoot.appendingPathComponent("tools/plot.py").path
+        let (status, _) = try capture(["python3", plot, "eval"] + plan.variants.map { exp.appendingPathComponent("eval/\($0.rawValue)").path } +
+                                      ["--out", figure.path])
+        print(status == 0 ? "wrote \(report.path) and \(figure.path)" : "wrote \(report.path); the figure needs python3 with matplotlib (tools/setup.sh)")
+    }
+
+    func makePlan() throws -> Plan {
+        guard let data, let config, let context, let tokens, let evalWindows else {
+            throw ValidationError("--data, --config, --context, --tokens and --eval-windows are required (except with --resume)")
+        }
+        try BatchPacker.validate(context: context)
+        var cfg = try TransformerConfig.load(URL(fileURLWithPath: config))
+        cfg.context = context
+        if let batch { cfg.batch = batch }
+        let steps = max(1, (tokens + cfg.batch * context - 1) / (cfg.batch * context))
+        cfg.steps = steps
+        cfg.warmupSteps = min(cfg.warmupSteps, max(1, steps / 10))
+        let kinds = try variants.split(separator: ",").map { name -> AttentionKind in
+            guard let k = AttentionKind(rawValue: String(name)) else {
+                throw ValidationError("--variants: unknown variant '\(name)' (softmax, sympow, sympow+gating, conformal-sympow)")
+            }
+            return k
+        }
+        guard !kinds.isEmpty, Set(kinds).count == kinds.count else { throw ValidationError("--variants must name each variant once") }
+        let path = { URL(fileURLWithPath: $0).standardizedFileURL.path }
+        return Plan(data: path(data), config: cfg, variants: kinds, steps: steps, seed: seed, saveEvery: saveEvery ?? max(1, steps / 10),
+                    evalWindows: path(evalWindows), heldoutWindows: heldoutWindows.map(path), heldoutEvery: heldoutWindows == nil ? nil : heldoutEvery ?? max(1, steps / 10))
+    }
+
+    /// The variant's config: the shared one with its attention (and name).
+    static func config(_ v: AttentionKind, _ plan: Plan) -> TransformerConfig {
+        var c = plan.config
+        c.attention = v
+        c.name = plan.config.name + "-" + v.rawValue
+        return c
+    }
+
+    func makeTrainer(_ v: AttentionKind, _ plan: Plan, run: URL, resume: Bool, force: Bool) throws -> Trainer {
+        var options = TrainOptions(data: plan.data)
+        options.seed = plan.seed
+        options.saveEvery = plan.saveEvery
+        options.keep = 1
+        options.evalWindows = plan.heldoutWindows
+        options.evalEvery = plan.heldoutEvery
+        return try Trainer(config: Self.config(v, plan), options: options, run: run, resume: resume, force: force)
+    }
+
+    func finished(_ v: AttentionKind, _ plan: Plan, in exp: URL) -> Bool {
+        guard let last = Checkpoint.all(in: exp.appendingPathComponent(v.rawValue)).last, let state = try? Checkpoint.loadState(last) else { return false }
+        return state.step == plan.steps
+    }
+
+    /// The comparison table: one row per variant, every figure with its standard error across the windows.
+    static func report(_ plan: Plan, _ rows: [(AttentionKind, EvalResult, TrainState)]) -> String {
+        let l = plan.config.context
+        let names = rows.first?.1.summary.ranges.map(\.name) ?? []
+        func cell(_ e: Estimate?) -> String {
+            guard let e else { return "-" }
+            return e.se.map { String(format: "%.3f ± %.3f", e.mean, $0) } ?? String(format: "%.3f (SE n/a)", e.mean)
+        }
+        var md = """
+        # Experiment: \(plan.config.name) trained at context L = \(l)
+
+        Same config, data order (seed \(plan.seed)), initialization and budget for every variant: \(plan.steps) steps of \
+        \(plan.config.batch) x \(l) tokens. Evaluation: \(rows.first?.1.windows ?? 0) windows of `\(plan.evalWindows)`, the same \
+        for every variant; loss in nats per token, mean ± standard error across windows (the windows are the independent \
+        samples). Ranges are of context lengths (position + 1). The extrapolation gap is the mean over (L, 4L] minus the \
+        mean over (L/2, L], a paired difference per window. Softmax is evaluated in independent segments of its training \
+        context (its attention form has no state to carry); the sympow variants in one pass with their state carried.
+
+        | variant | best-context [0.9L, L) | \(names.joined(separator: " | ")) | gap (L,4L] - (L/2,L] | tokens seen | train wall time | eval form |
+        | --- | ---: |\(String(repeating: " ---: |", count: names.count)) ---: | ---: | ---: | --- |
+
+        """
+        for (v, r, s) in rows {
+            let ranges = names.map { n in cell(r.summary.ranges.first { $0.name == n }?.loss) }
+            md += "| \(v.rawValue) | \(cell(r.summary.bestContext)) | \(ranges.joined(separator: " | ")) | \(cell(r.summary.extrapolationGap)) | " +
+                  "\(s.tokens) | \(ProgressReporter.duration(s.elapsed)) | \(r.form) |\n"
+        }
+        md += "\n![loss by position](loss-by-position.png)\n"
+        return md
+    }
+}
+
+/// The package root (for tools/plot.py), from this file's path at build time.
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
