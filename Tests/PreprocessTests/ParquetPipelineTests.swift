@@ -59,26 +59,8 @@ final class ParquetPipelineTests: XCTestCase {
     /// SIGKILL the CLI mid-way, resume: the same bytes as an uninterrupted run.
     func testResumeAfterSIGKILL() throws {
         let (file, _) = try makeParquet()
-        let args = ["preprocess", file.path, "--format", "hdf5", "--shard-windows", "1", "--heldout-fraction", "0.3", "--workers", "1"]
-        let reference = try temporaryFolder(self).appendingPathComponent("ref")
-        let r = try runProcess(longcrawlBinary, args + ["--out", reference.path])
-        XCTAssertEqual(r.status, 0, r.err)
-        var killedMidway = 0
-        for killAt in [1, 3] {
-            let out = try temporaryFolder(self).appendingPathComponent("ds")
-            let p = try launch(longcrawlBinary, args + ["--out", out.path])
-            while p.isRunning {
-                if let index = try? DatasetIndex.load(from: out), index.shards.count >= killAt { break }
-                usleep(1000)
-            }
-            kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
-            if let index = try? DatasetIndex.load(from: out), !index.complete { killedMidway += 1 }
-            let resumed = try runProcess(longcrawlBinary, args + ["--out", out.path, "--resume"])
-            XCTAssertEqual(resumed.status, 0, resumed.err)
-            try assertSameDataset(reference, out)
-        }
-        XCTAssertGreaterThan(killedMidway, 0, "no kill landed before the run finished")
+        try assertResumesAfterSIGKILL(self, ["preprocess", file.path, "--format", "hdf5", "--shard-windows", "1", "--heldout-fraction", "0.3", "--workers", "1"],
+                                      killAfterShards: [1, 3])
     }
 
     /// `mpirun -np 2`: one parquet file is split by row groups, with the same windows and splits as one process

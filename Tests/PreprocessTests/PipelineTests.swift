@@ -48,6 +48,32 @@ func assertSameDataset(_ a: URL, _ b: URL, file: StaticString = #filePath, line:
     }
 }
 
+/// Runs the CLI with `args` into a reference folder, then again killed with SIGKILL once the index lists each of
+/// `killAfterShards` shards, resumes each with `--resume`: every result must equal the reference byte for byte,
+/// and at least one kill must land before the end.
+func assertResumesAfterSIGKILL(_ test: XCTestCase, _ args: [String], killAfterShards: [Int], file: StaticString = #filePath, line: UInt = #line) throws {
+    XCTAssertTrue(FileManager.default.isExecutableFile(atPath: longcrawlBinary), "no longcrawl binary at \(longcrawlBinary)", file: file, line: line)
+    let reference = try temporaryFolder(test).appendingPathComponent("ref")
+    let r = try runProcess(longcrawlBinary, args + ["--out", reference.path])
+    XCTAssertEqual(r.status, 0, r.err, file: file, line: line)
+    var killedMidway = 0
+    for killAt in killAfterShards {
+        let out = try temporaryFolder(test).appendingPathComponent("ds")
+        let p = try launch(longcrawlBinary, args + ["--out", out.path])
+        while p.isRunning {
+            if let index = try? DatasetIndex.load(from: out), index.shards.count >= killAt { break }
+            usleep(1000)
+        }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        if let index = try? DatasetIndex.load(from: out), !index.complete { killedMidway += 1 }
+        let resumed = try runProcess(longcrawlBinary, args + ["--out", out.path, "--resume"])
+        XCTAssertEqual(resumed.status, 0, resumed.err, file: file, line: line)
+        try assertSameDataset(reference, out, file: file, line: line)
+    }
+    XCTAssertGreaterThan(killedMidway, 0, "no kill landed before the run finished", file: file, line: line)
+}
+
 func preprocess(_ inputs: [URL], _ out: URL, _ configure: (inout PreprocessOptions) -> Void = { _ in },
                 mode: OutputMode = .fresh, afterShard: ((DatasetIndex) throws -> Void)? = nil) throws -> PreprocessSummary {
     var options = PreprocessOptions()
@@ -167,28 +193,9 @@ final class PipelineTests: XCTestCase {
 
     /// SIGKILL the CLI at several points, resume, compare bytes with an uninterrupted run.
     func testResumeAfterSIGKILL() throws {
-        XCTAssertTrue(FileManager.default.isExecutableFile(atPath: longcrawlBinary), "no longcrawl binary at \(longcrawlBinary)")
         let dir = try bookFolder(self, someBooks + ["cranford", "walden", "dracula", "odyssey"])
-        let args = ["preprocess", dir.path, "--format", "zst", "--shard-windows", "1", "--heldout-fraction", "0.3", "--workers", "1"]
-        let reference = try temporaryFolder(self).appendingPathComponent("ref")
-        let r = try runProcess(longcrawlBinary, args + ["--out", reference.path])
-        XCTAssertEqual(r.status, 0, r.err)
-        var killedMidway = 0
-        for killAt in [1, 3, 6] {
-            let out = try temporaryFolder(self).appendingPathComponent("ds")
-            let p = try launch(longcrawlBinary, args + ["--out", out.path])
-            while p.isRunning {
-                if let index = try? DatasetIndex.load(from: out), index.shards.count >= killAt { break }
-                usleep(2000)
-            }
-            kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
-            if let index = try? DatasetIndex.load(from: out), !index.complete { killedMidway += 1 }
-            let resumed = try runProcess(longcrawlBinary, args + ["--out", out.path, "--resume"])
-            XCTAssertEqual(resumed.status, 0, resumed.err)
-            try assertSameDataset(reference, out)
-        }
-        XCTAssertGreaterThan(killedMidway, 0, "no kill landed before the run finished")
+        try assertResumesAfterSIGKILL(self, ["preprocess", dir.path, "--format", "zst", "--shard-windows", "1", "--heldout-fraction", "0.3", "--workers", "1"],
+                                      killAfterShards: [1, 3, 6])
     }
 
     /// A file size cap (a full disk, as the writer sees it) fails with one line naming the file; resuming without

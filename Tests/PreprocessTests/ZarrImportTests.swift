@@ -257,28 +257,9 @@ final class ZarrImportTests: XCTestCase {
 
     /// SIGKILL the CLI at several points, resume, compare bytes with an uninterrupted run.
     func testResumeAfterSIGKILL() throws {
-        XCTAssertTrue(FileManager.default.isExecutableFile(atPath: longcrawlBinary), "no longcrawl binary at \(longcrawlBinary)")
-        let args = ["import", Self.stores.appendingPathComponent("lz4/train.zarr").path, Self.stores.appendingPathComponent("heldout.zarr").path,
-                    "--format", "zst", "--shard-windows", "2"]
-        let reference = try temporaryFolder(self).appendingPathComponent("ref")
-        let r = try runProcess(longcrawlBinary, args + ["--out", reference.path])
-        XCTAssertEqual(r.status, 0, r.err)
-        var killedMidway = 0
-        for killAt in [1, 8, 21] {
-            let out = try temporaryFolder(self).appendingPathComponent("ds")
-            let p = try launch(longcrawlBinary, args + ["--out", out.path])
-            while p.isRunning {
-                if let index = try? DatasetIndex.load(from: out), index.shards.count >= killAt { break }
-                usleep(1000)
-            }
-            kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
-            if let index = try? DatasetIndex.load(from: out), !index.complete { killedMidway += 1 }
-            let resumed = try runProcess(longcrawlBinary, args + ["--out", out.path, "--resume"])
-            XCTAssertEqual(resumed.status, 0, resumed.err)
-            try assertSameDataset(reference, out)
-        }
-        XCTAssertGreaterThan(killedMidway, 0, "no kill landed before the run finished")
+        try assertResumesAfterSIGKILL(self, ["import", Self.stores.appendingPathComponent("lz4/train.zarr").path,
+                                             Self.stores.appendingPathComponent("heldout.zarr").path, "--format", "zst", "--shard-windows", "2"],
+                                      killAfterShards: [1, 8, 21])
     }
 
     /// `mpirun -np 2 longcrawl import`: ranks take every other row-chunk over both arrays; the same windows, splits
