@@ -25,17 +25,10 @@ struct ImportCommand: ParsableCommand {
     @Argument(help: "Zarr v2 array folders.")
     var inputs: [String]
 
-    @Option(help: "Output dataset folder.")
-    var out: String
+    @OptionGroup var output: DatasetOutputOptions
 
-    @Option(help: "Shard format: hdf5 or zst.")
-    var format: String = "hdf5"
 
-    @Option(help: "zstd compression level (1-22).")
-    var level: Int = 3
 
-    @Option(help: "Windows per shard file.")
-    var shardWindows: Int = 64
 
     @Option(help: "Split of the only input (train or heldout), when its folder is not named after one.")
     var split: String?
@@ -46,35 +39,24 @@ struct ImportCommand: ParsableCommand {
     @Flag(help: "Accept an array whose .zattrs encoder is not GPT-2's.")
     var forceTokenizer = false
 
-    @Flag(help: "Continue an interrupted import in --out (same inputs and options).")
-    var resume = false
-
-    @Flag(help: "Replace the dataset already in --out.")
-    var force = false
-
-    func validate() throws {
-        guard ShardFormat(rawValue: format) != nil else { throw ValidationError("--format must be hdf5 or zst, got '\(format)'") }
-        guard !(resume && force) else { throw ValidationError("--resume and --force exclude each other") }
-    }
-
     func run() throws {
         var options = ImportOptions()
-        options.format = ShardFormat(rawValue: format)!
-        options.level = level
-        options.shardWindows = shardWindows
+        options.format = output.shardFormat
+        options.level = output.level
+        options.shardWindows = output.shardWindows
         options.split = split
         options.skipMissing = skipMissing
         options.forceTokenizer = forceTokenizer
-        let mode: OutputMode = resume ? .resume : force ? .force : .fresh
-        let output = URL(fileURLWithPath: out)
+        let mode = output.mode
+        let dataset = URL(fileURLWithPath: output.out)
         let world = World.shared
         var summary: ImportSummary
         if world.isDistributed {
             // Ranks take every world-th row-chunk into rank folders; rank 0 merges them (as preprocess does).
             var local: ImportSummary?
-            let build = try ZarrImporter(inputs: inputs, output: output, options: options).distributedBuild(ranks: world.size)
+            let build = try ZarrImporter(inputs: inputs, output: dataset, options: options).distributedBuild(ranks: world.size)
             let started = Date()
-            let result = try distributedRun(output: output, build: build, mode: mode, world: world) { folder, mode in
+            let result = try distributedRun(output: dataset, build: build, mode: mode, world: world) { folder, mode in
                 let importer = ZarrImporter(inputs: inputs, output: folder, options: options, share: (world.rank, world.size))
                 importer.progress = world.rank == 0 ? ProgressReporter(label: "import") : nil
                 local = try importer.run(mode: mode)
@@ -84,12 +66,12 @@ struct ImportCommand: ParsableCommand {
                                     skipped: local?.skipped ?? [])
             guard world.rank == 0 else { return }
         } else {
-            let importer = ZarrImporter(inputs: inputs, output: output, options: options)
+            let importer = ZarrImporter(inputs: inputs, output: dataset, options: options)
             importer.progress = ProgressReporter(label: "import")
             summary = try importer.run(mode: mode)
         }
         if summary.alreadyComplete {
-            print("\(out): already complete, nothing to do")
+            print("\(output.out): already complete, nothing to do")
             return
         }
         let c = summary.index.build?.counts ?? [:]
@@ -101,7 +83,7 @@ struct ImportCommand: ParsableCommand {
         }
         printSplits(summary.index)
         print(String(format: "%.2f s, %.0f rows/s", summary.seconds, Double(c[Count.imported, default: 0]) / max(summary.seconds, 1e-9)))
-        print("wrote \(out)/\(DatasetIndex.fileName)")
+        print("wrote \(output.out)/\(DatasetIndex.fileName)")
     }
 }
 

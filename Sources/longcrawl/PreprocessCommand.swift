@@ -31,14 +31,10 @@ struct PreprocessCommand: ParsableCommand {
     @Argument(help: "Input files or folders of any supported kind.")
     var inputs: [String]
 
-    @Option(help: "Output dataset folder.")
-    var out: String
+    @OptionGroup var output: DatasetOutputOptions
 
-    @Option(help: "Shard format: hdf5 or zst.")
-    var format: String = "hdf5"
 
-    @Option(help: "zstd compression level (1-22).")
-    var level: Int = 3
+
 
     @Option(help: "Fraction of documents (by id hash) held out for evaluation.")
     var heldoutFraction: Double = 0.01
@@ -46,8 +42,6 @@ struct PreprocessCommand: ParsableCommand {
     @Option(help: "Windows taken per kept document: a number, or 'all'.")
     var windowsPerDoc: String = "1"
 
-    @Option(help: "Windows per shard file.")
-    var shardWindows: Int = 64
 
     @Option(help: "Tokenizer threads (default: all cores).")
     var workers: Int = ProcessInfo.processInfo.activeProcessorCount
@@ -61,30 +55,24 @@ struct PreprocessCommand: ParsableCommand {
     @Option(help: "Folder with encoder.json and vocab.bpe (default: the package's data/gpt2).")
     var tokenizer: String?
 
-    @Flag(help: "Continue an interrupted run in --out (same inputs and options).")
-    var resume = false
 
-    @Flag(help: "Replace the dataset already in --out.")
-    var force = false
 
     @Flag(help: "Stop at the first unreadable record instead of dropping it with a warning.")
     var strict = false
 
     func validate() throws {
-        guard ShardFormat(rawValue: format) != nil else { throw ValidationError("--format must be hdf5 or zst, got '\(format)'") }
         guard windowsPerDoc == "all" || (Int(windowsPerDoc) ?? 0) >= 1 else {
             throw ValidationError("--windows-per-doc must be a positive number or 'all', got '\(windowsPerDoc)'")
         }
-        guard !(resume && force) else { throw ValidationError("--resume and --force exclude each other") }
     }
 
     func run() throws {
         var options = PreprocessOptions()
-        options.format = ShardFormat(rawValue: format)!
-        options.level = level
+        options.format = output.shardFormat
+        options.level = output.level
         options.heldoutFraction = heldoutFraction
         options.windowsPerDocument = windowsPerDoc == "all" ? nil : Int(windowsPerDoc)
-        options.shardWindows = shardWindows
+        options.shardWindows = output.shardWindows
         options.workers = workers
         options.textField = textField
         options.idField = idField
@@ -92,12 +80,12 @@ struct PreprocessCommand: ParsableCommand {
 
         let tok = try loadTokenizer(tokenizer)
         let world = World.shared
-        let summary = try Preprocessor.run(inputs: inputs, output: URL(fileURLWithPath: out), options: options, tokenizer: tok,
-                                           mode: resume ? .resume : force ? .force : .fresh, world: world,
+        let summary = try Preprocessor.run(inputs: inputs, output: URL(fileURLWithPath: output.out), options: options, tokenizer: tok,
+                                           mode: output.mode, world: world,
                                            progress: ProgressReporter(label: "preprocess"))
         guard world.rank == 0 else { return }
         if summary.alreadyComplete {
-            print("\(out): already complete, nothing to do")
+            print("\(output.out): already complete, nothing to do")
             return
         }
         let index = summary.index
@@ -109,7 +97,7 @@ struct PreprocessCommand: ParsableCommand {
         } else {
             print(String(format: "%.2f s, %.1f MB/s of input", summary.seconds, Double(summary.inputBytes) / max(summary.seconds, 1e-9) / 1e6))
         }
-        print("wrote \(out)/\(DatasetIndex.fileName)")
+        print("wrote \(output.out)/\(DatasetIndex.fileName)")
     }
 }
 
@@ -140,4 +128,34 @@ func formatBytes(_ bytes: Int) -> String {
     if b >= 1e6 { return String(format: "%.1f MB", b / 1e6) }
     if b >= 1e3 { return String(format: "%.1f kB", b / 1e3) }
     return "\(bytes) B"
+}
+
+/// The output options of `preprocess` and `import`: the dataset folder, its shard format, and what to do with a
+/// folder that already holds a dataset.
+struct DatasetOutputOptions: ParsableArguments {
+    @Option(help: "Output dataset folder.")
+    var out: String
+
+    @Option(help: "Shard format: hdf5 or zst.")
+    var format: String = "hdf5"
+
+    @Option(help: "zstd compression level (1-22).")
+    var level: Int = 3
+
+    @Option(help: "Windows per shard file.")
+    var shardWindows: Int = 64
+
+    @Flag(help: "Continue an interrupted run in --out (same inputs and options).")
+    var resume = false
+
+    @Flag(help: "Replace the dataset already in --out.")
+    var force = false
+
+    func validate() throws {
+        guard ShardFormat(rawValue: format) != nil else { throw ValidationError("--format must be hdf5 or zst, got '\(format)'") }
+        guard !(resume && force) else { throw ValidationError("--resume and --force exclude each other") }
+    }
+
+    var shardFormat: ShardFormat { ShardFormat(rawValue: format)! }
+    var mode: OutputMode { resume ? .resume : force ? .force : .fresh }
 }
