@@ -30,6 +30,8 @@ public final class Trainer {
     let world: World
     /// Rank 0 writes the run folder.
     var writes: Bool { world.rank == 0 }
+    /// Rank 0's hold on the run folder for the trainer's lifetime: a second run into it is refused.
+    private let lock: FolderLock?
 
     /// Starts a run in `run` (refused if it already holds checkpoints, unless `force`), or with `resume`
     /// continues its newest checkpoint; `config` and `options` must then equal the run's.
@@ -43,6 +45,8 @@ public final class Trainer {
         self.config = config
         self.options = options
         self.world = world
+        // Before anything is read or removed (--force deletes checkpoints).
+        lock = world.rank == 0 ? try FolderLock(run) : nil
         let fm = FileManager.default
         let existing = Checkpoint.all(in: run)
         // An empty or missing train split is an error here, naming the folder.

@@ -274,6 +274,8 @@ final class ZarrImportTests: XCTestCase {
             kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()
             if let index = try? DatasetIndex.load(from: out), !index.complete { killedMidway += 1 }
+            // The killed run's lock file stays behind, naming it; the resume takes it over.
+            XCTAssertEqual(try String(contentsOf: out.appendingPathComponent(FolderLock.fileName), encoding: .utf8), "\(p.processIdentifier)\n")
             let resumed = try runProcess(longcrawlBinary, args + ["--out", out.path, "--resume"])
             XCTAssertEqual(resumed.status, 0, resumed.err)
             try assertSameDataset(reference, out)
