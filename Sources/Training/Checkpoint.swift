@@ -131,6 +131,14 @@ public enum Checkpoint {
         let fm = FileManager.default
         try? fm.removeItem(at: tmp)
         try fm.createDirectory(at: tmp, withIntermediateDirectories: true)
+        // A failed save (a full disk) leaves nothing behind to hold the space.
+        do { try write(model: model, optimizer: optimizer, state: state, into: tmp) } catch { try? fm.removeItem(at: tmp); throw error }
+        try? fm.removeItem(at: final)
+        do { try fm.moveItem(at: tmp, to: final) } catch { throw TrainingError("\(final.path): cannot rename checkpoint into place (\(error.localizedDescription))") }
+        for old in all(in: run).dropLast(max(1, keep)) { try? fm.removeItem(at: old) }
+    }
+
+    private static func write(model: Transformer<Float>, optimizer: AdamW<Float>, state: TrainState, into tmp: URL) throws {
         let params = model.parameters
         try SafetensorsFile(tensors: params.map { .init(name: $0.name, shape: $0.value.shape, values: $0.value.array) },
                             metadata: ["format": "pt", "config": state.config.name, "step": String(state.step)])
@@ -146,9 +154,6 @@ public enum Checkpoint {
         state.files = try [modelFile, optimizerFile].reduce(into: [:]) { $0[$1] = try sha256(of: tmp.appendingPathComponent($1)).hex }
         state.sha256 = try state.digest()
         try AtomicFile.writeJSON(state, to: tmp.appendingPathComponent(stateFile))
-        try? fm.removeItem(at: final)
-        do { try fm.moveItem(at: tmp, to: final) } catch { throw TrainingError("\(final.path): cannot rename checkpoint into place (\(error.localizedDescription))") }
-        for old in all(in: run).dropLast(max(1, keep)) { try? fm.removeItem(at: old) }
     }
 
     public static func loadState(_ checkpoint: URL) throws -> TrainState {
