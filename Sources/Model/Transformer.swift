@@ -68,11 +68,16 @@ public struct TransformerConfig: Codable, Equatable, Sendable {
     public func validate() throws {
         func bad(_ m: String) -> ConfigError { ConfigError("config '\(name)': \(m)") }
         guard layers >= 1 else { throw bad("layers must be positive, got \(layers)") }
-        guard heads >= 1, dModel % heads == 0 else { throw bad("heads (\(heads)) must divide d_model (\(dModel))") }
+        guard dModel >= 1 else { throw bad("d_model must be positive, got \(dModel)") }
+        guard heads >= 1 else { throw bad("heads must be positive, got \(heads)") }
+        guard dModel % heads == 0 else { throw bad("heads (\(heads)) must divide d_model (\(dModel))") }
         guard headDim % 2 == 0 else { throw bad("head dimension d_model / heads = \(headDim) must be even (rotary pairs)") }
         guard dModel % 2 == 0 else { throw bad("d_model must be even, got \(dModel)") }
         guard power >= 2, power % 2 == 0 else { throw bad("power p must be an even number >= 2, got \(power)") }
-        guard chunk >= 1, context % chunk == 0 else { throw bad("chunk (\(chunk)) must divide context (\(context))") }
+        guard chunk >= 1 else { throw bad("chunk must be positive, got \(chunk)") }
+        guard batch >= 1 else { throw bad("batch must be positive, got \(batch)") }
+        guard steps >= 1, warmupSteps >= 0 else { throw bad("steps must be positive and warmup_steps not negative, got \(steps) and \(warmupSteps)") }
+        guard context % chunk == 0 else { throw bad("chunk (\(chunk)) must divide context (\(context))") }
         guard context >= 1, 65_536 % context == 0 else { throw bad("context \(context) must divide 65536") }
         guard vocabSize >= 50_257 else { throw bad("vocab_size \(vocabSize) is smaller than GPT-2's 50257") }
         guard mlpRatio > 0 else { throw bad("mlp_ratio must be positive") }

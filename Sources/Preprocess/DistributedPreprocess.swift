@@ -47,8 +47,14 @@ extension Preprocessor {
 public func distributedRun(output: URL, build: BuildRecord, mode: OutputMode, world: World,
                            work: (_ folder: URL, _ mode: OutputMode) throws -> DatasetIndex) throws -> (index: DatasetIndex, alreadyComplete: Bool) {
     var status = Data("go".utf8)
+    // Rank 0 owns OUT; every rank's work locks its own rank folder, so no rank waits on another's lock.
+    var lock: FolderLock?
+    defer { lock?.release() }
     if world.rank == 0 {
-        do { if try prepareDatasetFolder(output, mode: mode, build: build).complete { status = Data("complete".utf8) } } catch {
+        do {
+            lock = try FolderLock(output)
+            if try prepareDatasetFolder(output, mode: mode, build: build).complete { status = Data("complete".utf8) }
+        } catch {
             status = Data("error: \(error)".utf8)
         }
     }

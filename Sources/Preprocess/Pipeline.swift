@@ -156,6 +156,8 @@ public final class Preprocessor {
     /// Runs to completion; throws on the first fatal error (unwritable output, `--strict` violation).
     public func run(mode: OutputMode) throws -> PreprocessSummary {
         try options.validate()
+        let lock = try FolderLock(output)
+        defer { lock.release() }
         let started = Date()
         let build = BuildRecord(inputs: inputs, options: options.record)
         let reader = try CorpusReader(inputs: inputs, textField: options.textField, idField: options.idField, share: share)

@@ -89,6 +89,8 @@ public final class ZarrImporter {
     /// Checks every input's metadata and chunk files, then imports to completion; throws on the first fault.
     public func run(mode: OutputMode) throws -> ImportSummary {
         try options.validate()
+        let lock = try FolderLock(output)
+        defer { lock.release() }
         clock = Date()
         let arrays = try inputs.map { try ZarrArray(path: $0) }
         let splits = try splitNames(arrays)

@@ -98,6 +98,7 @@ public struct EvalWindowFile: Equatable, Sendable {
             func int(_ name: String) throws -> Int64 { try readIntAttribute(file, name, url) }
             guard try string("format") == "longcrawl-eval-windows" else { throw ShardError(url, "not a LongCrawl evaluation-window file") }
             let length = Int(try int("length"))
+            guard length >= 2 else { throw ShardError(url, "rows of \(length) token(s): a row needs at least one input and its target") }
             let set = H5Dopen2(file, "tokens", lc_h5p_default())
             guard set >= 0 else { throw ShardError(url, "dataset /tokens missing") }
             defer { H5Dclose(set) }
@@ -110,6 +111,10 @@ public struct EvalWindowFile: Equatable, Sendable {
             var tokens = [UInt16](repeating: 0, count: n * length)
             guard n == 0 || H5Dread(set, lc_h5t_native_uint16(), lc_h5s_all(), lc_h5s_all(), lc_h5p_default(), &tokens) >= 0 else {
                 throw ShardError(url, "/tokens fails its checksum or cannot be decompressed (corrupt)")
+            }
+            // An id past the vocabulary would index outside the embedding.
+            if let bad = tokens.firstIndex(where: { $0 >= 50_257 }) {
+                throw ShardError(url, "token \(tokens[bad]) in row \(bad / length) at \(bad % length) is outside the GPT-2 vocabulary")
             }
             let ids = H5Dopen2(file, "source", lc_h5p_default())
             guard ids >= 0 else { throw ShardError(url, "dataset /source missing") }

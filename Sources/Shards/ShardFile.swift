@@ -176,6 +176,13 @@ public func sha256(of url: URL) throws -> (bytes: Int, hex: String) {
     return (total, digest.map { String(format: "%02x", $0) }.joined())
 }
 
+/// Hex SHA-256 of `data`.
+public func sha256(_ data: Data) -> String {
+    var digest = [UInt8](repeating: 0, count: 32)
+    data.withUnsafeBytes { _ = EVP_Digest($0.baseAddress, $0.count, &digest, nil, EVP_sha256(), nil) }
+    return digest.map { String(format: "%02x", $0) }.joined()
+}
+
 /// Writes all of `bytes` at the file's current position; a short write (full disk, file size limit) throws
 /// naming `name`.
 func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, name: URL) throws {

@@ -40,7 +40,11 @@ public final class GPT2Tokenizer: @unchecked Sendable {
         }
         guard encoder["<|endoftext|>"] == Int(Self.endOfText) else { throw fail(encoderURL, "<|endoftext|> is not id 50256") }
 
-        guard let merges = try? String(contentsOf: mergesURL, encoding: .utf8) else { throw fail(mergesURL, "cannot read the GPT-2 merges") }
+        guard let bytes = try? Data(contentsOf: mergesURL) else { throw fail(mergesURL, "cannot read the GPT-2 merges") }
+        guard let merges = String(data: bytes, encoding: .utf8) else {
+            let line = bytes.split(separator: 0x0A, omittingEmptySubsequences: false).firstIndex { String(data: Data($0), encoding: .utf8) == nil } ?? 0
+            throw fail(mergesURL, "line \(line + 1): not UTF-8")
+        }
         var lines = merges.split(separator: "\n", omittingEmptySubsequences: true)
         if lines.first?.hasPrefix("#version") == true { lines.removeFirst() }
         guard lines.count == 50_000 else { throw fail(mergesURL, "\(lines.count) merges, expected 50000") }

@@ -78,6 +78,21 @@ public struct TrainState: Codable, Equatable, Sendable {
     public var elapsed: Double
     /// The last step's metrics.
     public var last: StepMetrics?
+    /// SHA-256 of `model.safetensors` and `optimizer.safetensors` by name: safetensors has no checksum of its own,
+    /// and a flipped byte in a tensor would load as a wrong value. Nil in checkpoints written before it existed.
+    public var files: [String: String]?
+    /// SHA-256 of this state as compact JSON with sorted keys and this field left out, so a changed value here
+    /// (a step, a cursor) is refused too while whitespace stays harmless.
+    public var sha256: String?
+
+    /// The digest `sha256` holds.
+    func digest() throws -> String {
+        var plain = self
+        plain.sha256 = nil
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return Shards.sha256(try encoder.encode(plain))
+    }
 }
 
 /// A checkpoint folder: `model.safetensors` (parameters by name), `optimizer.safetensors` (AdamW moments
@@ -139,6 +154,13 @@ public enum Checkpoint {
         let fm = FileManager.default
         try? fm.removeItem(at: tmp)
         try fm.createDirectory(at: tmp, withIntermediateDirectories: true)
+        // A failed save (a full disk) leaves nothing behind to hold the space.
+        do { try write(model: model, optimizer: optimizer, state: state, into: tmp) } catch { try? fm.removeItem(at: tmp); throw error }
+        try? fm.removeItem(at: final)
+        do { try fm.moveItem(at: tmp, to: final) } catch { throw TrainingError("\(final.path): cannot rename checkpoint into place (\(error.localizedDescription))") }
+    }
+
+    private static func write(model: Transformer<Float>, optimizer: AdamW<Float>, state: TrainState, into tmp: URL) throws {
         let params = model.parameters
         try SafetensorsFile(tensors: params.map { .init(name: $0.name, shape: $0.value.shape, values: $0.value.array) },
                             metadata: ["format": "pt", "config": state.config.name, "step": String(state.step)])
@@ -150,29 +172,42 @@ public enum Checkpoint {
         }
         try SafetensorsFile(tensors: moments, metadata: ["format": "pt", "step": String(optimizer.step)])
             .write(to: tmp.appendingPathComponent(optimizerFile))
+        var state = state
+        state.files = try [modelFile, optimizerFile].reduce(into: [:]) { $0[$1] = try sha256(of: tmp.appendingPathComponent($1)).hex }
+        state.sha256 = try state.digest()
         try AtomicFile.writeJSON(state, to: tmp.appendingPathComponent(stateFile))
-        try? fm.removeItem(at: final)
-        do { try fm.moveItem(at: tmp, to: final) } catch { throw TrainingError("\(final.path): cannot rename checkpoint into place (\(error.localizedDescription))") }
     }
 
     public static func loadState(_ checkpoint: URL) throws -> TrainState {
         let url = try file(stateFile, of: checkpoint)
         let data: Data
         do { data = try Data(contentsOf: url) } catch { throw TrainingError("\(url.path): cannot read (\(error.localizedDescription))") }
-        do { return try JSONDecoder().decode(TrainState.self, from: data) } catch { throw TrainingError("\(url.path): not a checkpoint state (\(error))") }
+        let state: TrainState
+        do { state = try JSONDecoder().decode(TrainState.self, from: data) } catch { throw TrainingError("\(url.path): not a checkpoint state (\(error))") }
+        if let saved = state.sha256, saved != (try state.digest()) {
+            throw TrainingError("\(url.path): checksum mismatch (a value was changed after it was written)")
+        }
+        return state
+    }
+
+    /// Reads a tensor file of a checkpoint, checked against the SHA-256 its state records.
+    static func tensors(_ name: String, of checkpoint: URL) throws -> (URL, SafetensorsFile) {
+        let url = try file(name, of: checkpoint)
+        if let expected = try loadState(checkpoint).files?[name], try sha256(of: url).hex != expected {
+            throw TrainingError("\(url.path): SHA-256 differs from the one in \(stateFile) (the file is damaged)")
+        }
+        return (url, try SafetensorsFile(contentsOf: url))
     }
 
     /// Copies the parameters of `model.safetensors` into `model`: every tensor present with its shape.
     public static func loadModel(_ checkpoint: URL, into model: Transformer<Float>) throws {
-        let url = try file(modelFile, of: checkpoint)
-        let file = try SafetensorsFile(contentsOf: url)
+        let (url, file) = try tensors(modelFile, of: checkpoint)
         try copy(file, url, into: model.parameters.map { ($0.name, $0.value) }, configName: model.config.name)
     }
 
     /// Restores AdamW's moments and step from `optimizer.safetensors`.
     public static func loadOptimizer(_ checkpoint: URL, into optimizer: AdamW<Float>, parameters: [Parameter<Float>]) throws {
-        let url = try file(optimizerFile, of: checkpoint)
-        let file = try SafetensorsFile(contentsOf: url)
+        let (url, file) = try tensors(optimizerFile, of: checkpoint)
         var slots: [(String, Tensor<Float>)] = []
         for (k, p) in parameters.enumerated() { slots += [(p.name + ".exp_avg", optimizer.m[k]), (p.name + ".exp_avg_sq", optimizer.v[k])] }
         try copy(file, url, into: slots, configName: nil)
@@ -189,6 +224,10 @@ public enum Checkpoint {
             guard let entry = file[name] else { throw TrainingError("\(url.path): tensor \(name) is missing (a checkpoint of another config?)") }
             guard entry.shape == tensor.shape else {
                 throw TrainingError("\(url.path): tensor \(name) has shape \(entry.shape), the model expects \(tensor.shape) (a checkpoint of another config?)")
+            }
+            // A NaN or infinity would only surface as NaN losses much later.
+            if let bad = entry.values.firstIndex(where: { !$0.isFinite }) {
+                throw TrainingError("\(url.path): tensor \(name) holds \(entry.values[bad]) at element \(bad)")
             }
             entry.values.withUnsafeBufferPointer { tensor.data.update(from: $0.baseAddress!, count: tensor.count) }
         }

@@ -186,7 +186,7 @@ public enum Evaluator {
         guard file.count > 0 else { throw TrainingError("\(windowsFile): no windows") }
         let l = file.length, inputs = inputLength(l)
         let segment = context ?? (model.config.attention == .softmax ? min(inputs, model.config.context) : inputs)
-        guard segment >= 1, inputs % segment == 0 else { throw TrainingError("--context \(segment) does not divide the \(inputs) input tokens of each row") }
+        guard segment >= 1, inputs % segment == 0 else { throw TrainingError("\(windowsFile): rows of \(l) tokens (\(inputs) inputs) do not split into segments of --context \(segment)") }
         var perWindow: [[Double]] = []
         let t0 = Date()
         for i in 0..<file.count {

@@ -34,6 +34,8 @@ public final class Trainer {
     let heldout: EvalWindowFile?
     private var bestHeldout = Double.infinity
     private var lastHeldout: Estimate?
+    /// Rank 0's hold on the run folder for the trainer's lifetime: a second run into it is refused.
+    private let lock: FolderLock?
 
     /// Starts a run in `run` (refused if it already holds checkpoints, unless `force`), or with `resume`
     /// continues its newest checkpoint; `config` and `options` must then equal the run's.
@@ -48,6 +50,8 @@ public final class Trainer {
         self.options = options
         self.world = world
         heldout = try Self.heldoutWindows(options, context: config.context)
+        // Before anything is read or removed (--force deletes checkpoints).
+        lock = world.rank == 0 ? try FolderLock(run) : nil
         let fm = FileManager.default
         let existing = Checkpoint.all(in: run)
         // An empty or missing train split is an error here, naming the folder.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Shards
+import Streaming
 
 /// `longcrawl inspect DIR`: what a dataset folder holds.
 struct InspectCommand: ParsableCommand {
@@ -11,6 +12,7 @@ struct InspectCommand: ParsableCommand {
         Examples:
           longcrawl inspect out/sample
           longcrawl inspect out/sample --split heldout --window 0 --lines 10
+          longcrawl inspect out/sample --split train --raw train.u16   (every window read back, for corruption checks)
         """
     )
 
@@ -29,8 +31,12 @@ struct InspectCommand: ParsableCommand {
     @Option(help: "Folder with encoder.json and vocab.bpe (default: the package's data/gpt2).")
     var tokenizer: String?
 
+    @Option(help: "Write every window of --split through the training reader, as little-endian uint16 in window order, to this file; a window that fails to read is left out and named on stderr (exit status 1).")
+    var raw: String?
+
     func run() throws {
         let dir = URL(fileURLWithPath: dataset)
+        if let raw { return try dump(dir, to: URL(fileURLWithPath: raw)) }
         let index = try DatasetIndex.load(from: dir)
         print("dataset    \(dir.path)\(index.complete ? "" : "  (INCOMPLETE: preprocessing did not finish; --resume it)")")
         print("tokenizer  \(index.tokenizer) (vocabulary \(index.vocabSize)), window \(index.window) tokens, created \(index.created)")
@@ -75,5 +81,23 @@ struct InspectCommand: ParsableCommand {
             return
         }
         throw ValidationError("\(split) has \(index.windows(split: split)) windows; --window \(window) is out of range")
+    }
+
+    /// What the training reader returns for each window of the split: the ground truth of `tools/torture.py`,
+    /// which asks whether a damaged shard can ever give wrong tokens instead of an error.
+    private func dump(_ dir: URL, to url: URL) throws {
+        let catalog = try WindowCatalog(directory: dir, split: split)
+        guard FileManager.default.createFile(atPath: url.path, contents: nil), let out = FileHandle(forWritingAtPath: url.path) else {
+            throw ValidationError("\(url.path): cannot create")
+        }
+        defer { try? out.close() }
+        var failed = 0
+        for id in 0..<catalog.count {
+            do { try out.write(contentsOf: try catalog.read(id).withUnsafeBytes { Data($0) }) } catch {
+                FileHandle.standardError.write(Data("window \(id): \(error)\n".utf8))
+                failed += 1
+            }
+        }
+        if failed > 0 { throw ExitCode(1) }
     }
 }

@@ -36,6 +36,10 @@ struct SampleCommand: ParsableCommand {
     @Option(help: "Output HDF5 file.")
     var out: String
 
+    func validate() throws {
+        if let context { try BatchPacker.validate(context: context) }
+    }
+
     func run() throws {
         let catalog = try WindowCatalog(directory: URL(fileURLWithPath: dataset), split: split)
         let file = try EvalWindowSampler.sample(catalog, count: count, seed: seed, context: context, dataset: dataset)

@@ -111,4 +111,20 @@ final class ModelPropertyTests: XCTestCase {
         c.name = "x"
         XCTAssertNoThrow(try c.validate())
     }
+
+    /// A config file with a zero or negative size is refused naming the file, the field and the value.
+    func testConfigWithNonPositiveSizesIsNamed() throws {
+        let tiny = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("data/configs/tiny.json")
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("config-\(UUID().uuidString).json")
+        defer { try? FileManager.default.removeItem(at: url) }
+        for (key, value, message) in [("layers", 0, "layers must be positive, got 0"), ("d_model", -64, "d_model must be positive, got -64"),
+                                      ("heads", 0, "heads must be positive, got 0"), ("chunk", 0, "chunk must be positive, got 0"),
+                                      ("batch", 0, "batch must be positive, got 0"), ("context", 1000, "chunk (64) must divide context (1000)")] {
+            var json = try JSONSerialization.jsonObject(with: Data(contentsOf: tiny)) as! [String: Any]
+            json[key] = value
+            try JSONSerialization.data(withJSONObject: json).write(to: url)
+            XCTAssertThrowsError(try TransformerConfig.load(url)) { XCTAssertEqual("\($0)", "\(url.path): config 'tiny': \(message)") }
+        }
+    }
 }

@@ -67,6 +67,9 @@ func assertResumesAfterSIGKILL(_ test: XCTestCase, _ args: [String], killAfterSh
         kill(p.processIdentifier, SIGKILL)
         p.waitUntilExit()
         if let index = try? DatasetIndex.load(from: out), !index.complete { killedMidway += 1 }
+        // The killed run's lock file stays behind, naming it; the resume takes it over.
+        XCTAssertEqual(try String(contentsOf: out.appendingPathComponent(FolderLock.fileName), encoding: .utf8), "\(p.processIdentifier)\n",
+                       file: file, line: line)
         let resumed = try runProcess(longcrawlBinary, args + ["--out", out.path, "--resume"])
         XCTAssertEqual(resumed.status, 0, resumed.err, file: file, line: line)
         try assertSameDataset(reference, out, file: file, line: line)

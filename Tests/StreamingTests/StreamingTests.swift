@@ -183,6 +183,14 @@ final class StreamingTests: XCTestCase {
         XCTAssertTrue(index.shards.contains { message.contains($0.file) }, message)
         XCTAssertTrue(message.contains("window"), message)
 
+        // An index that promises more windows than the shard holds: named when the shard is opened.
+        var more = index
+        more.shards[0].windows += 1
+        try more.write(to: dir)
+        XCTAssertThrowsError(try WindowCatalog(directory: dir, split: more.shards[0].split).read(0)) {
+            XCTAssertTrue("\($0)".hasSuffix("\(more.shards[0].file): holds \(index.shards[0].windows) windows, index.json says \(more.shards[0].windows)"), "\($0)")
+        }
+
         try FileManager.default.removeItem(at: dir.appendingPathComponent(index.shards[0].file))
         XCTAssertThrowsError(try WindowCatalog(directory: dir, split: index.shards[0].split)) {
             XCTAssertTrue("\($0)".contains(index.shards[0].file) && "\($0)".contains("missing"), "\($0)")

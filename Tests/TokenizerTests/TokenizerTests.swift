@@ -107,5 +107,12 @@ final class TokenizerTests: XCTestCase {
         merges.swapAt(10, 11)
         try Data(merges.joined(separator: "\n").utf8).write(to: dir.appendingPathComponent("vocab.bpe"))
         XCTAssertThrowsError(try GPT2Tokenizer(directory: dir)) { XCTAssertTrue("\($0)".contains("vocab.bpe: line 11"), "\($0)") }
+        merges.swapAt(10, 11)
+        try Data(merges.prefix(20_000).joined(separator: "\n").utf8).write(to: dir.appendingPathComponent("vocab.bpe"))
+        XCTAssertThrowsError(try GPT2Tokenizer(directory: dir)) { XCTAssertTrue("\($0)".hasSuffix("vocab.bpe: 19999 merges, expected 50000"), "\($0)") }
+        var garbled = Data(merges.joined(separator: "\n").utf8)
+        garbled[merges.prefix(700).reduce(0) { $0 + $1.utf8.count + 1 }] = 0xFF  // first byte of line 701
+        try garbled.write(to: dir.appendingPathComponent("vocab.bpe"))
+        XCTAssertThrowsError(try GPT2Tokenizer(directory: dir)) { XCTAssertTrue("\($0)".hasSuffix("vocab.bpe: line 701: not UTF-8"), "\($0)") }
     }
 }

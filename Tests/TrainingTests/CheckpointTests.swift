@@ -83,6 +83,8 @@ final class CheckpointTests: XCTestCase {
             while p.isRunning && Checkpoint.all(in: killed).isEmpty { usleep(1000) }
             kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()
+            // The killed run's lock file stays behind, naming it; the resume takes it over.
+            XCTAssertEqual(try String(contentsOf: killed.appendingPathComponent(FolderLock.fileName), encoding: .utf8), "\(p.processIdentifier)\n")
             let at = try Checkpoint.all(in: killed).last.map { try Checkpoint.loadState($0).step } ?? 0
             XCTAssertLessThan(at, 16, "the kill should land before the run ends")
             let resumed = try runProcess(longcrawlBinary, ["train", "--out", killed.path, "--resume"])
