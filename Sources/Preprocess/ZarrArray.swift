@@ -89,6 +89,8 @@ struct ZarrArray {
     var columnChunks: Int { (columns + chunkColumns - 1) / chunkColumns }
     /// Decoded size of one chunk file: edge chunks are stored whole, padded past the shape.
     var chunkBytes: Int { chunkRows * chunkColumns * 2 }
+    /// Tokens of the buffer one row-chunk stripe is decoded into (`readStripe`).
+    var stripeTokens: Int { min(chunkRows, rows) * columns }
 
     /// The array rows of row-chunk `r`, cropped to the shape.
     func rowRange(ofRowChunk r: Int) -> Range<Int> { (r * chunkRows)..<min(rows, (r + 1) * chunkRows) }
