@@ -10,7 +10,10 @@ final class ShardsFuzzRegressionTests: XCTestCase {
         for input in fuzzRegressions("ShardsTests", "FuzzDatasetIndex") {
             let url = try temporaryFolder(self).appendingPathComponent(DatasetIndex.fileName)
             try FileManager.default.copyItem(at: input, to: url)
-            replay(input, naming: url) { _ = try DatasetIndex.load(from: url.deletingLastPathComponent()) }
+            replay(input, naming: url) {
+                let index = try DatasetIndex.load(from: url.deletingLastPathComponent())
+                for split in Set(index.shards.map(\.split)) { _ = index.windows(split: split) }
+            }
         }
     }
 
@@ -28,7 +31,10 @@ final class ShardsFuzzRegressionTests: XCTestCase {
 
     func testEvalWindowFile() {
         for input in fuzzRegressions("ShardsTests", "FuzzEvalWindows") {
-            replay(input, naming: input) { _ = try EvalWindowFile(contentsOf: input) }
+            replay(input, naming: input) {
+                let file = try EvalWindowFile(contentsOf: input)
+                for i in 0..<file.count { _ = file.row(i).first }
+            }
         }
     }
 
