@@ -11,6 +11,8 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "longcrawl", targets: ["longcrawl"]),
+        // For the fuzz targets in Fuzz/ (their own package, so the normal build never compiles them).
+        .library(name: "LongCrawlCore", targets: ["Shards", "Preprocess", "Training", "Model"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -52,12 +54,12 @@ let package = Package(
             swiftSettings: fast
         ),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "PreprocessTests", dependencies: ["Preprocess", "Shards", "Tokenizer", "TestSupport"], swiftSettings: [.unsafeFlags(cIncludes)]),
+        .testTarget(name: "PreprocessTests", dependencies: ["Preprocess", "Shards", "Tokenizer", "TestSupport"], exclude: ["FuzzRegressions"], swiftSettings: [.unsafeFlags(cIncludes)]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "TestSupport"], exclude: ["Fixtures"], swiftSettings: [.unsafeFlags(cIncludes)]),
-        .testTarget(name: "ShardsTests", dependencies: ["Shards", "TestSupport"], swiftSettings: [.unsafeFlags(cIncludes)]),
+        .testTarget(name: "ShardsTests", dependencies: ["Shards", "TestSupport"], exclude: ["FuzzRegressions"], swiftSettings: [.unsafeFlags(cIncludes)]),
         .testTarget(name: "StreamingTests", dependencies: ["Streaming", "Shards", "TestSupport"], swiftSettings: [.unsafeFlags(cIncludes)]),
         .testTarget(name: "ModelTests", dependencies: ["Model", "Tensor"], swiftSettings: [.unsafeFlags(cIncludes)]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Streaming", "Shards", "Tokenizer", "Tensor", "TestSupport"], swiftSettings: [.unsafeFlags(cIncludes)]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Streaming", "Shards", "Tokenizer", "Tensor", "TestSupport"], exclude: ["FuzzRegressions"], swiftSettings: [.unsafeFlags(cIncludes)]),
         .testTarget(name: "TensorTests", dependencies: ["Tensor"], swiftSettings: [.unsafeFlags(cIncludes)]),
     ],
     swiftLanguageModes: [.v5]

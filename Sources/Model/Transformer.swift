@@ -80,7 +80,10 @@ public struct TransformerConfig: Codable, Equatable, Sendable {
         guard context % chunk == 0 else { throw bad("chunk (\(chunk)) must divide context (\(context))") }
         guard context >= 1, 65_536 % context == 0 else { throw bad("context \(context) must divide 65536") }
         guard vocabSize >= 50_257 else { throw bad("vocab_size \(vocabSize) is smaller than GPT-2's 50257") }
-        guard mlpRatio > 0 else { throw bad("mlp_ratio must be positive") }
+        // hidden = round(d_model x mlp_ratio) must be a size (mlp_ratio 1e300 would trap in the conversion to Int).
+        guard mlpRatio > 0, (Double(dModel) * mlpRatio).rounded() < Double(1 << 40) else {
+            throw bad("mlp_ratio must be positive and d_model x mlp_ratio a size, got \(mlpRatio)")
+        }
     }
 
     /// Loads and validates a config file; errors name the file.

@@ -99,7 +99,7 @@ final class ByteStream {
     /// Exactly `count` bytes, or fewer at the end.
     func next(_ count: Int) throws -> [UInt8] {
         while buffer.count - start < count, !eof { _ = compact(); try fill() }
-        let end = min(buffer.count, start + count)
+        let end = start + min(count, buffer.count - start)
         defer { start = end }
         return Array(buffer[start..<end])
     }

@@ -69,6 +69,16 @@ struct ZarrArray {
         (rows, columns) = (shape[0], shape[1])
         (chunkRows, chunkColumns) = (chunks[0], chunks[1])
         guard columns == windowLength else { throw bad("rows are \(columns) tokens wide; a window is \(windowLength)") }
+        // Sizes from the file bound every product and sum below (row-chunk counts and ranges, chunk and stripe sizes)
+        // and what one chunk and one stripe take in memory.
+        guard rows <= Int.max / (2 * windowLength) else { throw bad("shape [\(rows), \(columns)]: too many rows") }
+        let (tokens, overflow) = chunkRows.multipliedReportingOverflow(by: chunkColumns)
+        guard !overflow, tokens <= Self.maxChunkTokens else {
+            throw bad("chunks [\(chunkRows), \(chunkColumns)] exceed \(Self.maxChunkTokens) tokens, the most one blosc buffer holds")
+        }
+        guard min(chunkRows, rows) <= Self.maxStripeRows else {
+            throw bad("chunks of \(chunkRows) rows: a row-chunk stripe is decoded in memory, at most \(Self.maxStripeRows) rows (2 GiB)")
+        }
 
         let attrs = url.appendingPathComponent(".zattrs")
         if FileManager.default.fileExists(atPath: attrs.path) {
@@ -80,6 +90,10 @@ struct ZarrArray {
         }
     }
 
+    /// blosc's largest buffer (INT_MAX minus its 16-byte header), in 2-byte tokens.
+    static let maxChunkTokens = (Int(Int32.max) - 16) / 2
+    static let maxStripeRows = 16_384
+
     /// Codec numbers in a blosc header's flags (bits 5-7) for each numcodecs `cname`.
     static let bloscCodecs: [String: Int32] = ["blosclz": 0, "lz4": 1, "lz4hc": 1, "snappy": 2, "zlib": 3, "zstd": 4]
 
@@ -89,6 +103,8 @@ struct ZarrArray {
     var columnChunks: Int { (columns + chunkColumns - 1) / chunkColumns }
     /// Decoded size of one chunk file: edge chunks are stored whole, padded past the shape.
     var chunkBytes: Int { chunkRows * chunkColumns * 2 }
+    /// Tokens of the buffer one row-chunk stripe is decoded into (`readStripe`).
+    var stripeTokens: Int { min(chunkRows, rows) * columns }
 
     /// The array rows of row-chunk `r`, cropped to the shape.
     func rowRange(ofRowChunk r: Int) -> Range<Int> { (r * chunkRows)..<min(rows, (r + 1) * chunkRows) }

@@ -116,7 +116,7 @@ public final class ZarrImporter {
             defer { first += array.rows; rowChunk += array.rowChunks }
             guard state.document < first + array.rows else { continue }
             let missing = Set(skipped[i].rowChunks)
-            var stripe = [UInt16](repeating: 0, count: min(array.chunkRows, array.rows) * windowLength)
+            var stripe = [UInt16](repeating: 0, count: array.stripeTokens)
             for r in 0..<array.rowChunks {
                 let rows = array.rowRange(ofRowChunk: r)
                 guard first + rows.upperBound > state.document else { continue }

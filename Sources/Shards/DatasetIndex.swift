@@ -113,8 +113,17 @@ public struct DatasetIndex: Codable, Equatable, Sendable {
         guard index.format == "longcrawl-dataset" else { throw ShardError(url, "format is '\(index.format)', expected 'longcrawl-dataset'") }
         guard index.version == currentVersion else { throw ShardError(url, "index version \(index.version), this build reads \(currentVersion)") }
         guard index.window == windowLength else { throw ShardError(url, "window \(index.window), expected \(windowLength)") }
-        for shard in index.shards where contained(shard.file, in: directory) == nil {
-            throw ShardError(url, "shard entry '\(shard.file)' leaves the dataset folder (an absolute path, '..', or a symlink out)")
+        var total = 0
+        for shard in index.shards {
+            guard contained(shard.file, in: directory) != nil else {
+                throw ShardError(url, "shard entry '\(shard.file)' leaves the dataset folder (an absolute path, '..', or a symlink out)")
+            }
+            // Window counts are summed per split (windows(split:)): negative or overflowing ones are refused here.
+            let (sum, overflow) = total.addingReportingOverflow(shard.windows)
+            guard shard.windows >= 0, shard.bytes >= 0, !overflow else {
+                throw ShardError(url, "shard entry '\(shard.file)': \(shard.windows) windows, \(shard.bytes) bytes (negative or too many)")
+            }
+            total = sum
         }
         return index
     }

@@ -97,17 +97,17 @@ public struct EvalWindowFile: Equatable, Sendable {
             func string(_ name: String) throws -> String { try readStringAttribute(file, name, url) }
             func int(_ name: String) throws -> Int64 { try readIntAttribute(file, name, url) }
             guard try string("format") == "longcrawl-eval-windows" else { throw ShardError(url, "not a LongCrawl evaluation-window file") }
-            let length = Int(try int("length"))
+            let declared = try int("length")
+            // Whole windows, or T + 1 tokens for a context T that divides a window.
+            guard (1...Int64(windowLength + 1)).contains(declared) else { throw ShardError(url, "length \(declared) is not in 1...\(windowLength + 1)") }
+            let length = Int(declared)
             guard length >= 2 else { throw ShardError(url, "rows of \(length) token(s): a row needs at least one input and its target") }
             let set = H5Dopen2(file, "tokens", lc_h5p_default())
             guard set >= 0 else { throw ShardError(url, "dataset /tokens missing") }
             defer { H5Dclose(set) }
-            let space = H5Dget_space(set)
-            var dims: [hsize_t] = [0, 0]
-            let rank = H5Sget_simple_extent_dims(space, &dims, nil)
-            H5Sclose(space)
-            guard rank == 2, Int(dims[1]) == length else { throw ShardError(url, "/tokens is not [N, \(length)]") }
-            let n = Int(dims[0])
+            let dims = datasetShape(set)
+            guard dims.count == 2, dims[1] == hsize_t(length) else { throw ShardError(url, "/tokens is not [N, \(length)]") }
+            let n = try storedRows(set, dims[0], url)
             var tokens = [UInt16](repeating: 0, count: n * length)
             guard n == 0 || H5Dread(set, lc_h5t_native_uint16(), lc_h5s_all(), lc_h5s_all(), lc_h5p_default(), &tokens) >= 0 else {
                 throw ShardError(url, "/tokens fails its checksum or cannot be decompressed (corrupt)")
@@ -119,12 +119,13 @@ public struct EvalWindowFile: Equatable, Sendable {
             let ids = H5Dopen2(file, "source", lc_h5p_default())
             guard ids >= 0 else { throw ShardError(url, "dataset /source missing") }
             defer { H5Dclose(ids) }
+            // Checked before the read, which fills as many values as the dataset holds.
+            guard datasetShape(ids) == [hsize_t(n)] else { throw ShardError(url, "/source has shape \(datasetShape(ids)), expected [\(n)]") }
             var windows = [Int64](repeating: 0, count: n)
             guard n == 0 || H5Dread(ids, lc_h5t_native_int64(), lc_h5s_all(), lc_h5s_all(), lc_h5p_default(), &windows) >= 0 else {
                 throw ShardError(url, "/source is unreadable")
             }
-            let sources = try readDocuments(file, url)
-            guard sources.count == n else { throw ShardError(url, "/documents has \(sources.count) rows, /tokens \(n)") }
+            let sources = try readDocuments(file, url, rows: n)
             return EvalWindowFile(split: try string("split"), seed: UInt64(bitPattern: try int("seed")), dataset: try string("dataset"),
                                   length: length, tokens: tokens, windows: windows.map(Int.init), sources: sources)
         }

@@ -167,20 +167,13 @@ final class HDF5ShardReader {
                 try attributes.check(url)
                 let tokens = H5Dopen2(file, "tokens", lc_h5p_default())
                 guard tokens >= 0 else { throw ShardError(url, "dataset /tokens missing") }
-                let space = H5Dget_space(tokens)
-                var dims: [hsize_t] = [0, 0]
-                let rank = H5Sget_simple_extent_dims(space, &dims, nil)
-                H5Sclose(space)
-                guard rank == 2, dims[1] == hsize_t(windowLength) else {
+                let dims = datasetShape(tokens)
+                guard dims.count == 2, dims[1] == hsize_t(windowLength) else {
                     H5Dclose(tokens)
-                    throw ShardError(url, "/tokens has shape \(dims.prefix(Int(max(rank, 0)))), expected [windows, \(windowLength)]")
+                    throw ShardError(url, "/tokens has shape \(dims), expected [windows, \(windowLength)]")
                 }
                 let sources: [WindowSource]
-                do { sources = try readDocuments(file, url) } catch { H5Dclose(tokens); throw error }
-                guard sources.count == Int(dims[0]) else {
-                    H5Dclose(tokens)
-                    throw ShardError(url, "/documents has \(sources.count) rows, /tokens \(dims[0]) windows")
-                }
+                do { sources = try readDocuments(file, url, rows: try storedRows(tokens, dims[0], url)) } catch { H5Dclose(tokens); throw error }
                 var one: [hsize_t] = [1, hsize_t(windowLength)]
                 return (file, tokens, H5Screate_simple(2, &one, nil), attributes, sources)
             } catch {
@@ -232,15 +225,42 @@ func writeDocuments(_ sources: [WindowSource], file: hid_t, name finalName: URL)
     }
 }
 
-/// Reads `/documents` from an open HDF5 file.
-func readDocuments(_ file: hid_t, _ url: URL) throws -> [WindowSource] {
+/// The dimensions of a dataset (HDF5 allows up to 32); empty when it has no simple dataspace.
+func datasetShape(_ set: hid_t) -> [hsize_t] {
+    let space = H5Dget_space(set)
+    defer { H5Sclose(space) }
+    let rank = H5Sget_simple_extent_ndims(space)
+    guard rank > 0, rank <= 32 else { return [] }
+    var dims = [hsize_t](repeating: 0, count: Int(rank))
+    return H5Sget_simple_extent_dims(space, &dims, nil) == rank ? dims : []
+}
+
+/// The row count of `/tokens` (`set`), checked against the chunks stored: every row written here is its own chunk,
+/// so more rows than chunks is a corrupt header, whose rows HDF5 would read as zeros (and a reader of all rows
+/// would allocate for).
+func storedRows(_ set: hid_t, _ rows: hsize_t, _ url: URL) throws -> Int {
+    guard rows > 0 else { return 0 }
+    var stored: hsize_t = 0
+    let space = H5Dget_space(set)
+    defer { H5Sclose(space) }
+    guard H5Dget_num_chunks(set, space, &stored) >= 0, rows <= stored else {
+        throw ShardError(url, "/tokens claims \(rows) rows, \(stored) are stored (corrupt)")
+    }
+    return Int(rows)
+}
+
+/// Reads `/documents` from an open HDF5 file: exactly `rows` rows, one per `/tokens` row.
+func readDocuments(_ file: hid_t, _ url: URL, rows: Int) throws -> [WindowSource] {
     let set = H5Dopen2(file, "documents", lc_h5p_default())
     guard set >= 0 else { throw ShardError(url, "dataset /documents missing") }
     defer { H5Dclose(set) }
     let space = H5Dget_space(set)
     defer { H5Sclose(space) }
+    // Checked before the read, which fills as many rows as the dataset holds.
     let n = Int(H5Sget_simple_extent_npoints(space))
+    guard n == rows else { throw ShardError(url, "/documents has \(n) rows, /tokens \(rows)") }
     guard n > 0 else { return [] }
+    try checkStringLengths(set, rows: n, url)
     let type = documentsType()
     defer { H5Tclose(type) }
     let rows = UnsafeMutableRawPointer.allocate(byteCount: documentRowSize * n, alignment: 8)
@@ -253,6 +273,38 @@ func readDocuments(_ file: hid_t, _ url: URL) throws -> [WindowSource] {
         let p = rows.load(fromByteOffset: i * documentRowSize, as: UnsafeMutablePointer<CChar>?.self)
         return WindowSource(document: p.map { String(cString: $0) } ?? "",
                             offset: Int(rows.load(fromByteOffset: i * documentRowSize + 8, as: Int64.self)))
+    }
+}
+
+/// HDF5 allocates as many bytes as a variable-length string's header in the file claims (up to 4 GiB) before it
+/// reads the string, so a corrupt `/documents` would exhaust memory inside H5Dread: each row's length (the first
+/// 4 bytes of its `document` field, stored contiguously as written here) is checked against the file's size first.
+private func checkStringLengths(_ set: hid_t, rows n: Int, _ url: URL) throws {
+    func corrupt(_ why: String) -> ShardError { ShardError(url, "/documents \(why) (corrupt)") }
+    let fd = open(url.path, O_RDONLY)
+    guard fd >= 0 else { throw ShardError(url, "cannot open (\(String(cString: strerror(errno))))") }
+    defer { close(fd) }
+    var st = stat()
+    guard fstat(fd, &st) == 0 else { throw ShardError(url, "cannot stat (\(String(cString: strerror(errno))))") }
+    let size = UInt64(st.st_size)
+    let offset = H5Dget_offset(set), storage = H5Dget_storage_size(set)
+    guard offset != haddr_t.max, storage > 0, storage <= size, offset <= size - storage, storage % UInt64(n) == 0 else {
+        throw corrupt("is not stored contiguously inside the file")
+    }
+    let type = H5Dget_type(set)
+    defer { H5Tclose(type) }
+    let member = H5Tget_member_index(type, "document")
+    guard member >= 0 else { throw corrupt("has no document field") }
+    let field = H5Tget_member_offset(type, UInt32(member)), row = Int(storage) / n
+    guard field + 4 <= row else { throw corrupt("rows are \(row) bytes, too short for their document field") }
+    var raw = [UInt8](repeating: 0, count: Int(storage))
+    guard raw.withUnsafeMutableBytes({ pread(fd, $0.baseAddress!, $0.count, off_t(offset)) }) == raw.count else {
+        throw ShardError(url, "short read of /documents at byte \(offset)")
+    }
+    for i in 0..<n {
+        let at = i * row + field
+        let length = UInt64(raw[at]) | UInt64(raw[at + 1]) << 8 | UInt64(raw[at + 2]) << 16 | UInt64(raw[at + 3]) << 24
+        guard length <= size else { throw corrupt("row \(i) claims a string of \(length) bytes, more than the file holds") }
     }
 }
 
@@ -278,10 +330,20 @@ func writeIntAttribute(_ file: hid_t, _ name: String, _ value: Int64, _ url: URL
     guard a >= 0, H5Awrite(a, lc_h5t_native_int64(), &v) >= 0 else { throw ShardError(url, "cannot write attribute \(name)\(osReason())") }
 }
 
-/// Reads a root string attribute; errors name the file and the attribute.
-func readStringAttribute(_ file: hid_t, _ name: String, _ url: URL) throws -> String {
+/// Opens a root attribute that holds one value: a read fills as many values as the attribute holds, into room for one.
+private func openScalarAttribute(_ file: hid_t, _ name: String, _ url: URL) throws -> hid_t {
     let a = H5Aopen(file, name, lc_h5p_default())
     guard a >= 0 else { throw ShardError(url, "attribute \(name) missing") }
+    let space = H5Aget_space(a)
+    let points = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1
+    if space >= 0 { H5Sclose(space) }
+    guard points == 1 else { H5Aclose(a); throw ShardError(url, "attribute \(name) holds \(points) values, expected one") }
+    return a
+}
+
+/// Reads a root string attribute; errors name the file and the attribute.
+func readStringAttribute(_ file: hid_t, _ name: String, _ url: URL) throws -> String {
+    let a = try openScalarAttribute(file, name, url)
     defer { H5Aclose(a) }
     let s = utf8StringType()
     defer { H5Tclose(s) }
@@ -293,8 +355,7 @@ func readStringAttribute(_ file: hid_t, _ name: String, _ url: URL) throws -> St
 
 /// Reads a root integer attribute; errors name the file and the attribute.
 func readIntAttribute(_ file: hid_t, _ name: String, _ url: URL) throws -> Int64 {
-    let a = H5Aopen(file, name, lc_h5p_default())
-    guard a >= 0 else { throw ShardError(url, "attribute \(name) missing") }
+    let a = try openScalarAttribute(file, name, url)
     defer { H5Aclose(a) }
     var v: Int64 = 0
     guard H5Aread(a, lc_h5t_native_int64(), &v) >= 0 else { throw ShardError(url, "attribute \(name) is not an integer") }

@@ -69,12 +69,13 @@ public struct SafetensorsFile: Equatable {
                 throw bad("tensor \(name): malformed header entry")
             }
             guard dtype == "F32" else { throw bad("tensor \(name): dtype \(dtype), only F32 is supported") }
-            let count = shape.reduce(1, *)
-            guard offsets[0] >= 0, offsets[1] - offsets[0] == count * 4 else {
+            // Shape and offsets come from the file: every product and sum is checked, so a bad header throws, never traps.
+            guard let count = shape.elementCount, count <= Int.max / 4 else { throw bad("tensor \(name): shape \(shape) is negative or too large") }
+            guard offsets[0] >= 0, offsets[1] >= offsets[0], offsets[1] - offsets[0] == count * 4 else {
                 throw bad("tensor \(name): byte range \(offsets) does not hold shape \(shape) of F32")
             }
-            guard dataStart + offsets[1] <= data.count else {
-                throw bad("truncated: tensor \(name) ends at byte \(dataStart + offsets[1]), file has \(data.count)")
+            guard offsets[1] <= data.count - dataStart else {
+                throw bad("truncated: tensor \(name) ends at byte \(offsets[1]) of the data, which holds \(data.count - dataStart)")
             }
             var values = [Float](repeating: 0, count: count)
             values.withUnsafeMutableBytes { dst in
@@ -83,6 +84,20 @@ public struct SafetensorsFile: Equatable {
             entries.append((offsets[0], Entry(name: name, shape: shape, values: values)))
         }
         tensors = entries.sorted { $0.start < $1.start }.map(\.entry)
+    }
+}
+
+extension [Int] {
+    /// The product of the sizes; nil when one is negative or the product overflows.
+    var elementCount: Int? {
+        var n = 1
+        for d in self {
+            guard d >= 0 else { return nil }
+            let (p, overflow) = n.multipliedReportingOverflow(by: d)
+            guard !overflow else { return nil }
+            n = p
+        }
+        return n
     }
 }
 

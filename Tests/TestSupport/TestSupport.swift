@@ -53,3 +53,19 @@ public func launch(_ path: String, _ args: [String]) throws -> Process {
     try p.run()
     return p
 }
+
+/// The inputs that once crashed fuzz target `target` (Fuzz/), kept in `Tests/MODULE/FuzzRegressions/TARGET/`.
+public func fuzzRegressions(_ module: String, _ target: String) -> [URL] {
+    let dir = packageRoot.appendingPathComponent("Tests/\(module)/FuzzRegressions/\(target)")
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
+    return names.sorted().map { dir.appendingPathComponent($0) }
+}
+
+/// Replays one fuzz regression: `body` may succeed or throw, but a thrown error must be one line naming `file`.
+public func replay(_ input: URL, naming file: URL, _ body: () throws -> Void, line: UInt = #line) {
+    do { try body() } catch {
+        let message = "\(error)"
+        XCTAssertFalse(message.contains("\n"), "\(input.lastPathComponent): error is not one line: \(message)", line: line)
+        XCTAssertTrue(message.contains(file.path), "\(input.lastPathComponent): error does not name \(file.path): \(message)", line: line)
+    }
+}

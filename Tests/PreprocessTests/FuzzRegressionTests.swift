@@ -1,0 +1,64 @@
+import Foundation
+import Shards
+import TestSupport
+import XCTest
+@testable import Preprocess
+
+/// Inputs that crashed a fuzz target (Fuzz/), replayed through the same parser: each may parse or throw a
+/// one-line error naming the file, never crash.
+final class PreprocessFuzzRegressionTests: XCTestCase {
+    /// A corpus file read to its end: a broken one ends in a dropped record, never an error or a crash.
+    func testJSONL() {
+        for input in fuzzRegressions("PreprocessTests", "FuzzJSONL") {
+            replay(input, naming: input) {
+                let reader = try CorpusReader(inputs: [input.path])
+                while let record = reader.next() { _ = record.ordinal }
+            }
+        }
+    }
+
+    func testZarray() throws {
+        for input in fuzzRegressions("PreprocessTests", "FuzzZarray") {
+            let folder = try temporaryFolder(self).appendingPathComponent("train.zarr")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            let url = folder.appendingPathComponent(".zarray")
+            try FileManager.default.copyItem(at: input, to: url)
+            replay(input, naming: url) {
+                let array = try ZarrArray(path: folder.path)
+                _ = (array.chunkBytes, array.stripeTokens)
+                for r in Set([0, array.rowChunks - 1]) where r >= 0 {
+                    _ = array.rowRange(ofRowChunk: r)
+                    _ = array.missingChunks(ofRowChunk: r)
+                }
+            }
+        }
+    }
+
+    /// A regression's first byte picks the layout (`Fuzz/Sources/FuzzBloscChunk`), the rest is chunk file `0.0`.
+    func testBloscChunk() throws {
+        let layouts: [(compressor: String, chunkRows: Int)] = [
+            (#"{"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": 1, "blocksize": 0}"#, 1),
+            (#"{"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": 0, "blocksize": 0}"#, 2),
+            (#"{"id": "blosc", "cname": "zstd", "clevel": 3, "shuffle": 2, "blocksize": 0}"#, 1),
+            (#"{"id": "blosc", "cname": "blosclz", "clevel": 5, "shuffle": 1, "blocksize": 0}"#, 1),
+            (#"{"id": "zstd", "level": 3}"#, 1),
+            ("null", 1),
+        ]
+        for input in fuzzRegressions("PreprocessTests", "FuzzBloscChunk") {
+            let bytes = try Data(contentsOf: input)
+            guard let selector = bytes.first else { continue }
+            let layout = layouts[Int(selector) % layouts.count]
+            let folder = try temporaryFolder(self).appendingPathComponent("train.zarr")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            try Data("""
+                {"zarr_format": 2, "shape": [1, 65536], "chunks": [\(layout.chunkRows), 65536], "dtype": "<u2", "order": "C",
+                 "compressor": \(layout.compressor), "fill_value": 0, "filters": null}
+                """.utf8).write(to: folder.appendingPathComponent(".zarray"))
+            let chunk = folder.appendingPathComponent("0.0")
+            try bytes.dropFirst().write(to: chunk)
+            let array = try ZarrArray(path: folder.path)
+            var stripe = [UInt16](repeating: 0, count: array.stripeTokens)
+            replay(input, naming: chunk) { try stripe.withUnsafeMutableBufferPointer { try array.readStripe(0, into: $0, workers: 1) } }
+        }
+    }
+}
