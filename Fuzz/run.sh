@@ -18,7 +18,8 @@ for t in "${targets[@]}"; do
     dict=(); case $t in FuzzDatasetIndex|FuzzTrainState|FuzzTransformerConfig|FuzzZarray|FuzzJSONL) dict=(-dict=json.dict) ;; esac
     # -detect_leaks=0 turns off the per-input leak check only (Foundation's lazily built caches look like leaks of
     # the first input that fills them); LeakSanitizer still checks the whole run at exit, with lsan.supp.
-    nice -n 15 ".build/release/$t" ".work/corpus/$t" "Corpus/$t" "${dict[@]}" -max_total_time="$seconds" -timeout=10 \
+    going=(); [ "${KEEP_GOING:-0}" = 1 ] && going=(-fork=1 -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1)
+    nice -n 15 ".build/release/$t" ".work/corpus/$t" "Corpus/$t" "${dict[@]}" "${going[@]}" -max_total_time="$seconds" -timeout=10 \
         -rss_limit_mb=2048 -malloc_limit_mb=1024 -detect_leaks=0 -print_final_stats=1 \
         -artifact_prefix=".work/artifacts/$t/" > ".work/logs/$t.log" 2>&1
     status=$?
