@@ -89,8 +89,6 @@ public final class ZarrImporter {
     /// Checks every input's metadata and chunk files, then imports to completion; throws on the first fault.
     public func run(mode: OutputMode) throws -> ImportSummary {
         try options.validate()
-        let lock = try FolderLock(output)
-        defer { lock.release() }
         clock = Date()
         let arrays = try inputs.map { try ZarrArray(path: $0) }
         let splits = try splitNames(arrays)
@@ -101,7 +99,9 @@ public final class ZarrImporter {
             let missing = try missingRowChunks(array)
             skipped.append((array.path, missing, missing.reduce(0) { $0 + array.rowRange(ofRowChunk: $1).count }))
         }
-
+        // After the checks, so a refused import leaves no folder behind.
+        let lock = try FolderLock(output)
+        defer { lock.release() }
         index = try prepareDatasetFolder(output, mode: mode, build: build)
         if index.complete { return ImportSummary(index: index, alreadyComplete: true, skipped: skipped) }
         defer { writer?.abandon() }

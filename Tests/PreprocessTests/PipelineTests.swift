@@ -220,7 +220,7 @@ final class PipelineTests: XCTestCase {
             XCTAssertTrue(r.err.contains(format.fileName(split: "train", number: 0)) || r.err.contains(format.fileName(split: "heldout", number: 0)), r.err)
             let index = try DatasetIndex.load(from: out)
             XCTAssertFalse(index.complete)
-            for name in try FileManager.default.contentsOfDirectory(atPath: out.path) where name != DatasetIndex.fileName {
+            for name in try FileManager.default.contentsOfDirectory(atPath: out.path) where ![DatasetIndex.fileName, FolderLock.fileName].contains(name) {
                 XCTAssertTrue(index.shards.contains { $0.file == name }, "\(name) left behind after the failure")
             }
             let resumed = try runProcess(longcrawlBinary, args + ["--out", out.path, "--resume"])
@@ -240,7 +240,7 @@ final class PipelineTests: XCTestCase {
         XCTAssertTrue(try preprocess([dir], out, mode: .resume).alreadyComplete)
         let replaced = try preprocess([dir], out, { $0.level = 5; $0.format = .zst }, mode: .force)
         XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: out.path)),
-                       Set(replaced.index.shards.map(\.file) + [DatasetIndex.fileName]))
+                       Set(replaced.index.shards.map(\.file) + [DatasetIndex.fileName, FolderLock.fileName]))
         let other = try temporaryFolder(self)
         try Data("x".utf8).write(to: other.appendingPathComponent("notes.txt"))
         XCTAssertThrowsError(try preprocess([dir], other)) { XCTAssertTrue("\($0)".contains("not empty"), "\($0)") }

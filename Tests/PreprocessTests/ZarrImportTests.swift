@@ -229,7 +229,7 @@ final class ZarrImportTests: XCTestCase {
         XCTAssertTrue(try importZarr([train], a, mode: .resume).alreadyComplete)
         try importZarr([train], a, mode: .force) { $0.format = .zst }
         XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: a.path)),
-                       Set(try DatasetIndex.load(from: a).shards.map(\.file) + [DatasetIndex.fileName]))
+                       Set(try DatasetIndex.load(from: a).shards.map(\.file) + [DatasetIndex.fileName, FolderLock.fileName]))
     }
 
     /// Interrupt after every shard in turn (two inputs, a skipped row-chunk), resume, compare with an uninterrupted run.
