@@ -416,9 +416,12 @@ def check_eval(args: argparse.Namespace) -> dict:
     rows = read_rows(args.windows)
     # Rows of T + 1 tokens: T inputs and T targets, every target counted (as Evaluator.losses does).
     tokens, targets = rows[:, :-1], rows[:, 1:]
+    if model.config.attention == "softmax" and tokens.shape[1] > model.config.context:
+        # eval runs softmax in independent segments of its training context (its attention form is quadratic).
+        tokens, targets = (x.reshape(-1, model.config.context) for x in (tokens, targets))
     with torch.no_grad():
         _, losses = model(tokens, targets, torch.ones_like(tokens, dtype=torch.float64))
-    ours = losses.mean(0)
+    ours = losses.reshape(len(rows), -1).mean(0)
     with tempfile.TemporaryDirectory() as out:
         subprocess.run([args.longcrawl, "eval", "--checkpoint", str(args.checkpoint), "--windows", str(args.windows),
                         "--out", out], check=True, capture_output=True)
