@@ -89,6 +89,10 @@ public final class ZarrImporter {
     /// Checks every input's metadata and chunk files, then imports to completion; throws on the first fault.
     public func run(mode: OutputMode) throws -> ImportSummary {
         try options.validate()
+        // A folder that exists is claimed before the checks (a second writer is refused at once); one that does not is
+        // created only after them, so a refused import leaves nothing behind.
+        var lock = FileManager.default.fileExists(atPath: output.path) ? try FolderLock(output) : nil
+        defer { lock?.release() }
         clock = Date()
         let arrays = try inputs.map { try ZarrArray(path: $0) }
         let splits = try splitNames(arrays)
@@ -99,9 +103,7 @@ public final class ZarrImporter {
             let missing = try missingRowChunks(array)
             skipped.append((array.path, missing, missing.reduce(0) { $0 + array.rowRange(ofRowChunk: $1).count }))
         }
-        // After the checks, so a refused import leaves no folder behind.
-        let lock = try FolderLock(output)
-        defer { lock.release() }
+        if lock == nil { lock = try FolderLock(output) }
         index = try prepareDatasetFolder(output, mode: mode, build: build)
         if index.complete { return ImportSummary(index: index, alreadyComplete: true, skipped: skipped) }
         defer { writer?.abandon() }
