@@ -53,11 +53,12 @@ final class ProbeTests: XCTestCase {
                        "a length the chunk does not divide runs as one carried segment")
     }
 
-    /// A model trained to copy (fresh random spans repeated after 64 tokens, a few hundred steps) shows a
-    /// clearly positive copy gain at Δ = 64 on spans it never saw.
+    /// A model trained to copy (fresh random spans repeated after 64 tokens; the copy ability appears after about
+    /// 200 steps with these seeds: gain 1.6 nats at 250 steps, 2.6 at 350) shows a clearly positive copy gain at Δ = 64 on spans it never
+    /// saw. A model that memorised one repeated batch would not: it predicts the first copy as well as the second.
     func testCopyGainOfAModelThatCopies() throws {
-        var config = TransformerConfig(name: "copy", layers: 2, dModel: 64, heads: 2, power: 2, chunk: 64, attention: .conformalSympow, context: 128)
-        config.vocabSize = 512
+        var config = TransformerConfig(name: "copy", layers: 2, dModel: 64, heads: 4, power: 2, chunk: 64, attention: .conformalSympow, context: 128)
+        config.vocabSize = 128
         let model = Transformer<Float>(config: config, seed: 80)
         let params = model.parameters
         let opt = AdamW(parameters: params, weightDecay: 0)
@@ -65,26 +66,25 @@ final class ProbeTests: XCTestCase {
         let span = 32, delta = 64, batch = 8, t = 2 * span + delta
         // Only the second copy is predictable: the loss is taken there.
         let mask = (0..<(batch * t)).map { $0 % t >= span + delta && $0 % t < t - 1 ? Float(1) : 0 }
-        for _ in 0..<steps {
+        let windows = (0..<8).map { _ in randomTokens(t, vocabulary: 128, rng: &rng)[...] }
+        for _ in 0..<350 {
             var tokens: [Int32] = [], targets: [Int32] = []
             for _ in 0..<batch {
-                let seq = Probe.sequence(randomTokens(t, vocabulary: 512, rng: &rng)[...], delta: delta, span: span)!
+                let seq = Probe.sequence(randomTokens(t, vocabulary: 128, rng: &rng)[...], delta: delta, span: span)!
                 tokens += seq.map(Int32.init); targets += seq.dropFirst().map(Int32.init) + [0]
             }
             model.zeroGradients()
             _ = model.forward(tokens: tokens, targets: targets, mask: mask, batch: batch, length: t)
             model.backward()
             clipGradients(params, maxNorm: 1)
-            opt.update(params, lr: 3e-3)
+            opt.update(params, lr: 1e-2)
         }
-        let windows = (0..<8).map { _ in randomTokens(t, vocabulary: 512, rng: &rng)[...] }
         let (distances, skipped) = Probe.run(model, windows: windows, deltas: [delta, 200], span: span)
         XCTAssertEqual(skipped, [200])
         let gain = distances[0].gain
         print("copy gain at Δ \(delta): \(gain.mean) ± \(gain.se!) (first \(distances[0].firstCopy.mean), second \(distances[0].secondCopy.mean))")
         XCTAssertGreaterThan(gain.mean, 0.5)
     }
-    var steps: Int { Int(ProcessInfo.processInfo.environment["PROBE_STEPS"] ?? "") ?? 150 }
 
     /// `longcrawl probe` writes probe.json and probe.csv, skips a Δ longer than the windows and says so; plot.py
     /// draws it.
