@@ -3,6 +3,7 @@
 
   plot.py train RUN [RUN...] --out curves.png     # loss (and learning rate) by step from RUN/metrics.jsonl, held-out points from RUN/eval.jsonl
   plot.py eval RESULT [RESULT...] --out pos.png   # mean loss by token position from RESULT/result.json, log-scale x, SE bands
+  plot.py probe OUT [OUT...] --out probe.png      # recall probe: copy gain by distance from OUT/probe.json, SE bars
 
 Several runs or results go on one figure, labelled by folder name, for comparison.
 """
@@ -85,16 +86,36 @@ def plot_eval(results, out):
     fig.savefig(out, dpi=120)
 
 
+def plot_probe(results, out):
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for path in results:
+        r = json.load(open(os.path.join(path, "probe.json")))
+        ds = r["distances"]
+        if not ds:
+            sys.exit(f"{path}/probe.json: no distances (all skipped)")
+        se = [d["gain"]["se"] if d["gain"]["se"] is not None else 0 for d in ds]
+        ax.errorbar([d["delta"] for d in ds], [d["gain"]["mean"] for d in ds], yerr=se, marker="o", capsize=3,
+                    label=f"{label(path)} ({r['config']}, {r['attention']}, trained at {r['trained_context']}, {r['windows']} windows)")
+    ax.axhline(0, color="gray", linewidth=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel(f"distance Δ between the copies (tokens; span {r['span']})")
+    ax.set_ylabel("copy gain: loss on first copy - second (nats/token)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("kind", choices=["train", "eval"])
+    p.add_argument("kind", choices=["train", "eval", "probe"])
     p.add_argument("paths", nargs="+")
     p.add_argument("--out", required=True)
     a = p.parse_args()
     for path in a.paths:
         if not os.path.isdir(path):
             sys.exit(f"{path}: not a folder")
-    (plot_train if a.kind == "train" else plot_eval)(a.paths, a.out)
+    {"train": plot_train, "eval": plot_eval, "probe": plot_probe}[a.kind](a.paths, a.out)
     print(f"wrote {a.out}")
 
 

@@ -21,6 +21,12 @@ public struct SymmetricPower: Sendable {
     /// sqrt(p! / prod(multiplicity!)) per multiset.
     let weights: [Double]
 
+    /// D = C(d + p - 1, p) without enumerating the multisets.
+    public static func size(dimension d: Int, power p: Int) -> Int {
+        // After step i the product is C(d + i, i + 1), an integer, so every division is exact.
+        (0..<p).reduce(1) { $0 * (d + $1) / ($1 + 1) }
+    }
+
     public init(dimension d: Int, power p: Int) {
         precondition(d >= 1 && p >= 1, "phi_p needs d >= 1 and p >= 1")
         var indices: [Int32] = [], weights: [Double] = []

@@ -20,6 +20,15 @@ public enum AttentionKind: String, Codable, Sendable, CaseIterable {
 /// Which way attention is computed: the quadratic attention form, or the chunked form (sympow only).
 public enum AttentionForm: Sendable {
     case attention, chunked
+
+    /// The form of a forward over `length` tokens at once, by MODEL.md section 3's cost per token and head: the
+    /// attention form ~2Td, the chunked form ~2cd + 4Dd (intra-chunk, state read and update) with
+    /// D = C(d + p - 1, p), so the chunked form only when T > 2D + c (always the attention form for softmax and
+    /// T <= c). The one place training, evaluation and the flop count choose: for p = 4, d = 16 (D = 3,876) the
+    /// attention form up to T = 7,752 + c.
+    public static func choose(kind: AttentionKind, headDimension d: Int, power p: Int, chunk c: Int, length t: Int) -> AttentionForm {
+        kind != .softmax && t > 2 * SymmetricPower.size(dimension: d, power: p) + c ? .chunked : .attention
+    }
 }
 
 /// Causal multi-head attention with fused projections x -> [q | k | v | g | r] (one gate and one rotation-rate
@@ -34,7 +43,7 @@ public final class SympowAttention<S: TensorScalar> {
     /// [C, 3C + 2H] and [C, C]; x @ W.
     public let wQKVGR: Tensor<S>, wO: Tensor<S>
     public let dwQKVGR: Tensor<S>, dwO: Tensor<S>
-    /// Forced form (tests); nil chooses: attention form for softmax or T <= chunk, chunked otherwise.
+    /// Forced form (tests); nil chooses by cost (`AttentionForm.choose`).
     public var form: AttentionForm?
     let chunked: ChunkedAttention?
 
@@ -92,7 +101,7 @@ public final class SympowAttention<S: TensorScalar> {
 
     func resolvedForm(_ t: Int) -> AttentionForm {
         if kind == .softmax { return .attention }
-        return form ?? (t <= chunk ? .attention : .chunked)
+        return form ?? AttentionForm.choose(kind: kind, headDimension: headDim, power: power, chunk: chunk, length: t)
     }
 
     // forward: x [B*T, C] -> y [B*T, C]

@@ -100,17 +100,28 @@ public struct TransformerConfig: Codable, Equatable, Sendable {
 }
 
 extension TransformerConfig {
-    /// The formula behind `forwardFlopsPerToken`, for benchmark output.
-    public static let flopFormula = "L * [2C(3C+2H) + 2C^2 + 4C*F + H * (2cd + 2c(d+1) + 4D(d+1) + 2Dp)] + 2CV"
+    /// The attention form of a forward over `length` tokens at once (`AttentionForm.choose`).
+    public func attentionForm(length: Int) -> AttentionForm {
+        AttentionForm.choose(kind: attention, headDimension: headDim, power: power, chunk: chunk, length: length)
+    }
 
-    /// Useful flops of one token's forward pass (chunked form; a backward counts as twice this): projections,
-    /// MLP, per head the intra-chunk scores and weighted values, the state read and update with D = dim phi_p,
-    /// phi_p itself, and the tied head.
+    /// The formula behind `forwardFlopsPerToken`, for benchmark output.
+    public var flopFormula: String {
+        let head = attentionForm(length: context) == .chunked ? "(2cd + 2c(d+1) + 4D(d+1) + 2Dp)" : "2Td"
+        return "L * [2C(3C+2H) + 2C^2 + 4C*F + H * \(head)] + 2CV"
+    }
+
+    /// Useful flops of one token's forward pass at the training context (a backward counts as twice this):
+    /// projections, MLP, per head the attention in the form training uses (chunked: the intra-chunk scores and
+    /// weighted values, the state read and update with D = dim phi_p, phi_p itself; attention form: the causal
+    /// half of the scores and weighted values), and the tied head.
     public var forwardFlopsPerToken: Double {
         let c = Double(dModel), h = Double(heads), d = Double(headDim), f = Double(hidden), chunk = Double(self.chunk)
-        let dd = Double(SymmetricPower(dimension: headDim, power: power).size)
+        let dd = Double(SymmetricPower.size(dimension: headDim, power: power))
         let projections = 2 * c * (3 * c + 2 * h) + 2 * c * c + 4 * c * f
-        let attentionPerHead = 2 * chunk * d + 2 * chunk * (d + 1) + 4 * dd * (d + 1) + 2 * dd * Double(power)
+        let attentionPerHead = attentionForm(length: context) == .chunked
+            ? 2 * chunk * d + 2 * chunk * (d + 1) + 4 * dd * (d + 1) + 2 * dd * Double(power)
+            : 2 * Double(context) * d
         return Double(layers) * (projections + h * attentionPerHead) + 2 * c * Double(vocabSize)
     }
 }

@@ -153,16 +153,41 @@ public enum Evaluator {
     /// target masked, a row of T + 1 tokens (`sample --context T`) as T inputs and T targets.
     public static func inputLength(_ length: Int) -> Int { length > 1 && windowLength % (length - 1) == 0 ? length - 1 : length }
 
-    /// The loss at each position of one row ([L] tokens -> [L - 1] losses). With `segment` equal to the input
-    /// length, one forward of the chunked form (the training code path); shorter, the row runs segment by
-    /// segment with each layer's attention state carried across (softmax attends within each segment only).
+    /// The form of one forward over a whole row of `inputs` tokens when `segment` covers it, by cost
+    /// (`TransformerConfig.attentionForm`); nil when the row runs segment by segment instead (a shorter segment,
+    /// or a length the chunked form cannot take in one pass).
+    static func onePassForm(_ config: TransformerConfig, inputs l: Int, segment: Int) -> AttentionForm? {
+        guard segment >= l else { return nil }
+        let form = config.attentionForm(length: l)
+        return form == .attention || l % config.chunk == 0 ? form : nil
+    }
+
+    /// How `losses` runs a row of `inputs` tokens in segments of `segment`, as `result.json` names it.
+    static func formName(_ config: TransformerConfig, inputs: Int, segment: Int) -> String {
+        switch onePassForm(config, inputs: inputs, segment: segment) {
+        case .attention?: return "attention"
+        case .chunked?: return "chunked"
+        case nil: return config.attention == .softmax ? "attention, independent segments" : "recurrent, state carried across segments"
+        }
+    }
+
+    /// The segment `eval` uses for rows of `inputs` tokens: `context`, else the whole row (softmax: its training
+    /// context, since its attention form is quadratic in memory).
+    static func segment(_ config: TransformerConfig, inputs: Int, context: Int?) -> Int {
+        context ?? (config.attention == .softmax ? min(inputs, config.context) : inputs)
+    }
+
+    /// The loss at each position of one row ([L] tokens -> [L - 1] losses). When `segment` covers the row, one
+    /// forward in the form the cost model picks (the training code path) where that form takes the row's length;
+    /// otherwise segment by segment with each layer's attention state carried across (softmax attends within
+    /// each segment only; the last segment may be shorter).
     public static func losses(_ model: Transformer<Float>, row: ArraySlice<UInt16>, segment: Int) -> [Double] {
         let l = inputLength(row.count)
         let all = row.map { Int32($0) }
         let tokens = Array(all[0..<l])
         var targets = Array(all[1...]), mask = [Float](repeating: 1, count: l)
         if targets.count < l { targets.append(0); mask[l - 1] = 0 }
-        if segment >= l && model.config.attention != .softmax && (l % model.config.chunk == 0 || l <= model.config.chunk) {
+        if onePassForm(model.config, inputs: l, segment: segment) != nil {
             return Array(model.forward(tokens: tokens, targets: targets, mask: mask, batch: 1, length: l, training: false).perPosition.prefix(row.count - 1))
         }
         var state = model.startDecoding(batch: 1)
@@ -179,13 +204,12 @@ public enum Evaluator {
         return Array(out.prefix(row.count - 1))
     }
 
-    /// Evaluates every window of `file`; `context` nil means one pass over the whole window (softmax: its
-    /// training context, since its attention form is quadratic in memory).
+    /// Evaluates every window of `file`; `context` nil means one pass over the whole window (`segment`).
     public static func evaluate(_ model: Transformer<Float>, file: EvalWindowFile, context: Int?, checkpoint: String, windowsFile: String,
                                 progress: ProgressReporter? = nil) throws -> EvalResult {
         guard file.count > 0 else { throw TrainingError("\(windowsFile): no windows") }
         let l = file.length, inputs = inputLength(l)
-        let segment = context ?? (model.config.attention == .softmax ? min(inputs, model.config.context) : inputs)
+        let segment = Self.segment(model.config, inputs: inputs, context: context)
         guard segment >= 1, inputs % segment == 0 else { throw TrainingError("\(windowsFile): rows of \(l) tokens (\(inputs) inputs) do not split into segments of --context \(segment)") }
         var perWindow: [[Double]] = []
         let t0 = Date()
@@ -200,8 +224,7 @@ public enum Evaluator {
             }
         }
         progress?.end()
-        let form = model.config.attention == .softmax ? (segment >= inputs ? "attention" : "attention, independent segments")
-            : (segment >= inputs ? "chunked" : "recurrent, state carried across segments")
+        let form = formName(model.config, inputs: inputs, segment: segment)
         return EvalResult(perWindow: perWindow, checkpoint: checkpoint, windowsFile: windowsFile, config: model.config.name,
                           trainedContext: model.config.context, context: segment, form: form,
                           tokensPerSecond: Double(file.count * inputs) / Date().timeIntervalSince(t0))

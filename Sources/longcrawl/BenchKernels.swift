@@ -30,14 +30,14 @@ struct BenchKernels: ParsableCommand {
             throw ValidationError("--lengths must be multiples of the chunk \(cfg.chunk) dividing 65536")
         }
         let c = cfg.dModel, d = cfg.headDim, h = cfg.heads, p = cfg.power
-        let phiSize = SymmetricPower(dimension: d, power: p).size
+        let phiSize = SymmetricPower.size(dimension: d, power: p)
         print("config \(cfg.name): \(cfg.layers) layers, d_model \(c), \(h) heads of \(d), p \(p) (D = \(phiSize)), chunk \(cfg.chunk), vocabulary \(cfg.vocabSize)")
 
         // Baseline: sgemm at a transformer shape, same run.
         let peak = sgemmGFLOPs(m: 4096, n: 4 * c, k: c)
         print(String(format: "sgemm [4096 x %d] x [%d x %d]: %.1f GFLOP/s (the MFU baseline)", c, c, 4 * c, peak))
         let perToken = cfg.forwardFlopsPerToken
-        print("flops/token forward = \(TransformerConfig.flopFormula) = \(Int(perToken)); forward+backward = 3x")
+        print("flops/token forward at T = \(cfg.context) (\(cfg.attentionForm(length: cfg.context)) form) = \(cfg.flopFormula) = \(Int(perToken)); forward+backward = 3x")
 
         print("\n| T | attention | forward us/token | fwd+bwd us/token |")
         print("| ---: | --- | ---: | ---: |")

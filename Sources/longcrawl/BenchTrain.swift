@@ -64,7 +64,7 @@ struct BenchTrain: ParsableCommand {
             return
         }
         print("config \(cfg.name) (\(cfg.attention.rawValue)), context \(cfg.context), batch \(cfg.batch) x \(world.size) rank(s): \(Int(flops)) flops/token per step (forward+backward = 3 x forward)")
-        print("flops/token forward = \(TransformerConfig.flopFormula)")
+        print("flops/token forward = \(cfg.flopFormula)")
         print(String(format: "sgemm [4096 x %d] x [%d x %d]: %.1f GFLOP/s per rank (the MFU baseline, this run)", cfg.dModel, cfg.dModel, 4 * cfg.dModel, trainer.sgemmPeak))
         print("\n| config | T | B x ranks | steps | s/step | tokens/s | GFLOP/s | MFU vs sgemm | loader share | allreduce s/step |")
         print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")

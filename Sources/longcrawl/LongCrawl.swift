@@ -8,7 +8,7 @@ struct LongCrawl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "longcrawl",
         abstract: "Preprocess, stream, train and evaluate on LongCrawl64-style long-document corpora.",
-        subcommands: [PreprocessCommand.self, ImportCommand.self, ExperimentCommand.self, InspectCommand.self, VerifyCommand.self, SampleCommand.self, PackCommand.self, ExportCommand.self, TrainCommand.self, EvalCommand.self, GenerateCommand.self, Bench.self]
+        subcommands: [PreprocessCommand.self, ImportCommand.self, ExperimentCommand.self, InspectCommand.self, VerifyCommand.self, SampleCommand.self, PackCommand.self, ExportCommand.self, TrainCommand.self, EvalCommand.self, ProbeCommand.self, GenerateCommand.self, Bench.self]
     )
 
     /// Debian's OpenBLAS 0.3.21 does not recognize recent Xeons and falls back to its SSE3 ("Prescott") kernels,

@@ -1,0 +1,106 @@
+import Foundation
+import Model
+import Shards
+import Tensor
+
+/// The recall probe: what a model's state remembers, measured by loss alone (no instruction following). For a
+/// window and a distance Δ the sequence is a span of the window's first `span` tokens, the Δ tokens that follow
+/// it in the window, then the span again. The copy gain is the model's mean loss on the first copy minus its mean
+/// loss on the second, both over the positions predicting the copy's tokens 2...span: a model that recalls the
+/// span across Δ tokens predicts its second copy better.
+public struct ProbeResult: Codable, Equatable, Sendable {
+    public struct Distance: Codable, Equatable, Sendable {
+        public var delta: Int
+        /// Tokens in each probe sequence: 2 span + Δ.
+        public var length: Int
+        /// How the sequence ran (`result.json`'s form names).
+        public var form: String
+        public var firstCopy: Estimate
+        public var secondCopy: Estimate
+        /// First minus second copy, per window, then over windows (a paired difference).
+        public var gain: Estimate
+
+        enum CodingKeys: String, CodingKey {
+            case delta, length, form, gain
+            case firstCopy = "first_copy", secondCopy = "second_copy"
+        }
+    }
+
+    public var checkpoint: String
+    public var windowsFile: String
+    public var config: String
+    public var attention: String
+    public var trainedContext: Int
+    public var span: Int
+    public var windows: Int
+    /// Tokens in each window (a Δ whose sequence is longer is skipped).
+    public var windowTokens: Int
+    public var distances: [Distance]
+    /// Distances left out because 2 span + Δ exceeds the window's tokens.
+    public var skipped: [Int]
+
+    enum CodingKeys: String, CodingKey {
+        case checkpoint, config, attention, span, windows, distances, skipped
+        case windowsFile = "windows_file", trainedContext = "trained_context", windowTokens = "window_tokens"
+    }
+
+    public init(checkpoint: String, windowsFile: String, config: String, attention: String, trainedContext: Int, span: Int, windows: Int,
+                windowTokens: Int, distances: [Distance], skipped: [Int]) {
+        self.checkpoint = checkpoint; self.windowsFile = windowsFile; self.config = config; self.attention = attention
+        self.trainedContext = trainedContext; self.span = span; self.windows = windows; self.windowTokens = windowTokens
+        self.distances = distances; self.skipped = skipped
+    }
+
+    /// `OUT/probe.json` and `OUT/probe.csv` (delta, length, first, first_se, second, second_se, gain, gain_se, form);
+    /// an undefined standard error is empty.
+    public func write(to folder: URL) throws {
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try AtomicFile.writeJSON(self, to: folder.appendingPathComponent("probe.json"))
+        func cells(_ e: Estimate) -> String { "\(e.mean),\(e.se.map { String($0) } ?? "")" }
+        var csv = "delta,length,first,first_se,second,second_se,gain,gain_se,form\n"
+        for d in distances { csv += "\(d.delta),\(d.length),\(cells(d.firstCopy)),\(cells(d.secondCopy)),\(cells(d.gain)),\"\(d.form)\"\n" }
+        try AtomicFile.write(Data(csv.utf8), to: folder.appendingPathComponent("probe.csv"))
+    }
+}
+
+public enum Probe {
+    /// The probe sequence of a window: its first `span` tokens, the `delta` that follow, the first `span` again;
+    /// nil when 2 span + Δ exceeds the window.
+    public static func sequence(_ window: ArraySlice<UInt16>, delta: Int, span: Int) -> [UInt16]? {
+        guard 2 * span + delta <= window.count else { return nil }
+        let start = window.startIndex
+        return Array(window[start..<(start + span + delta)]) + window[start..<(start + span)]
+    }
+
+    /// Mean losses on the first and second copy: positions predicting the copy's tokens 2...span, from losses by
+    /// position (position i predicts token i + 1).
+    static func copyLosses(_ losses: [Double], delta: Int, span: Int) -> (first: Double, second: Double) {
+        let second = span + delta
+        func mean(_ r: Range<Int>) -> Double { losses[r].reduce(0, +) / Double(r.count) }
+        return (mean(0..<(span - 1)), mean(second..<(second + span - 1)))
+    }
+
+    /// Copy gains of `model` over `windows` at each Δ that fits, each sequence run as `eval` runs a row of its
+    /// length (`Evaluator.losses`); returns the distances and the Δ skipped.
+    public static func run(_ model: Transformer<Float>, windows: [ArraySlice<UInt16>], deltas: [Int], span: Int,
+                           progress: ProgressReporter? = nil) -> (distances: [ProbeResult.Distance], skipped: [Int]) {
+        var distances: [ProbeResult.Distance] = [], skipped: [Int] = []
+        for delta in deltas {
+            guard windows.allSatisfy({ 2 * span + delta <= $0.count }) else { skipped.append(delta); continue }
+            let length = 2 * span + delta, inputs = Evaluator.inputLength(length)
+            let segment = Evaluator.segment(model.config, inputs: inputs, context: nil)
+            var first: [Double] = [], second: [Double] = []
+            for (i, window) in windows.enumerated() {
+                let seq = sequence(window, delta: delta, span: span)!
+                let c = copyLosses(Evaluator.losses(model, row: seq[...], segment: segment), delta: delta, span: span)
+                first.append(c.first); second.append(c.second)
+                if let progress, progress.due() { progress.show("Δ \(delta): window \(i + 1)/\(windows.count)") }
+            }
+            distances.append(ProbeResult.Distance(delta: delta, length: length, form: Evaluator.formName(model.config, inputs: inputs, segment: segment),
+                                                  firstCopy: Estimate(first), secondCopy: Estimate(second),
+                                                  gain: Estimate(zip(first, second).map { $0 - $1 })))
+        }
+        progress?.end()
+        return (distances, skipped)
+    }
+}

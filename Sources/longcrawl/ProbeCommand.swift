@@ -1,0 +1,68 @@
+import ArgumentParser
+import Foundation
+import Model
+import Shards
+import Training
+
+/// `longcrawl probe`: what a model's state remembers, by the loss on a repeated span.
+struct ProbeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "probe",
+        abstract: "Recall probe: how much better a model predicts a span repeated after Δ tokens of other text.",
+        discussion: """
+        For each window and Δ: the window's first --span tokens, the Δ tokens that follow them, then the span \
+        again. The copy gain is the mean loss on the first copy minus that on the second (positions predicting \
+        the copy's tokens 2...span), with its standard error across windows. Each sequence (2 span + Δ tokens) \
+        runs as `eval` runs a row of that length: sympow models in one pass or with the state carried, softmax \
+        models in independent segments of their training context (no gain beyond them). A Δ whose sequence is \
+        longer than the windows is skipped. Writes OUT/probe.json and OUT/probe.csv; plot with \
+        `python3 tools/plot.py probe OUT... --out probe.png`.
+
+        Example:
+          longcrawl probe --checkpoint runs/tiny-p4 --windows out/eval-windows.h5 --out out/probe/tiny-p4
+        """
+    )
+
+    @Option(help: "Checkpoint folder, or a run folder (its newest checkpoint).")
+    var checkpoint: String
+
+    @Option(help: "Evaluation windows (HDF5 from `longcrawl sample`).")
+    var windows: String
+
+    @Option(help: "Comma-separated distances Δ in tokens.")
+    var deltas: String = "64,256,1024,4096,16384,60000"
+
+    @Option(help: "Tokens in the repeated span.")
+    var span: Int = 64
+
+    @Option(help: "Result folder.")
+    var out: String
+
+    func run() throws {
+        let ds = try deltas.split(separator: ",").map { s -> Int in
+            guard let d = Int(s.trimmingCharacters(in: .whitespaces)), d >= 0 else { throw ValidationError("--deltas: '\(s)' is not a distance >= 0") }
+            return d
+        }
+        guard span >= 2 else { throw ValidationError("--span must be at least 2, got \(span)") }
+        let ckpt = try Checkpoint.resolve(URL(fileURLWithPath: checkpoint))
+        let state = try Checkpoint.loadState(ckpt)
+        let file = try EvalWindowFile(contentsOf: URL(fileURLWithPath: windows))
+        guard file.count > 0 else { throw TrainingError("\(windows): no windows") }
+        let model = Transformer<Float>(config: state.config, seed: 0)
+        try Checkpoint.loadModel(ckpt, into: model)
+        let (distances, skipped) = Probe.run(model, windows: (0..<file.count).map(file.row), deltas: ds, span: span,
+                                             progress: ProgressReporter(label: "probe"))
+        let result = ProbeResult(checkpoint: ckpt.path, windowsFile: windows, config: state.config.name, attention: state.config.attention.rawValue,
+                                 trainedContext: state.config.context, span: span, windows: file.count, windowTokens: file.length,
+                                 distances: distances, skipped: skipped)
+        try result.write(to: URL(fileURLWithPath: out))
+        print("probe \(ckpt.path) (\(state.config.name), \(state.config.attention.rawValue), trained at \(state.config.context)), span \(span), \(file.count) windows of \(file.length):")
+        for d in distances {
+            print("  Δ \(String(d.delta).padding(toLength: 6, withPad: " ", startingAt: 0)) first \(describe(d.firstCopy)), second \(describe(d.secondCopy)), gain \(describe(d.gain)) (\(d.form))")
+        }
+        if !skipped.isEmpty {
+            print("  skipped Δ \(skipped.map(String.init).joined(separator: ", ")): 2 x \(span) + Δ exceeds the windows' \(file.length) tokens")
+        }
+        print("wrote \(out)/probe.json, probe.csv")
+    }
+}
