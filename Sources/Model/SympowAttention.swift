@@ -21,13 +21,15 @@ public enum AttentionKind: String, Codable, Sendable, CaseIterable {
 public enum AttentionForm: Sendable {
     case attention, chunked
 
-    /// The form of a forward over `length` tokens at once, by MODEL.md section 3's cost per token and head: the
-    /// attention form ~2Td, the chunked form ~2cd + 4Dd (intra-chunk, state read and update) with
-    /// D = C(d + p - 1, p), so the chunked form only when T > 2D + c (always the attention form for softmax and
-    /// T <= c). The one place training, evaluation and the flop count choose: for p = 4, d = 16 (D = 3,876) the
-    /// attention form up to T = 7,752 + c.
+    /// The form of a forward over `length` tokens at once, by the cost per token and head of the code as written:
+    /// our attention form computes the whole T x T square (scores and weighted values, ~4Td; MODEL.md section 3's
+    /// ~2Td counts the causal half), the chunked form ~4cd + 4Dd (intra-chunk, state read and update) with
+    /// D = C(d + p - 1, p), so the chunked form when T > D + c (always the attention form for softmax and T <= c).
+    /// It also keeps the attention form's T x T caches small: `small` (D = 2,080) trains chunked at 4,096. The one
+    /// place training, evaluation and the flop count choose: for p = 4, d = 16 (D = 3,876) the attention form up
+    /// to T = 3,876 + c.
     public static func choose(kind: AttentionKind, headDimension d: Int, power p: Int, chunk c: Int, length t: Int) -> AttentionForm {
-        kind != .softmax && t > 2 * SymmetricPower.size(dimension: d, power: p) + c ? .chunked : .attention
+        kind != .softmax && t > SymmetricPower.size(dimension: d, power: p) + c ? .chunked : .attention
     }
 }
 

@@ -11,7 +11,7 @@ struct EvalCommand: ParsableCommand {
         abstract: "Mean loss by token position over evaluation windows (from `longcrawl sample`).",
         discussion: """
         Without --context each window runs in one pass, in the form the cost model picks (the chunked form once \
-        T > 2D + c, D = C(d + p - 1, p)); with --context T it runs \
+        T > D + c, D = C(d + p - 1, p)); with --context T it runs \
         segment by segment in the recurrent form, each layer's attention state carried from one segment to the \
         next, so a model trained at context 4096 is evaluated out to 65536 (the paper's Figure 2). Softmax \
         models attend within each segment only (default: their training context). Writes RESULT/result.json, \

@@ -27,8 +27,8 @@ final class ProbeTests: XCTestCase {
         XCTAssertEqual(second, 164 + 31, "mean of positions 164...226")
     }
 
-    /// tiny-p4 in one pass (the attention form below 2D + c = 8,008) and over carried segments give the same
-    /// losses; so does a d = 8 variant (D = 330, 2D + c = 724) whose one pass over 1,024 tokens is chunked.
+    /// tiny-p4 in one pass (the attention form below D + c = 4,132) and over carried segments give the same
+    /// losses; so does a d = 8 variant (D = 330, D + c = 586 or less) whose one pass over 1,024 tokens is chunked.
     func testEvalOnePassEqualsCarriedForPowerFour() throws {
         var p4 = try TransformerConfig.load(packageRoot.appendingPathComponent("data/configs/tiny-p4.json"))
         var small = p4
