@@ -1,3 +1,4 @@
+import CLongCrawl
 import Dispatch
 import Foundation
 
@@ -17,37 +18,53 @@ public final class GPT2Tokenizer: @unchecked Sendable {
 
     /// Loads `encoder.json` and `vocab.bpe` from `directory`, checking that they agree (merge `n` of vocab.bpe
     /// is token 256 + n). Errors name the file and what is wrong.
-    public init(directory: URL) throws {
+    public convenience init(directory: URL) throws {
         let encoderURL = directory.appendingPathComponent("encoder.json")
         let mergesURL = directory.appendingPathComponent("vocab.bpe")
-        func fail(_ url: URL, _ message: String) -> TokenizerError { TokenizerError("\(url.path): \(message)") }
-        guard let data = try? Data(contentsOf: encoderURL) else { throw fail(encoderURL, "cannot read the GPT-2 vocabulary") }
-        guard let encoder = (try? JSONSerialization.jsonObject(with: data)) as? [String: Int] else {
-            throw fail(encoderURL, "not a JSON object of token -> id")
+        guard let encoder = try? Data(contentsOf: encoderURL) else { throw TokenizerError("\(encoderURL.path): cannot read the GPT-2 vocabulary") }
+        guard let merges = try? Data(contentsOf: mergesURL) else { throw TokenizerError("\(mergesURL.path): cannot read the GPT-2 merges") }
+        try self.init(encoder: encoder, merges: merges, encoderName: encoderURL.path, mergesName: mergesURL.path)
+    }
+
+    /// The vocabulary compiled into the binary: data/gpt2's two files, byte for byte (Sources/CLongCrawl/vocabulary.c).
+    public static func builtIn() throws -> GPT2Tokenizer {
+        func bytes(_ get: (UnsafeMutablePointer<Int>) -> UnsafePointer<UInt8>?) -> Data {
+            var size = 0
+            return Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: get(&size)!), count: size, deallocator: .none)
         }
-        guard encoder.count == Self.vocabularySize else { throw fail(encoderURL, "\(encoder.count) tokens, expected \(Self.vocabularySize)") }
+        return try GPT2Tokenizer(encoder: bytes(lc_gpt2_encoder_json), merges: bytes(lc_gpt2_vocab_bpe),
+                                 encoderName: "built-in encoder.json", mergesName: "built-in vocab.bpe")
+    }
+
+    /// Parses the contents of `encoder.json` and `vocab.bpe`; errors start with the given names.
+    public init(encoder encoderData: Data, merges mergesData: Data, encoderName: String, mergesName: String) throws {
+        func fail(_ name: String, _ message: String) -> TokenizerError { TokenizerError("\(name): \(message)") }
+        guard let encoder = (try? JSONSerialization.jsonObject(with: encoderData)) as? [String: Int] else {
+            throw fail(encoderName, "not a JSON object of token -> id")
+        }
+        guard encoder.count == Self.vocabularySize else { throw fail(encoderName, "\(encoder.count) tokens, expected \(Self.vocabularySize)") }
         let decoder = Dictionary(uniqueKeysWithValues: byteToUnicode.enumerated().map { ($1, UInt8($0)) })
         var tokens = [[UInt8]](repeating: [], count: Self.vocabularySize)
         for (text, id) in encoder {
-            guard id >= 0, id < Self.vocabularySize, tokens[id].isEmpty else { throw fail(encoderURL, "id \(id) of \(text.debugDescription) is out of range or repeated") }
+            guard id >= 0, id < Self.vocabularySize, tokens[id].isEmpty else { throw fail(encoderName, "id \(id) of \(text.debugDescription) is out of range or repeated") }
             if id == Int(Self.endOfText) { continue }
             var bytes: [UInt8] = []
             for scalar in text.unicodeScalars {
-                guard let b = decoder[scalar] else { throw fail(encoderURL, "token \(text.debugDescription) has a character outside the byte alphabet") }
+                guard let b = decoder[scalar] else { throw fail(encoderName, "token \(text.debugDescription) has a character outside the byte alphabet") }
                 bytes.append(b)
             }
             tokens[id] = bytes
         }
-        guard encoder["<|endoftext|>"] == Int(Self.endOfText) else { throw fail(encoderURL, "<|endoftext|> is not id 50256") }
+        guard encoder["<|endoftext|>"] == Int(Self.endOfText) else { throw fail(encoderName, "<|endoftext|> is not id 50256") }
 
-        guard let merges = try? String(contentsOf: mergesURL, encoding: .utf8) else { throw fail(mergesURL, "cannot read the GPT-2 merges") }
+        guard let merges = String(data: mergesData, encoding: .utf8) else { throw fail(mergesName, "not UTF-8") }
         var lines = merges.split(separator: "\n", omittingEmptySubsequences: true)
         if lines.first?.hasPrefix("#version") == true { lines.removeFirst() }
-        guard lines.count == 50_000 else { throw fail(mergesURL, "\(lines.count) merges, expected 50000") }
+        guard lines.count == 50_000 else { throw fail(mergesName, "\(lines.count) merges, expected 50000") }
         for (n, line) in lines.enumerated() {
             let parts = line.split(separator: " ")
             guard parts.count == 2, let id = encoder[String(parts[0]) + String(parts[1])], id == 256 + n else {
-                throw fail(mergesURL, "line \(n + 2): merge '\(line)' is not token \(256 + n) of encoder.json")
+                throw fail(mergesName, "line \(n + 2): merge '\(line)' is not token \(256 + n) of encoder.json")
             }
         }
 
@@ -57,25 +74,6 @@ public final class GPT2Tokenizer: @unchecked Sendable {
         self.arena = arena
         self.starts = starts
         table = TokenTable(arena: arena, starts: starts)
-    }
-
-    /// The `data/gpt2` folder of this package: `$LONGCRAWL_GPT2_DIR`, else the first `data/gpt2/encoder.json`
-    /// found walking up from the working directory or from the executable.
-    public static func locateDataDirectory() -> URL? {
-        if let env = ProcessInfo.processInfo.environment["LONGCRAWL_GPT2_DIR"] { return URL(fileURLWithPath: env) }
-        let fm = FileManager.default
-        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-        for start in [URL(fileURLWithPath: fm.currentDirectoryPath), exe] {
-            var dir = start.standardizedFileURL
-            while true {
-                let candidate = dir.appendingPathComponent("data/gpt2")
-                if fm.fileExists(atPath: candidate.appendingPathComponent("encoder.json").path) { return candidate }
-                let parent = dir.deletingLastPathComponent()
-                if parent.path == dir.path { break }
-                dir = parent
-            }
-        }
-        return nil
     }
 
     public func encode(_ text: String) -> [UInt16] {

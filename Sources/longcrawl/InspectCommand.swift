@@ -26,7 +26,7 @@ struct InspectCommand: ParsableCommand {
     @Option(help: "Lines of the window's text to print (0: none).")
     var lines: Int = 5
 
-    @Option(help: "Folder with encoder.json and vocab.bpe (default: the package's data/gpt2).")
+    @Option(help: "Folder with encoder.json and vocab.bpe (default: $LONGCRAWL_GPT2_DIR, else the vocabulary built into longcrawl).")
     var tokenizer: String?
 
     func run() throws {

@@ -8,8 +8,26 @@ struct LongCrawl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "longcrawl",
         abstract: "Preprocess, stream, train and evaluate on LongCrawl64-style long-document corpora.",
+        version: versionText(),
         subcommands: [PreprocessCommand.self, ImportCommand.self, ExperimentCommand.self, InspectCommand.self, VerifyCommand.self, SampleCommand.self, PackCommand.self, ExportCommand.self, TrainCommand.self, EvalCommand.self, GenerateCommand.self, Bench.self]
     )
+
+    static let version = "0.1.0"
+
+    /// `--version`: ours, then the libraries this process actually loaded (not the headers it was built against),
+    /// since shard and checkpoint behaviour depends on them.
+    static func versionText() -> String {
+        var major: UInt32 = 0, minor: UInt32 = 0, release: UInt32 = 0
+        H5get_libversion(&major, &minor, &release)
+        let mpi = String(cString: lc_mpi_library_version()).split(separator: ",").first.map(String.init) ?? "unknown"
+        return """
+            longcrawl \(version)
+            HDF5 \(major).\(minor).\(release)
+            zstd \(String(cString: ZSTD_versionString()))
+            \(String(cString: openblas_get_config())) (core \(lc_blas_core_name().map { String(cString: $0) } ?? "unknown"))
+            \(mpi)
+            """
+    }
 
     /// Debian's OpenBLAS 0.3.21 does not recognize recent Xeons and falls back to its SSE3 ("Prescott") kernels,
     /// 4-5x slower than the AVX-512 ones on this machine. The kernel set is chosen when the library loads, before
