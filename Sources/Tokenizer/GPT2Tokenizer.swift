@@ -22,8 +22,10 @@ public final class GPT2Tokenizer: @unchecked Sendable {
         let encoderURL = directory.appendingPathComponent("encoder.json")
         let mergesURL = directory.appendingPathComponent("vocab.bpe")
         guard let encoder = try? Data(contentsOf: encoderURL) else { throw TokenizerError("\(encoderURL.path): cannot read the GPT-2 vocabulary") }
+        let vocabulary = try Self.parseEncoder(encoder, name: encoderURL.path)
         guard let merges = try? Data(contentsOf: mergesURL) else { throw TokenizerError("\(mergesURL.path): cannot read the GPT-2 merges") }
-        try self.init(encoder: encoder, merges: merges, encoderName: encoderURL.path, mergesName: mergesURL.path)
+        try Self.checkMerges(merges, name: mergesURL.path, against: vocabulary.ids)
+        self.init(tokens: vocabulary.tokens)
     }
 
     /// The vocabulary compiled into the binary: data/gpt2's two files, byte for byte (Sources/CLongCrawl/vocabulary.c).
@@ -32,42 +34,50 @@ public final class GPT2Tokenizer: @unchecked Sendable {
             var size = 0
             return Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: get(&size)!), count: size, deallocator: .none)
         }
-        return try GPT2Tokenizer(encoder: bytes(lc_gpt2_encoder_json), merges: bytes(lc_gpt2_vocab_bpe),
-                                 encoderName: "built-in encoder.json", mergesName: "built-in vocab.bpe")
+        let vocabulary = try parseEncoder(bytes(lc_gpt2_encoder_json), name: "built-in encoder.json")
+        try checkMerges(bytes(lc_gpt2_vocab_bpe), name: "built-in vocab.bpe", against: vocabulary.ids)
+        return GPT2Tokenizer(tokens: vocabulary.tokens)
     }
 
-    /// Parses the contents of `encoder.json` and `vocab.bpe`; errors start with the given names.
-    public init(encoder encoderData: Data, merges mergesData: Data, encoderName: String, mergesName: String) throws {
-        func fail(_ name: String, _ message: String) -> TokenizerError { TokenizerError("\(name): \(message)") }
-        guard let encoder = (try? JSONSerialization.jsonObject(with: encoderData)) as? [String: Int] else {
-            throw fail(encoderName, "not a JSON object of token -> id")
+    /// encoder.json's token -> id map, and each id's bytes.
+    private static func parseEncoder(_ data: Data, name: String) throws -> (ids: [String: Int], tokens: [[UInt8]]) {
+        func fail(_ message: String) -> TokenizerError { TokenizerError("\(name): \(message)") }
+        guard let encoder = (try? JSONSerialization.jsonObject(with: data)) as? [String: Int] else {
+            throw fail("not a JSON object of token -> id")
         }
-        guard encoder.count == Self.vocabularySize else { throw fail(encoderName, "\(encoder.count) tokens, expected \(Self.vocabularySize)") }
+        guard encoder.count == vocabularySize else { throw fail("\(encoder.count) tokens, expected \(vocabularySize)") }
         let decoder = Dictionary(uniqueKeysWithValues: byteToUnicode.enumerated().map { ($1, UInt8($0)) })
-        var tokens = [[UInt8]](repeating: [], count: Self.vocabularySize)
+        var tokens = [[UInt8]](repeating: [], count: vocabularySize)
         for (text, id) in encoder {
-            guard id >= 0, id < Self.vocabularySize, tokens[id].isEmpty else { throw fail(encoderName, "id \(id) of \(text.debugDescription) is out of range or repeated") }
-            if id == Int(Self.endOfText) { continue }
+            guard id >= 0, id < vocabularySize, tokens[id].isEmpty else { throw fail("id \(id) of \(text.debugDescription) is out of range or repeated") }
+            if id == Int(endOfText) { continue }
             var bytes: [UInt8] = []
             for scalar in text.unicodeScalars {
-                guard let b = decoder[scalar] else { throw fail(encoderName, "token \(text.debugDescription) has a character outside the byte alphabet") }
+                guard let b = decoder[scalar] else { throw fail("token \(text.debugDescription) has a character outside the byte alphabet") }
                 bytes.append(b)
             }
             tokens[id] = bytes
         }
-        guard encoder["<|endoftext|>"] == Int(Self.endOfText) else { throw fail(encoderName, "<|endoftext|> is not id 50256") }
+        guard encoder["<|endoftext|>"] == Int(endOfText) else { throw fail("<|endoftext|> is not id 50256") }
+        return (encoder, tokens)
+    }
 
-        guard let merges = String(data: mergesData, encoding: .utf8) else { throw fail(mergesName, "not UTF-8") }
+    /// Checks that merge `n` of vocab.bpe is token 256 + n: the ranks BPE uses are then the token ids.
+    private static func checkMerges(_ data: Data, name: String, against encoder: [String: Int]) throws {
+        func fail(_ message: String) -> TokenizerError { TokenizerError("\(name): \(message)") }
+        guard let merges = String(data: data, encoding: .utf8) else { throw fail("not UTF-8") }
         var lines = merges.split(separator: "\n", omittingEmptySubsequences: true)
         if lines.first?.hasPrefix("#version") == true { lines.removeFirst() }
-        guard lines.count == 50_000 else { throw fail(mergesName, "\(lines.count) merges, expected 50000") }
+        guard lines.count == 50_000 else { throw fail("\(lines.count) merges, expected 50000") }
         for (n, line) in lines.enumerated() {
             let parts = line.split(separator: " ")
             guard parts.count == 2, let id = encoder[String(parts[0]) + String(parts[1])], id == 256 + n else {
-                throw fail(mergesName, "line \(n + 2): merge '\(line)' is not token \(256 + n) of encoder.json")
+                throw fail("line \(n + 2): merge '\(line)' is not token \(256 + n) of encoder.json")
             }
         }
+    }
 
+    private init(tokens: [[UInt8]]) {
         var arena: [UInt8] = [], starts: [Int32] = []
         for t in tokens { starts.append(Int32(arena.count)); arena += t }
         starts.append(Int32(arena.count))
