@@ -8,14 +8,22 @@ struct LongCrawl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "longcrawl",
         abstract: "Preprocess, stream, train and evaluate on LongCrawl64-style long-document corpora.",
-        version: versionText(),
         subcommands: [PreprocessCommand.self, ImportCommand.self, ExperimentCommand.self, InspectCommand.self, VerifyCommand.self, SampleCommand.self, PackCommand.self, ExportCommand.self, TrainCommand.self, EvalCommand.self, GenerateCommand.self, Bench.self]
     )
 
     static let version = "0.1.0"
 
-    /// `--version`: ours, then the libraries this process actually loaded (not the headers it was built against),
-    /// since shard and checkpoint behaviour depends on them.
+    /// A flag rather than ArgumentParser's `version:`, which is computed on every parse: H5get_libversion starts
+    /// HDF5, and HDF5 started before `H5dont_atexit` closes open shard readers at exit (see HDF5Shard.swift).
+    @Flag(help: "Print the version of longcrawl and of the HDF5, zstd, OpenBLAS and Open MPI libraries it loaded.")
+    var version = false
+
+    mutating func run() throws {
+        guard version else { throw CleanExit.helpRequest(self) }
+        print(Self.versionText())
+    }
+
+    /// Ours, then the libraries this process actually loaded (not the headers it was built against).
     static func versionText() -> String {
         var major: UInt32 = 0, minor: UInt32 = 0, release: UInt32 = 0
         H5get_libversion(&major, &minor, &release)
