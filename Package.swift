@@ -37,7 +37,7 @@ let package = Package(
                 .linkedLibrary("blosc"),
             ]
         ),
-        .target(name: "Tokenizer", swiftSettings: fast),
+        .target(name: "Tokenizer", dependencies: ["CLongCrawl"], swiftSettings: fast),
         .target(name: "Cluster", dependencies: ["CLongCrawl"], swiftSettings: fast),
         .target(name: "Shards", dependencies: ["CLongCrawl"], swiftSettings: fast),
         .target(name: "Preprocess", dependencies: ["Tokenizer", "Shards", "CLongCrawl", "Cluster"], swiftSettings: fast),

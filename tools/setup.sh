@@ -11,6 +11,6 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-python3 - <<'PY' 2>/dev/null || python3 -m pip install -q tiktoken h5py hdf5plugin safetensors numpy matplotlib pyarrow 'zarr>=3.1' numcodecs zstandard xxhash
-import tiktoken, h5py, hdf5plugin, safetensors, numpy, matplotlib, pyarrow, zarr, numcodecs, zstandard, xxhash
+python3 - <<'PY' 2>/dev/null || python3 -m pip install -q tiktoken h5py hdf5plugin safetensors numpy matplotlib pyarrow 'zarr>=3.1' numcodecs zstandard xxhash jsonschema
+import tiktoken, h5py, hdf5plugin, safetensors, numpy, matplotlib, pyarrow, zarr, numcodecs, zstandard, xxhash, jsonschema
 PY

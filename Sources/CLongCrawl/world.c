@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int world_active = 0;
 
@@ -88,4 +89,12 @@ void lc_world_gather_bytes(const void *data, long size, const long *sizes, void 
     MPI_Allgatherv(data, (int)size, MPI_BYTE, out, counts, offsets, MPI_BYTE, MPI_COMM_WORLD);
     free(counts);
     free(offsets);
+}
+
+const char *lc_mpi_library_version(void) {
+    static char version[MPI_MAX_LIBRARY_VERSION_STRING];
+    int length = 0;
+    if (MPI_Get_library_version(version, &length) != MPI_SUCCESS) return "unknown";
+    version[strcspn(version, "\n")] = 0;
+    return version;
 }

@@ -1,3 +1,4 @@
+import CLongCrawl
 import Dispatch
 import Foundation
 
@@ -17,69 +18,75 @@ public final class GPT2Tokenizer: @unchecked Sendable {
 
     /// Loads `encoder.json` and `vocab.bpe` from `directory`, checking that they agree (merge `n` of vocab.bpe
     /// is token 256 + n). Errors name the file and what is wrong.
-    public init(directory: URL) throws {
+    public convenience init(directory: URL) throws {
         let encoderURL = directory.appendingPathComponent("encoder.json")
         let mergesURL = directory.appendingPathComponent("vocab.bpe")
-        func fail(_ url: URL, _ message: String) -> TokenizerError { TokenizerError("\(url.path): \(message)") }
-        guard let data = try? Data(contentsOf: encoderURL) else { throw fail(encoderURL, "cannot read the GPT-2 vocabulary") }
-        guard let encoder = (try? JSONSerialization.jsonObject(with: data)) as? [String: Int] else {
-            throw fail(encoderURL, "not a JSON object of token -> id")
+        guard let encoder = try? Data(contentsOf: encoderURL) else { throw TokenizerError("\(encoderURL.path): cannot read the GPT-2 vocabulary") }
+        let vocabulary = try Self.parseEncoder(encoder, name: encoderURL.path)
+        guard let merges = try? Data(contentsOf: mergesURL) else { throw TokenizerError("\(mergesURL.path): cannot read the GPT-2 merges") }
+        try Self.checkMerges(merges, name: mergesURL.path, against: vocabulary.ids)
+        self.init(tokens: vocabulary.tokens)
+    }
+
+    /// The vocabulary compiled into the binary: data/gpt2's two files, byte for byte (Sources/CLongCrawl/vocabulary.c).
+    public static func builtIn() throws -> GPT2Tokenizer {
+        func bytes(_ get: (UnsafeMutablePointer<Int>) -> UnsafePointer<UInt8>?) -> Data {
+            var size = 0
+            return Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: get(&size)!), count: size, deallocator: .none)
         }
-        guard encoder.count == Self.vocabularySize else { throw fail(encoderURL, "\(encoder.count) tokens, expected \(Self.vocabularySize)") }
+        let vocabulary = try parseEncoder(bytes(lc_gpt2_encoder_json), name: "built-in encoder.json")
+        try checkMerges(bytes(lc_gpt2_vocab_bpe), name: "built-in vocab.bpe", against: vocabulary.ids)
+        return GPT2Tokenizer(tokens: vocabulary.tokens)
+    }
+
+    /// encoder.json's token -> id map, and each id's bytes.
+    private static func parseEncoder(_ data: Data, name: String) throws -> (ids: [String: Int], tokens: [[UInt8]]) {
+        func fail(_ message: String) -> TokenizerError { TokenizerError("\(name): \(message)") }
+        guard let encoder = (try? JSONSerialization.jsonObject(with: data)) as? [String: Int] else {
+            throw fail("not a JSON object of token -> id")
+        }
+        guard encoder.count == vocabularySize else { throw fail("\(encoder.count) tokens, expected \(vocabularySize)") }
         let decoder = Dictionary(uniqueKeysWithValues: byteToUnicode.enumerated().map { ($1, UInt8($0)) })
-        var tokens = [[UInt8]](repeating: [], count: Self.vocabularySize)
+        var tokens = [[UInt8]](repeating: [], count: vocabularySize)
         for (text, id) in encoder {
-            guard id >= 0, id < Self.vocabularySize, tokens[id].isEmpty else { throw fail(encoderURL, "id \(id) of \(text.debugDescription) is out of range or repeated") }
-            if id == Int(Self.endOfText) { continue }
+            guard id >= 0, id < vocabularySize, tokens[id].isEmpty else { throw fail("id \(id) of \(text.debugDescription) is out of range or repeated") }
+            if id == Int(endOfText) { continue }
             var bytes: [UInt8] = []
             for scalar in text.unicodeScalars {
-                guard let b = decoder[scalar] else { throw fail(encoderURL, "token \(text.debugDescription) has a character outside the byte alphabet") }
+                guard let b = decoder[scalar] else { throw fail("token \(text.debugDescription) has a character outside the byte alphabet") }
                 bytes.append(b)
             }
             tokens[id] = bytes
         }
-        guard encoder["<|endoftext|>"] == Int(Self.endOfText) else { throw fail(encoderURL, "<|endoftext|> is not id 50256") }
+        guard encoder["<|endoftext|>"] == Int(endOfText) else { throw fail("<|endoftext|> is not id 50256") }
+        return (encoder, tokens)
+    }
 
-        guard let bytes = try? Data(contentsOf: mergesURL) else { throw fail(mergesURL, "cannot read the GPT-2 merges") }
-        guard let merges = String(data: bytes, encoding: .utf8) else {
-            let line = bytes.split(separator: 0x0A, omittingEmptySubsequences: false).firstIndex { String(data: Data($0), encoding: .utf8) == nil } ?? 0
-            throw fail(mergesURL, "line \(line + 1): not UTF-8")
+    /// Checks that merge `n` of vocab.bpe is token 256 + n: the ranks BPE uses are then the token ids.
+    private static func checkMerges(_ data: Data, name: String, against encoder: [String: Int]) throws {
+        func fail(_ message: String) -> TokenizerError { TokenizerError("\(name): \(message)") }
+        guard let merges = String(data: data, encoding: .utf8) else {
+            let line = data.split(separator: 0x0A, omittingEmptySubsequences: false).firstIndex { String(data: Data($0), encoding: .utf8) == nil } ?? 0
+            throw fail("line \(line + 1): not UTF-8")
         }
         var lines = merges.split(separator: "\n", omittingEmptySubsequences: true)
         if lines.first?.hasPrefix("#version") == true { lines.removeFirst() }
-        guard lines.count == 50_000 else { throw fail(mergesURL, "\(lines.count) merges, expected 50000") }
+        guard lines.count == 50_000 else { throw fail("\(lines.count) merges, expected 50000") }
         for (n, line) in lines.enumerated() {
             let parts = line.split(separator: " ")
             guard parts.count == 2, let id = encoder[String(parts[0]) + String(parts[1])], id == 256 + n else {
-                throw fail(mergesURL, "line \(n + 2): merge '\(line)' is not token \(256 + n) of encoder.json")
+                throw fail("line \(n + 2): merge '\(line)' is not token \(256 + n) of encoder.json")
             }
         }
+    }
 
+    private init(tokens: [[UInt8]]) {
         var arena: [UInt8] = [], starts: [Int32] = []
         for t in tokens { starts.append(Int32(arena.count)); arena += t }
         starts.append(Int32(arena.count))
         self.arena = arena
         self.starts = starts
         table = TokenTable(arena: arena, starts: starts)
-    }
-
-    /// The `data/gpt2` folder of this package: `$LONGCRAWL_GPT2_DIR`, else the first `data/gpt2/encoder.json`
-    /// found walking up from the working directory or from the executable.
-    public static func locateDataDirectory() -> URL? {
-        if let env = ProcessInfo.processInfo.environment["LONGCRAWL_GPT2_DIR"] { return URL(fileURLWithPath: env) }
-        let fm = FileManager.default
-        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-        for start in [URL(fileURLWithPath: fm.currentDirectoryPath), exe] {
-            var dir = start.standardizedFileURL
-            while true {
-                let candidate = dir.appendingPathComponent("data/gpt2")
-                if fm.fileExists(atPath: candidate.appendingPathComponent("encoder.json").path) { return candidate }
-                let parent = dir.deletingLastPathComponent()
-                if parent.path == dir.path { break }
-                dir = parent
-            }
-        }
-        return nil
     }
 
     public func encode(_ text: String) -> [UInt16] {

@@ -29,7 +29,7 @@ struct BenchImport: ParsableCommand {
     @Option(help: "zstd level of the import's shards.")
     var level: Int = 3
 
-    @Option(help: "Folder with encoder.json and vocab.bpe (default: the package's data/gpt2).")
+    @Option(help: "Folder with encoder.json and vocab.bpe (default: $LONGCRAWL_GPT2_DIR, else the vocabulary built into longcrawl).")
     var tokenizer: String?
 
     func validate() throws {

@@ -18,7 +18,7 @@ struct BenchShards: ParsableCommand {
     @Option(help: "zstd level, for the shards and the CLI alike.")
     var level: Int = 3
 
-    @Option(help: "Folder with encoder.json and vocab.bpe (default: the package's data/gpt2).")
+    @Option(help: "Folder with encoder.json and vocab.bpe (default: $LONGCRAWL_GPT2_DIR, else the vocabulary built into longcrawl).")
     var tokenizer: String?
 
     func run() throws {

@@ -28,7 +28,7 @@ struct InspectCommand: ParsableCommand {
     @Option(help: "Lines of the window's text to print (0: none).")
     var lines: Int = 5
 
-    @Option(help: "Folder with encoder.json and vocab.bpe (default: the package's data/gpt2).")
+    @Option(help: "Folder with encoder.json and vocab.bpe (default: $LONGCRAWL_GPT2_DIR, else the vocabulary built into longcrawl).")
     var tokenizer: String?
 
     @Option(help: "Write every window of --split through the training reader, as little-endian uint16 in window order, to this file; a window that fails to read is left out and named on stderr (exit status 1).")

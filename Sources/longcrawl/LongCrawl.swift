@@ -11,6 +11,32 @@ struct LongCrawl: ParsableCommand {
         subcommands: [PreprocessCommand.self, ImportCommand.self, ExperimentCommand.self, InspectCommand.self, VerifyCommand.self, SampleCommand.self, PackCommand.self, ExportCommand.self, TrainCommand.self, EvalCommand.self, ProbeCommand.self, GenerateCommand.self, Bench.self]
     )
 
+    static let version = "0.1.0"
+
+    /// A flag rather than ArgumentParser's `version:`, which is computed on every parse: H5get_libversion starts
+    /// HDF5, and HDF5 started before `H5dont_atexit` closes open shard readers at exit (see HDF5Shard.swift).
+    @Flag(help: "Print the version of longcrawl and of the HDF5, zstd, OpenBLAS and Open MPI libraries it loaded.")
+    var version = false
+
+    mutating func run() throws {
+        guard version else { throw CleanExit.helpRequest(self) }
+        print(Self.versionText())
+    }
+
+    /// Ours, then the libraries this process actually loaded (not the headers it was built against).
+    static func versionText() -> String {
+        var major: UInt32 = 0, minor: UInt32 = 0, release: UInt32 = 0
+        H5get_libversion(&major, &minor, &release)
+        let mpi = String(cString: lc_mpi_library_version()).split(separator: ",").first.map(String.init) ?? "unknown"
+        return """
+            longcrawl \(version)
+            HDF5 \(major).\(minor).\(release)
+            zstd \(String(cString: ZSTD_versionString()))
+            \(String(cString: openblas_get_config())) (core \(lc_blas_core_name().map { String(cString: $0) } ?? "unknown"))
+            \(mpi)
+            """
+    }
+
     /// Debian's OpenBLAS 0.3.21 does not recognize recent Xeons and falls back to its SSE3 ("Prescott") kernels,
     /// 4-5x slower than the AVX-512 ones on this machine. The kernel set is chosen when the library loads, before
     /// any of our code runs, so when it picked a pre-AVX2 core on a CPU that has AVX2 or AVX-512 we set

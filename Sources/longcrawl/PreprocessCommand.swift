@@ -52,7 +52,7 @@ struct PreprocessCommand: ParsableCommand {
     @Option(help: "Field holding the document id, as --text-field (absent: file:line, file:row, or the WARC record id).")
     var idField: String = "id"
 
-    @Option(help: "Folder with encoder.json and vocab.bpe (default: the package's data/gpt2).")
+    @Option(help: "Folder with encoder.json and vocab.bpe (default: $LONGCRAWL_GPT2_DIR, else the vocabulary built into longcrawl).")
     var tokenizer: String?
 
 
@@ -101,13 +101,12 @@ struct PreprocessCommand: ParsableCommand {
     }
 }
 
-/// The GPT-2 tokenizer from `--tokenizer`, or from the package's `data/gpt2`.
+/// The GPT-2 tokenizer from `--tokenizer`, else `$LONGCRAWL_GPT2_DIR`, else the vocabulary built into the binary.
 func loadTokenizer(_ path: String?) throws -> GPT2Tokenizer {
-    if let path { return try GPT2Tokenizer(directory: URL(fileURLWithPath: path)) }
-    guard let dir = GPT2Tokenizer.locateDataDirectory() else {
-        throw ValidationError("cannot find data/gpt2/encoder.json; pass --tokenizer DIR or set LONGCRAWL_GPT2_DIR")
+    if let path = path ?? ProcessInfo.processInfo.environment["LONGCRAWL_GPT2_DIR"] {
+        return try GPT2Tokenizer(directory: URL(fileURLWithPath: path))
     }
-    return try GPT2Tokenizer(directory: dir)
+    return try GPT2Tokenizer.builtIn()
 }
 
 /// Windows, shards, bytes and compression ratio of each split.

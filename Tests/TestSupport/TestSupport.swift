@@ -3,8 +3,19 @@ import XCTest
 
 /// The package root, found from this file's path.
 public let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-/// The shared corpus of long public-domain books beside the checkout.
-public let corpusDev = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/data/corpus-dev")
+/// The development corpus of 53 long public-domain books in the project's shared folder beside the checkout, or
+/// `$LONGCRAWL_CORPUS_DEV` (CI points it nowhere to show that nothing else needs the shared folder).
+public let corpusDev = ProcessInfo.processInfo.environment["LONGCRAWL_CORPUS_DEV"].map { URL(fileURLWithPath: $0) }
+    ?? packageRoot.deletingLastPathComponent().appendingPathComponent("shared/data/corpus-dev")
+
+/// Whether the development corpus is there; a fresh clone has only data/sample.
+public var hasCorpusDev: Bool { FileManager.default.fileExists(atPath: corpusDev.path) }
+
+/// `corpusDev`, or a skip saying what the test needs.
+public func requireCorpusDev() throws -> URL {
+    guard hasCorpusDev else { throw XCTSkip("needs the development corpus at ../shared/data/corpus-dev (the project's shared folder)") }
+    return corpusDev
+}
 
 /// The `longcrawl` executable built beside the test bundle.
 public let longcrawlBinary: String = {
@@ -23,10 +34,13 @@ public func temporaryFolder(_ test: XCTestCase) throws -> URL {
 
 /// Runs a program and returns its exit status and output.
 @discardableResult
-public func runProcess(_ path: String, _ args: [String], stdin: URL? = nil) throws -> (status: Int32, out: String, err: String) {
+public func runProcess(_ path: String, _ args: [String], stdin: URL? = nil, directory: URL? = nil,
+                       environment: [String: String]? = nil) throws -> (status: Int32, out: String, err: String) {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: path)
     p.arguments = args
+    if let directory { p.currentDirectoryURL = directory }
+    if let environment { p.environment = environment }
     let out = Pipe(), err = Pipe()
     p.standardOutput = out
     p.standardError = err

@@ -5,6 +5,11 @@ import XCTest
 
 let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
 let tokenizer = try! GPT2Tokenizer(directory: packageRoot.appendingPathComponent("data/gpt2"))
+/// The books checked against tiktoken: the development corpus (53 books, 38 MB) when it is there, else
+/// data/sample's eight (copies of eight of them), so a fresh clone still checks whole books.
+let books = try! FileManager.default.contentsOfDirectory(at: hasCorpusDev ? corpusDev : packageRoot.appendingPathComponent("data/sample"),
+                                                         includingPropertiesForKeys: nil)
+    .filter { $0.pathExtension == "txt" }.sorted { $0.path < $1.path }
 
 /// tiktoken's ids for each file, computed now by tools/tiktoken_ids.py.
 func tiktokenIDs(_ files: [URL]) throws -> [[UInt16]] {
@@ -40,12 +45,10 @@ final class TokenizerTests: XCTestCase {
         XCTAssertEqual(tokenizer.encode("<|endoftext|>").contains(GPT2Tokenizer.endOfText), false, "special tokens are ordinary text")
     }
 
-    /// Every file of the dev corpus (38 MB, 53 books) and the adversarial fixtures, id for id against tiktoken.
+    /// Every book (see `books`) and the adversarial fixtures, id for id against tiktoken.
     func testMatchesTiktokenOnCorpusAndAdversarialText() throws {
-        let corpus = try FileManager.default.contentsOfDirectory(at: corpusDev, includingPropertiesForKeys: nil)
-            .filter { $0.pathExtension == "txt" }.sorted { $0.path < $1.path }
-        XCTAssertEqual(corpus.count, 53, "corpus-dev not found at \(corpusDev.path)")
-        let files = [fixtures.appendingPathComponent("adversarial.txt"), fixtures.appendingPathComponent("invalid-utf8.bin")] + corpus
+        XCTAssertEqual(books.count, hasCorpusDev ? 53 : 8, "books missing from \(books.first?.deletingLastPathComponent().path ?? "?")")
+        let files = [fixtures.appendingPathComponent("adversarial.txt"), fixtures.appendingPathComponent("invalid-utf8.bin")] + books
         let expected = try tiktokenIDs(files)
         var tokens = 0
         for (f, want) in zip(files, expected) {
@@ -54,7 +57,15 @@ final class TokenizerTests: XCTestCase {
             assertSameIDs(got, want, f.lastPathComponent)
             tokens += got.count
         }
-        XCTAssertGreaterThan(tokens, 10_000_000)
+        XCTAssertGreaterThan(tokens, hasCorpusDev ? 10_000_000 : 1_000_000)
+    }
+
+    /// The vocabulary compiled into the binary is data/gpt2's: the same tokens, hence the same ids on any text.
+    func testBuiltInVocabularyEqualsDataFolder() throws {
+        let builtIn = try GPT2Tokenizer.builtIn()
+        for id in 0..<GPT2Tokenizer.vocabularySize { XCTAssertEqual(builtIn.decode([UInt16(id)]), tokenizer.decode([UInt16(id)]), "token \(id)") }
+        let text = [UInt8](try Data(contentsOf: fixtures.appendingPathComponent("adversarial.txt")))
+        XCTAssertEqual(text.withUnsafeBufferPointer { builtIn.encode(bytes: $0) }, text.withUnsafeBufferPointer { tokenizer.encode(bytes: $0) })
     }
 
     /// Short strings one by one: each corner of the split pattern on its own, where a mistake cannot hide.
@@ -80,14 +91,13 @@ final class TokenizerTests: XCTestCase {
             let bytes = [UInt8](try Data(contentsOf: fixtures.appendingPathComponent(name)))
             XCTAssertEqual(tokenizer.decode(bytes.withUnsafeBufferPointer { tokenizer.encode(bytes: $0) }), bytes)
         }
-        let book = [UInt8](try Data(contentsOf: corpusDev.appendingPathComponent("ulysses.txt")))
+        let book = [UInt8](try Data(contentsOf: hasCorpusDev ? corpusDev.appendingPathComponent("ulysses.txt") : books[0]))
         XCTAssertEqual(tokenizer.decode(book.withUnsafeBufferPointer { tokenizer.encode(bytes: $0) }), book)
     }
 
     func testBatchOnThreadsEqualsSequential() throws {
-        let docs = try ["beowulf", "the_prince", "great_gatsby", "art_of_war", "on_liberty"].map {
-            [UInt8](try Data(contentsOf: corpusDev.appendingPathComponent($0 + ".txt")))
-        } + [[], Array("short".utf8)]
+        let names = hasCorpusDev ? ["beowulf", "the_prince", "great_gatsby", "art_of_war", "on_liberty"] : ["great_gatsby", "art_of_war", "meditations"]
+        let docs = try names.map { name in [UInt8](try Data(contentsOf: books.first { $0.lastPathComponent == name + ".txt" }!)) } + [[], Array("short".utf8)]
         let sequential = docs.map { d in d.withUnsafeBufferPointer { tokenizer.encode(bytes: $0) } }
         XCTAssertEqual(tokenizer.encodeBatch(docs, threads: 2), sequential)
         XCTAssertEqual(tokenizer.encodeBatch(docs, threads: 1), sequential)

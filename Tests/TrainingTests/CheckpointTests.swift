@@ -166,7 +166,7 @@ final class CheckpointTests: XCTestCase {
         XCTAssertTrue(bad.err.contains("context 1000 does not divide 65536; valid: 1, 2, 4"), bad.err)
         // A dataset whose only document went to heldout has an empty train split.
         let book = try temporaryFolder(self)
-        try FileManager.default.copyItem(at: corpusDev.appendingPathComponent("frankenstein.txt"), to: book.appendingPathComponent("frankenstein.txt"))
+        try FileManager.default.copyItem(at: packageRoot.appendingPathComponent("data/sample/frankenstein.txt"), to: book.appendingPathComponent("frankenstein.txt"))
         let heldoutOnly = try temporaryFolder(self).appendingPathComponent("ds")
         XCTAssertEqual(try runProcess(longcrawlBinary, ["preprocess", book.path, "--out", heldoutOnly.path, "--heldout-fraction", "0.5"]).status, 0)
         let empty = try runProcess(longcrawlBinary, ["train", "--data", heldoutOnly.path, "--config", config, "--out", out])

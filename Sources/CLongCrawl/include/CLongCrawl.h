@@ -76,5 +76,11 @@ void lc_world_max_int64(int64_t *buffer, int count);
 long lc_world_gather_sizes(long size, long *sizes);
 /// Every rank's bytes, concatenated in rank order into `out` (the total of `sizes`), on every rank.
 void lc_world_gather_bytes(const void *data, long size, const long *sizes, void *out);
+/// MPI_Get_library_version's first line ("Open MPI v4.1.4, package: ..."); callable before MPI_Init.
+const char *lc_mpi_library_version(void);
+
+/// data/gpt2/encoder.json and vocab.bpe as compiled into the binary (vocabulary.c), with their sizes.
+const unsigned char *lc_gpt2_encoder_json(size_t *size);
+const unsigned char *lc_gpt2_vocab_bpe(size_t *size);
 
 #endif
