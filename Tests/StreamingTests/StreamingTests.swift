@@ -213,6 +213,7 @@ final class EvalWindowSamplerTests: XCTestCase {
         let url = dir.appendingPathComponent("eval.h5")
         try a.write(to: url)
         XCTAssertEqual(try EvalWindowFile(contentsOf: url), a)
+        try checkChecksumBlock(url, tokens: a.tokens)
 
         let short = try EvalWindowSampler.sample(catalog, count: 4, seed: 3, context: 1024, dataset: dir.path)
         XCTAssertEqual(short.length, 1025)
@@ -226,7 +227,38 @@ final class EvalWindowSamplerTests: XCTestCase {
         XCTAssertThrowsError(try EvalWindowSampler.sample(catalog, count: 10, seed: 1, dataset: dir.path)) {
             XCTAssertTrue("\($0)".contains("has 9 windows, fewer than the 10 requested"), "\($0)")
         }
+        // Files from before the checksum block (the same HDF5 without it) are refused with what to do.
+        let stamped = try Data(contentsOf: url)
+        try stamped[512...].write(to: url)
+        XCTAssertThrowsError(try EvalWindowFile(contentsOf: url)) { XCTAssertTrue("\($0)".contains("eval.h5: written without a checksum"), "\($0)") }
         try Data("not hdf5".utf8).write(to: url)
         XCTAssertThrowsError(try EvalWindowFile(contentsOf: url)) { XCTAssertTrue("\($0)".contains("eval.h5: not an HDF5 file"), "\($0)") }
     }
+}
+
+/// h5py opens a file with the checksum block (libhdf5 skips user blocks) and reads the same tokens; any byte
+/// changed, in the block or in the HDF5 metadata libhdf5 would parse first, is refused before libhdf5 sees it.
+private func checkChecksumBlock(_ url: URL, tokens: [UInt16]) throws {
+    let python = Process()
+    python.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    python.arguments = ["python3", "-c", "import h5py, hdf5plugin, sys; f = h5py.File(sys.argv[1], 'r'); "
+                        + "print(f.userblock_size, int(f['tokens'][...].astype('int64').sum()))", url.path]
+    let out = Pipe()
+    python.standardOutput = out
+    try python.run()
+    python.waitUntilExit()
+    XCTAssertEqual(python.terminationStatus, 0, "h5py could not open \(url.path)")
+    let printed = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    XCTAssertEqual(printed.split(separator: " ").map(String.init), ["512", "\(tokens.reduce(0) { $0 + Int($1) })\n"])
+
+    let original = try Data(contentsOf: url)
+    for offset in [40, 600, original.count / 2, original.count - 1] {
+        var damaged = original
+        damaged[offset] ^= 0x31
+        try damaged.write(to: url)
+        XCTAssertThrowsError(try EvalWindowFile(contentsOf: url)) {
+            XCTAssertTrue("\($0)".contains("eval.h5: SHA-256 differs"), "byte \(offset): \($0)")
+        }
+    }
+    try original.write(to: url)
 }
