@@ -59,7 +59,7 @@ public struct Batch: Sendable {
 /// Cuts the split's windows into batches of `B` rows by `T` tokens, `T` dividing 65,536, in a deterministic,
 /// resumable order (see `BatchOrder`): the one way to stream a split (whole windows one by one are `B` = 1,
 /// `T` = 65,536). Each epoch uses `epochOrder(seed, epoch)`, this rank's share; windows past the largest multiple
-/// of `B` in that share are left out of the epoch. Batches are built ahead on `defaultWorkers` background threads
+/// of `B` in that share are left out of the epoch. Batches are built ahead on one background thread per core (at most 4)
 /// and handed out in order; they do not depend on the number of threads.
 public final class BatchPacker {
     public let catalog: WindowCatalog
