@@ -23,6 +23,7 @@ cp "$work/zst/heldout-000000.tokens.zst" "$corpus/FuzzSeekableZstd/real-heldout-
 "$longcrawl" train --data "$work/h5" --config "$root/data/configs/tiny.json" --steps 2 --batch 1 --context 64 \
     --save-every 2 --out "$work/run" > /dev/null
 cp "$work/run/checkpoints/step-000002/state.json" "$corpus/FuzzTrainState/state.json"
+# (FuzzTransformerConfig/flat-*.json, configs in the flat form of earlier versions, are kept as committed.)
 cp "$root"/data/configs/*.json "$corpus/FuzzTransformerConfig/"
 
 python3 - "$corpus" <<'PY'

@@ -37,7 +37,8 @@ def fail(msg):
 def main():
     ckpt = sys.argv[1]
     state = json.load(open(f"{ckpt}/state.json"))
-    want = expected_shapes(state["config"])
+    config = state["config"]
+    want = expected_shapes(config.get("model", config))  # the flat form in checkpoints written before the two sections
     model = load_file(f"{ckpt}/model.safetensors")
     if set(model) != set(want):
         fail(f"model.safetensors: tensors {sorted(set(model) ^ set(want))} differ from the documented names")

@@ -35,7 +35,8 @@ EPS = 1e-6  # y = n / (l + eps), the attention normalizer's epsilon
 
 @dataclass
 class Config:
-    """A model config, `data/configs/*.json` (snake_case keys), with the defaults of Swift's TransformerConfig."""
+    """A config, `data/configs/*.json` (snake_case keys): its `model` and `train` sections in one object, with the
+    defaults of Swift's ModelConfig and TrainingConfig."""
     name: str
     layers: int
     d_model: int
@@ -59,8 +60,10 @@ class Config:
 
     @classmethod
     def from_json(cls, text: str) -> Config:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in json.loads(text).items() if k in known})
+        known, data = {f.name for f in fields(cls)}, json.loads(text)
+        if "model" in data or "train" in data:  # the two sections; a file of the earlier flat form is one object already
+            data = {**data["model"], **data["train"]}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
     @property
     def head_dim(self) -> int:

@@ -1,8 +1,9 @@
 import Foundation
 import Tensor
 
-/// A model configuration (`data/configs/*.json`, snake_case keys), with training defaults.
-public struct TransformerConfig: Codable, Equatable, Sendable {
+/// The architecture of a `Transformer`: the `model` section of a config file (`data/configs/*.json`, snake_case
+/// keys). How it trains, the training context included, is the `train` section (`TrainingConfig`).
+public struct ModelConfig: Codable, Equatable, Sendable {
     public var name: String
     public var vocabSize = 50_304
     public var layers: Int
@@ -13,28 +14,15 @@ public struct TransformerConfig: Codable, Equatable, Sendable {
     public var attention: AttentionKind
     public var mlpRatio = 4.0
     public var embedNorm = true
-    /// Training context length T.
-    public var context: Int
-    public var batch = 8
-    public var learningRate = 6e-4
-    public var minLearningRate = 6e-5
-    public var warmupSteps = 2000
-    public var steps = 10_000
-    public var weightDecay = 0.1
-    public var beta1 = 0.9
-    public var beta2 = 0.95
-    public var gradClip = 1.0
 
     enum CodingKeys: String, CodingKey {
-        case name, layers, heads, power, chunk, attention, context, batch, steps
+        case name, layers, heads, power, chunk, attention
         case vocabSize = "vocab_size", dModel = "d_model", mlpRatio = "mlp_ratio", embedNorm = "embed_norm"
-        case learningRate = "lr", minLearningRate = "min_lr", warmupSteps = "warmup_steps", weightDecay = "weight_decay"
-        case beta1, beta2, gradClip = "grad_clip"
     }
 
-    public init(name: String, layers: Int, dModel: Int, heads: Int, power: Int, chunk: Int, attention: AttentionKind, context: Int) {
+    public init(name: String, layers: Int, dModel: Int, heads: Int, power: Int, chunk: Int, attention: AttentionKind) {
         self.name = name; self.layers = layers; self.dModel = dModel; self.heads = heads
-        self.power = power; self.chunk = chunk; self.attention = attention; self.context = context
+        self.power = power; self.chunk = chunk; self.attention = attention
     }
 
     public init(from decoder: Decoder) throws {
@@ -46,19 +34,9 @@ public struct TransformerConfig: Codable, Equatable, Sendable {
         power = try c.decode(Int.self, forKey: .power)
         chunk = try c.decode(Int.self, forKey: .chunk)
         attention = try c.decode(AttentionKind.self, forKey: .attention)
-        context = try c.decode(Int.self, forKey: .context)
         vocabSize = try c.decodeIfPresent(Int.self, forKey: .vocabSize) ?? vocabSize
         mlpRatio = try c.decodeIfPresent(Double.self, forKey: .mlpRatio) ?? mlpRatio
         embedNorm = try c.decodeIfPresent(Bool.self, forKey: .embedNorm) ?? embedNorm
-        batch = try c.decodeIfPresent(Int.self, forKey: .batch) ?? batch
-        learningRate = try c.decodeIfPresent(Double.self, forKey: .learningRate) ?? learningRate
-        minLearningRate = try c.decodeIfPresent(Double.self, forKey: .minLearningRate) ?? minLearningRate
-        warmupSteps = try c.decodeIfPresent(Int.self, forKey: .warmupSteps) ?? warmupSteps
-        steps = try c.decodeIfPresent(Int.self, forKey: .steps) ?? steps
-        weightDecay = try c.decodeIfPresent(Double.self, forKey: .weightDecay) ?? weightDecay
-        beta1 = try c.decodeIfPresent(Double.self, forKey: .beta1) ?? beta1
-        beta2 = try c.decodeIfPresent(Double.self, forKey: .beta2) ?? beta2
-        gradClip = try c.decodeIfPresent(Double.self, forKey: .gradClip) ?? gradClip
     }
 
     public var headDim: Int { dModel / heads }
@@ -75,47 +53,31 @@ public struct TransformerConfig: Codable, Equatable, Sendable {
         guard dModel % 2 == 0 else { throw bad("d_model must be even, got \(dModel)") }
         guard power >= 2, power % 2 == 0 else { throw bad("power p must be an even number >= 2, got \(power)") }
         guard chunk >= 1 else { throw bad("chunk must be positive, got \(chunk)") }
-        guard batch >= 1 else { throw bad("batch must be positive, got \(batch)") }
-        guard steps >= 1, warmupSteps >= 0 else { throw bad("steps must be positive and warmup_steps not negative, got \(steps) and \(warmupSteps)") }
-        guard context % chunk == 0 else { throw bad("chunk (\(chunk)) must divide context (\(context))") }
-        guard context >= 1, 65_536 % context == 0 else { throw bad("context \(context) must divide 65536") }
         guard vocabSize >= 50_257 else { throw bad("vocab_size \(vocabSize) is smaller than GPT-2's 50257") }
         // hidden = round(d_model x mlp_ratio) must be a size (mlp_ratio 1e300 would trap in the conversion to Int).
         guard mlpRatio > 0, (Double(dModel) * mlpRatio).rounded() < Double(1 << 40) else {
             throw bad("mlp_ratio must be positive and d_model x mlp_ratio a size, got \(mlpRatio)")
         }
     }
-
-    /// Loads and validates a config file; errors name the file.
-    public static func load(_ url: URL) throws -> TransformerConfig {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch { throw ConfigError("\(url.path): cannot read (\(error.localizedDescription))") }
-        let config: TransformerConfig
-        do { config = try JSONDecoder().decode(TransformerConfig.self, from: data) } catch {
-            throw ConfigError("\(url.path): not a model config (\(error))")
-        }
-        do { try config.validate() } catch let e as ConfigError { throw ConfigError("\(url.path): \(e.description)") }
-        return config
-    }
 }
 
-extension TransformerConfig {
+extension ModelConfig {
     /// The attention form of a forward over `length` tokens at once (`AttentionForm.choose`).
     public func attentionForm(length: Int) -> AttentionForm {
         AttentionForm.choose(kind: attention, headDimension: headDim, power: power, chunk: chunk, length: length)
     }
 
-    /// The formula behind `forwardFlopsPerToken`, for benchmark output.
-    public var flopFormula: String {
+    /// The formula behind `forwardFlopsPerToken(context:)`, for benchmark output.
+    public func flopFormula(context: Int) -> String {
         let head = attentionForm(length: context) == .chunked ? "(2cd + 2c(d+1) + 4D(d+1) + 2Dp)" : "2Td"
         return "L * [2C(3C+2H) + 2C^2 + 4C*F + H * \(head)] + 2CV"
     }
 
-    /// Useful flops of one token's forward pass at the training context (a backward counts as twice this):
+    /// Useful flops of one token's forward pass at training context `context` (a backward counts as twice this):
     /// projections, MLP, per head the attention in the form training uses (chunked: the intra-chunk scores and
     /// weighted values, the state read and update with D = dim phi_p, phi_p itself; attention form: the causal
     /// half of the scores and weighted values), and the tied head.
-    public var forwardFlopsPerToken: Double {
+    public func forwardFlopsPerToken(context: Int) -> Double {
         let c = Double(dModel), h = Double(heads), d = Double(headDim), f = Double(hidden), chunk = Double(self.chunk)
         let dd = Double(SymmetricPower.size(dimension: headDim, power: power))
         let projections = 2 * c * (3 * c + 2 * h) + 2 * c * c + 4 * c * f
@@ -147,7 +109,7 @@ public struct Parameter<S: TensorScalar> {
 
 /// The GPT-2-style pre-norm transformer of MODEL.md section 5 with sympow attention.
 public final class Transformer<S: TensorScalar> {
-    public let config: TransformerConfig
+    public let config: ModelConfig
     public let embedding: Embedding<S>
     public let embedNorm: LayerNorm<S>?
     public let ln1: [LayerNorm<S>], attention: [SympowAttention<S>], ln2: [LayerNorm<S>], mlp: [MLP<S>]
@@ -156,7 +118,7 @@ public final class Transformer<S: TensorScalar> {
     /// Inputs of each block's MLP half kept by a recomputing forward (its activations are rebuilt in backward).
     private var mlpInputs: [Tensor<S>]?
 
-    public init(config: TransformerConfig, seed: UInt64) {
+    public init(config: ModelConfig, seed: UInt64) {
         self.config = config
         let c = config.dModel
         embedding = Embedding(vocabulary: config.vocabSize, dModel: c)

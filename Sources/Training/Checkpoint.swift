@@ -4,7 +4,7 @@ import Shards
 import Streaming
 import Tensor
 
-/// Options of a training run that the model config does not hold.
+/// Options of a training run that its config (`RunConfig`) does not hold.
 public struct TrainOptions: Codable, Equatable, Sendable {
     /// Dataset folder (from `longcrawl preprocess`).
     public var data: String
@@ -66,7 +66,7 @@ public struct StepMetrics: Codable, Equatable, Sendable {
 /// `state.json` of a checkpoint: everything but the tensors needed to continue exactly.
 public struct TrainState: Codable, Equatable, Sendable {
     public var step: Int
-    public var config: TransformerConfig
+    public var config: RunConfig
     public var options: TrainOptions
     /// Each rank's data cursor, in rank order: the packer rebuilt from it gives exactly the batches the rank
     /// would have taken next.
@@ -86,10 +86,12 @@ public struct TrainState: Codable, Equatable, Sendable {
     public var sha256: String?
 
     /// The digest `sha256` holds.
-    func digest() throws -> String {
+    /// `flatConfig`: as a version before the two-section config wrote it (`RunConfig.flatForm`).
+    func digest(flatConfig: Bool = false) throws -> String {
         var plain = self
         plain.sha256 = nil
         let encoder = JSONEncoder()
+        encoder.userInfo[RunConfig.flatForm] = flatConfig
         encoder.outputFormatting = [.sortedKeys]
         return Shards.sha256(try encoder.encode(plain))
     }
@@ -163,7 +165,7 @@ public enum Checkpoint {
     private static func write(model: Transformer<Float>, optimizer: AdamW<Float>, state: TrainState, into tmp: URL) throws {
         let params = model.parameters
         try SafetensorsFile(tensors: params.map { .init(name: $0.name, shape: $0.value.shape, values: $0.value.array) },
-                            metadata: ["format": "pt", "config": state.config.name, "step": String(state.step)])
+                            metadata: ["format": "pt", "config": state.config.model.name, "step": String(state.step)])
             .write(to: tmp.appendingPathComponent(modelFile))
         var moments: [SafetensorsFile.Entry] = []
         for (k, p) in params.enumerated() {
@@ -184,7 +186,7 @@ public enum Checkpoint {
         do { data = try Data(contentsOf: url) } catch { throw TrainingError("\(url.path): cannot read (\(error.localizedDescription))") }
         let state: TrainState
         do { state = try JSONDecoder().decode(TrainState.self, from: data) } catch { throw TrainingError("\(url.path): not a checkpoint state (\(error))") }
-        if let saved = state.sha256, saved != (try state.digest()) {
+        if let saved = state.sha256, saved != (try state.digest()), saved != (try state.digest(flatConfig: true)) {
             throw TrainingError("\(url.path): checksum mismatch (a value was changed after it was written)")
         }
         return state

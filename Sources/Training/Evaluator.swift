@@ -154,16 +154,16 @@ public enum Evaluator {
     public static func inputLength(_ length: Int) -> Int { length > 1 && windowLength % (length - 1) == 0 ? length - 1 : length }
 
     /// The form of one forward over a whole row of `inputs` tokens when `segment` covers it, by cost
-    /// (`TransformerConfig.attentionForm`); nil when the row runs segment by segment instead (a shorter segment,
+    /// (`ModelConfig.attentionForm`); nil when the row runs segment by segment instead (a shorter segment,
     /// or a length the chunked form cannot take in one pass).
-    static func onePassForm(_ config: TransformerConfig, inputs l: Int, segment: Int) -> AttentionForm? {
+    static func onePassForm(_ config: ModelConfig, inputs l: Int, segment: Int) -> AttentionForm? {
         guard segment >= l else { return nil }
         let form = config.attentionForm(length: l)
         return form == .attention || l % config.chunk == 0 ? form : nil
     }
 
     /// How `losses` runs a row of `inputs` tokens in segments of `segment`, as `result.json` names it.
-    static func formName(_ config: TransformerConfig, inputs: Int, segment: Int) -> String {
+    static func formName(_ config: ModelConfig, inputs: Int, segment: Int) -> String {
         switch onePassForm(config, inputs: inputs, segment: segment) {
         case .attention?: return "attention"
         case .chunked?: return "chunked"
@@ -172,9 +172,9 @@ public enum Evaluator {
     }
 
     /// The segment `eval` uses for rows of `inputs` tokens: `context`, else the whole row (softmax: its training
-    /// context, since its attention form is quadratic in memory).
-    static func segment(_ config: TransformerConfig, inputs: Int, context: Int?) -> Int {
-        context ?? (config.attention == .softmax ? min(inputs, config.context) : inputs)
+    /// context `trainedContext`, since its attention form is quadratic in memory).
+    static func segment(_ config: ModelConfig, inputs: Int, context: Int?, trainedContext: Int) -> Int {
+        context ?? (config.attention == .softmax ? min(inputs, trainedContext) : inputs)
     }
 
     /// The loss at each position of one row ([L] tokens -> [L - 1] losses). When `segment` covers the row, one
@@ -204,12 +204,13 @@ public enum Evaluator {
         return Array(out.prefix(row.count - 1))
     }
 
-    /// Evaluates every window of `file`; `context` nil means one pass over the whole window (`segment`).
-    public static func evaluate(_ model: Transformer<Float>, file: EvalWindowFile, context: Int?, checkpoint: String, windowsFile: String,
-                                progress: ProgressReporter? = nil) throws -> EvalResult {
+    /// Evaluates every window of `file` for a model trained at `trainedContext` (its checkpoint's `train.context`);
+    /// `context` nil means one pass over the whole window (`segment`).
+    public static func evaluate(_ model: Transformer<Float>, trainedContext: Int, file: EvalWindowFile, context: Int?, checkpoint: String,
+                                windowsFile: String, progress: ProgressReporter? = nil) throws -> EvalResult {
         guard file.count > 0 else { throw TrainingError("\(windowsFile): no windows") }
         let l = file.length, inputs = inputLength(l)
-        let segment = Self.segment(model.config, inputs: inputs, context: context)
+        let segment = Self.segment(model.config, inputs: inputs, context: context, trainedContext: trainedContext)
         guard segment >= 1, inputs % segment == 0 else { throw TrainingError("\(windowsFile): rows of \(l) tokens (\(inputs) inputs) do not split into segments of --context \(segment)") }
         var perWindow: [[Double]] = []
         let t0 = Date()
@@ -226,7 +227,7 @@ public enum Evaluator {
         progress?.end()
         let form = formName(model.config, inputs: inputs, segment: segment)
         return EvalResult(perWindow: perWindow, checkpoint: checkpoint, windowsFile: windowsFile, config: model.config.name,
-                          trainedContext: model.config.context, context: segment, form: form,
+                          trainedContext: trainedContext, context: segment, form: form,
                           tokensPerSecond: Double(file.count * inputs) / Date().timeIntervalSince(t0))
     }
 }

@@ -84,15 +84,15 @@ public enum Probe {
         return (mean(0..<(span - 1)), mean(second..<(second + span - 1)))
     }
 
-    /// Copy gains of `model` over `windows` at each Δ that fits, each sequence run as `eval` runs a row of its
-    /// length (`Evaluator.losses`); returns the distances and the Δ skipped.
-    public static func run(_ model: Transformer<Float>, windows: [ArraySlice<UInt16>], deltas: [Int], span: Int,
+    /// Copy gains of `model`, trained at `trainedContext`, over `windows` at each Δ that fits, each sequence run as
+    /// `eval` runs a row of its length (`Evaluator.losses`); returns the distances and the Δ skipped.
+    public static func run(_ model: Transformer<Float>, trainedContext: Int, windows: [ArraySlice<UInt16>], deltas: [Int], span: Int,
                            progress: ProgressReporter? = nil) -> (distances: [ProbeResult.Distance], skipped: [Int]) {
         var distances: [ProbeResult.Distance] = [], skipped: [Int] = []
         for delta in deltas {
             guard windows.allSatisfy({ 2 * span + delta <= $0.count }) else { skipped.append(delta); continue }
             let length = 2 * span + delta, inputs = Evaluator.inputLength(length)
-            let segment = Evaluator.segment(model.config, inputs: inputs, context: nil)
+            let segment = Evaluator.segment(model.config, inputs: inputs, context: nil, trainedContext: trainedContext)
             var first: [Double] = [], second: [Double] = []
             for (i, window) in windows.enumerated() {
                 let seq = sequence(window, delta: delta, span: span)!

@@ -5,6 +5,109 @@ import Shards
 import Streaming
 import Tensor
 
+/// How a model trains: the `train` section of a config file. The training context L is here, not in the model's
+/// config: the model takes any length, and `eval` reads L from a checkpoint's config (softmax runs in segments of
+/// it; the summaries are ranges of it).
+public struct TrainingConfig: Codable, Equatable, Sendable {
+    /// Training context length T.
+    public var context: Int
+    public var batch = 8
+    public var learningRate = 6e-4
+    public var minLearningRate = 6e-5
+    public var warmupSteps = 2000
+    public var steps = 10_000
+    public var weightDecay = 0.1
+    public var beta1 = 0.9
+    public var beta2 = 0.95
+    public var gradClip = 1.0
+
+    enum CodingKeys: String, CodingKey {
+        case context, batch, steps, beta1, beta2
+        case learningRate = "lr", minLearningRate = "min_lr", warmupSteps = "warmup_steps", weightDecay = "weight_decay"
+        case gradClip = "grad_clip"
+    }
+
+    public init(context: Int) { self.context = context }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        context = try c.decode(Int.self, forKey: .context)
+        batch = try c.decodeIfPresent(Int.self, forKey: .batch) ?? batch
+        learningRate = try c.decodeIfPresent(Double.self, forKey: .learningRate) ?? learningRate
+        minLearningRate = try c.decodeIfPresent(Double.self, forKey: .minLearningRate) ?? minLearningRate
+        warmupSteps = try c.decodeIfPresent(Int.self, forKey: .warmupSteps) ?? warmupSteps
+        steps = try c.decodeIfPresent(Int.self, forKey: .steps) ?? steps
+        weightDecay = try c.decodeIfPresent(Double.self, forKey: .weightDecay) ?? weightDecay
+        beta1 = try c.decodeIfPresent(Double.self, forKey: .beta1) ?? beta1
+        beta2 = try c.decodeIfPresent(Double.self, forKey: .beta2) ?? beta2
+        gradClip = try c.decodeIfPresent(Double.self, forKey: .gradClip) ?? gradClip
+    }
+
+    /// Every constraint training `model` relies on (its chunk must divide the context); the error names the model.
+    public func validate(for model: ModelConfig) throws {
+        func bad(_ m: String) -> ConfigError { ConfigError("config '\(model.name)': \(m)") }
+        guard batch >= 1 else { throw bad("batch must be positive, got \(batch)") }
+        guard steps >= 1, warmupSteps >= 0 else { throw bad("steps must be positive and warmup_steps not negative, got \(steps) and \(warmupSteps)") }
+        guard context % model.chunk == 0 else { throw bad("chunk (\(model.chunk)) must divide context (\(context))") }
+        guard context >= 1, 65_536 % context == 0 else { throw bad("context \(context) must divide 65536") }
+    }
+}
+
+/// A config file, `{"model": {...}, "train": {...}}` (`data/configs/*.json`), and what a run records of it
+/// (`RUN/config.json`, `config` in `state.json`). The flat form of earlier versions, every key at the top level and
+/// no `model`, is read too.
+public struct RunConfig: Codable, Equatable, Sendable {
+    public var model: ModelConfig
+    public var train: TrainingConfig
+
+    enum CodingKeys: String, CodingKey { case model, train }
+
+    /// With this key true in an encoder's `userInfo`, the flat form is written: the bytes an earlier version
+    /// hashed into a `state.json`'s `sha256`.
+    static let flatForm = CodingUserInfoKey(rawValue: "longcrawl.flatConfig")!
+
+    public init(model: ModelConfig, train: TrainingConfig) { self.model = model; self.train = train }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        if c.contains(.model) || c.contains(.train) {
+            model = try c.decode(ModelConfig.self, forKey: .model)
+            train = try c.decode(TrainingConfig.self, forKey: .train)
+        } else {
+            model = try ModelConfig(from: decoder)
+            train = try TrainingConfig(from: decoder)
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        if encoder.userInfo[Self.flatForm] as? Bool == true {
+            try model.encode(to: encoder)
+            try train.encode(to: encoder)
+            return
+        }
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(model, forKey: .model)
+        try c.encode(train, forKey: .train)
+    }
+
+    public func validate() throws {
+        try model.validate()
+        try train.validate(for: model)
+    }
+
+    /// Loads and validates a config file; errors name the file.
+    public static func load(_ url: URL) throws -> RunConfig {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch { throw ConfigError("\(url.path): cannot read (\(error.localizedDescription))") }
+        let config: RunConfig
+        do { config = try JSONDecoder().decode(RunConfig.self, from: data) } catch {
+            throw ConfigError("\(url.path): not a config (\(error))")
+        }
+        do { try config.validate() } catch let e as ConfigError { throw ConfigError("\(url.path): \(e.description)") }
+        return config
+    }
+}
+
 /// Trains a `Transformer` on streamed batches of a dataset's train split: AdamW, warmup + cosine schedule,
 /// global-norm clipping, gradient accumulation, checkpoints every `saveEvery` steps and at the end, metrics in
 /// `RUN/metrics.jsonl`. A resumed run gives bit for bit the losses of an uninterrupted one: the model, the
@@ -15,7 +118,8 @@ import Tensor
 /// and rank 0 alone writes metrics and checkpoints; every rank's data cursor goes into the checkpoint.
 public final class Trainer {
     public let run: URL
-    public let config: TransformerConfig
+    /// How the model trains (the run config's `train`); the architecture is `model.config`.
+    public let config: TrainingConfig
     public let options: TrainOptions
     public let model: Transformer<Float>
     let optimizer: AdamW<Float>
@@ -39,27 +143,27 @@ public final class Trainer {
 
     /// Starts a run in `run` (refused if it already holds checkpoints, unless `force`), or with `resume`
     /// continues its newest checkpoint; `config` and `options` must then equal the run's.
-    public init(config: TransformerConfig, options: TrainOptions, run: URL, resume: Bool = false, force: Bool = false,
+    public init(config: RunConfig, options: TrainOptions, run: URL, resume: Bool = false, force: Bool = false,
                 world: World = .shared) throws {
         try config.validate()
         guard options.accumulation >= 1, options.saveEvery >= 1, options.keep >= 1 else {
             throw TrainingError("accumulation, save-every and keep must be positive")
         }
         self.run = run
-        self.config = config
+        self.config = config.train
         self.options = options
         self.world = world
-        heldout = try Self.heldoutWindows(options, context: config.context)
+        heldout = try Self.heldoutWindows(options, context: config.train.context)
         // Before anything is read or removed (--force deletes checkpoints).
         lock = world.rank == 0 ? try FolderLock(run) : nil
         let fm = FileManager.default
         let existing = Checkpoint.all(in: run)
         // An empty or missing train split is an error here, naming the folder.
         let catalog = try WindowCatalog(directory: URL(fileURLWithPath: options.data), split: "train")
-        model = Transformer<Float>(config: config, seed: options.seed)
-        optimizer = AdamW(parameters: model.parameters, beta1: config.beta1, beta2: config.beta2, weightDecay: config.weightDecay)
-        var cursor = PackerCursor(seed: options.seed, rank: world.rank, world: world.size, batchSize: config.batch,
-                                  context: config.context, order: options.order, batch: 0)
+        model = Transformer<Float>(config: config.model, seed: options.seed)
+        optimizer = AdamW(parameters: model.parameters, beta1: config.train.beta1, beta2: config.train.beta2, weightDecay: config.train.weightDecay)
+        var cursor = PackerCursor(seed: options.seed, rank: world.rank, world: world.size, batchSize: config.train.batch,
+                                  context: config.train.context, order: options.order, batch: 0)
         if resume {
             guard let latest = try Checkpoint.newest(in: run) else { throw TrainingError("\(run.path): nothing to resume (no checkpoint)") }
             let state = try Checkpoint.loadState(latest)
@@ -94,7 +198,7 @@ public final class Trainer {
         }
         world.barrier()
         packer = try BatchPacker(catalog: catalog, cursor: cursor)
-        sgemmPeak = sgemmGFLOPs(m: 4096, n: 4 * config.dModel, k: config.dModel)
+        sgemmPeak = sgemmGFLOPs(m: 4096, n: 4 * config.model.dModel, k: config.model.dModel)
     }
 
     /// Runs steps until `config.steps` (or `stopAfter` more steps, for tests that interrupt a run) and returns
@@ -104,7 +208,7 @@ public final class Trainer {
     public func train(stopAfter: Int? = nil) throws -> [StepMetrics] {
         let params = model.parameters
         let stepTokens = config.batch * config.context * options.accumulation
-        let flopsPerStep = 3 * config.forwardFlopsPerToken * Double(stepTokens)
+        let flopsPerStep = 3 * model.config.forwardFlopsPerToken(context: config.context) * Double(stepTokens)
         let end = min(config.steps, stopAfter.map { step + $0 } ?? config.steps)
         var taken: [StepMetrics] = []
         let metricsURL = run.appendingPathComponent("metrics.jsonl")
@@ -179,8 +283,8 @@ public final class Trainer {
     private func saveCheckpoint(last: StepMetrics, to folder: URL) throws {
         let cursors = try world.allGather(JSONEncoder().encode(packer.cursor)).map { try JSONDecoder().decode(PackerCursor.self, from: $0) }
         if writes {
-            let state = TrainState(step: step, config: config, options: options, cursors: cursors, rng: options.seed, tokens: tokens,
-                                   elapsed: elapsed, last: last)
+            let state = TrainState(step: step, config: RunConfig(model: model.config, train: config), options: options, cursors: cursors,
+                                   rng: options.seed, tokens: tokens, elapsed: elapsed, last: last)
             if folder == Checkpoint.best(in: run) {
                 try Checkpoint.write(model: model, optimizer: optimizer, state: state, to: folder)
             } else {
@@ -249,7 +353,7 @@ public final class Trainer {
     }
 
     /// What differs between a saved run and the requested one, if anything.
-    static func difference(saved: TrainState, config: TransformerConfig, options: TrainOptions) -> String? {
+    static func difference(saved: TrainState, config: RunConfig, options: TrainOptions) -> String? {
         if saved.config != config {
             let a = (try? String(decoding: JSONEncoder().encode(saved.config), as: UTF8.self)) ?? "?"
             let b = (try? String(decoding: JSONEncoder().encode(config), as: UTF8.self)) ?? "?"

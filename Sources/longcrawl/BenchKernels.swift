@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Model
 import Tensor
+import Training
 
 /// `longcrawl bench kernels`: attention and whole-model step times per token, and the model's GFLOP/s beside sgemm.
 struct BenchKernels: ParsableCommand {
@@ -11,7 +12,7 @@ struct BenchKernels: ParsableCommand {
         discussion: "Example:\n  longcrawl bench kernels --config data/configs/small.json --lengths 1024,4096,16384,65536"
     )
 
-    @Option(help: "Model config.")
+    @Option(help: "Config (its model; flops counted at its training context).")
     var config: String = "data/configs/small.json"
 
     @Option(help: "Comma-separated sequence lengths (batch 1).")
@@ -24,7 +25,8 @@ struct BenchKernels: ParsableCommand {
     var storedLimit: Int = 16384
 
     func run() throws {
-        let cfg = try TransformerConfig.load(URL(fileURLWithPath: config))
+        let file = try RunConfig.load(URL(fileURLWithPath: config))
+        let cfg = file.model, trained = file.train.context
         let ts = lengths.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !ts.isEmpty, ts.allSatisfy({ $0 % cfg.chunk == 0 && 65_536 % $0 == 0 }) else {
             throw ValidationError("--lengths must be multiples of the chunk \(cfg.chunk) dividing 65536")
@@ -36,8 +38,8 @@ struct BenchKernels: ParsableCommand {
         // Baseline: sgemm at a transformer shape, same run.
         let peak = sgemmGFLOPs(m: 4096, n: 4 * c, k: c)
         print(String(format: "sgemm [4096 x %d] x [%d x %d]: %.1f GFLOP/s (the MFU baseline)", c, c, 4 * c, peak))
-        let perToken = cfg.forwardFlopsPerToken
-        print("flops/token forward at T = \(cfg.context) (\(cfg.attentionForm(length: cfg.context)) form) = \(cfg.flopFormula) = \(Int(perToken)); forward+backward = 3x")
+        let perToken = cfg.forwardFlopsPerToken(context: trained)
+        print("flops/token forward at T = \(trained) (\(cfg.attentionForm(length: trained)) form) = \(cfg.flopFormula(context: trained)) = \(Int(perToken)); forward+backward = 3x")
 
         print("\n| T | attention | forward us/token | fwd+bwd us/token |")
         print("| ---: | --- | ---: | ---: |")

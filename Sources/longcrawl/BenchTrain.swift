@@ -20,7 +20,7 @@ struct BenchTrain: ParsableCommand {
     @Option(help: "Dataset folder.")
     var data: String
 
-    @Option(help: "Model config.")
+    @Option(help: "Config (model and training).")
     var config: String = "data/configs/small.json"
 
     @Option(help: "Context length.")
@@ -36,10 +36,10 @@ struct BenchTrain: ParsableCommand {
     var json = false
 
     func run() throws {
-        var cfg = try TransformerConfig.load(URL(fileURLWithPath: config))
-        cfg.context = context
-        if let batch { cfg.batch = batch }
-        cfg.steps = steps + 1
+        var cfg = try RunConfig.load(URL(fileURLWithPath: config))
+        cfg.train.context = context
+        if let batch { cfg.train.batch = batch }
+        cfg.train.steps = steps + 1
         let world = World.shared
         let run = FileManager.default.temporaryDirectory.appendingPathComponent("longcrawl-bench-train-\(world.rank == 0 ? getpid() : 0)")
         let runs = world.allGather(Data(run.path.utf8)).map { String(decoding: $0, as: UTF8.self) }
@@ -48,12 +48,12 @@ struct BenchTrain: ParsableCommand {
         var options = TrainOptions(data: data)
         options.saveEvery = Int.max
         let trainer = try Trainer(config: cfg, options: options, run: shared, force: true)
-        let flops = 3 * cfg.forwardFlopsPerToken
+        let flops = 3 * cfg.model.forwardFlopsPerToken(context: context)
         let measured = Array(try trainer.train().dropFirst())
         guard world.rank == 0 else { return }
-        let seconds = measured.map { Double(cfg.batch * cfg.context * world.size) / $0.tokensPerSecond }
+        let seconds = measured.map { Double(cfg.train.batch * context * world.size) / $0.tokensPerSecond }
         let total = seconds.reduce(0, +)
-        let tokensPerSecond = Double(measured.count * cfg.batch * cfg.context * world.size) / total
+        let tokensPerSecond = Double(measured.count * cfg.train.batch * context * world.size) / total
         let loader = zip(measured, seconds).map { $0.loaderShare * $1 }.reduce(0, +) / total
         let allreduce = measured.map(\.allreduceSeconds).reduce(0, +) / Double(measured.count)
         let mfu = flops * tokensPerSecond / Double(world.size) / 1e9 / trainer.sgemmPeak
@@ -63,12 +63,12 @@ struct BenchTrain: ParsableCommand {
             print(String(decoding: try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys]), as: UTF8.self))
             return
         }
-        print("config \(cfg.name) (\(cfg.attention.rawValue)), context \(cfg.context), batch \(cfg.batch) x \(world.size) rank(s): \(Int(flops)) flops/token per step (forward+backward = 3 x forward)")
-        print("flops/token forward = \(cfg.flopFormula)")
-        print(String(format: "sgemm [4096 x %d] x [%d x %d]: %.1f GFLOP/s per rank (the MFU baseline, this run)", cfg.dModel, cfg.dModel, 4 * cfg.dModel, trainer.sgemmPeak))
+        print("config \(cfg.model.name) (\(cfg.model.attention.rawValue)), context \(context), batch \(cfg.train.batch) x \(world.size) rank(s): \(Int(flops)) flops/token per step (forward+backward = 3 x forward)")
+        print("flops/token forward = \(cfg.model.flopFormula(context: context))")
+        print(String(format: "sgemm [4096 x %d] x [%d x %d]: %.1f GFLOP/s per rank (the MFU baseline, this run)", cfg.model.dModel, cfg.model.dModel, 4 * cfg.model.dModel, trainer.sgemmPeak))
         print("\n| config | T | B x ranks | steps | s/step | tokens/s | GFLOP/s | MFU vs sgemm | loader share | allreduce s/step |")
         print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-        print(String(format: "| %@ | %d | %d x %d | %d | %.2f | %.0f | %.1f | %.1f%% | %.3f%% | %.3f |", cfg.name, cfg.context, cfg.batch, world.size,
+        print(String(format: "| %@ | %d | %d x %d | %d | %.2f | %.0f | %.1f | %.1f%% | %.3f%% | %.3f |", cfg.model.name, context, cfg.train.batch, world.size,
                      measured.count, total / Double(measured.count), tokensPerSecond, flops * tokensPerSecond / 1e9, 100 * mfu, 100 * loader, allreduce))
     }
 }
@@ -87,7 +87,7 @@ struct BenchScaling: ParsableCommand {
     @Option(help: "Dataset folder.")
     var data: String
 
-    @Option(help: "Model config.")
+    @Option(help: "Config (model and training).")
     var config: String = "data/configs/small.json"
 
     @Option(help: "Context length.")

@@ -46,12 +46,12 @@ struct EvalCommand: ParsableCommand {
         let file = try EvalWindowFile(contentsOf: URL(fileURLWithPath: windows))
         let folders = resultFolders(checkpoint, out: URL(fileURLWithPath: out))
         for (ckpt, (state, folder)) in zip(checkpoints, zip(states, folders)) {
-            let model = Transformer<Float>(config: state.config, seed: 0)
+            let model = Transformer<Float>(config: state.config.model, seed: 0)
             try Checkpoint.loadModel(ckpt, into: model)
-            let result = try Evaluator.evaluate(model, file: file, context: context, checkpoint: ckpt.path, windowsFile: windows,
-                                                progress: ProgressReporter(label: "eval"))
+            let result = try Evaluator.evaluate(model, trainedContext: state.config.train.context, file: file, context: context, checkpoint: ckpt.path,
+                                                windowsFile: windows, progress: ProgressReporter(label: "eval"))
             try result.write(to: folder)
-            print("eval \(ckpt.path) (\(state.config.name), \(state.config.attention.rawValue), trained at \(state.config.context)) on \(result.windows) windows of \(file.length), \(result.form), \(Int(result.tokensPerSecond)) tokens/s:")
+            print("eval \(ckpt.path) (\(state.config.model.name), \(state.config.model.attention.rawValue), trained at \(state.config.train.context)) on \(result.windows) windows of \(file.length), \(result.form), \(Int(result.tokensPerSecond)) tokens/s:")
             print(describe(result.summary))
             print("wrote \(folder.path)/result.json, positions.csv, buckets.csv")
         }

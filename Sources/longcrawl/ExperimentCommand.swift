@@ -30,7 +30,7 @@ struct ExperimentCommand: ParsableCommand {
     @Option(help: "Dataset folder (from preprocess).")
     var data: String?
 
-    @Option(help: "Model config JSON; every variant uses it, only the attention differs.")
+    @Option(help: "Config JSON (model and training); every variant uses it, only the attention differs.")
     var config: String?
 
     @Option(help: "Training context L.")
@@ -69,7 +69,8 @@ struct ExperimentCommand: ParsableCommand {
     /// What an experiment is; written to `EXP/experiment.json` so `--resume` needs nothing else.
     struct Plan: Codable, Equatable {
         var data: String
-        var config: TransformerConfig
+        /// Read in the flat form of earlier versions too (`RunConfig`).
+        var config: RunConfig
         var variants: [AttentionKind]
         var steps: Int
         var seed: UInt64
@@ -98,8 +99,8 @@ struct ExperimentCommand: ParsableCommand {
         let windows = try EvalWindowFile(contentsOf: URL(fileURLWithPath: plan.evalWindows))
 
         // The plan: each variant's expected wall time from one measured step (in a scratch run folder).
-        print("experiment \(exp.path): \(plan.config.name) at context \(plan.config.context), batch \(plan.config.batch), " +
-              "\(plan.steps) steps = \(plan.steps * plan.config.batch * plan.config.context) tokens per variant, seed \(plan.seed)")
+        print("experiment \(exp.path): \(plan.config.model.name) at context \(plan.config.train.context), batch \(plan.config.train.batch), " +
+              "\(plan.steps) steps = \(plan.steps * plan.config.train.batch * plan.config.train.context) tokens per variant, seed \(plan.seed)")
         var expected: [AttentionKind: Double] = [:]
         for v in plan.variants where !finished(v, plan, in: exp) {
             let scratch = exp.appendingPathComponent(".measure-\(v.rawValue)")
@@ -130,15 +131,15 @@ struct ExperimentCommand: ParsableCommand {
         for v in plan.variants {
             let ckpt = try Checkpoint.resolve(exp.appendingPathComponent(v.rawValue))
             let state = try Checkpoint.loadState(ckpt)
-            let model = Transformer<Float>(config: state.config, seed: 0)
+            let model = Transformer<Float>(config: state.config.model, seed: 0)
             try Checkpoint.loadModel(ckpt, into: model)
-            let result = try Evaluator.evaluate(model, file: windows, context: nil, checkpoint: ckpt.path, windowsFile: plan.evalWindows,
-                                                progress: ProgressReporter(label: "eval \(v.rawValue)"))
+            let result = try Evaluator.evaluate(model, trainedContext: state.config.train.context, file: windows, context: nil, checkpoint: ckpt.path,
+                                                windowsFile: plan.evalWindows, progress: ProgressReporter(label: "eval \(v.rawValue)"))
             try result.write(to: exp.appendingPathComponent("eval").appendingPathComponent(v.rawValue))
-            let (distances, skipped) = Probe.run(model, windows: (0..<windows.count).map(windows.row), deltas: Probe.defaultDeltas,
-                                                 span: Probe.defaultSpan, progress: ProgressReporter(label: "probe \(v.rawValue)"))
-            let probe = ProbeResult(checkpoint: ckpt.path, windowsFile: plan.evalWindows, config: state.config.name,
-                                    attention: v.rawValue, trainedContext: state.config.context, span: Probe.defaultSpan,
+            let (distances, skipped) = Probe.run(model, trainedContext: state.config.train.context, windows: (0..<windows.count).map(windows.row),
+                                                 deltas: Probe.defaultDeltas, span: Probe.defaultSpan, progress: ProgressReporter(label: "probe \(v.rawValue)"))
+            let probe = ProbeResult(checkpoint: ckpt.path, windowsFile: plan.evalWindows, config: state.config.model.name,
+                                    attention: v.rawValue, trainedContext: state.config.train.context, span: Probe.defaultSpan,
                                     windows: windows.count, windowTokens: windows.length, distances: distances, skipped: skipped)
             try probe.write(to: exp.appendingPathComponent("probe").appendingPathComponent(v.rawValue))
             rows.append(Row(variant: v, eval: result, state: state, probe: probe))
@@ -170,12 +171,12 @@ struct ExperimentCommand: ParsableCommand {
             throw ValidationError("--data, --config, --context, --tokens and --eval-windows are required (except with --resume)")
         }
         try BatchPacker.validate(context: context)
-        var cfg = try TransformerConfig.load(URL(fileURLWithPath: config))
-        cfg.context = context
-        if let batch { cfg.batch = batch }
-        let steps = max(1, (tokens + cfg.batch * context - 1) / (cfg.batch * context))
-        cfg.steps = steps
-        cfg.warmupSteps = min(cfg.warmupSteps, max(1, steps / 10))
+        var cfg = try RunConfig.load(URL(fileURLWithPath: config))
+        cfg.train.context = context
+        if let batch { cfg.train.batch = batch }
+        let steps = max(1, (tokens + cfg.train.batch * context - 1) / (cfg.train.batch * context))
+        cfg.train.steps = steps
+        cfg.train.warmupSteps = min(cfg.train.warmupSteps, max(1, steps / 10))
         let kinds = try variants.split(separator: ",").map { name -> AttentionKind in
             guard let k = AttentionKind(rawValue: String(name)) else {
                 throw ValidationError("--variants: unknown variant '\(name)' (softmax, sympow, sympow+gating, conformal-sympow)")
@@ -189,10 +190,10 @@ struct ExperimentCommand: ParsableCommand {
     }
 
     /// The variant's config: the shared one with its attention (and name).
-    static func config(_ v: AttentionKind, _ plan: Plan) -> TransformerConfig {
+    static func config(_ v: AttentionKind, _ plan: Plan) -> RunConfig {
         var c = plan.config
-        c.attention = v
-        c.name = plan.config.name + "-" + v.rawValue
+        c.model.attention = v
+        c.model.name = plan.config.model.name + "-" + v.rawValue
         return c
     }
 
@@ -213,17 +214,17 @@ struct ExperimentCommand: ParsableCommand {
 
     /// The comparison table: one row per variant, every figure with its standard error across the windows.
     static func report(_ plan: Plan, _ rows: [Row]) -> String {
-        let l = plan.config.context
+        let l = plan.config.train.context
         let names = rows.first?.eval.summary.ranges.map(\.name) ?? []
         func cell(_ e: Estimate?) -> String {
             guard let e else { return "-" }
             return e.se.map { String(format: "%.3f ± %.3f", e.mean, $0) } ?? String(format: "%.3f (SE n/a)", e.mean)
         }
         var md = """
-        # Experiment: \(plan.config.name) trained at context L = \(l)
+        # Experiment: \(plan.config.model.name) trained at context L = \(l)
 
         Same config, data order (seed \(plan.seed)), initialization and budget for every variant: \(plan.steps) steps of \
-        \(plan.config.batch) x \(l) tokens. Evaluation: \(rows.first?.eval.windows ?? 0) windows of `\(plan.evalWindows)`, the same \
+        \(plan.config.train.batch) x \(l) tokens. Evaluation: \(rows.first?.eval.windows ?? 0) windows of `\(plan.evalWindows)`, the same \
         for every variant; loss in nats per token, mean ± standard error across windows (the windows are the independent \
         samples). Ranges are of context lengths (position + 1). The extrapolation gap is the mean over (L, 4L] minus the \
         mean over (L/2, L], a paired difference per window. Softmax is evaluated in independent segments of its training \

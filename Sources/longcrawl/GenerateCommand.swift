@@ -42,8 +42,8 @@ struct GenerateCommand: ParsableCommand {
     func run() throws {
         let ckpt = try Checkpoint.resolve(URL(fileURLWithPath: checkpoint))
         let state = try Checkpoint.loadState(ckpt)
-        if state.config.attention == .softmax { throw TrainingError("\(ckpt.path): generate needs a sympow model (softmax attention has no recurrent form here)") }
-        let model = Transformer<Float>(config: state.config, seed: 0)
+        if state.config.model.attention == .softmax { throw TrainingError("\(ckpt.path): generate needs a sympow model (softmax attention has no recurrent form here)") }
+        let model = Transformer<Float>(config: state.config.model, seed: 0)
         try Checkpoint.loadModel(ckpt, into: model)
         let tokenizer = try loadTokenizer(nil)
         let ids = tokenizer.encode(prompt).map(Int32.init)

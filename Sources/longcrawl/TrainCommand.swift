@@ -28,7 +28,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Dataset folder (from preprocess).")
     var data: String?
 
-    @Option(help: "Model config JSON (data/configs/*.json).")
+    @Option(help: "Config JSON: the model and its training (data/configs/*.json).")
     var config: String?
 
     @Option(help: "Attention variant: softmax, sympow, sympow+gating or conformal-sympow (baselines share the config otherwise).")
@@ -93,7 +93,7 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         let runURL = URL(fileURLWithPath: out)
-        var cfg: TransformerConfig
+        var cfg: RunConfig
         var options: TrainOptions
         if resume {
             let latest = try Checkpoint.resolve(runURL)
@@ -101,19 +101,19 @@ struct TrainCommand: ParsableCommand {
             cfg = state.config
             options = state.options
             // A config file given again must describe the same run (the trainer says what differs).
-            if let config { cfg = try TransformerConfig.load(URL(fileURLWithPath: config)) }
+            if let config { cfg = try RunConfig.load(URL(fileURLWithPath: config)) }
         } else {
-            cfg = try TransformerConfig.load(URL(fileURLWithPath: config!))
+            cfg = try RunConfig.load(URL(fileURLWithPath: config!))
             options = TrainOptions(data: URL(fileURLWithPath: data!).standardizedFileURL.path)
         }
         if let data { options.data = URL(fileURLWithPath: data).standardizedFileURL.path }
-        if let attention { cfg.attention = attention; cfg.name += attention == .conformalSympow ? "" : "-" + attention.rawValue }
-        if let context { cfg.context = context }
-        if let batch { cfg.batch = batch }
-        if let steps { cfg.steps = steps }
-        if let lr { cfg.learningRate = lr }
-        if let minLR { cfg.minLearningRate = minLR }
-        if let warmup { cfg.warmupSteps = warmup }
+        if let attention { cfg.model.attention = attention; cfg.model.name += attention == .conformalSympow ? "" : "-" + attention.rawValue }
+        if let context { cfg.train.context = context }
+        if let batch { cfg.train.batch = batch }
+        if let steps { cfg.train.steps = steps }
+        if let lr { cfg.train.learningRate = lr }
+        if let minLR { cfg.train.minLearningRate = minLR }
+        if let warmup { cfg.train.warmupSteps = warmup }
         if let accum { options.accumulation = accum }
         if let order { options.order = order }
         if let saveEvery { options.saveEvery = saveEvery }
@@ -132,10 +132,10 @@ struct TrainCommand: ParsableCommand {
         }
         let ranks = world.isDistributed ? " on \(world.size) ranks" : ""
         if trainer.step == 0 {
-            print("train \(cfg.name) (\(cfg.attention.rawValue)): \(trainer.model.parameters.reduce(0) { $0 + $1.value.count }) parameters, " +
-                  "context \(cfg.context), batch \(cfg.batch) x \(options.accumulation), \(cfg.steps) steps, order \(options.order.rawValue)\(ranks) -> \(out)")
+            print("train \(cfg.model.name) (\(cfg.model.attention.rawValue)): \(trainer.model.parameters.reduce(0) { $0 + $1.value.count }) parameters, " +
+                  "context \(cfg.train.context), batch \(cfg.train.batch) x \(options.accumulation), \(cfg.train.steps) steps, order \(options.order.rawValue)\(ranks) -> \(out)")
         } else {
-            print("resume \(out) at step \(trainer.step) of \(cfg.steps)\(ranks)")
+            print("resume \(out) at step \(trainer.step) of \(cfg.train.steps)\(ranks)")
         }
         let metrics = try trainer.train()
         if let m = metrics.last {

@@ -7,7 +7,7 @@ import XCTest
 /// across segments gives the hidden states of one forward over the whole sequence.
 final class DecodingTests: XCTestCase {
     func model(_ kind: AttentionKind, power: Int = 2) -> Transformer<Float> {
-        var config = TransformerConfig(name: "test", layers: 2, dModel: 32, heads: 2, power: power, chunk: 8, attention: kind, context: 64)
+        var config = ModelConfig(name: "test", layers: 2, dModel: 32, heads: 2, power: power, chunk: 8, attention: kind)
         config.vocabSize = 50_304
         let m = Transformer<Float>(config: config, seed: 5)
         // Non-zero gate and rotation-rate columns, so the carried G and rotary position are exercised.

@@ -83,7 +83,7 @@ final class LayerGradientTests: XCTestCase {
     /// MODEL.md test 3, whole model: the loss against central differences for every parameter of a tiny model.
     func testWholeModelGradient() {
         for kind in [AttentionKind.conformalSympow, .softmax] {
-            var config = TransformerConfig(name: "fd", layers: 2, dModel: 8, heads: 2, power: 2, chunk: 4, attention: kind, context: 8)
+            var config = ModelConfig(name: "fd", layers: 2, dModel: 8, heads: 2, power: 2, chunk: 4, attention: kind)
             config.vocabSize = 13
             let model = Transformer<Double>(config: config, seed: 1)
             var rng = SeededGenerator(seed: 2)

@@ -86,45 +86,18 @@ final class ModelPropertyTests: XCTestCase {
             check(layer, Tensor<Float>([64, 16], g.array(64 * 16, scale: 3)), 64, "large scores \(form)")
         }
         // A whole window: T = 65,536 with the tiny config's attention shape, chunked.
-        let config = try! TransformerConfig.load(URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("data/configs/tiny.json"))
+        let config = try! shippedModelConfig("tiny")
         let layer = SympowAttention<Float>(dModel: config.dModel, heads: config.heads, power: config.power, chunk: config.chunk, kind: config.attention)
         var rng = SeededGenerator(seed: 44)
         layer.initialize(std: 0.02, residualStd: 0.02, using: &rng)
         check(layer, Tensor<Float>([65_536, config.dModel], g.array(65_536 * config.dModel)), 65_536, "T = 65536")
     }
+}
 
-    func testConfigsLoadAndBadConfigsAreRefused() throws {
-        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("data/configs")
-        for name in ["tiny", "small", "paper"] { XCTAssertEqual(try TransformerConfig.load(dir.appendingPathComponent(name + ".json")).name, name) }
-        var c = try TransformerConfig.load(dir.appendingPathComponent("tiny.json"))
-        for (change, message) in [({ (c: inout TransformerConfig) in c.power = 3 }, "power p must be an even"),
-                                  ({ $0.heads = 3 }, "must divide d_model"),
-                                  ({ $0.chunk = 48 }, "must divide context"),
-                                  ({ $0.context = 1000; $0.chunk = 8 }, "must divide 65536"),
-                                  ({ $0.dModel = 66; $0.heads = 2 }, "must be even (rotary pairs)")] as [((inout TransformerConfig) -> Void, String)] {
-            var bad = c
-            change(&bad)
-            XCTAssertThrowsError(try bad.validate()) { XCTAssertTrue("\($0)".contains(message), "\($0)") }
-        }
-        c.name = "x"
-        XCTAssertNoThrow(try c.validate())
-    }
-
-    /// A config file with a zero or negative size is refused naming the file, the field and the value.
-    func testConfigWithNonPositiveSizesIsNamed() throws {
-        let tiny = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("data/configs/tiny.json")
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("config-\(UUID().uuidString).json")
-        defer { try? FileManager.default.removeItem(at: url) }
-        for (key, value, message) in [("layers", 0, "layers must be positive, got 0"), ("d_model", -64, "d_model must be positive, got -64"),
-                                      ("heads", 0, "heads must be positive, got 0"), ("chunk", 0, "chunk must be positive, got 0"),
-                                      ("batch", 0, "batch must be positive, got 0"), ("context", 1000, "chunk (64) must divide context (1000)")] {
-            var json = try JSONSerialization.jsonObject(with: Data(contentsOf: tiny)) as! [String: Any]
-            json[key] = value
-            try JSONSerialization.data(withJSONObject: json).write(to: url)
-            XCTAssertThrowsError(try TransformerConfig.load(url)) { XCTAssertEqual("\($0)", "\(url.path): config 'tiny': \(message)") }
-        }
-    }
+/// The `model` section of `data/configs/NAME.json` (config files are read by `RunConfig`, in Training).
+func shippedModelConfig(_ name: String) throws -> ModelConfig {
+    struct File: Decodable { var model: ModelConfig }
+    let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("data/configs/\(name).json")
+    return try JSONDecoder().decode(File.self, from: Data(contentsOf: url)).model
 }

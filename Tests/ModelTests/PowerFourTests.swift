@@ -24,18 +24,15 @@ final class PowerFourTests: XCTestCase {
         }
         XCTAssertEqual(SymmetricPower.size(dimension: 64, power: 4), 766_480)
         // The layer and the flop count use the same rule.
-        var config = try TransformerConfig.load(URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("data/configs/tiny-p4.json"))
+        let config = try shippedModelConfig("tiny-p4")
         XCTAssertEqual(config.headDim, 16)
         let layer = SympowAttention<Float>(dModel: 64, heads: 4, power: 4, chunk: 256, kind: .conformalSympow)
         XCTAssertEqual(layer.resolvedForm(4096), .attention)
         XCTAssertEqual(layer.resolvedForm(8192), .chunked)
-        let at1024 = config.forwardFlopsPerToken
-        config.context = 2048
-        XCTAssertEqual(config.forwardFlopsPerToken - at1024, 2 * 4 * 2 * 1024 * 16, "attention form: 2Td per head")
-        XCTAssertTrue(config.flopFormula.contains("2Td"))
-        config.context = 16_384
-        XCTAssertTrue(config.flopFormula.contains("4D(d+1)"))
+        let at1024 = config.forwardFlopsPerToken(context: 1024)
+        XCTAssertEqual(config.forwardFlopsPerToken(context: 2048) - at1024, 2 * 4 * 2 * 1024 * 16, "attention form: 2Td per head")
+        XCTAssertTrue(config.flopFormula(context: 2048).contains("2Td"))
+        XCTAssertTrue(config.flopFormula(context: 16_384).contains("4D(d+1)"))
     }
 
     /// Chunked = attention for p = 4 at T = 4 chunks, forward and backward, Float64 and Float32, strongly varying gates.

@@ -23,7 +23,7 @@ final class BadInputTests: XCTestCase {
         let ckpt = try XCTUnwrap(Checkpoint.all(in: run).last)
         let modelURL = ckpt.appendingPathComponent(Checkpoint.modelFile), stateURL = ckpt.appendingPathComponent(Checkpoint.stateFile)
         let original = try Data(contentsOf: modelURL), state = try Data(contentsOf: stateURL)
-        let model = Transformer<Float>(config: try Checkpoint.loadState(ckpt).config, seed: 0)
+        let model = Transformer<Float>(config: try Checkpoint.loadState(ckpt).config.model, seed: 0)
 
         // safetensors has no checksum: a flipped byte in a tensor is caught by the SHA-256 in state.json.
         var flipped = original
@@ -90,7 +90,7 @@ final class BadInputTests: XCTestCase {
         XCTAssertTrue(full.err.contains("checkpoints/.step-000004.tmp/optimizer.safetensors: write failed (File too large)"), full.err)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: run.appendingPathComponent("checkpoints").path), ["step-000002"],
                        "the failed save leaves no partial folder holding space")
-        let model = Transformer<Float>(config: try Checkpoint.loadState(Checkpoint.all(in: run)[0]).config, seed: 0)
+        let model = Transformer<Float>(config: try Checkpoint.loadState(Checkpoint.all(in: run)[0]).config.model, seed: 0)
         XCTAssertNoThrow(try Checkpoint.loadModel(Checkpoint.all(in: run)[0], into: model))
         let resumed = try runProcess(longcrawlBinary, ["train", "--out", run.path, "--resume"])
         XCTAssertEqual(resumed.status, 0, resumed.err)

@@ -16,9 +16,9 @@ func sampleDataset(_ test: XCTestCase) throws -> URL {
 }
 
 /// The tiny config at a short context, for fast steps.
-func fastConfig(steps: Int) throws -> TransformerConfig {
-    var c = try TransformerConfig.load(packageRoot.appendingPathComponent("data/configs/tiny.json"))
-    c.context = 64; c.batch = 2; c.steps = steps; c.warmupSteps = 3
+func fastConfig(steps: Int) throws -> RunConfig {
+    var c = try RunConfig.load(packageRoot.appendingPathComponent("data/configs/tiny.json"))
+    c.train.context = 64; c.train.batch = 2; c.train.steps = steps; c.train.warmupSteps = 3
     return c
 }
 
@@ -116,11 +116,11 @@ final class CheckpointTests: XCTestCase {
         options.saveEvery = 1
         try Trainer(config: try fastConfig(steps: 1), options: options, run: run).train()
         var other = try fastConfig(steps: 1)
-        other.dModel = 32
+        other.model.dModel = 32
         XCTAssertThrowsError(try Trainer(config: other, options: options, run: run, resume: true)) { error in
             XCTAssertTrue("\(error)".contains("cannot resume") && "\(error)".contains("differs"), "\(error)")
         }
-        XCTAssertThrowsError(try Checkpoint.loadModel(try Checkpoint.resolve(run), into: Transformer<Float>(config: other, seed: 1))) { error in
+        XCTAssertThrowsError(try Checkpoint.loadModel(try Checkpoint.resolve(run), into: Transformer<Float>(config: other.model, seed: 1))) { error in
             XCTAssertTrue("\(error)".contains("wte has shape [50304, 64], the model expects [50304, 32]"), "\(error)")
         }
         XCTAssertThrowsError(try Trainer(config: try fastConfig(steps: 1), options: options, run: run)) { error in
@@ -184,20 +184,20 @@ final class CheckpointTests: XCTestCase {
         XCTAssertEqual(Evaluator.inputLength(file.length), 2048, "rows of T + 1 tokens are T inputs and T targets")
         XCTAssertEqual(Evaluator.inputLength(windowLength), windowLength, "whole windows are fed whole, the last target masked")
         var config = try fastConfig(steps: 1)
-        config.attention = .conformalSympow
-        let model = Transformer<Float>(config: config, seed: 9)
+        config.model.attention = .conformalSympow
+        let model = Transformer<Float>(config: config.model, seed: 9)
         var rng = SplitMix64(seed: 10)
         for a in model.attention { for i in 0..<a.wQKVGR.count where a.wQKVGR[i] == 0 { a.wQKVGR[i] = Float(Int(rng.next(below: 1000)) - 500) / 2000 } }
-        let whole = try Evaluator.evaluate(model, file: file, context: nil, checkpoint: "-", windowsFile: "-")
+        let whole = try Evaluator.evaluate(model, trainedContext: config.train.context, file: file, context: nil, checkpoint: "-", windowsFile: "-")
         XCTAssertEqual(whole.form, "chunked")
         XCTAssertEqual(whole.perPosition.count, 2048)
         for segment in [256, 512] {
-            let carried = try Evaluator.evaluate(model, file: file, context: segment, checkpoint: "-", windowsFile: "-")
+            let carried = try Evaluator.evaluate(model, trainedContext: config.train.context, file: file, context: segment, checkpoint: "-", windowsFile: "-")
             XCTAssertEqual(carried.form, "recurrent, state carried across segments")
             let worst = zip(whole.perPosition, carried.perPosition).map { abs($0 - $1) }.max()!
             XCTAssertLessThan(worst, 1e-4, "segment \(segment)")
         }
-        XCTAssertThrowsError(try Evaluator.evaluate(model, file: file, context: 1000, checkpoint: "-", windowsFile: "-"))
+        XCTAssertThrowsError(try Evaluator.evaluate(model, trainedContext: config.train.context, file: file, context: 1000, checkpoint: "-", windowsFile: "-"))
     }
 }
 

@@ -18,8 +18,8 @@ final class TrainingFuzzRegressionTests: XCTestCase {
     func testTransformerConfig() {
         for input in fuzzRegressions("TrainingTests", "FuzzTransformerConfig") {
             replay(input, naming: input) {
-                let config = try TransformerConfig.load(input)
-                _ = (config.headDim, config.hidden)
+                let config = try RunConfig.load(input)
+                _ = (config.model.headDim, config.model.hidden)
             }
         }
     }

@@ -10,7 +10,7 @@ import Tokenizer
 
 /// MODEL.md test 7: a tiny model learns.
 final class LearningTests: XCTestCase {
-    func tinyConfig() throws -> TransformerConfig { try TransformerConfig.load(packageRoot.appendingPathComponent("data/configs/tiny.json")) }
+    func tinyConfig() throws -> RunConfig { try RunConfig.load(packageRoot.appendingPathComponent("data/configs/tiny.json")) }
 
     /// Tokens of the bundled sample's first book, for batches without a dataset folder.
     func sampleTokens() throws -> [Int32] {
@@ -20,7 +20,7 @@ final class LearningTests: XCTestCase {
     }
 
     func testOverfitsOneBatch() throws {
-        let model = Transformer<Float>(config: try tinyConfig(), seed: 1)
+        let model = Transformer<Float>(config: try tinyConfig().model, seed: 1)
         let tokens = Array(try sampleTokens()[1000..<1065])
         let inputs = Array(tokens[0..<64]), targets = Array(tokens[1...64]), mask = [Float](repeating: 1, count: 64)
         let params = model.parameters
@@ -43,7 +43,7 @@ final class LearningTests: XCTestCase {
     /// schedule: the loss falls from ln(50304) to under 7 within 120 steps.
     func testLossFallsOnSampleText() throws {
         var config = try tinyConfig()
-        config.context = 128; config.batch = 4; config.steps = 120; config.warmupSteps = 10
+        config.train.context = 128; config.train.batch = 4; config.train.steps = 120; config.train.warmupSteps = 10
         var options = TrainOptions(data: try sampleDataset(self).path)
         options.saveEvery = 1000
         let run = try temporaryFolder(self).appendingPathComponent("run")

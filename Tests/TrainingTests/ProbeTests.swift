@@ -30,7 +30,7 @@ final class ProbeTests: XCTestCase {
     /// tiny-p4 in one pass (the attention form below D + c = 4,132) and over carried segments give the same
     /// losses; so does a d = 8 variant (D = 330, D + c = 586 or less) whose one pass over 1,024 tokens is chunked.
     func testEvalOnePassEqualsCarriedForPowerFour() throws {
-        var p4 = try TransformerConfig.load(packageRoot.appendingPathComponent("data/configs/tiny-p4.json"))
+        let p4 = try RunConfig.load(packageRoot.appendingPathComponent("data/configs/tiny-p4.json")).model
         var small = p4
         small.dModel = 32; small.chunk = 64
         var rng = SplitMix64(seed: 70)
@@ -47,7 +47,6 @@ final class ProbeTests: XCTestCase {
                 XCTAssertLessThan(worst, 1e-4, "\(config.dModel) segment \(segment)")
             }
         }
-        p4.context = 65_536
         XCTAssertEqual(Evaluator.formName(p4, inputs: 65_536, segment: 65_536), "chunked")
         XCTAssertEqual(Evaluator.formName(p4, inputs: 60_128, segment: 60_128), "recurrent, state carried across segments",
                        "a length the chunk does not divide runs as one carried segment")
@@ -59,7 +58,7 @@ final class ProbeTests: XCTestCase {
     /// on the CPU's float rounding: conformal-sympow learned it by step 250 on one machine and not in 700 on another,
     /// softmax by step 200 on both. Training stops once the second copy is learnt (at most 800 steps).
     func testCopyGainOfAModelThatCopies() throws {
-        var config = TransformerConfig(name: "copy", layers: 2, dModel: 64, heads: 4, power: 2, chunk: 64, attention: .softmax, context: 128)
+        var config = ModelConfig(name: "copy", layers: 2, dModel: 64, heads: 4, power: 2, chunk: 64, attention: .softmax)
         config.vocabSize = 128
         let model = Transformer<Float>(config: config, seed: 80)
         let params = model.parameters
@@ -84,7 +83,7 @@ final class ProbeTests: XCTestCase {
             steps += 1
         }
         print("copy training: loss \(loss) on the second copy after \(steps) steps")
-        let (distances, skipped) = Probe.run(model, windows: windows, deltas: [delta, 200], span: span)
+        let (distances, skipped) = Probe.run(model, trainedContext: 128, windows: windows, deltas: [delta, 200], span: span)
         XCTAssertEqual(skipped, [200])
         let gain = distances[0].gain
         print("copy gain at Δ \(delta): \(gain.mean) ± \(gain.se!) (first \(distances[0].firstCopy.mean), second \(distances[0].secondCopy.mean))")

@@ -1,12 +1,13 @@
 import FuzzSupport
 import Model
+import Training
 
-/// The input as a model config (`data/configs/*.json`); a valid one also gets its derived sizes computed, as
-/// `train` and `bench` print them.
+/// The input as a config file (`data/configs/*.json`, either form); a valid one also gets its model's derived sizes
+/// computed, as `train` and `bench` print them.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
     let url = writeInput(input(start, count), to: "config.json")
-    guard let config = try? TransformerConfig.load(url) else { return 0 }
-    _ = (config.headDim, config.hidden)
+    guard let config = try? RunConfig.load(url) else { return 0 }
+    _ = (config.model.headDim, config.model.hidden)
     return 0
 }
