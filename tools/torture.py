@@ -231,7 +231,7 @@ def corrupt_checkpoint(work, ds, count, rng):
         return "same"  # loaded: only possible when the SHA-256 in state.json matched, i.e. the bytes are the original's
     corrupt_small_file("checkpoint optimizer.safetensors", os.path.join(ckpt, "optimizer.safetensors"), max(10, count // 4) if count else 0, rng, check_opt,
                        "none expected")
-    corrupt_small_file("eval-window file (sample)", ev, count, rng, check_eval, "none expected: a SHA-256 covers the file")
+    corrupt_small_file("eval-window file (sample)", ev, count, rng, check_eval, "the zero padding of the user block, after its checksum line")
     return ev
 
 
