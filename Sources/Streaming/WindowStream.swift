@@ -1,5 +1,5 @@
 import Foundation
-import Shards
+import Support
 
 /// Where a `WindowStream` is: enough to rebuild it and continue with exactly the windows it would yield next.
 public struct StreamCursor: Codable, Equatable, Sendable {
