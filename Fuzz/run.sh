@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs each fuzz target in turn for SECONDS (default 600) at nice 15, one process at a time, and prints each
+# Runs each fuzz target in turn for SECONDS (default 600) at nice $NICE (default 15), one process at a time, and prints each
 # target's final libFuzzer line. Usage: Fuzz/run.sh [SECONDS] [TARGET...]
 # New corpus entries go to Fuzz/.work/corpus/TARGET (the committed seeds in Fuzz/Corpus/TARGET stay as they are),
 # crashing inputs to Fuzz/.work/artifacts/TARGET/, logs to Fuzz/.work/logs/TARGET.log.
@@ -19,7 +19,7 @@ for t in "${targets[@]}"; do
     # -detect_leaks=0 turns off the per-input leak check only (Foundation's lazily built caches look like leaks of
     # the first input that fills them); LeakSanitizer still checks the whole run at exit, with lsan.supp.
     going=(); [ "${KEEP_GOING:-0}" = 1 ] && going=(-fork=1 -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1)
-    nice -n 15 ".build/release/$t" ".work/corpus/$t" "Corpus/$t" "${dict[@]}" "${going[@]}" -max_total_time="$seconds" -timeout=10 \
+    nice -n "${NICE:-15}" ".build/release/$t" ".work/corpus/$t" "Corpus/$t" "${dict[@]}" "${going[@]}" -max_total_time="$seconds" -timeout=10 \
         -rss_limit_mb=2048 -malloc_limit_mb=1024 -detect_leaks=0 -print_final_stats=1 \
         -artifact_prefix=".work/artifacts/$t/" > ".work/logs/$t.log" 2>&1
     status=$?

@@ -174,27 +174,33 @@ public enum LanguageModelHead {
         // Overwritten block by block by the gemm below: no need to zero it.
         let logits = UnsafeMutablePointer<S>.allocate(capacity: min(block, n) * v)
         defer { logits.deallocate() }
+        // The rows' softmaxes are independent and cost as much as the GEMMs (V exps a row): spread over the cores,
+        // each row computed alike whichever thread takes it, and the total summed in row order.
+        let lanes = ProcessInfo.processInfo.activeProcessorCount
         var r0 = 0
         while r0 < n {
             let rows = min(block, n - r0)
             gemm(false, true, rows, v, c, 1, x.data + r0 * c, wte.data, 0, logits)
-            for r in 0..<rows {
-                let row = logits + r * v
-                let m = S.maximum(row, v)
-                let target = Int(targets[r0 + r])
-                let targetLogit = Double(row[target])
-                // Exponentiate once, in place; the sum in Float64.
-                let sum = S.expShiftedSum(row, v, shift: m)
-                let lossHere = Double(m) + Foundation.log(sum) - targetLogit
-                perPosition[r0 + r] = lossHere
-                let weight = Double(mask[r0 + r])
-                total += weight * lossHere
-                guard dwte != nil else { continue }
-                // dlogits = (softmax - onehot) * mask / count, written over the logits.
-                let scale = S(weight / count / sum)
-                for j in 0..<v { row[j] *= scale }
-                row[target] -= S(weight / count)
+            perPosition.withUnsafeMutableBufferPointer { losses in
+                DispatchQueue.concurrentPerform(iterations: min(lanes, rows)) { lane in
+                    for r in stride(from: lane, to: rows, by: min(lanes, rows)) {
+                        let row = logits + r * v
+                        let m = S.maximum(row, v)
+                        let target = Int(targets[r0 + r])
+                        let targetLogit = Double(row[target])
+                        // Exponentiate once, in place; the sum in Float64.
+                        let sum = S.expShiftedSum(row, v, shift: m)
+                        losses[r0 + r] = Double(m) + Foundation.log(sum) - targetLogit
+                        guard dwte != nil else { continue }
+                        // dlogits = (softmax - onehot) * mask / count, written over the logits.
+                        let weight = Double(mask[r0 + r])
+                        let scale = S(weight / count / sum)
+                        for j in 0..<v { row[j] *= scale }
+                        row[target] -= S(weight / count)
+                    }
+                }
             }
+            for r in r0..<(r0 + rows) { total += Double(mask[r]) * perPosition[r] }
             if let dwte {
                 gemm(false, false, rows, c, v, 1, logits, wte.data, 0, dx.data + r0 * c)
                 gemm(true, false, v, c, rows, 1, logits, x.data + r0 * c, 1, dwte.data)

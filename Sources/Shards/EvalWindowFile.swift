@@ -6,6 +6,10 @@ import Support
 /// `/tokens [N, L] uint16` (zstd + Fletcher32, one row per chunk), `/source [N] int64` (window id in the split),
 /// `/documents` (source document and token offset of each row's first token), and root attributes
 /// `format = "longcrawl-eval-windows"`, `split`, `seed`, `length` (L), `dataset`.
+///
+/// The file starts with a 512-byte HDF5 user block (which libhdf5 and h5py skip) holding the SHA-256 of the rest of
+/// the file, checked before libhdf5 parses a byte: libhdf5 1.10 can crash on corrupt metadata instead of failing.
+/// Files written before the block existed (they start with the HDF5 signature) are refused, saying to sample again.
 public struct EvalWindowFile: Equatable, Sendable {
     public var split: Split
     public var seed: UInt64
@@ -82,7 +86,33 @@ public struct EvalWindowFile: Equatable, Sendable {
             guard size > 0, H5Fget_file_image(file, &image, size) == size else { throw FileError(url, "HDF5 file image unavailable") }
             return image
         }
-        try AtomicFile.write(Data(image), to: url)
+        // libhdf5 finds a superblock at 512 and takes it as the base address, as for h5jam's user blocks.
+        var file = Data("\(Self.checksumTag)\(sha256(Data(image)))\n".utf8)
+        file.append(Data(count: Self.checksumBlock - file.count))
+        file.append(contentsOf: image)
+        try AtomicFile.write(file, to: url)
+    }
+
+    /// The user block's size and its text's start, followed by 64 hex digits and a newline, then zeros.
+    static let checksumBlock = 512
+    static let checksumTag = "longcrawl-eval-windows sha256 "
+
+    /// Refuses a file whose user block is missing or whose SHA-256 differs, before libhdf5 sees it.
+    static func checkDigest(_ url: URL) throws {
+        let data: Data
+        do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
+            throw FileError(url, FileManager.default.fileExists(atPath: url.path) ? "cannot read (\(error.localizedDescription))" : "no such file")
+        }
+        let hdf5Signature: [UInt8] = [0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a]
+        if data.starts(with: hdf5Signature) {
+            throw FileError(url, "written without a checksum by an earlier LongCrawl; run `longcrawl sample` again")
+        }
+        let tag = Array(checksumTag.utf8)
+        guard data.count > checksumBlock, data.starts(with: tag) else { throw FileError(url, "not an HDF5 file") }
+        let stored = String(decoding: data[tag.count..<(tag.count + 64)], as: UTF8.self)
+        guard stored == sha256(data[checksumBlock...]) else {
+            throw FileError(url, "SHA-256 differs from the one in its first block (the file is damaged)")
+        }
     }
 
     /// Reads and checks a file written by `write`; errors name the file and the fault.
@@ -90,7 +120,7 @@ public struct EvalWindowFile: Equatable, Sendable {
         self = try withHDF5 {
             lc_h5_silence_errors()
             _ = lc_register_zstd_filter()
-            guard FileManager.default.fileExists(atPath: url.path) else { throw FileError(url, "no such file") }
+            try Self.checkDigest(url)
             guard H5Fis_hdf5(url.path) > 0 else { throw FileError(url, "not an HDF5 file") }
             let file = H5Fopen(url.path, lc_h5f_acc_rdonly(), lc_h5p_default())
             guard file >= 0 else { throw FileError(url, "cannot open HDF5 file (truncated or corrupt)") }

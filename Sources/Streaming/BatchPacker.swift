@@ -57,9 +57,10 @@ public struct Batch: Sendable {
 }
 
 /// Cuts the split's windows into batches of `B` rows by `T` tokens, `T` dividing 65,536, in a deterministic,
-/// resumable order (see `BatchOrder`). Each epoch uses `epochOrder(seed, epoch)`; windows past the largest
-/// multiple of `B` in this rank's share are left out of that epoch. Batches are built ahead on two background
-/// threads (one per core on this machine), handed out in order.
+/// resumable order (see `BatchOrder`): the one way to stream a split (whole windows one by one are `B` = 1,
+/// `T` = 65,536). Each epoch uses `epochOrder(seed, epoch)`, this rank's share; windows past the largest multiple
+/// of `B` in that share are left out of the epoch. Batches are built ahead on one background thread per core (at most 4)
+/// and handed out in order; they do not depend on the number of threads.
 public final class BatchPacker {
     public let catalog: WindowCatalog
     public private(set) var cursor: PackerCursor
@@ -72,6 +73,10 @@ public final class BatchPacker {
 
     /// Context lengths that divide a window: the powers of two up to 65,536.
     public static let validContexts = (0...16).map { 1 << $0 }
+
+    /// One thread per core, at most 4: as many as the default prefetch depth keeps batches in flight, and more
+    /// would take cores from the training step that the loader only has to keep ahead of.
+    static let defaultWorkers = max(1, min(4, ProcessInfo.processInfo.activeProcessorCount))
 
     public static func validate(context: Int) throws {
         guard context > 0, windowLength % context == 0 else {
@@ -87,10 +92,16 @@ public final class BatchPacker {
                       prefetch: prefetch, cacheBytes: cacheBytes)
     }
 
-    /// A packer continuing from `cursor`. `cacheBytes` bounds the decompressed windows kept for reuse: the
-    /// LongCrawl64 order visits each window once per slot, so a split that fits is decompressed once per epoch,
-    /// and a larger one has its first windows kept (the access pattern is cyclic, where LRU would keep nothing).
-    public init(catalog: WindowCatalog, cursor: PackerCursor, prefetch: Int = 4, cacheBytes: Int = 1 << 30) throws {
+    /// A packer continuing from `cursor`. `cacheBytes` bounds the decompressed windows kept for reuse (see
+    /// `WindowCache`): the LongCrawl64 order visits each window once per slot, so a split that fits is
+    /// decompressed once.
+    public convenience init(catalog: WindowCatalog, cursor: PackerCursor, prefetch: Int = 4, cacheBytes: Int = 1 << 30) throws {
+        try self.init(catalog: catalog, cursor: cursor, prefetch: prefetch, workers: Self.defaultWorkers,
+                      cache: WindowCache(bytes: cacheBytes) { try catalog.read($0) })
+    }
+
+    /// A packer on `workers` threads sharing `cache` (tests choose both).
+    init(catalog: WindowCatalog, cursor: PackerCursor, prefetch: Int, workers: Int, cache: WindowCache) throws {
         try Self.validate(context: cursor.context)
         guard cursor.batchSize >= 1 else { throw StreamingError("batch size must be positive, got \(cursor.batchSize)") }
         guard cursor.world >= 1, cursor.rank >= 0, cursor.rank < cursor.world else {
@@ -107,16 +118,10 @@ public final class BatchPacker {
         groups = g
         slots = windowLength / cursor.context
         let c = cursor, s = windowLength / cursor.context
-        let pinned = max(0, cacheBytes / (windowLength * 2))
-        let workers = max(1, min(2, ProcessInfo.processInfo.activeProcessorCount))
-        // Shared by the workers: decompressed windows kept for the epoch, and those a worker is decompressing now
-        // (under `lock`), so two workers building batches of the same group split its windows between them.
-        let lock = NSCondition()
-        var cache: (epoch: Int, windows: [Int: [UInt16]]) = (-1, [:])
-        var loading: Set<Int> = []
-        // Private to each worker: its epoch order and the windows of its last batch.
-        final class WorkerState { var epoch = -1; var order: [Int] = []; var current: [Int: [UInt16]] = [:] }
-        let states = (0..<workers).map { _ in WorkerState() }
+        // Private to each worker: its epoch order and the windows of its last batch (the sequential order reuses
+        // one group's windows for S batches in a row).
+        final class WorkerState { var epoch = -1; var order: [Int] = []; var recent: [Int: [UInt16]] = [:] }
+        let states = (0..<max(1, workers)).map { _ in WorkerState() }
         prefetcher = Prefetcher(start: cursor.batch, depth: prefetch, workers: workers) { b, worker in
             let epoch = b / (g * s), j = b % (g * s)
             let (group, slot) = c.order == .longcrawl ? (j % g, j / g) : (j / s, j % s)
@@ -126,40 +131,8 @@ public final class BatchPacker {
                 state.order = epochOrder(count: catalog.count, seed: c.seed, epoch: epoch, rank: c.rank, world: c.world)
             }
             let ids = (0..<c.batchSize).map { state.order[group * c.batchSize + $0] }
-            var windows: [Int: [UInt16]] = [:]
-            // First every window that is cached or that no other worker is decompressing, then those that were.
-            var inFlight: [Int] = []
-            for id in ids {
-                if let w = state.current[id] { windows[id] = w; continue }
-                lock.lock()
-                if cache.epoch != epoch { cache = (epoch, [:]); loading = [] }
-                if let w = cache.windows[id] { lock.unlock(); windows[id] = w; continue }
-                if loading.contains(id) { lock.unlock(); inFlight.append(id); continue }
-                let shared = cache.windows.count + loading.count < pinned
-                if shared { loading.insert(id) }
-                lock.unlock()
-                defer {
-                    if shared {
-                        lock.lock()
-                        if cache.epoch == epoch, let w = windows[id] { cache.windows[id] = w }
-                        loading.remove(id)
-                        lock.broadcast()
-                        lock.unlock()
-                    }
-                }
-                windows[id] = try catalog.read(id)
-            }
-            for id in inFlight {
-                lock.lock()
-                while cache.epoch == epoch && cache.windows[id] == nil && loading.contains(id) { lock.wait() }
-                let hit = cache.epoch == epoch ? cache.windows[id] : nil
-                lock.unlock()
-                // The other worker failed (it reports the error) or the epoch moved on: read it here.
-                windows[id] = try hit ?? catalog.read(id)
-            }
-            // The sequential order reuses one group's windows for S batches in a row.
-            state.current = windows
-            return Self.cut(windows: ids.map { windows[$0]! }, ids: ids, slot: slot, context: c.context, epoch: epoch,
+            state.recent = try cache.windows(ids, recent: state.recent)
+            return Self.cut(windows: ids.map { state.recent[$0]! }, ids: ids, slot: slot, context: c.context, epoch: epoch,
                             continues: c.order == .sequential && slot > 0)
         }
     }
@@ -197,4 +170,11 @@ public final class BatchPacker {
 
     /// Seconds `next()` has waited on the background thread so far.
     public var stallSeconds: Double { prefetcher.stallSeconds }
+}
+
+/// A one-line error about streaming or packing options.
+public struct StreamingError: Error, CustomStringConvertible, LocalizedError {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+    public var errorDescription: String? { description }
 }

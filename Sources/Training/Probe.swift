@@ -64,6 +64,10 @@ public struct ProbeResult: Codable, Equatable, Sendable {
 }
 
 public enum Probe {
+    /// The distances and span of the definition, used by `probe` and `experiment` unless told otherwise.
+    public static let defaultDeltas = [64, 256, 1024, 4096, 16384, 60000]
+    public static let defaultSpan = 64
+
     /// The probe sequence of a window: its first `span` tokens, the `delta` that follow, the first `span` again;
     /// nil when 2 span + Δ exceeds the window.
     public static func sequence(_ window: ArraySlice<UInt16>, delta: Int, span: Int) -> [UInt16]? {

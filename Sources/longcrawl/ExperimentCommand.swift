@@ -127,7 +127,7 @@ struct ExperimentCommand: ParsableCommand {
         }
         print("trained in " + ProgressReporter.duration(Date().timeIntervalSince(started)))
 
-        var rows: [(AttentionKind, EvalResult, TrainState)] = []
+        var rows: [Row] = []
         for v in plan.variants {
             let ckpt = try Checkpoint.resolve(exp.appendingPathComponent(v.rawValue))
             let state = try Checkpoint.loadState(ckpt)
@@ -136,16 +136,34 @@ struct ExperimentCommand: ParsableCommand {
             let result = try Evaluator.evaluate(model, file: windows, context: nil, checkpoint: ckpt.path, windowsFile: plan.evalWindows,
                                                 progress: ProgressReporter(label: "eval \(v.rawValue)"))
             try result.write(to: exp.appendingPathComponent("eval").appendingPathComponent(v.rawValue))
-            rows.append((v, result, state))
+            let (distances, skipped) = Probe.run(model, windows: (0..<windows.count).map(windows.row), deltas: Probe.defaultDeltas,
+                                                 span: Probe.defaultSpan, progress: ProgressReporter(label: "probe \(v.rawValue)"))
+            let probe = ProbeResult(checkpoint: ckpt.path, windowsFile: plan.evalWindows, config: state.config.name,
+                                    attention: v.rawValue, trainedContext: state.config.context, span: Probe.defaultSpan,
+                                    windows: windows.count, windowTokens: windows.length, distances: distances, skipped: skipped)
+            try probe.write(to: exp.appendingPathComponent("probe").appendingPathComponent(v.rawValue))
+            rows.append(Row(variant: v, eval: result, state: state, probe: probe))
         }
         let report = exp.appendingPathComponent("report.md")
         try AtomicFile.write(Data(Self.report(plan, rows).utf8), to: report)
         print(Self.report(plan, rows))
-        let figure = exp.appendingPathComponent("loss-by-position.png")
         let plot = packageRoot.appendingPathComponent("tools/plot.py").path
-        let (status, _) = try capture(["python3", plot, "eval"] + plan.variants.map { exp.appendingPathComponent("eval/\($0.rawValue)").path } +
-                                      ["--out", figure.path])
-        print(status == 0 ? "wrote \(report.path) and \(figure.path)" : "wrote \(report.path); the figure needs python3 with matplotlib (tools/setup.sh)")
+        var drawn = true
+        for (kind, figure) in [("eval", "loss-by-position.png"), ("probe", "probe.png")] {
+            let folders = plan.variants.map { exp.appendingPathComponent("\(kind)/\($0.rawValue)").path }
+            let (status, _) = try capture(["python3", plot, kind] + folders + ["--out", exp.appendingPathComponent(figure).path])
+            drawn = drawn && status == 0
+        }
+        print(drawn ? "wrote \(report.path), loss-by-position.png and probe.png"
+                    : "wrote \(report.path); the figures need python3 with matplotlib (tools/setup.sh)")
+    }
+
+    /// One variant's results, a row of the report.
+    struct Row {
+        var variant: AttentionKind
+        var eval: EvalResult
+        var state: TrainState
+        var probe: ProbeResult
     }
 
     func makePlan() throws -> Plan {
@@ -195,9 +213,9 @@ struct ExperimentCommand: ParsableCommand {
     }
 
     /// The comparison table: one row per variant, every figure with its standard error across the windows.
-    static func report(_ plan: Plan, _ rows: [(AttentionKind, EvalResult, TrainState)]) -> String {
+    static func report(_ plan: Plan, _ rows: [Row]) -> String {
         let l = plan.config.context
-        let names = rows.first?.1.summary.ranges.map(\.name) ?? []
+        let names = rows.first?.eval.summary.ranges.map(\.name) ?? []
         func cell(_ e: Estimate?) -> String {
             guard let e else { return "-" }
             return e.se.map { String(format: "%.3f ± %.3f", e.mean, $0) } ?? String(format: "%.3f (SE n/a)", e.mean)
@@ -206,7 +224,7 @@ struct ExperimentCommand: ParsableCommand {
         # Experiment: \(plan.config.name) trained at context L = \(l)
 
         Same config, data order (seed \(plan.seed)), initialization and budget for every variant: \(plan.steps) steps of \
-        \(plan.config.batch) x \(l) tokens. Evaluation: \(rows.first?.1.windows ?? 0) windows of `\(plan.evalWindows)`, the same \
+        \(plan.config.batch) x \(l) tokens. Evaluation: \(rows.first?.eval.windows ?? 0) windows of `\(plan.evalWindows)`, the same \
         for every variant; loss in nats per token, mean ± standard error across windows (the windows are the independent \
         samples). Ranges are of context lengths (position + 1). The extrapolation gap is the mean over (L, 4L] minus the \
         mean over (L/2, L], a paired difference per window. Softmax is evaluated in independent segments of its training \
@@ -216,12 +234,32 @@ struct ExperimentCommand: ParsableCommand {
         | --- | ---: |\(String(repeating: " ---: |", count: names.count)) ---: | ---: | ---: | --- |
 
         """
-        for (v, r, s) in rows {
+        for row in rows {
+            let r = row.eval
             let ranges = names.map { n in cell(r.summary.ranges.first { $0.name == n }?.loss) }
-            md += "| \(v.rawValue) | \(cell(r.summary.bestContext)) | \(ranges.joined(separator: " | ")) | \(cell(r.summary.extrapolationGap)) | " +
-                  "\(s.tokens) | \(ProgressReporter.duration(s.elapsed)) | \(r.form) |\n"
+            md += "| \(row.variant.rawValue) | \(cell(r.summary.bestContext)) | \(ranges.joined(separator: " | ")) | \(cell(r.summary.extrapolationGap)) | " +
+                  "\(row.state.tokens) | \(ProgressReporter.duration(row.state.elapsed)) | \(r.form) |\n"
         }
         md += "\n![loss by position](loss-by-position.png)\n"
+        let deltas = rows.first?.probe.distances.map(\.delta) ?? []
+        guard !deltas.isEmpty else { return md }
+        md += """
+
+        ## Recall probe
+
+        Copy gain (loss on the first copy of a \(Probe.defaultSpan)-token span minus the loss on its second copy, Δ tokens \
+        of other text later, after each copy's first token), mean ± standard error over the same windows; a model that \
+        retrieves over Δ shows a gain at Δ. `longcrawl probe` computes the same alone.
+
+        | variant | \(deltas.map { "Δ \($0)" }.joined(separator: " | ")) |
+        | --- |\(String(repeating: " ---: |", count: deltas.count))
+
+        """
+        for row in rows {
+            let gains = deltas.map { d in cell(row.probe.distances.first { $0.delta == d }?.gain) }
+            md += "| \(row.variant.rawValue) | \(gains.joined(separator: " | ")) |\n"
+        }
+        md += "\n![copy gain by distance](probe.png)\n"
         return md
     }
 }

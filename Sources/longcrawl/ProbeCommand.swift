@@ -31,10 +31,10 @@ struct ProbeCommand: ParsableCommand {
     var windows: String
 
     @Option(help: "Comma-separated distances Δ in tokens.")
-    var deltas: String = "64,256,1024,4096,16384,60000"
+    var deltas: String = Probe.defaultDeltas.map(String.init).joined(separator: ",")
 
     @Option(help: "Tokens in the repeated span.")
-    var span: Int = 64
+    var span: Int = Probe.defaultSpan
 
     @Option(help: "Result folder.")
     var out: String

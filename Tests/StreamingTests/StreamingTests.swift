@@ -35,42 +35,46 @@ func makeDataset(_ test: XCTestCase, windows: Int) throws -> URL {
 }
 
 final class StreamingTests: XCTestCase {
+    /// Whole windows one by one (B = 1, T = 65,536): every window once per epoch, in `epochOrder`.
     func testEveryWindowOncePerEpochAndOrdersDiffer() throws {
         let catalog = try WindowCatalog(directory: try makeDataset(self, windows: 10), split: .train)
         XCTAssertEqual(catalog.count, 10)
-        let stream = try WindowStream(catalog: catalog, seed: 7)
+        let packer = try BatchPacker(catalog: catalog, batchSize: 1, context: windowLength, seed: 7)
+        XCTAssertEqual(packer.batchesPerEpoch, 10)
         var epochs: [[Int]] = []
-        for _ in 0..<3 {
+        for epoch in 0..<3 {
             var ids: [Int] = []
             for _ in 0..<10 {
-                let w = try stream.next()
-                XCTAssertEqual(w.tokens[100], syntheticToken(window: w.id, position: 100))
-                XCTAssertEqual(w.tokens[windowLength - 1], syntheticToken(window: w.id, position: windowLength - 1))
-                ids.append(w.id)
+                let b = try packer.next()
+                let id = b.rows[0].window
+                XCTAssertEqual(b.epoch, epoch)
+                XCTAssertEqual(b.inputs[100], Int32(syntheticToken(window: id, position: 100)))
+                XCTAssertEqual(b.inputs[windowLength - 1], Int32(syntheticToken(window: id, position: windowLength - 1)))
+                ids.append(id)
             }
             XCTAssertEqual(ids.sorted(), Array(0..<10))
             epochs.append(ids)
         }
         XCTAssertNotEqual(epochs[0], epochs[1])
         XCTAssertNotEqual(epochs[1], epochs[2])
-        XCTAssertEqual(stream.cursor.epoch, 3)
+        XCTAssertEqual(packer.cursor.batch, 3 * packer.batchesPerEpoch)
         XCTAssertEqual(epochOrder(count: 10, seed: 7, epoch: 1), epochs[1])
         XCTAssertNotEqual(epochOrder(count: 10, seed: 8, epoch: 0), epochs[0])
         XCTAssertEqual(try catalog.source(4), WindowSource(document: "doc4", offset: 0))
     }
 
-    func testStreamResumesExactlyFromItsCursor() throws {
+    func testWholeWindowsResumeExactlyFromTheCursor() throws {
         let catalog = try WindowCatalog(directory: try makeDataset(self, windows: 9), split: .train)
-        let reference = try WindowStream(catalog: catalog, seed: 3)
-        let all = try (0..<30).map { _ in try reference.next().id }
+        let reference = try BatchPacker(catalog: catalog, batchSize: 1, context: windowLength, seed: 3)
+        let all = try (0..<30).map { _ in try reference.next().rows[0].window }
         var rng = SplitMix64(seed: 1)
         for _ in 0..<6 {
             let cut = Int(rng.next(below: 30))
-            let first = try WindowStream(catalog: catalog, seed: 3, prefetch: 3)
-            var got = try (0..<cut).map { _ in try first.next().id }
-            let saved = try JSONDecoder().decode(StreamCursor.self, from: JSONEncoder().encode(first.cursor))
-            let second = try WindowStream(catalog: catalog, cursor: saved, prefetch: 3)
-            got += try (cut..<30).map { _ in try second.next().id }
+            let first = try BatchPacker(catalog: catalog, batchSize: 1, context: windowLength, seed: 3, prefetch: 3)
+            var got = try (0..<cut).map { _ in try first.next().rows[0].window }
+            let saved = try JSONDecoder().decode(PackerCursor.self, from: JSONEncoder().encode(first.cursor))
+            let second = try BatchPacker(catalog: catalog, cursor: saved, prefetch: 3)
+            got += try (cut..<30).map { _ in try second.next().rows[0].window }
             XCTAssertEqual(got, all, "cut at \(cut)")
         }
     }
@@ -80,16 +84,15 @@ final class StreamingTests: XCTestCase {
         for world in [1, 2, 3, 4] {
             var union: [Int] = []
             for rank in 0..<world {
-                let s = try WindowStream(catalog: catalog, seed: 5, rank: rank, world: world)
-                XCTAssertEqual(s.windowsPerEpoch, 11 / world)
-                XCTAssertEqual(s.droppedPerEpoch, 11 - world * (11 / world))
-                union += try (0..<s.windowsPerEpoch).map { _ in try s.next().id }
+                let p = try BatchPacker(catalog: catalog, batchSize: 1, context: windowLength, seed: 5, rank: rank, world: world)
+                XCTAssertEqual(p.batchesPerEpoch, 11 / world)
+                union += try (0..<p.batchesPerEpoch).map { _ in try p.next().rows[0].window }
             }
             XCTAssertEqual(Set(union).count, union.count, "ranks overlap for world \(world)")
             XCTAssertEqual(union.count, world * (11 / world))
             XCTAssertTrue(Set(union).isSubset(of: Set(0..<11)))
         }
-        XCTAssertThrowsError(try WindowStream(catalog: catalog, seed: 5, rank: 2, world: 2))
+        XCTAssertThrowsError(try BatchPacker(catalog: catalog, batchSize: 1, context: windowLength, seed: 5, rank: 2, world: 2))
     }
 
     /// Targets are the inputs shifted by one inside the same window; only a window's last target is masked.
@@ -175,10 +178,10 @@ final class StreamingTests: XCTestCase {
             data[data.count / 2] ^= 0x5A
             try data.write(to: url)
         }
-        let stream = try WindowStream(catalog: try WindowCatalog(directory: dir, split: .train), seed: 1)
+        let packer = try BatchPacker(catalog: try WindowCatalog(directory: dir, split: .train), batchSize: 1, context: windowLength, seed: 1)
         var failure: String?
         for _ in 0..<7 {
-            do { _ = try stream.next() } catch { failure = "\(error)"; break }
+            do { _ = try packer.next() } catch { failure = "\(error)"; break }
         }
         let message = try XCTUnwrap(failure, "a corrupt shard streamed without error")
         XCTAssertTrue(index.shards.contains { message.contains($0.file) }, message)
@@ -214,6 +217,7 @@ final class EvalWindowSamplerTests: XCTestCase {
         let url = dir.appendingPathComponent("eval.h5")
         try a.write(to: url)
         XCTAssertEqual(try EvalWindowFile(contentsOf: url), a)
+        try checkChecksumBlock(url, tokens: a.tokens)
 
         let short = try EvalWindowSampler.sample(catalog, count: 4, seed: 3, context: 1024, dataset: dir.path)
         XCTAssertEqual(short.length, 1025)
@@ -227,7 +231,38 @@ final class EvalWindowSamplerTests: XCTestCase {
         XCTAssertThrowsError(try EvalWindowSampler.sample(catalog, count: 10, seed: 1, dataset: dir.path)) {
             XCTAssertTrue("\($0)".contains("has 9 windows, fewer than the 10 requested"), "\($0)")
         }
+        // Files from before the checksum block (the same HDF5 without it) are refused with what to do.
+        let stamped = try Data(contentsOf: url)
+        try stamped[512...].write(to: url)
+        XCTAssertThrowsError(try EvalWindowFile(contentsOf: url)) { XCTAssertTrue("\($0)".contains("eval.h5: written without a checksum"), "\($0)") }
         try Data("not hdf5".utf8).write(to: url)
         XCTAssertThrowsError(try EvalWindowFile(contentsOf: url)) { XCTAssertTrue("\($0)".contains("eval.h5: not an HDF5 file"), "\($0)") }
     }
+}
+
+/// h5py opens a file with the checksum block (libhdf5 skips user blocks) and reads the same tokens; any byte
+/// changed, in the block or in the HDF5 metadata libhdf5 would parse first, is refused before libhdf5 sees it.
+private func checkChecksumBlock(_ url: URL, tokens: [UInt16]) throws {
+    let python = Process()
+    python.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    python.arguments = ["python3", "-c", "import h5py, hdf5plugin, sys; f = h5py.File(sys.argv[1], 'r'); "
+                        + "print(f.userblock_size, int(f['tokens'][...].astype('int64').sum()))", url.path]
+    let out = Pipe()
+    python.standardOutput = out
+    try python.run()
+    python.waitUntilExit()
+    XCTAssertEqual(python.terminationStatus, 0, "h5py could not open \(url.path)")
+    let printed = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    XCTAssertEqual(printed.split(separator: " ").map(String.init), ["512", "\(tokens.reduce(0) { $0 + Int($1) })\n"])
+
+    let original = try Data(contentsOf: url)
+    for offset in [40, 600, original.count / 2, original.count - 1] {
+        var damaged = original
+        damaged[offset] ^= 0x31
+        try damaged.write(to: url)
+        XCTAssertThrowsError(try EvalWindowFile(contentsOf: url)) {
+            XCTAssertTrue("\($0)".contains("eval.h5: SHA-256 differs"), "byte \(offset): \($0)")
+        }
+    }
+    try original.write(to: url)
 }

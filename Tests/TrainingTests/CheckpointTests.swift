@@ -358,14 +358,23 @@ final class ExperimentTests: XCTestCase {
             XCTAssertEqual(b.map { $0.offsets! }, batches[0].map { $0.offsets! }, v)
         }
         let report = try String(contentsOf: exp.appendingPathComponent("report.md"), encoding: .utf8)
-        let rows = report.split(separator: "\n").filter { line in variants.contains { line.hasPrefix("| \($0) |") } }
-        XCTAssertEqual(rows.count, 4, report)
+        let parts = report.components(separatedBy: "## Recall probe")
+        XCTAssertEqual(parts.count, 2, report)
+        for part in parts {
+            let rows = part.split(separator: "\n").filter { line in variants.contains { line.hasPrefix("| \($0) |") } }
+            XCTAssertEqual(rows.count, 4, report)
+        }
         XCTAssertTrue(report.contains("independent segments"), report)
+        XCTAssertTrue(parts[1].contains("| Δ 64 |"), "only Δ 64 fits 2 x 64 + Δ into rows of 257 tokens: \(report)")
         for v in variants {
             let result = try JSONDecoder().decode(EvalResult.self, from: Data(contentsOf: exp.appendingPathComponent("eval/\(v)/result.json")))
             XCTAssertEqual(result.windows, 2)
             XCTAssertEqual(result.summary.trainedContext, 64)
             XCTAssertNotNil(result.summary.extrapolationGap?.se)
+            let probe = try JSONDecoder().decode(ProbeResult.self, from: Data(contentsOf: exp.appendingPathComponent("probe/\(v)/probe.json")))
+            XCTAssertEqual(probe.distances.map(\.delta), [64], v)
+            XCTAssertEqual(probe.skipped, [256, 1024, 4096, 16384, 60000], v)
+            XCTAssertEqual(probe.windows, 2, v)
         }
     }
 }

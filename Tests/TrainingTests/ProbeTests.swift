@@ -54,11 +54,13 @@ final class ProbeTests: XCTestCase {
                        "a length the chunk does not divide runs as one carried segment")
     }
 
-    /// A model trained to copy (fresh random spans repeated after 64 tokens; the copy ability appears after about
-    /// 200 steps with these seeds: gain 1.6 nats at 250 steps, 2.6 at 350) shows a clearly positive copy gain at Δ = 64 on spans it never
-    /// saw. A model that memorised one repeated batch would not: it predicts the first copy as well as the second.
+    /// A model trained to copy (fresh random spans repeated after 64 tokens) shows a clearly positive copy gain at
+    /// Δ = 64 on spans it never saw; a model that memorised one repeated batch would not (it predicts the first copy
+    /// as well as the second). Softmax attention, because when copying appears is a phase change whose step depends
+    /// on the CPU's float rounding: conformal-sympow learned it by step 250 on one machine and not in 700 on another,
+    /// softmax by step 200 on both. Training stops once the second copy is learnt (at most 800 steps).
     func testCopyGainOfAModelThatCopies() throws {
-        var config = TransformerConfig(name: "copy", layers: 2, dModel: 64, heads: 4, power: 2, chunk: 64, attention: .conformalSympow, context: 128)
+        var config = TransformerConfig(name: "copy", layers: 2, dModel: 64, heads: 4, power: 2, chunk: 64, attention: .softmax, context: 128)
         config.vocabSize = 128
         let model = Transformer<Float>(config: config, seed: 80)
         let params = model.parameters
@@ -68,18 +70,21 @@ final class ProbeTests: XCTestCase {
         // Only the second copy is predictable: the loss is taken there.
         let mask = (0..<(batch * t)).map { $0 % t >= span + delta && $0 % t < t - 1 ? Float(1) : 0 }
         let windows = (0..<8).map { _ in randomTokens(t, vocabulary: 128, rng: &rng)[...] }
-        for _ in 0..<350 {
+        var loss = Double.infinity, steps = 0
+        while loss > 0.3 && steps < 800 {
             var tokens: [Int32] = [], targets: [Int32] = []
             for _ in 0..<batch {
                 let seq = Probe.sequence(randomTokens(t, vocabulary: 128, rng: &rng)[...], delta: delta, span: span)!
                 tokens += seq.map(Int32.init); targets += seq.dropFirst().map(Int32.init) + [0]
             }
             model.zeroGradients()
-            _ = model.forward(tokens: tokens, targets: targets, mask: mask, batch: batch, length: t)
+            loss = model.forward(tokens: tokens, targets: targets, mask: mask, batch: batch, length: t).loss
             model.backward()
             clipGradients(params, maxNorm: 1)
             opt.update(params, lr: 1e-2)
+            steps += 1
         }
+        print("copy training: loss \(loss) on the second copy after \(steps) steps")
         let (distances, skipped) = Probe.run(model, windows: windows, deltas: [delta, 200], span: span)
         XCTAssertEqual(skipped, [200])
         let gain = distances[0].gain
