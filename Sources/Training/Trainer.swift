@@ -3,6 +3,7 @@ import Foundation
 import Model
 import Shards
 import Streaming
+import Support
 import Tensor
 
 /// Trains a `Transformer` on streamed batches of a dataset's train split: AdamW, warmup + cosine schedule,
@@ -55,7 +56,7 @@ public final class Trainer {
         let fm = FileManager.default
         let existing = Checkpoint.all(in: run)
         // An empty or missing train split is an error here, naming the folder.
-        let catalog = try WindowCatalog(directory: URL(fileURLWithPath: options.data), split: "train")
+        let catalog = try WindowCatalog(directory: URL(fileURLWithPath: options.data), split: .train)
         model = Transformer<Float>(config: config, seed: options.seed)
         optimizer = AdamW(parameters: model.parameters, beta1: config.beta1, beta2: config.beta2, weightDecay: config.weightDecay)
         var cursor = PackerCursor(seed: options.seed, rank: world.rank, world: world.size, batchSize: config.batch,
@@ -179,7 +180,7 @@ public final class Trainer {
     private func saveCheckpoint(last: StepMetrics, to folder: URL) throws {
         let cursors = try world.allGather(JSONEncoder().encode(packer.cursor)).map { try JSONDecoder().decode(PackerCursor.self, from: $0) }
         if writes {
-            let state = TrainState(step: step, config: config, options: options, cursors: cursors, rng: options.seed, tokens: tokens,
+            let state = TrainState(step: step, config: config, options: options, cursors: cursors, initSeed: options.seed, tokens: tokens,
                                    elapsed: elapsed, last: last)
             if folder == Checkpoint.best(in: run) {
                 try Checkpoint.write(model: model, optimizer: optimizer, state: state, to: folder)
