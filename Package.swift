@@ -12,7 +12,7 @@ let package = Package(
     products: [
         .executable(name: "longcrawl", targets: ["longcrawl"]),
         // For the fuzz targets in Fuzz/ (their own package, so the normal build never compiles them).
-        .library(name: "LongCrawlCore", targets: ["Shards", "Preprocess", "Training", "Model"]),
+        .library(name: "LongCrawlCore", targets: ["Support", "Shards", "Preprocess", "Training", "Model"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -37,29 +37,32 @@ let package = Package(
                 .linkedLibrary("blosc"),
             ]
         ),
-        .target(name: "Tokenizer", dependencies: ["CLongCrawl"], swiftSettings: fast),
+        // What every module uses and none owns: constants, splits, file errors, atomic writes, the folder lock,
+        // progress lines, the random generator and hashes.
+        .target(name: "Support", dependencies: ["CLongCrawl"], swiftSettings: fast),
+        .target(name: "Tokenizer", dependencies: ["Support", "CLongCrawl"], swiftSettings: fast),
         .target(name: "Cluster", dependencies: ["CLongCrawl"], swiftSettings: fast),
-        .target(name: "Shards", dependencies: ["CLongCrawl"], swiftSettings: fast),
-        .target(name: "Preprocess", dependencies: ["Tokenizer", "Shards", "CLongCrawl", "Cluster"], swiftSettings: fast),
-        .target(name: "Streaming", dependencies: ["Shards", "CLongCrawl"], swiftSettings: fast),
+        .target(name: "Shards", dependencies: ["Support", "CLongCrawl"], swiftSettings: fast),
+        .target(name: "Preprocess", dependencies: ["Support", "Tokenizer", "Shards", "CLongCrawl", "Cluster"], swiftSettings: fast),
+        .target(name: "Streaming", dependencies: ["Support", "Shards"], swiftSettings: fast),
         .target(name: "Tensor", dependencies: ["CLongCrawl"], swiftSettings: fast),
-        .target(name: "Model", dependencies: ["Tensor"], swiftSettings: fast),
-        .target(name: "Training", dependencies: ["Model", "Streaming", "Shards", "Tensor", "Cluster"], swiftSettings: fast),
+        .target(name: "Model", dependencies: ["Support", "Tensor"], swiftSettings: fast),
+        .target(name: "Training", dependencies: ["Support", "Model", "Streaming", "Shards", "Tensor", "Cluster"], swiftSettings: fast),
         .executableTarget(
             name: "longcrawl",
             dependencies: [
-                "Tokenizer", "Shards", "Preprocess", "Streaming", "Tensor", "Model", "Training", "Cluster",
+                "Support", "Tokenizer", "Shards", "Preprocess", "Streaming", "Tensor", "Model", "Training", "Cluster",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: fast
         ),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "PreprocessTests", dependencies: ["Preprocess", "Shards", "Tokenizer", "TestSupport"], exclude: ["FuzzRegressions"], swiftSettings: [.unsafeFlags(cIncludes)]),
-        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "TestSupport"], exclude: ["Fixtures"], swiftSettings: [.unsafeFlags(cIncludes)]),
-        .testTarget(name: "ShardsTests", dependencies: ["Shards", "TestSupport"], exclude: ["FuzzRegressions"], swiftSettings: [.unsafeFlags(cIncludes)]),
-        .testTarget(name: "StreamingTests", dependencies: ["Streaming", "Shards", "TestSupport"], swiftSettings: [.unsafeFlags(cIncludes)]),
-        .testTarget(name: "ModelTests", dependencies: ["Model", "Tensor"], swiftSettings: [.unsafeFlags(cIncludes)]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Streaming", "Shards", "Tokenizer", "Tensor", "TestSupport"], exclude: ["FuzzRegressions"], swiftSettings: [.unsafeFlags(cIncludes)]),
+        .testTarget(name: "PreprocessTests", dependencies: ["Preprocess", "Shards", "Support", "Tokenizer", "TestSupport"], exclude: ["FuzzRegressions"], swiftSettings: [.unsafeFlags(cIncludes)]),
+        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "Support", "TestSupport"], exclude: ["Fixtures"], swiftSettings: [.unsafeFlags(cIncludes)]),
+        .testTarget(name: "ShardsTests", dependencies: ["Shards", "Support", "TestSupport"], exclude: ["FuzzRegressions"], swiftSettings: [.unsafeFlags(cIncludes)]),
+        .testTarget(name: "StreamingTests", dependencies: ["Streaming", "Shards", "Support", "TestSupport"], swiftSettings: [.unsafeFlags(cIncludes)]),
+        .testTarget(name: "ModelTests", dependencies: ["Model", "Tensor", "Support"], swiftSettings: [.unsafeFlags(cIncludes)]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Streaming", "Shards", "Support", "Tokenizer", "Tensor", "TestSupport"], exclude: ["FuzzRegressions"], swiftSettings: [.unsafeFlags(cIncludes)]),
         .testTarget(name: "TensorTests", dependencies: ["Tensor"], swiftSettings: [.unsafeFlags(cIncludes)]),
     ],
     swiftLanguageModes: [.v5]

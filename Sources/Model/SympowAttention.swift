@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Support
 import Tensor
 
 /// The attention variants of MODEL.md section 2, one code path.
@@ -49,7 +50,7 @@ public final class SympowAttention<S: TensorScalar> {
     public var form: AttentionForm?
     let chunked: ChunkedAttention?
 
-    public init(dModel: Int, heads: Int, power: Int, chunk: Int, kind: AttentionKind, maxDocumentLength: Int = 65_536) {
+    public init(dModel: Int, heads: Int, power: Int, chunk: Int, kind: AttentionKind, maxDocumentLength: Int = windowLength) {
         precondition(dModel % heads == 0 && (dModel / heads) % 2 == 0, "heads must divide d_model into even head dimensions")
         self.dModel = dModel; self.heads = heads; headDim = dModel / heads
         self.power = power; self.chunk = chunk; self.kind = kind; self.maxDocumentLength = maxDocumentLength

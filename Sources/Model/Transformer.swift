@@ -1,4 +1,5 @@
 import Foundation
+import Support
 import Tensor
 
 /// The architecture of a `Transformer`: the `model` section of a config file (`data/configs/*.json`, snake_case
@@ -130,7 +131,7 @@ public final class Transformer<S: TensorScalar> {
         }
         mlp = (0..<config.layers).map { _ in MLP(dModel: c, hidden: config.hidden) }
         lnFinal = LayerNorm(dModel: c)
-        var rng = SeededGenerator(seed: seed)
+        var rng = SplitMix64(seed: seed)
         let residual = 0.02 / (2 * Double(config.layers)).squareRoot()
         for i in 0..<embedding.wte.count { embedding.wte[i] = S(normal(&rng) * 0.02) }
         for l in 0..<config.layers {
@@ -247,17 +248,4 @@ extension Transformer {
 /// x += y elementwise.
 func add<S: TensorScalar>(_ x: inout Tensor<S>, _ y: Tensor<S>) {
     for i in 0..<x.count { x.data[i] += y.data[i] }
-}
-
-/// SplitMix64 as a RandomNumberGenerator, for seeded initialization.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }

@@ -1,6 +1,6 @@
 import CLongCrawl
 import Foundation
-import Shards
+import Support
 
 /// How an input file's bytes are compressed, from its first bytes.
 enum Compression {
@@ -39,7 +39,7 @@ final class ByteStream {
         self.url = url
         self.compression = compression
         fd = open(url.path, O_RDONLY)
-        guard fd >= 0 else { throw ShardError(url, "cannot open (\(String(cString: strerror(errno))))") }
+        guard fd >= 0 else { throw FileError(url, "cannot open (\(String(cString: strerror(errno))))") }
         switch compression {
         case .none: break
         case .zstd:
@@ -51,7 +51,7 @@ final class ByteStream {
             zlib!.initialize(to: z_stream())
             // 15 + 16: gzip framing only, largest window.
             guard inflateInit2_(zlib, 15 + 16, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
-                throw ShardError(url, "zlib: cannot initialize the gzip decoder")
+                throw FileError(url, "zlib: cannot initialize the gzip decoder")
             }
         }
         buffer.reserveCapacity(1 << 20)
@@ -121,7 +121,7 @@ final class ByteStream {
     private func readRaw() throws -> Int {
         while true {
             let n = raw.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
-            if n < 0 { if errno == EINTR { continue }; throw ShardError(url, "read failed at byte \(fileOffset) (\(String(cString: strerror(errno))))") }
+            if n < 0 { if errno == EINTR { continue }; throw FileError(url, "read failed at byte \(fileOffset) (\(String(cString: strerror(errno))))") }
             fileOffset += n
             rawStart = 0; rawEnd = n
             return n
@@ -137,7 +137,7 @@ final class ByteStream {
         var out = [UInt8](repeating: 0, count: 1 << 20)
         while true {
             if rawStart == rawEnd, try readRaw() == 0 {
-                if inFrame { throw ShardError(url, "\(compression == .zstd ? "zstd" : "gzip") stream truncated at byte \(fileOffset)") }
+                if inFrame { throw FileError(url, "\(compression == .zstd ? "zstd" : "gzip") stream truncated at byte \(fileOffset)") }
                 eof = true
                 return
             }
@@ -156,7 +156,7 @@ final class ByteStream {
         let r = ZSTD_decompressStream(zstd, &output, &input)
         rawStart += input.pos
         if ZSTD_isError(r) != 0 {
-            throw ShardError(url, "zstd: \(String(cString: ZSTD_getErrorName(r))) near byte \(fileOffset - (rawEnd - rawStart))")
+            throw FileError(url, "zstd: \(String(cString: ZSTD_getErrorName(r))) near byte \(fileOffset - (rawEnd - rawStart))")
         }
         inFrame = r != 0
         return output.pos
@@ -180,7 +180,7 @@ final class ByteStream {
             inflateReset(z)
         default:
             let what = z.pointee.msg.map { String(cString: $0) } ?? "error \(r)"
-            throw ShardError(url, "gzip: \(what) near byte \(fileOffset - (rawEnd - rawStart))")
+            throw FileError(url, "gzip: \(what) near byte \(fileOffset - (rawEnd - rawStart))")
         }
         return produced
     }

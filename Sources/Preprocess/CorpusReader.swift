@@ -1,6 +1,6 @@
 import CLongCrawl
 import Foundation
-import Shards
+import Support
 import Tokenizer
 
 /// One raw document: a stable id (for the split hash), where it came from, and its UTF-8 text.
@@ -117,11 +117,11 @@ public final class CorpusReader: Sequence, IteratorProtocol {
             let url = URL(fileURLWithPath: input)
             var isDir: ObjCBool = false
             guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {
-                throw ShardError(url, "no such file or folder")
+                throw FileError(url, "no such file or folder")
             }
             if isDir.boolValue {
                 let found = try Self.listFolder(url)
-                guard !found.isEmpty else { throw ShardError(url, "folder holds no files") }
+                guard !found.isEmpty else { throw FileError(url, "folder holds no files") }
                 files += found
             } else {
                 files.append((url, url.lastPathComponent))
@@ -160,7 +160,7 @@ public final class CorpusReader: Sequence, IteratorProtocol {
     private static func listFolder(_ root: URL) throws -> [(url: URL, name: String)] {
         guard let walker = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey],
                                                           options: [.skipsHiddenFiles]) else {
-            throw ShardError(root, "cannot list folder")
+            throw FileError(root, "cannot list folder")
         }
         let rootPath = root.standardizedFileURL.path
         var out: [(url: URL, name: String)] = []
@@ -250,7 +250,7 @@ public final class CorpusReader: Sequence, IteratorProtocol {
             while line?.isEmpty == true { line = try bytes.nextLine() }
             guard let version = line else { return nil }
             let at = "\(part.url.path):\(bytes.lineNumber)"
-            guard version.starts(with: Array("WARC/".utf8)) else { throw ShardError(part.url, "line \(bytes.lineNumber): expected a WARC record header") }
+            guard version.starts(with: Array("WARC/".utf8)) else { throw FileError(part.url, "line \(bytes.lineNumber): expected a WARC record header") }
             var headers: [String: String] = [:]
             while let h = try bytes.nextLine(), !h.isEmpty {
                 guard let colon = h.firstIndex(of: UInt8(ascii: ":")) else { continue }
@@ -258,10 +258,10 @@ public final class CorpusReader: Sequence, IteratorProtocol {
                 headers[key] = String(decoding: h[(colon + 1)...], as: UTF8.self).trimmingCharacters(in: .whitespaces)
             }
             guard let length = headers["content-length"].flatMap({ Int($0) }), length >= 0 else {
-                throw ShardError(part.url, "line \(bytes.lineNumber): WARC record without a valid Content-Length")
+                throw FileError(part.url, "line \(bytes.lineNumber): WARC record without a valid Content-Length")
             }
             let content = try bytes.next(length)
-            guard content.count == length else { throw ShardError(part.url, "WARC record at \(at) truncated (\(content.count) of \(length) bytes)") }
+            guard content.count == length else { throw FileError(part.url, "WARC record at \(at) truncated (\(content.count) of \(length) bytes)") }
             guard headers["warc-type"] == "conversion" else { continue }
             let id = headers["warc-record-id"] ?? "\(part.name):\(bytes.lineNumber)"
             if content.isEmpty { return .dropped(ordinal: ordinal, origin: at, reason: .empty, detail: "empty WARC record") }
@@ -322,16 +322,16 @@ private func jsonErrorSummary(_ error: Error) -> String {
 /// Reads a whole regular file with read(2), naming the file in errors.
 func readWholeFile(_ url: URL) throws -> [UInt8] {
     let fd = open(url.path, O_RDONLY)
-    guard fd >= 0 else { throw ShardError(url, "cannot open (\(String(cString: strerror(errno))))") }
+    guard fd >= 0 else { throw FileError(url, "cannot open (\(String(cString: strerror(errno))))") }
     defer { close(fd) }
     var st = stat()
-    guard fstat(fd, &st) == 0 else { throw ShardError(url, "cannot stat (\(String(cString: strerror(errno))))") }
+    guard fstat(fd, &st) == 0 else { throw FileError(url, "cannot stat (\(String(cString: strerror(errno))))") }
     var bytes = [UInt8](repeating: 0, count: Int(st.st_size))
     var done = 0
     try bytes.withUnsafeMutableBytes { raw in
         while done < raw.count {
             let n = read(fd, raw.baseAddress! + done, raw.count - done)
-            if n < 0 { if errno == EINTR { continue }; throw ShardError(url, "read failed at byte \(done) (\(String(cString: strerror(errno))))") }
+            if n < 0 { if errno == EINTR { continue }; throw FileError(url, "read failed at byte \(done) (\(String(cString: strerror(errno))))") }
             if n == 0 { break }
             done += n
         }

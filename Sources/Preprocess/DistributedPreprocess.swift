@@ -1,6 +1,7 @@
 import Cluster
 import Foundation
 import Shards
+import Support
 import Tokenizer
 
 extension Preprocessor {
@@ -70,32 +71,30 @@ public func distributedRun(output: URL, build: BuildRecord, mode: OutputMode, wo
     let indexes = try world.allGather(JSONEncoder().encode(local)).map { try JSONDecoder().decode(DatasetIndex.self, from: $0) }
     var merged = DatasetIndex(build: build)
     if world.rank == 0 {
-        var number: [String: Int] = [:]
-        var counts: [String: Int] = [:]
+        var number: [Split: Int] = [:]
+        var counts = BuildCounts()
         for (r, index) in indexes.enumerated() {
             let dir = output.appendingPathComponent("rank-\(r)-of-\(world.size)")
-            for split in Preprocessor.splits {
+            for split in Split.allCases {
                 for var shard in index.shards where shard.split == split {
                     let name = shard.format.fileName(split: split, number: number[split, default: 0])
                     number[split, default: 0] += 1
                     let target = output.appendingPathComponent(name)
                     guard let source = contained(shard.file, in: dir) else {
-                        throw ShardError(dir.appendingPathComponent(DatasetIndex.fileName), "shard entry '\(shard.file)' leaves the rank folder")
+                        throw FileError(dir.appendingPathComponent(DatasetIndex.fileName), "shard entry '\(shard.file)' leaves the rank folder")
                     }
                     try? FileManager.default.removeItem(at: target)
                     guard link(source.path, target.path) == 0 else {
-                        throw ShardError(target, "cannot link from \(dir.lastPathComponent)/\(shard.file) (\(String(cString: strerror(errno))))")
+                        throw FileError(target, "cannot link from \(dir.lastPathComponent)/\(shard.file) (\(String(cString: strerror(errno))))")
                     }
                     shard.file = name
                     merged.shards.append(shard)
                 }
             }
-            for (k, v) in index.build?.counts ?? [String: Int]() where !k.hasPrefix("windows_") { counts[k, default: 0] += v }
+            if let c = index.build?.counts { counts += c }
         }
-        merged.shards.sort { ($0.split, $0.file) < ($1.split, $1.file) }
-        for s in Preprocessor.splits { counts["windows_" + s] = merged.windows(split: s) }
-        merged.build?.counts = counts
-        merged.complete = true
+        merged.sortShards()
+        merged.finish(counts: counts)
         try merged.write(to: output)
         removeRankFolders(output)
     }

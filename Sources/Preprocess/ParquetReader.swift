@@ -1,6 +1,6 @@
 import CLongCrawl
 import Foundation
-import Shards
+import Support
 
 // Parquet (apache/parquet-format, parquet.thrift): "PAR1", column chunks of pages, the footer (a Thrift
 // compact-protocol FileMetaData), its length as a little-endian u32, "PAR1". We read only what pyarrow writes
@@ -109,7 +109,7 @@ private extension CompactReader {
             case 3: m.numRows = try int(type)
             case 4: m.rowGroups = try structs(type) { try $0.rowGroup() }
             // A plaintext footer over encrypted columns: their metadata would be unreadable.
-            case 8: throw ShardError(url, "footer names an encryption algorithm: encrypted columns are not supported")
+            case 8: throw FileError(url, "footer names an encryption algorithm: encrypted columns are not supported")
             default: try skip(type)
             }
         }
@@ -156,7 +156,7 @@ private extension CompactReader {
         var meta: ColumnMetaData?, last = 0
         while let (id, type) = try field(after: &last) {
             switch id {
-            case 1: throw ShardError(url, "column chunks stored in other files (file_path) are not supported")
+            case 1: throw FileError(url, "column chunks stored in other files (file_path) are not supported")
             case 3: try expectStruct(type); meta = try columnMetaData()
             default: try skip(type)
             }
@@ -256,13 +256,13 @@ private struct LeafColumn {
 
 /// Flattens the schema's depth-first element list (the root first) into its leaves, in column-chunk order.
 private func leafColumns(_ schema: [SchemaElement], _ url: URL) throws -> [LeafColumn] {
-    guard let root = schema.first else { throw ShardError(url, "corrupt footer: empty schema") }
+    guard let root = schema.first else { throw FileError(url, "corrupt footer: empty schema") }
     var leaves: [LeafColumn] = []
     var next = 1
     func walk(_ children: Int, _ parent: [String], definition: Int, repetition: Int) throws {
-        guard parent.count < CompactReader.maxDepth else { throw ShardError(url, "corrupt footer: schema nested too deep") }
+        guard parent.count < CompactReader.maxDepth else { throw FileError(url, "corrupt footer: schema nested too deep") }
         for _ in 0..<max(children, 0) {
-            guard next < schema.count else { throw ShardError(url, "corrupt footer: schema has fewer elements than its groups claim") }
+            guard next < schema.count else { throw FileError(url, "corrupt footer: schema has fewer elements than its groups claim") }
             let e = schema[next]
             next += 1
             let repetitionType = e.repetition ?? Repetition.required
@@ -276,7 +276,7 @@ private func leafColumns(_ schema: [SchemaElement], _ url: URL) throws -> [LeafC
         }
     }
     try walk(root.numChildren ?? 0, [], definition: 0, repetition: 0)
-    guard next == schema.count else { throw ShardError(url, "corrupt footer: schema has \(schema.count - next) elements outside its tree") }
+    guard next == schema.count else { throw FileError(url, "corrupt footer: schema has \(schema.count - next) elements outside its tree") }
     return leaves
 }
 
@@ -303,13 +303,13 @@ public final class ParquetReader {
     public init(url: URL, textColumn: String, idColumn: String?) throws {
         self.url = url
         let fd = open(url.path, O_RDONLY)
-        guard fd >= 0 else { throw ShardError(url, "cannot open (\(String(cString: strerror(errno))))") }
+        guard fd >= 0 else { throw FileError(url, "cannot open (\(String(cString: strerror(errno))))") }
         do {
             let (meta, dataEnd) = try Self.readFooter(fd, url)
             let leaves = try leafColumns(meta.schema, url)
             guard let text = leaves.first(where: { $0.name == textColumn }) else {
                 let names = leaves.map { String($0.name.unicodeScalars.map { $0.properties.generalCategory == .control ? "?" : Character($0) }) }
-                throw ShardError(url, "no column '\(textColumn)' (columns: \(names.joined(separator: ", ")))")
+                throw FileError(url, "no column '\(textColumn)' (columns: \(names.joined(separator: ", ")))")
             }
             let id = idColumn.flatMap { name in leaves.first { $0.name == name } }
             try Self.check(text, allowed: [PhysicalType.byteArray], url)
@@ -317,11 +317,11 @@ public final class ParquetReader {
             // Every count is bounded before it is added, so corrupt ones cannot overflow the sum.
             var rows = 0
             for g in meta.rowGroups where rows <= meta.numRows {
-                guard (0...maxRowGroupRows).contains(g.numRows) else { throw ShardError(url, "corrupt footer: a row group of \(g.numRows) rows") }
+                guard (0...maxRowGroupRows).contains(g.numRows) else { throw FileError(url, "corrupt footer: a row group of \(g.numRows) rows") }
                 rows += g.numRows
             }
             guard (0...1 << 62).contains(meta.numRows), rows == meta.numRows else {
-                throw ShardError(url, "corrupt footer: \(meta.numRows) rows, but its row groups hold \(rows)")
+                throw FileError(url, "corrupt footer: \(meta.numRows) rows, but its row groups hold \(rows)")
             }
             for group in meta.rowGroups.indices {
                 for column in [text] + (id.map { [$0] } ?? []) {
@@ -366,7 +366,7 @@ public final class ParquetReader {
         var position = 0
         while decoder.values.count < meta.numValues {
             guard position < bytes.count else {
-                throw ShardError(url, "column '\(column.name)', row group \(group): chunk ends after \(decoder.values.count) of \(meta.numValues) values")
+                throw FileError(url, "column '\(column.name)', row group \(group): chunk ends after \(decoder.values.count) of \(meta.numValues) values")
             }
             var header = CompactReader(bytes, from: position, to: bytes.count, url: url,
                                        context: "page header at byte \(meta.start + position) (column '\(column.name)')")
@@ -383,16 +383,16 @@ public final class ParquetReader {
     /// The footer, and where the column data ends (the footer's first byte).
     private static func readFooter(_ fd: Int32, _ url: URL) throws -> (FileMetaData, Int) {
         var st = stat()
-        guard fstat(fd, &st) == 0 else { throw ShardError(url, "cannot stat (\(String(cString: strerror(errno))))") }
+        guard fstat(fd, &st) == 0 else { throw FileError(url, "cannot stat (\(String(cString: strerror(errno))))") }
         let size = Int(st.st_size)
-        guard size >= 12 else { throw ShardError(url, "not a parquet file (\(size) bytes)") }
+        guard size >= 12 else { throw FileError(url, "not a parquet file (\(size) bytes)") }
         let head = try readExactly(fd, at: 0, count: 4, url), tail = try readExactly(fd, at: size - 8, count: 8, url)
-        if tail[4...] == Array("PARE".utf8)[...] { throw ShardError(url, "parquet file has an encrypted footer (not supported)") }
+        if tail[4...] == Array("PARE".utf8)[...] { throw FileError(url, "parquet file has an encrypted footer (not supported)") }
         guard head == Array("PAR1".utf8), tail[4...] == Array("PAR1".utf8)[...] else {
-            throw ShardError(url, "not a parquet file (no PAR1 magic at both ends; truncated?)")
+            throw FileError(url, "not a parquet file (no PAR1 magic at both ends; truncated?)")
         }
         let length = Int(tail[0]) | Int(tail[1]) << 8 | Int(tail[2]) << 16 | Int(tail[3]) << 24
-        guard length > 0, length <= size - 12 else { throw ShardError(url, "corrupt footer: length \(length) in a file of \(size) bytes") }
+        guard length > 0, length <= size - 12 else { throw FileError(url, "corrupt footer: length \(length) in a file of \(size) bytes") }
         let footer = try readExactly(fd, at: size - 8 - length, count: length, url)
         var reader = CompactReader(footer, from: 0, to: length, url: url, context: "footer")
         return (try reader.fileMetaData(), size - 8 - length)
@@ -402,28 +402,28 @@ public final class ParquetReader {
     private static func check(_ column: LeafColumn, allowed: [Int], _ url: URL) throws {
         guard let type = column.type, allowed.contains(type) else {
             let want = allowed.map { physicalTypeNames[$0] }.joined(separator: " or ")
-            throw ShardError(url, "column '\(column.name)' has physical type \(column.type.map { enumName(physicalTypeNames, $0) } ?? "none"), expected \(want)")
+            throw FileError(url, "column '\(column.name)' has physical type \(column.type.map { enumName(physicalTypeNames, $0) } ?? "none"), expected \(want)")
         }
-        guard column.maxRepetition == 0 else { throw ShardError(url, "column '\(column.name)' is repeated (a list); only flat columns are read") }
+        guard column.maxRepetition == 0 else { throw FileError(url, "column '\(column.name)' is repeated (a list); only flat columns are read") }
     }
 
     /// A chunk's metadata must match the schema, its codec be one we decode and its bytes lie inside the file's data.
     private static func checkChunk(_ rowGroup: RowGroup, _ group: Int, _ column: LeafColumn, dataEnd: Int, _ url: URL) throws {
         let name = column.name
         guard rowGroup.columns.count > column.index, let c = rowGroup.columns[column.index] else {
-            throw ShardError(url, "row group \(group) has no metadata for column '\(name)' (encrypted or corrupt)")
+            throw FileError(url, "row group \(group) has no metadata for column '\(name)' (encrypted or corrupt)")
         }
         guard c.path == column.path, c.type == column.type else {
-            throw ShardError(url, "corrupt footer: row group \(group) chunk \(column.index) is not column '\(name)'")
+            throw FileError(url, "corrupt footer: row group \(group) chunk \(column.index) is not column '\(name)'")
         }
         guard [Codec.uncompressed, Codec.snappy, Codec.gzip, Codec.zstd].contains(c.codec) else {
-            throw ShardError(url, "column '\(name)': codec \(enumName(codecNames, c.codec)) is not supported (UNCOMPRESSED, SNAPPY, GZIP and ZSTD are)")
+            throw FileError(url, "column '\(name)': codec \(enumName(codecNames, c.codec)) is not supported (UNCOMPRESSED, SNAPPY, GZIP and ZSTD are)")
         }
         guard c.numValues == rowGroup.numRows else {
-            throw ShardError(url, "corrupt footer: row group \(group) has \(rowGroup.numRows) rows but column '\(name)' \(c.numValues) values")
+            throw FileError(url, "corrupt footer: row group \(group) has \(rowGroup.numRows) rows but column '\(name)' \(c.numValues) values")
         }
         guard c.start >= 4, c.totalCompressedSize > 0, c.totalCompressedSize <= dataEnd - c.start else {
-            throw ShardError(url, "corrupt footer: column '\(name)' in row group \(group) claims bytes outside the file's data")
+            throw FileError(url, "corrupt footer: column '\(name)' in row group \(group) claims bytes outside the file's data")
         }
     }
 }
@@ -446,7 +446,7 @@ private struct ColumnDecoder {
         self.url = url; self.column = column; self.codec = codec; self.rows = rows
     }
 
-    func fail(_ why: String) -> ShardError { ShardError(url, "column '\(column.name)': \(why)") }
+    func fail(_ why: String) -> FileError { FileError(url, "column '\(column.name)': \(why)") }
 
     mutating func decode(_ page: PageHeader, _ bytes: [UInt8], _ body: Range<Int>) throws {
         guard page.uncompressedSize >= 0, page.uncompressedSize <= maxPageBytes else {
@@ -650,7 +650,7 @@ private func readExactly(_ fd: Int32, at offset: Int, count: Int, _ url: URL) th
         while done < count {
             let n = pread(fd, raw.baseAddress! + done, count - done, off_t(offset + done))
             if n < 0, errno == EINTR { continue }
-            guard n > 0 else { throw ShardError(url, "read failed at byte \(offset + done) (\(n < 0 ? String(cString: strerror(errno)) : "end of file"))") }
+            guard n > 0 else { throw FileError(url, "read failed at byte \(offset + done) (\(n < 0 ? String(cString: strerror(errno)) : "end of file"))") }
             done += n
         }
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Shards
+import Support
 import Tokenizer
 
 /// Every choice that changes the bytes of a dataset. Recorded in `index.json`; `--resume` refuses a mismatch.
@@ -56,25 +57,21 @@ public enum OutputMode: Sendable {
     case force
 }
 
-/// Counters of a run, keyed as in `index.json`'s `build.counts`.
-public enum Count {
-    public static let records = "records"
-    public static let kept = "kept"
-    public static let emptyDropped = "dropped_empty"
-    public static let unreadableDropped = "dropped_unreadable"
-    public static let tooShortDropped = "dropped_too_short"
-    static func dropped(_ reason: DropReason) -> String { "dropped_" + reason.rawValue }
+extension BuildCounts {
+    /// Counts a record dropped for `reason`.
+    mutating func drop(_ reason: DropReason) {
+        switch reason {
+        case .empty: droppedEmpty += 1
+        case .unreadable: droppedUnreadable += 1
+        case .tooShort: droppedTooShort += 1
+        }
+    }
 }
 
 /// Heldout or train by the document id alone, so a document keeps its split when the corpus grows:
 /// FNV-1a over the id's UTF-8, then the splitmix64 finalizer for uniform bits, as a number in [0, 1).
 public func heldoutScore(id: String) -> Double {
-    var h: UInt64 = 0xcbf2_9ce4_8422_2325
-    for b in id.utf8 { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
-    h = (h ^ (h >> 30)) &* 0xbf58_476d_1ce4_e5b9
-    h = (h ^ (h >> 27)) &* 0x94d0_49bb_1331_11eb
-    h ^= h >> 31
-    return Double(h >> 11) / Double(1 << 53)
+    Double(SplitMix64.mix(fnv1a(id.utf8)) >> 11) / Double(1 << 53)
 }
 
 /// Tokens of `text` up to at least `needed` tokens (all of them when `needed` is nil or the text is short).
@@ -113,7 +110,6 @@ public struct PreprocessSummary: Sendable {
 /// restarts there and skips, per split, the windows already in finished shards; so the output is
 /// byte-identical to an uninterrupted run.
 public final class Preprocessor {
-    public static let splits = ["train", "heldout"]
     let inputs: [String]
     let output: URL
     let options: PreprocessOptions
@@ -136,15 +132,15 @@ public final class Preprocessor {
 
     // Run state (what a ResumePoint snapshots, plus the writers).
     var index = DatasetIndex(build: nil)
-    private var produced: [String: Int] = [:]
-    private var counts: [String: Int] = [:]
-    private var skip: [String: Int] = [:]
-    private var writers: [String: ShardWriter] = [:]
+    private var produced: [Split: Int] = [:]
+    private var counts = BuildCounts()
+    private var skip: [Split: Int] = [:]
+    private var writers: [Split: ShardWriter] = [:]
     private var warnings = 0
     /// The last kept train document, held back while no document has hashed to heldout (see `finishSplits`).
     private var pending: (doc: Emitted, start: ResumePoint)?
     /// Per split, the state before the first document with a window in the open shard.
-    private var openStart: [String: ResumePoint] = [:]
+    private var openStart: [Split: ResumePoint] = [:]
 
     struct Emitted {
         var id: String
@@ -163,14 +159,14 @@ public final class Preprocessor {
         let reader = try CorpusReader(inputs: inputs, textField: options.textField, idField: options.idField, share: share)
         var start = try prepareOutput(mode: mode, build: build)
         if index.complete {
-            _ = heldoutDecision?(index.windows(split: "heldout"), index.build?.counts[Count.kept] ?? 0, nil)
+            _ = heldoutDecision?(index.windows(split: .heldout), index.build?.counts.kept ?? 0, nil)
             return PreprocessSummary(index: index, alreadyComplete: true)
         }
         defer { for w in writers.values { w.abandon() } }
 
         produced = start.produced
         counts = start.counts
-        for s in Self.splits { skip[s] = index.windows(split: s) - start.produced[s, default: 0] }
+        for s in Split.allCases { skip[s] = index.windows(split: s) - start.produced[s, default: 0] }
         progress?.begin(totalBytes: reader.totalBytes)
 
         // Skip records before the restart point without tokenizing them.
@@ -190,10 +186,10 @@ public final class Preprocessor {
                 start = ResumePoint(document: r.ordinal, produced: produced, counts: counts)
                 try emit(r, tokens: t, start: start)
             }
-            progress?.update(bytes: reader.progressBytes, documents: counts[Count.records, default: 0],
-                             kept: counts[Count.kept, default: 0], tokens: produced.values.reduce(0, +) * windowLength)
+            progress?.update(bytes: reader.progressBytes, documents: counts.records, kept: counts.kept,
+                             tokens: produced.values.reduce(0, +) * windowLength)
         }
-        try finishSplits(endState: ResumePoint(document: counts[Count.records, default: 0], produced: produced, counts: counts))
+        try finishSplits(endState: ResumePoint(document: counts.records, produced: produced, counts: counts))
         progress?.end()
         return PreprocessSummary(index: index, seconds: Date().timeIntervalSince(started), inputBytes: reader.totalBytes)
     }
@@ -221,11 +217,11 @@ public final class Preprocessor {
 
     /// Accounts for one record and sends its windows to its split.
     private func emit(_ record: CorpusRecord, tokens: [UInt16], start: ResumePoint) throws {
-        counts[Count.records, default: 0] += 1
+        counts.records += 1
         let doc: Document
         switch record {
         case .dropped(_, let origin, let reason, let detail):
-            counts[Count.dropped(reason), default: 0] += 1
+            counts.drop(reason)
             if options.strict, reason == .unreadable { throw PreprocessError("\(origin): \(detail)") }
             warnings += 1
             if warnings <= 20 { warn("warning: \(origin): \(detail); dropped") }
@@ -234,20 +230,20 @@ public final class Preprocessor {
         case .document(let d): doc = d
         }
         let available = tokens.count / windowLength
-        guard available >= 1 else { counts[Count.tooShortDropped, default: 0] += 1; return }
-        counts[Count.kept, default: 0] += 1
+        guard available >= 1 else { counts.drop(.tooShort); return }
+        counts.kept += 1
         let n = min(available, options.windowsPerDocument ?? available)
         let windows = (0..<n).map { tokens[($0 * windowLength)..<(($0 + 1) * windowLength)] }
-        let split = heldoutScore(id: doc.id) < options.heldoutFraction ? "heldout" : "train"
+        let split: Split = heldoutScore(id: doc.id) < options.heldoutFraction ? .heldout : .train
         produced[split, default: 0] += n
         let emitted = Emitted(id: doc.id, windows: windows, file: doc.file)
-        guard split == "train" else { try write(emitted, to: "heldout", start: start); return }
+        guard split == .train else { try write(emitted, to: .heldout, start: start); return }
         // Hold back the latest train document until a heldout one exists: it may have to become the heldout set.
-        if let p = pending { pending = nil; try write(p.doc, to: "train", start: p.start) }
-        if options.heldoutFraction > 0, produced["heldout", default: 0] == 0 { pending = (emitted, start) } else { try write(emitted, to: "train", start: start) }
+        if let p = pending { pending = nil; try write(p.doc, to: .train, start: p.start) }
+        if options.heldoutFraction > 0, produced[.heldout, default: 0] == 0 { pending = (emitted, start) } else { try write(emitted, to: .train, start: start) }
     }
 
-    private func write(_ doc: Emitted, to split: String, start: ResumePoint) throws {
+    private func write(_ doc: Emitted, to split: Split, start: ResumePoint) throws {
         for (k, window) in doc.windows.enumerated() {
             if skip[split, default: 0] > 0 { skip[split]! -= 1; continue }
             let writer = try writers[split] ?? openWriter(split, start: start)
@@ -261,7 +257,7 @@ public final class Preprocessor {
         }
     }
 
-    private func openWriter(_ split: String, start: ResumePoint) throws -> ShardWriter {
+    private func openWriter(_ split: Split, start: ResumePoint) throws -> ShardWriter {
         let number = index.shards.filter { $0.split == split }.count
         let writer = try ShardWriter(directory: output, file: options.format.fileName(split: split, number: number),
                                      format: options.format, split: split, level: options.level)
@@ -270,14 +266,14 @@ public final class Preprocessor {
         return writer
     }
 
-    private func finishShard(_ split: String) throws {
+    private func finishShard(_ split: Split) throws {
         guard let writer = writers.removeValue(forKey: split) else { return }
         openStart[split] = nil
         index.shards.append(try writer.finish())
     }
 
     private func commitIndex() throws {
-        index.shards.sort { ($0.split, $0.file) < ($1.split, $1.file) }
+        index.sortShards()
         try index.write(to: output)
         try afterShard?(index)
     }
@@ -286,18 +282,15 @@ public final class Preprocessor {
     /// document hashed to heldout, and at least two were kept (so a small corpus still gets a heldout window); then the last partial shards
     /// and the complete index are written.
     private func finishSplits(endState: ResumePoint) throws {
-        let heldout = produced["heldout", default: 0], kept = counts[Count.kept, default: 0]
+        let heldout = produced[.heldout, default: 0], kept = counts.kept
         let toHeldout = heldoutDecision?(heldout, kept, pending?.doc.file)
             ?? (options.heldoutFraction > 0 && heldout == 0 && kept >= 2)
         if let p = pending {
             pending = nil
-            try write(p.doc, to: toHeldout ? "heldout" : "train", start: p.start)
+            try write(p.doc, to: toHeldout ? .heldout : .train, start: p.start)
         }
-        for s in Self.splits { try finishShard(s) }
-        index.complete = true
-        var counts = endState.counts
-        for s in Self.splits { counts["windows_" + s] = index.windows(split: s) }
-        index.build?.counts = counts
+        for s in Split.allCases { try finishShard(s) }
+        index.finish(counts: endState.counts)
         try commitIndex()
     }
 }

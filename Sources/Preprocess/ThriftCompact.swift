@@ -1,5 +1,5 @@
 import Foundation
-import Shards
+import Support
 
 /// Thrift compact-protocol type ids (the low nibble of a field header or list header).
 enum CompactType {
@@ -24,7 +24,7 @@ struct CompactReader {
         self.bytes = bytes; position = from; end = to; self.url = url; self.context = context
     }
 
-    func corrupt(_ why: String) -> ShardError { ShardError(url, "corrupt \(context): \(why)") }
+    func corrupt(_ why: String) -> FileError { FileError(url, "corrupt \(context): \(why)") }
 
     var remaining: Int { end - position }
 

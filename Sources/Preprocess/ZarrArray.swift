@@ -1,6 +1,6 @@
 import CLongCrawl
 import Foundation
-import Shards
+import Support
 
 /// A two-dimensional zarr v2 array of little-endian uint16 tokens, as LongCrawl64 publishes its splits: the
 /// `.zarray` metadata (and `.zattrs`' encoder), chunk keys, and chunk decoding that checks every chunk instead
@@ -29,14 +29,14 @@ struct ZarrArray {
         path = given.count > 1 && given.hasSuffix("/") ? String(given.dropLast()) : given
         url = URL(fileURLWithPath: path)
         let metaPath = path + "/.zarray"
-        func bad(_ message: String) -> Error { ShardError(path: metaPath, message) }
+        func bad(_ message: String) -> Error { FileError(path: metaPath, message) }
         guard FileManager.default.fileExists(atPath: metaPath) else { throw bad("missing: not a zarr v2 array folder") }
         let meta: [String: Any]
         do {
             let bytes = try readWholeFile(url.appendingPathComponent(".zarray"))
             guard let object = try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else { throw bad("not a JSON object") }
             meta = object
-        } catch let error as ShardError { throw error } catch {
+        } catch let error as FileError { throw error } catch {
             throw bad("not JSON (\(error.localizedDescription))")
         }
         guard meta["zarr_format"] as? Int == 2 else { throw bad("zarr_format is \(meta["zarr_format"] ?? "missing"), expected 2") }
@@ -83,7 +83,7 @@ struct ZarrArray {
         let attrs = url.appendingPathComponent(".zattrs")
         if FileManager.default.fileExists(atPath: attrs.path) {
             let object = try? JSONSerialization.jsonObject(with: Data(try readWholeFile(attrs)))
-            guard let dict = object as? [String: Any] else { throw ShardError(attrs, "not a JSON object") }
+            guard let dict = object as? [String: Any] else { throw FileError(attrs, "not a JSON object") }
             encoder = dict["encoder"].map { $0 as? String ?? "\($0)" }
         } else {
             encoder = nil
@@ -152,8 +152,8 @@ struct ZarrArray {
                 for t in source { largest = max(largest, t) }
                 (stripe + i * columns + first).update(from: source.baseAddress!, count: width)
             }
-            if largest >= 50_257 {
-                throw ShardError(path: path + "/" + key(r, c), "token \(largest) in row \(r * chunkRows + i) is outside the GPT-2 vocabulary (corrupt chunk?)")
+            if largest >= GPT2.vocabularySize {
+                throw FileError(path: path + "/" + key(r, c), "token \(largest) in row \(r * chunkRows + i) is outside the GPT-2 vocabulary (corrupt chunk?)")
             }
         }
     }
@@ -161,7 +161,7 @@ struct ZarrArray {
     /// Reads and decodes chunk file (`r`, `c`) into `out` (`chunkBytes`), checking its size and header first.
     func decodeChunk(_ r: Int, _ c: Int, into out: UnsafeMutableRawBufferPointer) throws {
         let file = path + "/" + key(r, c)
-        func bad(_ message: String) -> Error { ShardError(path: file, message) }
+        func bad(_ message: String) -> Error { FileError(path: file, message) }
         guard access(file, F_OK) == 0 else { throw bad("chunk file missing (rows \(rowRange(ofRowChunk: r)))") }
         let bytes = try readWholeFile(URL(fileURLWithPath: file))
         let expected = chunkBytes

@@ -1,5 +1,6 @@
 import Foundation
 import Shards
+import Support
 
 /// Every choice that changes the bytes of an imported dataset. Recorded in `index.json`; `--resume` refuses a mismatch.
 public struct ImportOptions: Sendable {
@@ -9,7 +10,7 @@ public struct ImportOptions: Sendable {
     /// Windows per shard file (the last shard of a split may hold fewer).
     public var shardWindows = 64
     /// The split of the only input, for a folder not named after one (`train.zarr`, `heldout.zarr`).
-    public var split: String?
+    public var split: Split?
     /// Import the rows whose chunks are all present instead of failing on a missing chunk file.
     public var skipMissing = false
     /// Accept a `.zattrs` encoder other than GPT-2's; does not change the output.
@@ -24,24 +25,12 @@ public struct ImportOptions: Sendable {
         guard (1...22).contains(level) else { throw PreprocessError("--level must be 1...22, got \(level)") }
         guard shardWindows >= 1 else { throw PreprocessError("--shard-windows must be positive, got \(shardWindows)") }
         guard workers >= 1 else { throw PreprocessError("workers must be positive, got \(workers)") }
-        if let split, !Preprocessor.splits.contains(split) {
-            throw PreprocessError("--split must be one of \(Preprocessor.splits.joined(separator: ", ")), got '\(split)'")
-        }
     }
 
-    func record(splits: [String]) -> [String: String] {
+    func record(splits: [Split]) -> [String: String] {
         ["source": "zarr", "format": format.rawValue, "level": String(level), "shard_windows": String(shardWindows),
-         "splits": splits.joined(separator: ","), "skip_missing": String(skipMissing), "tokenizer": "gpt2"]
+         "splits": splits.map(\.rawValue).joined(separator: ","), "skip_missing": String(skipMissing), "tokenizer": "gpt2"]
     }
-}
-
-/// Counters of an import, keyed as in `index.json`'s `build.counts` (beside `windows_train` and `windows_heldout`).
-extension Count {
-    /// Rows of the input arrays passed over, imported or skipped.
-    public static let rows = "rows"
-    public static let imported = "imported"
-    public static let skippedMissingRows = "skipped_missing_rows"
-    public static let skippedMissingRowChunks = "skipped_missing_row_chunks"
 }
 
 /// What a finished (or already complete) import reports.
@@ -124,9 +113,9 @@ public final class ZarrImporter {
                 guard first + rows.upperBound > state.document else { continue }
                 guard (rowChunk + r) % share.world == share.rank else { state.document = first + rows.upperBound; continue }
                 if missing.contains(r) {
-                    count(Count.skippedMissingRowChunks)
-                    count(Count.skippedMissingRows, rows.count)
-                    count(Count.rows, rows.count)
+                    state.counts.skippedMissingRowChunks += 1
+                    state.counts.skippedMissingRows += rows.count
+                    state.counts.rows += rows.count
                     state.document = first + rows.upperBound
                     continue
                 }
@@ -139,10 +128,7 @@ public final class ZarrImporter {
             try finishShard()
         }
         progress?.end()
-        index.complete = true
-        var counts = state.counts
-        for s in Preprocessor.splits { counts["windows_" + s] = index.windows(split: s) }
-        index.build?.counts = counts
+        index.finish(counts: state.counts)
         try commitIndex()
         return ImportSummary(index: index, seconds: Date().timeIntervalSince(clock), skipped: skipped)
     }
@@ -155,22 +141,22 @@ public final class ZarrImporter {
 
     /// The split of each input: from `--split`, else from the folder's name without `.zarr`. Two inputs of one split
     /// would give clashing document ids (both `train.zarr:0`), so each split comes from one input.
-    private func splitNames(_ arrays: [ZarrArray]) throws -> [String] {
+    private func splitNames(_ arrays: [ZarrArray]) throws -> [Split] {
         if options.split != nil, arrays.count != 1 { throw PreprocessError("--split names the split of a single input; got \(arrays.count) inputs") }
-        var seen: [String: String] = [:]
+        var seen: [Split: String] = [:]
         return try arrays.map { array in
             let name = array.name.hasSuffix(".zarr") ? String(array.name.dropLast(5)) : array.name
-            guard let split = options.split ?? Preprocessor.splits.first(where: { $0 == name }) else {
-                throw PreprocessError("\(array.path): cannot tell its split from the name (\(Preprocessor.splits.map { $0 + ".zarr" }.joined(separator: " or "))); pass --split")
+            guard let split = options.split ?? Split(rawValue: name) else {
+                throw PreprocessError("\(array.path): cannot tell its split from the name (\(Split.allCases.map { $0.rawValue + ".zarr" }.joined(separator: " or "))); pass --split")
             }
-            if let other = seen.updateValue(array.path, forKey: split) { throw PreprocessError("\(other) and \(array.path) both hold split \(split)") }
+            if let other = seen.updateValue(array.path, forKey: split) { throw PreprocessError("\(other) and \(array.path) both hold split \(split.rawValue)") }
             return split
         }
     }
 
     private func checkEncoder(_ array: ZarrArray) throws {
         guard let encoder = array.encoder, !["tiktoken-gpt2", "gpt2"].contains(encoder), !options.forceTokenizer else { return }
-        throw ShardError(path: array.path + "/.zattrs", "encoder is '\(encoder)', not GPT-2; pass --force-tokenizer if its tokens are GPT-2's")
+        throw FileError(path: array.path + "/.zattrs", "encoder is '\(encoder)', not GPT-2; pass --force-tokenizer if its tokens are GPT-2's")
     }
 
     /// Row-chunks with a missing chunk file: an error naming the first one, or with `--skip-missing` the list to skip.
@@ -181,17 +167,15 @@ public final class ZarrImporter {
             guard let key = missing.first else { continue }
             guard options.skipMissing else {
                 let more = missing.count > 1 ? "; \(missing.count - 1) more in this row-chunk" : ""
-                throw ShardError(path: array.path + "/" + key, "chunk file missing (rows \(array.rowRange(ofRowChunk: r))\(more)); --skip-missing imports the rows whose chunks are all present")
+                throw FileError(path: array.path + "/" + key, "chunk file missing (rows \(array.rowRange(ofRowChunk: r))\(more)); --skip-missing imports the rows whose chunks are all present")
             }
             skip.append(r)
         }
         return skip
     }
 
-    private func count(_ key: String, _ n: Int = 1) { state.counts[key, default: 0] += n }
-
     /// Appends stripe row `i` as one window of `split`; after a full shard, records the next row as the resume point.
-    private func write(_ stripe: [UInt16], row i: Int, id: String, split: String) throws {
+    private func write(_ stripe: [UInt16], row i: Int, id: String, split: Split) throws {
         if writer == nil {
             let number = index.shards.filter { $0.split == split }.count
             writer = try ShardWriter(directory: output, file: options.format.fileName(split: split, number: number),
@@ -202,8 +186,8 @@ public final class ZarrImporter {
         }
         state.document += 1
         state.produced[split, default: 0] += 1
-        count(Count.rows)
-        count(Count.imported)
+        state.counts.rows += 1
+        state.counts.imported += 1
         if writer!.windowCount == options.shardWindows { try finishShard() }
     }
 
@@ -216,7 +200,7 @@ public final class ZarrImporter {
     }
 
     private func commitIndex() throws {
-        index.shards.sort { ($0.split, $0.file) < ($1.split, $1.file) }
+        index.sortShards()
         try index.write(to: output)
         try afterShard?(index)
     }

@@ -1,7 +1,5 @@
 import Foundation
-
-/// Tokens per window: LongCrawl64 cuts every kept document to windows of exactly this length.
-public let windowLength = 65_536
+import Support
 
 /// The on-disk format of one shard (DESIGN.md section 4).
 public enum ShardFormat: String, Codable, Sendable, CaseIterable {
@@ -11,8 +9,8 @@ public enum ShardFormat: String, Codable, Sendable, CaseIterable {
     case zst
 
     /// File name of shard `number` of `split` in this format.
-    public func fileName(split: String, number: Int) -> String {
-        let stem = "\(split)-" + String(format: "%06d", number)
+    public func fileName(split: Split, number: Int) -> String {
+        let stem = "\(split.rawValue)-" + String(format: "%06d", number)
         switch self {
         case .hdf5: return stem + ".h5"
         case .zst: return stem + ".tokens.zst"
@@ -25,8 +23,7 @@ public struct ShardEntry: Codable, Equatable, Sendable {
     /// File name inside the dataset folder.
     public var file: String
     public var format: ShardFormat
-    /// `train` or `heldout`.
-    public var split: String
+    public var split: Split
     /// Number of 65,536-token windows.
     public var windows: Int
     /// File size in bytes.
@@ -34,7 +31,7 @@ public struct ShardEntry: Codable, Equatable, Sendable {
     /// Hex SHA-256 of the whole file.
     public var sha256: String
 
-    public init(file: String, format: ShardFormat, split: String, windows: Int, bytes: Int, sha256: String) {
+    public init(file: String, format: ShardFormat, split: Split, windows: Int, bytes: Int, sha256: String) {
         self.file = file; self.format = format; self.split = split
         self.windows = windows; self.bytes = bytes; self.sha256 = sha256
     }
@@ -46,11 +43,11 @@ public struct ResumePoint: Codable, Equatable, Sendable {
     /// Ordinal of the first document (over all inputs, in input order) to process again.
     public var document: Int
     /// Windows produced per split by documents before `document`.
-    public var produced: [String: Int]
-    /// Drop and keep counters accumulated over documents before `document`.
-    public var counts: [String: Int]
+    public var produced: [Split: Int]
+    /// Counters accumulated over documents before `document` (no window totals).
+    public var counts: BuildCounts
 
-    public init(document: Int = 0, produced: [String: Int] = [:], counts: [String: Int] = [:]) {
+    public init(document: Int = 0, produced: [Split: Int] = [:], counts: BuildCounts = BuildCounts()) {
         self.document = document; self.produced = produced; self.counts = counts
     }
 }
@@ -63,11 +60,74 @@ public struct BuildRecord: Codable, Equatable, Sendable {
     public var options: [String: String]
     /// Where to restart so that no window is lost or duplicated.
     public var resume: ResumePoint
-    /// Final counters (documents read, kept, dropped by reason, tokens), set when `complete`.
-    public var counts: [String: Int]
+    /// Final counters, with the window totals, set when `complete`.
+    public var counts: BuildCounts
 
-    public init(inputs: [String], options: [String: String], resume: ResumePoint = ResumePoint(), counts: [String: Int] = [:]) {
+    public init(inputs: [String], options: [String: String], resume: ResumePoint = ResumePoint(), counts: BuildCounts = BuildCounts()) {
         self.inputs = inputs; self.options = options; self.resume = resume; self.counts = counts
+    }
+}
+
+/// What a build counted, as `index.json` records it (`build.counts`, and `build.resume.counts` so far). A counter
+/// that is 0 is left out of the file and `windows` only written once the build is complete, so the keys are the
+/// ones earlier versions wrote (`records`, `dropped_empty`, ..., `windows_train`, `windows_heldout`).
+public struct BuildCounts: Codable, Equatable, Sendable {
+    /// Preprocessing: records read (documents and records it could not use).
+    public var records = 0
+    /// Preprocessing: documents of at least one window.
+    public var kept = 0
+    public var droppedEmpty = 0
+    public var droppedUnreadable = 0
+    /// Preprocessing: documents shorter than one window.
+    public var droppedTooShort = 0
+    /// Import: rows of the input arrays passed over, imported or skipped.
+    public var rows = 0
+    public var imported = 0
+    /// Import with `--skip-missing`: rows skipped for a missing chunk file, and the row-chunks they fill.
+    public var skippedMissingRows = 0
+    public var skippedMissingRowChunks = 0
+    /// Windows of each split over all shards, once the build is complete.
+    public var windows: [Split: Int]?
+
+    public init(records: Int = 0, kept: Int = 0, droppedEmpty: Int = 0, droppedUnreadable: Int = 0, droppedTooShort: Int = 0,
+                rows: Int = 0, imported: Int = 0, skippedMissingRows: Int = 0, skippedMissingRowChunks: Int = 0, windows: [Split: Int]? = nil) {
+        self.records = records; self.kept = kept; self.droppedEmpty = droppedEmpty; self.droppedUnreadable = droppedUnreadable
+        self.droppedTooShort = droppedTooShort; self.rows = rows; self.imported = imported
+        self.skippedMissingRows = skippedMissingRows; self.skippedMissingRowChunks = skippedMissingRowChunks; self.windows = windows
+    }
+
+    /// Adds the counters of `other` (not its window totals): a merge of ranks' builds.
+    public static func += (a: inout BuildCounts, b: BuildCounts) {
+        for (_, path) in counters { a[keyPath: path] += b[keyPath: path] }
+    }
+
+    /// Every counter but `windows`, by its key in `index.json`.
+    private static let counters: [(String, WritableKeyPath<BuildCounts, Int>)] = [
+        ("records", \.records), ("kept", \.kept), ("dropped_empty", \.droppedEmpty), ("dropped_unreadable", \.droppedUnreadable),
+        ("dropped_too_short", \.droppedTooShort), ("rows", \.rows), ("imported", \.imported),
+        ("skipped_missing_rows", \.skippedMissingRows), ("skipped_missing_row_chunks", \.skippedMissingRowChunks),
+    ]
+
+    private struct Key: CodingKey {
+        var stringValue: String
+        init(_ name: String) { stringValue = name }
+        init?(stringValue: String) { self.stringValue = stringValue }
+        var intValue: Int? { nil }
+        init?(intValue: Int) { nil }
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: Key.self)
+        for (key, path) in Self.counters { self[keyPath: path] = try c.decodeIfPresent(Int.self, forKey: Key(key)) ?? 0 }
+        var totals: [Split: Int] = [:]
+        for split in Split.allCases { totals[split] = try c.decodeIfPresent(Int.self, forKey: Key("windows_" + split.rawValue)) }
+        windows = totals.isEmpty ? nil : totals
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: Key.self)
+        for (key, path) in Self.counters where self[keyPath: path] != 0 { try c.encode(self[keyPath: path], forKey: Key(key)) }
+        for (split, n) in windows ?? [:] { try c.encode(n, forKey: Key("windows_" + split.rawValue)) }
     }
 }
 
@@ -80,7 +140,7 @@ public struct DatasetIndex: Codable, Equatable, Sendable {
     public var format = "longcrawl-dataset"
     public var version = DatasetIndex.currentVersion
     public var tokenizer = "gpt2"
-    public var vocabSize = 50_257
+    public var vocabSize = GPT2.vocabularySize
     public var window = windowLength
     /// False while preprocessing runs; a dataset is only usable once complete.
     public var complete = false
@@ -95,8 +155,21 @@ public struct DatasetIndex: Codable, Equatable, Sendable {
     }
 
     /// Windows in `split` over all shards.
-    public func windows(split: String) -> Int {
+    public func windows(split: Split) -> Int {
         shards.filter { $0.split == split }.reduce(0) { $0 + $1.windows }
+    }
+
+    /// Orders the shards by split name, then file name (within a split, the order its windows are numbered in).
+    public mutating func sortShards() {
+        shards.sort { ($0.split.rawValue, $0.file) < ($1.split.rawValue, $1.file) }
+    }
+
+    /// Marks the build complete with `counts` and each split's window total.
+    public mutating func finish(counts: BuildCounts) {
+        var counts = counts
+        counts.windows = Dictionary(uniqueKeysWithValues: Split.allCases.map { ($0, windows(split: $0)) })
+        build?.counts = counts
+        complete = true
     }
 
     /// Reads `index.json` from `directory`, naming the file in any error.
@@ -104,24 +177,24 @@ public struct DatasetIndex: Codable, Equatable, Sendable {
         let url = directory.appendingPathComponent(fileName)
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
-            throw ShardError(url, "cannot read dataset index (\(error.localizedDescription))")
+            throw FileError(url, "cannot read dataset index (\(error.localizedDescription))")
         }
         let index: DatasetIndex
         do { index = try JSONDecoder().decode(DatasetIndex.self, from: data) } catch {
-            throw ShardError(url, "not a LongCrawl dataset index (\(error))")
+            throw FileError(url, "not a LongCrawl dataset index (\(error))")
         }
-        guard index.format == "longcrawl-dataset" else { throw ShardError(url, "format is '\(index.format)', expected 'longcrawl-dataset'") }
-        guard index.version == currentVersion else { throw ShardError(url, "index version \(index.version), this build reads \(currentVersion)") }
-        guard index.window == windowLength else { throw ShardError(url, "window \(index.window), expected \(windowLength)") }
+        guard index.format == "longcrawl-dataset" else { throw FileError(url, "format is '\(index.format)', expected 'longcrawl-dataset'") }
+        guard index.version == currentVersion else { throw FileError(url, "index version \(index.version), this build reads \(currentVersion)") }
+        guard index.window == windowLength else { throw FileError(url, "window \(index.window), expected \(windowLength)") }
         var total = 0
         for shard in index.shards {
             guard contained(shard.file, in: directory) != nil else {
-                throw ShardError(url, "shard entry '\(shard.file)' leaves the dataset folder (an absolute path, '..', or a symlink out)")
+                throw FileError(url, "shard entry '\(shard.file)' leaves the dataset folder (an absolute path, '..', or a symlink out)")
             }
             // Window counts are summed per split (windows(split:)): negative or overflowing ones are refused here.
             let (sum, overflow) = total.addingReportingOverflow(shard.windows)
             guard shard.windows >= 0, shard.bytes >= 0, !overflow else {
-                throw ShardError(url, "shard entry '\(shard.file)': \(shard.windows) windows, \(shard.bytes) bytes (negative or too many)")
+                throw FileError(url, "shard entry '\(shard.file)': \(shard.windows) windows, \(shard.bytes) bytes (negative or too many)")
             }
             total = sum
         }
@@ -131,82 +204,5 @@ public struct DatasetIndex: Codable, Equatable, Sendable {
     /// Writes `index.json` into `directory` atomically (temp file, fsync, rename).
     public func write(to directory: URL) throws {
         try AtomicFile.writeJSON(self, to: directory.appendingPathComponent(DatasetIndex.fileName))
-    }
-}
-
-/// `folder/name` when `name` is a relative path that stays inside `folder`, symlinks resolved; nil when it is
-/// absolute, has a `..` component, or resolves outside (so a file that names other files cannot reach past its folder).
-public func contained(_ name: String, in folder: URL) -> URL? {
-    guard !name.isEmpty, !name.hasPrefix("/"), !name.split(separator: "/").contains("..") else { return nil }
-    let url = folder.appendingPathComponent(name)
-    guard let root = realPath(folder.path) else { return nil }
-    // A file not created yet: its folder must resolve inside.
-    let resolved = realPath(url.path) ?? realPath(url.deletingLastPathComponent().path).map { $0 + "/" + url.lastPathComponent }
-    guard let resolved, resolved.hasPrefix(root == "/" ? "/" : root + "/") else { return nil }
-    return url
-}
-
-private func realPath(_ path: String) -> String? {
-    guard let p = realpath(path, nil) else { return nil }
-    defer { free(p) }
-    return String(cString: p)
-}
-
-/// A one-line error naming the file and what is wrong with it.
-public struct ShardError: Error, CustomStringConvertible, LocalizedError {
-    public let path: String
-    public let message: String
-    public init(_ url: URL, _ message: String) { self.path = url.path; self.message = message }
-    public init(path: String, _ message: String) { self.path = path; self.message = message }
-    public var description: String { "\(path): \(message)" }
-    public var errorDescription: String? { description }
-}
-
-/// Whole-file writes that never leave a partial file under the final name.
-public enum AtomicFile {
-    /// The temporary name a file is written under before its rename: hidden, same folder (same file system).
-    public static func temporaryURL(for url: URL) -> URL {
-        url.deletingLastPathComponent().appendingPathComponent("." + url.lastPathComponent + ".tmp")
-    }
-
-    /// Writes `value` as pretty-printed JSON with sorted keys and a final newline, atomically.
-    public static func writeJSON<T: Encodable>(_ value: T, to url: URL) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        var data = try encoder.encode(value)
-        data.append(0x0A)
-        try write(data, to: url)
-    }
-
-    /// Writes `data` to a temporary file beside `url`, flushes it to disk, then renames it over `url`.
-    public static func write(_ data: Data, to url: URL) throws {
-        let tmp = temporaryURL(for: url)
-        let fd = open(tmp.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw ShardError(tmp, "cannot create (\(String(cString: strerror(errno))))") }
-        var failure: String?
-        data.withUnsafeBytes { raw in
-            var done = 0
-            while done < raw.count {
-                let n = Foundation.write(fd, raw.baseAddress! + done, raw.count - done)
-                if n < 0 { if errno == EINTR { continue }; failure = String(cString: strerror(errno)); return }
-                done += n
-            }
-        }
-        if failure == nil, fsync(fd) != 0 { failure = String(cString: strerror(errno)) }
-        close(fd)
-        if let failure {
-            unlink(tmp.path)
-            throw ShardError(url, "write failed (\(failure)); the previous file is unchanged")
-        }
-        try commit(tmp, to: url)
-    }
-
-    /// Renames a finished temporary file over its final name.
-    public static func commit(_ tmp: URL, to url: URL) throws {
-        guard rename(tmp.path, url.path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(tmp.path)
-            throw ShardError(url, "cannot rename from \(tmp.lastPathComponent) (\(reason))")
-        }
     }
 }

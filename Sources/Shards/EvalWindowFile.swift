@@ -1,5 +1,6 @@
 import CLongCrawl
 import Foundation
+import Support
 
 /// Evaluation windows as `longcrawl sample` writes them and `eval` reads them: a small HDF5 file with
 /// `/tokens [N, L] uint16` (zstd + Fletcher32, one row per chunk), `/source [N] int64` (window id in the split),
@@ -10,7 +11,7 @@ import Foundation
 /// the file, checked before libhdf5 parses a byte: libhdf5 1.10 can crash on corrupt metadata instead of failing.
 /// Files written before the block existed (they start with the HDF5 signature) are refused, saying to sample again.
 public struct EvalWindowFile: Equatable, Sendable {
-    public var split: String
+    public var split: Split
     public var seed: UInt64
     /// Source dataset folder, as given.
     public var dataset: String
@@ -24,7 +25,7 @@ public struct EvalWindowFile: Equatable, Sendable {
 
     public var count: Int { windows.count }
 
-    public init(split: String, seed: UInt64, dataset: String, length: Int, tokens: [UInt16], windows: [Int], sources: [WindowSource]) {
+    public init(split: Split, seed: UInt64, dataset: String, length: Int, tokens: [UInt16], windows: [Int], sources: [WindowSource]) {
         self.split = split; self.seed = seed; self.dataset = dataset; self.length = length
         self.tokens = tokens; self.windows = windows; self.sources = sources
     }
@@ -36,13 +37,13 @@ public struct EvalWindowFile: Equatable, Sendable {
     public func write(to url: URL) throws {
         let image: [UInt8] = try withHDF5 {
             lc_h5_silence_errors()
-            guard lc_register_zstd_filter() == 0 else { throw ShardError(url, "cannot register the HDF5 zstd filter") }
+            guard lc_register_zstd_filter() == 0 else { throw FileError(url, "cannot register the HDF5 zstd filter") }
             let fcpl = H5Pcreate(lc_h5p_file_create()), fapl = H5Pcreate(lc_h5p_file_access())
             H5Pset_obj_track_times(fcpl, false)
             H5Pset_fapl_core(fapl, 1 << 22, false)
             defer { H5Pclose(fcpl); H5Pclose(fapl) }
             let file = H5Fcreate("eval-\(UUID().uuidString)", lc_h5f_acc_trunc(), fcpl, fapl)
-            guard file >= 0 else { throw ShardError(url, "cannot create HDF5 file in memory") }
+            guard file >= 0 else { throw FileError(url, "cannot create HDF5 file in memory") }
             defer { H5Fclose(file) }
             let dcpl = H5Pcreate(lc_h5p_dataset_create())
             defer { H5Pclose(dcpl) }
@@ -59,7 +60,7 @@ public struct EvalWindowFile: Equatable, Sendable {
             let set = H5Dcreate2(file, "tokens", lc_h5t_std_u16le(), space, lc_h5p_default(), dcpl, lc_h5p_default())
             H5Sclose(space)
             guard set >= 0, count == 0 || H5Dwrite(set, lc_h5t_native_uint16(), lc_h5s_all(), lc_h5s_all(), lc_h5p_default(), tokens) >= 0 else {
-                throw ShardError(url, "cannot write /tokens")
+                throw FileError(url, "cannot write /tokens")
             }
             H5Dclose(set)
             var n: [hsize_t] = [hsize_t(count)]
@@ -70,19 +71,19 @@ public struct EvalWindowFile: Equatable, Sendable {
             H5Sclose(idSpace); H5Pclose(plain)
             let values = windows.map(Int64.init)
             guard ids >= 0, count == 0 || H5Dwrite(ids, lc_h5t_native_int64(), lc_h5s_all(), lc_h5s_all(), lc_h5p_default(), values) >= 0 else {
-                throw ShardError(url, "cannot write /source")
+                throw FileError(url, "cannot write /source")
             }
             H5Dclose(ids)
             try writeDocuments(sources, file: file, name: url)
-            for (name, value) in [("format", "longcrawl-eval-windows"), ("split", split), ("dataset", dataset)] {
+            for (name, value) in [("format", "longcrawl-eval-windows"), ("split", split.rawValue), ("dataset", dataset)] {
                 try writeStringAttribute(file, name, value, url)
             }
             try writeIntAttribute(file, "seed", Int64(bitPattern: seed), url)
             try writeIntAttribute(file, "length", Int64(length), url)
-            guard H5Fflush(file, H5F_SCOPE_GLOBAL) >= 0 else { throw ShardError(url, "HDF5 flush failed") }
+            guard H5Fflush(file, H5F_SCOPE_GLOBAL) >= 0 else { throw FileError(url, "HDF5 flush failed") }
             let size = H5Fget_file_image(file, nil, 0)
             var image = [UInt8](repeating: 0, count: max(size, 0))
-            guard size > 0, H5Fget_file_image(file, &image, size) == size else { throw ShardError(url, "HDF5 file image unavailable") }
+            guard size > 0, H5Fget_file_image(file, &image, size) == size else { throw FileError(url, "HDF5 file image unavailable") }
             return image
         }
         // libhdf5 finds a superblock at 512 and takes it as the base address, as for h5jam's user blocks.
@@ -100,17 +101,17 @@ public struct EvalWindowFile: Equatable, Sendable {
     static func checkDigest(_ url: URL) throws {
         let data: Data
         do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
-            throw ShardError(url, FileManager.default.fileExists(atPath: url.path) ? "cannot read (\(error.localizedDescription))" : "no such file")
+            throw FileError(url, FileManager.default.fileExists(atPath: url.path) ? "cannot read (\(error.localizedDescription))" : "no such file")
         }
         let hdf5Signature: [UInt8] = [0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a]
         if data.starts(with: hdf5Signature) {
-            throw ShardError(url, "written without a checksum by an earlier LongCrawl; run `longcrawl sample` again")
+            throw FileError(url, "written without a checksum by an earlier LongCrawl; run `longcrawl sample` again")
         }
         let tag = Array(checksumTag.utf8)
-        guard data.count > checksumBlock, data.starts(with: tag) else { throw ShardError(url, "not an HDF5 file") }
+        guard data.count > checksumBlock, data.starts(with: tag) else { throw FileError(url, "not an HDF5 file") }
         let stored = String(decoding: data[tag.count..<(tag.count + 64)], as: UTF8.self)
         guard stored == sha256(data[checksumBlock...]) else {
-            throw ShardError(url, "SHA-256 differs from the one in its first block (the file is damaged)")
+            throw FileError(url, "SHA-256 differs from the one in its first block (the file is damaged)")
         }
     }
 
@@ -120,43 +121,45 @@ public struct EvalWindowFile: Equatable, Sendable {
             lc_h5_silence_errors()
             _ = lc_register_zstd_filter()
             try Self.checkDigest(url)
-            guard H5Fis_hdf5(url.path) > 0 else { throw ShardError(url, "not an HDF5 file") }
+            guard H5Fis_hdf5(url.path) > 0 else { throw FileError(url, "not an HDF5 file") }
             let file = H5Fopen(url.path, lc_h5f_acc_rdonly(), lc_h5p_default())
-            guard file >= 0 else { throw ShardError(url, "cannot open HDF5 file (truncated or corrupt)") }
+            guard file >= 0 else { throw FileError(url, "cannot open HDF5 file (truncated or corrupt)") }
             defer { H5Fclose(file) }
             func string(_ name: String) throws -> String { try readStringAttribute(file, name, url) }
             func int(_ name: String) throws -> Int64 { try readIntAttribute(file, name, url) }
-            guard try string("format") == "longcrawl-eval-windows" else { throw ShardError(url, "not a LongCrawl evaluation-window file") }
+            guard try string("format") == "longcrawl-eval-windows" else { throw FileError(url, "not a LongCrawl evaluation-window file") }
             let declared = try int("length")
             // Whole windows, or T + 1 tokens for a context T that divides a window.
-            guard (1...Int64(windowLength + 1)).contains(declared) else { throw ShardError(url, "length \(declared) is not in 1...\(windowLength + 1)") }
+            guard (1...Int64(windowLength + 1)).contains(declared) else { throw FileError(url, "length \(declared) is not in 1...\(windowLength + 1)") }
             let length = Int(declared)
-            guard length >= 2 else { throw ShardError(url, "rows of \(length) token(s): a row needs at least one input and its target") }
+            guard length >= 2 else { throw FileError(url, "rows of \(length) token(s): a row needs at least one input and its target") }
             let set = H5Dopen2(file, "tokens", lc_h5p_default())
-            guard set >= 0 else { throw ShardError(url, "dataset /tokens missing") }
+            guard set >= 0 else { throw FileError(url, "dataset /tokens missing") }
             defer { H5Dclose(set) }
             let dims = datasetShape(set)
-            guard dims.count == 2, dims[1] == hsize_t(length) else { throw ShardError(url, "/tokens is not [N, \(length)]") }
+            guard dims.count == 2, dims[1] == hsize_t(length) else { throw FileError(url, "/tokens is not [N, \(length)]") }
             let n = try storedRows(set, dims[0], url)
             var tokens = [UInt16](repeating: 0, count: n * length)
             guard n == 0 || H5Dread(set, lc_h5t_native_uint16(), lc_h5s_all(), lc_h5s_all(), lc_h5p_default(), &tokens) >= 0 else {
-                throw ShardError(url, "/tokens fails its checksum or cannot be decompressed (corrupt)")
+                throw FileError(url, "/tokens fails its checksum or cannot be decompressed (corrupt)")
             }
             // An id past the vocabulary would index outside the embedding.
-            if let bad = tokens.firstIndex(where: { $0 >= 50_257 }) {
-                throw ShardError(url, "token \(tokens[bad]) in row \(bad / length) at \(bad % length) is outside the GPT-2 vocabulary")
+            if let bad = tokens.firstIndex(where: { $0 >= GPT2.vocabularySize }) {
+                throw FileError(url, "token \(tokens[bad]) in row \(bad / length) at \(bad % length) is outside the GPT-2 vocabulary")
             }
             let ids = H5Dopen2(file, "source", lc_h5p_default())
-            guard ids >= 0 else { throw ShardError(url, "dataset /source missing") }
+            guard ids >= 0 else { throw FileError(url, "dataset /source missing") }
             defer { H5Dclose(ids) }
             // Checked before the read, which fills as many values as the dataset holds.
-            guard datasetShape(ids) == [hsize_t(n)] else { throw ShardError(url, "/source has shape \(datasetShape(ids)), expected [\(n)]") }
+            guard datasetShape(ids) == [hsize_t(n)] else { throw FileError(url, "/source has shape \(datasetShape(ids)), expected [\(n)]") }
             var windows = [Int64](repeating: 0, count: n)
             guard n == 0 || H5Dread(ids, lc_h5t_native_int64(), lc_h5s_all(), lc_h5s_all(), lc_h5p_default(), &windows) >= 0 else {
-                throw ShardError(url, "/source is unreadable")
+                throw FileError(url, "/source is unreadable")
             }
             let sources = try readDocuments(file, url, rows: n)
-            return EvalWindowFile(split: try string("split"), seed: UInt64(bitPattern: try int("seed")), dataset: try string("dataset"),
+            let name = try string("split")
+            guard let split = Split(rawValue: name) else { throw FileError(url, "split '\(name)', expected train or heldout") }
+            return EvalWindowFile(split: split, seed: UInt64(bitPattern: try int("seed")), dataset: try string("dataset"),
                                   length: length, tokens: tokens, windows: windows.map(Int.init), sources: sources)
         }
     }

@@ -1,5 +1,6 @@
 import CLongCrawl
 import Foundation
+import Support
 
 /// Serial HDF5 is not thread-safe: every HDF5 call in the process goes through this lock.
 let hdf5Lock = NSRecursiveLock()
@@ -58,10 +59,10 @@ final class HDF5ShardWriter {
     init(url: URL, finalName: URL, level: Int, attributes: ShardAttributes) throws {
         self.url = url; self.finalName = finalName; self.attributes = attributes
         fd = open(url.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw ShardError(url, "cannot create (\(String(cString: strerror(errno))))") }
+        guard fd >= 0 else { throw FileError(url, "cannot create (\(String(cString: strerror(errno))))") }
         (file, tokens, memory) = try withHDF5 {
             lc_h5_silence_errors()
-            guard lc_register_zstd_filter() == 0 else { throw ShardError(finalName, "cannot register the HDF5 zstd filter") }
+            guard lc_register_zstd_filter() == 0 else { throw FileError(finalName, "cannot register the HDF5 zstd filter") }
             let fcpl = H5Pcreate(lc_h5p_file_create())
             H5Pset_obj_track_times(fcpl, false)
             let fapl = H5Pcreate(lc_h5p_file_access())
@@ -69,7 +70,7 @@ final class HDF5ShardWriter {
             defer { H5Pclose(fcpl); H5Pclose(fapl) }
             errno = 0
             let file = H5Fcreate(url.path, lc_h5f_acc_trunc(), fcpl, fapl)
-            guard file >= 0 else { throw ShardError(url, "cannot create HDF5 file\(osReason())") }
+            guard file >= 0 else { throw FileError(url, "cannot create HDF5 file\(osReason())") }
             var dims: [hsize_t] = [0, hsize_t(windowLength)]
             var maxDims: [hsize_t] = [lc_h5s_unlimited(), hsize_t(windowLength)]
             var chunk: [hsize_t] = [1, hsize_t(windowLength)]
@@ -82,7 +83,7 @@ final class HDF5ShardWriter {
             H5Pset_obj_track_times(dcpl, false)
             let tokens = H5Dcreate2(file, "tokens", lc_h5t_std_u16le(), space, lc_h5p_default(), dcpl, lc_h5p_default())
             H5Pclose(dcpl); H5Sclose(space)
-            guard tokens >= 0 else { H5Fclose(file); throw ShardError(url, "cannot create /tokens\(osReason())") }
+            guard tokens >= 0 else { H5Fclose(file); throw FileError(url, "cannot create /tokens\(osReason())") }
             var one: [hsize_t] = [1, hsize_t(windowLength)]
             return (file, tokens, H5Screate_simple(2, &one, nil))
         }
@@ -102,14 +103,14 @@ final class HDF5ShardWriter {
         try withHDF5 {
             var dims: [hsize_t] = [hsize_t(index + 1), hsize_t(windowLength)]
             errno = 0
-            guard H5Dset_extent(tokens, &dims) >= 0 else { throw ShardError(finalName, "cannot extend /tokens\(osReason())") }
+            guard H5Dset_extent(tokens, &dims) >= 0 else { throw FileError(finalName, "cannot extend /tokens\(osReason())") }
             let space = H5Dget_space(tokens)
             defer { H5Sclose(space) }
             var start: [hsize_t] = [hsize_t(index), 0]
             var count: [hsize_t] = [1, hsize_t(windowLength)]
             H5Sselect_hyperslab(space, H5S_SELECT_SET, &start, nil, &count, nil)
             guard H5Dwrite(tokens, lc_h5t_native_uint16(), memory, space, lc_h5p_default(), window.baseAddress) >= 0 else {
-                throw ShardError(finalName, "write of window \(index) failed\(osReason())")
+                throw FileError(finalName, "write of window \(index) failed\(osReason())")
             }
         }
     }
@@ -120,21 +121,21 @@ final class HDF5ShardWriter {
             try writeDocuments(sources, file: file, name: finalName)
             try writeAttributes()
             H5Dclose(tokens); tokens = -1
-            guard H5Fflush(file, H5F_SCOPE_GLOBAL) >= 0 else { throw ShardError(finalName, "HDF5 flush failed") }
+            guard H5Fflush(file, H5F_SCOPE_GLOBAL) >= 0 else { throw FileError(finalName, "HDF5 flush failed") }
             let size = H5Fget_file_image(file, nil, 0)
-            guard size > 0 else { throw ShardError(finalName, "HDF5 file image unavailable") }
+            guard size > 0 else { throw FileError(finalName, "HDF5 file image unavailable") }
             var image = [UInt8](repeating: 0, count: size)
-            guard H5Fget_file_image(file, &image, size) == size else { throw ShardError(finalName, "HDF5 file image unavailable") }
+            guard H5Fget_file_image(file, &image, size) == size else { throw FileError(finalName, "HDF5 file image unavailable") }
             H5Fclose(file); file = -1
             return image
         }
         try image.withUnsafeBytes { try writeAll(fd, $0, name: finalName) }
-        guard fsync(fd) == 0 else { throw ShardError(finalName, "fsync failed (\(String(cString: strerror(errno))))") }
+        guard fsync(fd) == 0 else { throw FileError(finalName, "fsync failed (\(String(cString: strerror(errno))))") }
         close()
     }
 
     private func writeAttributes() throws {
-        for (name, value) in [("format", attributes.format), ("tokenizer", attributes.tokenizer), ("split", attributes.split)] {
+        for (name, value) in [("format", attributes.format), ("tokenizer", attributes.tokenizer), ("split", attributes.split.rawValue)] {
             try writeStringAttribute(file, name, value, finalName)
         }
         for (name, value) in [("version", attributes.version), ("vocab_size", attributes.vocab_size), ("window", attributes.window)] {
@@ -156,21 +157,23 @@ final class HDF5ShardReader {
         (file, tokens, memory, attributes, sources) = try withHDF5 {
             lc_h5_silence_errors()
             _ = lc_register_zstd_filter()
-            guard H5Fis_hdf5(url.path) > 0 else { throw ShardError(url, "not an HDF5 file (truncated or corrupt superblock)") }
+            guard H5Fis_hdf5(url.path) > 0 else { throw FileError(url, "not an HDF5 file (truncated or corrupt superblock)") }
             let file = H5Fopen(url.path, lc_h5f_acc_rdonly(), lc_h5p_default())
-            guard file >= 0 else { throw ShardError(url, "cannot open HDF5 file (truncated or corrupt)") }
+            guard file >= 0 else { throw FileError(url, "cannot open HDF5 file (truncated or corrupt)") }
             do {
                 func string(_ name: String) throws -> String { try readStringAttribute(file, name, url) }
                 func int(_ name: String) throws -> Int { Int(try readIntAttribute(file, name, url)) }
+                let name = try string("split")
+                guard let split = Split(rawValue: name) else { throw FileError(url, "attribute split is '\(name)', expected train or heldout") }
                 let attributes = ShardAttributes(format: try string("format"), version: try int("version"), tokenizer: try string("tokenizer"),
-                                                 vocab_size: try int("vocab_size"), window: try int("window"), split: try string("split"))
+                                                 vocab_size: try int("vocab_size"), window: try int("window"), split: split)
                 try attributes.check(url)
                 let tokens = H5Dopen2(file, "tokens", lc_h5p_default())
-                guard tokens >= 0 else { throw ShardError(url, "dataset /tokens missing") }
+                guard tokens >= 0 else { throw FileError(url, "dataset /tokens missing") }
                 let dims = datasetShape(tokens)
                 guard dims.count == 2, dims[1] == hsize_t(windowLength) else {
                     H5Dclose(tokens)
-                    throw ShardError(url, "/tokens has shape \(dims), expected [windows, \(windowLength)]")
+                    throw FileError(url, "/tokens has shape \(dims), expected [windows, \(windowLength)]")
                 }
                 let sources: [WindowSource]
                 do { sources = try readDocuments(file, url, rows: try storedRows(tokens, dims[0], url)) } catch { H5Dclose(tokens); throw error }
@@ -193,7 +196,7 @@ final class HDF5ShardReader {
             var count: [hsize_t] = [1, hsize_t(windowLength)]
             H5Sselect_hyperslab(space, H5S_SELECT_SET, &start, nil, &count, nil)
             guard H5Dread(tokens, lc_h5t_native_uint16(), memory, space, lc_h5p_default(), buffer.baseAddress) >= 0 else {
-                throw ShardError(url, "window \(k): fails its Fletcher32 checksum or cannot be decompressed (corrupt)")
+                throw FileError(url, "window \(k): fails its Fletcher32 checksum or cannot be decompressed (corrupt)")
             }
         }
     }
@@ -210,7 +213,7 @@ func writeDocuments(_ sources: [WindowSource], file: hid_t, name finalName: URL)
     H5Pset_obj_track_times(dcpl, false)
     let set = H5Dcreate2(file, "documents", type, space, lc_h5p_default(), dcpl, lc_h5p_default())
     H5Pclose(dcpl)
-    guard set >= 0 else { throw ShardError(finalName, "cannot create /documents\(osReason())") }
+    guard set >= 0 else { throw FileError(finalName, "cannot create /documents\(osReason())") }
     defer { H5Dclose(set) }
     guard !sources.isEmpty else { return }
     let rows = UnsafeMutableRawPointer.allocate(byteCount: documentRowSize * sources.count, alignment: 8)
@@ -221,7 +224,7 @@ func writeDocuments(_ sources: [WindowSource], file: hid_t, name finalName: URL)
         rows.storeBytes(of: Int64(s.offset), toByteOffset: i * documentRowSize + 8, as: Int64.self)
     }
     guard H5Dwrite(set, type, lc_h5s_all(), lc_h5s_all(), lc_h5p_default(), rows) >= 0 else {
-        throw ShardError(finalName, "write of /documents failed\(osReason())")
+        throw FileError(finalName, "write of /documents failed\(osReason())")
     }
 }
 
@@ -244,7 +247,7 @@ func storedRows(_ set: hid_t, _ rows: hsize_t, _ url: URL) throws -> Int {
     let space = H5Dget_space(set)
     defer { H5Sclose(space) }
     guard H5Dget_num_chunks(set, space, &stored) >= 0, rows <= stored else {
-        throw ShardError(url, "/tokens claims \(rows) rows, \(stored) are stored (corrupt)")
+        throw FileError(url, "/tokens claims \(rows) rows, \(stored) are stored (corrupt)")
     }
     return Int(rows)
 }
@@ -252,13 +255,13 @@ func storedRows(_ set: hid_t, _ rows: hsize_t, _ url: URL) throws -> Int {
 /// Reads `/documents` from an open HDF5 file: exactly `rows` rows, one per `/tokens` row.
 func readDocuments(_ file: hid_t, _ url: URL, rows: Int) throws -> [WindowSource] {
     let set = H5Dopen2(file, "documents", lc_h5p_default())
-    guard set >= 0 else { throw ShardError(url, "dataset /documents missing") }
+    guard set >= 0 else { throw FileError(url, "dataset /documents missing") }
     defer { H5Dclose(set) }
     let space = H5Dget_space(set)
     defer { H5Sclose(space) }
     // Checked before the read, which fills as many rows as the dataset holds.
     let n = Int(H5Sget_simple_extent_npoints(space))
-    guard n == rows else { throw ShardError(url, "/documents has \(n) rows, /tokens \(rows)") }
+    guard n == rows else { throw FileError(url, "/documents has \(n) rows, /tokens \(rows)") }
     guard n > 0 else { return [] }
     try checkStringLengths(set, rows: n, url)
     let type = documentsType()
@@ -266,7 +269,7 @@ func readDocuments(_ file: hid_t, _ url: URL, rows: Int) throws -> [WindowSource
     let rows = UnsafeMutableRawPointer.allocate(byteCount: documentRowSize * n, alignment: 8)
     defer { rows.deallocate() }
     guard H5Dread(set, type, lc_h5s_all(), lc_h5s_all(), lc_h5p_default(), rows) >= 0 else {
-        throw ShardError(url, "/documents is unreadable")
+        throw FileError(url, "/documents is unreadable")
     }
     defer { H5Dvlen_reclaim(type, space, lc_h5p_default(), rows) }
     return (0..<n).map { i in
@@ -280,12 +283,12 @@ func readDocuments(_ file: hid_t, _ url: URL, rows: Int) throws -> [WindowSource
 /// reads the string, so a corrupt `/documents` would exhaust memory inside H5Dread: each row's length (the first
 /// 4 bytes of its `document` field, stored contiguously as written here) is checked against the file's size first.
 private func checkStringLengths(_ set: hid_t, rows n: Int, _ url: URL) throws {
-    func corrupt(_ why: String) -> ShardError { ShardError(url, "/documents \(why) (corrupt)") }
+    func corrupt(_ why: String) -> FileError { FileError(url, "/documents \(why) (corrupt)") }
     let fd = open(url.path, O_RDONLY)
-    guard fd >= 0 else { throw ShardError(url, "cannot open (\(String(cString: strerror(errno))))") }
+    guard fd >= 0 else { throw FileError(url, "cannot open (\(String(cString: strerror(errno))))") }
     defer { close(fd) }
     var st = stat()
-    guard fstat(fd, &st) == 0 else { throw ShardError(url, "cannot stat (\(String(cString: strerror(errno))))") }
+    guard fstat(fd, &st) == 0 else { throw FileError(url, "cannot stat (\(String(cString: strerror(errno))))") }
     let size = UInt64(st.st_size)
     let offset = H5Dget_offset(set), storage = H5Dget_storage_size(set)
     guard offset != haddr_t.max, storage > 0, storage <= size, offset <= size - storage, storage % UInt64(n) == 0 else {
@@ -299,7 +302,7 @@ private func checkStringLengths(_ set: hid_t, rows n: Int, _ url: URL) throws {
     guard field + 4 <= row else { throw corrupt("rows are \(row) bytes, too short for their document field") }
     var raw = [UInt8](repeating: 0, count: Int(storage))
     guard raw.withUnsafeMutableBytes({ pread(fd, $0.baseAddress!, $0.count, off_t(offset)) }) == raw.count else {
-        throw ShardError(url, "short read of /documents at byte \(offset)")
+        throw FileError(url, "short read of /documents at byte \(offset)")
     }
     for i in 0..<n {
         let at = i * row + field
@@ -316,7 +319,7 @@ func writeStringAttribute(_ file: hid_t, _ name: String, _ value: String, _ url:
         var p: UnsafePointer<CChar>? = c
         let a = H5Acreate2(file, name, type, scalar, lc_h5p_default(), lc_h5p_default())
         defer { if a >= 0 { H5Aclose(a) } }
-        guard a >= 0, H5Awrite(a, type, &p) >= 0 else { throw ShardError(url, "cannot write attribute \(name)\(osReason())") }
+        guard a >= 0, H5Awrite(a, type, &p) >= 0 else { throw FileError(url, "cannot write attribute \(name)\(osReason())") }
     }
 }
 
@@ -327,17 +330,17 @@ func writeIntAttribute(_ file: hid_t, _ name: String, _ value: Int64, _ url: URL
     var v = value
     let a = H5Acreate2(file, name, lc_h5t_std_i64le(), scalar, lc_h5p_default(), lc_h5p_default())
     defer { if a >= 0 { H5Aclose(a) } }
-    guard a >= 0, H5Awrite(a, lc_h5t_native_int64(), &v) >= 0 else { throw ShardError(url, "cannot write attribute \(name)\(osReason())") }
+    guard a >= 0, H5Awrite(a, lc_h5t_native_int64(), &v) >= 0 else { throw FileError(url, "cannot write attribute \(name)\(osReason())") }
 }
 
 /// Opens a root attribute that holds one value: a read fills as many values as the attribute holds, into room for one.
 private func openScalarAttribute(_ file: hid_t, _ name: String, _ url: URL) throws -> hid_t {
     let a = H5Aopen(file, name, lc_h5p_default())
-    guard a >= 0 else { throw ShardError(url, "attribute \(name) missing") }
+    guard a >= 0 else { throw FileError(url, "attribute \(name) missing") }
     let space = H5Aget_space(a)
     let points = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1
     if space >= 0 { H5Sclose(space) }
-    guard points == 1 else { H5Aclose(a); throw ShardError(url, "attribute \(name) holds \(points) values, expected one") }
+    guard points == 1 else { H5Aclose(a); throw FileError(url, "attribute \(name) holds \(points) values, expected one") }
     return a
 }
 
@@ -348,7 +351,7 @@ func readStringAttribute(_ file: hid_t, _ name: String, _ url: URL) throws -> St
     let s = utf8StringType()
     defer { H5Tclose(s) }
     var p: UnsafeMutablePointer<CChar>?
-    guard H5Aread(a, s, &p) >= 0, let p else { throw ShardError(url, "attribute \(name) is not a string") }
+    guard H5Aread(a, s, &p) >= 0, let p else { throw FileError(url, "attribute \(name) is not a string") }
     defer { H5free_memory(p) }
     return String(cString: p)
 }
@@ -358,6 +361,6 @@ func readIntAttribute(_ file: hid_t, _ name: String, _ url: URL) throws -> Int64
     let a = try openScalarAttribute(file, name, url)
     defer { H5Aclose(a) }
     var v: Int64 = 0
-    guard H5Aread(a, lc_h5t_native_int64(), &v) >= 0 else { throw ShardError(url, "attribute \(name) is not an integer") }
+    guard H5Aread(a, lc_h5t_native_int64(), &v) >= 0 else { throw FileError(url, "attribute \(name) is not an integer") }
     return v
 }

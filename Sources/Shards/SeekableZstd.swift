@@ -1,5 +1,6 @@
 import CLongCrawl
 import Foundation
+import Support
 
 // zstd's seekable format (contrib/seekable_format in the zstd repository): data frames, then a skippable frame
 // holding the seek table, whose footer (frame count, descriptor, magic) ends the file. We put one more skippable
@@ -35,7 +36,7 @@ final class SeekableZstdWriter {
     init(url: URL, finalName: URL, level: Int, attributes: ShardAttributes) throws {
         self.url = url; self.finalName = finalName; self.attributes = attributes
         fd = open(url.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw ShardError(url, "cannot create (\(String(cString: strerror(errno))))") }
+        guard fd >= 0 else { throw FileError(url, "cannot create (\(String(cString: strerror(errno))))") }
         cctx = ZSTD_createCCtx()
         ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, Int32(level))
         ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1)
@@ -53,7 +54,7 @@ final class SeekableZstdWriter {
     func append(_ window: UnsafeBufferPointer<UInt16>) throws {
         let raw = UnsafeRawBufferPointer(window)
         let n = output.withUnsafeMutableBytes { ZSTD_compress2(cctx, $0.baseAddress!, $0.count, raw.baseAddress!, raw.count) }
-        guard ZSTD_isError(n) == 0 else { throw ShardError(finalName, "zstd: \(String(cString: ZSTD_getErrorName(n)))") }
+        guard ZSTD_isError(n) == 0 else { throw FileError(finalName, "zstd: \(String(cString: ZSTD_getErrorName(n)))") }
         try output.withUnsafeBytes { try writeAll(fd, UnsafeRawBufferPointer(rebasing: $0[0..<n]), name: finalName) }
         let hash = XXH64(raw.baseAddress!, raw.count, 0)
         entries.append(SeekEntry(compressed: UInt32(n), decompressed: UInt32(raw.count), checksum: UInt32(truncatingIfNeeded: hash)))
@@ -71,7 +72,7 @@ final class SeekableZstdWriter {
         for e in entries { u32(e.compressed); u32(e.decompressed); u32(e.checksum) }
         u32(UInt32(entries.count)); tail.append(checksumFlag); u32(seekTableMagic)
         try tail.withUnsafeBytes { try writeAll(fd, $0, name: finalName) }
-        guard fsync(fd) == 0 else { throw ShardError(finalName, "fsync failed (\(String(cString: strerror(errno))))") }
+        guard fsync(fd) == 0 else { throw FileError(finalName, "fsync failed (\(String(cString: strerror(errno))))") }
         close()
     }
 }
@@ -90,7 +91,7 @@ final class SeekableZstdReader {
     init(url: URL) throws {
         self.url = url
         fd = open(url.path, O_RDONLY)
-        guard fd >= 0 else { throw ShardError(url, "cannot open (\(String(cString: strerror(errno))))") }
+        guard fd >= 0 else { throw FileError(url, "cannot open (\(String(cString: strerror(errno))))") }
         do {
             (entries, offsets, attributes, sources) = try Self.parse(fd, url)
         } catch {
@@ -107,46 +108,46 @@ final class SeekableZstdReader {
         let size = Int(st.st_size)
         func bytes(_ offset: Int, _ count: Int) throws -> [UInt8] {
             guard offset >= 0, count >= 0, offset + count <= size else {
-                throw ShardError(url, "truncated: needs bytes \(offset)..<\(offset + count) of \(size)")
+                throw FileError(url, "truncated: needs bytes \(offset)..<\(offset + count) of \(size)")
             }
             var b = [UInt8](repeating: 0, count: count)
             let n = b.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, count, off_t(offset)) }
-            guard n == count else { throw ShardError(url, "short read at byte \(offset)") }
+            guard n == count else { throw FileError(url, "short read at byte \(offset)") }
             return b
         }
         func u32(_ b: [UInt8], _ at: Int) -> UInt32 {
             UInt32(b[at]) | UInt32(b[at + 1]) << 8 | UInt32(b[at + 2]) << 16 | UInt32(b[at + 3]) << 24
         }
-        guard size >= 9 else { throw ShardError(url, "\(size) bytes: too short to be a seekable zstd shard") }
+        guard size >= 9 else { throw FileError(url, "\(size) bytes: too short to be a seekable zstd shard") }
         let footer = try bytes(size - 9, 9)
-        guard u32(footer, 5) == seekTableMagic else { throw ShardError(url, "no seek table at the end of the file (truncated or not a seekable zstd shard)") }
+        guard u32(footer, 5) == seekTableMagic else { throw FileError(url, "no seek table at the end of the file (truncated or not a seekable zstd shard)") }
         let frames = Int(u32(footer, 0))
-        guard footer[4] & checksumFlag != 0 else { throw ShardError(url, "seek table has no checksums") }
+        guard footer[4] & checksumFlag != 0 else { throw FileError(url, "seek table has no checksums") }
         let tableFrame = size - 9 - frames * 12 - 8
-        guard frames <= (1 << 24), tableFrame >= 0 else { throw ShardError(url, "seek table claims \(frames) frames, more than the file holds") }
+        guard frames <= (1 << 24), tableFrame >= 0 else { throw FileError(url, "seek table claims \(frames) frames, more than the file holds") }
         let table = try bytes(tableFrame, 8 + frames * 12)
         guard u32(table, 0) == seekTableFrameMagic, Int(u32(table, 4)) == frames * 12 + 9 else {
-            throw ShardError(url, "seek table frame header is corrupt")
+            throw FileError(url, "seek table frame header is corrupt")
         }
         var entries: [SeekEntry] = [], offsets: [Int] = []
         var offset = 0
         for i in 0..<frames {
             let e = SeekEntry(compressed: u32(table, 8 + 12 * i), decompressed: u32(table, 12 + 12 * i), checksum: u32(table, 16 + 12 * i))
-            guard e.decompressed == windowLength * 2 else { throw ShardError(url, "window \(i) holds \(e.decompressed) bytes, expected \(windowLength * 2)") }
+            guard e.decompressed == windowLength * 2 else { throw FileError(url, "window \(i) holds \(e.decompressed) bytes, expected \(windowLength * 2)") }
             entries.append(e); offsets.append(offset)
             offset += Int(e.compressed)
         }
         let header = try bytes(offset, 8)
-        guard u32(header, 0) == metadataFrameMagic else { throw ShardError(url, "no metadata frame after the last window (byte \(offset))") }
+        guard u32(header, 0) == metadataFrameMagic else { throw FileError(url, "no metadata frame after the last window (byte \(offset))") }
         let length = Int(u32(header, 4))
-        guard offset + 8 + length == tableFrame else { throw ShardError(url, "frame sizes do not add up to the file size (corrupt seek table)") }
+        guard offset + 8 + length == tableFrame else { throw FileError(url, "frame sizes do not add up to the file size (corrupt seek table)") }
         let meta: ZstdShardMetadata
         let json = try bytes(offset + 8, length)
         do { meta = try JSONDecoder().decode(ZstdShardMetadata.self, from: Data(json)) } catch {
-            throw ShardError(url, "metadata frame is not valid JSON (\(error))")
+            throw FileError(url, "metadata frame is not valid JSON (\(error))")
         }
         try meta.attributes.check(url)
-        guard meta.sources.count == frames else { throw ShardError(url, "metadata lists \(meta.sources.count) windows, seek table \(frames)") }
+        guard meta.sources.count == frames else { throw FileError(url, "metadata lists \(meta.sources.count) windows, seek table \(frames)") }
         return (entries, offsets, meta.attributes, meta.sources)
     }
 
@@ -158,13 +159,13 @@ final class SeekableZstdReader {
         let n = Int(e.compressed)
         if compressed.count < n { compressed = [UInt8](repeating: 0, count: n) }
         let got = compressed.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, n, off_t(offsets[k])) }
-        guard got == n else { throw ShardError(url, "window \(k): short read (file truncated?)") }
+        guard got == n else { throw FileError(url, "window \(k): short read (file truncated?)") }
         let raw = UnsafeMutableRawBufferPointer(buffer)
         let size = compressed.withUnsafeBytes { ZSTD_decompressDCtx(dctx, raw.baseAddress!, raw.count, $0.baseAddress!, n) }
-        guard ZSTD_isError(size) == 0 else { throw ShardError(url, "window \(k): corrupt (zstd: \(String(cString: ZSTD_getErrorName(size))))") }
-        guard size == raw.count else { throw ShardError(url, "window \(k): decompressed to \(size) bytes, expected \(raw.count)") }
+        guard ZSTD_isError(size) == 0 else { throw FileError(url, "window \(k): corrupt (zstd: \(String(cString: ZSTD_getErrorName(size))))") }
+        guard size == raw.count else { throw FileError(url, "window \(k): decompressed to \(size) bytes, expected \(raw.count)") }
         guard UInt32(truncatingIfNeeded: XXH64(raw.baseAddress!, raw.count, 0)) == e.checksum else {
-            throw ShardError(url, "window \(k): checksum mismatch (XXH64 of the tokens differs from the seek table)")
+            throw FileError(url, "window \(k): checksum mismatch (XXH64 of the tokens differs from the seek table)")
         }
     }
 }

@@ -1,5 +1,6 @@
 import CLongCrawl
 import Foundation
+import Support
 
 /// Where a window came from: its document id and its first token's offset in that document.
 public struct WindowSource: Codable, Equatable, Sendable {
@@ -13,16 +14,16 @@ struct ShardAttributes: Codable, Equatable {
     var format = "longcrawl-shard"
     var version = 1
     var tokenizer = "gpt2"
-    var vocab_size = 50_257
+    var vocab_size = GPT2.vocabularySize
     var window = windowLength
-    var split: String
+    var split: Split
 
     /// Checks what a reader relies on; the fault names the attribute.
     func check(_ url: URL) throws {
-        guard format == "longcrawl-shard" else { throw ShardError(url, "attribute format is '\(format)', expected 'longcrawl-shard'") }
-        guard version == 1 else { throw ShardError(url, "shard version \(version), this build reads 1") }
-        guard window == windowLength else { throw ShardError(url, "window \(window), expected \(windowLength)") }
-        guard tokenizer == "gpt2" else { throw ShardError(url, "tokenizer '\(tokenizer)', expected 'gpt2'") }
+        guard format == "longcrawl-shard" else { throw FileError(url, "attribute format is '\(format)', expected 'longcrawl-shard'") }
+        guard version == 1 else { throw FileError(url, "shard version \(version), this build reads 1") }
+        guard window == windowLength else { throw FileError(url, "window \(window), expected \(windowLength)") }
+        guard tokenizer == "gpt2" else { throw FileError(url, "tokenizer '\(tokenizer)', expected 'gpt2'") }
     }
 }
 
@@ -31,7 +32,7 @@ struct ShardAttributes: Codable, Equatable {
 public final class ShardWriter {
     public let url: URL
     public let format: ShardFormat
-    public let split: String
+    public let split: Split
     let temporary: URL
     private var zst: SeekableZstdWriter?
     private var h5: HDF5ShardWriter?
@@ -39,7 +40,7 @@ public final class ShardWriter {
     private var finished = false
 
     /// Creates `directory/file` under its temporary name.
-    public init(directory: URL, file: String, format: ShardFormat, split: String, level: Int) throws {
+    public init(directory: URL, file: String, format: ShardFormat, split: Split, level: Int) throws {
         url = directory.appendingPathComponent(file)
         temporary = AtomicFile.temporaryURL(for: url)
         self.format = format
@@ -59,7 +60,7 @@ public final class ShardWriter {
     /// Appends one window of exactly 65,536 tokens.
     public func append(_ window: UnsafeBufferPointer<UInt16>, source: WindowSource) throws {
         guard window.count == windowLength else {
-            throw ShardError(url, "window of \(window.count) tokens, expected \(windowLength)")
+            throw FileError(url, "window of \(window.count) tokens, expected \(windowLength)")
         }
         if let zst { try zst.append(window) } else { try h5!.append(window, index: sources.count) }
         sources.append(source)
@@ -92,7 +93,7 @@ public final class ShardWriter {
 public final class ShardReader {
     public let url: URL
     public let format: ShardFormat
-    public let split: String
+    public let split: Split
     /// Source document and offset of each window.
     public let sources: [WindowSource]
     private let zst: SeekableZstdReader?
@@ -119,8 +120,8 @@ public final class ShardReader {
 
     /// Decompresses window `k` into `buffer` (65,536 tokens) and checks its checksum.
     public func readWindow(_ k: Int, into buffer: UnsafeMutableBufferPointer<UInt16>) throws {
-        guard k >= 0, k < windowCount else { throw ShardError(url, "window \(k) out of range 0..<\(windowCount)") }
-        guard buffer.count == windowLength else { throw ShardError(url, "buffer of \(buffer.count) tokens, expected \(windowLength)") }
+        guard k >= 0, k < windowCount else { throw FileError(url, "window \(k) out of range 0..<\(windowCount)") }
+        guard buffer.count == windowLength else { throw FileError(url, "buffer of \(buffer.count) tokens, expected \(windowLength)") }
         if let zst { try zst.read(k, into: buffer) } else { try h5!.read(k, into: buffer) }
     }
 }
@@ -143,44 +144,15 @@ public func verifyShard(_ entry: ShardEntry, in directory: URL) -> [String] {
         return faults
     }
     if reader.windowCount != entry.windows { fault("holds \(reader.windowCount) windows, index.json says \(entry.windows)") }
-    if reader.split != entry.split { fault("split '\(reader.split)', index.json says '\(entry.split)'") }
+    if reader.split != entry.split { fault("split '\(reader.split.rawValue)', index.json says '\(entry.split.rawValue)'") }
     var buffer = [UInt16](repeating: 0, count: windowLength)
     for k in 0..<reader.windowCount {
         do {
             try buffer.withUnsafeMutableBufferPointer { try reader.readWindow(k, into: $0) }
-            if let bad = buffer.firstIndex(where: { $0 >= 50_257 }) { fault("window \(k): token \(buffer[bad]) at \(bad) is outside the GPT-2 vocabulary") }
+            if let bad = buffer.firstIndex(where: { $0 >= GPT2.vocabularySize }) { fault("window \(k): token \(buffer[bad]) at \(bad) is outside the GPT-2 vocabulary") }
         } catch { faults.append("\(error)") }
     }
     return faults
-}
-
-/// Size and hex SHA-256 of a file, read in 1 MiB blocks.
-public func sha256(of url: URL) throws -> (bytes: Int, hex: String) {
-    let fd = open(url.path, O_RDONLY)
-    guard fd >= 0 else { throw ShardError(url, "cannot open (\(String(cString: strerror(errno))))") }
-    defer { close(fd) }
-    let ctx = EVP_MD_CTX_new()
-    defer { EVP_MD_CTX_free(ctx) }
-    EVP_DigestInit_ex(ctx, EVP_sha256(), nil)
-    var block = [UInt8](repeating: 0, count: 1 << 20)
-    var total = 0
-    while true {
-        let n = block.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
-        if n < 0 { if errno == EINTR { continue }; throw ShardError(url, "read failed at byte \(total) (\(String(cString: strerror(errno))))") }
-        if n == 0 { break }
-        block.withUnsafeBytes { _ = EVP_DigestUpdate(ctx, $0.baseAddress!, n) }
-        total += n
-    }
-    var digest = [UInt8](repeating: 0, count: 32)
-    EVP_DigestFinal_ex(ctx, &digest, nil)
-    return (total, digest.map { String(format: "%02x", $0) }.joined())
-}
-
-/// Hex SHA-256 of `data`.
-public func sha256(_ data: Data) -> String {
-    var digest = [UInt8](repeating: 0, count: 32)
-    data.withUnsafeBytes { _ = EVP_Digest($0.baseAddress, $0.count, &digest, nil, EVP_sha256(), nil) }
-    return digest.map { String(format: "%02x", $0) }.joined()
 }
 
 /// Writes all of `bytes` at the file's current position; a short write (full disk, file size limit) throws
@@ -191,7 +163,7 @@ func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, name: URL) throws {
         let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
         if n < 0 {
             if errno == EINTR { continue }
-            throw ShardError(name, "write failed (\(String(cString: strerror(errno))))")
+            throw FileError(name, "write failed (\(String(cString: strerror(errno))))")
         }
         done += n
     }

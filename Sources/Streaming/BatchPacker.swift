@@ -1,5 +1,5 @@
 import Foundation
-import Shards
+import Support
 
 /// How batches walk the rectangle of `B` windows x 65,536 tokens.
 public enum BatchOrder: String, Codable, Sendable, CaseIterable {

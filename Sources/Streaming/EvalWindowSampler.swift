@@ -1,5 +1,6 @@
 import Foundation
 import Shards
+import Support
 
 /// Picks evaluation windows from a split by seed, without replacement.
 public enum EvalWindowSampler {
@@ -9,7 +10,7 @@ public enum EvalWindowSampler {
     public static func sample(_ catalog: WindowCatalog, count: Int, seed: UInt64, context: Int? = nil, dataset: String) throws -> EvalWindowFile {
         guard count >= 1 else { throw StreamingError("--count must be positive, got \(count)") }
         guard count <= catalog.count else {
-            throw StreamingError("split '\(catalog.split)' has \(catalog.count) windows, fewer than the \(count) requested")
+            throw StreamingError("split '\(catalog.split.rawValue)' has \(catalog.count) windows, fewer than the \(count) requested")
         }
         if let context {
             guard context >= 1, context < windowLength else { throw StreamingError("--context must be in 1..<\(windowLength), got \(context)") }

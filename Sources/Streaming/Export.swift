@@ -1,8 +1,5 @@
 import Foundation
-import Shards
-
-/// GPT-2's end-of-text token, the document separator of the token files other trainers read.
-public let endOfText: UInt16 = 50_256
+import Support
 
 /// Token files for other trainers, each written from one split's windows in index order, one window at a time.
 public enum ExportFormat: String, CaseIterable, Sendable {
@@ -35,19 +32,19 @@ public func exportTokens(_ catalog: WindowCatalog, format: ExportFormat, out: UR
     let files: [URL], stale: [URL]
     switch format {
     case .nanogpt:
-        if FileManager.default.fileExists(atPath: out.path), !force { throw ShardError(out, "exists (pass --force to replace it)") }
+        if FileManager.default.fileExists(atPath: out.path), !force { throw FileError(out, "exists (pass --force to replace it)") }
         files = [out]; stale = []
     case .llmc:
         guard shardTokens >= 1, shardTokens < 1 << 31 else {
             throw StreamingError("shard size \(shardTokens) tokens: llm.c's header holds an int32 count, so 1 ... \((1 << 31) - 1)")
         }
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
-        let prefix = "\(name)_\(catalog.split == "heldout" ? "val" : catalog.split)_"
+        let prefix = "\(name)_\(catalog.split == .heldout ? "val" : catalog.split.rawValue)_"
         let shards = (total + shardTokens - 1) / shardTokens
         files = (0..<shards).map { out.appendingPathComponent(prefix + String(format: "%06d", $0) + ".bin") }
         let existing = try FileManager.default.contentsOfDirectory(atPath: out.path)
             .filter { $0.hasPrefix(prefix) && $0.hasSuffix(".bin") }.sorted().map { out.appendingPathComponent($0) }
-        if let first = existing.first, !force { throw ShardError(first, "exists (pass --force to replace this export)") }
+        if let first = existing.first, !force { throw FileError(first, "exists (pass --force to replace this export)") }
         stale = existing.filter { !files.contains($0) }
     }
     let temporary = files.map(AtomicFile.temporaryURL(for:))
@@ -56,14 +53,14 @@ public func exportTokens(_ catalog: WindowCatalog, format: ExportFormat, out: UR
     func close() throws {
         guard let (shard, h) = open else { return }
         open = nil
-        do { try h.synchronize(); try h.close() } catch { throw ShardError(files[shard], "write failed (\(error.localizedDescription))") }
+        do { try h.synchronize(); try h.close() } catch { throw FileError(files[shard], "write failed (\(error.localizedDescription))") }
     }
     func handle(_ shard: Int) throws -> FileHandle {
         if let open, open.shard == shard { return open.handle }
         try close()
         let tmp = temporary[shard]
         guard FileManager.default.createFile(atPath: tmp.path, contents: nil), let h = FileHandle(forWritingAtPath: tmp.path) else {
-            throw ShardError(tmp, "cannot create")
+            throw FileError(tmp, "cannot create")
         }
         open = (shard, h)
         if format == .llmc {
@@ -80,7 +77,7 @@ public func exportTokens(_ catalog: WindowCatalog, format: ExportFormat, out: UR
         let started = Date()
         for id in 0..<catalog.count {
             try window.withUnsafeMutableBufferPointer { try catalog.read(id, into: $0) }
-            let tokens = format == .nanogpt ? window + [endOfText] : [endOfText] + window
+            let tokens = format == .nanogpt ? window + [GPT2.endOfText] : [GPT2.endOfText] + window
             // llm.c's shards are cut at exactly shardTokens, inside a window if need be.
             var done = 0
             while done < record {
@@ -111,6 +108,6 @@ public func exportTokens(_ catalog: WindowCatalog, format: ExportFormat, out: UR
 /// Appends `values`' bytes; a failed write (full disk) names the final file.
 private func write<T>(_ values: [T], to handle: FileHandle, _ url: URL) throws {
     do { try handle.write(contentsOf: values.withUnsafeBytes { Data($0) }) } catch {
-        throw ShardError(url, "write failed (\(error.localizedDescription)); nothing was renamed into place")
+        throw FileError(url, "write failed (\(error.localizedDescription)); nothing was renamed into place")
     }
 }

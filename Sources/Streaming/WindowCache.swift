@@ -1,5 +1,5 @@
 import Foundation
-import Shards
+import Support
 
 /// The decompressed windows a `BatchPacker`'s workers share. It keeps the first `capacity` windows asked for, for
 /// the whole run, and never evicts: the LongCrawl64 order visits every window once per slot, a cyclic pattern

@@ -1,11 +1,12 @@
 import Foundation
 import Shards
+import Support
 
 /// Every window of one split of a dataset folder, addressable by a global window id
 /// (0 ..< count, shards in index order). Works over either shard format, mixed.
 public final class WindowCatalog: @unchecked Sendable {
     public let directory: URL
-    public let split: String
+    public let split: Split
     /// The split's shards in index order.
     public let shards: [ShardEntry]
     /// First window id of each shard.
@@ -17,24 +18,24 @@ public final class WindowCatalog: @unchecked Sendable {
     private let maxOpen = 8
 
     /// Opens the split; a missing or incomplete index, or a shard file named in it that is missing, fails here.
-    public init(directory: URL, split: String) throws {
+    public init(directory: URL, split: Split) throws {
         let index = try DatasetIndex.load(from: directory)
         guard index.complete else {
-            throw ShardError(directory.appendingPathComponent(DatasetIndex.fileName), "dataset incomplete (preprocessing did not finish)")
+            throw FileError(directory.appendingPathComponent(DatasetIndex.fileName), "dataset incomplete (preprocessing did not finish)")
         }
         self.directory = directory
         self.split = split
         shards = index.shards.filter { $0.split == split }
         for s in shards where !FileManager.default.fileExists(atPath: directory.appendingPathComponent(s.file).path) {
-            throw ShardError(directory.appendingPathComponent(s.file), "shard listed in index.json is missing")
+            throw FileError(directory.appendingPathComponent(s.file), "shard listed in index.json is missing")
         }
         var first: [Int] = [], total = 0
         for s in shards { first.append(total); total += s.windows }
         firstWindow = first
         count = total
         guard total > 0 else {
-            let splits = Set(index.shards.map(\.split)).sorted().joined(separator: ", ")
-            throw ShardError(directory, "split '\(split)' has no windows (splits here: \(splits.isEmpty ? "none" : splits))")
+            let splits = Set(index.shards.map(\.split.rawValue)).sorted().joined(separator: ", ")
+            throw FileError(directory, "split '\(split.rawValue)' has no windows (splits here: \(splits.isEmpty ? "none" : splits))")
         }
     }
 
@@ -78,7 +79,7 @@ public final class WindowCatalog: @unchecked Sendable {
         let entry = shards[shard]
         let r = try ShardReader(url: directory.appendingPathComponent(entry.file), format: entry.format)
         guard r.windowCount == entry.windows else {
-            throw ShardError(directory.appendingPathComponent(entry.file), "holds \(r.windowCount) windows, index.json says \(entry.windows)")
+            throw FileError(directory.appendingPathComponent(entry.file), "holds \(r.windowCount) windows, index.json says \(entry.windows)")
         }
         if open.count == maxOpen { open.removeFirst() }
         open.append((shard, r))
@@ -100,28 +101,6 @@ public func epochOrder(count: Int, seed: UInt64, epoch: Int, rank: Int = 0, worl
     }
     let per = count / world
     return (0..<per).map { ids[$0 * world + rank] }
-}
-
-/// SplitMix64: a tiny, well-mixed generator whose whole state is one word (so it is trivially resumable).
-public struct SplitMix64: RandomNumberGenerator, Codable, Equatable, Sendable {
-    public var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in 0 ..< bound without modulo bias (Lemire's method).
-    public mutating func next(below bound: UInt64) -> UInt64 {
-        var m = next().multipliedFullWidth(by: bound)
-        if m.low < bound {
-            let threshold = (0 &- bound) % bound
-            while m.low < threshold { m = next().multipliedFullWidth(by: bound) }
-        }
-        return m.high
-    }
 }
 
 /// Runs `produce(i, worker)` for i = start, start+1, ... on `workers` background threads (worker w takes

@@ -1,6 +1,7 @@
 import CLongCrawl
 import Dispatch
 import Foundation
+import Support
 
 /// The GPT-2 byte-level BPE tokenizer, giving the same ids as tiktoken's `gpt2` encoding (`encode_ordinary`).
 ///
@@ -8,9 +9,6 @@ import Foundation
 /// others are merged tiktoken's way: start from single bytes and repeatedly merge the adjacent pair whose joined
 /// bytes have the lowest rank, leftmost first. A token's rank is its id.
 public final class GPT2Tokenizer: @unchecked Sendable {
-    public static let endOfText: UInt16 = 50256
-    public static let vocabularySize = 50257
-
     /// Token bytes, concatenated; token `id` is `arena[starts[id] ..< starts[id + 1]]`.
     private let arena: [UInt8]
     private let starts: [Int32]
@@ -45,12 +43,12 @@ public final class GPT2Tokenizer: @unchecked Sendable {
         guard let encoder = (try? JSONSerialization.jsonObject(with: data)) as? [String: Int] else {
             throw fail("not a JSON object of token -> id")
         }
-        guard encoder.count == vocabularySize else { throw fail("\(encoder.count) tokens, expected \(vocabularySize)") }
+        guard encoder.count == GPT2.vocabularySize else { throw fail("\(encoder.count) tokens, expected \(GPT2.vocabularySize)") }
         let decoder = Dictionary(uniqueKeysWithValues: byteToUnicode.enumerated().map { ($1, UInt8($0)) })
-        var tokens = [[UInt8]](repeating: [], count: vocabularySize)
+        var tokens = [[UInt8]](repeating: [], count: GPT2.vocabularySize)
         for (text, id) in encoder {
-            guard id >= 0, id < vocabularySize, tokens[id].isEmpty else { throw fail("id \(id) of \(text.debugDescription) is out of range or repeated") }
-            if id == Int(endOfText) { continue }
+            guard id >= 0, id < GPT2.vocabularySize, tokens[id].isEmpty else { throw fail("id \(id) of \(text.debugDescription) is out of range or repeated") }
+            if id == Int(GPT2.endOfText) { continue }
             var bytes: [UInt8] = []
             for scalar in text.unicodeScalars {
                 guard let b = decoder[scalar] else { throw fail("token \(text.debugDescription) has a character outside the byte alphabet") }
@@ -58,7 +56,7 @@ public final class GPT2Tokenizer: @unchecked Sendable {
             }
             tokens[id] = bytes
         }
-        guard encoder["<|endoftext|>"] == Int(endOfText) else { throw fail("<|endoftext|> is not id 50256") }
+        guard encoder["<|endoftext|>"] == Int(GPT2.endOfText) else { throw fail("<|endoftext|> is not id \(GPT2.endOfText)") }
         return (encoder, tokens)
     }
 
@@ -106,7 +104,7 @@ public final class GPT2Tokenizer: @unchecked Sendable {
     public func decode(_ ids: [UInt16]) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(ids.count * 4)
-        for id in ids where Int(id) < Self.vocabularySize {
+        for id in ids where Int(id) < GPT2.vocabularySize {
             out += arena[Int(starts[Int(id)])..<Int(starts[Int(id) + 1])]
         }
         return out
@@ -233,8 +231,7 @@ struct TokenTable {
 
     @inline(__always)
     static func hash(_ bytes: UnsafeBufferPointer<UInt8>) -> Int {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in bytes { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+        let h = fnv1a(bytes)
         return Int(truncatingIfNeeded: h ^ (h >> 29))
     }
 

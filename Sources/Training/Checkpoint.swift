@@ -1,7 +1,7 @@
 import Foundation
 import Model
-import Shards
 import Streaming
+import Support
 import Tensor
 
 /// Options of a training run that its config (`RunConfig`) does not hold.
@@ -71,9 +71,9 @@ public struct TrainState: Codable, Equatable, Sendable {
     /// Each rank's data cursor, in rank order: the packer rebuilt from it gives exactly the batches the rank
     /// would have taken next.
     public var cursors: [PackerCursor]
-    /// Training draws no random numbers after initialization (no dropout; the data order is the cursor's), so
-    /// the generator state is the initialization seed, kept to rebuild the same model.
-    public var rng: UInt64
+    /// The seed the model was initialized from (`options.seed`). Training draws no random numbers after
+    /// initialization (no dropout; the data order is the cursor's), so this is all the generator state there is.
+    public var initSeed: UInt64
     public var tokens: Int
     public var elapsed: Double
     /// The last step's metrics.
@@ -85,6 +85,13 @@ public struct TrainState: Codable, Equatable, Sendable {
     /// (a step, a cursor) is refused too while whitespace stays harmless.
     public var sha256: String?
 
+    /// `initSeed` keeps its first key, `rng`: the digest (`sha256`) covers the keys, so a new one would fail the check
+    /// of every state written before.
+    enum CodingKeys: String, CodingKey {
+        case step, config, options, cursors, tokens, elapsed, last, files, sha256
+        case initSeed = "rng"
+    }
+
     /// The digest `sha256` holds.
     /// `flatConfig`: as a version before the two-section config wrote it (`RunConfig.flatForm`).
     func digest(flatConfig: Bool = false) throws -> String {
@@ -93,7 +100,7 @@ public struct TrainState: Codable, Equatable, Sendable {
         let encoder = JSONEncoder()
         encoder.userInfo[RunConfig.flatForm] = flatConfig
         encoder.outputFormatting = [.sortedKeys]
-        return Shards.sha256(try encoder.encode(plain))
+        return Support.sha256(try encoder.encode(plain))
     }
 }
 
@@ -152,7 +159,7 @@ public enum Checkpoint {
 
     /// The three files into a temporary folder, renamed over `final`.
     public static func write(model: Transformer<Float>, optimizer: AdamW<Float>, state: TrainState, to final: URL) throws {
-        let tmp = final.deletingLastPathComponent().appendingPathComponent("." + final.lastPathComponent + ".tmp")
+        let tmp = AtomicFile.temporaryURL(for: final)
         let fm = FileManager.default
         try? fm.removeItem(at: tmp)
         try fm.createDirectory(at: tmp, withIntermediateDirectories: true)

@@ -1,7 +1,7 @@
 import Foundation
 import Model
 import Shards
-import Streaming
+import Support
 import Tensor
 
 /// A mean over evaluation windows with its standard error: windows are the independent samples, so the error is
@@ -229,45 +229,5 @@ public enum Evaluator {
         return EvalResult(perWindow: perWindow, checkpoint: checkpoint, windowsFile: windowsFile, config: model.config.name,
                           trainedContext: trainedContext, context: segment, form: form,
                           tokensPerSecond: Double(file.count * inputs) / Date().timeIntervalSince(t0))
-    }
-}
-
-/// Samples text from a model with the recurrent form: the prompt in one segment, then one token at a time,
-/// each step O(1) in the tokens so far.
-public enum Generator {
-    /// `count` token ids following `prompt`. `temperature` 0 is greedy; `topK` 0 keeps the whole vocabulary.
-    public static func generate(_ model: Transformer<Float>, prompt: [Int32], count: Int, temperature: Double, topK: Int, seed: UInt64) -> [Int32] {
-        precondition(!prompt.isEmpty, "an empty prompt")
-        let c = model.config.dModel, v = model.config.vocabSize
-        var state = model.startDecoding(batch: 1)
-        var rng = SplitMix64(seed: seed)
-        var h = model.forward(tokens: prompt, length: prompt.count, continuing: &state)
-        var last = prompt.count - 1
-        var out: [Int32] = []
-        var logits = [Float](repeating: 0, count: v)
-        for _ in 0..<count {
-            // logits = h_last wte^T, over GPT-2's 50,257 real tokens only (the rest is padding).
-            logits.withUnsafeMutableBufferPointer { o in
-                Float.gemm(transA: false, transB: true, m: 1, n: v, k: c, alpha: 1, a: h.data + last * c, lda: c,
-                           b: model.embedding.wte.data, ldb: c, beta: 0, c: o.baseAddress!, ldc: v)
-            }
-            let next = Int32(sample(Array(logits[0..<50_257]), temperature: temperature, topK: topK, rng: &rng))
-            out.append(next)
-            if out.count == count { break }
-            h = model.forward(tokens: [next], length: 1, continuing: &state)
-            last = 0
-        }
-        return out
-    }
-
-    static func sample(_ logits: [Float], temperature: Double, topK: Int, rng: inout SplitMix64) -> Int {
-        if temperature <= 0 { return logits.indices.max { logits[$0] < logits[$1] }! }
-        var ids = Array(logits.indices)
-        if topK > 0 && topK < ids.count { ids = Array(ids.sorted { logits[$0] > logits[$1] }.prefix(topK)) }
-        let m = ids.map { Double(logits[$0]) }.max()!
-        let weights = ids.map { Foundation.exp((Double(logits[$0]) - m) / temperature) }
-        var u = Double(rng.next() >> 11) / Double(1 << 53) * weights.reduce(0, +)
-        for (k, w) in weights.enumerated() { u -= w; if u < 0 { return ids[k] } }
-        return ids.last!
     }
 }

@@ -1,6 +1,6 @@
 import Foundation
 import Model
-import Shards
+import Support
 import Tensor
 
 /// The recall probe: what a model's state remembers, measured by loss alone (no instruction following). For a

@@ -1,5 +1,5 @@
 import Foundation
-import Shards
+import Support
 
 /// The safetensors format (Hugging Face): an 8-byte little-endian header length, a JSON header naming each
 /// tensor's dtype, shape and byte range, then the tensors' bytes back to back. Only F32 is written or read here.

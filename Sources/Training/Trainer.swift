@@ -3,6 +3,7 @@ import Foundation
 import Model
 import Shards
 import Streaming
+import Support
 import Tensor
 
 /// How a model trains: the `train` section of a config file. The training context L is here, not in the model's
@@ -159,7 +160,7 @@ public final class Trainer {
         let fm = FileManager.default
         let existing = Checkpoint.all(in: run)
         // An empty or missing train split is an error here, naming the folder.
-        let catalog = try WindowCatalog(directory: URL(fileURLWithPath: options.data), split: "train")
+        let catalog = try WindowCatalog(directory: URL(fileURLWithPath: options.data), split: .train)
         model = Transformer<Float>(config: config.model, seed: options.seed)
         optimizer = AdamW(parameters: model.parameters, beta1: config.train.beta1, beta2: config.train.beta2, weightDecay: config.train.weightDecay)
         var cursor = PackerCursor(seed: options.seed, rank: world.rank, world: world.size, batchSize: config.train.batch,
@@ -284,7 +285,7 @@ public final class Trainer {
         let cursors = try world.allGather(JSONEncoder().encode(packer.cursor)).map { try JSONDecoder().decode(PackerCursor.self, from: $0) }
         if writes {
             let state = TrainState(step: step, config: RunConfig(model: model.config, train: config), options: options, cursors: cursors,
-                                   rng: options.seed, tokens: tokens, elapsed: elapsed, last: last)
+                                   initSeed: options.seed, tokens: tokens, elapsed: elapsed, last: last)
             if folder == Checkpoint.best(in: run) {
                 try Checkpoint.write(model: model, optimizer: optimizer, state: state, to: folder)
             } else {

@@ -3,6 +3,7 @@ import CLongCrawl
 import Foundation
 import Preprocess
 import Shards
+import Support
 import Tensor
 
 /// `longcrawl bench import`: `import` of a zarr store made from a real token stream, beside its two parts measured
@@ -67,12 +68,12 @@ struct BenchImport: ParsableCommand {
             run += 1
             let folder = dir.appendingPathComponent("write-\(run)")
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            var w = try ShardWriter(directory: folder, file: shardFormat.fileName(split: "train", number: 0), format: shardFormat, split: "train", level: level)
+            var w = try ShardWriter(directory: folder, file: shardFormat.fileName(split: .train, number: 0), format: shardFormat, split: .train, level: level)
             try stream.withUnsafeBufferPointer { all in
                 for k in 0..<rows {
                     if w.windowCount == 64 {
                         _ = try w.finish()
-                        w = try ShardWriter(directory: folder, file: shardFormat.fileName(split: "train", number: k / 64), format: shardFormat, split: "train", level: level)
+                        w = try ShardWriter(directory: folder, file: shardFormat.fileName(split: .train, number: k / 64), format: shardFormat, split: .train, level: level)
                     }
                     try w.append(UnsafeBufferPointer(rebasing: all[(k * windowLength)..<((k + 1) * windowLength)]), source: WindowSource(document: "train.zarr:\(k)", offset: 0))
                 }

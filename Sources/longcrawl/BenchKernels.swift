@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Model
+import Support
 import Tensor
 import Training
 
@@ -28,8 +29,8 @@ struct BenchKernels: ParsableCommand {
         let file = try RunConfig.load(URL(fileURLWithPath: config))
         let cfg = file.model, trained = file.train.context
         let ts = lengths.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-        guard !ts.isEmpty, ts.allSatisfy({ $0 % cfg.chunk == 0 && 65_536 % $0 == 0 }) else {
-            throw ValidationError("--lengths must be multiples of the chunk \(cfg.chunk) dividing 65536")
+        guard !ts.isEmpty, ts.allSatisfy({ $0 % cfg.chunk == 0 && windowLength % $0 == 0 }) else {
+            throw ValidationError("--lengths must be multiples of the chunk \(cfg.chunk) dividing \(windowLength)")
         }
         let c = cfg.dModel, d = cfg.headDim, h = cfg.heads, p = cfg.power
         let phiSize = SymmetricPower.size(dimension: d, power: p)
@@ -65,8 +66,8 @@ struct BenchKernels: ParsableCommand {
         for recompute in [true, false] {
             for t in ts where recompute || t <= storedLimit {
                 var model: Transformer<Float>? = Transformer<Float>(config: cfg, seed: 1)
-                let tokens = (0..<t).map { Int32(($0 * 7919) % 50_257) }
-                let targets = (0..<t).map { Int32(($0 * 104_729 + 1) % 50_257) }
+                let tokens = (0..<t).map { Int32(($0 * 7919) % GPT2.vocabularySize) }
+                let targets = (0..<t).map { Int32(($0 * 104_729 + 1) % GPT2.vocabularySize) }
                 let mask = [Float](repeating: 1, count: t)
                 let seconds = bestSeconds(t >= 16_384 ? 1 : 2) {
                     model!.zeroGradients()

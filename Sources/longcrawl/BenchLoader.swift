@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Shards
 import Streaming
+import Support
 import Tensor
 
 /// `longcrawl bench loader`: BatchPacker throughput against a plain sequential read of the same shards.
@@ -20,7 +21,7 @@ struct BenchLoader: ParsableCommand {
     var data: String
 
     @Option(help: "Split to stream.")
-    var split: String = "train"
+    var split: Split = .train
 
     @Option(help: "Rows per batch.")
     var batch: Int = 8

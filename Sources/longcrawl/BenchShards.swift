@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Shards
+import Support
 import Tensor
 import Tokenizer
 
@@ -48,7 +49,7 @@ struct BenchShards: ParsableCommand {
         for format in ShardFormat.allCases {
             var entry: ShardEntry?
             let write = try best {
-                let w = try ShardWriter(directory: dir, file: format.fileName(split: "train", number: 0), format: format, split: "train", level: level)
+                let w = try ShardWriter(directory: dir, file: format.fileName(split: .train, number: 0), format: format, split: .train, level: level)
                 try tokens.withUnsafeBufferPointer { all in
                     for k in 0..<windows {
                         try w.append(UnsafeBufferPointer(rebasing: all[(k * windowLength)..<((k + 1) * windowLength)]),

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Model
 import Shards
+import Support
 import Training
 
 /// `longcrawl eval`: mean loss by token position over sampled evaluation windows.
@@ -13,7 +14,7 @@ struct EvalCommand: ParsableCommand {
         Without --context each window runs in one pass, in the form the cost model picks (the chunked form once \
         T > D + c, D = C(d + p - 1, p)); with --context T it runs \
         segment by segment in the recurrent form, each layer's attention state carried from one segment to the \
-        next, so a model trained at context 4096 is evaluated out to 65536 (the paper's Figure 2). Softmax \
+        next, so a model trained at context 4096 is evaluated out to \(windowLength) (the paper's Figure 2). Softmax \
         models attend within each segment only (default: their training context). Writes RESULT/result.json, \
         RESULT/positions.csv and RESULT/buckets.csv (log-scale buckets).
 

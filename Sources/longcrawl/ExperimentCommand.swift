@@ -3,6 +3,7 @@ import Foundation
 import Model
 import Shards
 import Streaming
+import Support
 import Tensor
 import Training
 

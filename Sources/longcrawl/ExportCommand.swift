@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
-import Shards
 import Streaming
+import Support
 
 /// `longcrawl export`: one split as nanoGPT's or llm.c's token files.
 struct ExportCommand: ParsableCommand {
@@ -25,7 +25,7 @@ struct ExportCommand: ParsableCommand {
     var dataset: String
 
     @Option(help: "Split to export.")
-    var split: String = "train"
+    var split: Split = .train
 
     @Option(help: "nanogpt or llmc.")
     var format: ExportFormat

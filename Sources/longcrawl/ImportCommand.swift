@@ -3,6 +3,7 @@ import Cluster
 import Foundation
 import Preprocess
 import Shards
+import Support
 
 /// `longcrawl import`: LongCrawl64's zarr v2 release (already GPT-2 tokens) into a dataset folder.
 struct ImportCommand: ParsableCommand {
@@ -31,7 +32,7 @@ struct ImportCommand: ParsableCommand {
 
 
     @Option(help: "Split of the only input (train or heldout), when its folder is not named after one.")
-    var split: String?
+    var split: Split?
 
     @Flag(help: "Import the rows whose chunks are all present instead of failing on a missing chunk file.")
     var skipMissing = false
@@ -74,15 +75,14 @@ struct ImportCommand: ParsableCommand {
             print("\(output.out): already complete, nothing to do")
             return
         }
-        let c = summary.index.build?.counts ?? [:]
-        let skippedRows = c[Count.skippedMissingRows, default: 0]
-        print("rows \(c[Count.rows, default: 0]): imported \(c[Count.imported, default: 0])" +
-              (skippedRows > 0 ? ", skipped \(skippedRows) in \(c[Count.skippedMissingRowChunks, default: 0]) row-chunks with missing chunk files" : ""))
+        let c = summary.index.build?.counts ?? BuildCounts()
+        print("rows \(c.rows): imported \(c.imported)" +
+              (c.skippedMissingRows > 0 ? ", skipped \(c.skippedMissingRows) in \(c.skippedMissingRowChunks) row-chunks with missing chunk files" : ""))
         for s in summary.skipped where !s.rowChunks.isEmpty {
             print("  \(s.input): skipped \(s.rows) rows, row-chunks \(describeRanges(s.rowChunks))")
         }
         printSplits(summary.index)
-        print(String(format: "%.2f s, %.0f rows/s", summary.seconds, Double(c[Count.imported, default: 0]) / max(summary.seconds, 1e-9)))
+        print(String(format: "%.2f s, %.0f rows/s", summary.seconds, Double(c.imported) / max(summary.seconds, 1e-9)))
         print("wrote \(output.out)/\(DatasetIndex.fileName)")
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Shards
 import Streaming
+import Support
 
 /// `longcrawl inspect DIR`: what a dataset folder holds.
 struct InspectCommand: ParsableCommand {
@@ -20,7 +21,7 @@ struct InspectCommand: ParsableCommand {
     var dataset: String
 
     @Option(help: "Split of the window to show.")
-    var split: String = "train"
+    var split: Split = .train
 
     @Option(help: "Window (0-based, over the split's shards in order) to decode.")
     var window: Int = 0
@@ -43,13 +44,13 @@ struct InspectCommand: ParsableCommand {
         let formats = Set(index.shards.map(\.format.rawValue)).sorted().joined(separator: ", ")
         print("shards     \(index.shards.count) (\(formats.isEmpty ? "none" : formats))")
         var totalRaw = 0, totalBytes = 0
-        for s in Set(index.shards.map(\.split)).sorted(by: >) {
+        for s in Set(index.shards.map(\.split)).sorted(by: { $0.rawValue > $1.rawValue }) {
             let shards = index.shards.filter { $0.split == s }
             let windows = shards.reduce(0) { $0 + $1.windows }
             let bytes = shards.reduce(0) { $0 + $1.bytes }
             let raw = windows * windowLength * 2
             totalRaw += raw; totalBytes += bytes
-            print(s.padding(toLength: 10, withPad: " ", startingAt: 0) + String(format: " %d windows, %d tokens, %d shards, %@ on disk, compression %.2fx", windows,
+            print(s.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0) + String(format: " %d windows, %d tokens, %d shards, %@ on disk, compression %.2fx", windows,
                          windows * windowLength, shards.count, formatBytes(bytes), Double(raw) / Double(max(bytes, 1))))
         }
         if totalBytes > 0 { print(String(format: "total      %@ on disk for %@ of uint16 tokens: %.2fx", formatBytes(totalBytes), formatBytes(totalRaw), Double(totalRaw) / Double(totalBytes))) }
@@ -58,7 +59,7 @@ struct InspectCommand: ParsableCommand {
             print("options    " + build.options.keys.sorted().map { "\($0)=\(build.options[$0]!)" }.joined(separator: " "))
             if index.complete {
                 let c = build.counts
-                print("documents  \(c["records", default: 0]) read, \(c["kept", default: 0]) kept; dropped: \(c["dropped_too_short", default: 0]) too short, \(c["dropped_empty", default: 0]) empty, \(c["dropped_unreadable", default: 0]) unreadable")
+                print("documents  \(c.records) read, \(c.kept) kept; dropped: \(c.droppedTooShort) too short, \(c.droppedEmpty) empty, \(c.droppedUnreadable) unreadable")
             }
         }
         guard lines > 0 else { return }

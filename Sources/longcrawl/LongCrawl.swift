@@ -2,6 +2,7 @@ import ArgumentParser
 import CLongCrawl
 import Cluster
 import Foundation
+import Support
 
 @main
 struct LongCrawl: ParsableCommand {
@@ -65,3 +66,5 @@ struct LongCrawl: ParsableCommand {
         }
     }
 }
+
+extension Split: ExpressibleByArgument {}

@@ -1,8 +1,8 @@
 import ArgumentParser
 import CLongCrawl
 import Foundation
-import Shards
 import Streaming
+import Support
 
 /// `longcrawl pack`: the batches `BatchPacker` gives for a set of options, as JSON lines (`--dump`) that another
 /// reader (the Python one) must reproduce, or a one-line throughput check.
@@ -26,12 +26,12 @@ struct PackCommand: ParsableCommand {
     var dataset: String
 
     @Option(help: "Split to pack.")
-    var split: String = "train"
+    var split: Split = .train
 
     @Option(help: "Rows per batch (B).")
     var batch: Int = 8
 
-    @Option(help: "Tokens per row (T, dividing 65536).")
+    @Option(help: "Tokens per row (T, dividing \(windowLength)).")
     var context: Int = 1024
 
     @Option(help: "longcrawl or sequential.")
@@ -64,7 +64,7 @@ struct PackCommand: ParsableCommand {
         if let cursor {
             let url = URL(fileURLWithPath: cursor)
             do { start = try JSONDecoder().decode(PackerCursor.self, from: Data(contentsOf: url)) } catch {
-                throw ShardError(url, "not a packer cursor (\(error.localizedDescription))")
+                throw FileError(url, "not a packer cursor (\(error.localizedDescription))")
             }
         }
         let packer = try BatchPacker(catalog: catalog, cursor: start)

@@ -3,6 +3,7 @@ import Cluster
 import Foundation
 import Preprocess
 import Shards
+import Support
 import Tokenizer
 
 /// `longcrawl preprocess`: raw text to GPT-2 token shards.
@@ -89,8 +90,8 @@ struct PreprocessCommand: ParsableCommand {
             return
         }
         let index = summary.index
-        let c = index.build?.counts ?? [:]
-        print("records \(c[Count.records, default: 0]): kept \(c[Count.kept, default: 0]), dropped \(c[Count.tooShortDropped, default: 0]) too short (< \(windowLength) tokens), \(c[Count.emptyDropped, default: 0]) empty, \(c[Count.unreadableDropped, default: 0]) unreadable")
+        let c = index.build?.counts ?? BuildCounts()
+        print("records \(c.records): kept \(c.kept), dropped \(c.droppedTooShort) too short (< \(windowLength) tokens), \(c.droppedEmpty) empty, \(c.droppedUnreadable) unreadable")
         printSplits(index)
         if world.isDistributed {
             print(String(format: "%.2f s on %d ranks", summary.seconds, world.size))
@@ -111,11 +112,11 @@ func loadTokenizer(_ path: String?) throws -> GPT2Tokenizer {
 
 /// Windows, shards, bytes and compression ratio of each split.
 func printSplits(_ index: DatasetIndex) {
-    for split in Preprocessor.splits {
+    for split in Split.allCases {
         let shards = index.shards.filter { $0.split == split }
         let bytes = shards.reduce(0) { $0 + $1.bytes }
         let windows = index.windows(split: split)
-        print("\(split): \(windows) windows in \(shards.count) shards, \(formatBytes(bytes))" +
+        print("\(split.rawValue): \(windows) windows in \(shards.count) shards, \(formatBytes(bytes))" +
               (bytes > 0 ? String(format: ", %.2fx smaller than raw uint16", Double(windows * windowLength * 2) / Double(bytes)) : ""))
     }
 }

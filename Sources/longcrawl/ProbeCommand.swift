@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Model
 import Shards
+import Support
 import Training
 
 /// `longcrawl probe`: what a model's state remembers, by the loss on a repeated span.

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
-import Shards
 import Streaming
+import Support
 
 /// `longcrawl sample`: evaluation windows to a small HDF5 file.
 struct SampleCommand: ParsableCommand {
@@ -9,7 +9,7 @@ struct SampleCommand: ParsableCommand {
         commandName: "sample",
         abstract: "Pick N windows of a split by seed (without replacement) and write them to an HDF5 file for eval.",
         discussion: """
-        The file holds /tokens [N, 65536] uint16 (or [N, T+1] with --context T: T inputs and their targets at a \
+        The file holds /tokens [N, \(windowLength)] uint16 (or [N, T+1] with --context T: T inputs and their targets at a \
         random offset), /source (window ids in the split), /documents (source document and offset).
 
         Examples:
@@ -22,7 +22,7 @@ struct SampleCommand: ParsableCommand {
     var dataset: String
 
     @Option(help: "Split to sample from.")
-    var split: String = "heldout"
+    var split: Split = .heldout
 
     @Option(help: "Number of windows.")
     var count: Int

@@ -2,8 +2,8 @@ import ArgumentParser
 import Cluster
 import Foundation
 import Model
-import Shards
 import Streaming
+import Support
 import Training
 
 /// `longcrawl train`: train a model on a dataset's train split, with checkpoints and metrics in a run folder.
@@ -34,7 +34,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Attention variant: softmax, sympow, sympow+gating or conformal-sympow (baselines share the config otherwise).")
     var attention: AttentionKind?
 
-    @Option(help: "Context length T (divides 65536 and is a multiple of the config's chunk).")
+    @Option(help: "Context length T (divides \(windowLength) and is a multiple of the config's chunk).")
     var context: Int?
 
     @Option(help: "Rows per micro-batch.")

@@ -1,19 +1,14 @@
 import Foundation
+import Support
 import XCTest
 @testable import Model
 @testable import Tensor
 
-/// Seeded normal samples (Box-Muller over SplitMix64-style bits).
+/// Seeded normal samples (Box-Muller over SplitMix64).
 struct Gaussian {
-    var state: UInt64
-    init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
-    mutating func uniform() -> Double {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return (Double((z ^ (z >> 31)) >> 11) + 0.5) / Double(1 << 53)
-    }
+    var bits: SplitMix64
+    init(seed: UInt64) { bits = SplitMix64(seed: seed &+ 0x9E37_79B9_7F4A_7C15) }
+    mutating func uniform() -> Double { (Double(bits.next() >> 11) + 0.5) / Double(1 << 53) }
     mutating func next() -> Double { (-2 * log(uniform())).squareRoot() * cos(2 * .pi * uniform()) }
     mutating func array<S: TensorScalar>(_ n: Int, scale: Double = 1) -> [S] { (0..<n).map { _ in S(next() * scale) } }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Support
 import XCTest
 @testable import Model
 @testable import Tensor
@@ -11,7 +12,7 @@ final class DecodingTests: XCTestCase {
         config.vocabSize = 50_304
         let m = Transformer<Float>(config: config, seed: 5)
         // Non-zero gate and rotation-rate columns, so the carried G and rotary position are exercised.
-        var rng = SeededGenerator(seed: 6)
+        var rng = SplitMix64(seed: 6)
         for a in m.attention { for i in 0..<a.wQKVGR.count where a.wQKVGR[i] == 0 { a.wQKVGR[i] = Float(normal(&rng) * 0.3) } }
         return m
     }

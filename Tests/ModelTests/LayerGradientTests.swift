@@ -1,4 +1,5 @@
 import Foundation
+import Support
 import XCTest
 @testable import Model
 @testable import Tensor
@@ -36,7 +37,7 @@ final class LayerGradientTests: XCTestCase {
             for form in [AttentionForm.attention, .chunked] where !(kind == .softmax && form == .chunked) {
                 let layer = SympowAttention<Double>(dModel: c, heads: 2, power: 2, chunk: 4, kind: kind)
                 layer.form = form
-                var rng = SeededGenerator(seed: 5)
+                var rng = SplitMix64(seed: 5)
                 layer.initialize(std: 0.5, residualStd: 0.5, using: &rng)
                 // Non-zero gate and rotation-rate columns, so their gradients are exercised.
                 for i in 0..<layer.wQKVGR.count where layer.wQKVGR[i] == 0 { layer.wQKVGR[i] = Double.random(in: -0.5...0.5, using: &rng) }
@@ -86,7 +87,7 @@ final class LayerGradientTests: XCTestCase {
             var config = ModelConfig(name: "fd", layers: 2, dModel: 8, heads: 2, power: 2, chunk: 4, attention: kind)
             config.vocabSize = 13
             let model = Transformer<Double>(config: config, seed: 1)
-            var rng = SeededGenerator(seed: 2)
+            var rng = SplitMix64(seed: 2)
             for p in model.parameters { for i in 0..<p.value.count where p.value[i] == 0 { p.value[i] = Double.random(in: -0.3...0.3, using: &rng) } }
             let tokens: [Int32] = (0..<16).map { Int32(($0 * 5 + 3) % 13) }
             let targets: [Int32] = (0..<16).map { Int32(($0 * 7 + 1) % 13) }

@@ -1,4 +1,5 @@
 import Foundation
+import Support
 import XCTest
 @testable import Model
 @testable import Tensor
@@ -10,7 +11,7 @@ final class ModelPropertyTests: XCTestCase {
         for kind in AttentionKind.allCases where kind != .softmax {
             for (t, chunks) in [(32, [1, 2, 16, 32]), (48, [3, 16, 48])] {
                 let reference = SympowAttention<Float>(dModel: 16, heads: 2, power: 2, chunk: 4, kind: kind)
-                var rng = SeededGenerator(seed: 11)
+                var rng = SplitMix64(seed: 11)
                 reference.initialize(std: 0.3, residualStd: 0.3, using: &rng)
                 for i in 0..<reference.wQKVGR.count where reference.wQKVGR[i] == 0 { reference.wQKVGR[i] = Float.random(in: -0.5...0.5, using: &rng) }
                 reference.form = .attention
@@ -46,7 +47,7 @@ final class ModelPropertyTests: XCTestCase {
     func testZeroInitializedLearnedRotaryIsFixedRoPE() {
         let learned = SympowAttention<Float>(dModel: 16, heads: 2, power: 2, chunk: 8, kind: .conformalSympow)
         let fixed = SympowAttention<Float>(dModel: 16, heads: 2, power: 2, chunk: 8, kind: .sympowGating)
-        var rng = SeededGenerator(seed: 31)
+        var rng = SplitMix64(seed: 31)
         learned.initialize(std: 0.3, residualStd: 0.3, using: &rng)
         fixed.wQKVGR.data.update(from: learned.wQKVGR.data, count: learned.wQKVGR.count)
         fixed.wO.data.update(from: learned.wO.data, count: learned.wO.count)
@@ -71,7 +72,7 @@ final class ModelPropertyTests: XCTestCase {
         // Gates near 0: a huge negative gate pre-activation on every token.
         for form in [AttentionForm.attention, .chunked] {
             let layer = SympowAttention<Float>(dModel: 16, heads: 2, power: 4, chunk: 8, kind: .conformalSympow)
-            var rng = SeededGenerator(seed: 42)
+            var rng = SplitMix64(seed: 42)
             layer.initialize(std: 0.3, residualStd: 0.3, using: &rng)
             for r in 0..<16 { layer.wQKVGR[r * 52 + 48] = -200; layer.wQKVGR[r * 52 + 49] = -200 }
             layer.form = form
@@ -80,7 +81,7 @@ final class ModelPropertyTests: XCTestCase {
         // Large scores: |u| in the hundreds (u^4 ~ 1e10 per weight).
         for form in [AttentionForm.attention, .chunked] {
             let layer = SympowAttention<Float>(dModel: 16, heads: 2, power: 4, chunk: 8, kind: .sympowGating)
-            var rng = SeededGenerator(seed: 43)
+            var rng = SplitMix64(seed: 43)
             layer.initialize(std: 3, residualStd: 0.3, using: &rng)
             layer.form = form
             check(layer, Tensor<Float>([64, 16], g.array(64 * 16, scale: 3)), 64, "large scores \(form)")
@@ -88,7 +89,7 @@ final class ModelPropertyTests: XCTestCase {
         // A whole window: T = 65,536 with the tiny config's attention shape, chunked.
         let config = try! shippedModelConfig("tiny")
         let layer = SympowAttention<Float>(dModel: config.dModel, heads: config.heads, power: config.power, chunk: config.chunk, kind: config.attention)
-        var rng = SeededGenerator(seed: 44)
+        var rng = SplitMix64(seed: 44)
         layer.initialize(std: 0.02, residualStd: 0.02, using: &rng)
         check(layer, Tensor<Float>([65_536, config.dModel], g.array(65_536 * config.dModel)), 65_536, "T = 65536")
     }

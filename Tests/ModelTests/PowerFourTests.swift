@@ -1,4 +1,5 @@
 import Foundation
+import Support
 import XCTest
 @testable import Model
 @testable import Tensor
@@ -80,7 +81,7 @@ final class PowerFourTests: XCTestCase {
         let input = Tensor<Float>([64, 64], g.array(64 * 64, scale: 30))
         for form in [AttentionForm.attention, .chunked] {
             let layer = SympowAttention<Float>(dModel: 64, heads: 4, power: 4, chunk: 16, kind: .conformalSympow)
-            var rng = SeededGenerator(seed: 64)
+            var rng = SplitMix64(seed: 64)
             layer.initialize(std: 0.3, residualStd: 0.3, using: &rng)
             layer.form = form
             let out = layer.forward(input, batch: 1, length: 64)

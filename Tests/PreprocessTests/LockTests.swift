@@ -1,5 +1,6 @@
 import Foundation
 import Shards
+import Support
 import TestSupport
 import XCTest
 

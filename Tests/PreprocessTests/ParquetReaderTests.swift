@@ -1,5 +1,6 @@
 import Foundation
 import Shards
+import Support
 import TestSupport
 import XCTest
 @testable import Preprocess
@@ -49,7 +50,7 @@ final class ParquetReaderTests: XCTestCase {
             XCTFail("\(url.lastPathComponent) was read", line: line)
         } catch {
             let message = "\(error)"
-            XCTAssertTrue(error is ShardError, message, line: line)
+            XCTAssertTrue(error is FileError, message, line: line)
             XCTAssertTrue(message.hasPrefix(url.path + ": "), message, line: line)
             XCTAssertFalse(message.contains("\n"), message, line: line)
             for word in mentions { XCTAssertTrue(message.contains(word), "'\(word)' not in: \(message)", line: line) }
@@ -136,13 +137,13 @@ final class ParquetReaderTests: XCTestCase {
         assertRefused(encrypted, mentions: ["encrypted"])
     }
 
-    /// Reads a damaged file: it must throw a one-line ShardError naming it, or give rows; never crash or hang.
+    /// Reads a damaged file: it must throw a one-line FileError naming it, or give rows; never crash or hang.
     func readDamaged(_ bytes: [UInt8], _ url: URL) throws -> [ParquetRow]? {
         try Data(bytes).write(to: url)
         do {
             let reader = try ParquetReader(url: url, textColumn: "text", idColumn: "id")
             return try (0..<reader.rowGroupCount).flatMap { try reader.readRowGroup($0) }
-        } catch let error as ShardError {
+        } catch let error as FileError {
             XCTAssertTrue(error.path == url.path && !error.message.contains("\n"), "\(error)")
             return nil
         }
@@ -168,7 +169,7 @@ final class ParquetReaderTests: XCTestCase {
 
     func testFlippedBytesNeverCrash() throws {
         let dir = try temporaryFolder(self)
-        var rng = SplitMix(seed: 42)
+        var rng = SplitMix64(seed: 42)
         var read = 0, refused = 0
         for name in ["small.parquet", "small-v1.parquet"] {
             let bytes = [UInt8](try Data(contentsOf: try fixture(name)))
@@ -185,18 +186,5 @@ final class ParquetReaderTests: XCTestCase {
         // Both outcomes happen: flips in text bytes still read, flips in structure are caught.
         XCTAssertGreaterThan(read, 0)
         XCTAssertGreaterThan(refused, 100)
-    }
-}
-
-/// A small seeded generator, the same on every platform.
-private struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Shards
+import Support
 import Tokenizer
 import TestSupport
 import XCTest
@@ -20,9 +21,9 @@ func bookFolder(_ test: XCTestCase, _ names: [String]) throws -> URL {
 let someBooks = ["beowulf", "great_gatsby", "frankenstein", "art_of_war", "on_liberty", "meditations", "dubliners", "the_prince"]
 
 /// Every window of a dataset as (split, source, tokens), in index order.
-func readDataset(_ dir: URL) throws -> [(split: String, source: WindowSource, tokens: [UInt16])] {
+func readDataset(_ dir: URL) throws -> [(split: Split, source: WindowSource, tokens: [UInt16])] {
     let index = try DatasetIndex.load(from: dir)
-    var out: [(String, WindowSource, [UInt16])] = []
+    var out: [(Split, WindowSource, [UInt16])] = []
     for entry in index.shards {
         let reader = try ShardReader(url: dir.appendingPathComponent(entry.file), format: entry.format)
         XCTAssertEqual(reader.windowCount, entry.windows)
@@ -128,11 +129,11 @@ final class PipelineTests: XCTestCase {
                 let out = try temporaryFolder(self)
                 let summary = try preprocess([dir], out) { $0.format = format; $0.windowsPerDocument = perDoc }
                 let counts = summary.index.build!.counts
-                XCTAssertEqual(counts[Count.records], 7)
-                XCTAssertEqual(counts[Count.kept], 4)
-                XCTAssertEqual(counts[Count.tooShortDropped], 1)
-                XCTAssertEqual(counts[Count.emptyDropped], 1)
-                XCTAssertEqual(counts[Count.unreadableDropped], 1)
+                XCTAssertEqual(counts.records, 7)
+                XCTAssertEqual(counts.kept, 4)
+                XCTAssertEqual(counts.droppedTooShort, 1)
+                XCTAssertEqual(counts.droppedEmpty, 1)
+                XCTAssertEqual(counts.droppedUnreadable, 1)
                 let windows = try readDataset(out)
                 var seen: [String: Int] = [:]
                 for w in windows {
@@ -143,7 +144,7 @@ final class PipelineTests: XCTestCase {
                         let bytes = gpt2.decode(w.tokens)
                         XCTAssertEqual(Array(text.prefix(bytes.count)), bytes, "decoded window is not the document's start")
                     }
-                    XCTAssertEqual(w.split, heldoutScore(id: w.source.document) < 0.3 ? "heldout" : "train")
+                    XCTAssertEqual(w.split, heldoutScore(id: w.source.document) < 0.3 ? .heldout : .train)
                     seen[w.source.document, default: 0] += 1
                 }
                 XCTAssertEqual(seen.count, 4)
@@ -219,7 +220,7 @@ final class PipelineTests: XCTestCase {
             XCTAssertNotEqual(r.status, 0)
             let errorLines = r.err.split(separator: "\n").filter { !$0.hasPrefix("warning") && !$0.contains("\r") }
             XCTAssertEqual(errorLines.count, 1, r.err)
-            XCTAssertTrue(r.err.contains(format.fileName(split: "train", number: 0)) || r.err.contains(format.fileName(split: "heldout", number: 0)), r.err)
+            XCTAssertTrue(r.err.contains(format.fileName(split: .train, number: 0)) || r.err.contains(format.fileName(split: .heldout, number: 0)), r.err)
             let index = try DatasetIndex.load(from: out)
             XCTAssertFalse(index.complete)
             for name in try FileManager.default.contentsOfDirectory(atPath: out.path) where ![DatasetIndex.fileName, FolderLock.fileName].contains(name) {
@@ -262,11 +263,11 @@ final class PipelineTests: XCTestCase {
         let dir = try bookFolder(self, Array(someBooks.prefix(3)))
         let out = try temporaryFolder(self)
         let index = try preprocess([dir], out) { $0.heldoutFraction = 1e-12 }.index
-        XCTAssertEqual(index.windows(split: "heldout"), 1)
-        XCTAssertEqual(index.windows(split: "train"), 2)
-        let heldout = try readDataset(out).filter { $0.split == "heldout" }
+        XCTAssertEqual(index.windows(split: .heldout), 1)
+        XCTAssertEqual(index.windows(split: .train), 2)
+        let heldout = try readDataset(out).filter { $0.split == .heldout }
         XCTAssertEqual(heldout.map(\.source.document), [someBooks.prefix(3).sorted().last! + ".txt"])
         let none = try preprocess([dir], try temporaryFolder(self)) { $0.heldoutFraction = 0 }.index
-        XCTAssertEqual(none.windows(split: "heldout"), 0)
+        XCTAssertEqual(none.windows(split: .heldout), 0)
     }
 }

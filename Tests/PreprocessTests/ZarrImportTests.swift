@@ -1,5 +1,6 @@
 import Foundation
 import Shards
+import Support
 import TestSupport
 import XCTest
 @testable import Preprocess
@@ -95,7 +96,7 @@ final class ZarrImportTests: XCTestCase {
     }
 
     /// Asserts the dataset holds exactly `rows` of the array `name` (given as array row -> tokens), in order, in `split`.
-    func assertWindows(_ out: URL, split: String, name: String, rows: [(Int, [UInt16])], file: StaticString = #filePath, line: UInt = #line) throws {
+    func assertWindows(_ out: URL, split: Split, name: String, rows: [(Int, [UInt16])], file: StaticString = #filePath, line: UInt = #line) throws {
         let windows = try readDataset(out).filter { $0.split == split }
         XCTAssertEqual(windows.map(\.source), rows.map { WindowSource(document: "\(name):\($0.0)", offset: 0) }, file: file, line: line)
         for (w, (row, tokens)) in zip(windows, rows) where w.tokens != tokens {
@@ -118,9 +119,9 @@ final class ZarrImportTests: XCTestCase {
                 let out = try temporaryFolder(self)
                 let index = try importZarr([Self.stores.appendingPathComponent(layout + "/train.zarr")], out) { $0.format = format }.index
                 XCTAssertEqual(index.shards.map(\.windows), [16, 16, 8], layout)
-                XCTAssertEqual(index.build?.counts, [Count.rows: 40, Count.imported: 40, "windows_train": 40, "windows_heldout": 0], layout)
+                XCTAssertEqual(index.build?.counts, BuildCounts(rows: 40, imported: 40, windows: [.train: 40, .heldout: 0]), layout)
                 XCTAssertEqual(index.build?.options["source"], "zarr")
-                try assertWindows(out, split: "train", name: "train.zarr", rows: Array(expected.enumerated()))
+                try assertWindows(out, split: .train, name: "train.zarr", rows: Array(expected.enumerated()))
             }
         }
     }
@@ -129,22 +130,22 @@ final class ZarrImportTests: XCTestCase {
         let train = Self.stores.appendingPathComponent("lz4/train.zarr"), heldout = Self.stores.appendingPathComponent("heldout.zarr")
         let out = try temporaryFolder(self)
         let index = try importZarr([train, heldout], out) { $0.format = .zst }.index
-        XCTAssertEqual(index.build?.counts["windows_heldout"], 20)
-        XCTAssertEqual(index.shards.filter { $0.split == "heldout" }.map(\.windows), [16, 4])
-        try assertWindows(out, split: "train", name: "train.zarr", rows: Array(try expectedRows("lz4/train.zarr").enumerated()))
-        try assertWindows(out, split: "heldout", name: "heldout.zarr", rows: Array(try expectedRows("heldout.zarr").enumerated()))
+        XCTAssertEqual(index.build?.counts.windows?[.heldout], 20)
+        XCTAssertEqual(index.shards.filter { $0.split == .heldout }.map(\.windows), [16, 4])
+        try assertWindows(out, split: .train, name: "train.zarr", rows: Array(try expectedRows("lz4/train.zarr").enumerated()))
+        try assertWindows(out, split: .heldout, name: "heldout.zarr", rows: Array(try expectedRows("heldout.zarr").enumerated()))
 
         let tokens = try copyStore("heldout.zarr", as: "tokens.zarr")
         XCTAssertThrowsError(try importZarr([tokens], try temporaryFolder(self))) { XCTAssertTrue("\($0)".contains("tokens.zarr: cannot tell its split"), "\($0)") }
-        XCTAssertThrowsError(try importZarr([tokens, train], try temporaryFolder(self)) { $0.split = "heldout" }) {
+        XCTAssertThrowsError(try importZarr([tokens, train], try temporaryFolder(self)) { $0.split = .heldout }) {
             XCTAssertTrue("\($0)".contains("single input"), "\($0)")
         }
         XCTAssertThrowsError(try importZarr([train, try copyStore("slash/train.zarr")], try temporaryFolder(self))) {
             XCTAssertTrue("\($0)".contains("both hold split train"), "\($0)")
         }
         let named = try temporaryFolder(self)
-        try importZarr([tokens], named) { $0.split = "heldout" }
-        try assertWindows(named, split: "heldout", name: "tokens.zarr", rows: Array(try expectedRows("heldout.zarr").enumerated()))
+        try importZarr([tokens], named) { $0.split = .heldout }
+        try assertWindows(named, split: .heldout, name: "tokens.zarr", rows: Array(try expectedRows("heldout.zarr").enumerated()))
     }
 
     func testMissingChunkIsAnErrorAndSkipMissingSkipsItsRows() throws {
@@ -161,11 +162,11 @@ final class ZarrImportTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.err)
         XCTAssertTrue(r.out.contains("skipped 16 rows, row-chunks 1\n"), r.out)
         let index = try DatasetIndex.load(from: out)
-        XCTAssertEqual(index.build?.counts, [Count.rows: 40, Count.imported: 24, Count.skippedMissingRows: 16, Count.skippedMissingRowChunks: 1,
-                                             "windows_train": 24, "windows_heldout": 0])
+        XCTAssertEqual(index.build?.counts, BuildCounts(rows: 40, imported: 24, skippedMissingRows: 16, skippedMissingRowChunks: 1,
+                                                        windows: [.train: 24, .heldout: 0]))
         XCTAssertEqual(index.build?.options["skip_missing"], "true")
         let expected = try expectedRows("lz4/train.zarr")
-        try assertWindows(out, split: "train", name: "train.zarr", rows: (Array(0..<16) + Array(32..<40)).map { ($0, expected[$0]) })
+        try assertWindows(out, split: .train, name: "train.zarr", rows: (Array(0..<16) + Array(32..<40)).map { ($0, expected[$0]) })
     }
 
     func testCorruptChunkIsAnErrorNamingIt() throws {
@@ -189,7 +190,7 @@ final class ZarrImportTests: XCTestCase {
         for layout in ["zstd", "none", "blosc-zstd-bitshuffle"] {
             try assertFails(try copyStore(layout + "/train.zarr"), "1.7", { $0.removeLast() }, "\(layout) truncated")
         }
-        try XCTAssertEqual(importZarr([lz4], try temporaryFolder(self)).index.build?.counts[Count.imported], 40, "the repaired store imports")
+        try XCTAssertEqual(importZarr([lz4], try temporaryFolder(self)).index.build?.counts.imported, 40, "the repaired store imports")
     }
 
     func testUnsupportedMetadataIsRefused() throws {

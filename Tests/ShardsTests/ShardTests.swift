@@ -1,4 +1,5 @@
 import Foundation
+import Support
 import TestSupport
 import XCTest
 @testable import Shards
@@ -31,7 +32,7 @@ final class ShardTests: XCTestCase {
     let windows = (0..<4).map { zipfWindow(seed: UInt64($0)) }
     let sources = (0..<4).map { WindowSource(document: "böök-\($0).txt", offset: $0 * windowLength) }
 
-    func write(_ format: ShardFormat, in dir: URL, split: String = "train") throws -> ShardEntry {
+    func write(_ format: ShardFormat, in dir: URL, split: Split = .train) throws -> ShardEntry {
         let file = format.fileName(split: split, number: 0)
         let writer = try ShardWriter(directory: dir, file: file, format: format, split: split, level: 3)
         for (w, s) in zip(windows, sources) {
@@ -44,9 +45,9 @@ final class ShardTests: XCTestCase {
     func testWriteThenReadBackBothFormats() throws {
         for format in ShardFormat.allCases {
             let dir = try temporaryFolder(self)
-            let entry = try write(format, in: dir, split: "heldout")
+            let entry = try write(format, in: dir, split: .heldout)
             XCTAssertEqual(entry.windows, 4)
-            XCTAssertEqual(entry.split, "heldout")
+            XCTAssertEqual(entry.split, .heldout)
             let url = dir.appendingPathComponent(entry.file)
             XCTAssertEqual(entry.bytes, try FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int)
             let sum = try shell("sha256sum '\(url.path)' | cut -d' ' -f1")
@@ -54,7 +55,7 @@ final class ShardTests: XCTestCase {
             XCTAssertLessThan(entry.bytes, 4 * windowLength * 2, "not compressed")
             let reader = try ShardReader(url: url)
             XCTAssertEqual(reader.windowCount, 4)
-            XCTAssertEqual(reader.split, "heldout")
+            XCTAssertEqual(reader.split, .heldout)
             XCTAssertEqual(reader.sources, sources)
             var buffer = [UInt16](repeating: 0, count: windowLength)
             for k in [2, 0, 3, 1] {
@@ -76,12 +77,12 @@ final class ShardTests: XCTestCase {
     func testAbandonLeavesNothing() throws {
         let dir = try temporaryFolder(self)
         for format in ShardFormat.allCases {
-            let writer = try ShardWriter(directory: dir, file: format.fileName(split: "train", number: 0), format: format, split: "train", level: 1)
+            let writer = try ShardWriter(directory: dir, file: format.fileName(split: .train, number: 0), format: format, split: .train, level: 1)
             try windows[0].withUnsafeBufferPointer { try writer.append($0, source: sources[0]) }
             writer.abandon()
         }
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), [])
-        let writer = try ShardWriter(directory: dir, file: "x.tokens.zst", format: .zst, split: "train", level: 1)
+        let writer = try ShardWriter(directory: dir, file: "x.tokens.zst", format: .zst, split: .train, level: 1)
         XCTAssertThrowsError(try [UInt16](repeating: 0, count: 10).withUnsafeBufferPointer { try writer.append($0, source: sources[0]) })
     }
 
@@ -204,10 +205,10 @@ final class ShardTests: XCTestCase {
             var capped = rlimit(rlim_cur: 150_000, rlim_max: old.rlim_max)
             setrlimit(fsizeLimit, &capped)
             defer { setrlimit(fsizeLimit, &old); signal(SIGXFSZ, oldHandler) }
-            let file = format.fileName(split: "train", number: 0)
+            let file = format.fileName(split: .train, number: 0)
             var failure: Error?
             do {
-                let writer = try ShardWriter(directory: dir, file: file, format: format, split: "train", level: 1)
+                let writer = try ShardWriter(directory: dir, file: file, format: format, split: .train, level: 1)
                 for (w, s) in zip(windows, sources) { try w.withUnsafeBufferPointer { try writer.append($0, source: s) } }
                 _ = try writer.finish()
             } catch { failure = error }
@@ -231,7 +232,7 @@ final class ContainedPathTests: XCTestCase {
         try FileManager.default.createSymbolicLink(at: data.appendingPathComponent("inner.h5"), withDestinationURL: data.appendingPathComponent("sub/y.h5"))
         for bad in ["../elsewhere/x.h5", "../../x.h5", elsewhere.appendingPathComponent("x.h5").path, "link.h5", "out/x.h5", "out/new.h5", "sub/../../elsewhere/x.h5", ""] {
             var index = DatasetIndex(build: nil)
-            index.shards = [ShardEntry(file: bad, format: .hdf5, split: "train", windows: 1, bytes: 1, sha256: "")]
+            index.shards = [ShardEntry(file: bad, format: .hdf5, split: .train, windows: 1, bytes: 1, sha256: "")]
             try index.write(to: data)
             XCTAssertThrowsError(try DatasetIndex.load(from: data), bad) { error in
                 XCTAssertEqual("\(error)", "\(data.appendingPathComponent("index.json").path): shard entry '\(bad)' leaves the dataset folder (an absolute path, '..', or a symlink out)")
@@ -240,7 +241,7 @@ final class ContainedPathTests: XCTestCase {
         // Inside, through a symlink that stays inside, or not created yet: accepted.
         for good in ["train-000000.h5", "sub/y.h5", "inner.h5"] {
             var index = DatasetIndex(build: nil)
-            index.shards = [ShardEntry(file: good, format: .hdf5, split: "train", windows: 1, bytes: 1, sha256: "")]
+            index.shards = [ShardEntry(file: good, format: .hdf5, split: .train, windows: 1, bytes: 1, sha256: "")]
             try index.write(to: data)
             XCTAssertNoThrow(try DatasetIndex.load(from: data), good)
         }

@@ -84,7 +84,7 @@ final class PythonReaderTests: XCTestCase {
             let ok = try python(["-m", "longcrawl.verify", dir.path])
             XCTAssertEqual(ok.status, 0, ok.out + ok.err)
             XCTAssertTrue(ok.out.contains("ok: 4 shards, 12 windows verified"), ok.out)
-            let shard = try DatasetIndex.load(from: dir).shards.first { $0.split == "train" }!
+            let shard = try DatasetIndex.load(from: dir).shards.first { $0.split == .train }!
             let url = dir.appendingPathComponent(shard.file)
             var bytes = try Data(contentsOf: url)
             bytes[bytes.count / 2] ^= 0x5A

@@ -1,5 +1,6 @@
 import Foundation
 import Shards
+import Support
 import TestSupport
 import XCTest
 @testable import Streaming
@@ -13,7 +14,7 @@ func makeDataset(_ test: XCTestCase, windows: Int) throws -> URL {
     var index = DatasetIndex(build: nil)
     var w = 0, shard = 0
     var tokens = [UInt16](repeating: 0, count: windowLength)
-    func write(_ split: String, _ n: Int, _ number: Int) throws {
+    func write(_ split: Split, _ n: Int, _ number: Int) throws {
         let format: ShardFormat = number % 2 == 0 ? .hdf5 : .zst
         let writer = try ShardWriter(directory: dir, file: format.fileName(split: split, number: number), format: format, split: split, level: 1)
         for _ in 0..<n {
@@ -24,10 +25,10 @@ func makeDataset(_ test: XCTestCase, windows: Int) throws -> URL {
         index.shards.append(try writer.finish())
     }
     while w < windows {
-        try write("train", min(shard % 2 == 0 ? 3 : 4, windows - w), shard)
+        try write(.train, min(shard % 2 == 0 ? 3 : 4, windows - w), shard)
         shard += 1
     }
-    try write("heldout", 2, 0)
+    try write(.heldout, 2, 0)
     index.complete = true
     try index.write(to: dir)
     return dir
@@ -36,7 +37,7 @@ func makeDataset(_ test: XCTestCase, windows: Int) throws -> URL {
 final class StreamingTests: XCTestCase {
     /// Whole windows one by one (B = 1, T = 65,536): every window once per epoch, in `epochOrder`.
     func testEveryWindowOncePerEpochAndOrdersDiffer() throws {
-        let catalog = try WindowCatalog(directory: try makeDataset(self, windows: 10), split: "train")
+        let catalog = try WindowCatalog(directory: try makeDataset(self, windows: 10), split: .train)
         XCTAssertEqual(catalog.count, 10)
         let packer = try BatchPacker(catalog: catalog, batchSize: 1, context: windowLength, seed: 7)
         XCTAssertEqual(packer.batchesPerEpoch, 10)
@@ -63,7 +64,7 @@ final class StreamingTests: XCTestCase {
     }
 
     func testWholeWindowsResumeExactlyFromTheCursor() throws {
-        let catalog = try WindowCatalog(directory: try makeDataset(self, windows: 9), split: "train")
+        let catalog = try WindowCatalog(directory: try makeDataset(self, windows: 9), split: .train)
         let reference = try BatchPacker(catalog: catalog, batchSize: 1, context: windowLength, seed: 3)
         let all = try (0..<30).map { _ in try reference.next().rows[0].window }
         var rng = SplitMix64(seed: 1)
@@ -79,7 +80,7 @@ final class StreamingTests: XCTestCase {
     }
 
     func testRanksPartitionTheSplit() throws {
-        let catalog = try WindowCatalog(directory: try makeDataset(self, windows: 11), split: "train")
+        let catalog = try WindowCatalog(directory: try makeDataset(self, windows: 11), split: .train)
         for world in [1, 2, 3, 4] {
             var union: [Int] = []
             for rank in 0..<world {
@@ -96,7 +97,7 @@ final class StreamingTests: XCTestCase {
 
     /// Targets are the inputs shifted by one inside the same window; only a window's last target is masked.
     func testPackingShiftsTargetsAndMasksWindowEnds() throws {
-        let catalog = try WindowCatalog(directory: try makeDataset(self, windows: 6), split: "train")
+        let catalog = try WindowCatalog(directory: try makeDataset(self, windows: 6), split: .train)
         for context in [1, 64, 1024, 65536] {
             for order in BatchOrder.allCases {
                 let slots = windowLength / context
@@ -135,7 +136,7 @@ final class StreamingTests: XCTestCase {
 
     /// LongCrawl order visits every group at a slot before the next slot; sequential walks one group's slots.
     func testOrdersWalkTheRectangleAsDocumented() throws {
-        let catalog = try WindowCatalog(directory: try makeDataset(self, windows: 8), split: "train")
+        let catalog = try WindowCatalog(directory: try makeDataset(self, windows: 8), split: .train)
         let lc = try BatchPacker(catalog: catalog, batchSize: 2, context: 16384, order: .longcrawl, seed: 2)
         let seq = try BatchPacker(catalog: catalog, batchSize: 2, context: 16384, order: .sequential, seed: 2)
         let a = try (0..<16).map { _ in try lc.next() }, b = try (0..<16).map { _ in try seq.next() }
@@ -150,7 +151,7 @@ final class StreamingTests: XCTestCase {
     }
 
     func testPackerResumesExactlyFromItsCursor() throws {
-        let catalog = try WindowCatalog(directory: try makeDataset(self, windows: 7), split: "train")
+        let catalog = try WindowCatalog(directory: try makeDataset(self, windows: 7), split: .train)
         for order in BatchOrder.allCases {
             let reference = try BatchPacker(catalog: catalog, batchSize: 2, context: 8192, order: order, seed: 4)
             let total = reference.batchesPerEpoch + 10
@@ -170,14 +171,14 @@ final class StreamingTests: XCTestCase {
     func testCorruptWindowAndMissingShardAreNamed() throws {
         let dir = try makeDataset(self, windows: 7)
         let index = try DatasetIndex.load(from: dir)
-        for entry in index.shards where entry.split == "train" {
+        for entry in index.shards where entry.split == .train {
             // Flip one byte in the middle of the shard: inside some window's compressed data.
             let url = dir.appendingPathComponent(entry.file)
             var data = try Data(contentsOf: url)
             data[data.count / 2] ^= 0x5A
             try data.write(to: url)
         }
-        let packer = try BatchPacker(catalog: try WindowCatalog(directory: dir, split: "train"), batchSize: 1, context: windowLength, seed: 1)
+        let packer = try BatchPacker(catalog: try WindowCatalog(directory: dir, split: .train), batchSize: 1, context: windowLength, seed: 1)
         var failure: String?
         for _ in 0..<7 {
             do { _ = try packer.next() } catch { failure = "\(error)"; break }
@@ -204,7 +205,7 @@ final class StreamingTests: XCTestCase {
 final class EvalWindowSamplerTests: XCTestCase {
     func testSampleIsSeededDistinctAndRoundTripsThroughHDF5() throws {
         let dir = try makeDataset(self, windows: 9)
-        let catalog = try WindowCatalog(directory: dir, split: "train")
+        let catalog = try WindowCatalog(directory: dir, split: .train)
         let a = try EvalWindowSampler.sample(catalog, count: 5, seed: 11, dataset: dir.path)
         let b = try EvalWindowSampler.sample(catalog, count: 5, seed: 11, dataset: dir.path)
         let c = try EvalWindowSampler.sample(catalog, count: 5, seed: 12, dataset: dir.path)

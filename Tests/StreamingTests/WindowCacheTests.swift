@@ -1,5 +1,6 @@
 import Foundation
 import Shards
+import Support
 import XCTest
 @testable import Streaming
 
@@ -40,7 +41,7 @@ final class WindowCacheTests: XCTestCase {
     /// single worker with an unbounded cache gives, the cache fills to its budget and no further, and no window
     /// is decoded by two workers at once.
     func testBatchesUnderMemoryPressureMatchOneWorkerWithAnUnboundedCache() throws {
-        let catalog = try WindowCatalog(directory: try makeDataset(self, windows: 12), split: "train")
+        let catalog = try WindowCatalog(directory: try makeDataset(self, windows: 12), split: .train)
         let window = windowLength * MemoryLayout<UInt16>.size
         for order in BatchOrder.allCases {
             // 4 groups x 4 slots: an epoch and the first batches of the next.

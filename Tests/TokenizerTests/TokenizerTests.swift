@@ -1,4 +1,5 @@
 import Foundation
+import Support
 import TestSupport
 import XCTest
 @testable import Tokenizer
@@ -42,7 +43,7 @@ final class TokenizerTests: XCTestCase {
         XCTAssertEqual(tokenizer.encode("Hello world"), [15496, 995])
         XCTAssertEqual(tokenizer.encode(""), [])
         XCTAssertEqual(tokenizer.decodeString([15496, 995]), "Hello world")
-        XCTAssertEqual(tokenizer.encode("<|endoftext|>").contains(GPT2Tokenizer.endOfText), false, "special tokens are ordinary text")
+        XCTAssertEqual(tokenizer.encode("<|endoftext|>").contains(GPT2.endOfText), false, "special tokens are ordinary text")
     }
 
     /// Every book (see `books`) and the adversarial fixtures, id for id against tiktoken.
@@ -63,7 +64,7 @@ final class TokenizerTests: XCTestCase {
     /// The vocabulary compiled into the binary is data/gpt2's: the same tokens, hence the same ids on any text.
     func testBuiltInVocabularyEqualsDataFolder() throws {
         let builtIn = try GPT2Tokenizer.builtIn()
-        for id in 0..<GPT2Tokenizer.vocabularySize { XCTAssertEqual(builtIn.decode([UInt16(id)]), tokenizer.decode([UInt16(id)]), "token \(id)") }
+        for id in 0..<GPT2.vocabularySize { XCTAssertEqual(builtIn.decode([UInt16(id)]), tokenizer.decode([UInt16(id)]), "token \(id)") }
         let text = [UInt8](try Data(contentsOf: fixtures.appendingPathComponent("adversarial.txt")))
         XCTAssertEqual(text.withUnsafeBufferPointer { builtIn.encode(bytes: $0) }, text.withUnsafeBufferPointer { tokenizer.encode(bytes: $0) })
     }

@@ -1,6 +1,7 @@
 import Foundation
 import Model
 import Shards
+import Support
 import TestSupport
 import XCTest
 @testable import Training

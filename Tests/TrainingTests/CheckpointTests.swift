@@ -2,6 +2,7 @@ import Foundation
 import Model
 import Shards
 import Streaming
+import Support
 import TestSupport
 import XCTest
 @testable import Training
@@ -179,7 +180,7 @@ final class CheckpointTests: XCTestCase {
     /// `eval` gives the same per-position losses in one chunked pass and in the recurrent form over segments.
     func testEvalChunkedEqualsRecurrentOverSegments() throws {
         let data = try sampleDataset(self)
-        let catalog = try WindowCatalog(directory: data, split: "heldout")
+        let catalog = try WindowCatalog(directory: data, split: .heldout)
         let file = try EvalWindowSampler.sample(catalog, count: 2, seed: 4, context: 2048, dataset: data.path)
         XCTAssertEqual(Evaluator.inputLength(file.length), 2048, "rows of T + 1 tokens are T inputs and T targets")
         XCTAssertEqual(Evaluator.inputLength(windowLength), windowLength, "whole windows are fed whole, the last target masked")

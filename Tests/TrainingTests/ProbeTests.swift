@@ -2,6 +2,7 @@ import Foundation
 import Model
 import Shards
 import Streaming
+import Support
 import TestSupport
 import XCTest
 @testable import Training

@@ -1,5 +1,6 @@
 import FuzzSupport
 import Shards
+import Support
 
 nonisolated(unsafe) var window = [UInt16](repeating: 0, count: windowLength)
 

@@ -13,18 +13,18 @@ public final class FolderLock {
     public init(_ folder: URL) throws {
         url = folder.appendingPathComponent(Self.fileName)
         do { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true) } catch {
-            throw ShardError(folder, "cannot create folder (\(error.localizedDescription))")
+            throw FileError(folder, "cannot create folder (\(error.localizedDescription))")
         }
         fd = open(url.path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw ShardError(url, "cannot open lock file (\(String(cString: strerror(errno))))") }
+        guard fd >= 0 else { throw FileError(url, "cannot open lock file (\(String(cString: strerror(errno))))") }
         while flock(fd, LOCK_EX | LOCK_NB) != 0 {
             if errno == EINTR { continue }
             let reason = errno
             close(fd)
-            guard reason == EWOULDBLOCK else { throw ShardError(url, "cannot lock (\(String(cString: strerror(reason))))") }
+            guard reason == EWOULDBLOCK else { throw FileError(url, "cannot lock (\(String(cString: strerror(reason))))") }
             let holder = (try? String(contentsOf: url, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
             let who = Int32(holder).map { "process \($0)" } ?? "another process"
-            throw ShardError(folder, "in use by \(who) (lock \(url.path)); wait for it or stop it")
+            throw FileError(folder, "in use by \(who) (lock \(url.path)); wait for it or stop it")
         }
         // The pid of a dead holder may still be there: overwrite it.
         let pid = Data("\(getpid())\n".utf8)

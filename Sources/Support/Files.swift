@@ -1,0 +1,98 @@
+import CLongCrawl
+import Foundation
+
+/// Whole-file writes that never leave a partial file under the final name.
+public enum AtomicFile {
+    /// The temporary name a file is written under before its rename: hidden, same folder (same file system).
+    public static func temporaryURL(for url: URL) -> URL {
+        url.deletingLastPathComponent().appendingPathComponent("." + url.lastPathComponent + ".tmp")
+    }
+
+    /// Writes `value` as pretty-printed JSON with sorted keys and a final newline, atomically.
+    public static func writeJSON<T: Encodable>(_ value: T, to url: URL) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        var data = try encoder.encode(value)
+        data.append(0x0A)
+        try write(data, to: url)
+    }
+
+    /// Writes `data` to a temporary file beside `url`, flushes it to disk, then renames it over `url`.
+    public static func write(_ data: Data, to url: URL) throws {
+        let tmp = temporaryURL(for: url)
+        let fd = open(tmp.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw FileError(tmp, "cannot create (\(String(cString: strerror(errno))))") }
+        var failure: String?
+        data.withUnsafeBytes { raw in
+            var done = 0
+            while done < raw.count {
+                let n = Foundation.write(fd, raw.baseAddress! + done, raw.count - done)
+                if n < 0 { if errno == EINTR { continue }; failure = String(cString: strerror(errno)); return }
+                done += n
+            }
+        }
+        if failure == nil, fsync(fd) != 0 { failure = String(cString: strerror(errno)) }
+        close(fd)
+        if let failure {
+            unlink(tmp.path)
+            throw FileError(url, "write failed (\(failure)); the previous file is unchanged")
+        }
+        try commit(tmp, to: url)
+    }
+
+    /// Renames a finished temporary file over its final name.
+    public static func commit(_ tmp: URL, to url: URL) throws {
+        guard rename(tmp.path, url.path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(tmp.path)
+            throw FileError(url, "cannot rename from \(tmp.lastPathComponent) (\(reason))")
+        }
+    }
+}
+
+/// Size and hex SHA-256 of a file, read in 1 MiB blocks.
+public func sha256(of url: URL) throws -> (bytes: Int, hex: String) {
+    let fd = open(url.path, O_RDONLY)
+    guard fd >= 0 else { throw FileError(url, "cannot open (\(String(cString: strerror(errno))))") }
+    defer { close(fd) }
+    let ctx = EVP_MD_CTX_new()
+    defer { EVP_MD_CTX_free(ctx) }
+    EVP_DigestInit_ex(ctx, EVP_sha256(), nil)
+    var block = [UInt8](repeating: 0, count: 1 << 20)
+    var total = 0
+    while true {
+        let n = block.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
+        if n < 0 { if errno == EINTR { continue }; throw FileError(url, "read failed at byte \(total) (\(String(cString: strerror(errno))))") }
+        if n == 0 { break }
+        block.withUnsafeBytes { _ = EVP_DigestUpdate(ctx, $0.baseAddress!, n) }
+        total += n
+    }
+    var digest = [UInt8](repeating: 0, count: 32)
+    EVP_DigestFinal_ex(ctx, &digest, nil)
+    return (total, digest.map { String(format: "%02x", $0) }.joined())
+}
+
+/// Hex SHA-256 of `data`.
+public func sha256(_ data: Data) -> String {
+    var digest = [UInt8](repeating: 0, count: 32)
+    data.withUnsafeBytes { _ = EVP_Digest($0.baseAddress, $0.count, &digest, nil, EVP_sha256(), nil) }
+    return digest.map { String(format: "%02x", $0) }.joined()
+}
+
+/// `folder/name` when `name` is a relative path that stays inside `folder`, symlinks resolved; nil when it is
+/// absolute, has a `..` component, or resolves outside (so a file that names other files cannot reach past its folder).
+public func contained(_ name: String, in folder: URL) -> URL? {
+    guard !name.isEmpty, !name.hasPrefix("/"), !name.split(separator: "/").contains("..") else { return nil }
+    let url = folder.appendingPathComponent(name)
+    guard let root = realPath(folder.path) else { return nil }
+    // A file not created yet: its folder must resolve inside.
+    let resolved = realPath(url.path) ?? realPath(url.deletingLastPathComponent().path).map { $0 + "/" + url.lastPathComponent }
+    guard let resolved, resolved.hasPrefix(root == "/" ? "/" : root + "/") else { return nil }
+    return url
+}
+
+private func realPath(_ path: String) -> String? {
+    guard let p = realpath(path, nil) else { return nil }
+    defer { free(p) }
+    return String(cString: p)
+}

@@ -1,0 +1,30 @@
+import Foundation
+
+/// Tokens per window: LongCrawl64 cuts every kept document to windows of exactly this length.
+public let windowLength = 65_536
+
+/// GPT-2's vocabulary, which every dataset is tokenized with.
+public enum GPT2 {
+    /// Token ids are below this.
+    public static let vocabularySize = 50_257
+    /// `<|endoftext|>`, the last id: the document separator of other trainers' token files.
+    public static let endOfText: UInt16 = 50_256
+    /// The model's embedding rows: the vocabulary padded to a multiple of 64, as nanoGPT does.
+    public static let paddedVocabularySize = 50_304
+}
+
+/// The two splits of a dataset. A document goes to one by its id alone (`heldoutScore`). Coded as its name, also
+/// as a dictionary key.
+public enum Split: String, Codable, CodingKeyRepresentable, CaseIterable, Sendable {
+    case train, heldout
+}
+
+/// A one-line error naming the file and what is wrong with it: `PATH: message`.
+public struct FileError: Error, CustomStringConvertible, LocalizedError {
+    public let path: String
+    public let message: String
+    public init(_ url: URL, _ message: String) { self.path = url.path; self.message = message }
+    public init(path: String, _ message: String) { self.path = path; self.message = message }
+    public var description: String { "\(path): \(message)" }
+    public var errorDescription: String? { description }
+}
