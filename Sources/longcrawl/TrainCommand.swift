@@ -132,7 +132,7 @@ struct TrainCommand: ParsableCommand {
         }
         let ranks = world.isDistributed ? " on \(world.size) ranks" : ""
         if trainer.step == 0 {
-            print("train \(cfg.name) (\(cfg.attention.rawValue)): \(trainer.model.parameters.reduce(0) { $0 + $1.value.count }) parameters, " +
+            print("train \(cfg.name) (\(cfg.attention.rawValue)): \(trainer.model.parameters.values.count) parameters, " +
                   "context \(cfg.context), batch \(cfg.batch) x \(options.accumulation), \(cfg.steps) steps, order \(options.order.rawValue)\(ranks) -> \(out)")
         } else {
             print("resume \(out) at step \(trainer.step) of \(cfg.steps)\(ranks)")

@@ -76,7 +76,7 @@ final class ProbeTests: XCTestCase {
             model.zeroGradients()
             _ = model.forward(tokens: tokens, targets: targets, mask: mask, batch: batch, length: t)
             model.backward()
-            clipGradients(params, maxNorm: 1)
+            clipGradients(params.gradients, maxNorm: 1)
             opt.update(params, lr: 1e-2)
         }
         let (distances, skipped) = Probe.run(model, windows: windows, deltas: [delta, 200], span: span)
