@@ -169,6 +169,7 @@ public final class ParameterBlocks<S: TensorScalar>: RandomAccessCollection {
         position = Dictionary(uniqueKeysWithValues: list.enumerated().map { ($1.name, $0) })
     }
 
+    /// The parameter named `name`, which must exist.
     public subscript(name: String) -> Parameter<S> {
         guard let i = position[name] else { preconditionFailure("no parameter \(name)") }
         return list[i]
