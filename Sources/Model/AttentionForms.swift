@@ -53,9 +53,7 @@ enum QuadraticAttention {
     static func forward<S>(_ x: HeadInput<S>, score: Score) -> (y: [S], cache: Cache<S>) {
         let t = x.t, d = x.d
         var u = [S](repeating: 0, count: t * t)
-        x.qr.withUnsafeBufferPointer { q in x.kr.withUnsafeBufferPointer { k in u.withUnsafeMutableBufferPointer { o in
-            gemm(false, true, t, t, d, x.scale, q.baseAddress!, k.baseAddress!, 0, o.baseAddress!)
-        } } }
+        gemm(false, true, t, t, d, x.scale, x.qr, x.kr, 0, &u)
         var w = [S](repeating: 0, count: t * t)
         var norm = [S](repeating: 0, count: t)
         var logits = [Double](repeating: 0, count: t)
@@ -81,9 +79,7 @@ enum QuadraticAttention {
             norm[i] = S(l + attentionEpsilon * Foundation.exp(-m))
         }
         var y = [S](repeating: 0, count: t * d)
-        w.withUnsafeBufferPointer { p in x.v.withUnsafeBufferPointer { v in y.withUnsafeMutableBufferPointer { o in
-            gemm(false, false, t, d, t, 1, p.baseAddress!, v.baseAddress!, 0, o.baseAddress!)
-        } } }
+        gemm(false, false, t, d, t, 1, w, x.v, 0, &y)
         for i in 0..<t { for c in 0..<d { y[i * d + c] /= norm[i] } }
         return (y, Cache(u: u, weights: w, norm: norm))
     }
@@ -93,9 +89,7 @@ enum QuadraticAttention {
         let t = x.t, d = x.d
         var g = HeadGradient<S>(t: t, d: d)
         var dyv = [S](repeating: 0, count: t * t)
-        dy.withUnsafeBufferPointer { a in x.v.withUnsafeBufferPointer { b in dyv.withUnsafeMutableBufferPointer { o in
-            gemm(false, true, t, t, d, 1, a.baseAddress!, b.baseAddress!, 0, o.baseAddress!)
-        } } }
+        gemm(false, true, t, t, d, 1, dy, x.v, 0, &dyv)
         var du = [S](repeating: 0, count: t * t)
         var pn = [S](repeating: 0, count: t * t)
         for i in 0..<t {
@@ -114,17 +108,9 @@ enum QuadraticAttention {
                 }
             }
         }
-        du.withUnsafeBufferPointer { du in
-            x.kr.withUnsafeBufferPointer { k in g.dqr.withUnsafeMutableBufferPointer { o in
-                gemm(false, false, t, d, t, 1, du.baseAddress!, k.baseAddress!, 0, o.baseAddress!)
-            } }
-            x.qr.withUnsafeBufferPointer { q in g.dkr.withUnsafeMutableBufferPointer { o in
-                gemm(true, false, t, d, t, 1, du.baseAddress!, q.baseAddress!, 0, o.baseAddress!)
-            } }
-        }
-        pn.withUnsafeBufferPointer { p in dy.withUnsafeBufferPointer { dy in g.dv.withUnsafeMutableBufferPointer { o in
-            gemm(true, false, t, d, t, 1, p.baseAddress!, dy.baseAddress!, 0, o.baseAddress!)
-        } } }
+        gemm(false, false, t, d, t, 1, du, x.kr, 0, &g.dqr)
+        gemm(true, false, t, d, t, 1, du, x.qr, 0, &g.dkr)
+        gemm(true, false, t, d, t, 1, pn, dy, 0, &g.dv)
         return g
     }
 }
@@ -153,9 +139,15 @@ struct ChunkedAttention {
         var stride: Int
     }
 
-    /// Folded queries and keys of chunk [t0, t0 + c): s * qr_i * exp((G_i - G_prev)/p) and kr_j * exp((G_end - G_j)/p),
-    /// with the factors themselves (for the backward).
-    private func fold<S>(_ x: HeadInput<S>, _ t0: Int, _ c: Int) -> (q: [S], k: [S], fq: [S], fk: [S], decay: Double) {
+    /// A chunk's folded queries s * qr_i * exp((G_i - G_prev)/p) and keys kr_j * exp((G_end - G_j)/p) [c, d], the
+    /// factors themselves [c] and the state's decay exp(G_end - G_prev) across the chunk.
+    struct Fold<S: TensorScalar> {
+        var q: [S], k: [S], fq: [S], fk: [S]
+        var decay: Double
+    }
+
+    // fold: qr, kr [c, d], G [c] of chunk [t0, t0 + c) -> q~, k~ [c, d], decay
+    private func fold<S>(_ x: HeadInput<S>, _ t0: Int, _ c: Int) -> Fold<S> {
         let d = x.d, p = Double(power)
         let gPrev = t0 > 0 ? x.G[t0 - 1] : 0, gEnd = x.G[t0 + c - 1]
         var q = [S](repeating: 0, count: c * d), k = q
@@ -168,7 +160,29 @@ struct ChunkedAttention {
                 k[i * d + e] = x.kr[(t0 + i) * d + e] * fk[i]
             }
         }
-        return (q, k, fq, fk, Foundation.exp(gEnd - gPrev))
+        return Fold(q: q, k: k, fq: fq, fk: fk, decay: Foundation.exp(gEnd - gPrev))
+    }
+
+    // foldBackward: dq~, dk~ [c, d], dDecay -> dqr, dkr [c, d], dG (accumulated)
+    private func foldBackward<S>(_ x: HeadInput<S>, _ t0: Int, _ c: Int, _ f: Fold<S>, dq: [S], dk: [S], dDecay: Double,
+                                 _ g: inout HeadGradient<S>) {
+        let d = x.d, p = Double(power)
+        if t0 > 0 { g.dG[t0 - 1] -= dDecay }
+        g.dG[t0 + c - 1] += dDecay
+        for i in 0..<c {
+            var gq = S(0), gk = S(0)
+            for e in 0..<d {
+                g.dqr[(t0 + i) * d + e] += dq[i * d + e] * x.scale * f.fq[i]
+                g.dkr[(t0 + i) * d + e] += dk[i * d + e] * f.fk[i]
+                gq += dq[i * d + e] * f.q[i * d + e]
+                gk += dk[i * d + e] * f.k[i * d + e]
+            }
+            // q~ carries exp((G_i - G_prev)/p), k~ carries exp((G_end - G_j)/p).
+            let dq = Double(gq) / p, dk = Double(gk) / p
+            g.dG[t0 + i] += dq - dk
+            if t0 > 0 { g.dG[t0 - 1] -= dq }
+            g.dG[t0 + c - 1] += dk
+        }
     }
 
     /// [c, d + 1]: the chunk's values with a column of ones.
@@ -179,13 +193,11 @@ struct ChunkedAttention {
         return out
     }
 
-    /// Intra-chunk weights a_ij = exp(G_i - G_j) u_ij^p (j <= i) and scores u: [c, c] each.
+    // intraWeights: qr, kr [c, d], G [c] -> a [c, c] (a_ij = exp(G_i - G_j) u_ij^p for j <= i, else 0), scores u [c, c]
     private func intraWeights<S>(_ x: HeadInput<S>, _ t0: Int, _ c: Int) -> (a: [S], u: [S]) {
         let d = x.d
         var u = [S](repeating: 0, count: c * c)
-        x.qr.withUnsafeBufferPointer { q in x.kr.withUnsafeBufferPointer { k in u.withUnsafeMutableBufferPointer { o in
-            gemm(false, true, c, c, d, x.scale, q.baseAddress! + t0 * d, k.baseAddress! + t0 * d, 0, o.baseAddress!)
-        } } }
+        gemm(false, true, c, c, d, x.scale, x.qr, x.kr, 0, &u, offsets: (t0 * d, t0 * d, 0))
         var a = [S](repeating: 0, count: c * c)
         for i in 0..<c {
             for j in 0...i {
@@ -198,39 +210,109 @@ struct ChunkedAttention {
         return (a, u)
     }
 
-    /// State after chunk [t0, t0 + c) from the state before it: S <- exp(G_end - G_prev) S + phi(k~)^T [v, 1].
-    private func advance<S>(_ state: inout [S], _ x: HeadInput<S>, _ t0: Int, _ c: Int) {
-        let f = fold(x, t0, c)
-        let dd = phi.size, w = x.d + 1
-        var phiK = [S](repeating: 0, count: c * dd)
-        f.k.withUnsafeBufferPointer { k in phiK.withUnsafeMutableBufferPointer { phi.forward(k.baseAddress!, rows: c, into: $0.baseAddress!) } }
-        let v1 = valuesWithOnes(x, t0, c)
-        phiK.withUnsafeBufferPointer { pk in v1.withUnsafeBufferPointer { v in state.withUnsafeMutableBufferPointer { s in
-            gemm(true, false, dd, w, c, 1, pk.baseAddress!, v.baseAddress!, S(f.decay), s.baseAddress!)
-        } } }
+    // intraWeightsBackward: da [c, c] -> dqr, dkr [c, d], dG (accumulated)
+    private func intraWeightsBackward<S>(_ x: HeadInput<S>, _ t0: Int, _ c: Int, a: [S], u: [S], da: [S], _ g: inout HeadGradient<S>) {
+        let d = x.d
+        var du = [S](repeating: 0, count: c * c)
+        for i in 0..<c {
+            for j in 0...i {
+                let wij = a[i * c + j] * da[i * c + j]
+                g.dG[t0 + i] += Double(wij); g.dG[t0 + j] -= Double(wij)
+                let uij = u[i * c + j]
+                du[i * c + j] = uij == 0 ? 0 : x.scale * S(power) * wij / uij
+            }
+        }
+        gemm(false, false, c, d, c, 1, du, x.kr, 1, &g.dqr, offsets: (0, t0 * d, t0 * d))
+        gemm(true, false, c, d, c, 1, du, x.qr, 1, &g.dkr, offsets: (0, t0 * d, t0 * d))
     }
 
-    /// Outputs of chunk [t0, t0 + c) from the state before it, into y and norm.
-    private func chunkOutput<S>(_ x: HeadInput<S>, _ t0: Int, _ c: Int, _ state: [S], _ y: inout [S], _ norm: inout [S]) {
-        let d = x.d, dd = phi.size, w = d + 1
-        let (a, _) = intraWeights(x, t0, c)
-        let f = fold(x, t0, c)
+    // advance: S [D, d + 1], k~ [c, d], v' [c, d + 1] -> S <- decay S + phi(k~)^T v'
+    private func advance<S>(_ state: inout [S], _ f: Fold<S>, _ v1: [S], _ c: Int) {
+        let dd = phi.size, w = phi.dimension + 1
+        var phiK = [S](repeating: 0, count: c * dd)
+        phi.forward(f.k, rows: c, into: &phiK)
+        gemm(true, false, dd, w, c, 1, phiK, v1, S(f.decay), &state)
+    }
+
+    // advanceBackward: dS after the chunk [D, d + 1] -> dk~ [c, d], dDecay; dv += dv' (its share of dS before is chunkOutputBackward's beta)
+    private func advanceBackward<S>(_ dState: [S], _ f: Fold<S>, _ v1: [S], prev: [S], _ t0: Int, _ c: Int,
+                                    _ g: inout HeadGradient<S>) -> (dk: [S], dDecay: Double) {
+        let d = phi.dimension, dd = phi.size, w = d + 1
+        var sdot = S(0)
+        for i in 0..<(dd * w) { sdot += dState[i] * prev[i] }
+        var phiK = [S](repeating: 0, count: c * dd), dPhiK = phiK, dV1 = [S](repeating: 0, count: c * w)
+        phi.forward(f.k, rows: c, into: &phiK)
+        gemm(false, true, c, dd, w, 1, v1, dState, 0, &dPhiK)
+        gemm(false, false, c, w, dd, 1, phiK, dState, 0, &dV1)
+        for i in 0..<c { for e in 0..<d { g.dv[(t0 + i) * d + e] += dV1[i * w + e] } }
+        var dk = [S](repeating: 0, count: c * d)
+        phi.backward(f.k, dPhiK, rows: c, into: &dk)
+        return (dk, Double(sdot) * f.decay)
+    }
+
+    // chunkOutput: q~ [c, d], a [c, c], v' [c, d + 1], S before the chunk [D, d + 1] -> y [c, d], norm [c] at rows t0 ..< t0 + c
+    private func chunkOutput<S>(_ f: Fold<S>, _ a: [S], _ v1: [S], _ state: [S], _ t0: Int, _ c: Int, _ y: inout [S], _ norm: inout [S]) {
+        let d = phi.dimension, dd = phi.size, w = d + 1
         var phiQ = [S](repeating: 0, count: c * dd), inter = [S](repeating: 0, count: c * w)
-        f.q.withUnsafeBufferPointer { q in phiQ.withUnsafeMutableBufferPointer { phi.forward(q.baseAddress!, rows: c, into: $0.baseAddress!) } }
-        // inter = phi(q~) S_prev: numerator in the first d columns, normalizer in the last.
-        phiQ.withUnsafeBufferPointer { pq in state.withUnsafeBufferPointer { s in inter.withUnsafeMutableBufferPointer { o in
-            gemm(false, false, c, w, dd, 1, pq.baseAddress!, s.baseAddress!, 0, o.baseAddress!)
-        } } }
-        let v1 = valuesWithOnes(x, t0, c)
-        // intra: A [v, 1], added to the inter part.
-        a.withUnsafeBufferPointer { a in v1.withUnsafeBufferPointer { v in inter.withUnsafeMutableBufferPointer { o in
-            gemm(false, false, c, w, c, 1, a.baseAddress!, v.baseAddress!, 1, o.baseAddress!)
-        } } }
+        phi.forward(f.q, rows: c, into: &phiQ)
+        // inter = phi(q~) S_prev: numerator in the first d columns, normalizer in the last; then + A [v, 1] (intra).
+        gemm(false, false, c, w, dd, 1, phiQ, state, 0, &inter)
+        gemm(false, false, c, w, c, 1, a, v1, 1, &inter)
         for i in 0..<c {
             let l = inter[i * w + d] + S(attentionEpsilon)
             norm[t0 + i] = l
             for e in 0..<d { y[(t0 + i) * d + e] = inter[i * w + e] / l }
         }
+    }
+
+    // chunkOutputBackward: dy [c, d] -> dq~ [c, d], da [c, c]; dv += dv'; dS <- decay dS + phi(q~)^T dN (dS before the chunk)
+    private func chunkOutputBackward<S>(_ dState: inout [S], _ f: Fold<S>, _ a: [S], _ v1: [S], prev: [S], y: [S], norm: [S], dy: [S],
+                                        _ t0: Int, _ c: Int, _ g: inout HeadGradient<S>) -> (dq: [S], da: [S]) {
+        let d = phi.dimension, dd = phi.size, w = d + 1
+        // dN = [dn, dl] [c, d + 1] of the numerator and normalizer: dn = dy / l, dl = -(dy . y) / l.
+        var dN = [S](repeating: 0, count: c * w)
+        for i in 0..<c {
+            let l = norm[t0 + i]
+            var dyy = S(0)
+            for e in 0..<d {
+                let gy = dy[(t0 + i) * d + e]
+                dN[i * w + e] = gy / l
+                dyy += gy * y[(t0 + i) * d + e]
+            }
+            dN[i * w + d] = -dyy / l
+        }
+        // Inter part: dphi(q~) = dN S_prev^T; dS_prev = decay dS_next + phi(q~)^T dN, advance's share as the product's beta
+        // (scaling dS on its own changes the last bits on OpenBLAS's small-matrix path).
+        var phiQ = [S](repeating: 0, count: c * dd), dPhiQ = phiQ
+        phi.forward(f.q, rows: c, into: &phiQ)
+        gemm(false, true, c, dd, w, 1, dN, prev, 0, &dPhiQ)
+        gemm(true, false, dd, w, c, 1, phiQ, dN, S(f.decay), &dState)
+        var dq = [S](repeating: 0, count: c * d)
+        phi.backward(f.q, dPhiQ, rows: c, into: &dq)
+        // Intra part: dA = dN [v, 1]^T; dv += A^T dn (the ones column of v' carries no parameter).
+        var da = [S](repeating: 0, count: c * c), dvc = [S](repeating: 0, count: c * w)
+        gemm(false, true, c, c, w, 1, dN, v1, 0, &da)
+        gemm(true, false, c, w, c, 1, a, dN, 0, &dvc)
+        for i in 0..<c { for e in 0..<d { g.dv[(t0 + i) * d + e] += dvc[i * w + e] } }
+        return (dq, da)
+    }
+
+    /// One chunk [t0, t0 + c) from the state before it: its outputs into y and norm, and the state after it.
+    private func chunkForward<S>(_ x: HeadInput<S>, _ t0: Int, _ c: Int, _ state: inout [S], _ y: inout [S], _ norm: inout [S]) {
+        let f = fold(x, t0, c), v1 = valuesWithOnes(x, t0, c)
+        chunkOutput(f, intraWeights(x, t0, c).a, v1, state, t0, c, &y, &norm)
+        advance(&state, f, v1, c)
+    }
+
+    /// The backward of `chunkForward`, its steps in reverse (fold and intraWeights are independent of each other);
+    /// `dState` holds dS after the chunk on entry, before it on return.
+    private func chunkBackward<S>(_ x: HeadInput<S>, _ t0: Int, _ c: Int, prev: [S], y: [S], norm: [S], dy: [S], _ dState: inout [S],
+                                  _ g: inout HeadGradient<S>) {
+        let f = fold(x, t0, c), v1 = valuesWithOnes(x, t0, c), (a, u) = intraWeights(x, t0, c)
+        let (dk, dDecay) = advanceBackward(dState, f, v1, prev: prev, t0, c, &g)
+        let (dq, da) = chunkOutputBackward(&dState, f, a, v1, prev: prev, y: y, norm: norm, dy: dy, t0, c, &g)
+        foldBackward(x, t0, c, f, dq: dq, dk: dk, dDecay: dDecay, &g)
+        intraWeightsBackward(x, t0, c, a: a, u: u, da: da, &g)
     }
 
     /// A fresh state [D, d + 1]: nothing seen yet.
@@ -248,8 +330,7 @@ struct ChunkedAttention {
         var norm = [S](repeating: 0, count: t)
         for n in 0..<chunks {
             if n % stride == 0 { checkpoints.append(state) }
-            chunkOutput(x, n * c, c, state, &y, &norm)
-            advance(&state, x, n * c, c)
+            chunkForward(x, n * c, c, &state, &y, &norm)
         }
         return (y, Cache(norm: norm, checkpoints: checkpoints, stride: stride))
     }
@@ -263,8 +344,7 @@ struct ChunkedAttention {
         var t0 = 0
         while t0 < x.t {
             let c = min(chunk, x.t - t0)
-            chunkOutput(x, t0, c, state, &y, &norm)
-            advance(&state, x, t0, c)
+            chunkForward(x, t0, c, &state, &y, &norm)
             t0 += c
         }
         return y
@@ -272,10 +352,9 @@ struct ChunkedAttention {
 
     // backward: dy [T, d] -> dqr, dkr, dv [T, d], dG [T]
     func backward<S>(_ x: HeadInput<S>, y: [S], cache: Cache<S>, dy: [S]) -> HeadGradient<S> {
-        let t = x.t, d = x.d, c = chunk, dd = phi.size, w = d + 1, p = Double(power)
-        let chunks = t / c
-        var g = HeadGradient<S>(t: t, d: d)
-        var dState = [S](repeating: 0, count: dd * w)
+        let t = x.t, c = chunk, chunks = t / c
+        var g = HeadGradient<S>(t: t, d: x.d)
+        var dState: [S] = initialState()
         var blockStates: [[S]] = []
         var blockStart = -1
         for n in stride(from: chunks - 1, through: 0, by: -1) {
@@ -287,105 +366,10 @@ struct ChunkedAttention {
                 blockStates = []
                 for m in b..<min(b + cache.stride, chunks) {
                     blockStates.append(s)
-                    if m + 1 < min(b + cache.stride, chunks) { advance(&s, x, m * c, c) }
+                    if m + 1 < min(b + cache.stride, chunks) { advance(&s, fold(x, m * c, c), valuesWithOnes(x, m * c, c), c) }
                 }
             }
-            let prev = blockStates[n - b]
-            let t0 = n * c
-            let f = fold(x, t0, c)
-            let v1 = valuesWithOnes(x, t0, c)
-            // dN' = [dn, dl]: dn = dy / l, dl = -(dy . y) / l.
-            var dN = [S](repeating: 0, count: c * w)
-            for i in 0..<c {
-                let l = cache.norm[t0 + i]
-                var dyy = S(0)
-                for e in 0..<d {
-                    let gy = dy[(t0 + i) * d + e]
-                    dN[i * w + e] = gy / l
-                    dyy += gy * y[(t0 + i) * d + e]
-                }
-                dN[i * w + d] = -dyy / l
-            }
-            var phiQ = [S](repeating: 0, count: c * dd), phiK = phiQ
-            f.q.withUnsafeBufferPointer { q in phiQ.withUnsafeMutableBufferPointer { phi.forward(q.baseAddress!, rows: c, into: $0.baseAddress!) } }
-            f.k.withUnsafeBufferPointer { k in phiK.withUnsafeMutableBufferPointer { phi.forward(k.baseAddress!, rows: c, into: $0.baseAddress!) } }
-
-            // State update S_next = decay S_prev + phi(k~)^T V': gradients from dS (= dS_next).
-            var sdot = S(0)
-            for i in 0..<(dd * w) { sdot += dState[i] * prev[i] }
-            let dDecay = Double(sdot) * f.decay
-            var dPhiK = [S](repeating: 0, count: c * dd)
-            var dV1 = [S](repeating: 0, count: c * w)
-            v1.withUnsafeBufferPointer { v in dState.withUnsafeBufferPointer { ds in
-                dPhiK.withUnsafeMutableBufferPointer { o in gemm(false, true, c, dd, w, 1, v.baseAddress!, ds.baseAddress!, 0, o.baseAddress!) }
-                phiK.withUnsafeBufferPointer { pk in dV1.withUnsafeMutableBufferPointer { o in
-                    gemm(false, false, c, w, dd, 1, pk.baseAddress!, ds.baseAddress!, 0, o.baseAddress!)
-                } }
-            } }
-            // Inter part: dphi(q~) = dN' S_prev^T; dS_prev = decay dS_next + phi(q~)^T dN'.
-            var dPhiQ = [S](repeating: 0, count: c * dd)
-            dN.withUnsafeBufferPointer { dn in prev.withUnsafeBufferPointer { s in dPhiQ.withUnsafeMutableBufferPointer { o in
-                gemm(false, true, c, dd, w, 1, dn.baseAddress!, s.baseAddress!, 0, o.baseAddress!)
-            } } }
-            phiQ.withUnsafeBufferPointer { pq in dN.withUnsafeBufferPointer { dn in dState.withUnsafeMutableBufferPointer { o in
-                gemm(true, false, dd, w, c, 1, pq.baseAddress!, dn.baseAddress!, S(f.decay), o.baseAddress!)
-            } } }
-            if t0 > 0 { g.dG[t0 - 1] -= dDecay }
-            g.dG[t0 + c - 1] += dDecay
-
-            // Pull back through phi and the folds.
-            var dq = [S](repeating: 0, count: c * d), dk = dq
-            f.q.withUnsafeBufferPointer { q in dPhiQ.withUnsafeBufferPointer { dp in dq.withUnsafeMutableBufferPointer {
-                phi.backward(q.baseAddress!, dp.baseAddress!, rows: c, into: $0.baseAddress!)
-            } } }
-            f.k.withUnsafeBufferPointer { k in dPhiK.withUnsafeBufferPointer { dp in dk.withUnsafeMutableBufferPointer {
-                phi.backward(k.baseAddress!, dp.baseAddress!, rows: c, into: $0.baseAddress!)
-            } } }
-            for i in 0..<c {
-                var gq = S(0), gk = S(0)
-                for e in 0..<d {
-                    g.dqr[(t0 + i) * d + e] += dq[i * d + e] * x.scale * f.fq[i]
-                    g.dkr[(t0 + i) * d + e] += dk[i * d + e] * f.fk[i]
-                    gq += dq[i * d + e] * f.q[i * d + e]
-                    gk += dk[i * d + e] * f.k[i * d + e]
-                    g.dv[(t0 + i) * d + e] += dV1[i * w + e]
-                }
-                // q~ carries exp((G_i - G_prev)/p), k~ carries exp((G_end - G_j)/p).
-                let dq = Double(gq) / p, dk = Double(gk) / p
-                g.dG[t0 + i] += dq - dk
-                if t0 > 0 { g.dG[t0 - 1] -= dq }
-                g.dG[t0 + c - 1] += dk
-            }
-
-            // Intra part: the attention form on the chunk with un-normalized weights.
-            let (a, u) = intraWeights(x, t0, c)
-            var dA = [S](repeating: 0, count: c * c)
-            dN.withUnsafeBufferPointer { dn in v1.withUnsafeBufferPointer { v in dA.withUnsafeMutableBufferPointer { o in
-                gemm(false, true, c, c, w, 1, dn.baseAddress!, v.baseAddress!, 0, o.baseAddress!)
-            } } }
-            var dU = [S](repeating: 0, count: c * c)
-            for i in 0..<c {
-                for j in 0...i {
-                    let wij = a[i * c + j] * dA[i * c + j]
-                    g.dG[t0 + i] += Double(wij); g.dG[t0 + j] -= Double(wij)
-                    let uij = u[i * c + j]
-                    dU[i * c + j] = uij == 0 ? 0 : x.scale * S(power) * wij / uij
-                }
-            }
-            dU.withUnsafeBufferPointer { du in
-                x.kr.withUnsafeBufferPointer { k in g.dqr.withUnsafeMutableBufferPointer { o in
-                    gemm(false, false, c, d, c, 1, du.baseAddress!, k.baseAddress! + t0 * d, 1, o.baseAddress! + t0 * d)
-                } }
-                x.qr.withUnsafeBufferPointer { q in g.dkr.withUnsafeMutableBufferPointer { o in
-                    gemm(true, false, c, d, c, 1, du.baseAddress!, q.baseAddress! + t0 * d, 1, o.baseAddress! + t0 * d)
-                } }
-            }
-            // dv += A^T dn (the ones column of V' carries no parameter).
-            var dvc = [S](repeating: 0, count: c * w)
-            a.withUnsafeBufferPointer { a in dN.withUnsafeBufferPointer { dn in dvc.withUnsafeMutableBufferPointer { o in
-                gemm(true, false, c, w, c, 1, a.baseAddress!, dn.baseAddress!, 0, o.baseAddress!)
-            } } }
-            for i in 0..<c { for e in 0..<d { g.dv[(t0 + i) * d + e] += dvc[i * w + e] } }
+            chunkBackward(x, n * c, c, prev: blockStates[n - b], y: y, norm: cache.norm, dy: dy, &dState, &g)
         }
         return g
     }
@@ -415,9 +399,7 @@ struct RecurrentAttention<S: TensorScalar> {
             state[m * w + d] = decay * state[m * w + d] + pk[m]
         }
         var out = [Double](repeating: 0, count: w)
-        pq.withUnsafeBufferPointer { q in state.withUnsafeBufferPointer { st in out.withUnsafeMutableBufferPointer { o in
-            gemm(false, false, 1, w, dd, 1.0, q.baseAddress!, st.baseAddress!, 0, o.baseAddress!)
-        } } }
+        gemm(false, false, 1, w, dd, 1.0, pq, state, 0, &out)
         let l = out[d] + attentionEpsilon
         return (0..<d).map { S(out[$0] / l) }
     }

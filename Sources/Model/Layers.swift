@@ -6,9 +6,9 @@ public final class Embedding<S: TensorScalar> {
     public let wte: Tensor<S>, dwte: Tensor<S>
     private var tokens: [Int32] = []
 
-    public init(vocabulary: Int, dModel: Int) {
-        wte = Tensor([vocabulary, dModel]); dwte = Tensor([vocabulary, dModel])
-    }
+    public init(wte: Parameter<S>) { self.wte = wte.value; dwte = wte.grad }
+
+    public convenience init(vocabulary: Int, dModel: Int) { self.init(wte: ParameterBlocks([("wte", [vocabulary, dModel])])["wte"]) }
 
     // forward: tokens [N] -> x [N, C]
     @_specialize(where S == Float)
@@ -40,9 +40,13 @@ public final class LayerNorm<S: TensorScalar> {
     private var normalized: Tensor<S>?
     private var inverseStd: [S] = []
 
-    public init(dModel: Int) {
-        weight = Tensor([dModel], [S](repeating: 1, count: dModel)); dweight = Tensor([dModel])
+    /// Sets the weight to 1.
+    public init(weight: Parameter<S>) {
+        self.weight = weight.value; dweight = weight.grad
+        self.weight.data.update(repeating: 1, count: self.weight.count)
     }
+
+    public convenience init(dModel: Int) { self.init(weight: ParameterBlocks([("weight", [dModel])])["weight"]) }
 
     // forward: x [N, C] -> y [N, C]
     @_specialize(where S == Float)
@@ -103,9 +107,15 @@ public final class MLP<S: TensorScalar> {
     public let w1: Tensor<S>, w2: Tensor<S>, dw1: Tensor<S>, dw2: Tensor<S>
     private var input: Tensor<S>?, hidden: Tensor<S>?
 
-    public init(dModel: Int, hidden: Int) {
-        w1 = Tensor([dModel, hidden]); w2 = Tensor([hidden, dModel])
-        dw1 = Tensor([dModel, hidden]); dw2 = Tensor([hidden, dModel])
+    /// w1 [C, F], w2 [F, C].
+    public init(w1: Parameter<S>, w2: Parameter<S>) {
+        precondition(w1.value.shape == Array(w2.value.shape.reversed()), "MLP weights \(w1.value.shape) and \(w2.value.shape) do not match")
+        self.w1 = w1.value; dw1 = w1.grad; self.w2 = w2.value; dw2 = w2.grad
+    }
+
+    public convenience init(dModel: Int, hidden: Int) {
+        let p = ParameterBlocks<S>([("w1", [dModel, hidden]), ("w2", [hidden, dModel])])
+        self.init(w1: p["w1"], w2: p["w2"])
     }
 
     // forward: x [N, C] -> y [N, C]
@@ -113,9 +123,9 @@ public final class MLP<S: TensorScalar> {
     public func forward(_ x: Tensor<S>) -> Tensor<S> {
         let c = w1.shape[0], f = w1.shape[1], n = x.count / c
         let h = Tensor<S>([n, f]), a = Tensor<S>([n, f]), y = Tensor<S>([n, c])
-        gemm(false, false, n, f, c, 1, x.data, w1.data, 0, h.data)
+        gemm(false, false, n, f, c, 1, x, w1, 0, h)
         for i in 0..<(n * f) { a[i] = gelu(h[i]) }
-        gemm(false, false, n, c, f, 1, a.data, w2.data, 0, y.data)
+        gemm(false, false, n, c, f, 1, a, w2, 0, y)
         input = x; hidden = h
         return y
     }
@@ -129,16 +139,16 @@ public final class MLP<S: TensorScalar> {
         guard let x = input, let h = hidden else { preconditionFailure("backward before forward") }
         let c = w1.shape[0], f = w1.shape[1], n = dy.count / c
         let da = Tensor<S>([n, f]), a = Tensor<S>([n, f])
-        gemm(false, true, n, f, c, 1, dy.data, w2.data, 0, da.data)
+        gemm(false, true, n, f, c, 1, dy, w2, 0, da)
         for i in 0..<(n * f) {
             let (value, slope) = geluAndDerivative(h[i])
             a[i] = value
             da[i] *= slope
         }
-        gemm(true, false, f, c, n, 1, a.data, dy.data, 1, dw2.data)
-        gemm(true, false, c, f, n, 1, x.data, da.data, 1, dw1.data)
+        gemm(true, false, f, c, n, 1, a, dy, 1, dw2)
+        gemm(true, false, c, f, n, 1, x, da, 1, dw1)
         let dx = Tensor<S>([n, c])
-        gemm(false, true, n, c, f, 1, da.data, w1.data, 0, dx.data)
+        gemm(false, true, n, c, f, 1, da, w1, 0, dx)
         return dx
     }
 }
@@ -180,7 +190,7 @@ public enum LanguageModelHead {
         var r0 = 0
         while r0 < n {
             let rows = min(block, n - r0)
-            gemm(false, true, rows, v, c, 1, x.data + r0 * c, wte.data, 0, logits)
+            gemm(false, true, rows, v, c, 1, x, wte, 0, logits, offsets: (r0 * c, 0, 0))
             perPosition.withUnsafeMutableBufferPointer { losses in
                 DispatchQueue.concurrentPerform(iterations: min(lanes, rows)) { lane in
                     for r in stride(from: lane, to: rows, by: min(lanes, rows)) {
@@ -202,8 +212,8 @@ public enum LanguageModelHead {
             }
             for r in r0..<(r0 + rows) { total += Double(mask[r]) * perPosition[r] }
             if let dwte {
-                gemm(false, false, rows, c, v, 1, logits, wte.data, 0, dx.data + r0 * c)
-                gemm(true, false, v, c, rows, 1, logits, x.data + r0 * c, 1, dwte.data)
+                gemm(false, false, rows, c, v, 1, logits, wte, 0, dx, offsets: (0, 0, r0 * c))
+                gemm(true, false, v, c, rows, 1, logits, x, 1, dwte, offsets: (0, r0 * c, 0))
             }
             r0 += rows
         }

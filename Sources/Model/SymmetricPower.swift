@@ -1,13 +1,5 @@
 import Tensor
 
-/// C = alpha op(A) op(B) + beta C for dense row-major operands (leading dimensions from the shapes).
-@inline(__always)
-func gemm<S: TensorScalar>(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: S,
-                           _ a: UnsafePointer<S>, _ b: UnsafePointer<S>, _ beta: S, _ c: UnsafeMutablePointer<S>) {
-    S.gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: transA ? m : k,
-           b: b, ldb: transB ? k : n, beta: beta, c: c, ldc: n)
-}
-
 /// The symmetric power embedding phi_p: one entry per multiset {i_1 <= ... <= i_p} of the d coordinates,
 /// `sqrt(multinomial count) * x_i1 * ... * x_ip`, so that phi_p(q) . phi_p(k) = (q . k)^p exactly.
 /// The multisets are enumerated once per (d, p).

@@ -50,16 +50,25 @@ public final class SympowAttention<S: TensorScalar> {
     public var form: AttentionForm?
     let chunked: ChunkedAttention?
 
-    public init(dModel: Int, heads: Int, power: Int, chunk: Int, kind: AttentionKind, maxDocumentLength: Int = windowLength) {
+    /// projection [C, 3C + 2H], output [C, C].
+    public init(projection: Parameter<S>, output: Parameter<S>, heads: Int, power: Int, chunk: Int, kind: AttentionKind,
+                maxDocumentLength: Int = windowLength) {
+        let dModel = output.value.shape[0]
         precondition(dModel % heads == 0 && (dModel / heads) % 2 == 0, "heads must divide d_model into even head dimensions")
+        precondition(projection.value.shape == [dModel, 3 * dModel + 2 * heads] && output.value.shape == [dModel, dModel],
+                     "attention weights \(projection.value.shape) and \(output.value.shape) do not fit d_model \(dModel), \(heads) heads")
         self.dModel = dModel; self.heads = heads; headDim = dModel / heads
         self.power = power; self.chunk = chunk; self.kind = kind; self.maxDocumentLength = maxDocumentLength
         let d = dModel / heads
         rates = (0..<(d / 2)).map { 2 * Double.pi / Foundation.pow(Double(maxDocumentLength), Double(2 * $0) / Double(d)) }
-        let width = 3 * dModel + 2 * heads
-        wQKVGR = Tensor([dModel, width]); wO = Tensor([dModel, dModel])
-        dwQKVGR = Tensor([dModel, width]); dwO = Tensor([dModel, dModel])
+        wQKVGR = projection.value; dwQKVGR = projection.grad; wO = output.value; dwO = output.grad
         chunked = kind == .softmax ? nil : ChunkedAttention(headDimension: dModel / heads, power: power, chunk: chunk)
+    }
+
+    public convenience init(dModel: Int, heads: Int, power: Int, chunk: Int, kind: AttentionKind, maxDocumentLength: Int = windowLength) {
+        let p = ParameterBlocks<S>([("w_qkvgr", [dModel, 3 * dModel + 2 * heads]), ("w_o", [dModel, dModel])])
+        self.init(projection: p["w_qkvgr"], output: p["w_o"], heads: heads, power: power, chunk: chunk, kind: kind,
+                  maxDocumentLength: maxDocumentLength)
     }
 
     /// Normal(0, std) projections, normal(0, residualStd) output projection, zero rotation-rate columns.
@@ -112,12 +121,12 @@ public final class SympowAttention<S: TensorScalar> {
     // cross-module optimization changed with unrelated edits here (6x slower attention when it did not).
     @_specialize(where S == Float)
     public func forward(_ x: Tensor<S>, batch: Int, length t: Int) -> Tensor<S> {
-        let c = dModel, h = heads, d = headDim, width = 3 * c + 2 * h
+        let c = dModel, h = heads, width = 3 * c + 2 * h
         precondition(x.count == batch * t * c, "attention input is not [B*T, C]")
         precondition(resolvedForm(t) == .attention || t % chunk == 0, "length \(t) is not a multiple of the chunk \(chunk)")
         self.x = x; self.batch = batch; length = t
         let p = Tensor<S>([batch * t, width])
-        gemm(false, false, batch * t, width, c, 1, x.data, wQKVGR.data, 0, p.data)
+        gemm(false, false, batch * t, width, c, 1, x, wQKVGR, 0, p)
         let gates = Tensor<S>([batch * t, 2 * h])
         for r in 0..<(batch * t) { (gates.data + r * 2 * h).update(from: p.data + r * width + 3 * c, count: 2 * h) }
         gateInputs = gates
@@ -132,7 +141,7 @@ public final class SympowAttention<S: TensorScalar> {
         caches = results.map { $0! }
         let merged = merge(caches.map(\.y), batch: batch, length: t)
         let out = Tensor<S>([batch * t, c])
-        gemm(false, false, batch * t, c, c, 1, merged.data, wO.data, 0, out.data)
+        gemm(false, false, batch * t, c, c, 1, merged, wO, 0, out)
         return out
     }
 
@@ -195,7 +204,7 @@ public final class SympowAttention<S: TensorScalar> {
         let c = dModel, h = heads, width = 3 * c + 2 * h
         precondition(x.count == batch * t * c && carries.count == batch * h, "attention input is not [B*T, C] or carries are not [B*H]")
         let p = Tensor<S>([batch * t, width])
-        gemm(false, false, batch * t, width, c, 1, x.data, wQKVGR.data, 0, p.data)
+        gemm(false, false, batch * t, width, c, 1, x, wQKVGR, 0, p)
         var ys = [[S]](repeating: [], count: batch * h)
         carries.withUnsafeMutableBufferPointer { slots in ys.withUnsafeMutableBufferPointer { outs in
             let carry = SendableBuffer(slots), out = SendableBuffer(outs)
@@ -213,7 +222,7 @@ public final class SympowAttention<S: TensorScalar> {
         } }
         let merged = merge(ys, batch: batch, length: t)
         let out = Tensor<S>([batch * t, c])
-        gemm(false, false, batch * t, c, c, 1, merged.data, wO.data, 0, out.data)
+        gemm(false, false, batch * t, c, c, 1, merged, wO, 0, out)
         return out
     }
 
@@ -239,9 +248,9 @@ public final class SympowAttention<S: TensorScalar> {
         guard let x, let gateInputs else { preconditionFailure("backward before forward") }
         let c = dModel, h = heads, d = headDim, width = 3 * c + 2 * h, t = length, n = batch * t
         let merged = merge(caches.map(\.y), batch: batch, length: t)
-        gemm(true, false, c, c, n, 1, merged.data, dy.data, 1, dwO.data)
+        gemm(true, false, c, c, n, 1, merged, dy, 1, dwO)
         let dMerged = Tensor<S>([n, c])
-        gemm(false, true, n, c, c, 1, dy.data, wO.data, 0, dMerged.data)
+        gemm(false, true, n, c, c, 1, dy, wO, 0, dMerged)
         let dp = Tensor<S>([n, width])
         // Each (row, head) writes its own columns of dp: one per core.
         let caches = self.caches
@@ -284,9 +293,9 @@ public final class SympowAttention<S: TensorScalar> {
                 }
             }
         } }
-        gemm(true, false, c, width, n, 1, x.data, dp.data, 1, dwQKVGR.data)
+        gemm(true, false, c, width, n, 1, x, dp, 1, dwQKVGR)
         let dx = Tensor<S>([n, c])
-        gemm(false, true, n, c, width, 1, dp.data, wQKVGR.data, 0, dx.data)
+        gemm(false, true, n, c, width, 1, dp, wQKVGR, 0, dx)
         return dx
     }
 }

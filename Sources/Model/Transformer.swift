@@ -6,7 +6,7 @@ import Tensor
 /// keys). How it trains, the training context included, is the `train` section (`TrainingConfig`).
 public struct ModelConfig: Codable, Equatable, Sendable {
     public var name: String
-    public var vocabSize = 50_304
+    public var vocabSize = GPT2.paddedVocabularySize
     public var layers: Int
     public var dModel: Int
     public var heads: Int
@@ -54,7 +54,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         guard dModel % 2 == 0 else { throw bad("d_model must be even, got \(dModel)") }
         guard power >= 2, power % 2 == 0 else { throw bad("power p must be an even number >= 2, got \(power)") }
         guard chunk >= 1 else { throw bad("chunk must be positive, got \(chunk)") }
-        guard vocabSize >= 50_257 else { throw bad("vocab_size \(vocabSize) is smaller than GPT-2's 50257") }
+        guard vocabSize >= GPT2.vocabularySize else { throw bad("vocab_size \(vocabSize) is smaller than GPT-2's 50257") }
         // hidden = round(d_model x mlp_ratio) must be a size (mlp_ratio 1e300 would trap in the conversion to Int).
         guard mlpRatio > 0, (Double(dModel) * mlpRatio).rounded() < Double(1 << 40) else {
             throw bad("mlp_ratio must be positive and d_model x mlp_ratio a size, got \(mlpRatio)")
@@ -95,22 +95,59 @@ public struct ConfigError: Error, CustomStringConvertible, LocalizedError {
     public var errorDescription: String? { description }
 }
 
-/// A named parameter with its gradient, as the optimizer and checkpoints see it.
+/// A named parameter and its gradient: views into the parameter and gradient blocks at `offset`.
 public struct Parameter<S: TensorScalar> {
     public let name: String
     public let value: Tensor<S>
     public let grad: Tensor<S>
+    public let offset: Int
     /// Matrices get weight decay; norms do not.
     public var decays: Bool { value.shape.count == 2 }
+    /// The elements of the blocks this parameter occupies.
+    public var range: Range<Int> { offset..<(offset + value.count) }
 
-    public init(name: String, value: Tensor<S>, grad: Tensor<S>) {
-        self.name = name; self.value = value; self.grad = grad
+    /// This parameter's slice of another block laid out like the parameters (an optimizer moment).
+    public func view(of block: Tensor<S>) -> Tensor<S> { Tensor(viewing: block, offset: offset, shape: value.shape) }
+}
+
+/// Every parameter of a model as llm.c lays them out: the values in one flat block, the gradients in another of the
+/// same size, each parameter tensor (and its gradient) a view at the same offset of each, in a fixed order. The
+/// optimizer, clipping, zeroing, the allreduce and checkpoints each make one pass over a block.
+public final class ParameterBlocks<S: TensorScalar>: RandomAccessCollection {
+    public let values: Tensor<S>, gradients: Tensor<S>
+    private let list: [Parameter<S>]
+    private let position: [String: Int]
+
+    /// Zero-filled blocks for `shapes` (names and shapes, in block order).
+    public init(_ shapes: [(name: String, shape: [Int])]) {
+        let counts = shapes.map { $0.shape.reduce(1, *) }
+        let values = Tensor<S>([counts.reduce(0, +)]), gradients = Tensor<S>([values.count])
+        var offset = 0
+        list = zip(shapes, counts).map { named, count in
+            defer { offset += count }
+            return Parameter(name: named.name, value: Tensor(viewing: values, offset: offset, shape: named.shape),
+                             grad: Tensor(viewing: gradients, offset: offset, shape: named.shape), offset: offset)
+        }
+        self.values = values; self.gradients = gradients
+        position = Dictionary(uniqueKeysWithValues: list.enumerated().map { ($1.name, $0) })
     }
+
+    /// The parameter named `name`, which must exist.
+    public subscript(name: String) -> Parameter<S> {
+        guard let i = position[name] else { preconditionFailure("no parameter \(name)") }
+        return list[i]
+    }
+
+    public var startIndex: Int { 0 }
+    public var endIndex: Int { list.count }
+    public subscript(i: Int) -> Parameter<S> { list[i] }
 }
 
 /// The GPT-2-style pre-norm transformer of MODEL.md section 5 with sympow attention.
 public final class Transformer<S: TensorScalar> {
     public let config: ModelConfig
+    /// Every parameter, with the names used in checkpoints; the layers' weights are views into its blocks.
+    public let parameters: ParameterBlocks<S>
     public let embedding: Embedding<S>
     public let embedNorm: LayerNorm<S>?
     public let ln1: [LayerNorm<S>], attention: [SympowAttention<S>], ln2: [LayerNorm<S>], mlp: [MLP<S>]
@@ -121,16 +158,18 @@ public final class Transformer<S: TensorScalar> {
 
     public init(config: ModelConfig, seed: UInt64) {
         self.config = config
-        let c = config.dModel
-        embedding = Embedding(vocabulary: config.vocabSize, dModel: c)
-        embedNorm = config.embedNorm ? LayerNorm(dModel: c) : nil
-        ln1 = (0..<config.layers).map { _ in LayerNorm(dModel: c) }
-        ln2 = (0..<config.layers).map { _ in LayerNorm(dModel: c) }
-        attention = (0..<config.layers).map { _ in
-            SympowAttention(dModel: c, heads: config.heads, power: config.power, chunk: config.chunk, kind: config.attention)
+        let p = ParameterBlocks<S>(Self.parameterShapes(config))
+        parameters = p
+        embedding = Embedding(wte: p["wte"])
+        embedNorm = config.embedNorm ? LayerNorm(weight: p["embed_norm.weight"]) : nil
+        ln1 = (0..<config.layers).map { LayerNorm(weight: p["blocks.\($0).ln1.weight"]) }
+        ln2 = (0..<config.layers).map { LayerNorm(weight: p["blocks.\($0).ln2.weight"]) }
+        attention = (0..<config.layers).map {
+            SympowAttention(projection: p["blocks.\($0).attn.w_qkvgr"], output: p["blocks.\($0).attn.w_o"], heads: config.heads,
+                            power: config.power, chunk: config.chunk, kind: config.attention)
         }
-        mlp = (0..<config.layers).map { _ in MLP(dModel: c, hidden: config.hidden) }
-        lnFinal = LayerNorm(dModel: c)
+        mlp = (0..<config.layers).map { MLP(w1: p["blocks.\($0).mlp.w1"], w2: p["blocks.\($0).mlp.w2"]) }
+        lnFinal = LayerNorm(weight: p["ln_f.weight"])
         var rng = SplitMix64(seed: seed)
         let residual = 0.02 / (2 * Double(config.layers)).squareRoot()
         for i in 0..<embedding.wte.count { embedding.wte[i] = S(normal(&rng) * 0.02) }
@@ -141,23 +180,20 @@ public final class Transformer<S: TensorScalar> {
         }
     }
 
-    /// Every parameter, in a fixed order, with the names used in checkpoints.
-    public var parameters: [Parameter<S>] {
-        var out = [Parameter(name: "wte", value: embedding.wte, grad: embedding.dwte)]
-        if let n = embedNorm { out.append(Parameter(name: "embed_norm.weight", value: n.weight, grad: n.dweight)) }
+    /// Every parameter's name and shape, in the order of the blocks and of checkpoints.
+    static func parameterShapes(_ config: ModelConfig) -> [(name: String, shape: [Int])] {
+        let c = config.dModel, f = config.hidden
+        var out = [(name: "wte", shape: [config.vocabSize, c])]
+        if config.embedNorm { out.append(("embed_norm.weight", [c])) }
         for l in 0..<config.layers {
-            out.append(Parameter(name: "blocks.\(l).ln1.weight", value: ln1[l].weight, grad: ln1[l].dweight))
-            out.append(Parameter(name: "blocks.\(l).attn.w_qkvgr", value: attention[l].wQKVGR, grad: attention[l].dwQKVGR))
-            out.append(Parameter(name: "blocks.\(l).attn.w_o", value: attention[l].wO, grad: attention[l].dwO))
-            out.append(Parameter(name: "blocks.\(l).ln2.weight", value: ln2[l].weight, grad: ln2[l].dweight))
-            out.append(Parameter(name: "blocks.\(l).mlp.w1", value: mlp[l].w1, grad: mlp[l].dw1))
-            out.append(Parameter(name: "blocks.\(l).mlp.w2", value: mlp[l].w2, grad: mlp[l].dw2))
+            out += [("blocks.\(l).ln1.weight", [c]), ("blocks.\(l).attn.w_qkvgr", [c, 3 * c + 2 * config.heads]), ("blocks.\(l).attn.w_o", [c, c]),
+                    ("blocks.\(l).ln2.weight", [c]), ("blocks.\(l).mlp.w1", [c, f]), ("blocks.\(l).mlp.w2", [f, c])]
         }
-        out.append(Parameter(name: "ln_f.weight", value: lnFinal.weight, grad: lnFinal.dweight))
+        out.append(("ln_f.weight", [c]))
         return out
     }
 
-    public func zeroGradients() { for p in parameters { p.grad.zero() } }
+    public func zeroGradients() { parameters.gradients.zero() }
 
     /// Mean masked cross-entropy of predicting `targets` from `tokens` ([B, T] each, row-major), and the loss at
     /// every position. With `training`, the head's share of dwte is accumulated here and `backward()` may follow.
@@ -174,9 +210,9 @@ public final class Transformer<S: TensorScalar> {
         mlpInputs = recompute && training ? [] : nil
         for l in 0..<config.layers {
             // block l: x [B*T, C] -> x + Attn(LN1(x)), then + MLP(LN2(x)), in place
-            add(&x, attention[l].forward(ln1[l].forward(x), batch: batch, length: length))
+            x.add(attention[l].forward(ln1[l].forward(x), batch: batch, length: length))
             mlpInputs?.append(x.copy())
-            add(&x, mlp[l].forward(ln2[l].forward(x)))
+            x.add(mlp[l].forward(ln2[l].forward(x)))
             if !training { releaseBlock(l) } else if recompute { ln2[l].releaseActivations(); mlp[l].releaseActivations() }
         }
         let h = lnFinal.forward(x)
@@ -194,8 +230,8 @@ public final class Transformer<S: TensorScalar> {
         var dx = lnFinal.backward(dh)
         for l in stride(from: config.layers - 1, through: 0, by: -1) {
             if let inputs = mlpInputs { _ = mlp[l].forward(ln2[l].forward(inputs[l])); mlpInputs![l] = Tensor([0]) }
-            add(&dx, ln2[l].backward(mlp[l].backward(dx)))
-            add(&dx, ln1[l].backward(attention[l].backward(dx)))
+            dx.add(ln2[l].backward(mlp[l].backward(dx)))
+            dx.add(ln1[l].backward(attention[l].backward(dx)))
             releaseBlock(l)
         }
         mlpInputs = nil
@@ -228,8 +264,8 @@ extension Transformer {
         var x = embedding.forward(tokens)
         if let n = embedNorm { x = n.forward(x); n.releaseActivations() }
         for l in 0..<config.layers {
-            add(&x, attention[l].forward(ln1[l].forward(x), batch: state.batch, length: length, continuing: &state.attention[l]))
-            add(&x, mlp[l].forward(ln2[l].forward(x)))
+            x.add(attention[l].forward(ln1[l].forward(x), batch: state.batch, length: length, continuing: &state.attention[l]))
+            x.add(mlp[l].forward(ln2[l].forward(x)))
             releaseBlock(l)
         }
         state.tokens += length
@@ -243,9 +279,4 @@ extension Transformer {
     func releaseBlock(_ l: Int) {
         ln1[l].releaseActivations(); attention[l].releaseActivations(); ln2[l].releaseActivations(); mlp[l].releaseActivations()
     }
-}
-
-/// x += y elementwise.
-func add<S: TensorScalar>(_ x: inout Tensor<S>, _ y: Tensor<S>) {
-    for i in 0..<x.count { x.data[i] += y.data[i] }
 }

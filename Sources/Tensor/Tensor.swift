@@ -57,7 +57,7 @@ extension Double: TensorScalar {
     }
 }
 
-/// A dense, contiguous, row-major tensor that owns its storage.
+/// A dense, contiguous, row-major tensor: it owns its storage, or views part of another tensor's.
 ///
 /// A class, not a struct: layers hand the same activation buffers to forward and backward,
 /// and copy-on-write checks have no place in hot loops.
@@ -65,6 +65,8 @@ public final class Tensor<Scalar: TensorScalar>: @unchecked Sendable {
     public let shape: [Int]
     public let count: Int
     public let data: UnsafeMutablePointer<Scalar>
+    /// The tensor whose storage a view shares, kept alive by the view; nil when this one owns its storage.
+    private let base: Tensor?
 
     /// A zero-filled tensor.
     public init(_ shape: [Int]) {
@@ -73,6 +75,7 @@ public final class Tensor<Scalar: TensorScalar>: @unchecked Sendable {
         self.count = shape.reduce(1, *)
         self.data = .allocate(capacity: Swift.max(count, 1))
         data.initialize(repeating: 0, count: Swift.max(count, 1))
+        base = nil
     }
 
     public convenience init(_ shape: [Int], _ values: [Scalar]) {
@@ -81,7 +84,17 @@ public final class Tensor<Scalar: TensorScalar>: @unchecked Sendable {
         values.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: count) }
     }
 
-    deinit { data.deallocate() }
+    /// A view of `shape` into `base` from element `offset` on: writes to either show in both.
+    public init(viewing base: Tensor, offset: Int, shape: [Int]) {
+        precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
+        self.shape = shape
+        self.count = shape.reduce(1, *)
+        precondition(offset >= 0 && offset + count <= base.count, "view [\(offset), \(offset + count)) outside \(base.count) elements")
+        self.data = base.data + offset
+        self.base = base.base ?? base
+    }
+
+    deinit { if base == nil { data.deallocate() } }
 
     public var buffer: UnsafeMutableBufferPointer<Scalar> { .init(start: data, count: count) }
     public var array: [Scalar] { Array(buffer) }
@@ -93,11 +106,74 @@ public final class Tensor<Scalar: TensorScalar>: @unchecked Sendable {
 
     public func zero() { data.update(repeating: 0, count: count) }
 
+    /// self += y elementwise.
+    public func add(_ y: Tensor) {
+        precondition(y.count == count, "adding \(y.count) elements to \(count)")
+        for i in 0..<count { data[i] += y.data[i] }
+    }
+
+    /// self *= factor elementwise.
+    public func scale(by factor: Scalar) { for i in 0..<count { data[i] *= factor } }
+
     public func copy() -> Tensor {
         let t = Tensor(shape)
         t.data.update(from: data, count: count)
         return t
     }
+}
+
+/// Memory `gemm` reads: a tensor, an array or a pointer.
+public protocol ScalarSource {
+    associatedtype Scalar: TensorScalar
+    func withScalars<R>(_ body: (UnsafePointer<Scalar>) -> R) -> R
+}
+
+/// Memory `gemm` writes through: a tensor or a pointer (an array is passed `inout` instead).
+public protocol ScalarSink: ScalarSource {
+    func withMutableScalars<R>(_ body: (UnsafeMutablePointer<Scalar>) -> R) -> R
+}
+
+extension Tensor: ScalarSink {
+    @inlinable public func withScalars<R>(_ body: (UnsafePointer<Scalar>) -> R) -> R { body(data) }
+    @inlinable public func withMutableScalars<R>(_ body: (UnsafeMutablePointer<Scalar>) -> R) -> R { body(data) }
+}
+
+extension Array: ScalarSource where Element: TensorScalar {
+    @inlinable public func withScalars<R>(_ body: (UnsafePointer<Element>) -> R) -> R { withUnsafeBufferPointer { body($0.baseAddress!) } }
+}
+
+extension UnsafePointer: ScalarSource where Pointee: TensorScalar {
+    @inlinable public func withScalars<R>(_ body: (UnsafePointer<Pointee>) -> R) -> R { body(self) }
+}
+
+extension UnsafeMutablePointer: ScalarSource where Pointee: TensorScalar {
+    @inlinable public func withScalars<R>(_ body: (UnsafePointer<Pointee>) -> R) -> R { body(self) }
+}
+
+extension UnsafeMutablePointer: ScalarSink where Pointee: TensorScalar {
+    @inlinable public func withMutableScalars<R>(_ body: (UnsafeMutablePointer<Pointee>) -> R) -> R { body(self) }
+}
+
+/// C = alpha op(A) op(B) + beta C on BLAS for dense row-major operands, op(A) [m, k], op(B) [k, n], C [m, n] (leading
+/// dimensions from these shapes). Each operand is a tensor, an array or a pointer, used from element `offsets` on.
+@inlinable
+public func gemm<A: ScalarSource, B: ScalarSource, C: ScalarSink>(
+    _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: C.Scalar, _ a: A, _ b: B, _ beta: C.Scalar, _ c: C,
+    offsets: (a: Int, b: Int, c: Int) = (0, 0, 0)
+) where A.Scalar == C.Scalar, B.Scalar == C.Scalar {
+    a.withScalars { a in b.withScalars { b in c.withMutableScalars { c in
+        C.Scalar.gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a + offsets.a, lda: transA ? m : k,
+                      b: b + offsets.b, ldb: transB ? k : n, beta: beta, c: c + offsets.c, ldc: n)
+    } } }
+}
+
+/// `gemm` into an array.
+@inlinable
+public func gemm<A: ScalarSource, B: ScalarSource>(
+    _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: A.Scalar, _ a: A, _ b: B, _ beta: A.Scalar, _ c: inout [A.Scalar],
+    offsets: (a: Int, b: Int, c: Int) = (0, 0, 0)
+) where B.Scalar == A.Scalar {
+    c.withUnsafeMutableBufferPointer { gemm(transA, transB, m, n, k, alpha, a, b, beta, $0.baseAddress!, offsets: offsets) }
 }
 
 /// Runs `body` with OpenBLAS on one thread, then restores its thread count. For code that already runs one task

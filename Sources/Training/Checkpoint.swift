@@ -170,17 +170,12 @@ public enum Checkpoint {
     }
 
     private static func write(model: Transformer<Float>, optimizer: AdamW<Float>, state: TrainState, into tmp: URL) throws {
+        // Every tensor is a view into a flat block: written from there, not copied first.
         let params = model.parameters
-        try SafetensorsFile(tensors: params.map { .init(name: $0.name, shape: $0.value.shape, values: $0.value.array) },
-                            metadata: ["format": "pt", "config": state.config.model.name, "step": String(state.step)])
-            .write(to: tmp.appendingPathComponent(modelFile))
-        var moments: [SafetensorsFile.Entry] = []
-        for (k, p) in params.enumerated() {
-            moments.append(.init(name: p.name + ".exp_avg", shape: p.value.shape, values: optimizer.m[k].array))
-            moments.append(.init(name: p.name + ".exp_avg_sq", shape: p.value.shape, values: optimizer.v[k].array))
-        }
-        try SafetensorsFile(tensors: moments, metadata: ["format": "pt", "step": String(optimizer.step)])
-            .write(to: tmp.appendingPathComponent(optimizerFile))
+        try SafetensorsFile.write(params.map { ($0.name, $0.value) }, metadata: ["format": "pt", "config": state.config.model.name, "step": String(state.step)],
+                                  to: tmp.appendingPathComponent(modelFile))
+        try SafetensorsFile.write(moments(optimizer, params), metadata: ["format": "pt", "step": String(optimizer.step)],
+                                  to: tmp.appendingPathComponent(optimizerFile))
         var state = state
         state.files = try [modelFile, optimizerFile].reduce(into: [:]) { $0[$1] = try sha256(of: tmp.appendingPathComponent($1)).hex }
         state.sha256 = try state.digest()
@@ -214,12 +209,15 @@ public enum Checkpoint {
         try copy(file, url, into: model.parameters.map { ($0.name, $0.value) }, configName: model.config.name)
     }
 
+    /// Each parameter's slices of AdamW's moments with their names in `optimizer.safetensors`, in file order.
+    static func moments(_ optimizer: AdamW<Float>, _ parameters: ParameterBlocks<Float>) -> [(String, Tensor<Float>)] {
+        parameters.flatMap { [($0.name + ".exp_avg", $0.view(of: optimizer.m)), ($0.name + ".exp_avg_sq", $0.view(of: optimizer.v))] }
+    }
+
     /// Restores AdamW's moments and step from `optimizer.safetensors`.
-    public static func loadOptimizer(_ checkpoint: URL, into optimizer: AdamW<Float>, parameters: [Parameter<Float>]) throws {
+    public static func loadOptimizer(_ checkpoint: URL, into optimizer: AdamW<Float>, parameters: ParameterBlocks<Float>) throws {
         let (url, file) = try tensors(optimizerFile, of: checkpoint)
-        var slots: [(String, Tensor<Float>)] = []
-        for (k, p) in parameters.enumerated() { slots += [(p.name + ".exp_avg", optimizer.m[k]), (p.name + ".exp_avg_sq", optimizer.v[k])] }
-        try copy(file, url, into: slots, configName: nil)
+        try copy(file, url, into: moments(optimizer, parameters), configName: nil)
         guard let step = file.metadata["step"].flatMap(Int.init) else { throw TrainingError("\(url.path): no step in the metadata") }
         optimizer.step = step
     }

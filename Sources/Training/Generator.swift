@@ -18,10 +18,7 @@ public enum Generator {
         var logits = [Float](repeating: 0, count: v)
         for _ in 0..<count {
             // logits = h_last wte^T, over GPT-2's 50,257 real tokens only (the rest is padding).
-            logits.withUnsafeMutableBufferPointer { o in
-                Float.gemm(transA: false, transB: true, m: 1, n: v, k: c, alpha: 1, a: h.data + last * c, lda: c,
-                           b: model.embedding.wte.data, ldb: c, beta: 0, c: o.baseAddress!, ldc: v)
-            }
+            gemm(false, true, 1, v, c, 1, h, model.embedding.wte, 0, &logits, offsets: (last * c, 0, 0))
             let next = Int32(sample(Array(logits[0..<GPT2.vocabularySize]), temperature: temperature, topK: topK, rng: &rng))
             out.append(next)
             if out.count == count { break }

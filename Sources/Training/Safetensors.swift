@@ -1,5 +1,6 @@
 import Foundation
 import Support
+import Tensor
 
 /// The safetensors format (Hugging Face): an 8-byte little-endian header length, a JSON header naming each
 /// tensor's dtype, shape and byte range, then the tensors' bytes back to back. Only F32 is written or read here.
@@ -21,30 +22,31 @@ public struct SafetensorsFile: Equatable {
 
     public subscript(name: String) -> Entry? { tensors.first { $0.name == name } }
 
-    /// The file's bytes: header padded with spaces to a multiple of 8 bytes, tensors in order.
-    public func encoded() -> Data {
+    /// Writes the file atomically.
+    public func write(to url: URL) throws { try Self.write(tensors.map { ($0.name, Tensor($0.shape, $0.values)) }, metadata: metadata, to: url) }
+
+    /// Writes `tensors` in order, straight from their memory, atomically: header padded with spaces to a multiple
+    /// of 8 bytes, then the tensors' bytes.
+    public static func write(_ tensors: [(name: String, tensor: Tensor<Float>)], metadata: [String: String], to url: URL) throws {
         var header = "{"
         if !metadata.isEmpty {
             let items = metadata.sorted { $0.key < $1.key }.map { "\(jsonString($0.key)):\(jsonString($0.value))" }
             header += "\"__metadata__\":{\(items.joined(separator: ","))},"
         }
         var offset = 0
-        header += tensors.map { t in
-            let bytes = t.values.count * 4
+        header += tensors.map { name, t in
+            let bytes = t.count * 4
             defer { offset += bytes }
-            return "\(jsonString(t.name)):{\"dtype\":\"F32\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}"
+            return "\(jsonString(name)):{\"dtype\":\"F32\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}"
         }.joined(separator: ",")
         header += "}"
         while header.utf8.count % 8 != 0 { header += " " }
-        var out = Data()
+        var out = Data(capacity: 8 + header.utf8.count + offset)
         withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { out.append(contentsOf: $0) }
         out.append(contentsOf: Array(header.utf8))
-        for t in tensors { t.values.withUnsafeBytes { out.append(contentsOf: $0) } }
-        return out
+        for (_, t) in tensors { out.append(UnsafeBufferPointer(t.buffer)) }
+        try AtomicFile.write(out, to: url)
     }
-
-    /// Writes the file atomically.
-    public func write(to url: URL) throws { try AtomicFile.write(encoded(), to: url) }
 
     /// Reads and checks a file: header inside the file, F32 only, every byte range inside the data and
     /// matching its shape. Errors name the file and the fault.

@@ -50,7 +50,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         guard batch >= 1 else { throw bad("batch must be positive, got \(batch)") }
         guard steps >= 1, warmupSteps >= 0 else { throw bad("steps must be positive and warmup_steps not negative, got \(steps) and \(warmupSteps)") }
         guard context % model.chunk == 0 else { throw bad("chunk (\(model.chunk)) must divide context (\(context))") }
-        guard context >= 1, 65_536 % context == 0 else { throw bad("context \(context) must divide 65536") }
+        guard context >= 1, windowLength % context == 0 else { throw bad("context \(context) must divide 65536") }
     }
 }
 
@@ -115,7 +115,7 @@ public struct RunConfig: Codable, Equatable, Sendable {
 /// moments and the data cursor are restored exactly, and every kernel is deterministic for a given thread count.
 ///
 /// Under `mpirun` every rank streams its own share of windows (`rank`/`world` of the packer), gradients are
-/// averaged over ranks with one allreduce of a flat buffer per step (and the loss with a second, one-value one),
+/// averaged over ranks with one allreduce of the gradient block per step (and the loss with a second, one-value one),
 /// and rank 0 alone writes metrics and checkpoints; every rank's data cursor goes into the checkpoint.
 public final class Trainer {
     public let run: URL
@@ -207,7 +207,7 @@ public final class Trainer {
     /// and the windows, before anything of that step is saved.
     @discardableResult
     public func train(stopAfter: Int? = nil) throws -> [StepMetrics] {
-        let params = model.parameters
+        let gradients = model.parameters.gradients
         let stepTokens = config.batch * config.context * options.accumulation
         let flopsPerStep = 3 * model.config.forwardFlopsPerToken(context: config.context) * Double(stepTokens)
         let end = min(config.steps, stopAfter.map { step + $0 } ?? config.steps)
@@ -221,9 +221,6 @@ public final class Trainer {
         }
         defer { try? metricsFile?.close() }
         let encoder = JSONEncoder.sorted
-        // The flat buffer of the allreduce (distributed runs only).
-        let gradients = UnsafeMutablePointer<Float>.allocate(capacity: world.isDistributed ? params.reduce(0) { $0 + $1.grad.count } : 1)
-        defer { gradients.deallocate() }
         while step < end {
             let t0 = now()
             var wait = 0.0
@@ -241,23 +238,19 @@ public final class Trainer {
                 model.backward()
                 loss += l / Double(options.accumulation)
             }
-            // Mean over micro-batches and ranks: the gradients as one flat buffer, the loss in Float64 on its own.
+            // Mean over micro-batches and ranks: the gradient block summed in place, the loss in Float64 on its own.
             let scale = Float(1 / Double(options.accumulation * world.size))
             let r0 = now()
             if world.isDistributed {
-                var offset = 0
-                for p in params { (gradients + offset).update(from: p.grad.data, count: p.grad.count); offset += p.grad.count }
-                world.sum(gradients, count: offset)
-                offset = 0
-                for p in params { p.grad.data.update(from: gradients + offset, count: p.grad.count); offset += p.grad.count }
+                world.sum(gradients.data, count: gradients.count)
                 loss = world.sum([loss])[0] / Double(world.size)
             }
             let allreduce = now() - r0
-            if scale != 1 { scaleGradients(params, by: scale) }
+            if scale != 1 { gradients.scale(by: scale) }
             guard loss.isFinite else { throw nonFinite("loss \(loss)", rows) }
-            let norm = clipGradients(params, maxNorm: config.gradClip)
+            let norm = clipGradients(gradients, maxNorm: config.gradClip)
             guard norm.isFinite else { throw nonFinite("gradient norm \(norm)", rows) }
-            optimizer.update(params, lr: lr)
+            optimizer.update(model.parameters, lr: lr)
             step += 1
             let seconds = now() - t0
             elapsed += seconds

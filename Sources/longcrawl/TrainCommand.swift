@@ -132,7 +132,7 @@ struct TrainCommand: ParsableCommand {
         }
         let ranks = world.isDistributed ? " on \(world.size) ranks" : ""
         if trainer.step == 0 {
-            print("train \(cfg.model.name) (\(cfg.model.attention.rawValue)): \(trainer.model.parameters.reduce(0) { $0 + $1.value.count }) parameters, " +
+            print("train \(cfg.model.name) (\(cfg.model.attention.rawValue)): \(trainer.model.parameters.values.count) parameters, " +
                   "context \(cfg.train.context), batch \(cfg.train.batch) x \(options.accumulation), \(cfg.train.steps) steps, order \(options.order.rawValue)\(ranks) -> \(out)")
         } else {
             print("resume \(out) at step \(trainer.step) of \(cfg.train.steps)\(ranks)")

@@ -79,7 +79,7 @@ final class ProbeTests: XCTestCase {
             model.zeroGradients()
             loss = model.forward(tokens: tokens, targets: targets, mask: mask, batch: batch, length: t).loss
             model.backward()
-            clipGradients(params, maxNorm: 1)
+            clipGradients(params.gradients, maxNorm: 1)
             opt.update(params, lr: 1e-2)
             steps += 1
         }
