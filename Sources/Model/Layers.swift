@@ -170,12 +170,15 @@ private let geluC = 0.7978845608028654 // sqrt(2 / pi)
 /// The tied output head and masked cross-entropy, fused: logits = x @ wte^T are built a block of rows at a time,
 /// so memory stays at block x V instead of N x V.
 public enum LanguageModelHead {
+    /// Rows of logits computed at once: [256, V] floats of scratch instead of [N, V].
+    public static let rowsPerBlock = 256
+
     /// Mean loss over unmasked positions and the loss at every position; with `dwte` (training) also accumulates
     /// dwte and returns dx (scaled by `1 / count`), without it dx is left zero.
     // forward+backward: x [N, C], wte [V, C], targets [N], mask [N] -> loss, dx [N, C]
     @_specialize(where S == Float)
     public static func lossAndGradient<S: TensorScalar>(_ x: Tensor<S>, wte: Tensor<S>, dwte: Tensor<S>?, targets: [Int32], mask: [Float],
-                                                        block: Int = 256) -> (loss: Double, dx: Tensor<S>, perPosition: [Double]) {
+                                                        block: Int = rowsPerBlock) -> (loss: Double, dx: Tensor<S>, perPosition: [Double]) {
         let c = wte.shape[1], v = wte.shape[0], n = targets.count
         let count = max(1.0, mask.reduce(0.0) { $0 + Double($1) })
         let dx = Tensor<S>([n, c])

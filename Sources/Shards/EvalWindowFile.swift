@@ -36,7 +36,6 @@ public struct EvalWindowFile: Equatable, Sendable {
     /// Writes the file atomically (built in memory, then temp file + rename).
     public func write(to url: URL) throws {
         let image: [UInt8] = try withHDF5 {
-            lc_h5_silence_errors()
             guard lc_register_zstd_filter() == 0 else { throw FileError(url, "cannot register the HDF5 zstd filter") }
             let fcpl = H5Pcreate(lc_h5p_file_create()), fapl = H5Pcreate(lc_h5p_file_access())
             H5Pset_obj_track_times(fcpl, false)
@@ -118,7 +117,6 @@ public struct EvalWindowFile: Equatable, Sendable {
     /// Reads and checks a file written by `write`; errors name the file and the fault.
     public init(contentsOf url: URL) throws {
         self = try withHDF5 {
-            lc_h5_silence_errors()
             _ = lc_register_zstd_filter()
             try Self.checkDigest(url)
             guard H5Fis_hdf5(url.path) > 0 else { throw FileError(url, "not an HDF5 file") }

@@ -11,9 +11,12 @@ let hdf5Lock = NSRecursiveLock()
 /// (H5dont_atexit must come before any other HDF5 call: the first use of the lock does it).
 let hdf5Setup: Void = { _ = H5dont_atexit() }()
 
+/// Runs `body` under the HDF5 lock with the library's own error printing off: every failure becomes one line of
+/// ours, and a corrupt window read by a packer worker printed libhdf5's whole error stack to stderr.
 func withHDF5<T>(_ body: () throws -> T) rethrows -> T {
     hdf5Lock.lock(); defer { hdf5Lock.unlock() }
     _ = hdf5Setup
+    lc_h5_silence_errors()
     return try body()
 }
 
@@ -61,7 +64,6 @@ final class HDF5ShardWriter {
         fd = open(url.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard fd >= 0 else { throw FileError(url, "cannot create (\(String(cString: strerror(errno))))") }
         (file, tokens, memory) = try withHDF5 {
-            lc_h5_silence_errors()
             guard lc_register_zstd_filter() == 0 else { throw FileError(finalName, "cannot register the HDF5 zstd filter") }
             let fcpl = H5Pcreate(lc_h5p_file_create())
             H5Pset_obj_track_times(fcpl, false)
@@ -155,7 +157,6 @@ final class HDF5ShardReader {
     init(url: URL) throws {
         self.url = url
         (file, tokens, memory, attributes, sources) = try withHDF5 {
-            lc_h5_silence_errors()
             _ = lc_register_zstd_filter()
             guard H5Fis_hdf5(url.path) > 0 else { throw FileError(url, "not an HDF5 file (truncated or corrupt superblock)") }
             let file = H5Fopen(url.path, lc_h5f_acc_rdonly(), lc_h5p_default())

@@ -200,6 +200,21 @@ public func sgemmGFLOPs(m: Int, n: Int, k: Int, runs: Int = 5) -> Double {
     return 2 * Double(m * n * k) / best / 1e9
 }
 
+/// sgemm's best rate in GFLOP/s over `shapes` (m, n, k), each dimension capped at `cap` to keep the measurement
+/// short (past a few thousand a dimension no longer raises the rate): the ceiling a model's FLOP rate is divided by
+/// for MFU. The model's GEMMs run at these shapes or slower, and everything else it does is extra time, so an MFU
+/// against the best of them stays below 100%, which one sgemm at an arbitrary shape does not ensure.
+public func sgemmCeiling(shapes: [(m: Int, n: Int, k: Int)], cap: Int = 4096, runs: Int = 3) -> Double {
+    var seen = Set<[Int]>()
+    var best = 0.0
+    for s in shapes {
+        let m = min(s.m, cap), n = min(s.n, cap), k = min(s.k, cap)
+        guard seen.insert([m, n, k]).inserted else { continue }
+        best = max(best, sgemmGFLOPs(m: m, n: n, k: k, runs: runs))
+    }
+    return best
+}
+
 /// Seconds on the monotonic clock, for timing.
 public func now() -> Double {
     var t = timespec()

@@ -1,0 +1,31 @@
+import Foundation
+import Model
+import TestSupport
+import XCTest
+@testable import Training
+
+/// MFU divides the flops of the form that runs by sgemm's best rate at the model's own GEMM shapes, so it stays
+/// below 100%: before, one sgemm at [4096, C] x [C, 4C] was the baseline and the tiny config showed 118-125%.
+final class MFUTests: XCTestCase {
+    func testMFUStaysBelowOneOnTinyAndSmall() throws {
+        let data = try sampleDataset(self)
+        // tiny in the attention form (T 64) and the chunked one (T 1024 > D + c = 592), small in the attention form.
+        for (name, context, batch) in [("tiny", 64, 4), ("tiny", 1024, 1), ("small", 256, 1)] {
+            var config = try RunConfig.load(packageRoot.appendingPathComponent("data/configs/\(name).json"))
+            config.train.context = context; config.train.batch = batch; config.train.steps = 3; config.train.warmupSteps = 1
+            var options = TrainOptions(data: data.path)
+            options.saveEvery = 100
+            let trainer = try Trainer(config: config, options: options, run: try temporaryFolder(self).appendingPathComponent("run"))
+            let metrics = try trainer.train()
+            let shapes = config.model.gemmShapes(rows: batch * context)
+            XCTAssertTrue(shapes.contains { $0 == (LanguageModelHead.rowsPerBlock, config.model.vocabSize, config.model.dModel) } || batch * context < 256,
+                          "the head's GEMM is among the shapes")
+            XCTAssertGreaterThan(trainer.ceiling, 0)
+            for m in metrics {
+                print("\(name) T \(context) B \(batch): MFU \(100 * m.mfu)% of a \(trainer.ceiling) GFLOP/s ceiling")
+                XCTAssertGreaterThan(m.mfu, 0, "\(name) T \(context)")
+                XCTAssertLessThan(m.mfu, 1, "\(name) T \(context) step \(m.step)")
+            }
+        }
+    }
+}
