@@ -189,7 +189,7 @@ public enum LanguageModelHead {
         defer { logits.deallocate() }
         // The rows' softmaxes are independent and cost as much as the GEMMs (V exps a row): spread over the cores,
         // each row computed alike whichever thread takes it, and the total summed in row order.
-        let lanes = ProcessInfo.processInfo.activeProcessorCount
+        let lanes = blasThreads
         var r0 = 0
         while r0 < n {
             let rows = min(block, n - r0)

@@ -107,7 +107,9 @@ public struct EvalWindowFile: Equatable, Sendable {
             throw FileError(url, "written without a checksum by an earlier LongCrawl; run `longcrawl sample` again")
         }
         let tag = Array(checksumTag.utf8)
-        guard data.count > checksumBlock, data.starts(with: tag) else { throw FileError(url, "not an HDF5 file") }
+        guard data.count > checksumBlock, data.starts(with: tag) else {
+            throw FileError(url, "not an HDF5 file with a LongCrawl checksum block (damaged, or not an eval-window file)")
+        }
         let stored = String(decoding: data[tag.count..<(tag.count + 64)], as: UTF8.self)
         guard stored == sha256(data[checksumBlock...]) else {
             throw FileError(url, "SHA-256 differs from the one in its first block (the file is damaged)")

@@ -142,10 +142,6 @@ extension Array: ScalarSource where Element: TensorScalar {
     @inlinable public func withScalars<R>(_ body: (UnsafePointer<Element>) -> R) -> R { withUnsafeBufferPointer { body($0.baseAddress!) } }
 }
 
-extension UnsafePointer: ScalarSource where Pointee: TensorScalar {
-    @inlinable public func withScalars<R>(_ body: (UnsafePointer<Pointee>) -> R) -> R { body(self) }
-}
-
 extension UnsafeMutablePointer: ScalarSource where Pointee: TensorScalar {
     @inlinable public func withScalars<R>(_ body: (UnsafePointer<Pointee>) -> R) -> R { body(self) }
 }
@@ -175,6 +171,9 @@ public func gemm<A: ScalarSource, B: ScalarSource>(
 ) where B.Scalar == A.Scalar {
     c.withUnsafeMutableBufferPointer { gemm(transA, transB, m, n, k, alpha, a, b, beta, $0.baseAddress!, offsets: offsets) }
 }
+
+/// OpenBLAS's thread count: the cores this process (this MPI rank) may use, as the OpenBLAS core re-exec set it.
+public var blasThreads: Int { max(1, Int(lc_blas_get_threads())) }
 
 /// Runs `body` with OpenBLAS on one thread, then restores its thread count. For code that already runs one task
 /// per core (attention heads): small products on BLAS's own threads spend most of their time handing work over.

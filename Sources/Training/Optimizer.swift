@@ -18,6 +18,7 @@ public final class AdamW<S: TensorScalar> {
     /// One update of every parameter from its gradient at learning rate `lr`: one pass over the blocks, a
     /// parameter's range at a time (its weight decay).
     public func update(_ parameters: ParameterBlocks<S>, lr: Double) {
+        precondition(parameters.values.count == m.count, "AdamW built for \(m.count) parameters, given \(parameters.values.count)")
         step += 1
         let c1 = 1 - Foundation.pow(beta1, Double(step)), c2 = 1 - Foundation.pow(beta2, Double(step))
         let b1 = S(beta1), b2 = S(beta2), eps = S(epsilon), a = S(lr / c1), invC2 = S(1 / c2)
