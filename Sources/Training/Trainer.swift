@@ -129,7 +129,7 @@ public final class Trainer {
     private var tokens = 0
     private var elapsed = 0.0
     /// sgemm's best GFLOP/s at the model's own GEMM shapes (`ModelConfig.gemmShapes`), the MFU ceiling: measured
-    /// before the first step `train` takes and every `ceilingEvery` steps (outside the steps' time), the highest
+    /// before the first step the trainer takes and every `ceilingEvery` steps (outside the steps' time), the highest
     /// kept, because a shared machine only ever makes a measurement lower.
     public private(set) var ceiling = 0.0
     static let ceilingEvery = 200
@@ -224,13 +224,9 @@ public final class Trainer {
         defer { try? metricsFile?.close() }
         let encoder = JSONEncoder.sorted
         let shapes = model.config.gemmShapes(rows: config.batch * config.context)
-        var measured = false
         while step < end {
             // At a step count, not a time, so that every MPI rank measures at the same step.
-            if !measured || step % Self.ceilingEvery == 0 {
-                ceiling = max(ceiling, sgemmCeiling(shapes: shapes))
-                measured = true
-            }
+            if ceiling == 0 || step % Self.ceilingEvery == 0 { ceiling = max(ceiling, sgemmCeiling(shapes: shapes)) }
             let t0 = now()
             var wait = 0.0
             let lr = learningRate(step: step, peak: config.learningRate, floor: config.minLearningRate, warmup: config.warmupSteps, total: config.steps)
