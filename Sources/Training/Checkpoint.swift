@@ -204,6 +204,13 @@ public enum Checkpoint {
     }
 
     /// Copies the parameters of `model.safetensors` into `model`: every tensor present with its shape.
+    /// A model of the checkpoint's config (`state`, from `loadState`) with the checkpoint's weights.
+    public static func loadModel(_ checkpoint: URL, state: TrainState) throws -> Transformer<Float> {
+        let model = Transformer<Float>(config: state.config.model, seed: 0)
+        try loadModel(checkpoint, into: model)
+        return model
+    }
+
     public static func loadModel(_ checkpoint: URL, into model: Transformer<Float>) throws {
         let (url, file) = try tensors(modelFile, of: checkpoint)
         try copy(file, url, into: model.parameters.map { ($0.name, $0.value) }, configName: model.config.name)

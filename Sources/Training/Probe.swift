@@ -1,5 +1,6 @@
 import Foundation
 import Model
+import Shards
 import Support
 import Tensor
 
@@ -86,6 +87,16 @@ public enum Probe {
 
     /// Copy gains of `model`, trained at `trainedContext`, over `windows` at each Δ that fits, each sequence run as
     /// `eval` runs a row of its length (`Evaluator.losses`); returns the distances and the Δ skipped.
+    /// `run` over every row of an evaluation-window file, as the result `probe` and `experiment` write.
+    public static func evaluate(_ model: Transformer<Float>, trainedContext: Int, file: EvalWindowFile, windowsFile: String, checkpoint: String,
+                                deltas: [Int] = defaultDeltas, span: Int = defaultSpan, progress: ProgressReporter? = nil) -> ProbeResult {
+        let (distances, skipped) = run(model, trainedContext: trainedContext, windows: (0..<file.count).map(file.row), deltas: deltas,
+                                       span: span, progress: progress)
+        return ProbeResult(checkpoint: checkpoint, windowsFile: windowsFile, config: model.config.name, attention: model.config.attention.rawValue,
+                           trainedContext: trainedContext, span: span, windows: file.count, windowTokens: file.length,
+                           distances: distances, skipped: skipped)
+    }
+
     public static func run(_ model: Transformer<Float>, trainedContext: Int, windows: [ArraySlice<UInt16>], deltas: [Int], span: Int,
                            progress: ProgressReporter? = nil) -> (distances: [ProbeResult.Distance], skipped: [Int]) {
         var distances: [ProbeResult.Distance] = [], skipped: [Int] = []

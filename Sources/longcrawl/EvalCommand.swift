@@ -47,8 +47,7 @@ struct EvalCommand: ParsableCommand {
         let file = try EvalWindowFile(contentsOf: URL(fileURLWithPath: windows))
         let folders = resultFolders(checkpoint, out: URL(fileURLWithPath: out))
         for (ckpt, (state, folder)) in zip(checkpoints, zip(states, folders)) {
-            let model = Transformer<Float>(config: state.config.model, seed: 0)
-            try Checkpoint.loadModel(ckpt, into: model)
+            let model = try Checkpoint.loadModel(ckpt, state: state)
             let result = try Evaluator.evaluate(model, trainedContext: state.config.train.context, file: file, context: context, checkpoint: ckpt.path,
                                                 windowsFile: windows, progress: ProgressReporter(label: "eval"))
             try result.write(to: folder)

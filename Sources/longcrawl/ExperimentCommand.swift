@@ -132,16 +132,12 @@ struct ExperimentCommand: ParsableCommand {
         for v in plan.variants {
             let ckpt = try Checkpoint.resolve(exp.appendingPathComponent(v.rawValue))
             let state = try Checkpoint.loadState(ckpt)
-            let model = Transformer<Float>(config: state.config.model, seed: 0)
-            try Checkpoint.loadModel(ckpt, into: model)
+            let model = try Checkpoint.loadModel(ckpt, state: state)
             let result = try Evaluator.evaluate(model, trainedContext: state.config.train.context, file: windows, context: nil, checkpoint: ckpt.path,
                                                 windowsFile: plan.evalWindows, progress: ProgressReporter(label: "eval \(v.rawValue)"))
             try result.write(to: exp.appendingPathComponent("eval").appendingPathComponent(v.rawValue))
-            let (distances, skipped) = Probe.run(model, trainedContext: state.config.train.context, windows: (0..<windows.count).map(windows.row),
-                                                 deltas: Probe.defaultDeltas, span: Probe.defaultSpan, progress: ProgressReporter(label: "probe \(v.rawValue)"))
-            let probe = ProbeResult(checkpoint: ckpt.path, windowsFile: plan.evalWindows, config: state.config.model.name,
-                                    attention: v.rawValue, trainedContext: state.config.train.context, span: Probe.defaultSpan,
-                                    windows: windows.count, windowTokens: windows.length, distances: distances, skipped: skipped)
+            let probe = Probe.evaluate(model, trainedContext: state.config.train.context, file: windows, windowsFile: plan.evalWindows,
+                                       checkpoint: ckpt.path, progress: ProgressReporter(label: "probe \(v.rawValue)"))
             try probe.write(to: exp.appendingPathComponent("probe").appendingPathComponent(v.rawValue))
             rows.append(Row(variant: v, eval: result, state: state, probe: probe))
         }

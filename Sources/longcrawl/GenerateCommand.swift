@@ -43,8 +43,7 @@ struct GenerateCommand: ParsableCommand {
         let ckpt = try Checkpoint.resolve(URL(fileURLWithPath: checkpoint))
         let state = try Checkpoint.loadState(ckpt)
         if state.config.model.attention == .softmax { throw TrainingError("\(ckpt.path): generate needs a sympow model (softmax attention has no recurrent form here)") }
-        let model = Transformer<Float>(config: state.config.model, seed: 0)
-        try Checkpoint.loadModel(ckpt, into: model)
+        let model = try Checkpoint.loadModel(ckpt, state: state)
         let tokenizer = try loadTokenizer(nil)
         let ids = tokenizer.encode(prompt).map(Int32.init)
         guard !ids.isEmpty else { throw ValidationError("--prompt is empty") }

@@ -49,20 +49,16 @@ struct ProbeCommand: ParsableCommand {
         let state = try Checkpoint.loadState(ckpt)
         let file = try EvalWindowFile(contentsOf: URL(fileURLWithPath: windows))
         guard file.count > 0 else { throw TrainingError("\(windows): no windows") }
-        let model = Transformer<Float>(config: state.config.model, seed: 0)
-        try Checkpoint.loadModel(ckpt, into: model)
-        let (distances, skipped) = Probe.run(model, trainedContext: state.config.train.context, windows: (0..<file.count).map(file.row),
-                                             deltas: ds, span: span, progress: ProgressReporter(label: "probe"))
-        let result = ProbeResult(checkpoint: ckpt.path, windowsFile: windows, config: state.config.model.name, attention: state.config.model.attention.rawValue,
-                                 trainedContext: state.config.train.context, span: span, windows: file.count, windowTokens: file.length,
-                                 distances: distances, skipped: skipped)
+        let model = try Checkpoint.loadModel(ckpt, state: state)
+        let result = Probe.evaluate(model, trainedContext: state.config.train.context, file: file, windowsFile: windows, checkpoint: ckpt.path,
+                                    deltas: ds, span: span, progress: ProgressReporter(label: "probe"))
         try result.write(to: URL(fileURLWithPath: out))
         print("probe \(ckpt.path) (\(state.config.model.name), \(state.config.model.attention.rawValue), trained at \(state.config.train.context)), span \(span), \(file.count) windows of \(file.length):")
-        for d in distances {
+        for d in result.distances {
             print("  Δ \(String(d.delta).padding(toLength: 6, withPad: " ", startingAt: 0)) first \(describe(d.firstCopy)), second \(describe(d.secondCopy)), gain \(describe(d.gain)) (\(d.form))")
         }
-        if !skipped.isEmpty {
-            print("  skipped Δ \(skipped.map(String.init).joined(separator: ", ")): 2 x \(span) + Δ exceeds the windows' \(file.length) tokens")
+        if !result.skipped.isEmpty {
+            print("  skipped Δ \(result.skipped.map(String.init).joined(separator: ", ")): 2 x \(span) + Δ exceeds the windows' \(file.length) tokens")
         }
         print("wrote \(out)/probe.json, probe.csv")
     }
