@@ -124,7 +124,7 @@ public final class MLP<S: TensorScalar> {
         let c = w1.shape[0], f = w1.shape[1], n = x.count / c
         let h = Tensor<S>([n, f]), a = Tensor<S>([n, f]), y = Tensor<S>([n, c])
         gemm(false, false, n, f, c, 1, x, w1, 0, h)
-        for i in 0..<(n * f) { a[i] = gelu(h[i]) }
+        parallelSlices(n * f) { S.gelu(h.data + $0.lowerBound, a.data + $0.lowerBound, $0.count) }
         gemm(false, false, n, c, f, 1, a, w2, 0, y)
         input = x; hidden = h
         return y
@@ -140,31 +140,13 @@ public final class MLP<S: TensorScalar> {
         let c = w1.shape[0], f = w1.shape[1], n = dy.count / c
         let da = Tensor<S>([n, f]), a = Tensor<S>([n, f])
         gemm(false, true, n, f, c, 1, dy, w2, 0, da)
-        for i in 0..<(n * f) {
-            let (value, slope) = geluAndDerivative(h[i])
-            a[i] = value
-            da[i] *= slope
-        }
+        parallelSlices(n * f) { S.geluBackward(h.data + $0.lowerBound, a.data + $0.lowerBound, da.data + $0.lowerBound, $0.count) }
         gemm(true, false, f, c, n, 1, a, dy, 1, dw2)
         gemm(true, false, c, f, n, 1, x, da, 1, dw1)
         let dx = Tensor<S>([n, c])
         gemm(false, true, n, c, f, 1, da, w1, 0, dx)
         return dx
     }
-}
-
-private let geluC = 0.7978845608028654 // sqrt(2 / pi)
-
-@inline(__always) func gelu<S: TensorScalar>(_ x: S) -> S {
-    let u = S(geluC) * (x + S(0.044715) * x * x * x)
-    return S(0.5) * x * (1 + S.tanh(u))
-}
-
-/// GELU and its derivative from one tanh.
-@inline(__always) func geluAndDerivative<S: TensorScalar>(_ x: S) -> (value: S, slope: S) {
-    let u = S(geluC) * (x + S(0.044715) * x * x * x)
-    let th = S.tanh(u)
-    return (S(0.5) * x * (1 + th), S(0.5) * (1 + th) + S(0.5) * x * (1 - th * th) * S(geluC) * (1 + S(3 * 0.044715) * x * x))
 }
 
 /// The tied output head and masked cross-entropy, fused: logits = x @ wte^T are built a block of rows at a time,

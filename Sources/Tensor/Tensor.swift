@@ -1,4 +1,5 @@
 import CLongCrawl
+import Dispatch
 import Glibc
 
 /// The float types the model runs in: Float for training, Double for finite-difference tests.
@@ -15,6 +16,10 @@ public protocol TensorScalar: BinaryFloatingPoint, SIMDScalar, Sendable, Codable
     static func maximum(_ x: UnsafePointer<Self>, _ n: Int) -> Self
     /// x[i] = exp(x[i] - shift) in place, returning the sum in Float64 (a softmax row).
     static func expShiftedSum(_ x: UnsafeMutablePointer<Self>, _ n: Int, shift: Self) -> Double
+    /// a[i] = GELU(h[i]) for i < n, the tanh form.
+    static func gelu(_ h: UnsafePointer<Self>, _ a: UnsafeMutablePointer<Self>, _ n: Int)
+    /// a[i] = GELU(h[i]) and da[i] *= GELU'(h[i]) for i < n, from one tanh per element.
+    static func geluBackward(_ h: UnsafePointer<Self>, _ a: UnsafeMutablePointer<Self>, _ da: UnsafeMutablePointer<Self>, _ n: Int)
 }
 
 extension Float: TensorScalar {
@@ -31,6 +36,10 @@ extension Float: TensorScalar {
     @inlinable public static func maximum(_ x: UnsafePointer<Float>, _ n: Int) -> Float { lc_max(x, n) }
     @inlinable public static func expShiftedSum(_ x: UnsafeMutablePointer<Float>, _ n: Int, shift: Float) -> Double {
         lc_exp_shifted_sum(x, n, shift)
+    }
+    @inlinable public static func gelu(_ h: UnsafePointer<Float>, _ a: UnsafeMutablePointer<Float>, _ n: Int) { lc_gelu_forward(h, a, n) }
+    @inlinable public static func geluBackward(_ h: UnsafePointer<Float>, _ a: UnsafeMutablePointer<Float>, _ da: UnsafeMutablePointer<Float>, _ n: Int) {
+        lc_gelu_backward(h, a, da, n)
     }
 }
 
@@ -55,6 +64,19 @@ extension Double: TensorScalar {
         for i in 0..<n { x[i] = Glibc.exp(x[i] - shift); sum += x[i] }
         return sum
     }
+    // The reference for the Float kernels (and the gradient checks' precision): the formula with libm's tanh.
+    public static func gelu(_ h: UnsafePointer<Double>, _ a: UnsafeMutablePointer<Double>, _ n: Int) {
+        for i in 0..<n { a[i] = 0.5 * h[i] * (1 + Glibc.tanh(geluArgument(h[i]))) }
+    }
+    public static func geluBackward(_ h: UnsafePointer<Double>, _ a: UnsafeMutablePointer<Double>, _ da: UnsafeMutablePointer<Double>, _ n: Int) {
+        for i in 0..<n {
+            let x = h[i], th = Glibc.tanh(geluArgument(x))
+            a[i] = 0.5 * x * (1 + th)
+            da[i] *= 0.5 * (1 + th) + 0.5 * x * (1 - th * th) * geluC * (1 + 3 * 0.044715 * x * x)
+        }
+    }
+    private static let geluC = 0.7978845608028654 // sqrt(2 / pi)
+    private static func geluArgument(_ x: Double) -> Double { geluC * (x + 0.044715 * x * x * x) }
 }
 
 /// A dense, contiguous, row-major tensor: it owns its storage, or views part of another tensor's.
@@ -174,6 +196,20 @@ public func gemm<A: ScalarSource, B: ScalarSource>(
 
 /// OpenBLAS's thread count: the cores this process (this MPI rank) may use, as the OpenBLAS core re-exec set it.
 public var blasThreads: Int { max(1, Int(lc_blas_get_threads())) }
+
+/// Runs `body` over contiguous slices of 0..<count, one per BLAS thread, in parallel: for elementwise passes between
+/// GEMMs, which would otherwise leave every core but one idle. Small counts run in one slice (a hand-over costs
+/// microseconds). Each element must be computed alike whichever slice holds it.
+public func parallelSlices(_ count: Int, _ body: (Range<Int>) -> Void) {
+    let lanes = count < 1 << 16 ? 1 : blasThreads
+    guard lanes > 1 else { if count > 0 { body(0..<count) }; return }
+    // Slices of whole 16-element (64-byte) runs: neighbouring threads share at most one cache line.
+    let step = (count / lanes + 15) / 16 * 16
+    DispatchQueue.concurrentPerform(iterations: lanes) { i in
+        let start = min(count, i * step), end = i == lanes - 1 ? count : min(count, start + step)
+        if start < end { body(start..<end) }
+    }
+}
 
 /// Runs `body` with OpenBLAS on one thread, then restores its thread count. For code that already runs one task
 /// per core (attention heads): small products on BLAS's own threads spend most of their time handing work over.

@@ -43,7 +43,7 @@ int lc_register_zstd_filter(void);
 /// Silences HDF5's own error printing to stderr; errors are reported by the caller.
 void lc_h5_silence_errors(void);
 
-/// Keeps allocations below `bytes` on the heap (glibc mallopt M_MMAP_THRESHOLD and M_TRIM_THRESHOLD).
+/// Keeps allocations below `bytes` on the heap (glibc M_MMAP_THRESHOLD) and never trims freed heap (M_TRIM_THRESHOLD).
 void lc_malloc_keep_below(int bytes);
 
 /// The largest of x[0..<n] (n >= 1).
@@ -51,6 +51,10 @@ float lc_max(const float *x, long n);
 /// x[i] = exp(x[i] - shift) in place for i < n, and their sum in double: the softmax inner loop, 8 lanes at a time
 /// (Cephes' expf polynomial, within 2 ulp of expf; arguments below -87.3 give about 1e-38 instead of 0).
 double lc_exp_shifted_sum(float *x, long n, float shift);
+/// a[i] = GELU(h[i]) (tanh form) for i < n, 8 lanes at a time.
+void lc_gelu_forward(const float *h, float *a, long n);
+/// a[i] = GELU(h[i]) and da[i] *= GELU'(h[i]) for i < n: the MLP backward's one elementwise pass.
+void lc_gelu_backward(const float *h, float *a, float *da, long n);
 /// Sets the number of OpenBLAS threads.
 void lc_blas_set_threads(int n);
 /// The OpenBLAS kernel set in use ("Prescott", "Haswell", "SkylakeX", ...).
