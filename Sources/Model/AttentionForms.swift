@@ -199,12 +199,18 @@ struct ChunkedAttention {
         var u = [S](repeating: 0, count: c * c)
         gemm(false, true, c, c, d, x.scale, x.qr, x.kr, 0, &u, offsets: (t0 * d, t0 * d, 0))
         var a = [S](repeating: 0, count: c * c)
-        for i in 0..<c {
-            for j in 0...i {
-                var w = S(1)
-                let uij = u[i * c + j]
-                for _ in 0..<power { w *= uij }
-                a[i * c + j] = w * S(Foundation.exp(x.G[t0 + i] - x.G[t0 + j]))
+        a.withUnsafeMutableBufferPointer { a in
+            for i in 0..<c {
+                // The gate's discounts exp(G_i - G_j) a row at a time on the vector exp; the differences taken in Float64.
+                let row = a.baseAddress! + i * c
+                for j in 0...i { row[j] = S(x.G[t0 + i] - x.G[t0 + j]) }
+                _ = S.expShiftedSum(row, i + 1, shift: 0)
+                for j in 0...i {
+                    var w = S(1)
+                    let uij = u[i * c + j]
+                    for _ in 0..<power { w *= uij }
+                    row[j] *= w
+                }
             }
         }
         return (a, u)
@@ -238,8 +244,7 @@ struct ChunkedAttention {
     private func advanceBackward<S>(_ dState: [S], _ f: Fold<S>, _ v1: [S], prev: [S], _ t0: Int, _ c: Int,
                                     _ g: inout HeadGradient<S>) -> (dk: [S], dDecay: Double) {
         let d = phi.dimension, dd = phi.size, w = d + 1
-        var sdot = S(0)
-        for i in 0..<(dd * w) { sdot += dState[i] * prev[i] }
+        let sdot = S.dot(dState, prev, dd * w)
         var phiK = [S](repeating: 0, count: c * dd), dPhiK = phiK, dV1 = [S](repeating: 0, count: c * w)
         phi.forward(f.k, rows: c, into: &phiK)
         gemm(false, true, c, dd, w, 1, v1, dState, 0, &dPhiK)

@@ -87,7 +87,7 @@ public struct SymmetricPower: Sendable {
         }
     }
 
-    // p = 2, the common case, as contiguous loops the compiler vectorizes: entry (i, j), i <= j, in row-major
+    // p = 2, the common case, as contiguous loops in eight SIMD lanes: entry (i, j), i <= j, in row-major
     // upper-triangle order is w_ij x_i x_j with w_ii = 1 and w_ij = sqrt(2) otherwise.
 
     private func forward2<S: TensorScalar>(_ x: UnsafePointer<S>, rows: Int, into out: UnsafeMutablePointer<S>) {
@@ -99,12 +99,17 @@ public struct SymmetricPower: Sendable {
                 let xi = xr[i]
                 o[0] = xi * xi
                 let a = r2 * xi
-                for j in (i + 1)..<max(i + 1, d) { o[j - i] = a * xr[j] }
+                // By hand in eight lanes: the index arithmetic's overflow checks kept the compiler's loop scalar.
+                var k = 1
+                while i + k + 8 <= d { store8(a * load8(xr + i + k), o + k); k += 8 }
+                while i + k < d { o[k] = a * xr[i + k]; k += 1 }
                 o += d - i
             }
         }
     }
 
+    // The sum over j is a reduction, which the compiler keeps in order (one lane, each add waiting on the last):
+    // eight lanes by hand, then the lanes and the tail.
     private func backward2<S: TensorScalar>(_ x: UnsafePointer<S>, _ dphi: UnsafePointer<S>, rows: Int, into dx: UnsafeMutablePointer<S>) {
         let d = dimension, dd = size, r2 = S(2.0.squareRoot())
         for r in 0..<rows {
@@ -112,11 +117,20 @@ public struct SymmetricPower: Sendable {
             var g = dphi + r * dd
             for i in 0..<d {
                 let xi = xr[i]
-                var acc = 2 * g[0] * xi
-                for j in (i + 1)..<max(i + 1, d) {
+                var lanes = SIMD8<S>()
+                var j = i + 1
+                while j + 8 <= d {
+                    let gj = r2 * load8(g + (j - i)), xj = load8(xr + j)
+                    lanes.addProduct(gj, xj)
+                    store8(load8(dxr + j).addingProduct(gj, SIMD8(repeating: xi)), dxr + j)
+                    j += 8
+                }
+                var acc = 2 * g[0] * xi + lanes.sum()
+                while j < d {
                     let gj = r2 * g[j - i]
                     acc += gj * xr[j]
                     dxr[j] += gj * xi
+                    j += 1
                 }
                 dxr[i] += acc
                 g += d - i
@@ -124,3 +138,8 @@ public struct SymmetricPower: Sendable {
         }
     }
 }
+
+@inline(__always) private func load8<S: TensorScalar>(_ p: UnsafePointer<S>) -> SIMD8<S> { UnsafeRawPointer(p).loadUnaligned(as: SIMD8<S>.self) }
+@inline(__always) private func load8<S: TensorScalar>(_ p: UnsafeMutablePointer<S>) -> SIMD8<S> { load8(UnsafePointer(p)) }
+@inline(__always) private func store8<S: TensorScalar>(_ v: SIMD8<S>, _ p: UnsafeMutablePointer<S>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<S>.self) }
+

@@ -34,7 +34,7 @@ final class AttentionFormTests: XCTestCase {
     /// MODEL.md test 1: phi_p(q) . phi_p(k) == (q . k)^p.
     func testSymmetricPowerInnerProduct() {
         var g = Gaussian(seed: 1)
-        for (d, p, size) in [(8, 2, 36), (8, 4, 330), (6, 6, 462), (16, 4, 3876)] {
+        for (d, p, size) in [(8, 2, 36), (19, 2, 190), (64, 2, 2080), (8, 4, 330), (6, 6, 462), (16, 4, 3876)] {
             let phi = SymmetricPower(dimension: d, power: p)
             XCTAssertEqual(phi.size, size)
             for _ in 0..<5 {
@@ -51,6 +51,33 @@ final class AttentionFormTests: XCTestCase {
                 phi.forward(qf, rows: 1, into: &pqf); phi.forward(kf, rows: 1, into: &pkf)
                 XCTAssertEqual(Double(zip(pqf, pkf).map(*).reduce(0, +)), want, accuracy: 1e-5 * norm)
             }
+        }
+    }
+
+    /// phi_p's backward against finite differences of <w, phi_p(x)>, at widths that use the eight-lane loops of p = 2
+    /// (19: lanes and a tail; 64: the model's head dimension) and the general loop (p = 4), over several rows.
+    func testSymmetricPowerBackwardMatchesFiniteDifferences() {
+        var g = Gaussian(seed: 5)
+        for (d, p) in [(19, 2), (64, 2), (9, 4)] {
+            let phi = SymmetricPower(dimension: d, power: p), rows = 3
+            let x: [Double] = g.array(rows * d), w: [Double] = g.array(rows * phi.size)
+            var dx = [Double](repeating: 0.5, count: rows * d)
+            phi.backward(x, w, rows: rows, into: &dx)
+            func loss(_ x: [Double]) -> Double {
+                var out = [Double](repeating: 0, count: rows * phi.size)
+                phi.forward(x, rows: rows, into: &out)
+                return zip(out, w).map(*).reduce(0, +)
+            }
+            for i in 0..<(rows * d) {
+                var hi = x, lo = x
+                hi[i] += 1e-5; lo[i] -= 1e-5
+                // dx is accumulated onto its 0.5 start.
+                XCTAssertEqual(dx[i] - 0.5, (loss(hi) - loss(lo)) / 2e-5, accuracy: 1e-6 * (1 + abs(dx[i])), "d \(d) p \(p) element \(i)")
+            }
+            // Float takes the same loops: within Float rounding of the Float64 result.
+            var dxf = [Float](repeating: 0.5, count: rows * d)
+            phi.backward(x.map(Float.init), w.map(Float.init), rows: rows, into: &dxf)
+            XCTAssertLessThan(maxRelativeError(dxf.map { Double($0) }, dx), 1e-5, "Float d \(d) p \(p)")
         }
     }
 
