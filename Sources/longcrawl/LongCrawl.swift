@@ -44,9 +44,10 @@ struct LongCrawl: ParsableCommand {
     /// OPENBLAS_CORETYPE and exec ourselves once. An explicit OPENBLAS_CORETYPE is always respected.
     static func main() {
         // Batches, windows and activations are allocated and freed at a steady rhythm; glibc would serve each one
-        // over 128 KiB with a fresh mmap and fault its pages in again (serialized on the process's memory map lock).
-        // Keep blocks below 256 MiB on the heap instead.
-        lc_malloc_keep_below(256 << 20)
+        // over 128 KiB with a fresh mmap, or give freed heap back, and fault its pages in again (serialized on the
+        // process's memory map lock; zeroing the pages was 4% of a training step). Keep blocks below 1 GiB on the
+        // heap (a [T, 4C] activation of `small` at T = 65,536 is 256 MiB) and the heap at its peak.
+        lc_malloc_keep_below(1 << 30)
         if getenv("OPENBLAS_CORETYPE") == nil, let preferred = lc_blas_preferred_core(),
            let current = lc_blas_core_name().map({ String(cString: $0).lowercased() }),
            ["prescott", "core2", "penryn", "dunnington", "nehalem", "atom", "sandybridge", "unknown"].contains(current) {
