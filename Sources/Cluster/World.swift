@@ -26,6 +26,18 @@ public final class World: @unchecked Sendable {
     /// Sums `count` floats at `buffer` over all ranks, in place.
     public func sum(_ buffer: UnsafeMutablePointer<Float>, count: Int) { lc_world_sum_float(buffer, count) }
 
+    /// Starts summing `count` floats at `buffer` over all ranks in place and returns at once; nothing may read or
+    /// write them until `waitForSums()`. For 2 ranks every element is a + b, so the result equals `sum(_:count:)`'s
+    /// bit for bit however a buffer is split into started sums.
+    public func startSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) { lc_world_start_sum_float(buffer, count) }
+
+    /// Lets the started sums progress: MPI moves their data only inside its calls. True when all are complete.
+    @discardableResult
+    public func progressSums() -> Bool { lc_world_test_sums() != 0 }
+
+    /// Waits for every started sum.
+    public func waitForSums() { lc_world_wait_sums() }
+
     /// Sums each value over all ranks.
     public func sum(_ values: [Double]) -> [Double] {
         var v = values

@@ -165,6 +165,8 @@ public final class Transformer<S: TensorScalar> {
     public let embedNorm: LayerNorm<S>?
     public let ln1: [LayerNorm<S>], attention: [SympowAttention<S>], ln2: [LayerNorm<S>], mlp: [MLP<S>]
     public let lnFinal: LayerNorm<S>
+    /// The elements of the parameter blocks each layer occupies (ln1 through mlp.w2, contiguous).
+    let layerRanges: [Range<Int>]
     private var headGradient: Tensor<S>?
     /// Inputs of each block's MLP half kept by a recomputing forward (its activations are rebuilt in backward).
     private var mlpInputs: [Tensor<S>]?
@@ -183,6 +185,7 @@ public final class Transformer<S: TensorScalar> {
         }
         mlp = (0..<config.layers).map { MLP(w1: p["blocks.\($0).mlp.w1"], w2: p["blocks.\($0).mlp.w2"]) }
         lnFinal = LayerNorm(weight: p["ln_f.weight"])
+        layerRanges = (0..<config.layers).map { p["blocks.\($0).ln1.weight"].offset..<p["blocks.\($0).mlp.w2"].range.upperBound }
         var rng = SplitMix64(seed: seed)
         let residual = 0.02 / (2 * Double(config.layers)).squareRoot()
         for i in 0..<embedding.wte.count { embedding.wte[i] = S(normal(&rng) * 0.02) }
@@ -235,21 +238,28 @@ public final class Transformer<S: TensorScalar> {
         return (loss, perPosition)
     }
 
-    /// Accumulates every parameter's gradient of the loss of the last `forward(training: true)`.
+    /// Accumulates every parameter's gradient of the loss of the last `forward(training: true)`. `onGradientsReady`
+    /// gets each range of the gradient block (elements, as `Parameter.range`) as soon as backward writes it no more:
+    /// ln_f's, each layer's from the last to the first, and at the end the rest (wte, whose head share `forward`
+    /// added, and embed_norm). The ranges are adjacent, descending, and cover the block once; data-parallel training
+    /// starts each one's allreduce there, while the layers below still run.
     @_specialize(where S == Float)
-    public func backward() {
+    public func backward(onGradientsReady ready: ((Range<Int>) -> Void)? = nil) {
         guard let dh = headGradient else { preconditionFailure("backward needs a training forward first") }
         headGradient = nil
         var dx = lnFinal.backward(dh)
+        ready?(parameters["ln_f.weight"].range)
         for l in stride(from: config.layers - 1, through: 0, by: -1) {
             if let inputs = mlpInputs { _ = mlp[l].forward(ln2[l].forward(inputs[l])); mlpInputs![l] = Tensor([0]) }
             dx.add(ln2[l].backward(mlp[l].backward(dx)))
             dx.add(ln1[l].backward(attention[l].backward(dx)))
             releaseBlock(l)
+            ready?(layerRanges[l])
         }
         mlpInputs = nil
         if let n = embedNorm { dx = n.backward(dx) }
         embedding.backward(dx)
+        ready?(0..<layerRanges[0].lowerBound)
     }
 }
 

@@ -50,7 +50,9 @@ public struct StepMetrics: Codable, Equatable, Sendable {
     public var elapsed: Double
     /// Share of the step spent waiting for the batch.
     public var loaderShare: Double
-    /// Seconds of the step spent averaging gradients over ranks (0 alone).
+    /// Seconds from the end of the step's backward pass until the gradients and the loss are summed over ranks
+    /// (0 alone): with the sums overlapped with backward (the default) the wait for what backward did not hide, the
+    /// last bucket (wte, final only at the end) included; with `--no-overlap` the whole blocking allreduce.
     public var allreduceSeconds: Double
     /// The step's rows (rank 0's under MPI): window ids in the split and token offsets, so runs can be compared
     /// batch for batch.

@@ -76,6 +76,9 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "Rebuild each block's MLP activations in backward (about 35% less activation memory, 3% more flops, same gradients).")
     var recompute = false
 
+    @Flag(help: "Under mpirun, sum the gradients with one blocking allreduce after backward instead of in buckets during it (same parameters on 2 ranks).")
+    var noOverlap = false
+
     @Option(help: "Run folder.")
     var out: String = "runs/run"
 
@@ -124,13 +127,14 @@ struct TrainCommand: ParsableCommand {
         if let evalEvery { options.evalEvery = evalEvery }
         if options.evalWindows != nil && options.evalEvery == nil { options.evalEvery = options.saveEvery }
         let trainer = try Trainer(config: cfg, options: options, run: runURL, resume: resume, force: force)
+        trainer.overlapsAllreduce = !noOverlap
         let world = World.shared
         if world.rank == 0 { trainer.progress = ProgressReporter(label: "train") }
         if world.rank != 0 {
             try trainer.train()
             return
         }
-        let ranks = world.isDistributed ? " on \(world.size) ranks" : ""
+        let ranks = world.isDistributed ? " on \(world.size) ranks (gradient sums \(noOverlap ? "after" : "overlapped with") backward)" : ""
         if trainer.step == 0 {
             print("train \(cfg.model.name) (\(cfg.model.attention.rawValue)): \(trainer.model.parameters.values.count) parameters, " +
                   "context \(cfg.train.context), batch \(cfg.train.batch) x \(options.accumulation), \(cfg.train.steps) steps, order \(options.order.rawValue)\(ranks) -> \(out)")

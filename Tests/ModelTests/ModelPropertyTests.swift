@@ -93,6 +93,36 @@ final class ModelPropertyTests: XCTestCase {
         layer.initialize(std: 0.02, residualStd: 0.02, using: &rng)
         check(layer, Tensor<Float>([65_536, config.dModel], g.array(65_536 * config.dModel)), 65_536, "T = 65536")
     }
+
+    /// `backward(onGradientsReady:)`, what overlapped allreduces rely on: the ranges cover the gradient block exactly
+    /// once, in the order the layers finish (ln_f, the last layer to the first, then wte and embed_norm), and no
+    /// range changes after it is handed out, on the second micro-batch of an accumulation and with recompute too.
+    func testGradientRangesAreFinalWhenReported() {
+        var config = ModelConfig(name: "ready", layers: 3, dModel: 8, heads: 2, power: 2, chunk: 4, attention: .conformalSympow)
+        config.vocabSize = 13
+        let model = Transformer<Float>(config: config, seed: 1)
+        let p = model.parameters, gradients = p.gradients
+        let layer = { (l: Int) in p["blocks.\(l).ln1.weight"].offset..<p["blocks.\(l).mlp.w2"].range.upperBound }
+        let expected = [p["ln_f.weight"].range] + (0..<3).reversed().map(layer) + [0..<p["blocks.0.ln1.weight"].offset]
+        let tokens: [Int32] = (0..<16).map { Int32(($0 * 5 + 3) % 13) }, targets: [Int32] = (0..<16).map { Int32(($0 * 7 + 1) % 13) }
+        let mask = [Float](repeating: 1, count: 16)
+        for recompute in [false, true] {
+            model.zeroGradients()
+            var reported: [(range: Range<Int>, values: [Float])] = []
+            for micro in 0..<2 {
+                _ = model.forward(tokens: tokens, targets: targets, mask: mask, batch: 2, length: 8, recompute: recompute)
+                model.backward(onGradientsReady: micro == 0 ? nil : { reported.append(($0, Array(gradients.buffer[$0]))) })
+            }
+            XCTAssertEqual(reported.map(\.range), expected, "recompute \(recompute)")
+            var covered = [Int](repeating: 0, count: gradients.count)
+            for (range, values) in reported {
+                for i in range { covered[i] += 1 }
+                XCTAssertTrue(Array(gradients.buffer[range]) == values, "recompute \(recompute): \(range) changed after it was reported final")
+                XCTAssertTrue(values.contains { $0 != 0 }, "\(range) holds no gradient")
+            }
+            XCTAssertEqual(covered, [Int](repeating: 1, count: gradients.count), "recompute \(recompute): the ranges must cover the block once")
+        }
+    }
 }
 
 /// The `model` section of `data/configs/NAME.json` (config files are read by `RunConfig`, in Training).

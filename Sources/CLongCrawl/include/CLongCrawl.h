@@ -74,6 +74,13 @@ void lc_world_barrier(void);
 /// In-place sums over all ranks.
 void lc_world_sum_float(float *buffer, long count);
 void lc_world_sum_double(double *buffer, long count);
+/// Starts an in-place sum of buffer[0..<count] over all ranks without waiting (MPI_Iallreduce); the buffer must not
+/// be touched until lc_world_wait_sums returns.
+void lc_world_start_sum_float(float *buffer, long count);
+/// Lets the started sums progress (MPI moves data only inside its calls); 1 when all are complete.
+int lc_world_test_sums(void);
+/// Waits for every started sum.
+void lc_world_wait_sums(void);
 /// In-place maximum over all ranks.
 void lc_world_max_int64(int64_t *buffer, int count);
 /// Every rank's `size` into sizes[rank]; returns their total.
