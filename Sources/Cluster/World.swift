@@ -31,9 +31,8 @@ public final class World: @unchecked Sendable {
     /// bit for bit however a buffer is split into started sums.
     public func startSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) { lc_world_start_sum_float(buffer, count) }
 
-    /// Lets the started sums progress: MPI moves their data only inside its calls. True when all are complete.
-    @discardableResult
-    public func progressSums() -> Bool { lc_world_test_sums() != 0 }
+    /// Lets the started sums progress: MPI moves their data only inside its calls.
+    public func progressSums() { _ = lc_world_test_sums() }
 
     /// Waits for every started sum.
     public func waitForSums() { lc_world_wait_sums() }

@@ -13,7 +13,6 @@ public protocol TensorScalar: BinaryFloatingPoint, SIMDScalar, Sendable, Codable
     static func dot(_ a: UnsafePointer<Self>, _ b: UnsafePointer<Self>, _ n: Int) -> Self
     static func exp(_ x: Self) -> Self
     static func log(_ x: Self) -> Self
-    static func tanh(_ x: Self) -> Self
     /// The largest of x[0..<n].
     static func maximum(_ x: UnsafePointer<Self>, _ n: Int) -> Self
     /// x[i] = exp(x[i] - shift) in place, returning the sum in Float64 (a softmax row).
@@ -35,7 +34,6 @@ extension Float: TensorScalar {
     @inlinable public static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float { cblas_sdot(Int32(n), a, 1, b, 1) }
     @inlinable public static func exp(_ x: Float) -> Float { expf(x) }
     @inlinable public static func log(_ x: Float) -> Float { logf(x) }
-    @inlinable public static func tanh(_ x: Float) -> Float { tanhf(x) }
     @inlinable public static func maximum(_ x: UnsafePointer<Float>, _ n: Int) -> Float { lc_max(x, n) }
     @inlinable public static func expShiftedSum(_ x: UnsafeMutablePointer<Float>, _ n: Int, shift: Float) -> Double {
         lc_exp_shifted_sum(x, n, shift)
@@ -57,7 +55,6 @@ extension Double: TensorScalar {
     @inlinable public static func dot(_ a: UnsafePointer<Double>, _ b: UnsafePointer<Double>, _ n: Int) -> Double { cblas_ddot(Int32(n), a, 1, b, 1) }
     @inlinable public static func exp(_ x: Double) -> Double { Glibc.exp(x) }
     @inlinable public static func log(_ x: Double) -> Double { Glibc.log(x) }
-    @inlinable public static func tanh(_ x: Double) -> Double { Glibc.tanh(x) }
     public static func maximum(_ x: UnsafePointer<Double>, _ n: Int) -> Double {
         var m = -Double.infinity
         for i in 0..<n { m = Swift.max(m, x[i]) }
