@@ -261,7 +261,7 @@ class _FusedHeadLoss(torch.autograd.Function):
     N x V (16,384 x 50,304 float32 logits would be 3.3 GB, three times over with softmax and gradient)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, wte: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, training: bool, block: int = 256):
+    def forward(ctx, x: torch.Tensor, wte: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, training: bool, block: int = 512):
         count = mask.sum().clamp(min=1)
         losses = torch.empty(len(x), dtype=x.dtype)
         dx, dwte = torch.zeros_like(x), torch.zeros_like(wte)

@@ -125,9 +125,9 @@ public final class SympowAttention<S: TensorScalar> {
         precondition(x.count == batch * t * c, "attention input is not [B*T, C]")
         precondition(resolvedForm(t) == .attention || t % chunk == 0, "length \(t) is not a multiple of the chunk \(chunk)")
         self.x = x; self.batch = batch; length = t
-        let p = Tensor<S>([batch * t, width])
+        let p = Tensor<S>(uninitialized: [batch * t, width])
         gemm(false, false, batch * t, width, c, 1, x, wQKVGR, 0, p)
-        let gates = Tensor<S>([batch * t, 2 * h])
+        let gates = Tensor<S>(uninitialized: [batch * t, 2 * h])
         for r in 0..<(batch * t) { (gates.data + r * 2 * h).update(from: p.data + r * width + 3 * c, count: 2 * h) }
         gateInputs = gates
         // Heads and batch rows are independent: one per core.
@@ -140,7 +140,7 @@ public final class SympowAttention<S: TensorScalar> {
         }
         caches = results.map { $0! }
         let merged = merge(caches.map(\.y), batch: batch, length: t)
-        let out = Tensor<S>([batch * t, c])
+        let out = Tensor<S>(uninitialized: [batch * t, c])
         gemm(false, false, batch * t, c, c, 1, merged, wO, 0, out)
         return out
     }
@@ -232,7 +232,7 @@ public final class SympowAttention<S: TensorScalar> {
     /// Heads' outputs ([T, d] per (row, head), row-major over rows then heads) side by side: [B*T, C].
     private func merge(_ ys: [[S]], batch: Int, length t: Int) -> Tensor<S> {
         let c = dModel, h = heads, d = headDim
-        let merged = Tensor<S>([batch * t, c])
+        let merged = Tensor<S>(uninitialized: [batch * t, c])
         for (i, y) in ys.enumerated() {
             let b = i / h, head = i % h
             y.withUnsafeBufferPointer { src in
@@ -249,7 +249,7 @@ public final class SympowAttention<S: TensorScalar> {
         let c = dModel, h = heads, d = headDim, width = 3 * c + 2 * h, t = length, n = batch * t
         let merged = merge(caches.map(\.y), batch: batch, length: t)
         gemm(true, false, c, c, n, 1, merged, dy, 1, dwO)
-        let dMerged = Tensor<S>([n, c])
+        let dMerged = Tensor<S>(uninitialized: [n, c])
         gemm(false, true, n, c, c, 1, dy, wO, 0, dMerged)
         let dp = Tensor<S>([n, width])
         // Each (row, head) writes its own columns of dp: one per core.
@@ -294,7 +294,7 @@ public final class SympowAttention<S: TensorScalar> {
             }
         } }
         gemm(true, false, c, width, n, 1, x, dp, 1, dwQKVGR)
-        let dx = Tensor<S>([n, c])
+        let dx = Tensor<S>(uninitialized: [n, c])
         gemm(false, true, n, c, width, 1, dp, wQKVGR, 0, dx)
         return dx
     }

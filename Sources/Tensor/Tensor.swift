@@ -101,6 +101,16 @@ public final class Tensor<Scalar: TensorScalar>: @unchecked Sendable {
         base = nil
     }
 
+    /// A tensor whose elements are not set: for outputs written in full before they are read (a GEMM with beta 0,
+    /// a normalization), where zero-filling would be one more pass over memory on one core.
+    public init(uninitialized shape: [Int]) {
+        precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
+        self.shape = shape
+        self.count = shape.reduce(1, *)
+        self.data = .allocate(capacity: Swift.max(count, 1))
+        base = nil
+    }
+
     public convenience init(_ shape: [Int], _ values: [Scalar]) {
         self.init(shape)
         precondition(values.count == count, "\(values.count) values for shape \(shape)")
@@ -132,14 +142,15 @@ public final class Tensor<Scalar: TensorScalar>: @unchecked Sendable {
     /// self += y elementwise.
     public func add(_ y: Tensor) {
         precondition(y.count == count, "adding \(y.count) elements to \(count)")
-        for i in 0..<count { data[i] += y.data[i] }
+        let x = data, y = y.data
+        parallelSlices(count) { for i in $0 { x[i] += y[i] } }
     }
 
     /// self *= factor elementwise.
     public func scale(by factor: Scalar) { for i in 0..<count { data[i] *= factor } }
 
     public func copy() -> Tensor {
-        let t = Tensor(shape)
+        let t = Tensor(uninitialized: shape)
         t.data.update(from: data, count: count)
         return t
     }
@@ -199,10 +210,11 @@ public func gemm<A: ScalarSource, B: ScalarSource>(
 public var blasThreads: Int { max(1, Int(lc_blas_get_threads())) }
 
 /// Runs `body` over contiguous slices of 0..<count, one per BLAS thread, in parallel: for elementwise passes between
-/// GEMMs, which would otherwise leave every core but one idle. Small counts run in one slice (a hand-over costs
-/// microseconds). Each element must be computed alike whichever slice holds it.
-public func parallelSlices(_ count: Int, _ body: (Range<Int>) -> Void) {
-    let lanes = count < 1 << 16 ? 1 : blasThreads
+/// GEMMs, which would otherwise leave every core but one idle. `cost` is the elements of work per item (a row's
+/// width); small passes run in one slice (a hand-over costs microseconds). Each item must be computed alike
+/// whichever slice holds it.
+public func parallelSlices(_ count: Int, cost: Int = 1, _ body: (Range<Int>) -> Void) {
+    let lanes = count * cost < 1 << 16 ? 1 : blasThreads
     guard lanes > 1 else { if count > 0 { body(0..<count) }; return }
     // Slices of whole 16-element (64-byte) runs: neighbouring threads share at most one cache line.
     let step = (count / lanes + 15) / 16 * 16

@@ -25,10 +25,13 @@ public final class AdamW<S: TensorScalar> {
         let w = parameters.values.data, g = parameters.gradients.data, m = m.data, v = v.data
         for p in parameters {
             let decay = p.decays ? S(1 - lr * weightDecay) : 1
-            for i in p.range {
-                m[i] = b1 * m[i] + (1 - b1) * g[i]
-                v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]
-                w[i] = w[i] * decay - a * m[i] / ((v[i] * invC2).squareRoot() + eps)
+            let start = p.range.lowerBound
+            parallelSlices(p.range.count) { slice in
+                for i in (start + slice.lowerBound)..<(start + slice.upperBound) {
+                    m[i] = b1 * m[i] + (1 - b1) * g[i]
+                    v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]
+                    w[i] = w[i] * decay - a * m[i] / ((v[i] * invC2).squareRoot() + eps)
+                }
             }
         }
     }
