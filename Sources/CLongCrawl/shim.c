@@ -81,6 +81,7 @@ int lc_register_zstd_filter(void) {
 void lc_malloc_keep_below(int bytes) {
     mallopt(M_MMAP_THRESHOLD, bytes);
     mallopt(M_TRIM_THRESHOLD, -1);
+    mallopt(M_ARENA_MAX, 1);
 }
 
 #include <immintrin.h>

@@ -46,7 +46,11 @@ struct LongCrawl: ParsableCommand {
         // Batches, windows and activations are allocated and freed at a steady rhythm; glibc would serve each one
         // over 128 KiB with a fresh mmap, or give freed heap back, and fault its pages in again (serialized on the
         // process's memory map lock; zeroing the pages was 4% of a training step). Keep blocks below 1 GiB on the
-        // heap (a [T, 4C] activation of `small` at T = 65,536 is 256 MiB) and the heap at its peak.
+        // heap (a [T, 4C] activation of `small` at T = 65,536 is 256 MiB) and the heap at its peak. And one heap for
+        // all threads: the attention heads allocate on Dispatch's workers, whose own arenas have 64 MiB heaps that
+        // send anything larger to mmap and fragment from step to step (peak RSS of `train` at 65,536 crept from
+        // 3.85 to 4.12 GB over 8 steps; with one arena 3.77 GB, flat over 5). The few large allocations a step makes
+        // do not contend for its lock.
         lc_malloc_keep_below(1 << 30)
         if getenv("OPENBLAS_CORETYPE") == nil, let preferred = lc_blas_preferred_core(),
            let current = lc_blas_core_name().map({ String(cString: $0).lowercased() }),

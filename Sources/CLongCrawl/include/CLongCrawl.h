@@ -43,7 +43,8 @@ int lc_register_zstd_filter(void);
 /// Silences HDF5's own error printing to stderr; errors are reported by the caller.
 void lc_h5_silence_errors(void);
 
-/// Keeps allocations below `bytes` on the heap (glibc M_MMAP_THRESHOLD) and never trims freed heap (M_TRIM_THRESHOLD).
+/// Keeps allocations below `bytes` on the heap (glibc M_MMAP_THRESHOLD), never trims freed heap (M_TRIM_THRESHOLD),
+/// and serves every thread from that one heap (M_ARENA_MAX 1).
 void lc_malloc_keep_below(int bytes);
 
 /// The largest of x[0..<n] (n >= 1).
