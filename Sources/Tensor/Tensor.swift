@@ -92,13 +92,9 @@ public final class Tensor<Scalar: TensorScalar>: @unchecked Sendable {
     private let base: Tensor?
 
     /// A zero-filled tensor.
-    public init(_ shape: [Int]) {
-        precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
-        self.shape = shape
-        self.count = shape.reduce(1, *)
-        self.data = .allocate(capacity: Swift.max(count, 1))
+    public convenience init(_ shape: [Int]) {
+        self.init(uninitialized: shape)
         data.initialize(repeating: 0, count: Swift.max(count, 1))
-        base = nil
     }
 
     /// A tensor whose elements are not set: for outputs written in full before they are read (a GEMM with beta 0,
@@ -112,9 +108,9 @@ public final class Tensor<Scalar: TensorScalar>: @unchecked Sendable {
     }
 
     public convenience init(_ shape: [Int], _ values: [Scalar]) {
-        self.init(shape)
+        self.init(uninitialized: shape)
         precondition(values.count == count, "\(values.count) values for shape \(shape)")
-        values.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: count) }
+        values.withUnsafeBufferPointer { data.initialize(from: $0.baseAddress!, count: count) }
     }
 
     /// A view of `shape` into `base` from element `offset` on: writes to either show in both.
@@ -151,7 +147,7 @@ public final class Tensor<Scalar: TensorScalar>: @unchecked Sendable {
 
     public func copy() -> Tensor {
         let t = Tensor(uninitialized: shape)
-        t.data.update(from: data, count: count)
+        t.data.initialize(from: data, count: count)
         return t
     }
 }
