@@ -23,6 +23,8 @@ final class ByteStream {
     private var zstd: OpaquePointer?
     private var zlib: UnsafeMutablePointer<z_stream>?
     private var raw = [UInt8](repeating: 0, count: 1 << 20)
+    /// Scratch for one decoding call, reused (zero-filling a fresh one per call cost as much as a copy).
+    private var decoded = [UInt8](repeating: 0, count: 1 << 20)
     private var rawStart = 0, rawEnd = 0
     /// Decoded bytes not consumed yet start at `start`.
     private var buffer: [UInt8] = []
@@ -73,7 +75,11 @@ final class ByteStream {
     func nextLine() throws -> [UInt8]? {
         var scanFrom = start
         while true {
-            if let nl = buffer[scanFrom...].firstIndex(of: 0x0A) {
+            let found = buffer.withUnsafeBufferPointer { b -> Int? in
+                guard scanFrom < b.count, let p = memchr(b.baseAddress! + scanFrom, 0x0A, b.count - scanFrom) else { return nil }
+                return UnsafeRawPointer(p) - UnsafeRawPointer(b.baseAddress!)
+            }
+            if let nl = found {
                 var end = nl
                 if end > start, buffer[end - 1] == 0x0D { end -= 1 }
                 let line = Array(buffer[start..<end])
@@ -102,6 +108,20 @@ final class ByteStream {
         let end = start + min(count, buffer.count - start)
         defer { start = end }
         return Array(buffer[start..<end])
+    }
+
+    /// Passes over `count` bytes (fewer only at the end) without copying them out; returns how many.
+    func skip(_ count: Int) throws -> Int {
+        var left = count
+        while left > 0 {
+            if start == buffer.count {
+                if eof { break }
+                _ = compact(); try fill(); continue
+            }
+            let n = min(left, buffer.count - start)
+            start += n; left -= n
+        }
+        return count - left
     }
 
     /// Everything left.
@@ -134,19 +154,18 @@ final class ByteStream {
             if try readRaw() == 0 { eof = true } else { buffer.append(contentsOf: raw[0..<rawEnd]) }
             return
         }
-        var out = [UInt8](repeating: 0, count: 1 << 20)
         while true {
             if rawStart == rawEnd, try readRaw() == 0 {
                 if inFrame { throw FileError(url, "\(compression == .zstd ? "zstd" : "gzip") stream truncated at byte \(fileOffset)") }
                 eof = true
                 return
             }
-            let produced = try out.withUnsafeMutableBytes { dst in
+            let produced = try decoded.withUnsafeMutableBytes { dst in
                 try raw.withUnsafeMutableBytes { src in
                     compression == .zstd ? try decodeZstd(src, dst) : try decodeGzip(src, dst)
                 }
             }
-            if produced > 0 { buffer.append(contentsOf: out[0..<produced]); return }
+            if produced > 0 { buffer.append(contentsOf: decoded[0..<produced]); return }
         }
     }
 

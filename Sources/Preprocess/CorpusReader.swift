@@ -12,25 +12,54 @@ public struct Document: Sendable {
     public var origin: String
     public var text: [UInt8]
     /// Index of its input part (a file, or a parquet row group) among all parts, before any split over ranks.
-    public var file: Int
+    public var part: Int
 }
 
-/// Why a record was not turned into windows.
-public enum DropReason: String, CaseIterable, Sendable {
-    case empty
-    case unreadable
-    case tooShort = "too_short"
+/// Why a record was not turned into windows: the name of the stage that dropped it, counted in `index.json` as
+/// `dropped_<name>`. Readers give the first three; each document rule and the tokenizer name their own.
+public struct DropReason: Hashable, Sendable, CustomStringConvertible {
+    public let name: String
+    public init(_ name: String) { self.name = name }
+    public var description: String { name }
+    /// The counter in `index.json`.
+    public var counter: String { "dropped_" + name }
+
+    /// A record without text: an empty file, string, row or WARC record, a blank line, a null value.
+    public static let empty = DropReason("empty")
+    /// A record that is not what its kind requires (not JSON, no text field, not UTF-8, a broken file's rest).
+    public static let unreadable = DropReason("unreadable")
+    /// A text shorter than the windows it must give (in UTF-8 bytes: every GPT-2 token is at least one byte), told
+    /// from its length before it is decoded, checked as UTF-8 or tokenized.
+    public static let tooShort = DropReason("too_short")
 }
 
-/// What the reader yields per record: a document, or a record it could not use and why.
+/// A record that was dropped: where, why, and its text's UTF-8 length when it had one.
+public struct DroppedRecord: Sendable {
+    public var ordinal: Int
+    public var origin: String
+    public var reason: DropReason
+    /// What was wrong, for the warning of an unreadable record; empty for a rule's drop.
+    public var detail: String
+    public var bytes: Int?
+}
+
+/// What a reader yields per record: a document, or a record it could not use and why.
 public enum CorpusRecord: Sendable {
     case document(Document)
-    case dropped(ordinal: Int, origin: String, reason: DropReason, detail: String)
+    case dropped(DroppedRecord)
 
     public var ordinal: Int {
-        switch self {
-        case .document(let d): return d.ordinal
-        case .dropped(let o, _, _, _): return o
+        get {
+            switch self {
+            case .document(let d): return d.ordinal
+            case .dropped(let d): return d.ordinal
+            }
+        }
+        set {
+            switch self {
+            case .document(var d): d.ordinal = newValue; self = .document(d)
+            case .dropped(var d): d.ordinal = newValue; self = .dropped(d)
+            }
         }
     }
 }
@@ -58,7 +87,7 @@ enum StreamContent: Equatable {
         let blank: [UInt8] = [0x20, 0x09, 0x0A, 0x0D]
         if let first = body.firstIndex(where: { !blank.contains($0) }), body[first] == UInt8(ascii: "{") {
             let line = body[first...].prefix { $0 != 0x0A }
-            if (try? JSONSerialization.jsonObject(with: Data(line))) is [String: Any] { self = .jsonl; return }
+            if line.withUnsafeBufferPointer({ JSONLineScanner(paths: []).isObject($0) }) { self = .jsonl; return }
             // A first record longer than the sniff window: an object that opens with a key.
             let cut = line.endIndex == body.endIndex && !complete
             if cut, line.dropFirst().first(where: { !blank.contains($0) }) == UInt8(ascii: "\"") { self = .jsonl; return }
@@ -71,47 +100,128 @@ enum StreamContent: Equatable {
     }
 }
 
-/// Reads documents from input files and folders in a fixed order: inputs as given, folder contents sorted by
-/// relative path. Every kind streams (JSONL and WARC record by record, through zstd or gzip; parquet row group by
-/// row group), never holding a whole file in memory, except a text file, which is one document.
-public final class CorpusReader: Sequence, IteratorProtocol {
-    /// A unit of reading: a whole file, or one row group of a parquet file (so ranks can split one big file).
-    struct InputPart {
-        var url: URL
-        /// Path relative to the input argument (a folder) or the file name (a file argument).
-        var name: String
-        var kind: InputKind
-        /// The parquet row group, for a parquet part.
-        var group = 0
-        /// Position among all parts of all inputs.
-        var index = 0
-        /// Bytes of the file this part stands for (a row group's compressed bytes for parquet).
-        var bytes = 0
+/// A unit of reading: a whole file, or one row group of a parquet file (so ranks and threads can split one big
+/// file).
+struct InputPart: Sendable {
+    var url: URL
+    /// Path relative to the input argument (a folder) or the file name (a file argument).
+    var name: String
+    var kind: InputKind
+    /// The parquet row group, for a parquet part.
+    var group = 0
+    /// Position among all parts of all inputs.
+    var index = 0
+    /// Bytes of the file this part stands for (a row group's compressed bytes for parquet).
+    var bytes = 0
+}
+
+/// What every reader of one input kind is told: which fields hold the text and the id, and the shortest text
+/// worth reading.
+struct ReadSettings: Sendable {
+    var textField = "text"
+    var idField: String? = "id"
+    /// Texts of fewer UTF-8 bytes are dropped as `too_short` from their length alone (0: none).
+    var minTextBytes = 0
+
+    /// A document, or the drop of an empty, too short or non-UTF-8 one, in that order (a short text is never
+    /// checked as UTF-8).
+    func document(_ text: [UInt8], id: @autoclosure () -> String, origin: String, part: InputPart, what: String) -> CorpusRecord {
+        if let drop = dropByLength(text.count, origin: origin, what: what) { return drop }
+        if let bad = text.withUnsafeBufferPointer({ firstInvalidUTF8($0) }) {
+            return dropped(origin, .unreadable, "\(what) is not UTF-8 (invalid byte at offset \(bad))", bytes: text.count)
+        }
+        return .document(Document(ordinal: 0, id: id(), origin: origin, text: text, part: part.index))
     }
 
+    /// The drop of a text of `bytes` bytes that is empty or too short; nil if it is long enough.
+    func dropByLength(_ bytes: Int, origin: String, what: String) -> CorpusRecord? {
+        if bytes == 0 { return dropped(origin, .empty, "empty \(what)", bytes: 0) }
+        if bytes < minTextBytes { return dropped(origin, .tooShort, "", bytes: bytes) }
+        return nil
+    }
+
+    func dropped(_ origin: String, _ reason: DropReason, _ detail: String, bytes: Int? = nil) -> CorpusRecord {
+        .dropped(DroppedRecord(ordinal: 0, origin: origin, reason: reason, detail: detail, bytes: bytes))
+    }
+}
+
+/// Reads the records of one input part in order: the one protocol every input kind implements (`JSONLReader`,
+/// `WARCReader`, `TextReader`, `ParquetPartReader`). Records come with ordinal 0; the caller numbers them.
+protocol PartReader: AnyObject {
+    /// The next record, or nil at the end of the part. Throws when the rest of the part cannot be read.
+    func next() throws -> CorpusRecord?
+    /// Bytes of the part's file consumed so far (compressed bytes for compressed input), for progress.
+    var bytesRead: Int { get }
+    /// Where the reader is, for the record that reports a thrown error (`file:line`, or the file).
+    var position: String { get }
+}
+
+/// One part's records, never throwing: a part that cannot be opened or decoded, or whose content is no known
+/// kind, ends with one unreadable record naming the file (and line), never silently.
+final class PartCursor {
+    let part: InputPart
+    private let settings: ReadSettings
+    private var reader: PartReader?
+    private var done = false
+
+    init(_ part: InputPart, _ settings: ReadSettings) { self.part = part; self.settings = settings }
+
+    var bytesRead: Int { reader?.bytesRead ?? 0 }
+
+    func next() -> CorpusRecord? {
+        guard !done else { return nil }
+        do {
+            if reader == nil { reader = try open() }
+            if let record = try reader!.next() { return record }
+        } catch {
+            done = true
+            return settings.dropped(reader?.position ?? part.url.path, .unreadable, "\(error); the rest of this file is skipped")
+        }
+        done = true
+        return nil
+    }
+
+    private func open() throws -> PartReader {
+        switch part.kind {
+        case .parquet: return try ParquetPartReader(part, settings)
+        case .stream(let compression):
+            let bytes = try ByteStream(url: part.url, compression: compression)
+            let head = try bytes.peek(StreamContent.sniffBytes)
+            // An empty file is an empty text.
+            switch head.isEmpty ? .text : StreamContent(head: head, complete: head.count < StreamContent.sniffBytes) {
+            case .text: return TextReader(bytes, part, settings)
+            case .jsonl: return JSONLReader(bytes, part, settings)
+            case .warc: return WARCReader(bytes, part, settings)
+            case .unknown(let why):
+                throw FileError(part.url, "content is none of parquet, WARC, JSONL or UTF-8 text (\(why))")
+            }
+        }
+    }
+}
+
+/// Reads documents from input files and folders in a fixed order: inputs as given, folder contents sorted by
+/// relative path. Every kind streams (JSONL and WARC record by record, through zstd or gzip; parquet row group by
+/// row group), never holding a whole file in memory, except a text file, which is one document. Iterating it
+/// reads the parts one after another; the preprocessing pipeline reads them on several threads (`DocumentFeed`).
+public final class CorpusReader: Sequence, IteratorProtocol {
     let parts: [InputPart]
-    let textField: String
-    let idField: String?
+    let settings: ReadSettings
     private var partIndex = 0
     private var ordinal = 0
-    /// The open stream of the current part and what it holds.
-    private var stream: (bytes: ByteStream, content: StreamContent, records: Int)?
-    /// The current parquet part's rows not yet returned, and the row number of the first.
-    private var rows: (values: ArraySlice<ParquetRow>, first: Int)?
-    private var parquet: ParquetReader?
+    private var cursor: PartCursor?
     /// Input bytes, for progress and ETA.
     public var totalBytes: Int { parts.reduce(0) { $0 + $1.bytes } }
-    /// Bytes of parts fully read so far, plus the position in the current one.
-    public var progressBytes: Int { bytesDone + (stream?.bytes.fileOffset ?? 0) }
-    private var bytesDone = 0
 
     /// Lists the inputs. Errors (a missing path, an empty folder, a parquet footer that cannot be read) name the path.
     /// - Parameters:
     ///   - textField: the JSON key (a dotted path into nested objects) or parquet column holding the text.
     ///   - idField: the same for the document id; when nil or absent in a record, the id is `file:line` (JSONL),
-    ///     `file:row` (parquet, rows from 0) or the WARC record's `WARC-Record-ID`.
+    ///     `file:row` (parquet, rows from 0) or the WARC record's `WARC-Record-ID`. A JSON number is its literal
+    ///     (an integer) or its shortest decimal form; other JSON values count as absent.
+    ///   - minTextBytes: texts shorter than this are dropped as `too_short` from their length alone.
     ///   - share: read only the parts at positions `rank`, `rank + world`, ... (ranks of a distributed run).
-    public init(inputs: [String], textField: String = "text", idField: String? = "id", share: (rank: Int, world: Int) = (0, 1)) throws {
+    public init(inputs: [String], textField: String = "text", idField: String? = "id", minTextBytes: Int = 0,
+                share: (rank: Int, world: Int) = (0, 1)) throws {
         var files: [(url: URL, name: String)] = []
         for input in inputs {
             let url = URL(fileURLWithPath: input)
@@ -142,8 +252,7 @@ public final class CorpusReader: Sequence, IteratorProtocol {
         }
         for i in parts.indices { parts[i].index = i }
         self.parts = parts.filter { $0.index % share.world == share.rank }
-        self.textField = textField
-        self.idField = idField
+        settings = ReadSettings(textField: textField, idField: idField, minTextBytes: minTextBytes)
     }
 
     /// The kind from the first and last bytes; a file that cannot be read at all is a stream, reported when opened.
@@ -174,149 +283,20 @@ public final class CorpusReader: Sequence, IteratorProtocol {
         return out.sorted { Array($0.name.utf8).lexicographicallyPrecedes(Array($1.name.utf8)) }
     }
 
-    /// The next record, or nil at the end of the last input. A file that cannot be opened or decoded, or whose
-    /// content is no known kind, is reported as a dropped record (with file and offset), never skipped silently.
+    /// The next record, numbered over all parts, or nil at the end of the last input.
     public func next() -> CorpusRecord? {
         while partIndex < parts.count {
-            let part = parts[partIndex]
-            let record: CorpusRecord?
-            do {
-                switch part.kind {
-                case .parquet: record = try nextRow(part)
-                case .stream(let compression): record = try nextInStream(part, compression)
-                }
-            } catch {
-                // A broken file ends there: the rest of it is one unreadable record.
-                let at = stream.map { "\(part.url.path):\($0.bytes.lineNumber + 1)" } ?? part.url.path
-                record = .dropped(ordinal: ordinal, origin: at, reason: .unreadable, detail: "\(error); the rest of this file is skipped")
-                endPart()
+            if cursor == nil { cursor = PartCursor(parts[partIndex], settings) }
+            if var record = cursor!.next() {
+                record.ordinal = ordinal
+                ordinal += 1
+                return record
             }
-            if let record { ordinal += 1; return record }
-            endPart()
+            cursor = nil
+            partIndex += 1
         }
         return nil
     }
-
-    private func endPart() {
-        bytesDone += parts[partIndex].bytes
-        partIndex += 1
-        stream = nil; rows = nil
-    }
-
-    private func nextRow(_ part: InputPart) throws -> CorpusRecord? {
-        if rows == nil {
-            if parquet?.url != part.url { parquet = try ParquetReader(url: part.url, textColumn: textField, idColumn: idField) }
-            let first = (0..<part.group).reduce(0) { $0 + parquet!.rowCount(group: $1) }
-            rows = (ArraySlice(try parquet!.readRowGroup(part.group)), first)
-        }
-        guard let row = rows!.values.popFirst() else { return nil }
-        let number = rows!.first + rows!.values.startIndex - 1
-        let origin = "\(part.url.path):\(number)"
-        guard let text = row.text else { return .dropped(ordinal: ordinal, origin: origin, reason: .empty, detail: "null \"\(textField)\"") }
-        return document(text, id: row.id ?? "\(part.name):\(number)", origin: origin, part: part, what: "\"\(textField)\"")
-    }
-
-    private func nextInStream(_ part: InputPart, _ compression: Compression) throws -> CorpusRecord? {
-        if stream == nil {
-            let bytes = try ByteStream(url: part.url, compression: compression)
-            let head = try bytes.peek(StreamContent.sniffBytes)
-            // An empty file is an empty text.
-            stream = (bytes, head.isEmpty ? .text : StreamContent(head: head, complete: head.count < StreamContent.sniffBytes), 0)
-        }
-        let (bytes, content, records) = stream!
-        defer { stream?.records = records + 1 }
-        switch content {
-        case .unknown(let why):
-            guard records == 0 else { return nil }
-            return .dropped(ordinal: ordinal, origin: part.url.path, reason: .unreadable,
-                            detail: "content is none of parquet, WARC, JSONL or UTF-8 text (\(why))")
-        case .text:
-            guard records == 0 else { return nil }
-            return document(try bytes.rest(), id: part.name, origin: part.url.path, part: part, what: "file")
-        case .jsonl:
-            guard let line = try bytes.nextLine() else { return nil }
-            return parseJSONLine(line, number: bytes.lineNumber, part: part)
-        case .warc:
-            return try nextWARCRecord(bytes, part: part)
-        }
-    }
-
-    /// The next conversion record of a WARC stream (Common Crawl's WET files): headers up to a blank line, then
-    /// `Content-Length` bytes of text. Other record types (warcinfo, request, metadata) hold no document and are
-    /// passed over.
-    private func nextWARCRecord(_ bytes: ByteStream, part: InputPart) throws -> CorpusRecord? {
-        while true {
-            var line = try bytes.nextLine()
-            while line?.isEmpty == true { line = try bytes.nextLine() }
-            guard let version = line else { return nil }
-            let at = "\(part.url.path):\(bytes.lineNumber)"
-            guard version.starts(with: Array("WARC/".utf8)) else { throw FileError(part.url, "line \(bytes.lineNumber): expected a WARC record header") }
-            var headers: [String: String] = [:]
-            while let h = try bytes.nextLine(), !h.isEmpty {
-                guard let colon = h.firstIndex(of: UInt8(ascii: ":")) else { continue }
-                let key = String(decoding: h[..<colon], as: UTF8.self).lowercased()
-                headers[key] = String(decoding: h[(colon + 1)...], as: UTF8.self).trimmingCharacters(in: .whitespaces)
-            }
-            guard let length = headers["content-length"].flatMap({ Int($0) }), length >= 0 else {
-                throw FileError(part.url, "line \(bytes.lineNumber): WARC record without a valid Content-Length")
-            }
-            let content = try bytes.next(length)
-            guard content.count == length else { throw FileError(part.url, "WARC record at \(at) truncated (\(content.count) of \(length) bytes)") }
-            guard headers["warc-type"] == "conversion" else { continue }
-            let id = headers["warc-record-id"] ?? "\(part.name):\(bytes.lineNumber)"
-            if content.isEmpty { return .dropped(ordinal: ordinal, origin: at, reason: .empty, detail: "empty WARC record") }
-            return document(content, id: id, origin: at, part: part, what: "WARC record")
-        }
-    }
-
-    private func parseJSONLine(_ line: [UInt8], number: Int, part: InputPart) -> CorpusRecord {
-        let origin = "\(part.url.path):\(number)"
-        if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) {
-            return .dropped(ordinal: ordinal, origin: origin, reason: .empty, detail: "blank line")
-        }
-        let object: Any
-        do { object = try JSONSerialization.jsonObject(with: Data(line), options: [.fragmentsAllowed]) } catch {
-            return .dropped(ordinal: ordinal, origin: origin, reason: .unreadable, detail: "not JSON (\(jsonErrorSummary(error)))")
-        }
-        guard let dict = object as? [String: Any] else {
-            return .dropped(ordinal: ordinal, origin: origin, reason: .unreadable, detail: "not a JSON object")
-        }
-        guard let text = field(dict, textField) as? String else {
-            let what = field(dict, textField) == nil ? "has no \"\(textField)\" field" : "\"\(textField)\" is not a string"
-            return .dropped(ordinal: ordinal, origin: origin, reason: .unreadable, detail: what)
-        }
-        var id = "\(part.name):\(number)"
-        if let idField, let value = field(dict, idField) {
-            if let s = value as? String { id = s } else if let n = value as? NSNumber { id = n.stringValue }
-        }
-        return document(Array(text.utf8), id: id, origin: origin, part: part, what: "\"\(textField)\"")
-    }
-
-    /// A document, or the drop of an empty or non-UTF-8 one.
-    private func document(_ text: [UInt8], id: String, origin: String, part: InputPart, what: String) -> CorpusRecord {
-        if text.isEmpty { return .dropped(ordinal: ordinal, origin: origin, reason: .empty, detail: "empty \(what)") }
-        if let bad = text.withUnsafeBufferPointer({ firstInvalidUTF8($0) }) {
-            return .dropped(ordinal: ordinal, origin: origin, reason: .unreadable, detail: "\(what) is not UTF-8 (invalid byte at offset \(bad))")
-        }
-        return .document(Document(ordinal: ordinal, id: id, origin: origin, text: text, file: part.index))
-    }
-}
-
-/// A value by key, or by a dotted path into nested objects (`metadata.WARC-Record-ID`); a key that itself holds
-/// dots is found first.
-func field(_ object: [String: Any], _ path: String) -> Any? {
-    if let value = object[path] { return value }
-    var node: Any = object
-    for key in path.split(separator: ".", omittingEmptySubsequences: false) {
-        guard let next = (node as? [String: Any])?[String(key)] else { return nil }
-        node = next
-    }
-    return node
-}
-
-private func jsonErrorSummary(_ error: Error) -> String {
-    let ns = error as NSError
-    return (ns.userInfo[NSDebugDescriptionErrorKey] as? String) ?? ns.localizedDescription
 }
 
 /// Reads a whole regular file with read(2), naming the file in errors.

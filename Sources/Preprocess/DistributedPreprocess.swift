@@ -24,7 +24,7 @@ extension Preprocessor {
         let started = Date()
         var topOptions = options.record
         topOptions["ranks"] = String(world.size)
-        let result = try distributedRun(output: output, build: BuildRecord(inputs: inputs, options: topOptions), mode: mode, world: world) { folder, mode in
+        let result = try distributedRun(output: output, build: BuildRecord(inputs: inputs, options: topOptions, funnel: options.stage.funnel), mode: mode, world: world) { folder, mode in
             let p = Preprocessor(inputs: inputs, output: folder, options: options, tokenizer: tokenizer, share: (world.rank, world.size))
             p.progress = world.rank == 0 ? progress : nil
             if let warn { p.warn = warn }

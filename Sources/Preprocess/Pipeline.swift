@@ -16,10 +16,12 @@ public struct PreprocessOptions: Sendable {
     public var shardWindows = 64
     public var textField = "text"
     public var idField = "id"
-    /// Tokenizer threads; does not change the output.
+    /// Reading and tokenizing threads; does not change the output.
     public var workers = ProcessInfo.processInfo.activeProcessorCount
     /// Abort on the first unreadable record instead of dropping it with a warning; does not change the output.
     public var strict = false
+    /// The document stage's rules, in order (cheapest first), between the readers' drops and the tokenizer.
+    public var rules: [DocumentRule] = []
 
     public init() {}
 
@@ -31,12 +33,16 @@ public struct PreprocessOptions: Sendable {
         if let w = windowsPerDocument, w < 1 { throw bad("--windows-per-doc must be a positive number or 'all', got \(w)") }
         guard shardWindows >= 1 else { throw bad("--shard-windows must be positive, got \(shardWindows)") }
         guard workers >= 1 else { throw bad("--workers must be positive, got \(workers)") }
+        try stage.validate()
     }
+
+    /// The stages between reading and tokenizing: a text needs 65,536 bytes for each window it must give.
+    var stage: DocumentStage { DocumentStage(rules: rules, minTextBytes: windowLength * (windowsPerDocument ?? 1)) }
 
     var record: [String: String] {
         ["format": format.rawValue, "level": String(level), "heldout_fraction": String(heldoutFraction),
          "windows_per_doc": windowsPerDocument.map(String.init) ?? "all", "shard_windows": String(shardWindows),
-         "text_field": textField, "id_field": idField, "tokenizer": "gpt2"]
+         "text_field": textField, "id_field": idField, "tokenizer": "gpt2"].merging(stage.record) { $1 }
     }
 }
 
@@ -55,17 +61,6 @@ public enum OutputMode: Sendable {
     case resume
     /// Delete the dataset that is there (index and shards) and start over.
     case force
-}
-
-extension BuildCounts {
-    /// Counts a record dropped for `reason`.
-    mutating func drop(_ reason: DropReason) {
-        switch reason {
-        case .empty: droppedEmpty += 1
-        case .unreadable: droppedUnreadable += 1
-        case .tooShort: droppedTooShort += 1
-        }
-    }
 }
 
 /// Heldout or train by the document id alone, so a document keeps its split when the corpus grows:
@@ -119,6 +114,8 @@ public final class Preprocessor {
     public var progress: ProgressReporter?
     /// Test hook: called after each shard is committed to the index (to simulate a kill between shards).
     var afterShard: ((DatasetIndex) throws -> Void)?
+    /// Test hook: called before each document is tokenized (to count what reaches the tokenizer).
+    var beforeTokenizing: (@Sendable (Document) -> Void)?
     /// The input files this run reads: all of them, or a rank's share.
     let share: (rank: Int, world: Int)
     /// Whether the held-back document becomes the heldout set, given this run's heldout windows, kept documents
@@ -145,8 +142,8 @@ public final class Preprocessor {
     struct Emitted {
         var id: String
         var windows: [ArraySlice<UInt16>]
-        /// Input file index (for the distributed heldout rule).
-        var file: Int
+        /// Input part index (for the distributed heldout rule).
+        var part: Int
     }
 
     /// Runs to completion; throws on the first fatal error (unwritable output, `--strict` violation).
@@ -155,11 +152,13 @@ public final class Preprocessor {
         let lock = try FolderLock(output)
         defer { lock.release() }
         let started = Date()
-        let build = BuildRecord(inputs: inputs, options: options.record)
-        let reader = try CorpusReader(inputs: inputs, textField: options.textField, idField: options.idField, share: share)
+        let stage = options.stage
+        let build = BuildRecord(inputs: inputs, options: options.record, funnel: stage.funnel)
+        let reader = try CorpusReader(inputs: inputs, textField: options.textField, idField: options.idField,
+                                      minTextBytes: stage.minTextBytes, share: share)
         var start = try prepareOutput(mode: mode, build: build)
         if index.complete {
-            _ = heldoutDecision?(index.windows(split: .heldout), index.build?.counts.kept ?? 0, nil)
+            _ = heldoutDecision?(index.windows(split: .heldout), index.build?.counts["kept"] ?? 0, nil)
             return PreprocessSummary(index: index, alreadyComplete: true)
         }
         defer { for w in writers.values { w.abandon() } }
@@ -169,27 +168,24 @@ public final class Preprocessor {
         for s in Split.allCases { skip[s] = index.windows(split: s) - start.produced[s, default: 0] }
         progress?.begin(totalBytes: reader.totalBytes)
 
-        // Skip records before the restart point without tokenizing them.
-        var record = reader.next()
-        while let r = record, r.ordinal < start.document { record = reader.next() }
-        let batchDocuments = max(16, options.workers * 4)
-        while record != nil {
-            var batch: [CorpusRecord] = []
-            var batchBytes = 0
-            while let r = record, batch.count < batchDocuments, batchBytes < 64 << 20 {
-                batch.append(r)
-                if case .document(let d) = r { batchBytes += d.text.count }
-                record = reader.next()
-            }
-            let tokens = tokenize(batch)
-            for (r, t) in zip(batch, tokens) {
+        // Records before the restart point are read again (their parts must be) but neither tokenized nor counted.
+        let feed = DocumentFeed(reader: reader, stage: stage, workers: options.workers)
+        defer { feed.stop() }
+        var ordinal = 0, bytesDone = 0
+        while let piece = feed.next() {
+            var records = piece.records
+            for i in records.indices { records[i].ordinal = ordinal; ordinal += 1 }
+            records.removeAll { $0.ordinal < start.document }
+            let tokens = tokenize(records)
+            for (r, t) in zip(records, tokens) {
                 start = ResumePoint(document: r.ordinal, produced: produced, counts: counts)
                 try emit(r, tokens: t, start: start)
             }
-            progress?.update(bytes: reader.progressBytes, documents: counts.records, kept: counts.kept,
+            if piece.last { bytesDone += reader.parts[piece.part].bytes }
+            progress?.update(bytes: bytesDone + (piece.last ? 0 : piece.bytesRead), documents: counts["records"], kept: counts["kept"],
                              tokens: produced.values.reduce(0, +) * windowLength)
         }
-        try finishSplits(endState: ResumePoint(document: counts.records, produced: produced, counts: counts))
+        try finishSplits(endState: ResumePoint(document: ordinal, produced: produced, counts: counts))
         progress?.end()
         return PreprocessSummary(index: index, seconds: Date().timeIntervalSince(started), inputBytes: reader.totalBytes)
     }
@@ -200,43 +196,50 @@ public final class Preprocessor {
         return index.build?.resume ?? ResumePoint()
     }
 
-    /// Tokens for each document of a batch (empty for dropped records), computed on `workers` threads.
-    private func tokenize(_ batch: [CorpusRecord]) -> [[UInt16]] {
+    /// Tokens for each document of a piece (empty for dropped records), computed on `workers` threads.
+    private func tokenize(_ records: [CorpusRecord]) -> [[UInt16]] {
         let needed = options.windowsPerDocument.map { $0 * windowLength }
-        var results = [[UInt16]](repeating: [], count: batch.count)
+        var results = [[UInt16]](repeating: [], count: records.count)
+        let documents = records.indices.filter { if case .document = records[$0] { return true } else { return false } }
         results.withUnsafeMutableBufferPointer { out in
             let slots = SendablePointer(out.baseAddress!)
-            let work = { (i: Int) in
-                if case .document(let d) = batch[i] { slots.pointer[i] = encodePrefix(d.text, needed: needed, tokenizer: self.tokenizer) }
+            let work = { (k: Int) in
+                guard case .document(let d) = records[documents[k]] else { return }
+                self.beforeTokenizing?(d)
+                slots.pointer[documents[k]] = encodePrefix(d.text, needed: needed, tokenizer: self.tokenizer)
             }
-            if options.workers == 1 { for i in batch.indices { work(i) } }
-            else { DispatchQueue.concurrentPerform(iterations: batch.count, execute: work) }
+            if options.workers == 1 || documents.count == 1 { for k in documents.indices { work(k) } }
+            else { DispatchQueue.concurrentPerform(iterations: documents.count, execute: work) }
         }
         return results
     }
 
     /// Accounts for one record and sends its windows to its split.
     private func emit(_ record: CorpusRecord, tokens: [UInt16], start: ResumePoint) throws {
-        counts.records += 1
+        counts["records"] += 1
         let doc: Document
         switch record {
-        case .dropped(_, let origin, let reason, let detail):
-            counts.drop(reason)
-            if options.strict, reason == .unreadable { throw PreprocessError("\(origin): \(detail)") }
+        case .dropped(let d):
+            counts[d.reason.counter] += 1
+            if let bytes = d.bytes { counts.countLength(bytes) }
+            if options.strict, d.reason == .unreadable { throw PreprocessError("\(d.origin): \(d.detail)") }
+            guard !d.detail.isEmpty else { return }
             warnings += 1
-            if warnings <= 20 { warn("warning: \(origin): \(detail); dropped") }
+            if warnings <= 20 { warn("warning: \(d.origin): \(d.detail); dropped") }
             if warnings == 20 { warn("warning: further dropped-record warnings suppressed; index.json counts them all") }
             return
         case .document(let d): doc = d
         }
+        counts.countLength(doc.text.count)
         let available = tokens.count / windowLength
-        guard available >= 1 else { counts.drop(.tooShort); return }
-        counts.kept += 1
+        guard available >= 1 else { counts[DocumentStage.tooFewTokens.counter] += 1; return }
+        counts["kept"] += 1
+        counts.countLength(doc.text.count, kept: true)
         let n = min(available, options.windowsPerDocument ?? available)
         let windows = (0..<n).map { tokens[($0 * windowLength)..<(($0 + 1) * windowLength)] }
         let split: Split = heldoutScore(id: doc.id) < options.heldoutFraction ? .heldout : .train
         produced[split, default: 0] += n
-        let emitted = Emitted(id: doc.id, windows: windows, file: doc.file)
+        let emitted = Emitted(id: doc.id, windows: windows, part: doc.part)
         guard split == .train else { try write(emitted, to: .heldout, start: start); return }
         // Hold back the latest train document until a heldout one exists: it may have to become the heldout set.
         if let p = pending { pending = nil; try write(p.doc, to: .train, start: p.start) }
@@ -282,8 +285,8 @@ public final class Preprocessor {
     /// document hashed to heldout, and at least two were kept (so a small corpus still gets a heldout window); then the last partial shards
     /// and the complete index are written.
     private func finishSplits(endState: ResumePoint) throws {
-        let heldout = produced[.heldout, default: 0], kept = counts.kept
-        let toHeldout = heldoutDecision?(heldout, kept, pending?.doc.file)
+        let heldout = produced[.heldout, default: 0], kept = counts["kept"]
+        let toHeldout = heldoutDecision?(heldout, kept, pending?.doc.part)
             ?? (options.heldoutFraction > 0 && heldout == 0 && kept >= 2)
         if let p = pending {
             pending = nil

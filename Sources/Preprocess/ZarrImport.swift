@@ -70,6 +70,9 @@ public final class ZarrImporter {
         self.inputs = inputs; self.output = output; self.options = options; self.share = share
     }
 
+    /// The import's counters in the order a row meets them.
+    static let funnel = ["rows", "skipped_missing_rows", "imported"]
+
     private var index = DatasetIndex(build: nil)
     private var writer: ShardWriter?
     private var state = ResumePoint()
@@ -85,7 +88,7 @@ public final class ZarrImporter {
         clock = Date()
         let arrays = try inputs.map { try ZarrArray(path: $0) }
         let splits = try splitNames(arrays)
-        let build = BuildRecord(inputs: inputs, options: options.record(splits: splits))
+        let build = BuildRecord(inputs: inputs, options: options.record(splits: splits), funnel: Self.funnel)
         var skipped: [(input: String, rowChunks: [Int], rows: Int)] = []
         for array in arrays {
             try checkEncoder(array)
@@ -113,9 +116,9 @@ public final class ZarrImporter {
                 guard first + rows.upperBound > state.document else { continue }
                 guard (rowChunk + r) % share.world == share.rank else { state.document = first + rows.upperBound; continue }
                 if missing.contains(r) {
-                    state.counts.skippedMissingRowChunks += 1
-                    state.counts.skippedMissingRows += rows.count
-                    state.counts.rows += rows.count
+                    state.counts["skipped_missing_row_chunks"] += 1
+                    state.counts["skipped_missing_rows"] += rows.count
+                    state.counts["rows"] += rows.count
                     state.document = first + rows.upperBound
                     continue
                 }
@@ -136,7 +139,7 @@ public final class ZarrImporter {
     /// What the index of a distributed import records: this run's build options and the world size.
     public func distributedBuild(ranks: Int) throws -> BuildRecord {
         let splits = try splitNames(try inputs.map { try ZarrArray(path: $0) })
-        return BuildRecord(inputs: inputs, options: options.record(splits: splits).merging(["ranks": String(ranks)]) { $1 })
+        return BuildRecord(inputs: inputs, options: options.record(splits: splits).merging(["ranks": String(ranks)]) { $1 }, funnel: Self.funnel)
     }
 
     /// The split of each input: from `--split`, else from the folder's name without `.zarr`. Two inputs of one split
@@ -186,8 +189,8 @@ public final class ZarrImporter {
         }
         state.document += 1
         state.produced[split, default: 0] += 1
-        state.counts.rows += 1
-        state.counts.imported += 1
+        state.counts["rows"] += 1
+        state.counts["imported"] += 1
         if writer!.windowCount == options.shardWindows { try finishShard() }
     }
 

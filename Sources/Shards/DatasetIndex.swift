@@ -56,57 +56,67 @@ public struct ResumePoint: Codable, Equatable, Sendable {
 public struct BuildRecord: Codable, Equatable, Sendable {
     /// Input paths as given, in order.
     public var inputs: [String]
-    /// Every option that changes the output bytes, rendered as strings (format, level, split fraction, ...).
+    /// Every option that changes the output bytes, rendered as strings (format, level, split fraction, each
+    /// document rule's own options as `rule.option`, ...).
     public var options: [String: String]
     /// Where to restart so that no window is lost or duplicated.
     public var resume: ResumePoint
     /// Final counters, with the window totals, set when `complete`.
     public var counts: BuildCounts
+    /// The counters in the order a record meets them (`records`, each stage's drops, `kept`): the funnel that
+    /// `inspect` prints. Absent in indexes written before the document stage.
+    public var funnel: [String]?
 
-    public init(inputs: [String], options: [String: String], resume: ResumePoint = ResumePoint(), counts: BuildCounts = BuildCounts()) {
-        self.inputs = inputs; self.options = options; self.resume = resume; self.counts = counts
+    public init(inputs: [String], options: [String: String], resume: ResumePoint = ResumePoint(), counts: BuildCounts = BuildCounts(),
+                funnel: [String]? = nil) {
+        self.inputs = inputs; self.options = options; self.resume = resume; self.counts = counts; self.funnel = funnel
     }
 }
 
-/// What a build counted, as `index.json` records it (`build.counts`, and `build.resume.counts` so far). A counter
-/// that is 0 is left out of the file and `windows` only written once the build is complete, so the keys are the
-/// ones earlier versions wrote (`records`, `dropped_empty`, ..., `windows_train`, `windows_heldout`).
+/// What a build counted, as `index.json` records it (`build.counts`, and `build.resume.counts` so far): named
+/// counters whose names the producers choose (`records`, `dropped_too_short`, `imported`, a document rule's
+/// `dropped_<rule>`, ...), each window total once the build is complete (`windows_train`, `windows_heldout`), and
+/// documents by UTF-8 length (`lengths_read`, `lengths_kept`: bin b counts texts of [2^b, 2^(b+1)) bytes, bin 0
+/// also the empty ones). A counter that is 0 is left out of the file.
 public struct BuildCounts: Codable, Equatable, Sendable {
-    /// Preprocessing: records read (documents and records it could not use).
-    public var records = 0
-    /// Preprocessing: documents of at least one window.
-    public var kept = 0
-    public var droppedEmpty = 0
-    public var droppedUnreadable = 0
-    /// Preprocessing: documents shorter than one window.
-    public var droppedTooShort = 0
-    /// Import: rows of the input arrays passed over, imported or skipped.
-    public var rows = 0
-    public var imported = 0
-    /// Import with `--skip-missing`: rows skipped for a missing chunk file, and the row-chunks they fill.
-    public var skippedMissingRows = 0
-    public var skippedMissingRowChunks = 0
+    public var counters: [String: Int] = [:]
     /// Windows of each split over all shards, once the build is complete.
     public var windows: [Split: Int]?
+    /// Documents read (with a text) and kept, by log2 of their UTF-8 length.
+    public var lengthsRead: [Int] = []
+    public var lengthsKept: [Int] = []
 
-    public init(records: Int = 0, kept: Int = 0, droppedEmpty: Int = 0, droppedUnreadable: Int = 0, droppedTooShort: Int = 0,
-                rows: Int = 0, imported: Int = 0, skippedMissingRows: Int = 0, skippedMissingRowChunks: Int = 0, windows: [Split: Int]? = nil) {
-        self.records = records; self.kept = kept; self.droppedEmpty = droppedEmpty; self.droppedUnreadable = droppedUnreadable
-        self.droppedTooShort = droppedTooShort; self.rows = rows; self.imported = imported
-        self.skippedMissingRows = skippedMissingRows; self.skippedMissingRowChunks = skippedMissingRowChunks; self.windows = windows
+    public init(_ counters: [String: Int] = [:], windows: [Split: Int]? = nil) {
+        self.counters = counters.filter { $0.value != 0 }
+        self.windows = windows
     }
 
-    /// Adds the counters of `other` (not its window totals): a merge of ranks' builds.
+    /// A counter's value; 0 when never counted.
+    public subscript(_ key: String) -> Int {
+        get { counters[key, default: 0] }
+        set { counters[key] = newValue == 0 ? nil : newValue }
+    }
+
+    /// The length-histogram bin of a text of `bytes` bytes.
+    public static func lengthBin(_ bytes: Int) -> Int { bytes < 2 ? 0 : Int.bitWidth - 1 - bytes.leadingZeroBitCount }
+
+    /// Counts a text of `bytes` UTF-8 bytes as read, or as kept.
+    public mutating func countLength(_ bytes: Int, kept: Bool = false) {
+        let bin = Self.lengthBin(bytes)
+        if kept { Self.add(1, at: bin, to: &lengthsKept) } else { Self.add(1, at: bin, to: &lengthsRead) }
+    }
+
+    private static func add(_ n: Int, at bin: Int, to bins: inout [Int]) {
+        if bins.count <= bin { bins += [Int](repeating: 0, count: bin + 1 - bins.count) }
+        bins[bin] += n
+    }
+
+    /// Adds the counters and histograms of `other` (not its window totals): a merge of ranks' builds.
     public static func += (a: inout BuildCounts, b: BuildCounts) {
-        for (_, path) in counters { a[keyPath: path] += b[keyPath: path] }
+        for (key, n) in b.counters { a[key] += n }
+        for (bin, n) in b.lengthsRead.enumerated() { add(n, at: bin, to: &a.lengthsRead) }
+        for (bin, n) in b.lengthsKept.enumerated() { add(n, at: bin, to: &a.lengthsKept) }
     }
-
-    /// Every counter but `windows`, by its key in `index.json`.
-    private static let counters: [(String, WritableKeyPath<BuildCounts, Int>)] = [
-        ("records", \.records), ("kept", \.kept), ("dropped_empty", \.droppedEmpty), ("dropped_unreadable", \.droppedUnreadable),
-        ("dropped_too_short", \.droppedTooShort), ("rows", \.rows), ("imported", \.imported),
-        ("skipped_missing_rows", \.skippedMissingRows), ("skipped_missing_row_chunks", \.skippedMissingRowChunks),
-    ]
 
     private struct Key: CodingKey {
         var stringValue: String
@@ -118,16 +128,29 @@ public struct BuildCounts: Codable, Equatable, Sendable {
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: Key.self)
-        for (key, path) in Self.counters { self[keyPath: path] = try c.decodeIfPresent(Int.self, forKey: Key(key)) ?? 0 }
         var totals: [Split: Int] = [:]
-        for split in Split.allCases { totals[split] = try c.decodeIfPresent(Int.self, forKey: Key("windows_" + split.rawValue)) }
+        for key in c.allKeys {
+            if key.stringValue == "lengths_read" { lengthsRead = try c.decode([Int].self, forKey: key); continue }
+            if key.stringValue == "lengths_kept" { lengthsKept = try c.decode([Int].self, forKey: key); continue }
+            let n = try c.decode(Int.self, forKey: key)
+            if key.stringValue.hasPrefix("windows_") {
+                guard let split = Split(rawValue: String(key.stringValue.dropFirst(8))) else {
+                    throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "no split named '\(key.stringValue.dropFirst(8))'")
+                }
+                totals[split] = n
+            } else {
+                self[key.stringValue] = n
+            }
+        }
         windows = totals.isEmpty ? nil : totals
     }
 
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: Key.self)
-        for (key, path) in Self.counters where self[keyPath: path] != 0 { try c.encode(self[keyPath: path], forKey: Key(key)) }
+        for (key, n) in counters where n != 0 { try c.encode(n, forKey: Key(key)) }
         for (split, n) in windows ?? [:] { try c.encode(n, forKey: Key("windows_" + split.rawValue)) }
+        if !lengthsRead.isEmpty { try c.encode(lengthsRead, forKey: Key("lengths_read")) }
+        if !lengthsKept.isEmpty { try c.encode(lengthsKept, forKey: Key("lengths_kept")) }
     }
 }
 

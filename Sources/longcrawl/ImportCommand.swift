@@ -76,13 +76,13 @@ struct ImportCommand: ParsableCommand {
             return
         }
         let c = summary.index.build?.counts ?? BuildCounts()
-        print("rows \(c.rows): imported \(c.imported)" +
-              (c.skippedMissingRows > 0 ? ", skipped \(c.skippedMissingRows) in \(c.skippedMissingRowChunks) row-chunks with missing chunk files" : ""))
+        print("rows \(c["rows"]): imported \(c["imported"])" +
+              (c["skipped_missing_rows"] > 0 ? ", skipped \(c["skipped_missing_rows"]) in \(c["skipped_missing_row_chunks"]) row-chunks with missing chunk files" : ""))
         for s in summary.skipped where !s.rowChunks.isEmpty {
             print("  \(s.input): skipped \(s.rows) rows, row-chunks \(describeRanges(s.rowChunks))")
         }
         printSplits(summary.index)
-        print(String(format: "%.2f s, %.0f rows/s", summary.seconds, Double(c.imported) / max(summary.seconds, 1e-9)))
+        print(String(format: "%.2f s, %.0f rows/s", summary.seconds, Double(c["imported"]) / max(summary.seconds, 1e-9)))
         print("wrote \(output.out)/\(DatasetIndex.fileName)")
     }
 }

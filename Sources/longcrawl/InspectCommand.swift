@@ -57,10 +57,7 @@ struct InspectCommand: ParsableCommand {
         if let build = index.build {
             print("inputs     \(build.inputs.joined(separator: " "))")
             print("options    " + build.options.keys.sorted().map { "\($0)=\(build.options[$0]!)" }.joined(separator: " "))
-            if index.complete {
-                let c = build.counts
-                print("documents  \(c.records) read, \(c.kept) kept; dropped: \(c.droppedTooShort) too short, \(c.droppedEmpty) empty, \(c.droppedUnreadable) unreadable")
-            }
+            if index.complete { printFunnel(build) }
         }
         guard lines > 0 else { return }
 
@@ -101,4 +98,43 @@ struct InspectCommand: ParsableCommand {
         }
         if failed > 0 { throw ExitCode(1) }
     }
+}
+
+/// The build's counters in funnel order (`records`, each stage's drops, `kept`), each with its share of the
+/// records and what is left after it, then the length histogram of the documents read and kept.
+func printFunnel(_ build: BuildRecord) {
+    let c = build.counts
+    // Indexes written before the document stage: their counters, in the order they were met.
+    var order = build.funnel ?? ["records", "dropped_empty", "dropped_unreadable", "dropped_too_short", "kept", "rows", "skipped_missing_rows", "imported"]
+    order += c.counters.keys.filter { !order.contains($0) }.sorted()
+    let total = max(c[order[0]], 1)
+    var left = c[order[0]]
+    print("funnel     " + "stage".padding(toLength: 28, withPad: " ", startingAt: 0) + "   records        share         left")
+    for key in order where key == order[0] || c[key] > 0 || key == order.last {
+        if key.hasPrefix("dropped_") || key.hasPrefix("skipped_") { left -= c[key] }
+        print("           " + key.padding(toLength: 28, withPad: " ", startingAt: 0) +
+              String(format: " %10d %10.3f%% %12d", c[key], 100 * Double(c[key]) / Double(total), left))
+    }
+    let bins = max(c.lengthsRead.count, c.lengthsKept.count)
+    guard bins > 0 else { return }
+    print("lengths    UTF-8 bytes                        read         kept")
+    for b in 0..<bins {
+        let read = b < c.lengthsRead.count ? c.lengthsRead[b] : 0, kept = b < c.lengthsKept.count ? c.lengthsKept[b] : 0
+        guard read > 0 || kept > 0 else { continue }
+        let range = b == 0 ? "[0, 2)" : "[\(binBytes(b)), \(binBytes(b + 1)))"
+        print("           " + range.padding(toLength: 28, withPad: " ", startingAt: 0) + String(format: " %12d %12d", read, kept))
+    }
+}
+
+/// 2^b bytes with binary units: `64 KiB`.
+private func binBytes(_ b: Int) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    return "\(1 << (b % 10)) \(units[min(b / 10, units.count - 1)])"
+}
+
+/// One line: records, kept, and every drop by name.
+func funnelSummary(_ build: BuildRecord) -> String {
+    let c = build.counts
+    let drops = (build.funnel ?? c.counters.keys.sorted()).filter { $0.hasPrefix("dropped_") && c[$0] > 0 }
+    return "records \(c["records"]): kept \(c["kept"])" + (drops.isEmpty ? "" : "; dropped: " + drops.map { "\(c[$0]) \($0.dropFirst(8).replacingOccurrences(of: "_", with: " "))" }.joined(separator: ", "))
 }

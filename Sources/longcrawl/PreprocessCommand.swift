@@ -90,8 +90,7 @@ struct PreprocessCommand: ParsableCommand {
             return
         }
         let index = summary.index
-        let c = index.build?.counts ?? BuildCounts()
-        print("records \(c.records): kept \(c.kept), dropped \(c.droppedTooShort) too short (< \(windowLength) tokens), \(c.droppedEmpty) empty, \(c.droppedUnreadable) unreadable")
+        if let build = index.build { print(funnelSummary(build)) }
         printSplits(index)
         if world.isDistributed {
             print(String(format: "%.2f s on %d ranks", summary.seconds, world.size))

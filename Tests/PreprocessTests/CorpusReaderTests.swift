@@ -27,7 +27,8 @@ final class CorpusReaderTests: XCTestCase {
         XCTAssertEqual(n.id, "notes.md")
         XCTAssertEqual(b.id, "sub/b.txt")
         XCTAssertEqual(r.map(\.ordinal), [0, 1, 2, 3, 4])
-        if case .dropped(_, let origin, _, let detail) = r[2] {
+        if case .dropped(let d) = r[2] {
+            let (origin, detail) = (d.origin, d.detail)
             XCTAssertTrue(origin.hasSuffix("d.txt"))
             XCTAssertTrue(detail.contains("offset 2"), detail)
         }
@@ -56,11 +57,12 @@ final class CorpusReaderTests: XCTestCase {
         XCTAssertEqual(dropReason(r[2]), .unreadable)
         XCTAssertEqual(dropReason(r[3]), .unreadable)
         XCTAssertEqual(dropReason(r[4]), .empty)
-        if case .dropped(_, let origin, _, let detail) = r[3] {
+        if case .dropped(let d) = r[3] {
+            let (origin, detail) = (d.origin, d.detail)
             XCTAssertEqual(origin, file.path + ":4")
             XCTAssertTrue(detail.contains("\"text\""), detail)
         }
-        if case .dropped(_, let origin, _, _) = r[2] { XCTAssertEqual(origin, file.path + ":3") }
+        if case .dropped(let d) = r[2] { XCTAssertEqual(d.origin, file.path + ":3") }
     }
 
     func testZstdJSONLStreamsLikePlainJSONL() throws {
@@ -85,7 +87,8 @@ final class CorpusReaderTests: XCTestCase {
         try data.prefix(data.count / 2).write(to: cut)
         let c = try records([cut.path])
         XCTAssertGreaterThan(c.count, 1)
-        guard case .dropped(_, let origin, .unreadable, let detail)? = c.last else { return XCTFail("no unreadable record at the cut") }
+        guard case .dropped(let d)? = c.last, d.reason == .unreadable else { return XCTFail("no unreadable record at the cut") }
+        let (origin, detail) = (d.origin, d.detail)
         XCTAssertTrue(origin.hasPrefix(cut.path), origin)
         XCTAssertTrue(detail.contains("truncated"), detail)
     }
@@ -154,7 +157,8 @@ final class CorpusReaderTests: XCTestCase {
         let binary = try write("weights.bin", [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59, 0x01, 0x00, 0x76, 0x00, 0xFF, 0xFE])
         let r4 = Array(try CorpusReader(inputs: [noSuffix, book, binary]))
         XCTAssertEqual(r4.compactMap(documentText), ["a record", "{Curly} opening, then prose."])
-        guard case .dropped(_, let origin, .unreadable, let detail)? = r4.last else { return XCTFail("\(r4)") }
+        guard case .dropped(let d)? = r4.last, d.reason == .unreadable else { return XCTFail("\(r4)") }
+        let (origin, detail) = (d.origin, d.detail)
         XCTAssertEqual(origin, binary)
         XCTAssertTrue(detail.contains("none of parquet, WARC, JSONL or UTF-8 text"), detail)
 
@@ -214,6 +218,6 @@ func documentID(_ r: CorpusRecord) -> String? {
 }
 
 func dropReason(_ r: CorpusRecord) -> DropReason? {
-    if case .dropped(_, _, let reason, _) = r { return reason }
+    if case .dropped(let d) = r { return d.reason }
     return nil
 }

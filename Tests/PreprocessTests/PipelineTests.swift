@@ -129,11 +129,11 @@ final class PipelineTests: XCTestCase {
                 let out = try temporaryFolder(self)
                 let summary = try preprocess([dir], out) { $0.format = format; $0.windowsPerDocument = perDoc }
                 let counts = summary.index.build!.counts
-                XCTAssertEqual(counts.records, 7)
-                XCTAssertEqual(counts.kept, 4)
-                XCTAssertEqual(counts.droppedTooShort, 1)
-                XCTAssertEqual(counts.droppedEmpty, 1)
-                XCTAssertEqual(counts.droppedUnreadable, 1)
+                XCTAssertEqual(counts["records"], 7)
+                XCTAssertEqual(counts["kept"], 4)
+                XCTAssertEqual(counts["dropped_too_short"], 1)
+                XCTAssertEqual(counts["dropped_empty"], 1)
+                XCTAssertEqual(counts["dropped_unreadable"], 1)
                 let windows = try readDataset(out)
                 var seen: [String: Int] = [:]
                 for w in windows {

@@ -1,0 +1,163 @@
+import Foundation
+import Support
+
+/// A rule of the document stage: keeps or drops one document from its text and id alone, with no state across
+/// documents, so any thread may apply it, in any order, again after a `--resume`, on any rank. A dropped document
+/// is counted under `dropped_<name>` in `index.json`; the first rule a document fails is the one counted. Rules run
+/// in the order given (cheapest first), after the readers' own drops (unreadable, empty, too short by bytes)
+/// and before the tokenizer, the last stage.
+public protocol DocumentRule: Sendable {
+    /// Names the rule's counter (`dropped_<name>`) and its options (`<name>.<option>`) in `index.json`.
+    var name: String { get }
+    /// Every setting that changes what the rule keeps, rendered as strings: recorded in the build record, so a
+    /// `--resume` with other settings is refused.
+    var options: [String: String] { get }
+    /// True to keep the document.
+    func keeps(_ document: Document) -> Bool
+}
+
+/// The stages between reading and writing, in the order a record meets them: the readers' drops, the rules,
+/// then the tokenizer (documents of enough bytes but fewer tokens than their windows need). Names the funnel's
+/// counters in that order.
+struct DocumentStage: Sendable {
+    var rules: [DocumentRule]
+    /// UTF-8 bytes a text needs to give its windows: 65,536 tokens a window, each token at least one byte.
+    var minTextBytes: Int
+
+    /// The tokenizer's drop: a text long enough in bytes that gives fewer tokens than one window.
+    static let tooFewTokens = DropReason("too_few_tokens")
+
+    /// Counter names in funnel order, from `records` to `kept`.
+    var funnel: [String] {
+        ["records"] + ([.unreadable, .empty, .tooShort] + rules.map { DropReason($0.name) } + [Self.tooFewTokens]).map(\.counter) + ["kept"]
+    }
+
+    /// The rules' options for the build record, as `<rule>.<option>`.
+    var record: [String: String] {
+        var out: [String: String] = [:]
+        for rule in rules { for (key, value) in rule.options { out[rule.name + "." + key] = value } }
+        return out
+    }
+
+    /// Checks that rule names are usable and distinct (they name counters and options).
+    func validate() throws {
+        var seen = Set(["unreadable", "empty", "too_short", "too_few_tokens"])
+        for rule in rules {
+            guard !rule.name.isEmpty, rule.name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) else {
+                throw PreprocessError("document rule name '\(rule.name)' must be letters, digits and '_'")
+            }
+            guard seen.insert(rule.name).inserted else { throw PreprocessError("two document stages are named '\(rule.name)'") }
+        }
+    }
+
+    /// The record after the rules: a document that fails one becomes that rule's drop.
+    func apply(_ record: CorpusRecord) -> CorpusRecord {
+        guard case .document(let d) = record, let failed = rules.first(where: { !$0.keeps(d) }) else { return record }
+        return .dropped(DroppedRecord(ordinal: d.ordinal, origin: d.origin, reason: DropReason(failed.name), detail: "", bytes: d.text.count))
+    }
+}
+
+/// Reads the input parts on `workers` threads, each part on one thread through the document stage's rules, and
+/// hands back every record in input order, so the result is that of one thread. At most `workers + 1` parts are
+/// read ahead of the consumer, each holding at most two pieces of `pieceBytes` of kept text (or `pieceRecords`
+/// records) in memory.
+final class DocumentFeed {
+    /// Consecutive records of one part.
+    struct Piece {
+        var part: Int
+        var records: [CorpusRecord]
+        /// Bytes of the part's file consumed when the piece was cut.
+        var bytesRead: Int
+        /// The part's last piece.
+        var last: Bool
+    }
+
+    private let parts: [InputPart]
+    private let settings: ReadSettings
+    private let stage: DocumentStage
+    private let condition = NSCondition()
+    /// Per part: pieces read and not yet taken.
+    private var queues: [[Piece]]
+    private var nextPart = 0
+    /// The part the consumer reads now.
+    private var consumerPart = 0
+    private var stopped = false
+    private let ahead: Int
+    private let pieceBytes: Int, pieceRecords: Int
+
+    init(reader: CorpusReader, stage: DocumentStage, workers: Int, pieceBytes: Int = 32 << 20, pieceRecords: Int = 4096) {
+        parts = reader.parts
+        settings = reader.settings
+        self.stage = stage
+        queues = Array(repeating: [], count: parts.count)
+        ahead = workers + 1
+        self.pieceBytes = pieceBytes; self.pieceRecords = pieceRecords
+        for _ in 0..<min(workers, parts.count) {
+            let thread = Thread { [self] in work() }
+            // JSON nesting recurses: room for the scanner's depth limit whatever the platform's default.
+            thread.stackSize = 8 << 20
+            thread.start()
+        }
+    }
+
+    deinit { stop() }
+
+    /// Ends the workers after their current piece (on an error, or when the consumer is done).
+    func stop() {
+        condition.lock()
+        stopped = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// The next piece in input order, or nil after the last part's last piece.
+    func next() -> Piece? {
+        condition.lock()
+        defer { condition.unlock() }
+        while consumerPart < parts.count {
+            while queues[consumerPart].isEmpty { condition.wait() }
+            let piece = queues[consumerPart].removeFirst()
+            if piece.last { consumerPart += 1 }
+            condition.broadcast()
+            return piece
+        }
+        return nil
+    }
+
+    private func work() {
+        while true {
+            condition.lock()
+            while !stopped, nextPart < parts.count, nextPart >= consumerPart + ahead { condition.wait() }
+            guard !stopped, nextPart < parts.count else { condition.unlock(); return }
+            let p = nextPart
+            nextPart += 1
+            condition.unlock()
+            let cursor = PartCursor(parts[p], settings)
+            var records: [CorpusRecord] = [], bytes = 0
+            while true {
+                let record = cursor.next()
+                if let record {
+                    let r = stage.apply(record)
+                    if case .document(let d) = r { bytes += d.text.count }
+                    records.append(r)
+                    guard records.count >= pieceRecords || bytes >= pieceBytes else { continue }
+                }
+                guard deliver(Piece(part: p, records: records, bytesRead: cursor.bytesRead, last: record == nil)) else { return }
+                if record == nil { break }
+                records = []; bytes = 0
+            }
+        }
+    }
+
+    /// Queues a piece, waiting while two of its part's wait already (the consumer's part never waits); false once
+    /// stopped.
+    private func deliver(_ piece: Piece) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        while !stopped, piece.part != consumerPart, queues[piece.part].count >= 2 { condition.wait() }
+        guard !stopped else { return false }
+        queues[piece.part].append(piece)
+        condition.broadcast()
+        return true
+    }
+}

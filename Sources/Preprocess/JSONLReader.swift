@@ -1,0 +1,63 @@
+import Foundation
+
+/// JSONL: one JSON object a line, the text and id at their field paths. Lines are checked against the JSON
+/// grammar without building objects (`JSONLineScanner`), and a text shorter than `minTextBytes` is dropped from
+/// its length before its escapes are decoded: most web documents are never copied.
+final class JSONLReader: PartReader {
+    private let bytes: ByteStream
+    private let part: InputPart
+    private let settings: ReadSettings
+    private let scanner: JSONLineScanner
+    private let what: String
+
+    init(_ bytes: ByteStream, _ part: InputPart, _ settings: ReadSettings) {
+        self.bytes = bytes; self.part = part; self.settings = settings
+        scanner = JSONLineScanner(paths: [settings.textField] + (settings.idField.map { [$0] } ?? []))
+        what = "\"\(settings.textField)\""
+    }
+
+    var bytesRead: Int { bytes.fileOffset }
+    var position: String { "\(part.url.path):\(bytes.lineNumber + 1)" }
+
+    func next() throws -> CorpusRecord? {
+        guard let line = try bytes.nextLine() else { return nil }
+        return line.withUnsafeBufferPointer { record($0, number: bytes.lineNumber) }
+    }
+
+    private func record(_ line: UnsafeBufferPointer<UInt8>, number: Int) -> CorpusRecord {
+        let origin = "\(part.url.path):\(number)"
+        if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return settings.dropped(origin, .empty, "blank line") }
+        let fields: [JSONField?]
+        do { fields = try scanner.scan(line) } catch {
+            let message = "\(error)"
+            return settings.dropped(origin, .unreadable, message == "not a JSON object" ? message : "not JSON (\(message))")
+        }
+        guard case .string(let range, let length, let escaped)? = fields[0] else {
+            let detail = fields[0] == nil ? "has no \(what) field" : "\(what) is not a string"
+            return settings.dropped(origin, .unreadable, detail)
+        }
+        if let drop = settings.dropByLength(length, origin: origin, what: what) { return drop }
+        let text: [UInt8]
+        do { text = escaped ? try JSONLineScanner.unescape(line, range, capacity: length) : Array(line[range]) } catch {
+            return settings.dropped(origin, .unreadable, "not JSON (\(error))")
+        }
+        return settings.document(text, id: id(fields.count > 1 ? fields[1] : nil, line) ?? "\(part.name):\(number)",
+                                 origin: origin, part: part, what: what)
+    }
+
+    /// The id as a string: a JSON string decoded, a number's literal (an integer) or shortest decimal form; nil
+    /// for absent and any other value.
+    private func id(_ field: JSONField?, _ line: UnsafeBufferPointer<UInt8>) -> String? {
+        switch field {
+        case .string(let range, _, let escaped)?:
+            let utf8 = escaped ? (try? JSONLineScanner.unescape(line, range)) ?? [] : Array(line[range])
+            return String(decoding: utf8, as: UTF8.self)
+        case .number(let range)?:
+            let literal = String(decoding: UnsafeBufferPointer(rebasing: line[range]), as: UTF8.self)
+            if Int(literal) != nil { return literal }
+            guard let d = Double(literal) else { return literal }
+            return d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) : "\(d)"
+        default: return nil
+        }
+    }
+}
