@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """A web-shaped corpus from a folder of books: what `longcrawl bench web` and the web-scale tests read.
 
-usage: make_web_corpus.py SRC_DIR OUT_DIR [--mb 128] [--files 8] [--seed 1] [--expect DIR]
+usage: make_web_corpus.py SRC_DIR OUT_DIR [--mb 128] [--files 8] [--seed 1] [--book-every 3000] [--expect DIR]
 
 Cuts the books' text (in file-name order, again from the start when it runs out) into documents of log-normal
-UTF-8 lengths: median 3 KB, one in 300 above 65,536 bytes, and every 500th document a whole book. Writes them as
+UTF-8 lengths: median 3 KB, one in 300 above 65,536 bytes, and every --book-every-th document a whole book
+(3,000: about 0.03% of documents, the share LongCrawl64 kept of RedPajama-v2). Writes them as
 OUT_DIR/jsonl/part-NNN.jsonl.gz (RedPajama-v2's field names `raw_content`, `doc_id`; odd files escape every
 non-ASCII character as JSON does with ensure_ascii, even files keep UTF-8) and OUT_DIR/parquet/part-NNN.parquet
 (FineWeb's `text`, `id`; snappy, row groups of 1,000 rows). With --expect, each document of at least 65,536
@@ -33,6 +34,7 @@ def main():
     ap.add_argument("--mb", type=float, default=128)
     ap.add_argument("--files", type=int, default=8)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--book-every", type=int, default=3000)
     ap.add_argument("--expect")
     a = ap.parse_args()
     rng = random.Random(a.seed)
@@ -43,7 +45,7 @@ def main():
     docs, pos, size, n_book = [], 0, 0, 0
     while size < total:
         k = len(docs)
-        if k % 500 == 499:
+        if k % a.book_every == a.book_every - 1:
             text = books[n_book % len(books)]
             n_book += 1
         else:

@@ -4,6 +4,8 @@
   plot.py train RUN [RUN...] --out curves.png     # loss (and learning rate) by step from RUN/metrics.jsonl, held-out points from RUN/eval.jsonl
   plot.py eval RESULT [RESULT...] --out pos.png   # mean loss by token position from RESULT/result.json, log-scale x, SE bands
   plot.py probe OUT [OUT...] --out probe.png      # recall probe: copy gain by distance from OUT/probe.json, SE bars
+  plot.py funnel DATASET [DATASET...] --out funnel.png  # preprocessing: records left after each stage, and documents
+                                                  # read and kept by UTF-8 length, from DATASET/index.json
 
 Several runs or results go on one figure, labelled by folder name, for comparison.
 """
@@ -106,16 +108,52 @@ def plot_probe(results, out):
     fig.savefig(out, dpi=120)
 
 
+def plot_funnel(datasets, out):
+    fig, (ax, hist) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for k, dataset in enumerate(datasets):
+        build = json.load(open(os.path.join(dataset, "index.json"))).get("build") or {}
+        counts = build.get("counts", {})
+        funnel = build.get("funnel") or ["records", "dropped_empty", "dropped_unreadable", "dropped_too_short", "kept"]
+        stages, left = [], []
+        remaining = counts.get(funnel[0], 0)
+        for key in funnel:
+            if key.startswith("dropped_"):
+                remaining -= counts.get(key, 0)
+            stages.append(key.removeprefix("dropped_"))
+            left.append(remaining if key != funnel[-1] else counts.get(key, 0))
+        x = np.arange(len(stages)) + (k - (len(datasets) - 1) / 2) * 0.8 / len(datasets)
+        ax.bar(x, np.maximum(left, 0.5), width=0.8 / len(datasets), label=label(dataset))
+        color = ax.patches[-1].get_facecolor()
+        for name, style in (("lengths_read", "--"), ("lengths_kept", "-")):
+            bins = counts.get(name, [])
+            if bins:
+                hist.step(2.0 ** np.arange(len(bins)), bins, where="post", linestyle=style, color=color,
+                          label=f"{label(dataset)}: {name.removeprefix('lengths_')}")
+    ax.set_xticks(np.arange(len(stages)), stages, rotation=30, ha="right")
+    ax.set_yscale("log")
+    ax.set_ylabel("records left after the stage")
+    ax.set_title("preprocessing funnel")
+    ax.legend()
+    hist.set_xscale("log", base=2)
+    hist.set_yscale("log")
+    hist.set_xlabel("document length, UTF-8 bytes (bins of [2^b, 2^(b+1)))")
+    hist.set_ylabel("documents")
+    hist.set_title("documents read and kept by length")
+    hist.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("kind", choices=["train", "eval", "probe"])
+    p.add_argument("kind", choices=["train", "eval", "probe", "funnel"])
     p.add_argument("paths", nargs="+")
     p.add_argument("--out", required=True)
     a = p.parse_args()
     for path in a.paths:
         if not os.path.isdir(path):
             sys.exit(f"{path}: not a folder")
-    {"train": plot_train, "eval": plot_eval, "probe": plot_probe}[a.kind](a.paths, a.out)
+    {"train": plot_train, "eval": plot_eval, "probe": plot_probe, "funnel": plot_funnel}[a.kind](a.paths, a.out)
     print(f"wrote {a.out}")
 
 

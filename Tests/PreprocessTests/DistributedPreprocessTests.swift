@@ -42,6 +42,25 @@ final class DistributedPreprocessTests: XCTestCase {
         }
     }
 
+    /// The document stage on 2 ranks: a web-shaped JSONL corpus gives the same windows, splits, counters and
+    /// length histograms as one process.
+    func testTwoRanksOnAWebCorpus() throws {
+        let (web, _, _) = try makeWebCorpus(self)
+        let dir = try temporaryFolder(self)
+        let args = ["preprocess", web.appendingPathComponent("jsonl").path, "--text-field", "raw_content", "--id-field", "doc_id",
+                    "--windows-per-doc", "all", "--shard-windows", "2", "--heldout-fraction", "0.3"]
+        let one = dir.appendingPathComponent("one"), two = dir.appendingPathComponent("two")
+        let a = try runProcess(longcrawlBinary, args + ["--out", one.path])
+        XCTAssertEqual(a.status, 0, a.err)
+        let b = try runProcess(mpirun, ["--allow-run-as-root", "--oversubscribe", "-np", "2", longcrawlBinary] + args + ["--out", two.path])
+        XCTAssertEqual(b.status, 0, b.err)
+        XCTAssertEqual(try windowSet(two), try windowSet(one))
+        let single = try DatasetIndex.load(from: one).build!, merged = try DatasetIndex.load(from: two).build!
+        XCTAssertEqual(merged.counts, single.counts)
+        XCTAssertGreaterThan(single.counts["dropped_too_short"], 100)
+        XCTAssertEqual(merged.funnel, single.funnel)
+    }
+
     /// SIGKILL a 2-rank run after some shards, resume it with 2 ranks: the same windows as a 1-rank run. A resume
     /// without mpirun is refused (the build records the ranks).
     func testResumeAfterKillWithTwoRanks() throws {

@@ -8,35 +8,11 @@ import XCTest
 /// The web-scale path: documents dropped from their length before anything else, JSON read without Foundation,
 /// parts read on several threads, document rules as stages with their own counters.
 final class WebScaleTests: XCTestCase {
-    /// The books the web-shaped corpus is cut from: the development corpus, else data/sample.
-    var books: URL { hasCorpusDev ? corpusDev : packageRoot.appendingPathComponent("data/sample") }
-
-    /// Writes a web-shaped corpus (gzip JSONL, half of it with every non-ASCII character escaped, and parquet) and
-    /// each long document's text for tiktoken; returns the corpus folder and tiktoken's ids by document id.
-    func webCorpus(mb: Double = 4) throws -> (dir: URL, ids: [String: [UInt16]], long: Int) {
-        let dir = try temporaryFolder(self)
-        let expect = dir.appendingPathComponent("expect"), idsDir = dir.appendingPathComponent("ids")
-        let r = try runProcess("/usr/bin/env", ["python3", packageRoot.appendingPathComponent("tools/make_web_corpus.py").path, books.path,
-                                                dir.appendingPathComponent("web").path, "--mb", String(mb), "--files", "3", "--expect", expect.path])
-        XCTAssertEqual(r.status, 0, r.err)
-        let summary = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as! [String: Any]
-        let names = try FileManager.default.contentsOfDirectory(atPath: expect.path).sorted()
-        let t = try runProcess("/usr/bin/env", ["python3", packageRoot.appendingPathComponent("tools/tiktoken_ids.py").path, idsDir.path]
-                                + names.map { expect.appendingPathComponent($0).path })
-        XCTAssertEqual(t.status, 0, t.err)
-        var ids: [String: [UInt16]] = [:]
-        for name in names {
-            let data = try Data(contentsOf: idsDir.appendingPathComponent(name + ".ids"))
-            ids[String(name.dropLast(4))] = data.withUnsafeBytes { Array($0.bindMemory(to: UInt16.self)) }
-        }
-        return (dir.appendingPathComponent("web"), ids, summary["long_documents"] as! Int)
-    }
-
     /// Every reader (gzip JSONL with and without \u escapes, parquet) on a web-shaped corpus: each window equals
     /// tiktoken's ids at its offset, every document of a window's worth of tokens is kept, the rest are counted as
     /// too short or too few tokens, and reading on one thread or three gives the same bytes.
     func testWebCorpusWindowsEqualTiktoken() throws {
-        let (web, ids, long) = try webCorpus()
+        let (web, ids, long) = try makeWebCorpus(self)
         XCTAssertGreaterThanOrEqual(long, 3)
         let keep = ids.filter { $0.value.count >= windowLength }
         for (kind, textField, idField) in [("jsonl", "raw_content", "doc_id"), ("parquet", "text", "id")] {
@@ -142,6 +118,30 @@ final class WebScaleTests: XCTestCase {
         XCTAssertEqual(again, c)
         XCTAssertThrowsError(try JSONDecoder().decode(BuildCounts.self, from: Data(#"{"windows_test": 3}"#.utf8)))
     }
+}
+
+/// Writes a web-shaped corpus (tools/make_web_corpus.py, a whole book every 200 documents: 3 gzip JSONL files, half of them with every non-ASCII
+/// character escaped, and 3 parquet files) cut from the development corpus, else data/sample, and each long
+/// document's text for tiktoken; returns the corpus folder, tiktoken's ids of each long document by id, and how
+/// many documents have at least 65,536 bytes.
+func makeWebCorpus(_ test: XCTestCase, mb: Double = 4) throws -> (dir: URL, ids: [String: [UInt16]], long: Int) {
+    let books = hasCorpusDev ? corpusDev : packageRoot.appendingPathComponent("data/sample")
+    let dir = try temporaryFolder(test)
+    let expect = dir.appendingPathComponent("expect"), idsDir = dir.appendingPathComponent("ids")
+    let r = try runProcess("/usr/bin/env", ["python3", packageRoot.appendingPathComponent("tools/make_web_corpus.py").path, books.path,
+                                            dir.appendingPathComponent("web").path, "--mb", String(mb), "--files", "3", "--book-every", "200", "--expect", expect.path])
+    XCTAssertEqual(r.status, 0, r.err)
+    let summary = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as! [String: Any]
+    let names = try FileManager.default.contentsOfDirectory(atPath: expect.path).sorted()
+    let t = try runProcess("/usr/bin/env", ["python3", packageRoot.appendingPathComponent("tools/tiktoken_ids.py").path, idsDir.path]
+                            + names.map { expect.appendingPathComponent($0).path })
+    XCTAssertEqual(t.status, 0, t.err)
+    var ids: [String: [UInt16]] = [:]
+    for name in names {
+        let data = try Data(contentsOf: idsDir.appendingPathComponent(name + ".ids"))
+        ids[String(name.dropLast(4))] = data.withUnsafeBytes { Array($0.bindMemory(to: UInt16.self)) }
+    }
+    return (dir.appendingPathComponent("web"), ids, summary["long_documents"] as! Int)
 }
 
 extension Array {
