@@ -97,8 +97,9 @@ public struct PreprocessSummary: Sendable {
     public var inputBytes = 0
 }
 
-/// The preprocessing pipeline: read records in order, tokenize batches on `workers` threads, keep documents
-/// of at least 65,536 tokens, cut windows, assign splits by id hash, and write shards plus `index.json`.
+/// The preprocessing pipeline: read input parts on `workers` threads through the document stage (docs/ARCHITECTURE.md),
+/// tokenize what survives, keep documents of at least 65,536 tokens, cut windows, assign splits by id hash, and
+/// write shards plus `index.json`, all in input order.
 ///
 /// Resume: after each finished shard the index records the run state just before the earliest document that
 /// still has windows outside finished shards (in an open shard, held back, or being written). A resumed run

@@ -16,9 +16,11 @@ struct PreprocessCommand: ParsableCommand {
         parquet (FineWeb), JSONL with one {"text": ..., "id": ...} object a line, WARC/WET records (Common \
         Crawl; conversion records only), or UTF-8 text (one document), each plain or compressed with zstd \
         (several frames, long windows) or gzip (several members). A file of no known kind is reported and \
-        counted as unreadable. Documents shorter than \
-        65,536 GPT-2 tokens are dropped; each kept document gives its first window (or more with \
-        --windows-per-doc). A document goes to heldout or train by a hash of its id.
+        counted as unreadable. A document of fewer than 65,536 \
+        UTF-8 bytes is dropped from its length alone, before it is decoded or tokenized; one of fewer than 65,536 \
+        GPT-2 tokens after tokenizing. Each kept document gives its first window (or more with --windows-per-doc). \
+        A document goes to heldout or train by a hash of its id. Input files (and parquet row groups) are read \
+        on --workers threads; the output does not depend on their number. `inspect` prints the funnel.
 
         Examples:
           longcrawl preprocess data/sample --out out/sample
@@ -44,7 +46,7 @@ struct PreprocessCommand: ParsableCommand {
     var windowsPerDoc: String = "1"
 
 
-    @Option(help: "Tokenizer threads (default: all cores).")
+    @Option(help: "Reading and tokenizing threads (default: all cores); the output does not depend on it.")
     var workers: Int = ProcessInfo.processInfo.activeProcessorCount
 
     @Option(help: "Field holding the text: a JSON key or dotted path (a.b), or a parquet column.")
