@@ -53,16 +53,6 @@ public struct PreprocessError: Error, CustomStringConvertible, LocalizedError {
     public var errorDescription: String? { description }
 }
 
-/// What to do when the output folder already holds a dataset.
-public enum OutputMode: Sendable {
-    /// Refuse a folder that already holds files.
-    case fresh
-    /// Continue from `index.json` (same inputs and options), or start if the folder is empty.
-    case resume
-    /// Delete the dataset that is there (index and shards) and start over.
-    case force
-}
-
 /// Heldout or train by the document id alone, so a document keeps its split when the corpus grows:
 /// FNV-1a over the id's UTF-8, then the splitmix64 finalizer for uniform bits, as a number in [0, 1).
 public func heldoutScore(id: String) -> Double {
@@ -128,12 +118,11 @@ public final class Preprocessor {
         self.inputs = inputs; self.output = output; self.options = options; self.tokenizer = tokenizer; self.share = share
     }
 
-    // Run state (what a ResumePoint snapshots, plus the writers).
-    var index = DatasetIndex(build: nil)
+    // Run state (what a ResumePoint snapshots, plus the dataset being written).
+    private var dataset: DatasetWriter!
     private var produced: [Split: Int] = [:]
     private var counts = BuildCounts()
     private var skip: [Split: Int] = [:]
-    private var writers: [Split: ShardWriter] = [:]
     private var warnings = 0
     /// The last kept train document, held back while no document has hashed to heldout (see `finishSplits`).
     private var pending: (doc: Emitted, start: ResumePoint)?
@@ -157,12 +146,16 @@ public final class Preprocessor {
         let build = BuildRecord(inputs: inputs, options: options.record, funnel: stage.funnel)
         let reader = try CorpusReader(inputs: inputs, textField: options.textField, idField: options.idField,
                                       minTextBytes: stage.minTextBytes, share: share)
-        var start = try prepareOutput(mode: mode, build: build)
+        dataset = try DatasetWriter(output: output, mode: mode, build: build, format: options.format, level: options.level,
+                                    shardWindows: options.shardWindows)
+        dataset.afterShard = afterShard
+        defer { dataset.abandon() }
+        let index = dataset.index
         if index.complete {
             _ = heldoutDecision?(index.windows(split: .heldout), index.build?.counts["kept"] ?? 0, nil)
             return PreprocessSummary(index: index, alreadyComplete: true)
         }
-        defer { for w in writers.values { w.abandon() } }
+        var start = dataset.resume
 
         produced = start.produced
         counts = start.counts
@@ -188,13 +181,7 @@ public final class Preprocessor {
         }
         try finishSplits(endState: ResumePoint(document: ordinal, produced: produced, counts: counts))
         progress?.end()
-        return PreprocessSummary(index: index, seconds: Date().timeIntervalSince(started), inputBytes: reader.totalBytes)
-    }
-
-    /// Creates, checks or clears the output folder; returns where to start.
-    func prepareOutput(mode: OutputMode, build: BuildRecord) throws -> ResumePoint {
-        index = try prepareDatasetFolder(output, mode: mode, build: build)
-        return index.build?.resume ?? ResumePoint()
+        return PreprocessSummary(index: dataset.index, seconds: Date().timeIntervalSince(started), inputBytes: reader.totalBytes)
     }
 
     /// Tokens for each document of a piece (empty for dropped records), computed on `workers` threads.
@@ -250,36 +237,13 @@ public final class Preprocessor {
     private func write(_ doc: Emitted, to split: Split, start: ResumePoint) throws {
         for (k, window) in doc.windows.enumerated() {
             if skip[split, default: 0] > 0 { skip[split]! -= 1; continue }
-            let writer = try writers[split] ?? openWriter(split, start: start)
-            try window.withUnsafeBufferPointer { try writer.append($0, source: WindowSource(document: doc.id, offset: k * windowLength)) }
-            if writer.windowCount == options.shardWindows {
-                try finishShard(split)
-                let waiting = [start, pending?.start].compactMap { $0 } + Array(openStart.values)
-                index.build?.resume = waiting.min { $0.document < $1.document }!
-                try commitIndex()
-            }
+            if !dataset.hasOpenShard(split) { openStart[split] = start }
+            let source = WindowSource(document: doc.id, offset: k * windowLength)
+            guard try window.withUnsafeBufferPointer({ try dataset.append($0, source: source, to: split) }) else { continue }
+            openStart[split] = nil
+            let waiting = [start, pending?.start].compactMap { $0 } + Array(openStart.values)
+            try dataset.commit(resume: waiting.min { $0.document < $1.document }!)
         }
-    }
-
-    private func openWriter(_ split: Split, start: ResumePoint) throws -> ShardWriter {
-        let number = index.shards.filter { $0.split == split }.count
-        let writer = try ShardWriter(directory: output, file: options.format.fileName(split: split, number: number),
-                                     format: options.format, split: split, level: options.level)
-        writers[split] = writer
-        openStart[split] = start
-        return writer
-    }
-
-    private func finishShard(_ split: Split) throws {
-        guard let writer = writers.removeValue(forKey: split) else { return }
-        openStart[split] = nil
-        index.shards.append(try writer.finish())
-    }
-
-    private func commitIndex() throws {
-        index.sortShards()
-        try index.write(to: output)
-        try afterShard?(index)
     }
 
     /// Ends the run: the held-back train document becomes the heldout set if the fraction is positive, no
@@ -293,57 +257,8 @@ public final class Preprocessor {
             pending = nil
             try write(p.doc, to: toHeldout ? .heldout : .train, start: p.start)
         }
-        for s in Split.allCases { try finishShard(s) }
-        index.finish(counts: endState.counts)
-        try commitIndex()
+        try dataset.finish(counts: endState.counts)
     }
-}
-
-/// Creates, checks or clears a dataset folder for a build (preprocess or import) and returns its index: the
-/// existing one to continue with `.resume`, else a fresh one already written. Refuses a folder holding another
-/// dataset (or anything else) unless `.force`, and a resume with other inputs or options; removes the hidden
-/// temporary files a killed run leaves behind.
-func prepareDatasetFolder(_ output: URL, mode: OutputMode, build: BuildRecord) throws -> DatasetIndex {
-    let fm = FileManager.default
-    try fm.createDirectory(at: output, withIntermediateDirectories: true)
-    // Temporary files are never part of a dataset: a killed run leaves them behind.
-    for name in (try? fm.contentsOfDirectory(atPath: output.path)) ?? [] where name.hasPrefix(".") && name.hasSuffix(".tmp") {
-        try? fm.removeItem(at: output.appendingPathComponent(name))
-    }
-    let visible = ((try? fm.contentsOfDirectory(atPath: output.path)) ?? []).filter { !$0.hasPrefix(".") }
-    let indexURL = output.appendingPathComponent(DatasetIndex.fileName)
-    let hasIndex = fm.fileExists(atPath: indexURL.path)
-
-    if mode == .force {
-        // Only what a dataset consists of (and a distributed run's rank folders): other files are left alone.
-        var doomed = Set(visible.filter { $0 == DatasetIndex.fileName || $0.hasSuffix(".h5") || $0.hasSuffix(".tokens.zst") || Preprocessor.isRankFolder($0) })
-        if hasIndex, let old = try? DatasetIndex.load(from: output) { doomed.formUnion(old.shards.map(\.file)) }
-        for name in doomed where fm.fileExists(atPath: output.appendingPathComponent(name).path) {
-            try fm.removeItem(at: output.appendingPathComponent(name))
-        }
-    } else if hasIndex {
-        let old = try DatasetIndex.load(from: output)
-        let same = old.build?.inputs == build.inputs && old.build?.options == build.options
-        guard mode == .resume else {
-            throw PreprocessError("\(output.path): already holds \(same ? "this" : "a different") dataset (index.json); pass --resume to continue it or --force to replace it")
-        }
-        guard same, old.build != nil else {
-            throw PreprocessError("\(output.path): holds a different dataset (\(describeMismatch(old.build, build))); --resume needs the same inputs and options, or pass --force to replace it")
-        }
-        return old
-    } else if !visible.isEmpty {
-        throw PreprocessError("\(output.path): folder is not empty and holds no dataset index; choose an empty folder or pass --force")
-    }
-    let index = DatasetIndex(build: build)
-    try index.write(to: output)
-    return index
-}
-
-private func describeMismatch(_ old: BuildRecord?, _ new: BuildRecord) -> String {
-    guard let old else { return "no build record" }
-    if old.inputs != new.inputs { return "inputs were \(old.inputs.joined(separator: " "))" }
-    let keys = Set(old.options.keys).union(new.options.keys).sorted().filter { old.options[$0] != new.options[$0] }
-    return keys.map { "\($0) was \(old.options[$0] ?? "unset"), now \(new.options[$0] ?? "unset")" }.joined(separator: ", ")
 }
 
 /// Lets worker closures write disjoint slots of one buffer.

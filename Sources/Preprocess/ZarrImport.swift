@@ -73,8 +73,7 @@ public final class ZarrImporter {
     /// The import's counters in the order a row meets them.
     static let funnel = ["rows", "skipped_missing_rows", "imported"]
 
-    private var index = DatasetIndex(build: nil)
-    private var writer: ShardWriter?
+    private var dataset: DatasetWriter!
     private var state = ResumePoint()
     private var clock = Date()
 
@@ -96,10 +95,12 @@ public final class ZarrImporter {
             skipped.append((array.path, missing, missing.reduce(0) { $0 + array.rowRange(ofRowChunk: $1).count }))
         }
         if lock == nil { lock = try FolderLock(output) }
-        index = try prepareDatasetFolder(output, mode: mode, build: build)
-        if index.complete { return ImportSummary(index: index, alreadyComplete: true, skipped: skipped) }
-        defer { writer?.abandon() }
-        state = index.build?.resume ?? ResumePoint()
+        dataset = try DatasetWriter(output: output, mode: mode, build: build, format: options.format, level: options.level,
+                                    shardWindows: options.shardWindows)
+        dataset.afterShard = afterShard
+        if dataset.index.complete { return ImportSummary(index: dataset.index, alreadyComplete: true, skipped: skipped) }
+        defer { dataset.abandon() }
+        state = dataset.resume
         let totalRows = arrays.reduce(0) { $0 + $1.rows }
         let startRow = state.document
         progress?.begin(totalBytes: 0)
@@ -128,12 +129,11 @@ public final class ZarrImporter {
                     reportProgress(done: state.document - startRow, total: totalRows - startRow)
                 }
             }
-            try finishShard()
+            if try dataset.finishShard(splits[i]) { try dataset.commit(resume: state) }
         }
         progress?.end()
-        index.finish(counts: state.counts)
-        try commitIndex()
-        return ImportSummary(index: index, seconds: Date().timeIntervalSince(clock), skipped: skipped)
+        try dataset.finish(counts: state.counts)
+        return ImportSummary(index: dataset.index, seconds: Date().timeIntervalSince(clock), skipped: skipped)
     }
 
     /// What the index of a distributed import records: this run's build options and the world size.
@@ -179,33 +179,15 @@ public final class ZarrImporter {
 
     /// Appends stripe row `i` as one window of `split`; after a full shard, records the next row as the resume point.
     private func write(_ stripe: [UInt16], row i: Int, id: String, split: Split) throws {
-        if writer == nil {
-            let number = index.shards.filter { $0.split == split }.count
-            writer = try ShardWriter(directory: output, file: options.format.fileName(split: split, number: number),
-                                     format: options.format, split: split, level: options.level)
-        }
-        try stripe.withUnsafeBufferPointer {
-            try writer!.append(UnsafeBufferPointer(rebasing: $0[(i * windowLength)..<((i + 1) * windowLength)]), source: WindowSource(document: id, offset: 0))
+        let full = try stripe.withUnsafeBufferPointer {
+            try dataset.append(UnsafeBufferPointer(rebasing: $0[(i * windowLength)..<((i + 1) * windowLength)]),
+                               source: WindowSource(document: id, offset: 0), to: split)
         }
         state.document += 1
         state.produced[split, default: 0] += 1
         state.counts["rows"] += 1
         state.counts["imported"] += 1
-        if writer!.windowCount == options.shardWindows { try finishShard() }
-    }
-
-    private func finishShard() throws {
-        guard let w = writer else { return }
-        writer = nil
-        index.shards.append(try w.finish())
-        index.build?.resume = state
-        try commitIndex()
-    }
-
-    private func commitIndex() throws {
-        index.sortShards()
-        try index.write(to: output)
-        try afterShard?(index)
+        if full { try dataset.commit(resume: state) }
     }
 
     /// Rows/s and ETA over this run's rows (a resumed run counts from its restart row).
