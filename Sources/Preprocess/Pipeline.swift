@@ -20,6 +20,8 @@ public struct PreprocessOptions: Sendable {
     public var workers = ProcessInfo.processInfo.activeProcessorCount
     /// Abort on the first unreadable record instead of dropping it with a warning; does not change the output.
     public var strict = false
+    /// Seed of LongCrawl64's roll: each window stored as `numpy.roll(window, rollShift(...))`; nil stores windows in order.
+    public var roll: UInt64?
 
     public init() {}
 
@@ -33,10 +35,13 @@ public struct PreprocessOptions: Sendable {
         guard workers >= 1 else { throw bad("--workers must be positive, got \(workers)") }
     }
 
+    /// `roll` only when set, so the index of a dataset built without it (and its `--resume`) stays as it was.
     var record: [String: String] {
-        ["format": format.rawValue, "level": String(level), "heldout_fraction": String(heldoutFraction),
-         "windows_per_doc": windowsPerDocument.map(String.init) ?? "all", "shard_windows": String(shardWindows),
-         "text_field": textField, "id_field": idField, "tokenizer": "gpt2"]
+        var r = ["format": format.rawValue, "level": String(level), "heldout_fraction": String(heldoutFraction),
+                 "windows_per_doc": windowsPerDocument.map(String.init) ?? "all", "shard_windows": String(shardWindows),
+                 "text_field": textField, "id_field": idField, "tokenizer": "gpt2"]
+        if let roll { r["roll"] = String(roll) }
+        return r
     }
 }
 
@@ -247,7 +252,10 @@ public final class Preprocessor {
         for (k, window) in doc.windows.enumerated() {
             if skip[split, default: 0] > 0 { skip[split]! -= 1; continue }
             let writer = try writers[split] ?? openWriter(split, start: start)
-            try window.withUnsafeBufferPointer { try writer.append($0, source: WindowSource(document: doc.id, offset: k * windowLength)) }
+            let roll = options.roll.map { rollShift(seed: $0, document: doc.id, window: k) } ?? 0
+            // numpy.roll: the window's last `roll` tokens first, then the rest.
+            let stored = roll == 0 ? window : window.suffix(roll) + window.dropLast(roll)
+            try stored.withUnsafeBufferPointer { try writer.append($0, source: WindowSource(document: doc.id, offset: k * windowLength, roll: roll)) }
             if writer.windowCount == options.shardWindows {
                 try finishShard(split)
                 let waiting = [start, pending?.start].compactMap { $0 } + Array(openStart.values)
