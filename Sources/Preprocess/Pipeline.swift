@@ -22,6 +22,8 @@ public struct PreprocessOptions: Sendable {
     public var strict = false
     /// The document stage's rules, in order (cheapest first), between the readers' drops and the tokenizer.
     public var rules: [DocumentRule] = []
+    /// Seed of LongCrawl64's roll: each window stored as `numpy.roll(window, rollShift(...))`; nil stores windows in order.
+    public var roll: UInt64?
 
     public init() {}
 
@@ -39,10 +41,13 @@ public struct PreprocessOptions: Sendable {
     /// The stages between reading and tokenizing: a text needs 65,536 bytes for each window it must give.
     var stage: DocumentStage { DocumentStage(rules: rules, minTextBytes: windowLength * (windowsPerDocument ?? 1)) }
 
+    /// `roll` only when set, so the index of a dataset built without it (and its `--resume`) stays as it was.
     var record: [String: String] {
-        ["format": format.rawValue, "level": String(level), "heldout_fraction": String(heldoutFraction),
-         "windows_per_doc": windowsPerDocument.map(String.init) ?? "all", "shard_windows": String(shardWindows),
-         "text_field": textField, "id_field": idField, "tokenizer": "gpt2"].merging(stage.record) { $1 }
+        var r = ["format": format.rawValue, "level": String(level), "heldout_fraction": String(heldoutFraction),
+                 "windows_per_doc": windowsPerDocument.map(String.init) ?? "all", "shard_windows": String(shardWindows),
+                 "text_field": textField, "id_field": idField, "tokenizer": "gpt2"].merging(stage.record) { $1 }
+        if let roll { r["roll"] = String(roll) }
+        return r
     }
 }
 
@@ -238,8 +243,11 @@ public final class Preprocessor {
         for (k, window) in doc.windows.enumerated() {
             if skip[split, default: 0] > 0 { skip[split]! -= 1; continue }
             if !dataset.hasOpenShard(split) { openStart[split] = start }
-            let source = WindowSource(document: doc.id, offset: k * windowLength)
-            guard try window.withUnsafeBufferPointer({ try dataset.append($0, source: source, to: split) }) else { continue }
+            let roll = options.roll.map { rollShift(seed: $0, document: doc.id, window: k) } ?? 0
+            // numpy.roll: the window's last `roll` tokens first, then the rest.
+            let stored = roll == 0 ? window : window.suffix(roll) + window.dropLast(roll)
+            let source = WindowSource(document: doc.id, offset: k * windowLength, roll: roll)
+            guard try stored.withUnsafeBufferPointer({ try dataset.append($0, source: source, to: split) }) else { continue }
             openStart[split] = nil
             let waiting = [start, pending?.start].compactMap { $0 } + Array(openStart.values)
             try dataset.commit(resume: waiting.min { $0.document < $1.document }!)

@@ -4,7 +4,7 @@ import Support
 
 /// Evaluation windows as `longcrawl sample` writes them and `eval` reads them: a small HDF5 file with
 /// `/tokens [N, L] uint16` (zstd + Fletcher32, one row per chunk), `/source [N] int64` (window id in the split),
-/// `/documents` (source document and token offset of each row's first token), and root attributes
+/// `/documents` (source document, token offset of each row's first token and the row's roll, see `seam`), and root attributes
 /// `format = "longcrawl-eval-windows"`, `split`, `seed`, `length` (L), `dataset`.
 ///
 /// The file starts with a 512-byte HDF5 user block (which libhdf5 and h5py skip) holding the SHA-256 of the rest of
@@ -21,9 +21,15 @@ public struct EvalWindowFile: Equatable, Sendable {
     public var tokens: [UInt16]
     /// Window id (in the split) of each row.
     public var windows: [Int]
+    /// Each row's document and offset; its `roll` is the row's column holding the document's first token when a
+    /// target of the row has it (1 ..< length: the window's roll minus the row's start column), else 0.
     public var sources: [WindowSource]
 
     public var count: Int { windows.count }
+
+    /// Row `i`'s position whose target crosses its window's seam (input the document's last kept token, target its
+    /// first), as `BatchRow.seam`; nil when no target of the row does.
+    public func seam(_ i: Int) -> Int? { sources[i].roll > 0 ? sources[i].roll - 1 : nil }
 
     public init(split: Split, seed: UInt64, dataset: String, length: Int, tokens: [UInt16], windows: [Int], sources: [WindowSource]) {
         self.split = split; self.seed = seed; self.dataset = dataset; self.length = length
@@ -157,6 +163,9 @@ public struct EvalWindowFile: Equatable, Sendable {
                 throw FileError(url, "/source is unreadable")
             }
             let sources = try readDocuments(file, url, rows: n)
+            if let bad = sources.firstIndex(where: { !(0..<length).contains($0.roll) }) {
+                throw FileError(url, "row \(bad): roll \(sources[bad].roll) is not in 0..<\(length) (corrupt)")
+            }
             let name = try string("split")
             guard let split = Split(rawValue: name) else { throw FileError(url, "split '\(name)', expected train or heldout") }
             return EvalWindowFile(split: split, seed: UInt64(bitPattern: try int("seed")), dataset: try string("dataset"),

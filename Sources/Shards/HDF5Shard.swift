@@ -23,17 +23,17 @@ func withHDF5<T>(_ body: () throws -> T) rethrows -> T {
 /// The last OS error, when HDF5 failed because a system call did (a full disk, a file size limit).
 func osReason() -> String { errno != 0 ? " (\(String(cString: strerror(errno))))" : "" }
 
-/// `/documents` rows in memory: a C string pointer and an offset, as the compound type describes.
-let documentRowSize = 16
+/// `/documents` rows in memory: a C string pointer, an offset and, with rolls, a roll, as the compound type describes.
+func documentRowSize(rolls: Bool) -> Int { rolls ? 24 : 16 }
 
-/// The compound type of `/documents`: {document: variable-length UTF-8 string, offset: int64}.
-func documentsType() -> hid_t {
-    let s = H5Tcopy(lc_h5t_c_s1())
-    H5Tset_size(s, lc_h5t_variable())
-    H5Tset_cset(s, H5T_CSET_UTF8)
-    let t = H5Tcreate(H5T_COMPOUND, documentRowSize)
+/// The compound type of `/documents`: {document: variable-length UTF-8 string, offset: int64}, plus `roll: int64`
+/// when `rolls` (files written before rolls existed, and files of unrolled windows, have no `roll` member).
+func documentsType(rolls: Bool) -> hid_t {
+    let s = utf8StringType()
+    let t = H5Tcreate(H5T_COMPOUND, documentRowSize(rolls: rolls))
     H5Tinsert(t, "document", 0, s)
     H5Tinsert(t, "offset", 8, lc_h5t_native_int64())
+    if rolls { H5Tinsert(t, "roll", 16, lc_h5t_native_int64()) }
     H5Tclose(s)
     return t
 }
@@ -203,9 +203,11 @@ final class HDF5ShardReader {
     }
 }
 
-/// Writes `/documents` (one row per window: source document id and token offset) into an open HDF5 file.
+/// Writes `/documents` (one row per window: source document id, token offset and roll) into an open HDF5 file;
+/// the `roll` member only when some window is rolled, so unrolled windows give the bytes they gave before rolls.
 func writeDocuments(_ sources: [WindowSource], file: hid_t, name finalName: URL) throws {
-    let type = documentsType()
+    let rolls = sources.contains { $0.roll != 0 }, rowSize = documentRowSize(rolls: rolls)
+    let type = documentsType(rolls: rolls)
     defer { H5Tclose(type) }
     var dims: [hsize_t] = [hsize_t(sources.count)]
     let space = H5Screate_simple(1, &dims, nil)
@@ -217,12 +219,13 @@ func writeDocuments(_ sources: [WindowSource], file: hid_t, name finalName: URL)
     guard set >= 0 else { throw FileError(finalName, "cannot create /documents\(osReason())") }
     defer { H5Dclose(set) }
     guard !sources.isEmpty else { return }
-    let rows = UnsafeMutableRawPointer.allocate(byteCount: documentRowSize * sources.count, alignment: 8)
+    let rows = UnsafeMutableRawPointer.allocate(byteCount: rowSize * sources.count, alignment: 8)
     let strings = sources.map { strdup($0.document)! }
     defer { rows.deallocate(); strings.forEach { free($0) } }
     for (i, s) in sources.enumerated() {
-        rows.storeBytes(of: strings[i], toByteOffset: i * documentRowSize, as: UnsafeMutablePointer<CChar>.self)
-        rows.storeBytes(of: Int64(s.offset), toByteOffset: i * documentRowSize + 8, as: Int64.self)
+        rows.storeBytes(of: strings[i], toByteOffset: i * rowSize, as: UnsafeMutablePointer<CChar>.self)
+        rows.storeBytes(of: Int64(s.offset), toByteOffset: i * rowSize + 8, as: Int64.self)
+        if rolls { rows.storeBytes(of: Int64(s.roll), toByteOffset: i * rowSize + 16, as: Int64.self) }
     }
     guard H5Dwrite(set, type, lc_h5s_all(), lc_h5s_all(), lc_h5p_default(), rows) >= 0 else {
         throw FileError(finalName, "write of /documents failed\(osReason())")
@@ -265,19 +268,29 @@ func readDocuments(_ file: hid_t, _ url: URL, rows: Int) throws -> [WindowSource
     guard n == rows else { throw FileError(url, "/documents has \(n) rows, /tokens \(rows)") }
     guard n > 0 else { return [] }
     try checkStringLengths(set, rows: n, url)
-    let type = documentsType()
+    let rolls = try hasRollMember(set, url), rowSize = documentRowSize(rolls: rolls)
+    let type = documentsType(rolls: rolls)
     defer { H5Tclose(type) }
-    let rows = UnsafeMutableRawPointer.allocate(byteCount: documentRowSize * n, alignment: 8)
+    let rows = UnsafeMutableRawPointer.allocate(byteCount: rowSize * n, alignment: 8)
     defer { rows.deallocate() }
     guard H5Dread(set, type, lc_h5s_all(), lc_h5s_all(), lc_h5p_default(), rows) >= 0 else {
         throw FileError(url, "/documents is unreadable")
     }
     defer { H5Dvlen_reclaim(type, space, lc_h5p_default(), rows) }
     return (0..<n).map { i in
-        let p = rows.load(fromByteOffset: i * documentRowSize, as: UnsafeMutablePointer<CChar>?.self)
+        let p = rows.load(fromByteOffset: i * rowSize, as: UnsafeMutablePointer<CChar>?.self)
         return WindowSource(document: p.map { String(cString: $0) } ?? "",
-                            offset: Int(rows.load(fromByteOffset: i * documentRowSize + 8, as: Int64.self)))
+                            offset: Int(rows.load(fromByteOffset: i * rowSize + 8, as: Int64.self)),
+                            roll: rolls ? Int(rows.load(fromByteOffset: i * rowSize + 16, as: Int64.self)) : 0)
     }
+}
+
+/// Whether `/documents` has the `roll` member (absent: written before rolls existed, or no window is rolled).
+private func hasRollMember(_ set: hid_t, _ url: URL) throws -> Bool {
+    let type = H5Dget_type(set)
+    guard type >= 0 else { throw FileError(url, "/documents has no readable type (corrupt)") }
+    defer { H5Tclose(type) }
+    return H5Tget_member_index(type, "roll") >= 0
 }
 
 /// HDF5 allocates as many bytes as a variable-length string's header in the file claims (up to 4 GiB) before it

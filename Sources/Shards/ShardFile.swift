@@ -2,11 +2,30 @@ import CLongCrawl
 import Foundation
 import Support
 
-/// Where a window came from: its document id and its first token's offset in that document.
+/// Where a window came from: its document id, its first token's offset in that document, and its roll: the window
+/// is stored as `numpy.roll(tokens, roll)`, so the column `roll` holds the token at `offset` (0: stored in order).
 public struct WindowSource: Codable, Equatable, Sendable {
     public var document: String
     public var offset: Int
-    public init(document: String, offset: Int) { self.document = document; self.offset = offset }
+    public var roll: Int
+    public init(document: String, offset: Int, roll: Int = 0) { self.document = document; self.offset = offset; self.roll = roll }
+
+    enum CodingKeys: String, CodingKey { case document, offset, roll }
+
+    /// Metadata written before rolls existed has no `roll`: 0.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        try self.init(document: c.decode(String.self, forKey: .document), offset: c.decode(Int.self, forKey: .offset),
+                      roll: c.decodeIfPresent(Int.self, forKey: .roll) ?? 0)
+    }
+
+    /// `roll` only when not 0, so a shard of unrolled windows has the same bytes as before rolls existed.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(document, forKey: .document)
+        try c.encode(offset, forKey: .offset)
+        if roll != 0 { try c.encode(roll, forKey: .roll) }
+    }
 }
 
 /// Shard attributes shared by both formats (HDF5 root attributes; JSON in the zst metadata frame).
@@ -94,7 +113,7 @@ public final class ShardReader {
     public let url: URL
     public let format: ShardFormat
     public let split: Split
-    /// Source document and offset of each window.
+    /// Source document, offset and roll of each window.
     public let sources: [WindowSource]
     private let zst: SeekableZstdReader?
     private let h5: HDF5ShardReader?
@@ -113,6 +132,9 @@ public final class ShardReader {
             let r = try HDF5ShardReader(url: url)
             h5 = r; zst = nil
             split = r.attributes.split; sources = r.sources
+        }
+        if let bad = sources.firstIndex(where: { !(0..<windowLength).contains($0.roll) }) {
+            throw FileError(url, "window \(bad): roll \(sources[bad].roll) is not in 0..<\(windowLength) (corrupt)")
         }
     }
 

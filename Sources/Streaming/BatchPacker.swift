@@ -37,10 +37,20 @@ public struct BatchRow: Equatable, Sendable {
     public var window: Int
     /// Token offset of the row's first input in the window.
     public var offset: Int
+    /// The row position whose target crosses the seam of a rolled window (`WindowSource.roll` k > 0): its input is
+    /// column k - 1, the document's last kept token, and its target column k, the document's first token; so
+    /// `seam = k - 1 - offset`, nil when k = 0 or that position is outside the row.
+    public var seam: Int?
+
+    /// `seam` for a window of roll `k` cut at `offset` into rows of `context`.
+    static func seam(roll k: Int, offset: Int, context: Int) -> Int? {
+        let i = k - 1 - offset
+        return k > 0 && i >= 0 && i < context ? i : nil
+    }
 }
 
-/// `B` rows of `T` tokens: inputs, next-token targets and a mask that is 0 only for a window's last token,
-/// which has no successor.
+/// `B` rows of `T` tokens: inputs, next-token targets and a mask that is 0 for a window's last token, which has no
+/// successor, and with `masksSeam` for the target that crosses a rolled window's seam (`BatchRow.seam`).
 public struct Batch: Sendable {
     public var batchSize: Int
     public var context: Int
@@ -49,7 +59,7 @@ public struct Batch: Sendable {
     public var inputs: [Int32]
     /// [B, T] next-token ids (0 where masked).
     public var targets: [Int32]
-    /// [B, T] 1 where the target counts, 0 at the window's end.
+    /// [B, T] 1 where the target counts, 0 at the window's end (and at each row's seam with `masksSeam`).
     public var mask: [Float]
     public var rows: [BatchRow]
     /// True when every row continues the same row of the previous batch (sequential order, slot > 0).
@@ -69,6 +79,8 @@ public final class BatchPacker {
     /// Batches per window: 65,536 / T.
     public let slots: Int
     public var batchesPerEpoch: Int { groups * slots }
+    /// Mask the target that crosses each row's seam (`BatchRow.seam`); LongCrawl64 trains on it, so off by default.
+    public let masksSeam: Bool
     private let prefetcher: Prefetcher<Batch>
 
     /// Context lengths that divide a window: the powers of two up to 65,536.
@@ -86,22 +98,24 @@ public final class BatchPacker {
 
     /// A packer at the first batch.
     public convenience init(catalog: WindowCatalog, batchSize: Int, context: Int, order: BatchOrder = .longcrawl,
-                            seed: UInt64, rank: Int = 0, world: Int = 1, prefetch: Int = 4, cacheBytes: Int = 1 << 30) throws {
+                            seed: UInt64, rank: Int = 0, world: Int = 1, prefetch: Int = 4, cacheBytes: Int = 1 << 30,
+                            masksSeam: Bool = false) throws {
         try self.init(catalog: catalog, cursor: PackerCursor(seed: seed, rank: rank, world: world, batchSize: batchSize,
                                                              context: context, order: order, batch: 0),
-                      prefetch: prefetch, cacheBytes: cacheBytes)
+                      prefetch: prefetch, cacheBytes: cacheBytes, masksSeam: masksSeam)
     }
 
     /// A packer continuing from `cursor`. `cacheBytes` bounds the decompressed windows kept for reuse (see
     /// `WindowCache`): the LongCrawl64 order visits each window once per slot, so a split that fits is
     /// decompressed once.
-    public convenience init(catalog: WindowCatalog, cursor: PackerCursor, prefetch: Int = 4, cacheBytes: Int = 1 << 30) throws {
+    public convenience init(catalog: WindowCatalog, cursor: PackerCursor, prefetch: Int = 4, cacheBytes: Int = 1 << 30,
+                            masksSeam: Bool = false) throws {
         try self.init(catalog: catalog, cursor: cursor, prefetch: prefetch, workers: Self.defaultWorkers,
-                      cache: WindowCache(bytes: cacheBytes) { try catalog.read($0) })
+                      cache: WindowCache(bytes: cacheBytes) { try catalog.read($0) }, masksSeam: masksSeam)
     }
 
     /// A packer on `workers` threads sharing `cache` (tests choose both).
-    init(catalog: WindowCatalog, cursor: PackerCursor, prefetch: Int, workers: Int, cache: WindowCache) throws {
+    init(catalog: WindowCatalog, cursor: PackerCursor, prefetch: Int, workers: Int, cache: WindowCache, masksSeam: Bool = false) throws {
         try Self.validate(context: cursor.context)
         guard cursor.batchSize >= 1 else { throw StreamingError("batch size must be positive, got \(cursor.batchSize)") }
         guard cursor.world >= 1, cursor.rank >= 0, cursor.rank < cursor.world else {
@@ -115,6 +129,7 @@ public final class BatchPacker {
         guard cursor.batch >= 0 else { throw StreamingError("cursor batch \(cursor.batch) is negative") }
         self.catalog = catalog
         self.cursor = cursor
+        self.masksSeam = masksSeam
         groups = g
         slots = windowLength / cursor.context
         let c = cursor, s = windowLength / cursor.context
@@ -132,13 +147,14 @@ public final class BatchPacker {
             }
             let ids = (0..<c.batchSize).map { state.order[group * c.batchSize + $0] }
             state.recent = try cache.windows(ids, recent: state.recent)
-            return Self.cut(windows: ids.map { state.recent[$0]! }, ids: ids, slot: slot, context: c.context, epoch: epoch,
-                            continues: c.order == .sequential && slot > 0)
+            return Self.cut(windows: ids.map { state.recent[$0]! }, ids: ids, rolls: try ids.map { try catalog.roll($0) }, slot: slot,
+                            context: c.context, epoch: epoch, continues: c.order == .sequential && slot > 0, masksSeam: masksSeam)
         }
     }
 
-    /// The rows of `windows` at `slot`: inputs tokens[s ..< s+T], targets tokens[s+1 ..< s+T+1].
-    static func cut(windows: [[UInt16]], ids: [Int], slot: Int, context t: Int, epoch: Int, continues: Bool) -> Batch {
+    /// The rows of `windows` (of rolls `rolls`) at `slot`: inputs tokens[s ..< s+T], targets tokens[s+1 ..< s+T+1].
+    static func cut(windows: [[UInt16]], ids: [Int], rolls: [Int], slot: Int, context t: Int, epoch: Int, continues: Bool,
+                    masksSeam: Bool) -> Batch {
         let b = windows.count, start = slot * t
         // Only a window's last position has no target.
         let full = min(t, windowLength - 1 - start)
@@ -157,8 +173,9 @@ public final class BatchPacker {
                 }
             }
         }
-        return Batch(batchSize: b, context: t, epoch: epoch, inputs: inputs, targets: targets, mask: mask,
-                     rows: ids.map { BatchRow(window: $0, offset: start) }, continues: continues)
+        let rows = zip(ids, rolls).map { BatchRow(window: $0, offset: start, seam: BatchRow.seam(roll: $1, offset: start, context: t)) }
+        if masksSeam { for (r, row) in rows.enumerated() { if let s = row.seam { mask[r * t + s] = 0 } } }
+        return Batch(batchSize: b, context: t, epoch: epoch, inputs: inputs, targets: targets, mask: mask, rows: rows, continues: continues)
     }
 
     /// The next batch; a corrupt window throws an error naming the shard file and window.

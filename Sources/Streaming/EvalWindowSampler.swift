@@ -6,7 +6,8 @@ import Support
 public enum EvalWindowSampler {
     /// `count` distinct windows of the catalog's split, chosen by `seed`. With `context` T (< 65,536), each row is
     /// T + 1 consecutive tokens (T inputs and their T targets) at a seeded random offset of its window; without,
-    /// each row is the whole window. A clear error when the split has fewer than `count` windows.
+    /// each row is the whole window. A row's roll is the row's column of its document's first token when a target of
+    /// the row holds it (see `EvalWindowFile.sources`). A clear error when the split has fewer than `count` windows.
     public static func sample(_ catalog: WindowCatalog, count: Int, seed: UInt64, context: Int? = nil, dataset: String) throws -> EvalWindowFile {
         guard count >= 1 else { throw StreamingError("--count must be positive, got \(count)") }
         guard count <= catalog.count else {
@@ -29,7 +30,8 @@ public enum EvalWindowSampler {
             let offset = context == nil ? 0 : Int(rng.next(below: UInt64(windowLength - length + 1)))
             tokens += window[offset..<(offset + length)]
             let source = try catalog.source(id)
-            sources.append(WindowSource(document: source.document, offset: source.offset + offset))
+            let seam = source.roll - offset
+            sources.append(WindowSource(document: source.document, offset: source.offset + offset, roll: (1..<length).contains(seam) ? seam : 0))
         }
         return EvalWindowFile(split: catalog.split, seed: seed, dataset: dataset, length: length, tokens: tokens, windows: chosen, sources: sources)
     }

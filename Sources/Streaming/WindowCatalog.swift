@@ -16,6 +16,9 @@ public final class WindowCatalog: @unchecked Sendable {
     /// A few open readers, most recent last: reading walks shards in permutation order, so keep it small.
     private var open: [(shard: Int, reader: ShardReader)] = []
     private let maxOpen = 8
+    /// Each shard's rolls, kept once it has been opened: the packer asks for rows of windows it holds in its cache,
+    /// whose shard readers may have been closed since.
+    private var rolls: [Int: [Int]] = [:]
 
     /// Opens the split; a missing or incomplete index, or a shard file named in it that is missing, fails here.
     public init(directory: URL, split: Split) throws {
@@ -56,6 +59,13 @@ public final class WindowCatalog: @unchecked Sendable {
         return try reader(s).sources[k]
     }
 
+    /// Window `id`'s roll: the column holding its document's first token (0 for windows stored in order).
+    public func roll(_ id: Int) throws -> Int {
+        let (s, k) = locate(id)
+        if let r = lock.withLock({ rolls[s] }) { return r[k] }
+        return try reader(s).sources[k].roll
+    }
+
     /// Decompresses window `id` into `buffer` (65,536 tokens), checking its checksum.
     public func read(_ id: Int, into buffer: UnsafeMutableBufferPointer<UInt16>) throws {
         let (s, k) = locate(id)
@@ -83,6 +93,7 @@ public final class WindowCatalog: @unchecked Sendable {
         }
         if open.count == maxOpen { open.removeFirst() }
         open.append((shard, r))
+        rolls[shard] = r.sources.map(\.roll)
         return r
     }
 }

@@ -38,3 +38,11 @@ public func fnv1a<Bytes: Sequence>(_ bytes: Bytes) -> UInt64 where Bytes.Element
     for b in bytes { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
     return h
 }
+
+/// LongCrawl64's roll of one window, in 0 ..< 65,536: the column where the document's first token lands when
+/// the window is stored as `numpy.roll(window, k)`. Drawn from `seed`, the document id and the window's index in
+/// its document alone, so it does not depend on the corpus around the document or the order of the inputs:
+/// `mix(mix(seed ^ fnv1a(document's UTF-8)) &+ window) >> 48`, `mix` the SplitMix64 finalizer (docs/FORMATS.md).
+public func rollShift(seed: UInt64, document: String, window: Int) -> Int {
+    Int(SplitMix64.mix(SplitMix64.mix(seed ^ fnv1a(document.utf8)) &+ UInt64(window)) >> 48)
+}

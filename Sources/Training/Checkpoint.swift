@@ -22,12 +22,15 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     /// the end, into `RUN/eval.jsonl`; the best checkpoint by that loss is kept as `checkpoints/best`.
     public var evalWindows: String?
     public var evalEvery: Int?
+    /// true: training batches mask the target that crosses each rolled window's seam (`BatchRow.seam`); nil (left
+    /// out of the JSON, as in runs from before the option): LongCrawl64's way, every target counts.
+    public var maskSeam: Bool?
 
     public init(data: String) { self.data = data }
 
     enum CodingKeys: String, CodingKey {
         case data, order, accumulation, keep, seed, recompute
-        case saveEvery = "save_every", evalWindows = "eval_windows", evalEvery = "eval_every"
+        case saveEvery = "save_every", evalWindows = "eval_windows", evalEvery = "eval_every", maskSeam = "mask_seam"
     }
 }
 

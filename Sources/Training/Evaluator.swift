@@ -16,6 +16,16 @@ public struct Estimate: Codable, Equatable, Sendable {
         let m = mean
         se = samples.count < 2 ? nil : (samples.reduce(0) { $0 + ($1 - m) * ($1 - m) } / (n - 1) / n).squareRoot()
     }
+
+    /// Over the samples that count: a loss left out by `eval --mask-seam` is NaN.
+    init(counted samples: [Double]) { self.init(samples.filter { !$0.isNaN }) }
+}
+
+/// The mean of the losses that count (a target masked by `eval --mask-seam` is NaN); NaN when none does.
+func countedMean<C: Collection>(_ losses: C) -> Double where C.Element == Double {
+    var sum = 0.0, n = 0
+    for x in losses where !x.isNaN { sum += x; n += 1 }
+    return n == 0 ? .nan : sum / Double(n)
 }
 
 /// The paper's summary of a contextwise loss curve for a model trained at context L. Ranges are of context
@@ -41,22 +51,22 @@ public struct EvalSummary: Codable, Equatable, Sendable {
         case trainedContext = "trained_context", bestContext = "best_context", extrapolationGap = "extrapolation_gap"
     }
 
-    /// From per-window per-position losses (every row the same length).
+    /// From per-window per-position losses (every row the same length; NaN where a target does not count).
     public init(perWindow: [[Double]], trainedContext l: Int) {
         let positions = perWindow.first?.count ?? 0
-        func means(_ r: Swift.Range<Int>) -> [Double] { perWindow.map { $0[r].reduce(0, +) / Double(r.count) } }
+        func means(_ r: Swift.Range<Int>) -> [Double] { perWindow.map { countedMean($0[r]) } }
         trainedContext = l
         let best = Int(0.9 * Double(l))..<l
-        bestContext = l <= positions && !best.isEmpty ? Estimate(means(best)) : nil
+        bestContext = l <= positions && !best.isEmpty ? Estimate(counted: means(best)) : nil
         let bounds: [(String, Int, Int)] = [("(L/2, L]", l / 2, l), ("(L, 2L]", l, 2 * l), ("(2L, 4L]", 2 * l, 4 * l),
                                             ("(4L, 16L]", 4 * l, 16 * l), ("(16L, 65535]", 16 * l, windowLength - 1)]
         ranges = bounds.compactMap { name, a, b in
             let end = min(b, positions)
-            return a < end ? Range(name: name, start: a, end: end, loss: Estimate(means(a..<end))) : nil
+            return a < end ? Range(name: name, start: a, end: end, loss: Estimate(counted: means(a..<end))) : nil
         }
         if positions >= 4 * l {
             let near = means((l / 2)..<l), far = means(l..<(4 * l))
-            extrapolationGap = Estimate(zip(far, near).map { $0 - $1 })
+            extrapolationGap = Estimate(counted: zip(far, near).map { $0 - $1 })
         } else {
             extrapolationGap = nil
         }
@@ -83,8 +93,9 @@ public struct EvalResult: Codable, Equatable, Sendable {
     public var meanLoss: Double
     /// Position i: mean loss of predicting token i + 1 from tokens 0...i.
     public var perPosition: [Double]
-    /// Standard error of each position's mean across windows (nil for one window).
-    public var perPositionSE: [Double]?
+    /// Standard error of each position's mean across windows (nil for one window; an entry is nil where fewer than
+    /// two windows count, which only `--mask-seam` makes happen).
+    public var perPositionSE: [Double?]?
     /// [2^k - 1, 2^(k+1) - 1): a log-scale x axis.
     public var buckets: [Bucket]
     /// Eight log-spaced bins per octave, each bin's mean per window then over windows: a readable curve with
@@ -92,29 +103,32 @@ public struct EvalResult: Codable, Equatable, Sendable {
     public var curve: [Bucket]
     public var summary: EvalSummary
     public var tokensPerSecond: Double
+    /// true when each row's seam target was left out (`eval --mask-seam`); absent otherwise.
+    public var maskSeam: Bool?
 
     enum CodingKeys: String, CodingKey {
         case checkpoint, config, context, form, windows, buckets, curve, summary
         case windowsFile = "windows_file", trainedContext = "trained_context", meanLoss = "mean_loss", perPosition = "per_position"
-        case perPositionSE = "per_position_se", tokensPerSecond = "tokens_per_s"
+        case perPositionSE = "per_position_se", tokensPerSecond = "tokens_per_s", maskSeam = "mask_seam"
     }
 
-    /// The result of per-window per-position losses.
+    /// The result of per-window per-position losses (NaN where a target does not count: every position needs one
+    /// window whose target there counts).
     init(perWindow: [[Double]], checkpoint: String, windowsFile: String, config: String, trainedContext: Int, context: Int, form: String,
          tokensPerSecond: Double) {
         let n = perWindow.count, positions = perWindow[0].count
-        var per = [Double](repeating: 0, count: positions), se: [Double]? = n > 1 ? per : nil
+        var per = [Double](repeating: 0, count: positions), se: [Double?]? = n > 1 ? per.map { $0 } : nil
         for i in 0..<positions {
-            let e = Estimate(perWindow.map { $0[i] })
+            let e = Estimate(counted: perWindow.map { $0[i] })
             per[i] = e.mean
-            se?[i] = e.se!
+            se?[i] = e.se
         }
         func bins(_ next: (Int) -> Int) -> [Bucket] {
             var out: [Bucket] = []
             var start = 0
             while start < positions {
                 let end = min(positions, max(start + 1, next(start)))
-                let e = Estimate(perWindow.map { $0[start..<end].reduce(0, +) / Double(end - start) })
+                let e = Estimate(counted: perWindow.map { countedMean($0[start..<end]) })
                 out.append(Bucket(start: start, end: end, loss: e.mean, se: e.se))
                 start = end
             }
@@ -127,7 +141,7 @@ public struct EvalResult: Codable, Equatable, Sendable {
     }
 
     init(checkpoint: String, windowsFile: String, config: String, trainedContext: Int, context: Int, form: String, windows: Int,
-         meanLoss: Double, perPosition: [Double], perPositionSE: [Double]?, buckets: [Bucket], curve: [Bucket], summary: EvalSummary,
+         meanLoss: Double, perPosition: [Double], perPositionSE: [Double?]?, buckets: [Bucket], curve: [Bucket], summary: EvalSummary,
          tokensPerSecond: Double) {
         self.checkpoint = checkpoint; self.windowsFile = windowsFile; self.config = config; self.trainedContext = trainedContext
         self.context = context; self.form = form; self.windows = windows; self.meanLoss = meanLoss; self.perPosition = perPosition
@@ -140,7 +154,7 @@ public struct EvalResult: Codable, Equatable, Sendable {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         try AtomicFile.writeJSON(self, to: folder.appendingPathComponent("result.json"))
         var csv = "position,loss,se\n"
-        for (i, l) in perPosition.enumerated() { csv += "\(i),\(l),\(perPositionSE.map { String($0[i]) } ?? "")\n" }
+        for (i, l) in perPosition.enumerated() { csv += "\(i),\(l),\((perPositionSE?[i]).map { String($0) } ?? "")\n" }
         try AtomicFile.write(Data(csv.utf8), to: folder.appendingPathComponent("positions.csv"))
         var b = "start,end,loss,se\n"
         for k in buckets { b += "\(k.start),\(k.end),\(k.loss),\(k.se.map { String($0) } ?? "")\n" }
@@ -180,13 +194,21 @@ public enum Evaluator {
     /// The loss at each position of one row ([L] tokens -> [L - 1] losses). When `segment` covers the row, one
     /// forward in the form the cost model picks (the training code path) where that form takes the row's length;
     /// otherwise segment by segment with each layer's attention state carried across (softmax attends within
-    /// each segment only; the last segment may be shorter).
-    public static func losses(_ model: Transformer<Float>, row: ArraySlice<UInt16>, segment: Int) -> [Double] {
+    /// each segment only; the last segment may be shorter). With `seam` (`EvalWindowFile.seam`) that target's mask is
+    /// 0 and its loss NaN: it does not count.
+    public static func losses(_ model: Transformer<Float>, row: ArraySlice<UInt16>, segment: Int, seam: Int? = nil) -> [Double] {
+        var out = unmaskedLosses(model, row: row, segment: segment, seam: seam)
+        if let seam { out[seam] = .nan }
+        return out
+    }
+
+    private static func unmaskedLosses(_ model: Transformer<Float>, row: ArraySlice<UInt16>, segment: Int, seam: Int?) -> [Double] {
         let l = inputLength(row.count)
         let all = row.map { Int32($0) }
         let tokens = Array(all[0..<l])
         var targets = Array(all[1...]), mask = [Float](repeating: 1, count: l)
         if targets.count < l { targets.append(0); mask[l - 1] = 0 }
+        if let seam { mask[seam] = 0 }
         if onePassForm(model.config, inputs: l, segment: segment) != nil {
             return Array(model.forward(tokens: tokens, targets: targets, mask: mask, batch: 1, length: l, training: false).perPosition.prefix(row.count - 1))
         }
@@ -205,18 +227,23 @@ public enum Evaluator {
     }
 
     /// Evaluates every window of `file` for a model trained at `trainedContext` (its checkpoint's `train.context`);
-    /// `context` nil means one pass over the whole window (`segment`).
+    /// `context` nil means one pass over the whole window (`segment`). `masksSeam` leaves each row's seam target
+    /// (`EvalWindowFile.seam`) out of every mean.
     public static func evaluate(_ model: Transformer<Float>, trainedContext: Int, file: EvalWindowFile, context: Int?, checkpoint: String,
-                                windowsFile: String, progress: ProgressReporter? = nil) throws -> EvalResult {
+                                windowsFile: String, masksSeam: Bool = false, progress: ProgressReporter? = nil) throws -> EvalResult {
         guard file.count > 0 else { throw TrainingError("\(windowsFile): no windows") }
+        let seams = (0..<file.count).map { masksSeam ? file.seam($0) : nil }
+        if masksSeam, let s = seams[0], seams.allSatisfy({ $0 == s }) {
+            throw TrainingError("\(windowsFile): --mask-seam leaves position \(s) without a loss (it is the seam of every row); sample more windows")
+        }
         let l = file.length, inputs = inputLength(l)
         let segment = Self.segment(model.config, inputs: inputs, context: context, trainedContext: trainedContext)
         guard segment >= 1, inputs % segment == 0 else { throw TrainingError("\(windowsFile): rows of \(l) tokens (\(inputs) inputs) do not split into segments of --context \(segment)") }
         var perWindow: [[Double]] = []
         let t0 = Date()
         for i in 0..<file.count {
-            let losses = Self.losses(model, row: file.row(i), segment: segment)
-            guard losses.allSatisfy(\.isFinite) else { throw TrainingError("\(windowsFile): window \(file.windows[i]) gives a non-finite loss") }
+            let losses = Self.losses(model, row: file.row(i), segment: segment, seam: seams[i])
+            guard losses.indices.allSatisfy({ losses[$0].isFinite || $0 == seams[i] }) else { throw TrainingError("\(windowsFile): window \(file.windows[i]) gives a non-finite loss") }
             perWindow.append(losses)
             if let progress, progress.due() {
                 let rate = Double((i + 1) * l) / Date().timeIntervalSince(t0)
@@ -226,8 +253,10 @@ public enum Evaluator {
         }
         progress?.end()
         let form = formName(model.config, inputs: inputs, segment: segment)
-        return EvalResult(perWindow: perWindow, checkpoint: checkpoint, windowsFile: windowsFile, config: model.config.name,
-                          trainedContext: trainedContext, context: segment, form: form,
-                          tokensPerSecond: Double(file.count * inputs) / Date().timeIntervalSince(t0))
+        var result = EvalResult(perWindow: perWindow, checkpoint: checkpoint, windowsFile: windowsFile, config: model.config.name,
+                                trainedContext: trainedContext, context: segment, form: form,
+                                tokensPerSecond: Double(file.count * inputs) / Date().timeIntervalSince(t0))
+        if masksSeam { result.maskSeam = true }
+        return result
     }
 }

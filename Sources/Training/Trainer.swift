@@ -207,7 +207,7 @@ public final class Trainer {
             }
         }
         world.barrier()
-        packer = try BatchPacker(catalog: catalog, cursor: cursor)
+        packer = try BatchPacker(catalog: catalog, cursor: cursor, masksSeam: options.maskSeam == true)
     }
 
     /// Runs steps until `config.steps` (or `stopAfter` more steps, for tests that interrupt a run) and returns
@@ -371,7 +371,7 @@ public final class Trainer {
         }
         var o = options
         o.data = saved.options.data
-        if saved.options != o { return "the run's options differ (order, accumulation, save-every, keep, seed, recompute, eval-windows or eval-every)" }
+        if saved.options != o { return "the run's options differ (order, accumulation, save-every, keep, seed, recompute, eval-windows, eval-every or mask-seam)" }
         return nil
     }
 

@@ -33,6 +33,9 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Segment length T for the recurrent form (divides the window length).")
     var context: Int?
 
+    @Flag(help: "Leave out each row's seam target (a rolled window's first document token, predicted from its last kept one) from every mean.")
+    var maskSeam = false
+
     @Option(help: "Result folder; with several checkpoints, the folder of one result folder per checkpoint (named after its run).")
     var out: String
 
@@ -49,7 +52,7 @@ struct EvalCommand: ParsableCommand {
         for (ckpt, (state, folder)) in zip(checkpoints, zip(states, folders)) {
             let model = try Checkpoint.loadModel(ckpt, state: state)
             let result = try Evaluator.evaluate(model, trainedContext: state.config.train.context, file: file, context: context, checkpoint: ckpt.path,
-                                                windowsFile: windows, progress: ProgressReporter(label: "eval"))
+                                                windowsFile: windows, masksSeam: maskSeam, progress: ProgressReporter(label: "eval"))
             try result.write(to: folder)
             print("eval \(ckpt.path) (\(state.config.model.name), \(state.config.model.attention.rawValue), trained at \(state.config.train.context)) on \(result.windows) windows of \(file.length), \(result.form), \(Int(result.tokensPerSecond)) tokens/s:")
             print(describe(result.summary))

@@ -71,8 +71,14 @@ struct InspectCommand: ParsableCommand {
             try tokens.withUnsafeMutableBufferPointer { try reader.readWindow(k, into: $0) }
             let source = reader.sources[k]
             let tok = try loadTokenizer(tokenizer)
-            let text = tok.decodeString(Array(tokens.prefix(2048)))
+            // In document order: a rolled window's first document token is at column `roll`.
+            let text = tok.decodeString(Array((tokens[source.roll...] + tokens[..<source.roll]).prefix(2048)))
             print("\n\(split) window \(window) = \(entry.file)[\(k)]: document \"\(source.document)\" from token \(source.offset)")
+            let rolled = reader.sources.filter { $0.roll != 0 }.count
+            if rolled > 0 {
+                print("roll \(source.roll): stored as numpy.roll(window, \(source.roll)), shown from column \(source.roll) " +
+                      "(\(rolled) of \(reader.windowCount) windows of \(entry.file) rolled)")
+            }
             for line in text.split(separator: "\n", omittingEmptySubsequences: true).prefix(lines) {
                 print("  | " + line.prefix(160))
             }

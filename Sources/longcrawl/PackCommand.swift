@@ -11,7 +11,8 @@ struct PackCommand: ParsableCommand {
         commandName: "pack",
         abstract: "Build training batches with BatchPacker; with --dump, one JSON line per batch.",
         discussion: """
-        Each --dump line holds the batch number, epoch, continues, every row's window id and token offset, and \
+        Each --dump line holds the batch number, epoch, continues, every row's window id, token offset and seam (the \
+        position whose target is a rolled window's first document token, or null), and \
         sha256: the SHA-256 of the batch's inputs and targets (little-endian int32, [B, T] each) followed by its \
         mask (little-endian float32), so two readers agree on a batch exactly when their lines are equal.
 
@@ -58,6 +59,9 @@ struct PackCommand: ParsableCommand {
     @Option(help: "Write the cursor after the last batch here (JSON).")
     var saveCursor: String?
 
+    @Flag(help: "Mask the target that crosses each row's seam (a rolled window's first document token), as train --mask-seam.")
+    var maskSeam = false
+
     func run() throws {
         let catalog = try WindowCatalog(directory: URL(fileURLWithPath: dataset), split: split)
         var start = PackerCursor(seed: seed, rank: rank, world: world, batchSize: batch, context: context, order: order)
@@ -67,7 +71,7 @@ struct PackCommand: ParsableCommand {
                 throw FileError(url, "not a packer cursor (\(error.localizedDescription))")
             }
         }
-        let packer = try BatchPacker(catalog: catalog, cursor: start)
+        let packer = try BatchPacker(catalog: catalog, cursor: start, masksSeam: maskSeam)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let t0 = Date()
@@ -76,7 +80,7 @@ struct PackCommand: ParsableCommand {
             let b = try packer.next()
             guard dump else { continue }
             let line = DumpLine(batch: number, epoch: b.epoch, continues: b.continues, windows: b.rows.map(\.window),
-                                offsets: b.rows.map(\.offset), sha256: Self.digest(b))
+                                offsets: b.rows.map(\.offset), seams: b.rows.map(\.seam), sha256: Self.digest(b))
             FileHandle.standardOutput.write(try encoder.encode(line) + Data("\n".utf8))
         }
         if let saveCursor { try AtomicFile.writeJSON(packer.cursor, to: URL(fileURLWithPath: saveCursor)) }
@@ -93,6 +97,7 @@ struct PackCommand: ParsableCommand {
         var continues: Bool
         var windows: [Int]
         var offsets: [Int]
+        var seams: [Int?]
         var sha256: String
     }
 

@@ -63,6 +63,9 @@ struct PreprocessCommand: ParsableCommand {
     @Flag(help: "Stop at the first unreadable record instead of dropping it with a warning.")
     var strict = false
 
+    @Option(help: "Store each window rotated as LongCrawl64 does, numpy.roll(window, k), k drawn from this seed, the document id and the window's index (docs/FORMATS.md).")
+    var roll: UInt64?
+
     func validate() throws {
         guard windowsPerDoc == "all" || (Int(windowsPerDoc) ?? 0) >= 1 else {
             throw ValidationError("--windows-per-doc must be a positive number or 'all', got '\(windowsPerDoc)'")
@@ -80,6 +83,7 @@ struct PreprocessCommand: ParsableCommand {
         options.textField = textField
         options.idField = idField
         options.strict = strict
+        options.roll = roll
 
         let tok = try loadTokenizer(tokenizer)
         let world = World.shared

@@ -76,6 +76,9 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "Rebuild each block's MLP activations in backward (about 35% less activation memory, 3% more flops, same gradients).")
     var recompute = false
 
+    @Flag(help: "Mask the target that crosses each rolled window's seam (its input the document's last kept token, its target the first); LongCrawl64 trains on it.")
+    var maskSeam = false
+
     @Flag(help: "Under mpirun, sum the gradients with one blocking allreduce after backward instead of in buckets during it (same parameters on 2 ranks).")
     var noOverlap = false
 
@@ -123,6 +126,7 @@ struct TrainCommand: ParsableCommand {
         if let keep { options.keep = keep }
         if let seed { options.seed = seed }
         if recompute { options.recompute = true }
+        if maskSeam { options.maskSeam = true }
         if let evalWindows { options.evalWindows = URL(fileURLWithPath: evalWindows).standardizedFileURL.path }
         if let evalEvery { options.evalEvery = evalEvery }
         if options.evalWindows != nil && options.evalEvery == nil { options.evalEvery = options.saveEvery }

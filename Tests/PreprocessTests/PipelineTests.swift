@@ -232,6 +232,102 @@ final class PipelineTests: XCTestCase {
         }
     }
 
+    /// The roll is part of the dataset format: pinned values (Python's `roll_shift` gives the same), every column.
+    func testRollShiftIsPinnedAndCoversTheWindow() {
+        XCTAssertEqual(rollShift(seed: 7, document: "frankenstein.txt", window: 0), 43142)
+        XCTAssertEqual(rollShift(seed: 7, document: "frankenstein.txt", window: 1), 37487)
+        XCTAssertEqual(rollShift(seed: 0, document: "", window: 0), 35122)
+        let rolls = (0..<20000).map { rollShift(seed: 7, document: "doc-\($0)", window: 0) }
+        XCTAssertTrue(rolls.allSatisfy { (0..<windowLength).contains($0) })
+        XCTAssertEqual(Double(rolls.reduce(0, +)) / Double(rolls.count), Double(windowLength) / 2, accuracy: 600)
+        XCTAssertEqual(Double(rolls.filter { $0 < windowLength / 16 }.count) / Double(rolls.count), 1.0 / 16, accuracy: 0.01)
+        let other = (0..<20000).map { rollShift(seed: 8, document: "doc-\($0)", window: 0) }
+        XCTAssertLessThan(zip(rolls, other).filter { $0 == $1 }.count, 5, "another seed draws other rolls")
+    }
+
+    /// With a roll seed each stored window is numpy.roll(the document's window as tiktoken encodes it, k) with k the
+    /// recorded roll and `roll_shift`'s (checked in Python); the same seed gives the same bytes, another seed other
+    /// rolls of the same windows, and no seed the windows in order with no roll recorded anywhere.
+    func testRollStoresNumpyRollOfTiktokensWindows() throws {
+        let dir = try bookFolder(self, ["beowulf", "frankenstein", "dracula", "great_gatsby"])
+        let check = """
+            import sys, numpy as np
+            from tiktoken_ids import gpt2_encoding
+            from longcrawl import Dataset, roll_shift
+            data, books, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
+            enc, ds, ids, n, rolled = gpt2_encoding(), Dataset(data), {}, 0, 0
+            for name in sorted({s.split for s in ds.shards}):
+                split = ds.split(name)
+                for i in range(len(split)):
+                    doc, offset = split.source(i)
+                    k = split.roll(i)
+                    assert k == roll_shift(seed, doc, offset // 65536), (doc, offset, k)
+                    if doc not in ids:
+                        text = open(books + "/" + doc, "rb").read().decode("utf-8", errors="replace")
+                        ids[doc] = np.asarray(enc.encode_ordinary(text), dtype=np.uint16)
+                    assert np.array_equal(split.read(i), np.roll(ids[doc][offset:offset + 65536], k)), (doc, offset, k)
+                    n, rolled = n + 1, rolled + (k != 0)
+            print("ok", n, rolled)
+            """
+        for format in ShardFormat.allCases {
+            let out = try temporaryFolder(self)
+            let summary = try preprocess([dir], out) { $0.format = format; $0.windowsPerDocument = nil; $0.roll = 7 }
+            XCTAssertEqual(summary.index.build?.options["roll"], "7")
+            let windows = try readDataset(out)
+            XCTAssertEqual(windows.count, 6)
+            let r = try runProcess("/usr/bin/env", ["PYTHONPATH=python:tools", "python3", "-c", check, out.path, dir.path, "7"], directory: packageRoot)
+            XCTAssertEqual(r.status, 0, r.err)
+            XCTAssertEqual(r.out, "ok 6 6\n")
+
+            let again = try temporaryFolder(self)
+            _ = try preprocess([dir], again) { $0.format = format; $0.windowsPerDocument = nil; $0.roll = 7; $0.workers = 1 }
+            try assertSameDataset(out, again)
+
+            let other = try temporaryFolder(self), plain = try temporaryFolder(self)
+            _ = try preprocess([dir], other) { $0.format = format; $0.windowsPerDocument = nil; $0.roll = 8 }
+            XCTAssertNil(try preprocess([dir], plain) { $0.format = format; $0.windowsPerDocument = nil }.index.build?.options["roll"])
+            func unrolled(_ w: (split: Split, source: WindowSource, tokens: [UInt16])) -> [UInt16] {
+                Array(w.tokens[w.source.roll...] + w.tokens[..<w.source.roll])
+            }
+            let others = try readDataset(other), plains = try readDataset(plain)
+            XCTAssertEqual(zip(windows, others).filter { $0.source.roll == $1.source.roll }.count, 0)
+            XCTAssertEqual(plains.map(\.source.roll), [Int](repeating: 0, count: 6))
+            XCTAssertEqual(windows.map(unrolled), plains.map(\.tokens))
+            XCTAssertEqual(others.map(unrolled), plains.map(\.tokens))
+            XCTAssertEqual(windows.map { WindowSource(document: $0.source.document, offset: $0.source.offset) }, plains.map(\.source))
+        }
+    }
+
+    /// Interrupted after a shard or killed, a run with --roll resumes to the same bytes; a resume with another roll
+    /// seed (or none) is refused.
+    func testResumeWithRollGivesTheSameBytes() throws {
+        struct Interrupted: Error {}
+        let dir = try bookFolder(self, someBooks)
+        for format in ShardFormat.allCases {
+            let configure = { (o: inout PreprocessOptions) in o.format = format; o.shardWindows = 1; o.roll = 7 }
+            let reference = try temporaryFolder(self)
+            _ = try preprocess([dir], reference, configure)
+            for stop in [1, 3] {
+                let out = try temporaryFolder(self)
+                var done = 0
+                XCTAssertThrowsError(try preprocess([dir], out, configure) { _ in
+                    done += 1
+                    if done == stop { throw Interrupted() }
+                })
+                XCTAssertThrowsError(try preprocess([dir], out, { configure(&$0); $0.roll = 8 }, mode: .resume)) {
+                    XCTAssertTrue("\($0)".contains("roll was 7, now 8"), "\($0)")
+                }
+                XCTAssertThrowsError(try preprocess([dir], out, { configure(&$0); $0.roll = nil }, mode: .resume)) {
+                    XCTAssertTrue("\($0)".contains("roll was 7, now unset"), "\($0)")
+                }
+                _ = try preprocess([dir], out, configure, mode: .resume)
+                try assertSameDataset(reference, out)
+            }
+        }
+        try assertResumesAfterSIGKILL(self, ["preprocess", dir.path, "--shard-windows", "1", "--heldout-fraction", "0.3", "--workers", "1", "--roll", "7"],
+                                      killAfterShards: [1, 3])
+    }
+
     func testOutputFolderHoldingADatasetIsRefused() throws {
         let dir = try bookFolder(self, Array(someBooks.prefix(2)))
         let out = try temporaryFolder(self)

@@ -109,6 +109,63 @@ final class ShardTests: XCTestCase {
         XCTAssertEqual(json["filters"] as? [String], ["32015", "fletcher32"])
     }
 
+    /// Rolls read back from both formats; a shard of unrolled windows has no roll field at all, so it keeps the bytes
+    /// of shards written before rolls existed.
+    func testRollsRoundTripAndUnrolledShardsHaveNoRollField() throws {
+        let rolled = sources.enumerated().map { WindowSource(document: $1.document, offset: $1.offset, roll: [0, 1, 40000, 65535][$0]) }
+        for format in ShardFormat.allCases {
+            for withRolls in [true, false] {
+                let dir = try temporaryFolder(self)
+                let writer = try ShardWriter(directory: dir, file: format.fileName(split: .train, number: 0), format: format, split: .train, level: 1)
+                for (w, s) in zip(windows, withRolls ? rolled : sources) { try w.withUnsafeBufferPointer { try writer.append($0, source: s) } }
+                let url = dir.appendingPathComponent(try writer.finish().file)
+                XCTAssertEqual(try ShardReader(url: url).sources, withRolls ? rolled : sources, "\(format)")
+                switch format {
+                case .hdf5:
+                    let r = try runProcess("/usr/bin/env", ["python3", "-c", "import h5py, sys; print(h5py.File(sys.argv[1], 'r')['documents'].dtype.names)", url.path])
+                    XCTAssertEqual(r.out, withRolls ? "('document', 'offset', 'roll')\n" : "('document', 'offset')\n", r.err)
+                case .zst:
+                    let json = String(decoding: try Data(contentsOf: url).filter { $0 >= 0x20 && $0 < 0x7F }, as: UTF8.self)
+                    XCTAssertEqual(json.contains("\"roll\":40000") && json.contains("\"roll\":65535"), withRolls, json.suffix(400).description)
+                    XCTAssertEqual(json.components(separatedBy: "\"roll\"").count - 1, withRolls ? 3 : 0, "roll 0 is left out")
+                }
+            }
+        }
+    }
+
+    /// A shard written before rolls existed (h5py here, `/documents` without the member; zst metadata without the
+    /// key) reads as roll 0; a roll outside the window is a fault naming the file.
+    func testShardsWithoutRollsReadAsRollZero() throws {
+        let dir = try temporaryFolder(self)
+        let old = dir.appendingPathComponent("old.h5"), bad = dir.appendingPathComponent("bad.h5")
+        let script = """
+            import h5py, hdf5plugin, numpy as np, sys
+            for path, fields in ((sys.argv[1], []), (sys.argv[2], [("roll", "<i8")])):
+                with h5py.File(path, "w") as f:
+                    tokens = (np.arange(2 * 65536) % 50257).astype("<u2").reshape(2, 65536)
+                    f.create_dataset("tokens", data=tokens, chunks=(1, 65536), compression=hdf5plugin.Zstd(), fletcher32=True)
+                    rows = np.array([("a.txt", 0) + (70000,) * len(fields), ("b.txt", 65536) + (0,) * len(fields)],
+                                    dtype=[("document", h5py.string_dtype()), ("offset", "<i8")] + fields)
+                    f.create_dataset("documents", data=rows)
+                    for k, v in dict(format="longcrawl-shard", tokenizer="gpt2", split="train").items():
+                        f.attrs[k] = v
+                    for k, v in dict(version=1, vocab_size=50257, window=65536).items():
+                        f.attrs[k] = np.int64(v)
+            """
+        let r = try runProcess("/usr/bin/env", ["python3", "-c", script, old.path, bad.path])
+        XCTAssertEqual(r.status, 0, r.err)
+        let reader = try ShardReader(url: old)
+        XCTAssertEqual(reader.sources, [WindowSource(document: "a.txt", offset: 0), WindowSource(document: "b.txt", offset: windowLength)])
+        var buffer = [UInt16](repeating: 0, count: windowLength)
+        try buffer.withUnsafeMutableBufferPointer { try reader.readWindow(1, into: $0) }
+        XCTAssertEqual(buffer, (windowLength..<(2 * windowLength)).map { UInt16($0 % 50257) })
+        XCTAssertThrowsError(try ShardReader(url: bad)) {
+            XCTAssertEqual("\($0)", "\(bad.path): window 0: roll 70000 is not in 0..<65536 (corrupt)")
+        }
+        let meta = try JSONDecoder().decode(ZstdShardMetadata.self, from: Data(#"{"attributes": {"format": "longcrawl-shard", "version": 1, "tokenizer": "gpt2", "vocab_size": 50257, "window": 65536, "split": "train"}, "sources": [{"document": "a", "offset": 0}, {"document": "b", "offset": 65536, "roll": 7}]}"#.utf8))
+        XCTAssertEqual(meta.sources, [WindowSource(document: "a", offset: 0), WindowSource(document: "b", offset: windowLength, roll: 7)])
+    }
+
     /// `zstd -d` turns a seekable shard into the raw little-endian uint16 stream of its windows.
     func testZstdCLIDecompressesToRawTokens() throws {
         let dir = try temporaryFolder(self)

@@ -68,6 +68,30 @@ final class PythonReaderTests: XCTestCase {
 
     func testPythonPacksSequentialOrderFromZstdAsBatchPackerDoes() throws { try checkSameBatches(order: "sequential", format: .zst) }
 
+    /// On a dataset preprocessed with --roll, Python's packer gives Swift's seams, and with --mask-seam Swift's masks;
+    /// one epoch of T = 8192 shows each rolled window's seam once.
+    func testPythonGivesRolledWindowsTheSeamsBatchPackerGives() throws {
+        for format in ShardFormat.allCases {
+            let dir = try temporaryFolder(self).appendingPathComponent("ds")
+            let r = try runProcess(longcrawlBinary, ["preprocess", packageRoot.appendingPathComponent("data/sample").path, "--out", dir.path,
+                                                     "--format", format.rawValue, "--windows-per-doc", "all", "--shard-windows", "4", "--roll", "3"])
+            XCTAssertEqual(r.status, 0, r.err)
+            for extra in [[], ["--mask-seam"]] {
+                let args = [dir.path, "--batch", "2", "--context", "8192", "--seed", "9", "--count", "40"] + extra
+                let swift = try runProcess(longcrawlBinary, ["pack", "--dump"] + args)
+                XCTAssertEqual(swift.status, 0, swift.err)
+                let py = try python(["-m", "longcrawl.dump"] + args)
+                XCTAssertEqual(py.status, 0, py.err)
+                XCTAssertEqual(py.out, swift.out, "\(format) \(extra)")
+                let seams = try swift.out.split(separator: "\n").flatMap { line in
+                    try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])["seams"] as? [Any] ?? []
+                }
+                XCTAssertEqual(seams.count, 80)
+                XCTAssertEqual(seams.filter { ($0 as? Int) != nil }.count, 10, "\(format): one seam per rolled window")
+            }
+        }
+    }
+
     /// The Python reader's own tests (the torch part is skipped without torch), on a real dataset.
     func testPythonUnitTests() throws {
         let data = try preprocessedSample(self, format: .zst)

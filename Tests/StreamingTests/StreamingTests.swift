@@ -8,8 +8,9 @@ import XCTest
 /// Token j of synthetic window w: distinct across windows, so a mixed-up window is caught.
 func syntheticToken(window w: Int, position j: Int) -> UInt16 { UInt16((w &* 7919 &+ j &* 31 &+ (j >> 7)) % 50257) }
 
-/// A complete dataset of `windows` train windows in shards of mixed formats (sizes 3, 4, 3, ...), plus 2 heldout.
-func makeDataset(_ test: XCTestCase, windows: Int) throws -> URL {
+/// A complete dataset of `windows` train windows in shards of mixed formats (sizes 3, 4, 3, ...), plus 2 heldout;
+/// window w stored as `numpy.roll(window, roll(w))`.
+func makeDataset(_ test: XCTestCase, windows: Int, roll: (Int) -> Int = { _ in 0 }) throws -> URL {
     let dir = try temporaryFolder(test)
     var index = DatasetIndex(build: nil)
     var w = 0, shard = 0
@@ -18,8 +19,9 @@ func makeDataset(_ test: XCTestCase, windows: Int) throws -> URL {
         let format: ShardFormat = number % 2 == 0 ? .hdf5 : .zst
         let writer = try ShardWriter(directory: dir, file: format.fileName(split: split, number: number), format: format, split: split, level: 1)
         for _ in 0..<n {
-            for j in 0..<windowLength { tokens[j] = syntheticToken(window: w, position: j) }
-            try tokens.withUnsafeBufferPointer { try writer.append($0, source: WindowSource(document: "doc\(w)", offset: 0)) }
+            let k = roll(w)
+            for j in 0..<windowLength { tokens[(j + k) % windowLength] = syntheticToken(window: w, position: j) }
+            try tokens.withUnsafeBufferPointer { try writer.append($0, source: WindowSource(document: "doc\(w)", offset: 0, roll: k)) }
             w += 1
         }
         index.shards.append(try writer.finish())
@@ -200,6 +202,90 @@ final class StreamingTests: XCTestCase {
             XCTAssertTrue("\($0)".contains(index.shards[0].file) && "\($0)".contains("missing"), "\($0)")
         }
     }
+}
+
+/// Rolls of the rolled test windows: none, the edges (1: the seam at a row's first position; 8192: at the last
+/// position of a row of 8192; 65535: the window's last target) and a few inside.
+let testRolls = [0, 1, 8192, 65535, 8193, 40000, 12345, 8191]
+
+final class SeamTests: XCTestCase {
+    /// Each row's seam is the position whose input is the document's last kept token and whose target its first;
+    /// a masking packer gives the same batches with exactly those targets' masks 0.
+    func testSeamIsWhereTheDocumentStartsAndMaskSeamMasksOnlyIt() throws {
+        let catalog = try WindowCatalog(directory: try makeDataset(self, windows: 8) { testRolls[$0 % testRolls.count] }, split: .train)
+        XCTAssertEqual(try (0..<8).map { try catalog.roll($0) }, testRolls)
+        for t in [windowLength, 8192, 64] {
+            let plain = try BatchPacker(catalog: catalog, batchSize: 2, context: t, seed: 5)
+            let masked = try BatchPacker(catalog: catalog, batchSize: 2, context: t, seed: 5, masksSeam: true)
+            var seams = 0
+            for _ in 0..<plain.batchesPerEpoch {
+                let a = try plain.next(), b = try masked.next()
+                XCTAssertEqual(a.rows, b.rows)
+                XCTAssertEqual(a.inputs, b.inputs)
+                XCTAssertEqual(a.targets, b.targets)
+                for (r, row) in a.rows.enumerated() {
+                    let k = testRolls[row.window], i = k - 1 - row.offset, at = r * t
+                    XCTAssertEqual(row.seam, k > 0 && i >= 0 && i < t ? i : nil, "T \(t) window \(row.window) offset \(row.offset)")
+                    var expected = Array(a.mask[at..<(at + t)])
+                    if let s = row.seam {
+                        seams += 1
+                        let first = Int32(syntheticToken(window: row.window, position: 0))
+                        XCTAssertEqual(a.targets[at + s], first)
+                        XCTAssertEqual(a.inputs[at + s], Int32(syntheticToken(window: row.window, position: windowLength - 1)))
+                        if s + 1 < t { XCTAssertEqual(a.inputs[at + s + 1], first) }
+                        XCTAssertEqual(a.mask[at + s], 1, "LongCrawl64 trains on the seam by default")
+                        expected[s] = 0
+                    }
+                    XCTAssertEqual(Array(b.mask[at..<(at + t)]), expected, "T \(t) window \(row.window) offset \(row.offset)")
+                }
+            }
+            XCTAssertEqual(seams, 7, "T \(t): each rolled window's seam once per epoch")
+        }
+        let unrolled = try BatchPacker(catalog: WindowCatalog(directory: try makeDataset(self, windows: 8), split: .train),
+                                       batchSize: 2, context: 8192, seed: 5, masksSeam: true)
+        for _ in 0..<unrolled.batchesPerEpoch { XCTAssertTrue(try unrolled.next().rows.allSatisfy { $0.seam == nil }) }
+    }
+
+    /// A sampled row keeps its seam, whole or cut at a random offset, through the file (its SHA-256 block valid); a
+    /// file of unrolled windows has no roll member, as files written before rolls existed, and reads as roll 0.
+    func testSampledRowsKeepTheirSeamThroughTheFile() throws {
+        let dir = try makeDataset(self, windows: 8) { testRolls[$0 % testRolls.count] }
+        let catalog = try WindowCatalog(directory: dir, split: .train)
+        let url = dir.appendingPathComponent("eval.h5")
+        var seams = 0
+        for context in [nil, 32768] as [Int?] {
+            let file = try EvalWindowSampler.sample(catalog, count: 8, seed: 3, context: context, dataset: dir.path)
+            try file.write(to: url)
+            let back = try EvalWindowFile(contentsOf: url)
+            XCTAssertEqual(back, file)
+            try checkChecksumBlock(url, tokens: file.tokens)
+            XCTAssertEqual(try documentFields(url), ["document", "offset", "roll"])
+            if context == nil { XCTAssertEqual(back.sources.map(\.roll), back.windows.map { testRolls[$0] }) }
+            for i in 0..<back.count {
+                let w = back.windows[i], start = back.sources[i].offset, row = Array(back.row(i))
+                let column = testRolls[w] - start
+                XCTAssertEqual(back.seam(i), column >= 1 && column < back.length ? column - 1 : nil, "row \(i) of window \(w) from \(start)")
+                if let s = back.seam(i) {
+                    seams += 1
+                    XCTAssertEqual(row[s], syntheticToken(window: w, position: windowLength - 1))
+                    XCTAssertEqual(row[s + 1], syntheticToken(window: w, position: 0))
+                }
+            }
+        }
+        XCTAssertGreaterThan(seams, 7)
+        let plain = try makeDataset(self, windows: 8)
+        let file = try EvalWindowSampler.sample(WindowCatalog(directory: plain, split: .train), count: 8, seed: 3, dataset: plain.path)
+        try file.write(to: url)
+        XCTAssertEqual(try documentFields(url), ["document", "offset"])
+        XCTAssertEqual(try EvalWindowFile(contentsOf: url).sources.map(\.roll), [Int](repeating: 0, count: 8))
+    }
+}
+
+/// The member names of `/documents` as h5py sees them.
+private func documentFields(_ url: URL) throws -> [String] {
+    let r = try runProcess("/usr/bin/env", ["python3", "-c", "import h5py, sys; print(' '.join(h5py.File(sys.argv[1], 'r')['documents'].dtype.names))", url.path])
+    XCTAssertEqual(r.status, 0, r.err)
+    return r.out.split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
 }
 
 final class EvalWindowSamplerTests: XCTestCase {

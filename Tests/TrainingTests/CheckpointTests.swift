@@ -200,6 +200,55 @@ final class CheckpointTests: XCTestCase {
         }
         XCTAssertThrowsError(try Evaluator.evaluate(model, trainedContext: config.train.context, file: file, context: 1000, checkpoint: "-", windowsFile: "-"))
     }
+
+    /// `eval --mask-seam` leaves out exactly each row's seam target: that position's mean is over the other rows and
+    /// every other position is as without the flag; rows that all share one seam are refused.
+    func testEvalMaskSeamLeavesOutExactlyTheSeamTargets() throws {
+        let config = try fastConfig(steps: 1)
+        let model = Transformer<Float>(config: config.model, seed: 9)
+        var rng = SplitMix64(seed: 3)
+        let length = 257
+        let tokens = (0..<(3 * length)).map { _ in UInt16(rng.next(below: 50_257)) }
+        let sources = [WindowSource(document: "a", offset: 0, roll: 5), WindowSource(document: "b", offset: 0),
+                       WindowSource(document: "c", offset: 0, roll: 200)]
+        let file = EvalWindowFile(split: .heldout, seed: 0, dataset: "-", length: length, tokens: tokens, windows: [0, 1, 2], sources: sources)
+        XCTAssertEqual((0..<3).map(file.seam), [4, nil, 199])
+        func evaluate(_ file: EvalWindowFile, masked: Bool) throws -> EvalResult {
+            try Evaluator.evaluate(model, trainedContext: config.train.context, file: file, context: nil, checkpoint: "-", windowsFile: "w.h5", masksSeam: masked)
+        }
+        let all = try evaluate(file, masked: false), masked = try evaluate(file, masked: true)
+        let rows = (0..<3).map { Evaluator.losses(model, row: file.row($0), segment: all.context) }
+        for i in 0..<256 {
+            let counted = (0..<3).filter { file.seam($0) != i }.map { rows[$0][i] }
+            XCTAssertEqual(masked.perPosition[i], counted.reduce(0, +) / Double(counted.count), accuracy: 1e-12, "position \(i)")
+            if i != 4 && i != 199 { XCTAssertEqual(masked.perPosition[i], all.perPosition[i], "position \(i)") }
+        }
+        XCTAssertNotEqual(masked.perPosition[4], all.perPosition[4])
+        let seamed = Evaluator.losses(model, row: file.row(0), segment: all.context, seam: 4)
+        XCTAssertTrue(seamed[4].isNaN)
+        XCTAssertEqual(seamed.enumerated().filter { $0.offset != 4 }.map(\.element), rows[0].enumerated().filter { $0.offset != 4 }.map(\.element))
+        XCTAssertEqual(masked.maskSeam, true)
+        XCTAssertNil(all.maskSeam)
+        try masked.write(to: try temporaryFolder(self))
+        let one = EvalWindowFile(split: .heldout, seed: 0, dataset: "-", length: length, tokens: Array(tokens.prefix(length)), windows: [0], sources: [sources[0]])
+        XCTAssertThrowsError(try evaluate(one, masked: true)) {
+            XCTAssertEqual("\($0)", "w.h5: --mask-seam leaves position 4 without a loss (it is the seam of every row); sample more windows")
+        }
+    }
+
+    /// `train --mask-seam` gives the trainer a masking packer and is recorded in the run's options; without it
+    /// the options are written as before the flag existed.
+    func testTrainMaskSeamReachesThePacker() throws {
+        let data = try sampleDataset(self)
+        var options = TrainOptions(data: data.path)
+        XCTAssertFalse(String(decoding: try JSONEncoder().encode(options), as: UTF8.self).contains("mask_seam"))
+        options.maskSeam = true
+        let run = try temporaryFolder(self)
+        let trainer = try Trainer(config: try fastConfig(steps: 1), options: options, run: run)
+        XCTAssertTrue(trainer.packer.masksSeam)
+        XCTAssertTrue(try String(contentsOf: run.appendingPathComponent("options.json"), encoding: .utf8).contains("\"mask_seam\" : true"))
+        XCTAssertFalse(try Trainer(config: try fastConfig(steps: 1), options: TrainOptions(data: data.path), run: try temporaryFolder(self)).packer.masksSeam)
+    }
 }
 
 /// The demo's commands write nothing of the C libraries to stderr. HDF5's atexit handler used to close every

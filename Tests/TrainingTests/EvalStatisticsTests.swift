@@ -13,7 +13,7 @@ final class EvalStatisticsTests: XCTestCase {
         let sd = (values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(n - 1)).squareRoot()
         let r = EvalResult(perWindow: perWindow, checkpoint: "-", windowsFile: "-", config: "t", trainedContext: 8, context: 40, form: "chunked", tokensPerSecond: 1)
         XCTAssertEqual(r.perPosition[17], mean, accuracy: 1e-12)
-        XCTAssertEqual(r.perPositionSE![17], sd / Double(n).squareRoot(), accuracy: 1e-12)
+        XCTAssertEqual(r.perPositionSE![17]!, sd / Double(n).squareRoot(), accuracy: 1e-12)
         XCTAssertEqual(r.buckets[3].se!, sd / Double(n).squareRoot(), accuracy: 1e-12)
         XCTAssertEqual(r.summary.bestContext!.se!, sd / Double(n).squareRoot(), accuracy: 1e-12)
         // Every window has the same offset between ranges, so the paired gap has no spread at all.

@@ -70,7 +70,10 @@ class _HDF5Shard:
             raise LongCrawlError(f"{path}: /tokens has no Fletcher32 checksum")
         self.tokens = tokens
         self.split = self.file.attrs.get("split")
-        self.sources = [(d.decode(), int(o)) for d, o in documents]
+        self.sources = [(row["document"].decode(), int(row["offset"])) for row in documents]
+        # Shards written before rolls existed, or of unrolled windows, have no roll member.
+        rolled = documents.dtype.names is not None and "roll" in documents.dtype.names
+        self.rolls = [int(r) for r in documents["roll"]] if rolled else [0] * len(documents)
 
     def read(self, k: int) -> np.ndarray:
         try:
@@ -121,6 +124,7 @@ class _ZstShard:
             raise LongCrawlError(f"{path}: metadata lists {len(meta['sources'])} windows, seek table {frames}")
         self.split = meta["attributes"]["split"]
         self.sources = [(s["document"], int(s["offset"])) for s in meta["sources"]]
+        self.rolls = [int(s.get("roll", 0)) for s in meta["sources"]]
         self.decompressor = zstandard.ZstdDecompressor()
 
     def _bytes(self, offset: int, count: int) -> bytes:
@@ -206,6 +210,12 @@ class Split:
         """The document the window comes from and its first token's offset there."""
         shard, k = self.locate(id)
         return self._shard(shard).sources[k]
+
+    def roll(self, id: int) -> int:
+        """The window's roll: it is stored as ``numpy.roll(tokens, roll)``, so column ``roll`` holds its document's
+        first token (0 for windows stored in order and for shards written before rolls existed)."""
+        shard, k = self.locate(id)
+        return self._shard(shard).rolls[k]
 
 
 class Dataset:

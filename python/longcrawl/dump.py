@@ -23,14 +23,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cursor", help="continue from a saved cursor (JSON); it replaces the options above")
     p.add_argument("--count", type=int, default=1, help="batches to build")
     p.add_argument("--save-cursor", help="write the cursor after the last batch here (JSON)")
+    p.add_argument("--mask-seam", action="store_true", help="mask the target that crosses each row's seam")
     a = p.parse_args(argv)
     try:
         cursor = PackerCursor.load(a.cursor) if a.cursor else PackerCursor(a.seed, a.batch, a.context, a.order, a.rank, a.world)
-        packer = BatchPacker(Dataset(a.dataset).split(a.split), cursor=cursor)
+        packer = BatchPacker(Dataset(a.dataset).split(a.split), cursor=cursor, mask_seam=a.mask_seam)
         for _ in range(a.count):
             b = next(packer)
             line = {"batch": b.index, "epoch": b.epoch, "continues": b.continues, "windows": b.windows,
-                    "offsets": b.offsets, "sha256": b.digest()}
+                    "offsets": b.offsets, "seams": b.seams, "sha256": b.digest()}
             print(json.dumps(line, sort_keys=True, separators=(",", ":")))
         if a.save_cursor:
             packer.cursor.save(a.save_cursor)

@@ -44,6 +44,22 @@ class SplitMix64:
         return m >> 64
 
 
+def _mix64(z: int) -> int:
+    """SplitMix64's finalizer on one integer."""
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+    return z ^ (z >> 31)
+
+
+def roll_shift(seed: int, document: str, window: int) -> int:
+    """LongCrawl's roll of window ``window`` (its index in the document) of ``document`` under ``preprocess --roll
+    SEED``, in 0 ..< 65,536, as the Swift ``rollShift``: mix(mix(seed ^ fnv1a(id)) + window) >> 48."""
+    h = 0xCBF29CE484222325
+    for b in document.encode():
+        h = ((h ^ b) * 0x100000001B3) & _MASK
+    return _mix64((_mix64((seed & _MASK) ^ h) + window) & _MASK) >> 48
+
+
 def _mix(z: np.ndarray) -> np.ndarray:
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
@@ -128,8 +144,8 @@ class PackerCursor:
 
 @dataclass
 class Batch:
-    """``B`` rows of ``T`` tokens: inputs, next-token targets (0 where masked) and a mask that is 0 only at a
-    window's last token, which has no successor."""
+    """``B`` rows of ``T`` tokens: inputs, next-token targets (0 where masked) and a mask that is 0 at a window's
+    last token, which has no successor, and with ``mask_seam`` at each row's seam."""
 
     index: int
     """Batch number over all epochs (the cursor's ``batch`` when it was built)."""
@@ -146,6 +162,8 @@ class Batch:
     """Each row's first input's token offset in its window."""
     continues: bool
     """Every row continues the same row of the previous batch (sequential order, slot > 0)."""
+    seams: list[Optional[int]]
+    """Each row's position whose target crosses its rolled window's seam (``seam``), or None."""
 
     def digest(self) -> str:
         """SHA-256 of inputs and targets (little-endian int32) then mask (little-endian float32), as
@@ -156,8 +174,18 @@ class Batch:
         return h.hexdigest()
 
 
-def cut(windows: np.ndarray, ids: list[int], slot: int, context: int, epoch: int, index: int, continues: bool) -> Batch:
-    """The rows of ``windows`` [B, 65536] at ``slot``: inputs tokens[s:s+T], targets tokens[s+1:s+T+1]."""
+def seam(roll: int, offset: int, context: int) -> Optional[int]:
+    """The position, in a row of ``context`` tokens from ``offset`` of a window of roll k, whose input is column
+    k - 1 (the document's last kept token) and whose target is column k (its first token): k - 1 - offset, or None
+    when k is 0 or that position is outside the row. As the Swift ``BatchRow.seam``."""
+    i = roll - 1 - offset
+    return i if roll > 0 and 0 <= i < context else None
+
+
+def cut(windows: np.ndarray, ids: list[int], rolls: list[int], slot: int, context: int, epoch: int, index: int,
+        continues: bool, mask_seam: bool = False) -> Batch:
+    """The rows of ``windows`` [B, 65536] (of rolls ``rolls``) at ``slot``: inputs tokens[s:s+T], targets
+    tokens[s+1:s+T+1]."""
     b, start = len(windows), slot * context
     full = min(context, WINDOW - 1 - start)  # only a window's last position has no target
     targets = np.zeros((b, context), dtype=np.int32)
@@ -165,19 +193,25 @@ def cut(windows: np.ndarray, ids: list[int], slot: int, context: int, epoch: int
     mask = np.ones((b, context), dtype=np.float32)
     if full < context:
         mask[:, context - 1] = 0
+    seams = [seam(k, start, context) for k in rolls]
+    if mask_seam:
+        for r, s in enumerate(seams):
+            if s is not None:
+                mask[r, s] = 0
     return Batch(index, epoch, windows[:, start:start + context].astype(np.int32), targets, mask, list(ids),
-                 [start] * b, continues)
+                 [start] * b, continues, seams)
 
 
 class BatchPacker:
     """Cuts a split's windows into [B, T] batches, T dividing 65,536, in either order, this rank's share, from
     any cursor: the same batches as the Swift ``BatchPacker`` for the same cursor. Iterating never ends (epoch
     after epoch); ``cursor`` is where the next batch comes from. Decompressed windows are kept within
-    ``cache_bytes`` per epoch, since the longcrawl order visits each window once per slot."""
+    ``cache_bytes`` per epoch, since the longcrawl order visits each window once per slot. ``mask_seam`` masks the
+    target that crosses each row's seam, as ``train --mask-seam``."""
 
     def __init__(self, split: Split, batch_size: Optional[int] = None, context: Optional[int] = None,
                  order: str = "longcrawl", seed: int = 0, rank: int = 0, world: int = 1,
-                 cursor: Optional[PackerCursor] = None, cache_bytes: int = 1 << 30) -> None:
+                 cursor: Optional[PackerCursor] = None, cache_bytes: int = 1 << 30, mask_seam: bool = False) -> None:
         if cursor is None:
             if batch_size is None or context is None:
                 raise ValueError("give batch_size and context, or a cursor")
@@ -199,6 +233,7 @@ class BatchPacker:
             raise LongCrawlError(f"split '{split.name}' gives {per} windows per rank, fewer than batch size {c.batch_size}")
         self.split = split
         self.cursor = cursor
+        self.mask_seam = mask_seam
         self.slots = WINDOW // c.context
         self._pinned = max(0, cache_bytes // (WINDOW * 2))
         self._epoch = -1
@@ -230,8 +265,8 @@ class BatchPacker:
                     self._cache[id] = w
             windows[id] = w
         self._current = windows  # the sequential order reuses one group's windows for S batches in a row
-        return cut(np.stack([windows[i] for i in ids]), ids, slot, c.context, epoch, b,
-                   c.order == "sequential" and slot > 0)
+        return cut(np.stack([windows[i] for i in ids]), ids, [self.split.roll(i) for i in ids], slot, c.context, epoch, b,
+                   c.order == "sequential" and slot > 0, self.mask_seam)
 
     def __iter__(self) -> Iterator[Batch]:
         return self

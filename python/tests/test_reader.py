@@ -7,8 +7,8 @@ import unittest
 
 import numpy as np
 
-from longcrawl import BatchPacker, Dataset, LongCrawlError, PackerCursor, SplitMix64, epoch_order
-from longcrawl.packer import _draws
+from longcrawl import WINDOW, BatchPacker, Dataset, LongCrawlError, PackerCursor, SplitMix64, epoch_order, roll_shift
+from longcrawl.packer import _draws, cut
 
 DATASET = os.environ.get("LONGCRAWL_TEST_DATASET")
 
@@ -34,6 +34,35 @@ class OrderTests(unittest.TestCase):
             c.save(os.path.join(d, "c.json"))
             self.assertEqual(PackerCursor.load(os.path.join(d, "c.json")), c)
             self.assertEqual(os.listdir(d), ["c.json"])
+
+
+class RollTests(unittest.TestCase):
+    def test_roll_shift_is_pinned_as_in_swift(self) -> None:
+        self.assertEqual(roll_shift(7, "frankenstein.txt", 0), 43142)
+        self.assertEqual(roll_shift(7, "frankenstein.txt", 1), 37487)
+        self.assertEqual(roll_shift(0, "", 0), 35122)
+        self.assertEqual(roll_shift(2**64 - 1, "böök", 3), roll_shift(-1, "böök", 3))
+
+    def test_seam_is_the_target_of_the_documents_first_token_and_only_it_is_masked(self) -> None:
+        doc = (np.arange(WINDOW) * 7 % 50257).astype(np.uint16)
+        for k in (0, 1, 8191, 8192, 12345, 65535):
+            window = np.roll(doc, k)
+            for t in (WINDOW, 8192):
+                seams = 0
+                for slot in range(WINDOW // t):
+                    plain = cut(window[None], [0], [k], slot, t, 0, 0, False)
+                    b = cut(window[None], [0], [k], slot, t, 0, 0, False, mask_seam=True)
+                    i = k - 1 - slot * t
+                    self.assertEqual(b.seams, [i if k > 0 and 0 <= i < t else None], (k, t, slot))
+                    expected = plain.mask.copy()
+                    if b.seams[0] is not None:
+                        s = b.seams[0]
+                        seams += 1
+                        self.assertEqual((b.targets[0, s], b.inputs[0, s]), (doc[0], doc[-1]))
+                        self.assertEqual(plain.mask[0, s], 1)
+                        expected[0, s] = 0
+                    self.assertTrue(np.array_equal(b.mask, expected), (k, t, slot))
+                self.assertEqual(seams, int(k > 0))
 
 
 @unittest.skipUnless(DATASET, "LONGCRAWL_TEST_DATASET is not set")
