@@ -171,10 +171,11 @@ public final class Preprocessor {
         let feed = DocumentFeed(reader: reader, stage: stage, workers: options.workers)
         defer { feed.stop() }
         var ordinal = 0, bytesDone = 0
+        let restart = start.document
         while let piece = feed.next() {
             var records = piece.records
             for i in records.indices { records[i].ordinal = ordinal; ordinal += 1 }
-            records.removeAll { $0.ordinal < start.document }
+            records.removeAll { $0.ordinal < restart }
             let tokens = tokenize(records)
             for (r, t) in zip(records, tokens) {
                 start = ResumePoint(document: r.ordinal, produced: produced, counts: counts)
