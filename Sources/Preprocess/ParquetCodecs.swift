@@ -1,0 +1,82 @@
+import CLongCrawl
+import Foundation
+import Support
+
+/// Decompresses the pages of one column chunk: uncompressed, snappy, gzip (or zlib) and zstd.
+struct PageDecompressor {
+    let url: URL
+    /// The column's dotted name, for errors.
+    let column: String
+    let codec: Int
+    /// One zstd context for all pages of the chunk: ZSTD_decompress would set up (and allocate) one per page.
+    private let zstd = ZstdContext()
+
+    init(url: URL, column: String, codec: Int) {
+        self.url = url; self.column = column; self.codec = codec
+    }
+
+    func fail(_ why: String) -> FileError { FileError(url, "column '\(column)': \(why)") }
+
+    /// A page body decompressed to exactly `size` bytes.
+    func decompress(_ bytes: [UInt8], _ range: Range<Int>, size: Int) throws -> [UInt8] {
+        guard size >= 0, size <= maxPageBytes else { throw fail("corrupt page: uncompressed size \(size)") }
+        if codec == Codec.uncompressed {
+            guard range.count == size else { throw fail("corrupt page: \(range.count) bytes stored, \(size) declared") }
+            return Array(bytes[range])
+        }
+        if size == 0 { return [] }
+        guard !range.isEmpty else { throw fail("corrupt page: empty compressed body") }
+        let name = enumName(codecNames, codec)
+        // The size comes from the page header: check it against the compressed data before allocating it.
+        let plausible: Bool = bytes.withUnsafeBytes { src in
+            let input = src.baseAddress! + range.lowerBound
+            switch codec {
+            case Codec.snappy:
+                var n = 0
+                return snappy_uncompressed_length(input.assumingMemoryBound(to: CChar.self), range.count, &n) == SNAPPY_OK && n == size
+            case Codec.zstd:
+                let n = ZSTD_getFrameContentSize(input, range.count)
+                return n == UInt64(size) || n == UInt64.max  // UInt64.max: the frame does not say (ZSTD_CONTENTSIZE_UNKNOWN)
+            default:
+                return size <= range.count * 1032 + 64  // deflate expands at most 1032:1
+            }
+        }
+        guard plausible else { throw fail("corrupt page: \(name) data does not hold the \(size) bytes its header declares") }
+        var out = [UInt8](repeating: 0, count: size)
+        let ok: Bool = bytes.withUnsafeBytes { src in
+            out.withUnsafeMutableBytes { dst in
+                let input = src.baseAddress! + range.lowerBound
+                switch codec {
+                case Codec.snappy:
+                    var n = size
+                    return snappy_uncompress(input.assumingMemoryBound(to: CChar.self), range.count, dst.baseAddress!.assumingMemoryBound(to: CChar.self), &n) == SNAPPY_OK && n == size
+                case Codec.zstd:
+                    let n = ZSTD_decompressDCtx(zstd.context, dst.baseAddress!, size, input, range.count)
+                    return ZSTD_isError(n) == 0 && n == size
+                default:
+                    return inflateExactly(input, range.count, dst.baseAddress!, size)
+                }
+            }
+        }
+        guard ok else { throw fail("corrupt page: \(name) data does not decompress to \(size) bytes") }
+        return out
+    }
+}
+
+/// A zstd decompression context, freed with its owner.
+private final class ZstdContext {
+    let context = ZSTD_createDCtx()
+    deinit { ZSTD_freeDCtx(context) }
+}
+
+/// Inflates a gzip or zlib stream (auto-detected) that must fill `output` exactly.
+private func inflateExactly(_ input: UnsafeRawPointer, _ count: Int, _ output: UnsafeMutableRawPointer, _ size: Int) -> Bool {
+    var strm = z_stream()
+    guard inflateInit2_(&strm, 15 + 32, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else { return false }
+    defer { inflateEnd(&strm) }
+    strm.next_in = UnsafeMutablePointer(mutating: input.assumingMemoryBound(to: Bytef.self))
+    strm.avail_in = uInt(count)
+    strm.next_out = output.assumingMemoryBound(to: Bytef.self)
+    strm.avail_out = uInt(size)
+    return inflate(&strm, Z_FINISH) == Z_STREAM_END && Int(strm.total_out) == size
+}
