@@ -42,14 +42,15 @@ struct PageDecompressor {
             }
         }
         guard plausible else { throw fail("corrupt page: \(name) data does not hold the \(size) bytes its header declares") }
-        var out = [UInt8](repeating: 0, count: size)
-        let ok: Bool = bytes.withUnsafeBytes { src in
-            out.withUnsafeMutableBytes { dst in
+        // Not zero-filled first: the decompressor writes every byte, or the page is refused.
+        var ok = false
+        let out = [UInt8](unsafeUninitializedCapacity: size) { dst, initialized in
+            ok = bytes.withUnsafeBytes { src in
                 let input = src.baseAddress! + range.lowerBound
                 switch codec {
                 case Codec.snappy:
                     var n = size
-                    return snappy_uncompress(input.assumingMemoryBound(to: CChar.self), range.count, dst.baseAddress!.assumingMemoryBound(to: CChar.self), &n) == SNAPPY_OK && n == size
+                    return snappy_uncompress(input.assumingMemoryBound(to: CChar.self), range.count, UnsafeMutableRawPointer(dst.baseAddress!).assumingMemoryBound(to: CChar.self), &n) == SNAPPY_OK && n == size
                 case Codec.zstd:
                     let n = ZSTD_decompressDCtx(zstd.context, dst.baseAddress!, size, input, range.count)
                     return ZSTD_isError(n) == 0 && n == size
@@ -57,6 +58,7 @@ struct PageDecompressor {
                     return inflateExactly(input, range.count, dst.baseAddress!, size)
                 }
             }
+            initialized = ok ? size : 0
         }
         guard ok else { throw fail("corrupt page: \(name) data does not decompress to \(size) bytes") }
         return out

@@ -4,19 +4,28 @@ import Support
 // Parquet pages: dictionary pages and data pages v1 and v2, their definition levels (the RLE / bit-packed hybrid)
 // and values (PLAIN, or indices into the dictionary).
 
-/// Decodes one column chunk's pages in order into `values` (nil for nulls), keeping its dictionary.
+/// Decodes one column chunk's pages in order into `values` and `lengths`, keeping its dictionary. A value shorter than
+/// `minBytes` is measured but never copied: on the web almost every document is shorter than the texts kept.
 struct ColumnDecoder {
     let url: URL
     let column: LeafColumn
     /// The chunk's value count: no page may take values past it.
     let rows: Int
+    /// Values shorter than this many bytes are left out of `values` (their lengths are kept).
+    let minBytes: Int
+    /// Each row's value: nil for a null or a value shorter than `minBytes`.
     private(set) var values: [[UInt8]?] = []
-    private var dictionary: [[UInt8]]?
+    /// Each row's value length in bytes, -1 for a null.
+    private(set) var lengths: [Int] = []
+    /// The dictionary page's values (nil where shorter than `minBytes`) and their lengths, decoded once per chunk.
+    private var dictionary: (values: [[UInt8]?], lengths: [Int])?
     /// Decompresses the chunk's pages.
     private let pages: PageDecompressor
+    /// One page's present values and their lengths, before nulls are spread among them; kept to reuse the storage.
+    private var pageValues: [[UInt8]?] = [], pageLengths: [Int] = []
 
-    init(url: URL, column: LeafColumn, codec: Int, rows: Int) {
-        self.url = url; self.column = column; self.rows = rows
+    init(url: URL, column: LeafColumn, codec: Int, rows: Int, minBytes: Int = 0) {
+        self.url = url; self.column = column; self.rows = rows; self.minBytes = minBytes
         pages = PageDecompressor(url: url, column: column.name, codec: codec)
     }
 
@@ -34,7 +43,9 @@ struct ColumnDecoder {
                 throw fail("dictionary encoding \(enumName(encodingNames, h.encoding)) is not supported")
             }
             let data = try pages.decompress(bytes, body, size: page.uncompressedSize)
-            dictionary = try plainValues(data, 0..<data.count, count: h.numValues)
+            var entries: (values: [[UInt8]?], lengths: [Int]) = ([], [])
+            try plainValues(data, 0..<data.count, count: h.numValues, into: &entries.values, &entries.lengths)
+            dictionary = entries
         case PageType.data:
             guard let h = page.dataPage else { throw fail("corrupt page: data page without its header") }
             try checkCount(h.numValues)
@@ -82,58 +93,79 @@ struct ColumnDecoder {
         }
     }
 
-    /// Appends a data page's `count` rows: a value where the definition level is the maximum, else nil.
+    /// Appends a data page's `count` rows: a value where the definition level is the maximum, else a null.
     private mutating func append(_ data: [UInt8], _ range: Range<Int>, encoding: Int, count: Int, levels: [UInt32]?) throws {
         let present = levels?.count(where: { $0 == column.maxDefinition }) ?? count
-        var decoded: [[UInt8]]
+        pageValues.removeAll(keepingCapacity: true)
+        pageLengths.removeAll(keepingCapacity: true)
         switch encoding {
         case Encoding.plain:
-            decoded = try plainValues(data, range, count: present)
+            try plainValues(data, range, count: present, into: &pageValues, &pageLengths)
         case Encoding.plainDictionary, Encoding.rleDictionary:
             guard let dictionary else { throw fail("corrupt chunk: dictionary-encoded page without a dictionary page") }
-            guard present > 0 else { decoded = []; break }
+            guard present > 0 else { break }
             // Dictionary indices: one byte of bit width, then the RLE / bit-packed hybrid without a length prefix.
             guard !range.isEmpty, data[range.lowerBound] <= 32 else { throw fail("corrupt page: bad dictionary index width") }
             let indices = try rleHybrid(data, range.lowerBound + 1..<range.upperBound, bitWidth: Int(data[range.lowerBound]), count: present)
-            decoded = []
-            decoded.reserveCapacity(present)
+            pageValues.reserveCapacity(present)
+            pageLengths.reserveCapacity(present)
             for i in indices {
-                guard i < dictionary.count else { throw fail("corrupt page: dictionary index \(i) of \(dictionary.count) entries") }
-                decoded.append(dictionary[Int(i)])
+                guard i < dictionary.values.count else { throw fail("corrupt page: dictionary index \(i) of \(dictionary.values.count) entries") }
+                pageValues.append(dictionary.values[Int(i)])
+                pageLengths.append(dictionary.lengths[Int(i)])
             }
         default:
             throw fail("encoding \(enumName(encodingNames, encoding)) is not supported (PLAIN and dictionary encodings are)")
         }
-        guard let levels else { values.append(contentsOf: decoded.map(Optional.some)); return }
+        guard let levels else {
+            values.append(contentsOf: pageValues)
+            lengths.append(contentsOf: pageLengths)
+            return
+        }
         var next = 0
         for level in levels {
-            if level == column.maxDefinition { values.append(decoded[next]); next += 1 } else { values.append(nil) }
+            if level == column.maxDefinition {
+                values.append(pageValues[next])
+                lengths.append(pageLengths[next])
+                next += 1
+            } else {
+                values.append(nil)
+                lengths.append(-1)
+            }
         }
     }
 
-    /// `count` PLAIN values: byte arrays as they are, integers as decimal digits.
-    private func plainValues(_ data: [UInt8], _ range: Range<Int>, count: Int) throws -> [[UInt8]] {
+    /// Appends `count` PLAIN values and their lengths: byte arrays as they are, integers as decimal digits; a value
+    /// shorter than `minBytes` as nil. A byte array's length prefix gives its size without copying it.
+    private func plainValues(_ data: [UInt8], _ range: Range<Int>, count: Int, into out: inout [[UInt8]?], _ lengths: inout [Int]) throws {
         let width = column.type == PhysicalType.int64 ? 8 : 4
         // Every value takes at least `width` bytes, which bounds the count before anything is allocated.
         guard count >= 0, count <= range.count / width else { throw fail("corrupt page: \(count) values in \(range.count) bytes") }
-        var out: [[UInt8]] = []
-        out.reserveCapacity(count)
-        var p = range.lowerBound
-        for _ in 0..<count {
-            guard range.upperBound - p >= width else { throw fail("corrupt page: values end early") }
-            var v: UInt64 = 0
-            for k in 0..<width { v |= UInt64(data[p + k]) << UInt64(8 * k) }
-            p += width
-            switch column.type {
-            case PhysicalType.byteArray:
-                guard v <= UInt64(range.upperBound - p) else { throw fail("corrupt page: a value of \(v) bytes, \(range.upperBound - p) left") }
-                out.append(Array(data[p..<p + Int(v)]))
-                p += Int(v)
-            case PhysicalType.int32: out.append(Array(String(Int32(truncatingIfNeeded: v)).utf8))
-            default: out.append(Array(String(Int64(bitPattern: v)).utf8))
+        out.reserveCapacity(out.count + count)
+        lengths.reserveCapacity(lengths.count + count)
+        try data.withUnsafeBufferPointer { data in
+            var p = range.lowerBound
+            for _ in 0..<count {
+                guard range.upperBound - p >= width else { throw fail("corrupt page: values end early") }
+                var v: UInt64 = 0
+                for k in 0..<width { v |= UInt64(data[p + k]) << UInt64(8 * k) }
+                p += width
+                let value: [UInt8]
+                switch column.type {
+                case PhysicalType.byteArray:
+                    guard v <= UInt64(range.upperBound - p) else { throw fail("corrupt page: a value of \(v) bytes, \(range.upperBound - p) left") }
+                    let n = Int(v)
+                    lengths.append(n)
+                    out.append(n >= minBytes ? Array(UnsafeBufferPointer(rebasing: data[p..<p + n])) : nil)
+                    p += n
+                    continue
+                case PhysicalType.int32: value = Array(String(Int32(truncatingIfNeeded: v)).utf8)
+                default: value = Array(String(Int64(bitPattern: v)).utf8)
+                }
+                lengths.append(value.count)
+                out.append(value.count >= minBytes ? value : nil)
             }
         }
-        return out
     }
 
     /// `count` values of parquet's RLE / bit-packed hybrid: runs of one repeated value, or groups of 8 bit-packed values.

@@ -7,9 +7,12 @@ import Support
 
 // MARK: - Reader
 
-/// One row as read: text nil for a null value; id nil when null or when the file has no id column.
+/// One row as read. `text` is nil for a null value or one shorter than the read's `minTextBytes`; `textBytes` tells
+/// the two apart (nil for a null). `id` is nil when null or when the file has no id column.
 public struct ParquetRow {
     public var text: [UInt8]?
+    /// The text value's length in UTF-8 bytes, nil for a null.
+    public var textBytes: Int?
     public var id: String?
 }
 
@@ -20,8 +23,8 @@ public final class ParquetReader {
     public let url: URL
     private let fd: Int32
     private let rowGroups: [RowGroup]
-    private let text: LeafColumn
-    private let id: LeafColumn?
+    let text: LeafColumn
+    let id: LeafColumn?
 
     /// Reads and checks the footer. `textColumn` and `idColumn` are dotted paths ("metadata.id" for a struct's
     /// field). A missing text column is an error naming the columns there are; a missing id column gives nil ids.
@@ -72,22 +75,29 @@ public final class ParquetReader {
         chunk(text, group).totalCompressedSize + (id.map { chunk($0, group).totalCompressedSize } ?? 0)
     }
 
-    /// The rows of one row group, in order.
-    public func readRowGroup(_ group: Int) throws -> [ParquetRow] {
-        let texts = try readColumn(text, group)
-        let ids = try id.map { try readColumn($0, group) }
-        return texts.indices.map { i in
-            ParquetRow(text: texts[i], id: ids?[i].map { String(decoding: $0, as: UTF8.self) })
+    /// The rows of one row group, in order, every text value kept.
+    public func readRowGroup(_ group: Int) throws -> [ParquetRow] { try readRowGroup(group, minTextBytes: 0) }
+
+    /// The rows of one row group, in order; a text value shorter than `minTextBytes` is measured from its length
+    /// (PLAIN's length prefix, or the chunk's dictionary) and never copied: its row has `text` nil, `textBytes` set.
+    public func readRowGroup(_ group: Int, minTextBytes: Int) throws -> [ParquetRow] {
+        let texts = try readColumn(text, group, minBytes: minTextBytes)
+        let ids = try id.map { try readColumn($0, group, minBytes: 0).values }
+        return texts.values.indices.map { i in
+            let length = texts.lengths[i]
+            return ParquetRow(text: texts.values[i], textBytes: length < 0 ? nil : length,
+                              id: ids?[i].map { String(decoding: $0, as: UTF8.self) })
         }
     }
 
     private func chunk(_ column: LeafColumn, _ group: Int) -> ColumnMetaData { rowGroups[group].columns[column.index]! }
 
     /// One column of one row group: its chunk's bytes, decoded page by page. Integers become decimal strings.
-    private func readColumn(_ column: LeafColumn, _ group: Int) throws -> [[UInt8]?] {
+    /// Values shorter than `minBytes` are nil in `values`; `lengths` holds every value's length, -1 for a null.
+    private func readColumn(_ column: LeafColumn, _ group: Int, minBytes: Int) throws -> (values: [[UInt8]?], lengths: [Int]) {
         let meta = chunk(column, group)
         let bytes = try readExactly(fd, at: meta.start, count: meta.totalCompressedSize, url)
-        var decoder = ColumnDecoder(url: url, column: column, codec: meta.codec, rows: meta.numValues)
+        var decoder = ColumnDecoder(url: url, column: column, codec: meta.codec, rows: meta.numValues, minBytes: minBytes)
         var position = 0
         while decoder.values.count < meta.numValues {
             guard position < bytes.count else {
@@ -102,7 +112,7 @@ public final class ParquetReader {
             position = header.position + page.compressedSize
             try decoder.decode(page, bytes, header.position..<position)
         }
-        return decoder.values
+        return (decoder.values, decoder.lengths)
     }
 
     /// The footer, and where the column data ends (the footer's first byte).
@@ -155,15 +165,15 @@ public final class ParquetReader {
 
 /// `count` (> 0) bytes at `offset`, with pread.
 private func readExactly(_ fd: Int32, at offset: Int, count: Int, _ url: URL) throws -> [UInt8] {
-    var b = [UInt8](repeating: 0, count: count)
-    var done = 0
-    try b.withUnsafeMutableBytes { raw in
+    // Not zero-filled first: every byte is read, or this throws.
+    try [UInt8](unsafeUninitializedCapacity: count) { raw, initialized in
+        var done = 0
         while done < count {
             let n = pread(fd, raw.baseAddress! + done, count - done, off_t(offset + done))
             if n < 0, errno == EINTR { continue }
             guard n > 0 else { throw FileError(url, "read failed at byte \(offset + done) (\(n < 0 ? String(cString: strerror(errno)) : "end of file"))") }
             done += n
         }
+        initialized = count
     }
-    return b
 }
