@@ -33,10 +33,15 @@ struct PageDecompressor {
             switch codec {
             case Codec.snappy:
                 var n = 0
+                // A snappy element of 3 bytes gives at most 64: a larger claim is corruption, caught before allocating it.
                 return snappy_uncompressed_length(input.assumingMemoryBound(to: CChar.self), range.count, &n) == SNAPPY_OK && n == size
+                    && size <= range.count * 22
             case Codec.zstd:
                 let n = ZSTD_getFrameContentSize(input, range.count)
-                return n == UInt64(size) || n == UInt64.max  // UInt64.max: the frame does not say (ZSTD_CONTENTSIZE_UNKNOWN)
+                guard n == UInt64(size) || n == UInt64.max else { return false }  // UInt64.max: the frame does not say (ZSTD_CONTENTSIZE_UNKNOWN)
+                // A frame header may claim any size and zstd can expand 32,768:1: past a ratio real pages do not
+                // reach, count the output before allocating it.
+                return size <= range.count * 64 || zstdOutputSize(input, range.count, limit: size) == size
             default:
                 return size <= range.count * 1032 + 64  // deflate expands at most 1032:1
             }
@@ -62,6 +67,30 @@ struct PageDecompressor {
         }
         guard ok else { throw fail("corrupt page: \(name) data does not decompress to \(size) bytes") }
         return out
+    }
+}
+
+extension PageDecompressor {
+    /// The bytes zstd data decompresses to (all its frames), counted in a scratch buffer and never past `limit + 1`;
+    /// nil when it is corrupt or truncated. Its window is capped at 8 MiB, which pages written at once never need.
+    fileprivate func zstdOutputSize(_ input: UnsafeRawPointer, _ count: Int, limit: Int) -> Int? {
+        guard let context = ZSTD_createDCtx() else { return nil }
+        defer { ZSTD_freeDCtx(context) }
+        ZSTD_DCtx_setParameter(context, ZSTD_d_windowLogMax, 23)
+        var scratch = [UInt8](repeating: 0, count: 1 << 17)
+        return scratch.withUnsafeMutableBytes { scratch in
+            var source = ZSTD_inBuffer(src: input, size: count, pos: 0)
+            var total = 0
+            while total <= limit {
+                var output = ZSTD_outBuffer(dst: scratch.baseAddress!, size: scratch.count, pos: 0)
+                let read = source.pos
+                let r = ZSTD_decompressStream(context, &output, &source)
+                if ZSTD_isError(r) != 0 || (output.pos == 0 && source.pos == read && r != 0) { return nil }
+                total += output.pos
+                if source.pos == source.size, output.pos < output.size { return r == 0 ? total : nil }  // all read; a frame left open is truncated
+            }
+            return total
+        }
     }
 }
 

@@ -45,7 +45,10 @@ public final class ParquetReader {
             // Every count is bounded before it is added, so corrupt ones cannot overflow the sum.
             var rows = 0
             for g in meta.rowGroups where rows <= meta.numRows {
-                guard (0...maxRowGroupRows).contains(g.numRows) else { throw FileError(url, "corrupt footer: a row group of \(g.numRows) rows") }
+                guard g.numRows >= 0 else { throw FileError(url, "corrupt footer: a row group of \(g.numRows) rows") }
+                guard g.numRows <= maxRowGroupRows else {
+                    throw FileError(url, "a row group of \(g.numRows) rows: more than \(maxRowGroupRows) in one row group are not read")
+                }
                 rows += g.numRows
             }
             guard (0...1 << 62).contains(meta.numRows), rows == meta.numRows else {
