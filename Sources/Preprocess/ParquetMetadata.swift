@@ -23,9 +23,10 @@ enum Repetition { static let required = 0, repeated = 2 }
 let maxPageBytes = 1 << 30
 /// Rows in one page above this are taken for corruption (writers cut pages at 20k rows by default).
 let maxPageValues = 1 << 24
-/// Rows in one row group above this are refused: a row group is held in memory whole, and 2^24 documents would be
-/// tens of GB (pyarrow writes 2^20 rows at most). Without it a few bytes of runs of nulls could claim billions of rows.
-let maxRowGroupRows = 1 << 24
+/// Rows in one row group above this are refused: a row group is held in memory whole (about 60 bytes a row before
+/// its text), and pyarrow writes at most 2^20 rows to one. Without a bound a few bytes of runs of nulls could claim
+/// billions of rows (2^30 in a 2 kB file ran out of memory).
+let maxRowGroupRows = 1 << 22
 
 // MARK: - Footer metadata (the fields of parquet.thrift the reader uses)
 
