@@ -39,8 +39,8 @@ struct PageDecompressor {
             case Codec.zstd:
                 let n = ZSTD_getFrameContentSize(input, range.count)
                 guard n == UInt64(size) || n == UInt64.max else { return false }  // UInt64.max: the frame does not say (ZSTD_CONTENTSIZE_UNKNOWN)
-                // A frame header may claim any size and zstd can expand 32,768:1: past a ratio real pages do not
-                // reach, count the output before allocating it.
+                // A frame header may claim any size and zstd can expand 32,768:1: past 64:1 (rare in real pages,
+                // a long run of one value) the output is counted before it is allocated.
                 return size <= range.count * 64 || zstdOutputSize(input, range.count, limit: size) == size
             default:
                 return size <= range.count * 1032 + 64  // deflate expands at most 1032:1

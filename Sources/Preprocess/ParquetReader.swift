@@ -5,8 +5,6 @@ import Support
 // v1 and v2, RLE definition levels; uncompressed, snappy, gzip and zstd. The layers: ParquetMetadata.swift (footer
 // and page headers), ParquetPages.swift (pages and encodings), ParquetCodecs.swift (decompression), this file.
 
-// MARK: - Reader
-
 /// One row as read. `text` is nil for a null value or one shorter than the read's `minTextBytes`; `textBytes` tells
 /// the two apart (nil for a null). `id` is nil when null or when the file has no id column.
 public struct ParquetRow {
@@ -23,6 +21,7 @@ public final class ParquetReader {
     public let url: URL
     private let fd: Int32
     private let rowGroups: [RowGroup]
+    /// The columns read; `id` is nil when the file has no such column (FuzzParquet then tries "metadata.id").
     let text: LeafColumn
     let id: LeafColumn?
 
