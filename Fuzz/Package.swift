@@ -7,7 +7,7 @@ import PackageDescription
 // can link executables), and a libFuzzer target has no main of its own: libFuzzer's is the entry point.
 let targets = [
     "FuzzJSONL", "FuzzDatasetIndex", "FuzzTrainState", "FuzzTransformerConfig", "FuzzSafetensors",
-    "FuzzSeekableZstd", "FuzzHDF5Shard", "FuzzEvalWindows", "FuzzZarray", "FuzzBloscChunk",
+    "FuzzSeekableZstd", "FuzzHDF5Shard", "FuzzEvalWindows", "FuzzZarray", "FuzzBloscChunk", "FuzzParquet",
 ]
 
 let package = Package(

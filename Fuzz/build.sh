@@ -4,6 +4,6 @@
 # -enable-testing for the @testable imports of internal parsers (ZarrArray).
 set -euo pipefail
 cd "$(dirname "$0")"
-exec flock /tmp/swift-build.lock swift build --package-path . -c release -Xswiftc -enable-testing \
+exec flock /tmp/longcrawl-build.lock swift build --package-path . -c release -Xswiftc -enable-testing \
     -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library \
     -Xcc -fsanitize=fuzzer-no-link,address "$@"

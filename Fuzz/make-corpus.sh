@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Writes the seed corpora into Fuzz/Corpus/TARGET/ from files the project writes (preprocess, train, sample) and
 # from the reference writers the tests use (zarr-python and numcodecs, h5py and hdf5plugin, Python's safetensors,
-# the zstd CLI). Seeds copied from real datasets are named real-*; all of it is about 0.4 MB, and committed.
+# the zstd CLI, pyarrow). Seeds copied from real datasets are named real-*; all of it is about 0.4 MB, and committed.
 # Usage: Fuzz/make-corpus.sh [path/to/longcrawl]   (default: .build/debug/longcrawl of the main package)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -96,4 +96,6 @@ for i, (compressor, chunk_rows) in enumerate(layouts):
     put("FuzzBloscChunk", "layout%d" % i, bytes([i]) + chunk)
     subprocess.run(["rm", "-rf", path], check=True)
 PY
+# Parquet: pyarrow's small files of each codec, encoding and page version (FuzzParquet).
+python3 "$root/Fuzz/make-parquet-corpus.py"
 du -sh "$corpus"/*

@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 seconds=${1:-600}; shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(FuzzJSONL FuzzDatasetIndex FuzzTrainState FuzzTransformerConfig FuzzSafetensors
-                                     FuzzSeekableZstd FuzzHDF5Shard FuzzEvalWindows FuzzZarray FuzzBloscChunk)
+                                     FuzzSeekableZstd FuzzHDF5Shard FuzzEvalWindows FuzzZarray FuzzBloscChunk FuzzParquet)
 export LSAN_OPTIONS=suppressions=$PWD/lsan.supp
 # Swift's own backtracer, at a trap, reads the crashed process's memory in a way ASan reports as an unknown crash
 # instead of the trap; off, a trap is libFuzzer's "deadly signal" with ASan's stack.

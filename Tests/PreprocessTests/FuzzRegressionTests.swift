@@ -1,5 +1,6 @@
 import Foundation
 import Shards
+import Support
 import TestSupport
 import XCTest
 @testable import Preprocess
@@ -29,6 +30,32 @@ final class PreprocessFuzzRegressionTests: XCTestCase {
                 for r in Set([0, array.rowChunks - 1]) where r >= 0 {
                     _ = array.rowRange(ofRowChunk: r)
                     _ = array.missingChunks(ofRowChunk: r)
+                }
+            }
+        }
+    }
+
+    /// Parquet inputs (`Fuzz/craft-parquet.py` wrote them), read as FuzzParquet reads them: each is pinned to an
+    /// error, one line naming the file, with the words given. Each made the reader allocate 1 GiB or more before.
+    func testParquet() {
+        let expected = [
+            "null-runs-2p30-rows.parquet": "a row group of 1073741824 rows: more than 4194304",
+            "snappy-declares-1gib.parquet": "column 'text': corrupt page: SNAPPY data does not hold the 1073741824 bytes",
+            "zstd-declares-1gib.parquet": "column 'text': corrupt page: ZSTD data does not hold the 1073741824 bytes",
+            "zstd-unknown-size-1gib.parquet": "column 'text': corrupt page: ZSTD data does not hold the 1073741824 bytes",
+        ]
+        let inputs = fuzzRegressions("PreprocessTests", "FuzzParquet")
+        XCTAssertEqual(Set(inputs.map(\.lastPathComponent)), Set(expected.keys))
+        for input in inputs {
+            for least in [0, 16] {
+                do {
+                    let reader = try ParquetReader(url: input, textColumn: "text", idColumn: "id")
+                    for g in 0..<reader.rowGroupCount { _ = try reader.readRowGroup(g, minTextBytes: least) }
+                    XCTFail("\(input.lastPathComponent) was read")
+                } catch {
+                    let want = expected[input.lastPathComponent] ?? "?"
+                    XCTAssertTrue(error is FileError && "\(error)".hasPrefix("\(input.path): \(want)"), "\(error)")
+                    XCTAssertFalse("\(error)".contains("\n"), "\(error)")
                 }
             }
         }

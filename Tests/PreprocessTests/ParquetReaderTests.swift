@@ -84,6 +84,34 @@ final class ParquetReaderTests: XCTestCase {
         XCTAssertEqual(files, 16)
     }
 
+    /// Short values are measured, not copied: every encoding, codec and page version gives each row's length, and
+    /// exactly the values of at least `minTextBytes` bytes, equal to a full read's; ids are as in a full read.
+    func testMinTextBytesKeepsOnlyLongValuesAndMeasuresTheRest() throws {
+        let expected = try expectedRows()
+        for codec in ["none", "snappy", "zstd", "gzip"] {
+            for pages in ["dict", "plain"] {
+                for version in ["1", "2"] {
+                    let url = try fixture("fineweb-\(codec)-\(pages)-v\(version).parquet")
+                    let reader = try ParquetReader(url: url, textColumn: "text", idColumn: "id")
+                    for least in [0, 1, 20, 100_000, Int.max] {
+                        let rows = try (0..<reader.rowGroupCount).flatMap { try reader.readRowGroup($0, minTextBytes: least) }
+                        XCTAssertEqual(rows.count, expected.count)
+                        for (i, (row, want)) in zip(rows, expected).enumerated() {
+                            let name = "\(url.lastPathComponent) row \(i), minTextBytes \(least)"
+                            XCTAssertEqual(row.textBytes, want.text?.count, name)
+                            XCTAssertEqual(row.text, want.text.flatMap { $0.count >= least ? $0 : nil }, name)
+                            XCTAssertEqual(row.id, want.id, name)
+                        }
+                    }
+                }
+            }
+        }
+        let ints = try ParquetReader(url: try fixture("int-id-v2.parquet"), textColumn: "text", idColumn: "id")
+        let rows = try (0..<ints.rowGroupCount).flatMap { try ints.readRowGroup($0, minTextBytes: 6) }
+        XCTAssertEqual(rows.map(\.text), (0..<50).map { $0 < 10 ? nil : Array("doc \($0)".utf8) })
+        XCTAssertEqual(rows.map(\.textBytes), (0..<50).map { "doc \($0)".utf8.count })
+    }
+
     func testNestedIdByDottedPath() throws {
         let reader = try ParquetReader(url: try fixture("nested.parquet"), textColumn: "text", idColumn: "metadata.id")
         let rows = try readAll(reader)

@@ -2,7 +2,7 @@ import FuzzSupport
 import Preprocess
 
 /// The input as one corpus file: content sniffing (WARC, JSONL, text, after zstd or gzip decoding), then every
-/// record. Parquet input (PAR1 at both ends) is left out: its reader is another branch's work.
+/// record. Parquet input (PAR1 at both ends) is left out: FuzzParquet fuzzes its reader.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
     let bytes = input(start, count)
