@@ -150,6 +150,10 @@ public final class Trainer {
     private var lastHeldout: Estimate?
     /// Rank 0's hold on the run folder for the trainer's lifetime: a second run into it is refused.
     private let lock: FolderLock?
+    /// Under `--carry-state`, each micro-batch's rows and their states (empty otherwise).
+    let carries: [SegmentCarry]
+    /// Bytes of this rank's carried states.
+    public var carryBytes: Int { carries.reduce(0) { c, carry in c + 4 * (0..<carry.state.layers).reduce(0) { $0 + carry.state.states(layer: $1).count } } }
 
     /// Starts a run in `run` (refused if it already holds checkpoints, unless `force`), or with `resume`
     /// continues its newest checkpoint; `config` and `options` must then equal the run's.
@@ -158,6 +162,10 @@ public final class Trainer {
         try config.validate()
         guard options.accumulation >= 1, options.saveEvery >= 1, options.keep >= 1 else {
             throw TrainingError("accumulation, save-every and keep must be positive")
+        }
+        if options.carries {
+            guard options.order == .sequential else { throw TrainingError("--carry-state needs --order sequential (the longcrawl order does not continue a row in the next batch)") }
+            guard config.model.attention != .softmax else { throw TrainingError("--carry-state: softmax has no state of fixed size to carry (its state is its whole history)") }
         }
         self.run = run
         self.config = config.train
@@ -172,8 +180,12 @@ public final class Trainer {
         let catalog = try WindowCatalog(directory: URL(fileURLWithPath: options.data), split: .train)
         model = Transformer<Float>(config: config.model, seed: options.seed)
         optimizer = AdamW(parameters: model.parameters, beta1: config.train.beta1, beta2: config.train.beta2, weightDecay: config.train.weightDecay)
-        var cursor = PackerCursor(seed: options.seed, rank: world.rank, world: world.size, batchSize: config.train.batch,
+        // Carrying, a step takes one batch of accumulation x B rows and each micro-batch keeps its B rows throughout.
+        let rows = config.train.batch * (options.carries ? options.accumulation : 1)
+        var cursor = PackerCursor(seed: options.seed, rank: world.rank, world: world.size, batchSize: rows,
                                   context: config.train.context, order: options.order, batch: 0)
+        let model = self.model
+        carries = options.carries ? (0..<options.accumulation).map { _ in SegmentCarry(model, batch: config.train.batch) } : []
         if resume {
             guard let latest = try Checkpoint.newest(in: run) else { throw TrainingError("\(run.path): nothing to resume (no checkpoint)") }
             let state = try Checkpoint.loadState(latest)
@@ -186,6 +198,7 @@ public final class Trainer {
             }
             try Checkpoint.loadModel(latest, into: model)
             try Checkpoint.loadOptimizer(latest, into: optimizer, parameters: model.parameters)
+            if options.carries { try Self.restore(carries, from: latest, state: state, rank: world.rank) }
             step = state.step; tokens = state.tokens; elapsed = state.elapsed; cursor = state.cursors[world.rank]
             if world.rank == 0 {
                 try Self.truncate(run.appendingPathComponent("metrics.jsonl"), after: step, as: StepMetrics.self) { $0.step }
@@ -194,6 +207,7 @@ public final class Trainer {
             // Every rank knows the best loss so far (every rank evaluates, so they decide alike).
             bestHeldout = Self.heldoutLog(run).map(\.loss.mean).min() ?? .infinity
         } else {
+            if let source = options.initFrom { try Self.initialize(model, from: URL(fileURLWithPath: source)) }
             if !existing.isEmpty && !force {
                 throw TrainingError("\(run.path): already holds a run (checkpoints/); use --resume to continue it or --force to start over")
             }
@@ -240,13 +254,17 @@ public final class Trainer {
             model.zeroGradients()
             var loss = 0.0
             var rows: [BatchRow] = []
+            var whole: Batch?
             for micro in 0..<options.accumulation {
                 let w0 = now()
-                let batch = try packer.next()
+                if micro == 0 || carries.isEmpty { whole = try packer.next() }
                 wait += now() - w0
+                let batch = carries.isEmpty ? whole! : whole!.micro(micro, of: options.accumulation)
                 rows += batch.rows
+                let carry = carries.isEmpty ? nil : carries[micro]
+                do { try carry?.prepare(batch) } catch let e as TrainingError { throw TrainingError("step \(step + 1), micro-batch \(micro): \(e.description)") }
                 let (l, _) = model.forward(tokens: batch.inputs, targets: batch.targets, mask: batch.mask, batch: config.batch,
-                                           length: config.context, recompute: options.recompute)
+                                           length: config.context, recompute: options.recompute, state: carry?.state)
                 // The last micro-batch leaves each range final as its backward ends: its sum can start there.
                 model.backward(onGradientsReady: micro == options.accumulation - 1 ? buckets?.ready : nil)
                 loss += l / Double(options.accumulation)
@@ -273,7 +291,8 @@ public final class Trainer {
             tokens += stepTokens * world.size
             let m = StepMetrics(step: step, loss: loss, lr: lr, gradNorm: norm, tokensPerSecond: Double(stepTokens * world.size) / seconds,
                                 mfu: flopsPerStep / seconds / 1e9 / ceiling, elapsed: elapsed, loaderShare: wait / seconds,
-                                allreduceSeconds: allreduce, windows: rows.map(\.window), offsets: rows.map(\.offset))
+                                allreduceSeconds: allreduce, windows: rows.map(\.window), offsets: rows.map(\.offset),
+                                offset: carries.isEmpty ? nil : rows.first?.offset)
             taken.append(m)
             try metricsFile?.write(contentsOf: try encoder.encode(m) + Data("\n".utf8))
             let evaluated = try evaluateHeldout(last: m)
@@ -289,19 +308,71 @@ public final class Trainer {
         return taken
     }
 
-    /// Every rank's cursor goes to rank 0, which writes the checkpoint (`best` is not one of the last K).
+    /// Every rank's cursor and carried states go to rank 0, which writes the checkpoint (`best` is not one of the last K).
     private func saveCheckpoint(last: StepMetrics, to folder: URL) throws {
         let cursors = try world.allGather(JSONEncoder().encode(packer.cursor)).map { try JSONDecoder().decode(PackerCursor.self, from: $0) }
+        var state = TrainState(step: step, config: RunConfig(model: model.config, train: config), options: options, cursors: cursors,
+                               initSeed: options.seed, tokens: tokens, elapsed: elapsed, last: last)
+        var carry: [(String, Tensor<Float>)] = []
+        if !carries.isEmpty {
+            // Each rank's records as JSON, its states as the raw floats of every micro-batch's layers in order.
+            let records = try world.allGather(JSONEncoder().encode(carries.indices.map { carries[$0].record(rank: world.rank, micro: $0) }))
+                .map { try JSONDecoder().decode([CarryRecord].self, from: $0) }
+            let floats = world.allGather(carries.flatMap { c in (0..<c.state.layers).flatMap(c.state.states(layer:)) }.withUnsafeBufferPointer { Data(buffer: $0) })
+            for (rank, (mine, data)) in zip(records, floats).enumerated() {
+                let values = data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+                let per = values.count / (mine.count * model.config.layers)
+                for (m, record) in mine.enumerated() {
+                    for l in 0..<model.config.layers {
+                        let start = (m * model.config.layers + l) * per
+                        carry.append((CarryRecord.tensorName(rank: rank, micro: record.micro, layer: l),
+                                      Tensor([record.positions[l].count, per / record.positions[l].count], Array(values[start..<(start + per)]))))
+                    }
+                }
+            }
+            state.carries = records.flatMap { $0 }
+            state.carryBytes = carry.reduce(0) { $0 + 4 * $1.1.count }
+        }
         if writes {
-            let state = TrainState(step: step, config: RunConfig(model: model.config, train: config), options: options, cursors: cursors,
-                                   initSeed: options.seed, tokens: tokens, elapsed: elapsed, last: last)
             if folder == Checkpoint.best(in: run) {
-                try Checkpoint.write(model: model, optimizer: optimizer, state: state, to: folder)
+                try Checkpoint.write(model: model, optimizer: optimizer, state: state, carry: carry, to: folder)
             } else {
-                try Checkpoint.save(model: model, optimizer: optimizer, state: state, run: run, keep: options.keep)
+                try Checkpoint.save(model: model, optimizer: optimizer, state: state, carry: carry, run: run, keep: options.keep)
             }
         }
         world.barrier()
+    }
+
+    /// Sets `carries` to this rank's carried states in `checkpoint`.
+    static func restore(_ carries: [SegmentCarry], from checkpoint: URL, state: TrainState, rank: Int) throws {
+        let file = try Checkpoint.loadCarry(checkpoint)
+        for (m, carry) in carries.enumerated() {
+            guard let record = state.carries?.first(where: { $0.rank == rank && $0.micro == m }) else {
+                throw TrainingError("\(checkpoint.path): no carried state of rank \(rank), micro-batch \(m)")
+            }
+            let states = try (0..<carry.state.layers).map { l -> [Float] in
+                let name = CarryRecord.tensorName(rank: rank, micro: m, layer: l)
+                guard let entry = file[name], entry.values.count == carry.state.states(layer: l).count else {
+                    throw TrainingError("\(checkpoint.path): carried state \(name) is missing or of another size")
+                }
+                return entry.values
+            }
+            carry.restore(record, states: states)
+        }
+    }
+
+    /// A new run's model from a checkpoint (`--init-from`, a checkpoint or run folder): refused unless its model
+    /// config is the run's (the name aside).
+    static func initialize(_ model: Transformer<Float>, from source: URL) throws {
+        let checkpoint = try Checkpoint.resolve(source)
+        var saved = try Checkpoint.loadState(checkpoint).config.model
+        saved.name = model.config.name
+        guard saved == model.config else {
+            let a = String(decoding: (try? JSONEncoder.sorted.encode(saved)) ?? Data(), as: UTF8.self)
+            let b = String(decoding: (try? JSONEncoder.sorted.encode(model.config)) ?? Data(), as: UTF8.self)
+            throw TrainingError("--init-from \(checkpoint.path): its model \(a) differs from the run's \(b)")
+        }
+        try Checkpoint.loadModel(checkpoint, into: model)
     }
 
     /// At every `evalEvery`-th step and the last: the mean held-out loss at the training context (each row's first
@@ -371,7 +442,7 @@ public final class Trainer {
         }
         var o = options
         o.data = saved.options.data
-        if saved.options != o { return "the run's options differ (order, accumulation, save-every, keep, seed, recompute, eval-windows or eval-every)" }
+        if saved.options != o { return "the run's options differ (order, accumulation, save-every, keep, seed, recompute, eval-windows, eval-every, carry-state or init-from)" }
         return nil
     }
 
