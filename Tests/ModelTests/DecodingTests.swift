@@ -37,7 +37,7 @@ final class DecodingTests: XCTestCase {
                                                                     mask: Array(mask[s..<(s + n)])).perPosition
                         s += n
                     }
-                    XCTAssertEqual(state.positions(layer: 0).first, Double(t), "the fixed rotary position is the tokens seen")
+                    if kind != .conformalSympow { XCTAssertEqual(state.positions(layer: 0).first, Double(t), "the fixed rotary position is the tokens seen") }
                     let worst = zip(whole, losses).map { abs($0 - $1) }.max()!
                     XCTAssertLessThan(worst, 1e-4, "\(kind) p \(power) segments \(segments.count): per-position losses differ by \(worst)")
                 }
