@@ -27,6 +27,9 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     public var carryState: Bool?
     /// The checkpoint folder the run started from (`--init-from`): its weights, fresh moments, step 0.
     public var initFrom: String?
+    /// T and steps per phase (`--context-schedule`), T changing only at window boundaries with the tokens per step
+    /// kept; nil: the config's context throughout.
+    public var contextSchedule: [ContextPhase]?
 
     public init(data: String) { self.data = data }
 
@@ -35,6 +38,7 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     enum CodingKeys: String, CodingKey {
         case data, order, accumulation, keep, seed, recompute
         case saveEvery = "save_every", evalWindows = "eval_windows", evalEvery = "eval_every", carryState = "carry_state", initFrom = "init_from"
+        case contextSchedule = "context_schedule"
     }
 }
 
@@ -67,9 +71,12 @@ public struct StepMetrics: Codable, Equatable, Sendable {
     public var offsets: [Int]?
     /// The segment's offset in its windows under `--carry-state` (every row of a step is at the same one).
     public var offset: Int?
+    /// Under `--context-schedule`, the step's T and its phase (from 1).
+    public var context: Int?
+    public var phase: Int?
 
     enum CodingKeys: String, CodingKey {
-        case step, loss, lr, mfu, elapsed, windows, offsets, offset
+        case step, loss, lr, mfu, elapsed, windows, offsets, offset, context, phase
         case gradNorm = "grad_norm", tokensPerSecond = "tokens_per_s", loaderShare = "loader_share", allreduceSeconds = "allreduce_s"
     }
 }

@@ -125,7 +125,7 @@ public final class Trainer {
     public let options: TrainOptions
     public let model: Transformer<Float>
     let optimizer: AdamW<Float>
-    let packer: BatchPacker
+    private(set) var packer: BatchPacker
     public private(set) var step = 0
     private var tokens = 0
     private var elapsed = 0.0
@@ -151,7 +151,9 @@ public final class Trainer {
     /// Rank 0's hold on the run folder for the trainer's lifetime: a second run into it is refused.
     private let lock: FolderLock?
     /// Under `--carry-state`, each micro-batch's rows and their states (empty otherwise).
-    let carries: [SegmentCarry]
+    private(set) var carries: [SegmentCarry]
+    /// T and steps of each phase: `options.contextSchedule`, or the config's context for all steps.
+    let phases: [ContextPhase]
     /// Bytes of this rank's carried states.
     public var carryBytes: Int { carries.reduce(0) { c, carry in c + 4 * (0..<carry.state.layers).reduce(0) { $0 + carry.state.states(layer: $1).count } } }
 
@@ -171,7 +173,9 @@ public final class Trainer {
         self.config = config.train
         self.options = options
         self.world = world
-        heldout = try Self.heldoutWindows(options, context: config.train.context)
+        phases = options.contextSchedule ?? [ContextPhase(context: config.train.context, steps: config.train.steps)]
+        try Self.validate(phases, config: config)
+        heldout = try Self.heldoutWindows(options, context: phases.map(\.context).max()!)
         // Before anything is read or removed (--force deletes checkpoints).
         lock = world.rank == 0 ? try FolderLock(run) : nil
         let fm = FileManager.default
@@ -181,11 +185,11 @@ public final class Trainer {
         model = Transformer<Float>(config: config.model, seed: options.seed)
         optimizer = AdamW(parameters: model.parameters, beta1: config.train.beta1, beta2: config.train.beta2, weightDecay: config.train.weightDecay)
         // Carrying, a step takes one batch of accumulation x B rows and each micro-batch keeps its B rows throughout.
-        let rows = config.train.batch * (options.carries ? options.accumulation : 1)
-        var cursor = PackerCursor(seed: options.seed, rank: world.rank, world: world.size, batchSize: rows,
+        var cursor = PackerCursor(seed: options.seed, rank: world.rank, world: world.size,
+                                  batchSize: config.train.batch * (options.carries ? options.accumulation : 1),
                                   context: config.train.context, order: options.order, batch: 0)
-        let model = self.model
-        carries = options.carries ? (0..<options.accumulation).map { _ in SegmentCarry(model, batch: config.train.batch) } : []
+        try Self.checkPhaseBoundaries(phases, from: cursor, windows: catalog.count, options: options, tokens: config.train.batch * config.train.context)
+        carries = []
         if resume {
             guard let latest = try Checkpoint.newest(in: run) else { throw TrainingError("\(run.path): nothing to resume (no checkpoint)") }
             let state = try Checkpoint.loadState(latest)
@@ -198,8 +202,11 @@ public final class Trainer {
             }
             try Checkpoint.loadModel(latest, into: model)
             try Checkpoint.loadOptimizer(latest, into: optimizer, parameters: model.parameters)
-            if options.carries { try Self.restore(carries, from: latest, state: state, rank: world.rank) }
             step = state.step; tokens = state.tokens; elapsed = state.elapsed; cursor = state.cursors[world.rank]
+            if options.carries {
+                carries = Self.carries(model, options, cursor)
+                try Self.restore(carries, from: latest, state: state, rank: world.rank)
+            }
             if world.rank == 0 {
                 try Self.truncate(run.appendingPathComponent("metrics.jsonl"), after: step, as: StepMetrics.self) { $0.step }
                 try Self.truncate(run.appendingPathComponent("eval.jsonl"), after: step, as: HeldoutMetrics.self) { $0.step }
@@ -222,6 +229,53 @@ public final class Trainer {
         }
         world.barrier()
         packer = try BatchPacker(catalog: catalog, cursor: cursor)
+        if options.carries && !resume { carries = Self.carries(model, options, cursor) }
+    }
+
+    /// Empty carried states for the micro-batches of `cursor`'s batches.
+    static func carries(_ model: Transformer<Float>, _ options: TrainOptions, _ cursor: PackerCursor) -> [SegmentCarry] {
+        (0..<options.accumulation).map { _ in SegmentCarry(model, batch: cursor.batchSize / options.accumulation) }
+    }
+
+    /// Every phase's T trains the model (a multiple of its chunk) with the tokens per micro-batch of the config
+    /// (B x T of its context, the first phase's), and the phases' steps are the config's.
+    static func validate(_ phases: [ContextPhase], config: RunConfig) throws {
+        let tokens = config.train.batch * config.train.context
+        guard phases[0].context == config.train.context, phases.map(\.steps).reduce(0, +) == config.train.steps else {
+            throw TrainingError("--context-schedule: the first phase's T and the steps of all phases must be the config's context \(config.train.context) and steps \(config.train.steps)")
+        }
+        for (i, p) in phases.enumerated() {
+            guard p.context % config.model.chunk == 0, tokens % p.context == 0 else {
+                throw TrainingError("--context-schedule: phase \(i + 1)'s T \(p.context) must be a multiple of the chunk \(config.model.chunk) and divide the \(tokens) tokens per micro-batch")
+            }
+        }
+    }
+
+    /// Refuses a schedule whose T would change in the middle of a window (or where the windows used so far are not
+    /// a whole number of the next phase's groups of rows): the cursor at each boundary, as `switchPhase` moves it.
+    static func checkPhaseBoundaries(_ phases: [ContextPhase], from start: PackerCursor, windows: Int, options: TrainOptions, tokens: Int) throws {
+        var cursor = start, step = 0
+        for (i, (p, next)) in zip(phases, phases.dropFirst()).enumerated() {
+            cursor.batch += p.steps * (options.carries ? 1 : options.accumulation)
+            step += p.steps
+            let rows = tokens / next.context * (options.carries ? options.accumulation : 1)
+            guard let moved = ContextPhase.translate(cursor, windows: windows, context: next.context, rows: rows) else {
+                throw TrainingError("--context-schedule: phase \(i + 2) (T \(next.context)) would start after step \(step) in the middle of a window " +
+                                    "(or of a group of \(rows) windows) in the \(options.order.rawValue) order; T changes only at window boundaries")
+            }
+            cursor = moved
+        }
+    }
+
+    /// At the first step of a phase: the packer goes on from the same place in the window order with the phase's
+    /// T and rows (every row at a window's start, so the carried states start empty).
+    private func switchPhase(to phase: ContextPhase) throws {
+        let rows = config.batch * config.context / phase.context * (carries.isEmpty ? 1 : options.accumulation)
+        guard let cursor = ContextPhase.translate(packer.cursor, windows: packer.catalog.count, context: phase.context, rows: rows) else {
+            throw TrainingError("step \(step + 1): T \(phase.context) would start in the middle of a window")
+        }
+        packer = try BatchPacker(catalog: packer.catalog, cursor: cursor)
+        if !carries.isEmpty { carries = Self.carries(model, options, cursor) }
     }
 
     /// Runs steps until `config.steps` (or `stopAfter` more steps, for tests that interrupt a run) and returns
@@ -231,7 +285,6 @@ public final class Trainer {
     public func train(stopAfter: Int? = nil) throws -> [StepMetrics] {
         let gradients = model.parameters.gradients
         let stepTokens = config.batch * config.context * options.accumulation
-        let flopsPerStep = 3 * model.config.forwardFlopsPerToken(context: config.context) * Double(stepTokens)
         let end = min(config.steps, stopAfter.map { step + $0 } ?? config.steps)
         var taken: [StepMetrics] = []
         let metricsURL = run.appendingPathComponent("metrics.jsonl")
@@ -248,23 +301,27 @@ public final class Trainer {
         while step < end {
             // At a step count, not a time, so that every MPI rank measures at the same step.
             if ceiling == 0 || step % Self.ceilingEvery == 0 { ceiling = max(ceiling, sgemmCeiling(shapes: shapes)) }
+            let (phaseIndex, phase) = ContextPhase.at(step, in: phases)
+            if phase.context != packer.cursor.context { try switchPhase(to: phase) }
+            let t = phase.context, rows = stepTokens / options.accumulation / t
+            let flopsPerStep = 3 * model.config.forwardFlopsPerToken(context: t) * Double(stepTokens)
             let t0 = now()
             var wait = 0.0
             let lr = learningRate(step: step, peak: config.learningRate, floor: config.minLearningRate, warmup: config.warmupSteps, total: config.steps)
             model.zeroGradients()
             var loss = 0.0
-            var rows: [BatchRow] = []
+            var stepRows: [BatchRow] = []
             var whole: Batch?
             for micro in 0..<options.accumulation {
                 let w0 = now()
                 if micro == 0 || carries.isEmpty { whole = try packer.next() }
                 wait += now() - w0
                 let batch = carries.isEmpty ? whole! : whole!.micro(micro, of: options.accumulation)
-                rows += batch.rows
+                stepRows += batch.rows
                 let carry = carries.isEmpty ? nil : carries[micro]
                 do { try carry?.prepare(batch) } catch let e as TrainingError { throw TrainingError("step \(step + 1), micro-batch \(micro): \(e.description)") }
-                let (l, _) = model.forward(tokens: batch.inputs, targets: batch.targets, mask: batch.mask, batch: config.batch,
-                                           length: config.context, recompute: options.recompute, state: carry?.state)
+                let (l, _) = model.forward(tokens: batch.inputs, targets: batch.targets, mask: batch.mask, batch: rows,
+                                           length: t, recompute: options.recompute, state: carry?.state)
                 // The last micro-batch leaves each range final as its backward ends: its sum can start there.
                 model.backward(onGradientsReady: micro == options.accumulation - 1 ? buckets?.ready : nil)
                 loss += l / Double(options.accumulation)
@@ -278,9 +335,9 @@ public final class Trainer {
             }
             let allreduce = now() - r0
             if scale != 1 { gradients.scale(by: scale) }
-            guard loss.isFinite else { throw nonFinite("loss \(loss)", rows) }
+            guard loss.isFinite else { throw nonFinite("loss \(loss)", stepRows) }
             let norm = clipGradients(gradients, maxNorm: config.gradClip)
-            guard norm.isFinite else { throw nonFinite("gradient norm \(norm)", rows) }
+            guard norm.isFinite else { throw nonFinite("gradient norm \(norm)", stepRows) }
             optimizer.update(model.parameters, lr: lr)
             step += 1
             let seconds = now() - t0
@@ -291,8 +348,9 @@ public final class Trainer {
             tokens += stepTokens * world.size
             let m = StepMetrics(step: step, loss: loss, lr: lr, gradNorm: norm, tokensPerSecond: Double(stepTokens * world.size) / seconds,
                                 mfu: flopsPerStep / seconds / 1e9 / ceiling, elapsed: elapsed, loaderShare: wait / seconds,
-                                allreduceSeconds: allreduce, windows: rows.map(\.window), offsets: rows.map(\.offset),
-                                offset: carries.isEmpty ? nil : rows.first?.offset)
+                                allreduceSeconds: allreduce, windows: stepRows.map(\.window), offsets: stepRows.map(\.offset),
+                                offset: carries.isEmpty ? nil : stepRows.first?.offset,
+                                context: options.contextSchedule == nil ? nil : t, phase: options.contextSchedule == nil ? nil : phaseIndex + 1)
             taken.append(m)
             try metricsFile?.write(contentsOf: try encoder.encode(m) + Data("\n".utf8))
             let evaluated = try evaluateHeldout(last: m)
@@ -380,7 +438,7 @@ public final class Trainer {
     /// only, draws no random numbers and touches no training state, so the run's losses do not change.
     private func evaluateHeldout(last: StepMetrics) throws -> Bool {
         guard let heldout, let every = options.evalEvery, step % every == 0 || step == config.steps else { return false }
-        let t = config.context
+        let t = packer.cursor.context
         let perWindow = (0..<heldout.count).map { i -> Double in
             let row = heldout.row(i)
             let losses = Evaluator.losses(model, row: row.prefix(t + 1), segment: t)
@@ -442,7 +500,7 @@ public final class Trainer {
         }
         var o = options
         o.data = saved.options.data
-        if saved.options != o { return "the run's options differ (order, accumulation, save-every, keep, seed, recompute, eval-windows, eval-every, carry-state or init-from)" }
+        if saved.options != o { return "the run's options differ (order, accumulation, save-every, keep, seed, recompute, eval-windows, eval-every, carry-state, init-from or context-schedule)" }
         return nil
     }
 

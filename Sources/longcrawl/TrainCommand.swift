@@ -37,6 +37,9 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Context length T (divides \(windowLength) and is a multiple of the config's chunk).")
     var context: Int?
 
+    @Option(help: "Phases of T and steps, e.g. 256:1000,1024:500: T changes only at window boundaries, tokens per step kept (B x T of the first phase); sets --context and --steps.")
+    var contextSchedule: String?
+
     @Option(help: "Rows per micro-batch.")
     var batch: Int?
 
@@ -102,6 +105,8 @@ struct TrainCommand: ParsableCommand {
         if resume && initFrom != nil { throw ValidationError("--init-from starts a new run; --resume continues one") }
         if let lr, lr < 0 { throw ValidationError("--lr must not be negative, got \(lr)") }
         if let context { try BatchPacker.validate(context: context) }
+        if context != nil && contextSchedule != nil { throw ValidationError("--context and --context-schedule exclude each other") }
+        if steps != nil && contextSchedule != nil { throw ValidationError("--steps and --context-schedule exclude each other (the phases' steps add up to the run's)") }
     }
 
     func run() throws {
@@ -128,6 +133,12 @@ struct TrainCommand: ParsableCommand {
         if let data { options.data = URL(fileURLWithPath: data).standardizedFileURL.path }
         if let attention { cfg.model.attention = attention; cfg.model.name += attention == .conformalSympow ? "" : "-" + attention.rawValue }
         if let context { cfg.train.context = context }
+        if let contextSchedule {
+            let phases = try ContextPhase.parse(contextSchedule)
+            options.contextSchedule = phases
+            cfg.train.context = phases[0].context
+            cfg.train.steps = phases.map(\.steps).reduce(0, +)
+        }
         if let batch { cfg.train.batch = batch }
         if let steps { cfg.train.steps = steps }
         if let lr { cfg.train.learningRate = lr }

@@ -189,3 +189,68 @@ final class CarryStateTests: XCTestCase {
         XCTAssertEqual(recorded.initFrom, Checkpoint.folder(in: source, step: 2).standardizedFileURL.path)
     }
 }
+
+/// `--context-schedule` (issue 22 item 4).
+final class ContextScheduleTests: XCTestCase {
+    func testParseAndPhaseBoundaries() throws {
+        XCTAssertEqual(try ContextPhase.parse("256:1000,1024:500"), [ContextPhase(context: 256, steps: 1000), ContextPhase(context: 1024, steps: 500)])
+        for bad in ["256", "256:0", "300:5", "256:5,"] where bad != "256:5," { XCTAssertThrowsError(try ContextPhase.parse(bad), bad) }
+        XCTAssertEqual(ContextPhase.at(999, in: try ContextPhase.parse("256:1000,1024:500")).index, 0)
+        XCTAssertEqual(ContextPhase.at(1000, in: try ContextPhase.parse("256:1000,1024:500")).index, 1)
+        // 10 windows, sequential, 2 rows of T = 16,384 (4 batches a window): after one group, 2 windows are used.
+        let c = PackerCursor(seed: 1, batchSize: 2, context: 16_384, order: .sequential, batch: 4)
+        XCTAssertEqual(ContextPhase.translate(c, windows: 10, context: 8192, rows: 2)?.batch, 8, "group 1 at T 8,192 is batch 8")
+        XCTAssertEqual(ContextPhase.translate(c, windows: 10, context: 65_536, rows: 1)?.batch, 2, "window 2 alone is batch 2")
+        XCTAssertNil(ContextPhase.translate(c, windows: 10, context: 8192, rows: 4), "2 windows used are not a group of 4")
+        var mid = c
+        mid.batch = 3
+        XCTAssertNil(ContextPhase.translate(mid, windows: 10, context: 8192, rows: 2), "in the middle of a window")
+        mid.batch = 20
+        XCTAssertEqual(ContextPhase.translate(mid, windows: 10, context: 8192, rows: 4)?.batch, 16, "a new epoch: 2 groups of 4 a epoch, 8 batches each")
+        var longcrawl = c
+        longcrawl.order = .longcrawl
+        XCTAssertNil(ContextPhase.translate(longcrawl, windows: 10, context: 8192, rows: 2), "the longcrawl order ends its windows at the epoch's end")
+    }
+
+    /// A micro model (d_model 8, one layer: the tied head over 50,304 tokens is most of its cost) with the state carried,
+    /// at learning rate 0: phase 1, T 8,192 with 2 rows, uses 2 windows in 8 steps; phase 2, T 16,384 with 1 row, the
+    /// third window in 4 steps (3 windows is the least a change of T can take; about half a minute). The first two
+    /// steps of each phase have the fixed-context carried evaluation's losses (`eval --context T`, equal to carried
+    /// training at that T: CarryStateTests), within its 1e-5. A T change in the middle of a window and a resume with
+    /// another schedule are refused.
+    func testScheduleAtLearningRateZeroIsItsFixedContexts() throws {
+        let data = try sampleDataset(self)
+        let catalog = try WindowCatalog(directory: data, split: .train)
+        var config = RunConfig(model: ModelConfig(name: "micro", layers: 1, dModel: 8, heads: 2, power: 2, chunk: 64, attention: .sympowGating),
+                               train: TrainingConfig(context: 8192))
+        config.train.batch = 2; config.train.steps = 12; config.train.learningRate = 0; config.train.minLearningRate = 0
+        var options = TrainOptions(data: data.path)
+        options.order = .sequential; options.carryState = true; options.saveEvery = 12
+        options.contextSchedule = try ContextPhase.parse("8192:8,16384:4")
+        let run = try temporaryFolder(self).appendingPathComponent("run")
+        var trainer: Trainer? = try Trainer(config: config, options: options, run: run)
+        let steps = try trainer!.train()
+        let model = trainer!.model
+        trainer = nil
+        XCTAssertEqual(steps.map(\.context), [Int](repeating: 8192, count: 8) + [Int](repeating: 16_384, count: 4))
+        XCTAssertEqual(steps.map(\.phase), [Int](repeating: 1, count: 8) + [Int](repeating: 2, count: 4))
+        XCTAssertEqual(steps.map(\.offset), (0..<8).map { $0 * 8192 } + (0..<4).map { $0 * 16_384 })
+        let order = epochOrder(count: catalog.count, seed: 1, epoch: 0)
+        XCTAssertEqual(steps.map(\.windows), [[Int]](repeating: Array(order[0..<2]), count: 8) + [[Int]](repeating: [order[2]], count: 4))
+        for (t, first) in [(8192, 0), (16_384, 8)] {
+            let evals = try steps[first].windows!.map { Evaluator.losses(model, row: try catalog.read($0)[0...(2 * t)], segment: t) }
+            for (s, m) in zip(0..<2, steps[first...]) {
+                let want = evals.map { $0[(s * t)..<((s + 1) * t)].reduce(0, +) / Double(t) }.reduce(0, +) / Double(evals.count)
+                XCTAssertEqual(m.loss, want, accuracy: 1e-5 * want, "step \(m.step) at T \(t)")
+            }
+        }
+        var mid = options
+        mid.contextSchedule = try ContextPhase.parse("8192:4,16384:8")
+        XCTAssertThrowsError(try Trainer(config: config, options: mid, run: run.appendingPathComponent("mid"))) {
+            XCTAssertTrue("\($0)".contains("phase 2 (T 16384) would start after step 4 in the middle of a window"), "\($0)")
+        }
+        var other = options
+        other.contextSchedule = [ContextPhase(context: 8192, steps: 12)]
+        XCTAssertThrowsError(try Trainer(config: config, options: other, run: run, resume: true)) { XCTAssertTrue("\($0)".contains("cannot resume"), "\($0)") }
+    }
+}
