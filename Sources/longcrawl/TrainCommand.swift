@@ -168,6 +168,7 @@ struct TrainCommand: ParsableCommand {
             print("train \(cfg.model.name) (\(cfg.model.attention.rawValue)): \(trainer.model.parameters.values.count) parameters, " +
                   "context \(cfg.train.context), batch \(cfg.train.batch) x \(options.accumulation), \(cfg.train.steps) steps, order \(options.order.rawValue)\(ranks) -> \(out)")
             if let source = options.initFrom { print("weights from \(source)") }
+            if let phases = options.contextSchedule { print("context schedule: " + phases.map { "T \($0.context) for \($0.steps) steps" }.joined(separator: ", ")) }
             if options.carries {
                 print(String(format: "carried state: %.1f MB per rank (B x layers x heads x D x (d + 1) floats), saved with each checkpoint",
                              Double(trainer.carryBytes) / 1e6))
