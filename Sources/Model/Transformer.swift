@@ -286,6 +286,8 @@ public final class RecurrentState<S: TensorScalar> {
     public let batch: Int
     var attention: [[SympowAttention<S>.Carry]]
     public var layers: Int { attention.count }
+    /// Floats held: B x layers x heads x D x (d + 1).
+    public var count: Int { attention.reduce(0) { $0 + $1.reduce(0) { $0 + $1.state.count } } }
     let empty: [SympowAttention<S>.Carry]
 
     /// Every row at its window's start.

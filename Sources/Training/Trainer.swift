@@ -155,7 +155,7 @@ public final class Trainer {
     /// T and steps of each phase: `options.contextSchedule`, or the config's context for all steps.
     let phases: [ContextPhase]
     /// Bytes of this rank's carried states.
-    public var carryBytes: Int { carries.reduce(0) { c, carry in c + 4 * (0..<carry.state.layers).reduce(0) { $0 + carry.state.states(layer: $1).count } } }
+    public var carryBytes: Int { 4 * carries.reduce(0) { $0 + $1.state.count } }
 
     /// Starts a run in `run` (refused if it already holds checkpoints, unless `force`), or with `resume`
     /// continues its newest checkpoint; `config` and `options` must then equal the run's.
