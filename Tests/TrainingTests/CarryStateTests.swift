@@ -113,16 +113,17 @@ final class CarryStateTests: XCTestCase {
         XCTAssertThrowsError(try Trainer(config: softmax, options: carrying(data), run: run)) { XCTAssertTrue("\($0)".contains("softmax"), "\($0)") }
     }
 
-    /// --accum 2 with one row per micro-batch takes the rows of --accum 1 with two, each micro-batch carrying its own
-    /// row's state: the same windows and offsets, and at learning rate 0 the same losses up to the GEMMs' row
+    /// --accum 2 with one row per micro-batch (and --recompute) takes the rows of --accum 1 with two, each micro-batch
+    /// carrying its own row's state: the same windows and offsets, and at learning rate 0 the same losses up to the GEMMs' row
     /// blocking (one Float32 ulp per dot product, 1e-6 relative) and gradient norms up to the order of the sum over
     /// n = 2 x 64 token rows (gamma_n = n 2^-24 = 7.6e-6 relative; bounded by 10 gamma_n).
     func testAccumulationKeepsEachMicroBatchsRows() throws {
         let data = try sampleDataset(self)
         let dir = try temporaryFolder(self)
         let one = try Trainer(config: try frozen(.sympowGating, context: 64, batch: 2, steps: 3), options: carrying(data), run: dir.appendingPathComponent("one")).train()
-        let two = try Trainer(config: try frozen(.sympowGating, context: 64, batch: 1, steps: 3), options: carrying(data, accumulation: 2),
-                              run: dir.appendingPathComponent("two")).train()
+        var options = carrying(data, accumulation: 2)
+        options.recompute = true
+        let two = try Trainer(config: try frozen(.sympowGating, context: 64, batch: 1, steps: 3), options: options, run: dir.appendingPathComponent("two")).train()
         let gamma = Double(2 * 64) * 0x1p-24
         for (a, b) in zip(one, two) {
             XCTAssertEqual(a.windows, b.windows); XCTAssertEqual(a.offsets, b.offsets)
