@@ -173,7 +173,7 @@ public final class SympowAttention<S: TensorScalar> {
 
     /// Gate, rotary and the head's slices of the projections for row b: the attention core's input, and the
     /// rotary positions. `start` is B summed over the tokens before this segment (0 at a document's start).
-    private func headInput(_ p: Tensor<S>, b: Int, head: Int, t: Int, start: Double = 0) -> (input: HeadInput<S>, positions: [Double], end: Double) {
+    private func headInput(_ p: Tensor<S>, b: Int, head: Int, t: Int, start: Double) -> (input: HeadInput<S>, positions: [Double], end: Double) {
         let c = dModel, h = heads, d = headDim, width = 3 * c + 2 * h
         var q = [S](repeating: 0, count: t * d), k = q, v = q
         var G = [Double](repeating: 0, count: t), positions = G
