@@ -323,41 +323,28 @@ struct ChunkedAttention {
     /// A fresh state [D, d + 1]: nothing seen yet.
     func initialState<S: TensorScalar>() -> [S] { [S](repeating: 0, count: phi.size * (phi.dimension + 1)) }
 
-    // forward: qr, kr, v [T, d], G [T] -> y [T, d]; T must be a multiple of the chunk size
-    func forward<S>(_ x: HeadInput<S>) -> (y: [S], cache: Cache<S>) {
+    // forward: qr, kr, v [T, d], G [T], S before the segment [D, d + 1] (nil: empty) -> y [T, d], S after it
+    /// Any T: the last chunk may be shorter. G restarts at 0 in each segment: `state` is already discounted to its
+    /// last position, so segment after segment gives the outputs of one pass over the whole sequence. The starting
+    /// state is a constant for `backward` (truncated backpropagation through time).
+    func forward<S>(_ x: HeadInput<S>, from start: [S]? = nil) -> (y: [S], cache: Cache<S>, state: [S]) {
         let t = x.t, d = x.d, c = chunk
-        precondition(t % c == 0, "sequence length \(t) is not a multiple of the chunk \(c)")
-        let chunks = t / c
+        let chunks = (t + c - 1) / c
         let stride = max(1, Int(Double(chunks).squareRoot().rounded(.up)))
-        var state: [S] = initialState()
+        var state: [S] = start ?? initialState()
         var checkpoints: [[S]] = []
         var y = [S](repeating: 0, count: t * d)
         var norm = [S](repeating: 0, count: t)
         for n in 0..<chunks {
             if n % stride == 0 { checkpoints.append(state) }
-            chunkForward(x, n * c, c, &state, &y, &norm)
+            chunkForward(x, n * c, min(c, t - n * c), &state, &y, &norm)
         }
-        return (y, Cache(norm: norm, checkpoints: checkpoints, stride: stride))
+        return (y, Cache(norm: norm, checkpoints: checkpoints, stride: stride), state)
     }
 
-    /// Inference continuing from `state` (the state after everything before this segment, at its last
-    /// position; G restarts at 0 here): any T, a shorter last chunk allowed. `state` ends after the segment,
-    /// so segment after segment gives the outputs of one pass over the whole sequence.
-    // forward: qr, kr, v [T, d], G [T], state [D, d + 1] -> y [T, d]
-    func forward<S>(_ x: HeadInput<S>, continuing state: inout [S]) -> [S] {
-        var y = [S](repeating: 0, count: x.t * x.d), norm = [S](repeating: 0, count: x.t)
-        var t0 = 0
-        while t0 < x.t {
-            let c = min(chunk, x.t - t0)
-            chunkForward(x, t0, c, &state, &y, &norm)
-            t0 += c
-        }
-        return y
-    }
-
-    // backward: dy [T, d] -> dqr, dkr, dv [T, d], dG [T]
+    // backward: dy [T, d] -> dqr, dkr, dv [T, d], dG [T]; nothing flows into the starting state
     func backward<S>(_ x: HeadInput<S>, y: [S], cache: Cache<S>, dy: [S]) -> HeadGradient<S> {
-        let t = x.t, c = chunk, chunks = t / c
+        let t = x.t, c = chunk, chunks = (t + c - 1) / c
         var g = HeadGradient<S>(t: t, d: x.d)
         var dState: [S] = initialState()
         var blockStates: [[S]] = []
@@ -371,10 +358,11 @@ struct ChunkedAttention {
                 blockStates = []
                 for m in b..<min(b + cache.stride, chunks) {
                     blockStates.append(s)
-                    if m + 1 < min(b + cache.stride, chunks) { advance(&s, fold(x, m * c, c), valuesWithOnes(x, m * c, c), c) }
+                    let cm = min(c, t - m * c)
+                    if m + 1 < min(b + cache.stride, chunks) { advance(&s, fold(x, m * c, cm), valuesWithOnes(x, m * c, cm), cm) }
                 }
             }
-            chunkBackward(x, n * c, c, prev: blockStates[n - b], y: y, norm: cache.norm, dy: dy, &dState, &g)
+            chunkBackward(x, n * c, min(c, t - n * c), prev: blockStates[n - b], y: y, norm: cache.norm, dy: dy, &dState, &g)
         }
         return g
     }

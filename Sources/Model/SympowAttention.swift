@@ -116,14 +116,38 @@ public final class SympowAttention<S: TensorScalar> {
         return form ?? AttentionForm.choose(kind: kind, headDimension: headDim, power: power, chunk: chunk, length: t)
     }
 
-    // forward: x [B*T, C] -> y [B*T, C]
-    // Hot generic entry points carry @_specialize: whether a client module gets a Float specialization through
-    // cross-module optimization changed with unrelated edits here (6x slower attention when it did not).
+    /// What one head of one row carries from a segment to the next: the state of everything before the segment
+    /// (its phi_p state and normalizer, discounted to the segment's start) and the rotary position reached.
+    public struct Carry: Sendable, Equatable {
+        /// The sympow state [D, d + 1] after the tokens seen so far (empty for softmax, which carries nothing).
+        var state: [S]
+        /// B summed over the tokens seen so far (their count for fixed RoPE): the next segment's rotary origin.
+        var position: Double
+    }
+
+    /// The carry of a row at its window's start: an empty state at position 0.
+    public var emptyCarry: Carry { Carry(state: chunked?.initialState() ?? [], position: 0) }
+
+    // forward: x [B*T, C] -> y [B*T, C]; each row starts at position 0 with an empty state
     @_specialize(where S == Float)
     public func forward(_ x: Tensor<S>, batch: Int, length t: Int) -> Tensor<S> {
+        var none: [Carry] = []
+        return forward(x, batch: batch, length: t, carries: &none)
+    }
+
+    /// The one forward of training and inference. With `carries` empty each row starts afresh, in the form
+    /// `resolvedForm` picks. With one carry per (row, head), each continues its carry and ends with the carry
+    /// after the segment: the chunked form for sympow (any T; segment after segment equals one pass), the
+    /// attention form within the segment for softmax (only the position is carried). Either way `backward` may
+    /// follow; a carry is a constant for it.
+    // Hot generic entry points carry @_specialize: whether a client module gets a Float specialization through
+    // cross-module optimization changed with unrelated edits here (6x slower attention when it did not).
+    // forward: x [B*T, C], carries [B*H] or [] -> y [B*T, C], carries after the segment
+    @_specialize(where S == Float)
+    public func forward(_ x: Tensor<S>, batch: Int, length t: Int, carries: inout [Carry]) -> Tensor<S> {
         let c = dModel, h = heads, width = 3 * c + 2 * h
         precondition(x.count == batch * t * c, "attention input is not [B*T, C]")
-        precondition(resolvedForm(t) == .attention || t % chunk == 0, "length \(t) is not a multiple of the chunk \(chunk)")
+        precondition(carries.isEmpty || carries.count == batch * h, "carries are not [B*H]")
         self.x = x; self.batch = batch; length = t
         let p = Tensor<S>(uninitialized: [batch * t, width])
         gemm(false, false, batch * t, width, c, 1, x, wQKVGR, 0, p)
@@ -132,12 +156,14 @@ public final class SympowAttention<S: TensorScalar> {
         gateInputs = gates
         // Heads and batch rows are independent: one per core.
         var results = [HeadCache?](repeating: nil, count: batch * h)
-        results.withUnsafeMutableBufferPointer { slots in
-            let out = SendableBuffer(slots)
+        results.withUnsafeMutableBufferPointer { slots in carries.withUnsafeMutableBufferPointer { carried in
+            let out = SendableBuffer(slots), carry = SendableBuffer(carried)
             withSingleThreadedBLAS {
-                DispatchQueue.concurrentPerform(iterations: batch * h) { i in out.buffer[i] = self.headForward(p, b: i / h, head: i % h, t: t) }
+                DispatchQueue.concurrentPerform(iterations: batch * h) { i in
+                    out.buffer[i] = self.headForward(p, b: i / h, head: i % h, t: t, carry: carry.buffer.isEmpty ? nil : carry.buffer.baseAddress! + i)
+                }
             }
-        }
+        } }
         caches = results.map { $0! }
         let merged = merge(caches.map(\.y), batch: batch, length: t)
         let out = Tensor<S>(uninitialized: [batch * t, c])
@@ -147,7 +173,7 @@ public final class SympowAttention<S: TensorScalar> {
 
     /// Gate, rotary and the head's slices of the projections for row b: the attention core's input, and the
     /// rotary positions. `start` is B summed over the tokens before this segment (0 at a document's start).
-    private func headInput(_ p: Tensor<S>, b: Int, head: Int, t: Int, start: Double = 0) -> (input: HeadInput<S>, positions: [Double], end: Double) {
+    private func headInput(_ p: Tensor<S>, b: Int, head: Int, t: Int, start: Double) -> (input: HeadInput<S>, positions: [Double], end: Double) {
         let c = dModel, h = heads, d = headDim, width = 3 * c + 2 * h
         var q = [S](repeating: 0, count: t * d), k = q, v = q
         var G = [Double](repeating: 0, count: t), positions = G
@@ -169,61 +195,17 @@ public final class SympowAttention<S: TensorScalar> {
         return (HeadInput(t: t, d: d, qr: rotate(q, cs, sn, d), kr: rotate(k, cs, sn, d), v: v, G: G), positions, bSum)
     }
 
-    private func headForward(_ p: Tensor<S>, b: Int, head: Int, t: Int) -> HeadCache {
-        let (input, positions, _) = headInput(p, b: b, head: head, t: t)
-        switch resolvedForm(t) {
-        case .attention:
+    /// One head of row b, from `carry` (updated to the carry after the segment) or afresh.
+    private func headForward(_ p: Tensor<S>, b: Int, head: Int, t: Int, carry: UnsafeMutablePointer<Carry>?) -> HeadCache {
+        let (input, positions, end) = headInput(p, b: b, head: head, t: t, start: carry?.pointee.position ?? 0)
+        carry?.pointee.position = end
+        if kind == .softmax || (carry == nil && resolvedForm(t) == .attention) {
             let (y, cache) = QuadraticAttention.forward(input, score: kind == .softmax ? .softmax : .power(power))
             return HeadCache(input: input, y: y, quadratic: cache, chunked: nil, positions: positions)
-        case .chunked:
-            let (y, cache) = chunked!.forward(input)
-            return HeadCache(input: input, y: y, quadratic: nil, chunked: cache, positions: positions)
         }
-    }
-
-    /// What one head of one sequence carries from a segment to the next in inference.
-    public struct Carry: Sendable {
-        /// The sympow state [D, d + 1] after the tokens seen so far (empty for softmax, which carries nothing).
-        var state: [S]
-        /// Tokens seen so far (B_t summed for the learned rotary), the rotary position of the next segment.
-        var position: Double
-    }
-
-    /// Carries for `batch` sequences at their start, one per (row, head).
-    public func startCarries(batch: Int) -> [Carry] {
-        [Carry](repeating: Carry(state: chunked?.initialState() ?? [], position: 0), count: batch * heads)
-    }
-
-    /// Inference over a segment that continues `carries`: segment after segment, the outputs equal one forward
-    /// over the whole sequence (the recurrent form, a chunk at a time; a segment of one token is one recurrent
-    /// step). Softmax carries nothing: each segment attends only within itself, as at training time. Keeps no
-    /// activations.
-    // forward: x [B*T, C], carries [B*H] -> y [B*T, C]
-    @_specialize(where S == Float)
-    public func forward(_ x: Tensor<S>, batch: Int, length t: Int, continuing carries: inout [Carry]) -> Tensor<S> {
-        let c = dModel, h = heads, width = 3 * c + 2 * h
-        precondition(x.count == batch * t * c && carries.count == batch * h, "attention input is not [B*T, C] or carries are not [B*H]")
-        let p = Tensor<S>([batch * t, width])
-        gemm(false, false, batch * t, width, c, 1, x, wQKVGR, 0, p)
-        var ys = [[S]](repeating: [], count: batch * h)
-        carries.withUnsafeMutableBufferPointer { slots in ys.withUnsafeMutableBufferPointer { outs in
-            let carry = SendableBuffer(slots), out = SendableBuffer(outs)
-            withSingleThreadedBLAS {
-                DispatchQueue.concurrentPerform(iterations: batch * h) { i in
-                    let (input, _, end) = self.headInput(p, b: i / h, head: i % h, t: t, start: carry.buffer[i].position)
-                    if let chunked = self.chunked {
-                        out.buffer[i] = chunked.forward(input, continuing: &carry.buffer[i].state)
-                    } else {
-                        out.buffer[i] = QuadraticAttention.forward(input, score: .softmax).y
-                    }
-                    carry.buffer[i].position = end
-                }
-            }
-        } }
-        let merged = merge(ys, batch: batch, length: t)
-        let out = Tensor<S>([batch * t, c])
-        gemm(false, false, batch * t, c, c, 1, merged, wO, 0, out)
-        return out
+        let (y, cache, state) = chunked!.forward(input, from: carry?.pointee.state)
+        carry?.pointee.state = state
+        return HeadCache(input: input, y: y, quadratic: nil, chunked: cache, positions: positions)
     }
 
     /// Drops what backward needs (activation recomputation).

@@ -216,26 +216,44 @@ public final class Transformer<S: TensorScalar> {
     /// With `recompute`, each block's MLP half (LN2 and the MLP, whose [B*T, 4C] pre-activation is the largest
     /// activation) keeps only its input, and `backward()` runs that half forward again: activation memory drops
     /// from about 19 to about 12 floats of [B*T, C] per layer, for about 3% more flops. Gradients are the same.
+    /// With `state`, each row continues it and leaves it at the segment's end (`hidden`).
     // forward: tokens, targets [B*T], mask [B*T] -> loss
     @_specialize(where S == Float)
     public func forward(tokens: [Int32], targets: [Int32], mask: [Float], batch: Int, length: Int, training: Bool = true,
-                        recompute: Bool = false) -> (loss: Double, perPosition: [Double]) {
-        precondition(tokens.count == batch * length && targets.count == tokens.count && mask.count == tokens.count, "inputs are not [B, T]")
+                        recompute: Bool = false, state: RecurrentState<S>? = nil) -> (loss: Double, perPosition: [Double]) {
+        precondition(targets.count == tokens.count && mask.count == tokens.count, "inputs are not [B, T]")
+        let h = hidden(tokens: tokens, batch: batch, length: length, training: training, recompute: recompute, state: state)
+        let (loss, dh, perPosition) = LanguageModelHead.lossAndGradient(h, wte: embedding.wte, dwte: training ? embedding.dwte : nil,
+                                                                         targets: targets, mask: mask)
+        headGradient = training ? dh : nil
+        return (loss, perPosition)
+    }
+
+    /// The final hidden states (after the last norm) of `tokens` [B, T], the one forward of training and inference.
+    /// Without `state` every row starts at its first token, in the form each layer picks by cost. With `state`, each
+    /// row continues the segment before it (`eval --context`, `generate`, `train --carry-state`) and the state ends
+    /// after this one: segment after segment equals one forward over everything, at O(1) memory in the tokens seen;
+    /// in training the carried state is a constant for `backward()` (truncated backpropagation through time).
+    // hidden: tokens [B*T] -> h [B*T, C]
+    @_specialize(where S == Float)
+    public func hidden(tokens: [Int32], batch: Int, length: Int, training: Bool = false, recompute: Bool = false,
+                       state: RecurrentState<S>? = nil) -> Tensor<S> {
+        precondition(tokens.count == batch * length && (state == nil || state!.batch == batch), "inputs are not [B, T]")
         var x = embedding.forward(tokens)
         if let n = embedNorm { x = n.forward(x) }
         mlpInputs = recompute && training ? [] : nil
         for l in 0..<config.layers {
             // block l: x [B*T, C] -> x + Attn(LN1(x)), then + MLP(LN2(x)), in place
-            x.add(attention[l].forward(ln1[l].forward(x), batch: batch, length: length))
+            var carries = state?.attention[l] ?? []
+            x.add(attention[l].forward(ln1[l].forward(x), batch: batch, length: length, carries: &carries))
+            state?.attention[l] = carries
             mlpInputs?.append(x.copy())
             x.add(mlp[l].forward(ln2[l].forward(x)))
             if !training { releaseBlock(l) } else if recompute { ln2[l].releaseActivations(); mlp[l].releaseActivations() }
         }
         let h = lnFinal.forward(x)
-        let (loss, dh, perPosition) = LanguageModelHead.lossAndGradient(h, wte: embedding.wte, dwte: training ? embedding.dwte : nil,
-                                                                         targets: targets, mask: mask)
-        headGradient = training ? dh : nil
-        return (loss, perPosition)
+        if !training { embedNorm?.releaseActivations(); lnFinal.releaseActivations() }
+        return h
     }
 
     /// Accumulates every parameter's gradient of the loss of the last `forward(training: true)`. `onGradientsReady`
@@ -263,38 +281,41 @@ public final class Transformer<S: TensorScalar> {
     }
 }
 
-/// What inference carries from one segment of a sequence to the next: each layer's attention carries.
-public struct DecodingState<S: TensorScalar> {
+/// What the rows of a batch carry from one segment to the next: per layer, each (row, head)'s attention carry.
+public final class RecurrentState<S: TensorScalar> {
     public let batch: Int
     var attention: [[SympowAttention<S>.Carry]]
-    /// Tokens of each row consumed so far.
-    public internal(set) var tokens = 0
-}
+    public var layers: Int { attention.count }
+    /// Floats held: B x layers x heads x D x (d + 1).
+    public var count: Int { attention.reduce(0) { $0 + $1.reduce(0) { $0 + $1.state.count } } }
+    let empty: [SympowAttention<S>.Carry]
 
-extension Transformer {
-    /// The state before the first token of `batch` sequences.
-    public func startDecoding(batch: Int) -> DecodingState<S> {
-        DecodingState(batch: batch, attention: attention.map { $0.startCarries(batch: batch) })
+    /// Every row at its window's start.
+    public init(_ model: Transformer<S>, batch: Int) {
+        self.batch = batch
+        empty = model.attention.map(\.emptyCarry)
+        attention = empty.map { [SympowAttention<S>.Carry](repeating: $0, count: batch * model.config.heads) }
     }
 
-    /// Inference over the next `length` tokens of each row, continuing `state`: the final hidden states (after
-    /// the last norm) equal those of one forward over everything seen so far, at O(1) memory in the tokens seen.
-    /// `eval` runs a window segment by segment with it; `generate` one token at a time.
-    // forward: tokens [B*T] -> h [B*T, C]
-    @_specialize(where S == Float)
-    public func forward(tokens: [Int32], length: Int, continuing state: inout DecodingState<S>) -> Tensor<S> {
-        precondition(tokens.count == state.batch * length, "tokens are not [B, T]")
-        var x = embedding.forward(tokens)
-        if let n = embedNorm { x = n.forward(x); n.releaseActivations() }
-        for l in 0..<config.layers {
-            x.add(attention[l].forward(ln1[l].forward(x), batch: state.batch, length: length, continuing: &state.attention[l]))
-            x.add(mlp[l].forward(ln2[l].forward(x)))
-            releaseBlock(l)
+    /// Row b back at its window's start.
+    public func reset(row b: Int) {
+        for l in attention.indices {
+            let h = attention[l].count / batch
+            for i in (b * h)..<((b + 1) * h) { attention[l][i] = empty[l] }
         }
-        state.tokens += length
-        let h = lnFinal.forward(x)
-        lnFinal.releaseActivations()
-        return h
+    }
+
+    /// Layer l's states [B*H, D, d + 1] as one array, and its rotary positions [B*H] (checkpoints).
+    public func states(layer l: Int) -> [S] { attention[l].flatMap(\.state) }
+    public func positions(layer l: Int) -> [Double] { attention[l].map(\.position) }
+
+    /// Sets layer l's carries from `states` and `positions` as `states(layer:)` and `positions(layer:)` give them.
+    public func restore(layer l: Int, states: [S], positions: [Double]) {
+        let n = empty[l].state.count
+        precondition(states.count == n * attention[l].count && positions.count == attention[l].count, "carried state of the wrong size")
+        for i in attention[l].indices {
+            attention[l][i] = SympowAttention<S>.Carry(state: Array(states[(i * n)..<((i + 1) * n)]), position: positions[i])
+        }
     }
 }
 

@@ -25,12 +25,23 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     /// true: training batches mask the target that crosses each rolled window's seam (`BatchRow.seam`); nil (left
     /// out of the JSON, as in runs from before the option): LongCrawl64's way, every target counts.
     public var maskSeam: Bool?
+    /// Each row starts from the attention state its previous segment ended with (`--carry-state`, sequential order,
+    /// sympow variants); nil is false (a key absent from earlier runs).
+    public var carryState: Bool?
+    /// The checkpoint folder the run started from (`--init-from`): its weights, fresh moments, step 0.
+    public var initFrom: String?
+    /// T and steps per phase (`--context-schedule`), T changing only at window boundaries with the tokens per step
+    /// kept; nil: the config's context throughout.
+    public var contextSchedule: [ContextPhase]?
 
     public init(data: String) { self.data = data }
+
+    public var carries: Bool { carryState == true }
 
     enum CodingKeys: String, CodingKey {
         case data, order, accumulation, keep, seed, recompute
         case saveEvery = "save_every", evalWindows = "eval_windows", evalEvery = "eval_every", maskSeam = "mask_seam"
+        case carryState = "carry_state", initFrom = "init_from", contextSchedule = "context_schedule"
     }
 }
 
@@ -61,9 +72,14 @@ public struct StepMetrics: Codable, Equatable, Sendable {
     /// batch for batch.
     public var windows: [Int]?
     public var offsets: [Int]?
+    /// The segment's offset in its windows under `--carry-state` (every row of a step is at the same one).
+    public var offset: Int?
+    /// Under `--context-schedule`, the step's T and its phase (from 1).
+    public var context: Int?
+    public var phase: Int?
 
     enum CodingKeys: String, CodingKey {
-        case step, loss, lr, mfu, elapsed, windows, offsets
+        case step, loss, lr, mfu, elapsed, windows, offsets, offset, context, phase
         case gradNorm = "grad_norm", tokensPerSecond = "tokens_per_s", loaderShare = "loader_share", allreduceSeconds = "allreduce_s"
     }
 }
@@ -83,6 +99,10 @@ public struct TrainState: Codable, Equatable, Sendable {
     public var elapsed: Double
     /// The last step's metrics.
     public var last: StepMetrics?
+    /// Under `--carry-state`, every rank's micro-batches' carried states (the tensors in `carry.safetensors`), and
+    /// their size in bytes.
+    public var carries: [CarryRecord]?
+    public var carryBytes: Int?
     /// SHA-256 of `model.safetensors` and `optimizer.safetensors` by name: safetensors has no checksum of its own,
     /// and a flipped byte in a tensor would load as a wrong value. Nil in checkpoints written before it existed.
     public var files: [String: String]?
@@ -93,8 +113,8 @@ public struct TrainState: Codable, Equatable, Sendable {
     /// `initSeed` keeps its first key, `rng`: the digest (`sha256`) covers the keys, so a new one would fail the check
     /// of every state written before.
     enum CodingKeys: String, CodingKey {
-        case step, config, options, cursors, tokens, elapsed, last, files, sha256
-        case initSeed = "rng"
+        case step, config, options, cursors, tokens, elapsed, last, files, sha256, carries
+        case initSeed = "rng", carryBytes = "carry_bytes"
     }
 
     /// The digest `sha256` holds.
@@ -113,6 +133,8 @@ public struct TrainState: Codable, Equatable, Sendable {
 /// `<name>.exp_avg`, `<name>.exp_avg_sq`, and the step in the metadata) and `state.json`.
 public enum Checkpoint {
     public static let modelFile = "model.safetensors", optimizerFile = "optimizer.safetensors", stateFile = "state.json"
+    /// The carried states of a `--carry-state` run.
+    public static let carryFile = "carry.safetensors"
 
     /// `RUN/checkpoints/step-000100`.
     public static func folder(in run: URL, step: Int) -> URL {
@@ -157,32 +179,38 @@ public enum Checkpoint {
 
     /// Writes the three files into a temporary folder and renames it into place, then deletes all but the
     /// newest `keep` checkpoints.
-    public static func save(model: Transformer<Float>, optimizer: AdamW<Float>, state: TrainState, run: URL, keep: Int) throws {
-        try write(model: model, optimizer: optimizer, state: state, to: folder(in: run, step: state.step))
+    public static func save(model: Transformer<Float>, optimizer: AdamW<Float>, state: TrainState, carry: [(String, Tensor<Float>)] = [],
+                            run: URL, keep: Int) throws {
+        try write(model: model, optimizer: optimizer, state: state, carry: carry, to: folder(in: run, step: state.step))
         for old in all(in: run).dropLast(max(1, keep)) { try? FileManager.default.removeItem(at: old) }
     }
 
-    /// The three files into a temporary folder, renamed over `final`.
-    public static func write(model: Transformer<Float>, optimizer: AdamW<Float>, state: TrainState, to final: URL) throws {
+    /// The three files (four with `carry`) into a temporary folder, renamed over `final`.
+    public static func write(model: Transformer<Float>, optimizer: AdamW<Float>, state: TrainState, carry: [(String, Tensor<Float>)] = [],
+                             to final: URL) throws {
         let tmp = AtomicFile.temporaryURL(for: final)
         let fm = FileManager.default
         try? fm.removeItem(at: tmp)
         try fm.createDirectory(at: tmp, withIntermediateDirectories: true)
         // A failed save (a full disk) leaves nothing behind to hold the space.
-        do { try write(model: model, optimizer: optimizer, state: state, into: tmp) } catch { try? fm.removeItem(at: tmp); throw error }
+        do { try write(model: model, optimizer: optimizer, state: state, carry: carry, into: tmp) } catch { try? fm.removeItem(at: tmp); throw error }
         try? fm.removeItem(at: final)
         do { try fm.moveItem(at: tmp, to: final) } catch { throw TrainingError("\(final.path): cannot rename checkpoint into place (\(error.localizedDescription))") }
     }
 
-    private static func write(model: Transformer<Float>, optimizer: AdamW<Float>, state: TrainState, into tmp: URL) throws {
+    private static func write(model: Transformer<Float>, optimizer: AdamW<Float>, state: TrainState, carry: [(String, Tensor<Float>)],
+                              into tmp: URL) throws {
         // Every tensor is a view into a flat block: written from there, not copied first.
         let params = model.parameters
         try SafetensorsFile.write(params.map { ($0.name, $0.value) }, metadata: ["format": "pt", "config": state.config.model.name, "step": String(state.step)],
                                   to: tmp.appendingPathComponent(modelFile))
         try SafetensorsFile.write(moments(optimizer, params), metadata: ["format": "pt", "step": String(optimizer.step)],
                                   to: tmp.appendingPathComponent(optimizerFile))
+        if !carry.isEmpty { try SafetensorsFile.write(carry, metadata: ["format": "pt", "step": String(state.step)], to: tmp.appendingPathComponent(carryFile)) }
         var state = state
-        state.files = try [modelFile, optimizerFile].reduce(into: [:]) { $0[$1] = try sha256(of: tmp.appendingPathComponent($1)).hex }
+        state.files = try ([modelFile, optimizerFile] + (carry.isEmpty ? [] : [carryFile])).reduce(into: [:]) {
+            $0[$1] = try sha256(of: tmp.appendingPathComponent($1)).hex
+        }
         state.sha256 = try state.digest()
         try AtomicFile.writeJSON(state, to: tmp.appendingPathComponent(stateFile))
     }
@@ -225,6 +253,9 @@ public enum Checkpoint {
     static func moments(_ optimizer: AdamW<Float>, _ parameters: ParameterBlocks<Float>) -> [(String, Tensor<Float>)] {
         parameters.flatMap { [($0.name + ".exp_avg", $0.view(of: optimizer.m)), ($0.name + ".exp_avg_sq", $0.view(of: optimizer.v))] }
     }
+
+    /// `carry.safetensors` of a checkpoint, checked against its SHA-256.
+    static func loadCarry(_ checkpoint: URL) throws -> SafetensorsFile { try tensors(carryFile, of: checkpoint).1 }
 
     /// Restores AdamW's moments and step from `optimizer.safetensors`.
     public static func loadOptimizer(_ checkpoint: URL, into optimizer: AdamW<Float>, parameters: ParameterBlocks<Float>) throws {

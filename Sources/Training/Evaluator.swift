@@ -212,15 +212,14 @@ public enum Evaluator {
         if onePassForm(model.config, inputs: l, segment: segment) != nil {
             return Array(model.forward(tokens: tokens, targets: targets, mask: mask, batch: 1, length: l, training: false).perPosition.prefix(row.count - 1))
         }
-        var state = model.startDecoding(batch: 1)
+        let state = RecurrentState(model, batch: 1)
         var out: [Double] = []
         out.reserveCapacity(l)
         var s = 0
         while s < l {
             let n = min(segment, l - s)
-            let h = model.forward(tokens: Array(tokens[s..<(s + n)]), length: n, continuing: &state)
-            out += LanguageModelHead.lossAndGradient(h, wte: model.embedding.wte, dwte: nil, targets: Array(targets[s..<(s + n)]),
-                                                     mask: Array(mask[s..<(s + n)])).perPosition
+            out += model.forward(tokens: Array(tokens[s..<(s + n)]), targets: Array(targets[s..<(s + n)]), mask: Array(mask[s..<(s + n)]),
+                                 batch: 1, length: n, training: false, state: state).perPosition
             s += n
         }
         return Array(out.prefix(row.count - 1))

@@ -10,9 +10,9 @@ public enum Generator {
     public static func generate(_ model: Transformer<Float>, prompt: [Int32], count: Int, temperature: Double, topK: Int, seed: UInt64) -> [Int32] {
         precondition(!prompt.isEmpty, "an empty prompt")
         let c = model.config.dModel, v = model.config.vocabSize
-        var state = model.startDecoding(batch: 1)
+        let state = RecurrentState(model, batch: 1)
         var rng = SplitMix64(seed: seed)
-        var h = model.forward(tokens: prompt, length: prompt.count, continuing: &state)
+        var h = model.hidden(tokens: prompt, batch: 1, length: prompt.count, state: state)
         var last = prompt.count - 1
         var out: [Int32] = []
         var logits = [Float](repeating: 0, count: v)
@@ -22,7 +22,7 @@ public enum Generator {
             let next = Int32(sample(Array(logits[0..<GPT2.vocabularySize]), temperature: temperature, topK: topK, rng: &rng))
             out.append(next)
             if out.count == count { break }
-            h = model.forward(tokens: [next], length: 1, continuing: &state)
+            h = model.hidden(tokens: [next], batch: 1, length: 1, state: state)
             last = 0
         }
         return out

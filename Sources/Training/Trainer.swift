@@ -125,7 +125,7 @@ public final class Trainer {
     public let options: TrainOptions
     public let model: Transformer<Float>
     let optimizer: AdamW<Float>
-    let packer: BatchPacker
+    private(set) var packer: BatchPacker
     public private(set) var step = 0
     private var tokens = 0
     private var elapsed = 0.0
@@ -150,6 +150,12 @@ public final class Trainer {
     private var lastHeldout: Estimate?
     /// Rank 0's hold on the run folder for the trainer's lifetime: a second run into it is refused.
     private let lock: FolderLock?
+    /// Under `--carry-state`, each micro-batch's rows and their states (empty otherwise).
+    private(set) var carries: [SegmentCarry]
+    /// T and steps of each phase: `options.contextSchedule`, or the config's context for all steps.
+    let phases: [ContextPhase]
+    /// Bytes of this rank's carried states.
+    public var carryBytes: Int { 4 * carries.reduce(0) { $0 + $1.state.count } }
 
     /// Starts a run in `run` (refused if it already holds checkpoints, unless `force`), or with `resume`
     /// continues its newest checkpoint; `config` and `options` must then equal the run's.
@@ -159,11 +165,17 @@ public final class Trainer {
         guard options.accumulation >= 1, options.saveEvery >= 1, options.keep >= 1 else {
             throw TrainingError("accumulation, save-every and keep must be positive")
         }
+        if options.carries {
+            guard options.order == .sequential else { throw TrainingError("--carry-state needs --order sequential (the longcrawl order does not continue a row in the next batch)") }
+            guard config.model.attention != .softmax else { throw TrainingError("--carry-state: softmax has no state of fixed size to carry (its state is its whole history)") }
+        }
         self.run = run
         self.config = config.train
         self.options = options
         self.world = world
-        heldout = try Self.heldoutWindows(options, context: config.train.context)
+        phases = options.contextSchedule ?? [ContextPhase(context: config.train.context, steps: config.train.steps)]
+        try Self.validate(phases, config: config)
+        heldout = try Self.heldoutWindows(options, context: phases.map(\.context).max()!)
         // Before anything is read or removed (--force deletes checkpoints).
         lock = world.rank == 0 ? try FolderLock(run) : nil
         let fm = FileManager.default
@@ -172,8 +184,12 @@ public final class Trainer {
         let catalog = try WindowCatalog(directory: URL(fileURLWithPath: options.data), split: .train)
         model = Transformer<Float>(config: config.model, seed: options.seed)
         optimizer = AdamW(parameters: model.parameters, beta1: config.train.beta1, beta2: config.train.beta2, weightDecay: config.train.weightDecay)
-        var cursor = PackerCursor(seed: options.seed, rank: world.rank, world: world.size, batchSize: config.train.batch,
+        // Carrying, a step takes one batch of accumulation x B rows and each micro-batch keeps its B rows throughout.
+        var cursor = PackerCursor(seed: options.seed, rank: world.rank, world: world.size,
+                                  batchSize: config.train.batch * (options.carries ? options.accumulation : 1),
                                   context: config.train.context, order: options.order, batch: 0)
+        try Self.checkPhaseBoundaries(phases, from: cursor, windows: catalog.count, options: options, tokens: config.train.batch * config.train.context)
+        carries = []
         if resume {
             guard let latest = try Checkpoint.newest(in: run) else { throw TrainingError("\(run.path): nothing to resume (no checkpoint)") }
             let state = try Checkpoint.loadState(latest)
@@ -187,6 +203,10 @@ public final class Trainer {
             try Checkpoint.loadModel(latest, into: model)
             try Checkpoint.loadOptimizer(latest, into: optimizer, parameters: model.parameters)
             step = state.step; tokens = state.tokens; elapsed = state.elapsed; cursor = state.cursors[world.rank]
+            if options.carries {
+                carries = Self.carries(model, options, cursor)
+                try Self.restore(carries, from: latest, state: state, rank: world.rank)
+            }
             if world.rank == 0 {
                 try Self.truncate(run.appendingPathComponent("metrics.jsonl"), after: step, as: StepMetrics.self) { $0.step }
                 try Self.truncate(run.appendingPathComponent("eval.jsonl"), after: step, as: HeldoutMetrics.self) { $0.step }
@@ -194,6 +214,7 @@ public final class Trainer {
             // Every rank knows the best loss so far (every rank evaluates, so they decide alike).
             bestHeldout = Self.heldoutLog(run).map(\.loss.mean).min() ?? .infinity
         } else {
+            if let source = options.initFrom { try Self.initialize(model, from: URL(fileURLWithPath: source)) }
             if !existing.isEmpty && !force {
                 throw TrainingError("\(run.path): already holds a run (checkpoints/); use --resume to continue it or --force to start over")
             }
@@ -208,6 +229,53 @@ public final class Trainer {
         }
         world.barrier()
         packer = try BatchPacker(catalog: catalog, cursor: cursor, masksSeam: options.maskSeam == true)
+        if options.carries && !resume { carries = Self.carries(model, options, cursor) }
+    }
+
+    /// Empty carried states for the micro-batches of `cursor`'s batches.
+    static func carries(_ model: Transformer<Float>, _ options: TrainOptions, _ cursor: PackerCursor) -> [SegmentCarry] {
+        (0..<options.accumulation).map { _ in SegmentCarry(model, batch: cursor.batchSize / options.accumulation) }
+    }
+
+    /// Every phase's T trains the model (a multiple of its chunk) with the tokens per micro-batch of the config
+    /// (B x T of its context, the first phase's), and the phases' steps are the config's.
+    static func validate(_ phases: [ContextPhase], config: RunConfig) throws {
+        let tokens = config.train.batch * config.train.context
+        guard phases[0].context == config.train.context, phases.map(\.steps).reduce(0, +) == config.train.steps else {
+            throw TrainingError("--context-schedule: the first phase's T and the steps of all phases must be the config's context \(config.train.context) and steps \(config.train.steps)")
+        }
+        for (i, p) in phases.enumerated() {
+            guard p.context % config.model.chunk == 0, tokens % p.context == 0 else {
+                throw TrainingError("--context-schedule: phase \(i + 1)'s T \(p.context) must be a multiple of the chunk \(config.model.chunk) and divide the \(tokens) tokens per micro-batch")
+            }
+        }
+    }
+
+    /// Refuses a schedule whose T would change in the middle of a window (or where the windows used so far are not
+    /// a whole number of the next phase's groups of rows): the cursor at each boundary, as `switchPhase` moves it.
+    static func checkPhaseBoundaries(_ phases: [ContextPhase], from start: PackerCursor, windows: Int, options: TrainOptions, tokens: Int) throws {
+        var cursor = start, step = 0
+        for (i, (p, next)) in zip(phases, phases.dropFirst()).enumerated() {
+            cursor.batch += p.steps * (options.carries ? 1 : options.accumulation)
+            step += p.steps
+            let rows = tokens / next.context * (options.carries ? options.accumulation : 1)
+            guard let moved = ContextPhase.translate(cursor, windows: windows, context: next.context, rows: rows) else {
+                throw TrainingError("--context-schedule: phase \(i + 2) (T \(next.context)) would start after step \(step) in the middle of a window " +
+                                    "(or of a group of \(rows) windows) in the \(options.order.rawValue) order; T changes only at window boundaries")
+            }
+            cursor = moved
+        }
+    }
+
+    /// At the first step of a phase: the packer goes on from the same place in the window order with the phase's
+    /// T and rows (every row at a window's start, so the carried states start empty).
+    private func switchPhase(to phase: ContextPhase) throws {
+        let rows = config.batch * config.context / phase.context * (carries.isEmpty ? 1 : options.accumulation)
+        guard let cursor = ContextPhase.translate(packer.cursor, windows: packer.catalog.count, context: phase.context, rows: rows) else {
+            throw TrainingError("step \(step + 1): T \(phase.context) would start in the middle of a window")
+        }
+        packer = try BatchPacker(catalog: packer.catalog, cursor: cursor, masksSeam: packer.masksSeam)
+        if !carries.isEmpty { carries = Self.carries(model, options, cursor) }
     }
 
     /// Runs steps until `config.steps` (or `stopAfter` more steps, for tests that interrupt a run) and returns
@@ -217,7 +285,6 @@ public final class Trainer {
     public func train(stopAfter: Int? = nil) throws -> [StepMetrics] {
         let gradients = model.parameters.gradients
         let stepTokens = config.batch * config.context * options.accumulation
-        let flopsPerStep = 3 * model.config.forwardFlopsPerToken(context: config.context) * Double(stepTokens)
         let end = min(config.steps, stopAfter.map { step + $0 } ?? config.steps)
         var taken: [StepMetrics] = []
         let metricsURL = run.appendingPathComponent("metrics.jsonl")
@@ -234,19 +301,27 @@ public final class Trainer {
         while step < end {
             // At a step count, not a time, so that every MPI rank measures at the same step.
             if ceiling == 0 || step % Self.ceilingEvery == 0 { ceiling = max(ceiling, sgemmCeiling(shapes: shapes)) }
+            let (phaseIndex, phase) = ContextPhase.at(step, in: phases)
+            if phase.context != packer.cursor.context { try switchPhase(to: phase) }
+            let t = phase.context, rows = stepTokens / options.accumulation / t
+            let flopsPerStep = 3 * model.config.forwardFlopsPerToken(context: t) * Double(stepTokens)
             let t0 = now()
             var wait = 0.0
             let lr = learningRate(step: step, peak: config.learningRate, floor: config.minLearningRate, warmup: config.warmupSteps, total: config.steps)
             model.zeroGradients()
             var loss = 0.0
-            var rows: [BatchRow] = []
+            var stepRows: [BatchRow] = []
+            var whole: Batch?
             for micro in 0..<options.accumulation {
                 let w0 = now()
-                let batch = try packer.next()
+                if micro == 0 || carries.isEmpty { whole = try packer.next() }
                 wait += now() - w0
-                rows += batch.rows
-                let (l, _) = model.forward(tokens: batch.inputs, targets: batch.targets, mask: batch.mask, batch: config.batch,
-                                           length: config.context, recompute: options.recompute)
+                let batch = carries.isEmpty ? whole! : whole!.micro(micro, of: options.accumulation)
+                stepRows += batch.rows
+                let carry = carries.isEmpty ? nil : carries[micro]
+                do { try carry?.prepare(batch) } catch let e as TrainingError { throw TrainingError("step \(step + 1), micro-batch \(micro): \(e.description)") }
+                let (l, _) = model.forward(tokens: batch.inputs, targets: batch.targets, mask: batch.mask, batch: rows,
+                                           length: t, recompute: options.recompute, state: carry?.state)
                 // The last micro-batch leaves each range final as its backward ends: its sum can start there.
                 model.backward(onGradientsReady: micro == options.accumulation - 1 ? buckets?.ready : nil)
                 loss += l / Double(options.accumulation)
@@ -260,9 +335,9 @@ public final class Trainer {
             }
             let allreduce = now() - r0
             if scale != 1 { gradients.scale(by: scale) }
-            guard loss.isFinite else { throw nonFinite("loss \(loss)", rows) }
+            guard loss.isFinite else { throw nonFinite("loss \(loss)", stepRows) }
             let norm = clipGradients(gradients, maxNorm: config.gradClip)
-            guard norm.isFinite else { throw nonFinite("gradient norm \(norm)", rows) }
+            guard norm.isFinite else { throw nonFinite("gradient norm \(norm)", stepRows) }
             optimizer.update(model.parameters, lr: lr)
             step += 1
             let seconds = now() - t0
@@ -273,7 +348,9 @@ public final class Trainer {
             tokens += stepTokens * world.size
             let m = StepMetrics(step: step, loss: loss, lr: lr, gradNorm: norm, tokensPerSecond: Double(stepTokens * world.size) / seconds,
                                 mfu: flopsPerStep / seconds / 1e9 / ceiling, elapsed: elapsed, loaderShare: wait / seconds,
-                                allreduceSeconds: allreduce, windows: rows.map(\.window), offsets: rows.map(\.offset))
+                                allreduceSeconds: allreduce, windows: stepRows.map(\.window), offsets: stepRows.map(\.offset),
+                                offset: carries.isEmpty ? nil : stepRows.first?.offset,
+                                context: options.contextSchedule == nil ? nil : t, phase: options.contextSchedule == nil ? nil : phaseIndex + 1)
             taken.append(m)
             try metricsFile?.write(contentsOf: try encoder.encode(m) + Data("\n".utf8))
             let evaluated = try evaluateHeldout(last: m)
@@ -289,19 +366,71 @@ public final class Trainer {
         return taken
     }
 
-    /// Every rank's cursor goes to rank 0, which writes the checkpoint (`best` is not one of the last K).
+    /// Every rank's cursor and carried states go to rank 0, which writes the checkpoint (`best` is not one of the last K).
     private func saveCheckpoint(last: StepMetrics, to folder: URL) throws {
         let cursors = try world.allGather(JSONEncoder().encode(packer.cursor)).map { try JSONDecoder().decode(PackerCursor.self, from: $0) }
+        var state = TrainState(step: step, config: RunConfig(model: model.config, train: config), options: options, cursors: cursors,
+                               initSeed: options.seed, tokens: tokens, elapsed: elapsed, last: last)
+        var carry: [(String, Tensor<Float>)] = []
+        if !carries.isEmpty {
+            // Each rank's records as JSON, its states as the raw floats of every micro-batch's layers in order.
+            let records = try world.allGather(JSONEncoder().encode(carries.indices.map { carries[$0].record(rank: world.rank, micro: $0) }))
+                .map { try JSONDecoder().decode([CarryRecord].self, from: $0) }
+            let floats = world.allGather(carries.flatMap { c in (0..<c.state.layers).flatMap(c.state.states(layer:)) }.withUnsafeBufferPointer { Data(buffer: $0) })
+            for (rank, (mine, data)) in zip(records, floats).enumerated() {
+                let values = data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+                let per = values.count / (mine.count * model.config.layers)
+                for (m, record) in mine.enumerated() {
+                    for l in 0..<model.config.layers {
+                        let start = (m * model.config.layers + l) * per
+                        carry.append((CarryRecord.tensorName(rank: rank, micro: record.micro, layer: l),
+                                      Tensor([record.positions[l].count, per / record.positions[l].count], Array(values[start..<(start + per)]))))
+                    }
+                }
+            }
+            state.carries = records.flatMap { $0 }
+            state.carryBytes = carry.reduce(0) { $0 + 4 * $1.1.count }
+        }
         if writes {
-            let state = TrainState(step: step, config: RunConfig(model: model.config, train: config), options: options, cursors: cursors,
-                                   initSeed: options.seed, tokens: tokens, elapsed: elapsed, last: last)
             if folder == Checkpoint.best(in: run) {
-                try Checkpoint.write(model: model, optimizer: optimizer, state: state, to: folder)
+                try Checkpoint.write(model: model, optimizer: optimizer, state: state, carry: carry, to: folder)
             } else {
-                try Checkpoint.save(model: model, optimizer: optimizer, state: state, run: run, keep: options.keep)
+                try Checkpoint.save(model: model, optimizer: optimizer, state: state, carry: carry, run: run, keep: options.keep)
             }
         }
         world.barrier()
+    }
+
+    /// Sets `carries` to this rank's carried states in `checkpoint`.
+    static func restore(_ carries: [SegmentCarry], from checkpoint: URL, state: TrainState, rank: Int) throws {
+        let file = try Checkpoint.loadCarry(checkpoint)
+        for (m, carry) in carries.enumerated() {
+            guard let record = state.carries?.first(where: { $0.rank == rank && $0.micro == m }) else {
+                throw TrainingError("\(checkpoint.path): no carried state of rank \(rank), micro-batch \(m)")
+            }
+            let states = try (0..<carry.state.layers).map { l -> [Float] in
+                let name = CarryRecord.tensorName(rank: rank, micro: m, layer: l)
+                guard let entry = file[name], entry.values.count == carry.state.states(layer: l).count else {
+                    throw TrainingError("\(checkpoint.path): carried state \(name) is missing or of another size")
+                }
+                return entry.values
+            }
+            carry.restore(record, states: states)
+        }
+    }
+
+    /// A new run's model from a checkpoint (`--init-from`, a checkpoint or run folder): refused unless its model
+    /// config is the run's (the name aside).
+    static func initialize(_ model: Transformer<Float>, from source: URL) throws {
+        let checkpoint = try Checkpoint.resolve(source)
+        var saved = try Checkpoint.loadState(checkpoint).config.model
+        saved.name = model.config.name
+        guard saved == model.config else {
+            let a = String(decoding: (try? JSONEncoder.sorted.encode(saved)) ?? Data(), as: UTF8.self)
+            let b = String(decoding: (try? JSONEncoder.sorted.encode(model.config)) ?? Data(), as: UTF8.self)
+            throw TrainingError("--init-from \(checkpoint.path): its model \(a) differs from the run's \(b)")
+        }
+        try Checkpoint.loadModel(checkpoint, into: model)
     }
 
     /// At every `evalEvery`-th step and the last: the mean held-out loss at the training context (each row's first
@@ -309,7 +438,7 @@ public final class Trainer {
     /// only, draws no random numbers and touches no training state, so the run's losses do not change.
     private func evaluateHeldout(last: StepMetrics) throws -> Bool {
         guard let heldout, let every = options.evalEvery, step % every == 0 || step == config.steps else { return false }
-        let t = config.context
+        let t = packer.cursor.context
         let perWindow = (0..<heldout.count).map { i -> Double in
             let row = heldout.row(i)
             let losses = Evaluator.losses(model, row: row.prefix(t + 1), segment: t)
@@ -371,7 +500,7 @@ public final class Trainer {
         }
         var o = options
         o.data = saved.options.data
-        if saved.options != o { return "the run's options differ (order, accumulation, save-every, keep, seed, recompute, eval-windows, eval-every or mask-seam)" }
+        if saved.options != o { return "the run's options differ (order, accumulation, save-every, keep, seed, recompute, eval-windows, eval-every, mask-seam, carry-state, init-from or context-schedule)" }
         return nil
     }
 

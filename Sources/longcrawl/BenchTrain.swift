@@ -38,6 +38,9 @@ struct BenchTrain: ParsableCommand {
     @Flag(help: "Under mpirun, alternate blocking and overlapped steps, reported apart (bench scaling: both under the same machine load).")
     var alternate = false
 
+    @Flag(help: "Carry each row's attention state across steps (sequential order), as train --carry-state.")
+    var carryState = false
+
     @Flag(help: "Print one JSON object (for bench scaling).")
     var json = false
 
@@ -57,6 +60,7 @@ struct BenchTrain: ParsableCommand {
         defer { if world.rank == 0 { try? FileManager.default.removeItem(at: shared) } }
         var options = TrainOptions(data: data)
         options.saveEvery = Int.max
+        if carryState { options.order = .sequential; options.carryState = true }
         let trainer = try Trainer(config: cfg, options: options, run: shared, force: true)
         let flops = 3 * cfg.model.forwardFlopsPerToken(context: context)
         // One warm-up step, then one step per call, so that --alternate can switch between steps.

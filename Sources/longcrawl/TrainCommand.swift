@@ -37,6 +37,9 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Context length T (divides \(windowLength) and is a multiple of the config's chunk).")
     var context: Int?
 
+    @Option(help: "Phases of T and steps, e.g. 256:1000,1024:500: T changes only at window boundaries, tokens per step kept (B x T of the first phase); sets --context and --steps.")
+    var contextSchedule: String?
+
     @Option(help: "Rows per micro-batch.")
     var batch: Int?
 
@@ -73,6 +76,12 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Evaluate --eval-windows every N steps and at the end; the best checkpoint is kept as checkpoints/best.")
     var evalEvery: Int?
 
+    @Flag(help: "Carry each row's attention state (phi_p state, normalizer, rotary position) into its next segment; needs --order sequential and a sympow variant. Truncated backpropagation: the gradient stops at the segment's start.")
+    var carryState = false
+
+    @Option(help: "Start from this checkpoint's weights and model config (a checkpoint folder, or a run folder: its newest): fresh optimizer, step 0.")
+    var initFrom: String?
+
     @Flag(help: "Rebuild each block's MLP activations in backward (about 35% less activation memory, 3% more flops, same gradients).")
     var recompute = false
 
@@ -93,8 +102,14 @@ struct TrainCommand: ParsableCommand {
 
     func validate() throws {
         if resume && force { throw ValidationError("--resume and --force exclude each other") }
-        if !resume && (data == nil || config == nil) { throw ValidationError("--data and --config are required (except with --resume)") }
+        if !resume && (data == nil || (config == nil && initFrom == nil)) {
+            throw ValidationError("--data and --config (or --init-from) are required (except with --resume)")
+        }
+        if resume && initFrom != nil { throw ValidationError("--init-from starts a new run; --resume continues one") }
+        if let lr, lr < 0 { throw ValidationError("--lr must not be negative, got \(lr)") }
         if let context { try BatchPacker.validate(context: context) }
+        if context != nil && contextSchedule != nil { throw ValidationError("--context and --context-schedule exclude each other") }
+        if steps != nil && contextSchedule != nil { throw ValidationError("--steps and --context-schedule exclude each other (the phases' steps add up to the run's)") }
     }
 
     func run() throws {
@@ -108,6 +123,12 @@ struct TrainCommand: ParsableCommand {
             options = state.options
             // A config file given again must describe the same run (the trainer says what differs).
             if let config { cfg = try RunConfig.load(URL(fileURLWithPath: config)) }
+        } else if let initFrom {
+            // The source's config unless --config is given (whose model the trainer checks against the source's).
+            let source = try Checkpoint.resolve(URL(fileURLWithPath: initFrom))
+            cfg = try config.map { try RunConfig.load(URL(fileURLWithPath: $0)) } ?? Checkpoint.loadState(source).config
+            options = TrainOptions(data: URL(fileURLWithPath: data!).standardizedFileURL.path)
+            options.initFrom = source.standardizedFileURL.path
         } else {
             cfg = try RunConfig.load(URL(fileURLWithPath: config!))
             options = TrainOptions(data: URL(fileURLWithPath: data!).standardizedFileURL.path)
@@ -115,10 +136,17 @@ struct TrainCommand: ParsableCommand {
         if let data { options.data = URL(fileURLWithPath: data).standardizedFileURL.path }
         if let attention { cfg.model.attention = attention; cfg.model.name += attention == .conformalSympow ? "" : "-" + attention.rawValue }
         if let context { cfg.train.context = context }
+        if let contextSchedule {
+            let phases = try ContextPhase.parse(contextSchedule)
+            options.contextSchedule = phases
+            cfg.train.context = phases[0].context
+            cfg.train.steps = phases.map(\.steps).reduce(0, +)
+        }
         if let batch { cfg.train.batch = batch }
         if let steps { cfg.train.steps = steps }
         if let lr { cfg.train.learningRate = lr }
-        if let minLR { cfg.train.minLearningRate = minLR }
+        // A floor above the peak is no schedule: --lr alone lowers the floor to it (--lr 0 changes no weight).
+        if let minLR { cfg.train.minLearningRate = minLR } else if let lr { cfg.train.minLearningRate = min(cfg.train.minLearningRate, lr) }
         if let warmup { cfg.train.warmupSteps = warmup }
         if let accum { options.accumulation = accum }
         if let order { options.order = order }
@@ -127,6 +155,7 @@ struct TrainCommand: ParsableCommand {
         if let seed { options.seed = seed }
         if recompute { options.recompute = true }
         if maskSeam { options.maskSeam = true }
+        if carryState { options.carryState = true }
         if let evalWindows { options.evalWindows = URL(fileURLWithPath: evalWindows).standardizedFileURL.path }
         if let evalEvery { options.evalEvery = evalEvery }
         if options.evalWindows != nil && options.evalEvery == nil { options.evalEvery = options.saveEvery }
@@ -142,6 +171,12 @@ struct TrainCommand: ParsableCommand {
         if trainer.step == 0 {
             print("train \(cfg.model.name) (\(cfg.model.attention.rawValue)): \(trainer.model.parameters.values.count) parameters, " +
                   "context \(cfg.train.context), batch \(cfg.train.batch) x \(options.accumulation), \(cfg.train.steps) steps, order \(options.order.rawValue)\(ranks) -> \(out)")
+            if let source = options.initFrom { print("weights from \(source)") }
+            if let phases = options.contextSchedule { print("context schedule: " + phases.map { "T \($0.context) for \($0.steps) steps" }.joined(separator: ", ")) }
+            if options.carries {
+                print(String(format: "carried state: %.1f MB per rank (B x layers x heads x D x (d + 1) floats), saved with each checkpoint",
+                             Double(trainer.carryBytes) / 1e6))
+            }
         } else {
             print("resume \(out) at step \(trainer.step) of \(cfg.train.steps)\(ranks)")
         }

@@ -152,7 +152,7 @@ final class AttentionFormTests: XCTestCase {
             assertGradientsClose(attention, fd, tolerance: 1e-6, "attention p \(p)")
             for c in [1, 2, 4, 8] {
                 let chunked = ChunkedAttention(headDimension: 4, power: p, chunk: c)
-                let (yc, cc) = chunked.forward(x)
+                let (yc, cc, _) = chunked.forward(x)
                 let g = chunked.backward(x, y: yc, cache: cc, dy: weights)
                 fd = finiteDifferences(x, weights: weights) { chunked.forward($0).y }
                 assertGradientsClose(g, fd, tolerance: 1e-6, "chunked p \(p) c \(c)")
@@ -169,7 +169,7 @@ final class AttentionFormTests: XCTestCase {
         let want = QuadraticAttention.backward(x, score: .power(2), y: y, cache: cache, dy: dy)
         for c in [4, 16, 64] {
             let chunked = ChunkedAttention(headDimension: 8, power: 2, chunk: c)
-            let (yc, cc) = chunked.forward(x)
+            let (yc, cc, _) = chunked.forward(x)
             let got = chunked.backward(x, y: yc, cache: cc, dy: dy)
             XCTAssertLessThan(maxRelativeError(got.dqr, want.dqr), 1e-4, "c \(c)")
             XCTAssertLessThan(maxRelativeError(got.dkr, want.dkr), 1e-4, "c \(c)")

@@ -45,7 +45,7 @@ final class PowerFourTests: XCTestCase {
             let (y, cache) = QuadraticAttention.forward(x, score: .power(4))
             let want = QuadraticAttention.backward(x, score: .power(4), y: y, cache: cache, dy: dy)
             let chunked = ChunkedAttention(headDimension: 16, power: 4, chunk: 16)
-            let (yc, cc) = chunked.forward(x)
+            let (yc, cc, _) = chunked.forward(x)
             let got = chunked.backward(x, y: yc, cache: cc, dy: dy)
             XCTAssertLessThan(maxRelativeError(yc, y), tolerance, "\(S.self) y")
             XCTAssertLessThan(maxRelativeError(got.dqr, want.dqr), tolerance, "\(S.self) dqr")
@@ -69,7 +69,7 @@ final class PowerFourTests: XCTestCase {
         let (y, cache) = QuadraticAttention.forward(x, score: .power(4))
         let want = QuadraticAttention.backward(x, score: .power(4), y: y, cache: cache, dy: dy)
         let chunked = ChunkedAttention(headDimension: 16, power: 4, chunk: 16)
-        let (yc, cc) = chunked.forward(x)
+        let (yc, cc, _) = chunked.forward(x)
         let got = chunked.backward(x, y: yc, cache: cc, dy: dy)
         for (name, g) in [("attention", want), ("chunked", got)] {
             XCTAssertTrue((g.dqr + g.dkr + g.dv).allSatisfy(\.isFinite) && g.dG.allSatisfy(\.isFinite), "\(name): gradient not finite")

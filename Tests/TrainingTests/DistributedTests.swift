@@ -131,6 +131,35 @@ final class DistributedTests: XCTestCase {
         XCTAssertEqual(try losses(killed), try losses(straight), "losses after resuming from step \(at)")
     }
 
+    /// --carry-state on 2 ranks x 1 row follows 1 rank x 2 rows, each rank carrying its own row's state: at learning
+    /// rate 0 the losses agree up to the GEMMs' row blocking (1e-6 relative) and the gradient norms up to the order of
+    /// the sum over n = 2 x 64 token rows (10 gamma_n, as in CarryStateTests). The checkpoint holds both ranks'
+    /// states, and resuming on 2 ranks from the middle of the windows repeats the later steps bit for bit.
+    func testCarriedStateOnTwoRanks() throws {
+        let data = try sampleDataset(self)
+        let dir = try temporaryFolder(self)
+        let one = dir.appendingPathComponent("one"), two = dir.appendingPathComponent("two")
+        let args = { (batch: Int, out: URL) in
+            self.trainArgs(data, batch: batch, steps: 6, saveEvery: 3, out: out) + ["--order", "sequential", "--carry-state", "--lr", "0"]
+        }
+        let a = try runProcess(longcrawlBinary, args(2, one))
+        XCTAssertEqual(a.status, 0, a.err)
+        let b = try runProcess(mpirun, mpi(2, args(1, two)))
+        XCTAssertEqual(b.status, 0, b.err)
+        let gamma = Double(2 * 64) * 0x1p-24
+        let straight = try stepMetrics(two)
+        for (x, y) in zip(try stepMetrics(one), straight) {
+            XCTAssertEqual(x.loss, y.loss, accuracy: 1e-6 * x.loss, "step \(x.step)")
+            XCTAssertEqual(x.gradNorm, y.gradNorm, accuracy: 10 * gamma * x.gradNorm, "step \(x.step)")
+            XCTAssertEqual(x.offset, y.offset)
+        }
+        XCTAssertEqual(try Checkpoint.loadState(Checkpoint.folder(in: two, step: 6)).carries?.map(\.rank), [0, 1])
+        try FileManager.default.removeItem(at: Checkpoint.folder(in: two, step: 6))
+        let resumed = try runProcess(mpirun, mpi(2, ["train", "--out", two.path, "--resume"]))
+        XCTAssertEqual(resumed.status, 0, resumed.err)
+        XCTAssertEqual(try stepMetrics(two).map(\.loss), straight.map(\.loss), "losses after resuming at step 3 of 6 on 2 ranks")
+    }
+
     /// A rank that dies takes the job down within a bounded time, with a message naming it; no rank hangs.
     func testDeadRankEndsTheJob() throws {
         let data = try sampleDataset(self)

@@ -56,7 +56,8 @@ final class InstalledBinaryTests: XCTestCase {
         let data = try sampleDataset(self)
         let run = try temporaryFolder(self).appendingPathComponent("run")
         let train = try runProcess(longcrawlBinary, ["train", "--data", data.path, "--config", packageRoot.appendingPathComponent("data/configs/tiny.json").path,
-                                                     "--context", "256", "--batch", "1", "--steps", "2", "--out", run.path])
+                                                     "--context", "256", "--batch", "1", "--steps", "2", "--order", "sequential", "--carry-state",
+                                                     "--out", run.path])
         XCTAssertEqual(train.status, 0, train.err)
         let index = data.appendingPathComponent("index.json"), state = run.appendingPathComponent("checkpoints/step-000002/state.json")
         for (file, schema, required) in [(index, "index.schema.json", "shards"), (state, "state.schema.json", "cursors")] {

@@ -1,0 +1,65 @@
+import Foundation
+import Streaming
+import Support
+
+/// One phase of `--context-schedule`: T for `steps` steps.
+public struct ContextPhase: Codable, Equatable, Sendable {
+    public var context: Int
+    public var steps: Int
+
+    public init(context: Int, steps: Int) { self.context = context; self.steps = steps }
+
+    /// `256:1000,1024:500`: T and steps per phase, in order.
+    public static func parse(_ text: String) throws -> [ContextPhase] {
+        let phases = try text.split(separator: ",").map { item -> ContextPhase in
+            let parts = item.split(separator: ":")
+            guard parts.count == 2, let t = Int(parts[0]), let n = Int(parts[1]), n >= 1 else {
+                throw TrainingError("--context-schedule: '\(item)' is not T:STEPS with STEPS positive")
+            }
+            try BatchPacker.validate(context: t)
+            return ContextPhase(context: t, steps: n)
+        }
+        guard !phases.isEmpty else { throw TrainingError("--context-schedule: no phase in '\(text)'") }
+        return phases
+    }
+
+    /// The phase of step `step` (0-based; the last phase for a step past the end) and its index.
+    static func at(_ step: Int, in phases: [ContextPhase]) -> (index: Int, phase: ContextPhase) {
+        var end = 0
+        for (i, p) in phases.enumerated() {
+            end += p.steps
+            if step < end { return (i, p) }
+        }
+        return (phases.count - 1, phases[phases.count - 1])
+    }
+
+    /// The cursor that goes on with T = `context` and `rows` rows per batch where `cursor` has handed out whole
+    /// windows: at the same place in the epoch's window order (a new epoch when fewer than `rows` windows are left in
+    /// this one, as the packer leaves them out); nil when the cursor is in the middle of a window, or its windows so
+    /// far are not a whole number of the new batches' groups. `windows`: the split's count.
+    static func translate(_ cursor: PackerCursor, windows: Int, context: Int, rows: Int) -> PackerCursor? {
+        let per = windows / cursor.world
+        let (g1, s1) = (per / cursor.batchSize, windowLength / cursor.context), (g2, s2) = (per / rows, windowLength / context)
+        guard g1 >= 1, g2 >= 1 else { return nil }
+        var epoch = cursor.batch / (g1 * s1)
+        let within = cursor.batch % (g1 * s1)
+        // Windows of this epoch used up: sequential gives group after group a window at a time; longcrawl finishes
+        // its windows only at the epoch's end.
+        let used: Int
+        switch cursor.order {
+        case .sequential:
+            guard within % s1 == 0 else { return nil }
+            used = within / s1 * cursor.batchSize
+        case .longcrawl:
+            guard within == 0 else { return nil }
+            used = 0
+        }
+        guard used % rows == 0 else { return nil }
+        var group = used / rows
+        if group >= g2 { epoch += 1; group = 0 }
+        var out = cursor
+        out.context = context; out.batchSize = rows
+        out.batch = epoch * g2 * s2 + group * (cursor.order == .sequential ? s2 : 1)
+        return out
+    }
+}
