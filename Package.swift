@@ -12,7 +12,7 @@ let package = Package(
     products: [
         .executable(name: "longcrawl", targets: ["longcrawl"]),
         // For the fuzz targets in Fuzz/ (their own package, so the normal build never compiles them).
-        .library(name: "LongCrawlCore", targets: ["Support", "Shards", "Preprocess", "Training", "Model"]),
+        .library(name: "LongCrawlCore", targets: ["Support", "Shards", "Streaming", "Preprocess", "Training", "Model"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

@@ -5,8 +5,9 @@ check failed. Not part of the test suite (the suite keeps one fast case of each 
   python3 tools/torture.py [--bin .build/release/longcrawl] [--quick] [--seed 1] [--work DIR]
 
 Corruption: random single-byte changes and truncations of one shard at a time (both formats) must be reported by
-`verify` (exit 1, naming the file), and reading every window back through the training reader
-(`inspect --raw`) must give, per window, an error or the original tokens. Faults in index.json, in a checkpoint's
+`verify` (exit 1, naming the file), refused by `pack` (one batch of every window of the split: exit 1, one line naming
+the file), and reading every window back through the training reader (`inspect --raw`) must give, per window, an
+error or the original tokens. Faults in index.json, in a checkpoint's
 three files and in an eval-window file must be refused with one line naming the file, or be harmless (same
 result). Never a crash (a signal, exit status >= 128, a stack trace).
 Kills: SIGKILL at random times during preprocess (both formats, --workers 2), train (including inside checkpoint
@@ -104,7 +105,7 @@ def corrupt_shards(work, fmt, bytes_n, trunc_n, rng):
     sizes = [s["bytes"] for s in index["shards"]]
     W = 65536 * 2
     for kind, count in (("byte", bytes_n), ("truncate", trunc_n)):
-        detected = wrong = 0
+        detected = wrong = refused = 0
         for _ in range(count):
             s = rng.choices(index["shards"], weights=sizes)[0]
             path = os.path.join(ds, s["file"])
@@ -116,6 +117,13 @@ def corrupt_shards(work, fmt, bytes_n, trunc_n, rng):
                     detected += 1
                 else:
                     fail(f"{fmt} {s['file']} {what}: verify rc {v.returncode}: {v.stdout[-300:]}")
+                # The training path (one batch of every window of the split): the shard's size and SHA-256 are checked
+                # against index.json before it is parsed, so every fault is one line naming it, never a signal.
+                p = run(["pack", ds, "--split", s["split"], "--batch", str(n[s["split"]]), "--context", "64"])
+                if one_line_naming(p, s["file"]) and p.returncode == 1:
+                    refused += 1
+                else:
+                    fail(f"{fmt} {s['file']} {what}: pack rc {p.returncode}: {p.stderr[-300:]}")
                 raw = os.path.join(work, "got.u16")
                 d = run(["inspect", ds, "--split", s["split"], "--raw", raw])
                 if crashed(d):
@@ -141,6 +149,7 @@ def corrupt_shards(work, fmt, bytes_n, trunc_n, rng):
                 restore(path, original)
         record(f"shards ({fmt})", f"{'single-byte change' if kind == 'byte' else 'truncation'}: verify detects", count, detected)
         record(f"shards ({fmt})", f"{kind}: reader errs or returns original", count, count - wrong, f"wrong tokens returned: {wrong}")
+        record(f"shards ({fmt})", f"{kind}: pack refuses in one line", count, refused, "exit 1, naming the shard")
     return ds
 
 

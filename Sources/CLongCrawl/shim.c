@@ -2,6 +2,9 @@
 #include <stdlib.h>
 #include <pthread.h>
 #include <malloc.h>
+#include <fcntl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 hid_t lc_h5p_default(void) { return H5P_DEFAULT; }
 hid_t lc_h5s_all(void) { return H5S_ALL; }
@@ -201,4 +204,8 @@ void lc_gelu_backward(const float *h, float *a, float *da, long n) {
         _mm256_storeu_ps(da + i, _mm256_mul_ps(_mm256_loadu_ps(da + i), slope));
     }
     for (; i < n; i++) { float slope; gelu_scalar(h[i], a + i, &slope); da[i] *= slope; }
+}
+
+int lc_rename_exchange(const char *a, const char *b) {
+    return (int)syscall(SYS_renameat2, AT_FDCWD, a, AT_FDCWD, b, 2 /* RENAME_EXCHANGE */);
 }

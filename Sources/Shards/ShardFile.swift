@@ -138,6 +138,17 @@ public final class ShardReader {
         }
     }
 
+    /// Opens shard `entry` of `directory` and checks its window count and split against the entry. With `checkDigest`
+    /// (a process's first open of the shard) its size and SHA-256 are checked first: libhdf5 can crash or hang on
+    /// corrupt metadata instead of failing, so a damaged file must never reach it (nor the zst reader).
+    public convenience init(entry: ShardEntry, in directory: URL, checkDigest: Bool) throws {
+        let url = directory.appendingPathComponent(entry.file)
+        if checkDigest, let fault = try digestFault(entry, url) { throw FileError(url, fault) }
+        try self.init(url: url, format: entry.format)
+        guard windowCount == entry.windows else { throw FileError(url, "holds \(windowCount) windows, index.json says \(entry.windows)") }
+        guard split == entry.split else { throw FileError(url, "split '\(split.rawValue)', index.json says '\(entry.split.rawValue)'") }
+    }
+
     public var windowCount: Int { sources.count }
 
     /// Decompresses window `k` into `buffer` (65,536 tokens) and checks its checksum.
@@ -155,15 +166,11 @@ public func verifyShard(_ entry: ShardEntry, in directory: URL) -> [String] {
     var faults: [String] = []
     func fault(_ message: String) { faults.append("\(url.path): \(message)") }
     guard FileManager.default.fileExists(atPath: url.path) else { return ["\(url.path): missing"] }
-    do {
-        let (bytes, sha) = try sha256(of: url)
-        if bytes != entry.bytes { fault("size \(bytes) bytes, index.json says \(entry.bytes)") }
-        else if sha != entry.sha256 { fault("SHA-256 \(sha) does not match index.json (\(entry.sha256))") }
-    } catch { faults.append("\(error)") }
+    // A damaged file is not parsed further: libhdf5 can crash on it.
+    do { if let f = try digestFault(entry, url) { return ["\(url.path): \(f)"] } } catch { return ["\(error)"] }
     let reader: ShardReader
     do { reader = try ShardReader(url: url, format: entry.format) } catch {
-        faults.append("\(error)")
-        return faults
+        return ["\(error)"]
     }
     if reader.windowCount != entry.windows { fault("holds \(reader.windowCount) windows, index.json says \(entry.windows)") }
     if reader.split != entry.split { fault("split '\(reader.split.rawValue)', index.json says '\(entry.split.rawValue)'") }
@@ -175,6 +182,14 @@ public func verifyShard(_ entry: ShardEntry, in directory: URL) -> [String] {
         } catch { faults.append("\(error)") }
     }
     return faults
+}
+
+/// What is wrong with the shard file at `url` against its index entry's size and SHA-256; nil when both match.
+func digestFault(_ entry: ShardEntry, _ url: URL) throws -> String? {
+    let (bytes, sha) = try sha256(of: url)
+    if bytes != entry.bytes { return "size \(bytes) bytes, index.json says \(entry.bytes) (the file is damaged or replaced)" }
+    if sha != entry.sha256 { return "SHA-256 \(sha) does not match index.json (\(entry.sha256)): the file is damaged" }
+    return nil
 }
 
 /// Writes all of `bytes` at the file's current position; a short write (full disk, file size limit) throws

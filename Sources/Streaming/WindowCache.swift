@@ -18,6 +18,8 @@ final class WindowCache: @unchecked Sendable {
     /// Windows decompressed while the cache was full, held until the workers that waited for them take them.
     /// They share storage with the decoding worker's own copy (arrays are copy-on-write), so they cost nothing.
     private var handoff: [Int: (window: [UInt16], waiters: Int)] = [:]
+    /// Windows held in `handoff` now (for tests).
+    var handedOff: Int { condition.withLock { handoff.count } }
     /// Most windows `kept` has held (for tests).
     private(set) var highWater = 0
     /// Times a worker found the window it needed in flight (for tests).
@@ -73,29 +75,44 @@ final class WindowCache: @unchecked Sendable {
             case .decode(let keep): out[id] = try load(id, keep: keep)
             }
         }
-        for id in ids {
-            if let w = recent[id] { out[id] = w; continue }
-            condition.lock()
-            let c = claim(id)
-            condition.unlock()
-            try take(id, c)
-        }
         var i = 0
-        while i < inFlight.count {
-            let id = inFlight[i]
-            i += 1
-            condition.lock()
-            while loading[id] != nil { condition.wait() }
-            var w = kept[id]
-            if w == nil, let h = handoff[id] {
-                w = h.window
-                handoff[id] = h.waiters > 1 ? (h.window, h.waiters - 1) : nil
+        do {
+            for id in ids {
+                if let w = recent[id] { out[id] = w; continue }
+                condition.lock()
+                let c = claim(id)
+                condition.unlock()
+                try take(id, c)
             }
-            // The decode failed (that worker reports the error): claim the window again, which may mean decoding it.
-            let c = w.map(Claim.ready) ?? claim(id)
-            condition.unlock()
-            try take(id, c)
+            while i < inFlight.count {
+                let id = inFlight[i]
+                i += 1
+                condition.lock()
+                while loading[id] != nil { condition.wait() }
+                var w = kept[id]
+                if w == nil, let h = handoff[id] {
+                    w = h.window
+                    handoff[id] = h.waiters > 1 ? (h.window, h.waiters - 1) : nil
+                }
+                // The decode failed (that worker reports the error): claim the window again, which may mean decoding it.
+                let c = w.map(Claim.ready) ?? claim(id)
+                condition.unlock()
+                try take(id, c)
+            }
+        } catch {
+            condition.withLock { for id in inFlight[i...] { stopWaiting(id) } }
+            throw error
         }
         return out
+    }
+
+    /// Under `condition`: a worker that counted itself as waiting for `id` and will not take it (its own decode of
+    /// another window threw) gives up its share, so a handed-off copy is not held for it until the run ends.
+    private func stopWaiting(_ id: Int) {
+        if let n = loading[id] {
+            loading[id] = n - 1
+        } else if let h = handoff[id] {
+            handoff[id] = h.waiters > 1 ? (h.window, h.waiters - 1) : nil
+        }
     }
 }

@@ -86,11 +86,8 @@ public final class WindowCatalog: @unchecked Sendable {
             open.append(hit)
             return hit.reader
         }
-        let entry = shards[shard]
-        let r = try ShardReader(url: directory.appendingPathComponent(entry.file), format: entry.format)
-        guard r.windowCount == entry.windows else {
-            throw FileError(directory.appendingPathComponent(entry.file), "holds \(r.windowCount) windows, index.json says \(entry.windows)")
-        }
+        // Hashed once per catalog (its rolls are kept from then on); a shard closed and reopened is not hashed again.
+        let r = try ShardReader(entry: shards[shard], in: directory, checkDigest: rolls[shard] == nil)
         if open.count == maxOpen { open.removeFirst() }
         open.append((shard, r))
         rolls[shard] = r.sources.map(\.roll)

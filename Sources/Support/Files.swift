@@ -40,6 +40,28 @@ public enum AtomicFile {
         try commit(tmp, to: url)
     }
 
+    /// Puts the finished folder (or file) `tmp` in the place of `url`, which holds a complete one: the two names are
+    /// swapped in one step, so `url` holds the old or the new at every instant; the old, now under `tmp`, is then
+    /// removed (a kill before that leaves it there, for the next write to remove). Where the file system cannot
+    /// swap, the old is renamed aside first: `url` is then missing for the instant between two renames.
+    public static func replace(_ url: URL, with tmp: URL) throws {
+        if lc_rename_exchange(tmp.path, url.path) != 0 {
+            guard errno == EINVAL || errno == ENOSYS else { throw FileError(url, "cannot swap in \(tmp.lastPathComponent) (\(String(cString: strerror(errno))))") }
+            let aside = url.deletingLastPathComponent().appendingPathComponent("." + url.lastPathComponent + ".old")
+            try? FileManager.default.removeItem(at: aside)
+            guard rename(url.path, aside.path) == 0, rename(tmp.path, url.path) == 0 else {
+                throw FileError(url, "cannot rename \(tmp.lastPathComponent) into place (\(String(cString: strerror(errno))))")
+            }
+            try? FileManager.default.removeItem(at: aside)
+            return
+        }
+        try afterSwap?()
+        try? FileManager.default.removeItem(at: tmp)
+    }
+
+    /// Called by `replace` between the swap and the old's removal; a test throws from it to stop there as a kill would.
+    nonisolated(unsafe) static var afterSwap: (() throws -> Void)?
+
     /// Renames a finished temporary file over its final name.
     public static func commit(_ tmp: URL, to url: URL) throws {
         guard rename(tmp.path, url.path) == 0 else {

@@ -185,7 +185,8 @@ public enum Checkpoint {
         for old in all(in: run).dropLast(max(1, keep)) { try? FileManager.default.removeItem(at: old) }
     }
 
-    /// The three files (four with `carry`) into a temporary folder, renamed over `final`.
+    /// The three files (four with `carry`) into a temporary folder, then put in the place of `final`, which holds the
+    /// old or the new checkpoint at every instant (`checkpoints/best` is replaced while the run goes on).
     public static func write(model: Transformer<Float>, optimizer: AdamW<Float>, state: TrainState, carry: [(String, Tensor<Float>)] = [],
                              to final: URL) throws {
         let tmp = AtomicFile.temporaryURL(for: final)
@@ -194,7 +195,7 @@ public enum Checkpoint {
         try fm.createDirectory(at: tmp, withIntermediateDirectories: true)
         // A failed save (a full disk) leaves nothing behind to hold the space.
         do { try write(model: model, optimizer: optimizer, state: state, carry: carry, into: tmp) } catch { try? fm.removeItem(at: tmp); throw error }
-        try? fm.removeItem(at: final)
+        if fm.fileExists(atPath: final.path) { return try AtomicFile.replace(final, with: tmp) }
         do { try fm.moveItem(at: tmp, to: final) } catch { throw TrainingError("\(final.path): cannot rename checkpoint into place (\(error.localizedDescription))") }
     }
 

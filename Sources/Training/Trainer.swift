@@ -72,12 +72,25 @@ public struct RunConfig: Codable, Equatable, Sendable {
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         if c.contains(.model) || c.contains(.train) {
+            // A flat key beside the sections would be dropped without a word, its value (a learning rate) never used.
+            let stray = try decoder.container(keyedBy: AnyKey.self).allKeys.map(\.stringValue).filter { CodingKeys(rawValue: $0) == nil }
+            if !stray.isEmpty {
+                throw ConfigError("key(s) \(stray.sorted().map { "'\($0)'" }.joined(separator: ", ")) outside the \"model\" and \"train\" sections; move each into one")
+            }
             model = try c.decode(ModelConfig.self, forKey: .model)
             train = try c.decode(TrainingConfig.self, forKey: .train)
         } else {
             model = try ModelConfig(from: decoder)
             train = try TrainingConfig(from: decoder)
         }
+    }
+
+    /// Any key of a JSON object, to find those outside the sections.
+    private struct AnyKey: CodingKey {
+        let stringValue: String
+        init(stringValue: String) { self.stringValue = stringValue }
+        var intValue: Int? { nil }
+        init?(intValue: Int) { nil }
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -101,7 +114,9 @@ public struct RunConfig: Codable, Equatable, Sendable {
         let data: Data
         do { data = try Data(contentsOf: url) } catch { throw ConfigError("\(url.path): cannot read (\(error.localizedDescription))") }
         let config: RunConfig
-        do { config = try JSONDecoder().decode(RunConfig.self, from: data) } catch {
+        do { config = try JSONDecoder().decode(RunConfig.self, from: data) } catch let e as ConfigError {
+            throw ConfigError("\(url.path): \(e.description)")
+        } catch {
             throw ConfigError("\(url.path): not a config (\(error))")
         }
         do { try config.validate() } catch let e as ConfigError { throw ConfigError("\(url.path): \(e.description)") }

@@ -66,7 +66,7 @@ struct InspectCommand: ParsableCommand {
         guard k >= 0 else { throw ValidationError("--window must be >= 0") }
         for entry in index.shards where entry.split == split {
             if k >= entry.windows { k -= entry.windows; continue }
-            let reader = try ShardReader(url: dir.appendingPathComponent(entry.file), format: entry.format)
+            let reader = try ShardReader(entry: entry, in: dir, checkDigest: true)
             var tokens = [UInt16](repeating: 0, count: windowLength)
             try tokens.withUnsafeMutableBufferPointer { try reader.readWindow(k, into: $0) }
             let source = reader.sources[k]

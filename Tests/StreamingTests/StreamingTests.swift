@@ -172,14 +172,21 @@ final class StreamingTests: XCTestCase {
 
     func testCorruptWindowAndMissingShardAreNamed() throws {
         let dir = try makeDataset(self, windows: 7)
-        let index = try DatasetIndex.load(from: dir)
-        for entry in index.shards where entry.split == .train {
+        var index = try DatasetIndex.load(from: dir)
+        for i in index.shards.indices where index.shards[i].split == .train {
             // Flip one byte in the middle of the shard: inside some window's compressed data.
-            let url = dir.appendingPathComponent(entry.file)
+            let url = dir.appendingPathComponent(index.shards[i].file)
             var data = try Data(contentsOf: url)
             data[data.count / 2] ^= 0x5A
             try data.write(to: url)
+            index.shards[i].sha256 = sha256(data)
         }
+        // Refused at the shard's first open, before any parsing, by its SHA-256 in index.json.
+        XCTAssertThrowsError(try WindowCatalog(directory: dir, split: .train).read(0)) {
+            XCTAssertTrue("\($0)".contains("SHA-256") && index.shards.contains { "\($0)".contains($0.file) }, "\($0)")
+        }
+        // Damage the hash cannot see (the file was damaged before it was hashed): each window's own checksum.
+        try index.write(to: dir)
         let packer = try BatchPacker(catalog: try WindowCatalog(directory: dir, split: .train), batchSize: 1, context: windowLength, seed: 1)
         var failure: String?
         for _ in 0..<7 {

@@ -76,4 +76,27 @@ final class WindowCacheTests: XCTestCase {
             if order == .sequential { XCTAssertGreaterThan(waits, 0, "no worker found a window in flight") }
         }
     }
+
+    /// A worker waits for window 0 (another worker is decompressing it), then its own decode of window 1 throws: it
+    /// must give up its wait, or the copy of window 0 handed off for it stays held until the run ends.
+    func testWaiterWhoseDecodeThrowsHoldsNoHandedOffWindow() throws {
+        let started = DispatchSemaphore(value: 0), go = DispatchSemaphore(value: 0)
+        let cache = WindowCache(bytes: 0) { id in
+            if id == 1 { throw FileError(URL(fileURLWithPath: "shard"), "window 1 is corrupt") }
+            started.signal()
+            go.wait()
+            return [UInt16](repeating: 7, count: windowLength)
+        }
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            XCTAssertEqual(try? cache.windows([0], recent: [:])[0]?.first, 7)
+            done.signal()
+        }.start()
+        started.wait()
+        XCTAssertThrowsError(try cache.windows([0, 1], recent: [:]))
+        XCTAssertEqual(cache.waits, 1, "the second worker should have found window 0 in flight")
+        go.signal()
+        done.wait()
+        XCTAssertEqual(cache.handedOff, 0, "a window is held for a worker that left")
+    }
 }

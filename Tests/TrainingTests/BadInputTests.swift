@@ -18,6 +18,33 @@ final class BadInputTests: XCTestCase {
         return run
     }
 
+    /// A shard replaced by one that crashes libhdf5 (index.json unchanged): `sample`, `pack` and `train` refuse it by its
+    /// size and SHA-256 in index.json before libhdf5 parses it, in one line naming it (they ended with a segmentation
+    /// fault, exit 139). A damaged shard of the right size: StreamingTests.testCorruptWindowAndMissingShardAreNamed.
+    func testShardThatCrashesLibhdf5IsRefusedByItsHash() throws {
+        let data = try temporaryFolder(self).appendingPathComponent("ds")
+        let p = try runProcess(longcrawlBinary, ["preprocess", packageRoot.appendingPathComponent("data/sample").path, "--out", data.path,
+                                                 "--windows-per-doc", "all", "--shard-windows", "2"])
+        XCTAssertEqual(p.status, 0, p.err)
+        let index = try DatasetIndex.load(from: data)
+        let first = try XCTUnwrap(index.shards.first { $0.split == .train })
+        XCTAssertEqual(first.format, .hdf5)
+        let shard = data.appendingPathComponent(first.file)
+        try FileManager.default.removeItem(at: shard)
+        try FileManager.default.copyItem(at: packageRoot.appendingPathComponent("Fuzz/Known/FuzzHDF5Shard/fletcher32-segv.h5"), to: shard)
+        // Every train window in one batch or sample, so the damaged shard is opened.
+        let windows = String(index.windows(split: .train))
+        let config = packageRoot.appendingPathComponent("data/configs/tiny.json").path
+        for args in [["sample", data.path, "--split", "train", "--count", windows, "--context", "64", "--out", data.appendingPathComponent("s.h5").path],
+                     ["pack", data.path, "--batch", windows, "--context", "64"],
+                     ["train", "--data", data.path, "--config", config, "--context", "64", "--batch", windows, "--steps", "1",
+                      "--out", data.appendingPathComponent("run").path]] {
+            let r = try runProcess(longcrawlBinary, args)
+            XCTAssertEqual(r.status, 1, "\(args[0]): \(r.err)")
+            XCTAssertEqual(r.err, "Error: \(shard.path): size 12240 bytes, index.json says \(first.bytes) (the file is damaged or replaced)\n", args[0])
+        }
+    }
+
     func testDamagedCheckpointIsRefusedNamingTheFile() throws {
         let data = try sampleDataset(self)
         let run = try smallRun(data)

@@ -2,7 +2,7 @@ import Foundation
 import Model
 import Shards
 import Streaming
-import Support
+@testable import Support
 import TestSupport
 import XCTest
 @testable import Training
@@ -135,6 +135,40 @@ final class CheckpointTests: XCTestCase {
             // The checksum in state.json catches it before the reader would find it truncated.
             XCTAssertTrue("\(error)".contains(model.path) && "\(error)".contains("SHA-256 differs"), "\(error)")
         }
+    }
+
+    /// `checkpoints/best` is replaced while a run goes on: stopped between the swap and the old's removal (as a kill
+    /// there would stop it), it holds the new checkpoint, complete, and the old one is still whole beside it; the next
+    /// write removes what was left. (It was removed before the new one was renamed in: a kill between left no best.)
+    func testBestIsNeverMissingWhileReplaced() throws {
+        let run = try temporaryFolder(self).appendingPathComponent("run")
+        var options = TrainOptions(data: try sampleDataset(self).path)
+        options.saveEvery = 1
+        try Trainer(config: try fastConfig(steps: 1), options: options, run: run).train()
+        let source = try XCTUnwrap(Checkpoint.all(in: run).last)
+        var state = try Checkpoint.loadState(source)
+        let model = try Checkpoint.loadModel(source, state: state)
+        let optimizer = AdamW<Float>(parameters: model.parameters)
+        let best = Checkpoint.best(in: run), aside = AtomicFile.temporaryURL(for: best)
+        func write(step: Int) throws {
+            state.step = step
+            try Checkpoint.write(model: model, optimizer: optimizer, state: state, to: best)
+        }
+        try write(step: 10)
+        struct Killed: Error {}
+        AtomicFile.afterSwap = {
+            XCTAssertEqual(try Checkpoint.loadState(best).step, 20)
+            XCTAssertEqual(try Checkpoint.loadState(aside).step, 10)
+            throw Killed()
+        }
+        defer { AtomicFile.afterSwap = nil }
+        XCTAssertThrowsError(try write(step: 20)) { XCTAssertTrue($0 is Killed, "\($0)") }
+        AtomicFile.afterSwap = nil
+        XCTAssertEqual(try Checkpoint.loadState(best).step, 20)
+        XCTAssertNoThrow(try Checkpoint.loadModel(best, state: state))
+        try write(step: 30)
+        XCTAssertEqual(try Checkpoint.loadState(best).step, 30)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: aside.path), "the old best is left beside the new")
     }
 
     /// A NaN loss stops the run naming the step and windows; the last good checkpoint stays the newest.

@@ -45,6 +45,20 @@ final class ConfigTests: XCTestCase {
         XCTAssertThrowsError(try RunConfig.load(url)) { XCTAssertTrue("\($0)".hasPrefix("\(url.path): not a config ("), "\($0)") }
     }
 
+    /// A flat key beside the two sections (`lr` meant for `train`) is refused naming it, not silently dropped.
+    func testStrayFlatKeyBesideTheSectionsIsNamed() throws {
+        let url = try temporaryFolder(self).appendingPathComponent("config.json")
+        var json = try JSONSerialization.jsonObject(with: Data(contentsOf: configs.appendingPathComponent("tiny.json"))) as! [String: Any]
+        json["lr"] = 0.1
+        try JSONSerialization.data(withJSONObject: json).write(to: url)
+        XCTAssertThrowsError(try RunConfig.load(url)) {
+            XCTAssertEqual("\($0)", "\(url.path): key(s) 'lr' outside the \"model\" and \"train\" sections; move each into one")
+        }
+        json["lr"] = nil
+        try JSONSerialization.data(withJSONObject: json).write(to: url)
+        XCTAssertNoThrow(try RunConfig.load(url))
+    }
+
     /// tiny.json as the run of `oldState` trained it (`--context 64 --batch 1 --steps 2`).
     func tinyAsTheOldRun() throws -> RunConfig {
         var c = try RunConfig.load(configs.appendingPathComponent("tiny.json"))

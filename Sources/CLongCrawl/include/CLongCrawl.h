@@ -91,6 +91,10 @@ void lc_world_gather_bytes(const void *data, long size, const long *sizes, void 
 /// MPI_Get_library_version's first line ("Open MPI v4.1.4, package: ..."); callable before MPI_Init.
 const char *lc_mpi_library_version(void);
 
+/// Swaps the names `a` and `b` in one step (renameat2 with RENAME_EXCHANGE, which glibc's headers hide from Swift);
+/// 0, or -1 with errno set (EINVAL where the file system cannot).
+int lc_rename_exchange(const char *a, const char *b);
+
 /// data/gpt2/encoder.json and vocab.bpe as compiled into the binary (vocabulary.c), with their sizes.
 const unsigned char *lc_gpt2_encoder_json(size_t *size);
 const unsigned char *lc_gpt2_vocab_bpe(size_t *size);
