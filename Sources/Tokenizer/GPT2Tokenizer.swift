@@ -9,9 +9,6 @@ import Support
 /// others are merged tiktoken's way: start from single bytes and repeatedly merge the adjacent pair whose joined
 /// bytes have the lowest rank, leftmost first. A token's rank is its id.
 public final class GPT2Tokenizer: @unchecked Sendable {
-    /// Token bytes, concatenated; token `id` is `arena[starts[id] ..< starts[id + 1]]`.
-    private let arena: [UInt8]
-    private let starts: [Int32]
     private let table: TokenTable
 
     /// Loads `encoder.json` and `vocab.bpe` from `directory`, checking that they agree (merge `n` of vocab.bpe
@@ -78,14 +75,7 @@ public final class GPT2Tokenizer: @unchecked Sendable {
         }
     }
 
-    private init(tokens: [[UInt8]]) {
-        var arena: [UInt8] = [], starts: [Int32] = []
-        for t in tokens { starts.append(Int32(arena.count)); arena += t }
-        starts.append(Int32(arena.count))
-        self.arena = arena
-        self.starts = starts
-        table = TokenTable(arena: arena, starts: starts)
-    }
+    private init(tokens: [[UInt8]]) { table = TokenTable(tokens: tokens) }
 
     public func encode(_ text: String) -> [UInt16] {
         var text = text
@@ -104,9 +94,7 @@ public final class GPT2Tokenizer: @unchecked Sendable {
     public func decode(_ ids: [UInt16]) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(ids.count * 4)
-        for id in ids where Int(id) < GPT2.vocabularySize {
-            out += arena[Int(starts[Int(id)])..<Int(starts[Int(id) + 1])]
-        }
+        for id in ids where Int(id) < GPT2.vocabularySize { out += table.bytes(Int(id)) }
         return out
     }
 
@@ -132,19 +120,22 @@ public final class GPT2Tokenizer: @unchecked Sendable {
         return out
     }
 
-    private func encodeValid(_ text: UnsafeBufferPointer<UInt8>) -> [UInt16] {
+    /// Token ids of valid UTF-8. BPE results are memoized per call in a `PieceCache` of at most `cacheLimit`
+    /// pieces (a parameter so tests can shrink or disable it).
+    func encodeValid(_ text: UnsafeBufferPointer<UInt8>, cacheLimit: Int = 65_536) -> [UInt16] {
+        let table = self.table
         var out: [UInt16] = []
         out.reserveCapacity(text.count / 3)
-        var cache: [ArraySlice<UInt8>: [UInt16]] = [:]
+        var cache = PieceCache(limit: cacheLimit)
         var bpe = BytePairMerger()
         preTokenize(text) { start, end in
             let piece = UnsafeBufferPointer(rebasing: text[start..<end])
-            if let id = table.lookup(piece) { out.append(id); return }
-            let key = ArraySlice(piece)
-            if let hit = cache[key] { out += hit; return }
-            let ids = bpe.merge(piece, table: table)
-            if cache.count < 65_536 { cache[key] = ids }
-            out += ids
+            let hash = TokenTable.hash(piece)
+            if let id = table.lookup(piece, hash: hash) { out.append(id); return }
+            if cache.append(piece, hash: hash, to: &out) { return }
+            let first = out.count
+            bpe.merge(piece, table: table, into: &out)
+            cache.insert(piece, hash: hash, ids: out[first...])
         }
         return out
     }
@@ -203,30 +194,65 @@ public func firstInvalidUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> Int? {
     return nil
 }
 
-/// Open-addressing hash table from token bytes to id.
-struct TokenTable {
-    private let arena: [UInt8]
-    private let starts: [Int32]
-    private var slots: [Int32]
+/// Whether `a[0 ..< n]` equals `b[0 ..< n]`: pieces are a few bytes, where a call to memcmp costs more than the
+/// comparison.
+@inline(__always)
+func equalBytes(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, _ n: Int) -> Bool {
+    var i = 0
+    while i + 8 <= n {
+        if UnsafeRawPointer(a + i).loadUnaligned(as: UInt64.self) != UnsafeRawPointer(b + i).loadUnaligned(as: UInt64.self) { return false }
+        i += 8
+    }
+    while i < n {
+        if a[i] != b[i] { return false }
+        i += 1
+    }
+    return true
+}
+
+/// Open-addressing hash table from token bytes to id, also holding each token's bytes. Its storage is raw memory
+/// it owns: lookups are the tokenizer's inner loop, where array accessors cost retains and checks.
+final class TokenTable: @unchecked Sendable {
+    /// Token bytes, concatenated; token `id` is `arena[starts[id] ..< starts[id + 1]]`.
+    private let arena: UnsafeMutablePointer<UInt8>
+    private let starts: UnsafeMutablePointer<Int32>
+    /// Token id per slot, -1 when empty.
+    private let slots: UnsafeMutablePointer<Int32>
     private let mask: Int
     /// Bytes in the longest token: no longer byte string can be one.
     private let longest: Int
 
-    init(arena: [UInt8], starts: [Int32]) {
-        self.arena = arena
-        self.starts = starts
-        let capacity = 1 << 17
-        mask = capacity - 1
-        longest = (0..<(starts.count - 1)).map { Int(starts[$0 + 1] - starts[$0]) }.max() ?? 0
-        slots = [Int32](repeating: -1, count: capacity)
-        for id in 0..<(starts.count - 1) where starts[id + 1] > starts[id] {
-            arena.withUnsafeBufferPointer { a in
-                let bytes = UnsafeBufferPointer(rebasing: a[Int(starts[id])..<Int(starts[id + 1])])
-                var h = Self.hash(bytes) & mask
-                while slots[h] >= 0 { h = (h + 1) & mask }
-                slots[h] = Int32(id)
-            }
+    init(tokens: [[UInt8]]) {
+        let arena = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, tokens.reduce(0) { $0 + $1.count }))
+        let starts = UnsafeMutablePointer<Int32>.allocate(capacity: tokens.count + 1)
+        var end = 0
+        for (id, t) in tokens.enumerated() {
+            starts[id] = Int32(end)
+            for b in t { arena[end] = b; end += 1 }
         }
+        starts[tokens.count] = Int32(end)
+        let capacity = 1 << 17
+        let slots = UnsafeMutablePointer<Int32>.allocate(capacity: capacity)
+        slots.initialize(repeating: -1, count: capacity)
+        for (id, t) in tokens.enumerated() where !t.isEmpty {
+            var h = t.withUnsafeBufferPointer(Self.hash) & (capacity - 1)
+            while slots[h] >= 0 { h = (h + 1) & (capacity - 1) }
+            slots[h] = Int32(id)
+        }
+        (self.arena, self.starts, self.slots) = (arena, starts, slots)
+        mask = capacity - 1
+        longest = tokens.map(\.count).max() ?? 0
+    }
+
+    deinit {
+        arena.deallocate()
+        starts.deallocate()
+        slots.deallocate()
+    }
+
+    /// The bytes of token `id`.
+    func bytes(_ id: Int) -> UnsafeBufferPointer<UInt8> {
+        UnsafeBufferPointer(start: arena + Int(starts[id]), count: Int(starts[id + 1] - starts[id]))
     }
 
     @inline(__always)
@@ -235,40 +261,101 @@ struct TokenTable {
         return Int(truncatingIfNeeded: h ^ (h >> 29))
     }
 
-    /// The id of a token whose bytes are exactly `bytes`, if any.
+    /// The id of a token whose bytes are exactly `bytes`, if any; `hash` is `hash(bytes)`.
     @inline(__always)
-    func lookup(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt16? {
+    func lookup(_ bytes: UnsafeBufferPointer<UInt8>, hash: Int) -> UInt16? {
         if bytes.count > longest { return nil }
-        var h = Self.hash(bytes) & mask
-        return arena.withUnsafeBufferPointer { a -> UInt16? in
-            starts.withUnsafeBufferPointer { s -> UInt16? in
-                slots.withUnsafeBufferPointer { t -> UInt16? in
-                    while true {
-                        let id = Int(t[h])
-                        if id < 0 { return nil }
-                        let lo = Int(s[id]), hi = Int(s[id + 1])
-                        if hi - lo == bytes.count, memcmp(a.baseAddress! + lo, bytes.baseAddress!, bytes.count) == 0 { return UInt16(id) }
-                        h = (h + 1) & mask
-                    }
-                }
-            }
+        var h = hash & mask
+        while true {
+            let id = Int(slots[h])
+            if id < 0 { return nil }
+            let lo = Int(starts[id]), hi = Int(starts[id + 1])
+            if hi - lo == bytes.count, equalBytes(arena + lo, bytes.baseAddress!, bytes.count) { return UInt16(id) }
+            h = (h + 1) & mask
         }
     }
 
     /// Rank (= id) of the bytes `p[start ..< end]`, or Int.max when they are not a token.
     @inline(__always)
     func rank(_ p: UnsafePointer<UInt8>, _ start: Int, _ end: Int) -> Int {
-        lookup(UnsafeBufferPointer(start: p + start, count: end - start)).map(Int.init) ?? Int.max
+        let bytes = UnsafeBufferPointer(start: p + start, count: end - start)
+        return lookup(bytes, hash: Self.hash(bytes)).map(Int.init) ?? Int.max
+    }
+}
+
+/// `encodeValid`'s memo of BPE results within one call: piece bytes -> ids, in an open-addressing table over flat
+/// storage so that an entry costs no allocation. Entries are found by the piece's `TokenTable.hash` and confirmed
+/// by comparing bytes, so colliding hashes only cost probes.
+struct PieceCache {
+    /// Entries kept at most; once full, further new pieces are merged every time they occur.
+    private let limit: Int
+    /// Entry index per slot, -1 when empty; a power of two, at least twice the entries (none when `limit` is 0).
+    private var slots: [Int32]
+    private var hashes: [Int] = []
+    /// Entry `e`'s bytes are `keys[keyEnds[e] ..< keyEnds[e + 1]]`, its ids `ids[idEnds[e] ..< idEnds[e + 1]]`.
+    private var keyEnds: [Int] = [0]
+    private var idEnds: [Int] = [0]
+    private var keys: [UInt8] = []
+    private var ids: [UInt16] = []
+
+    init(limit: Int) {
+        self.limit = limit
+        slots = [Int32](repeating: -1, count: limit > 0 ? 1024 : 0)
+    }
+
+    /// Appends the ids of `piece` (whose hash is `hash`) to `out` and returns true if it is cached.
+    @inline(__always)
+    func append(_ piece: UnsafeBufferPointer<UInt8>, hash: Int, to out: inout [UInt16]) -> Bool {
+        guard !slots.isEmpty else { return false }
+        let mask = slots.count - 1
+        var h = hash & mask
+        while true {
+            let e = Int(slots[h])
+            if e < 0 { return false }
+            let lo = keyEnds[e]
+            if hashes[e] == hash, keyEnds[e + 1] - lo == piece.count,
+               keys.withUnsafeBufferPointer({ equalBytes($0.baseAddress! + lo, piece.baseAddress!, piece.count) }) {
+                out.append(contentsOf: ids[idEnds[e]..<idEnds[e + 1]])
+                return true
+            }
+            h = (h + 1) & mask
+        }
+    }
+
+    /// Remembers that `piece` (not cached, hash `hash`) encodes as `pieceIDs`, unless the cache is full.
+    mutating func insert(_ piece: UnsafeBufferPointer<UInt8>, hash: Int, ids pieceIDs: ArraySlice<UInt16>) {
+        guard hashes.count < limit else { return }
+        if 2 * (hashes.count + 1) > slots.count { rehash(slots: 2 * slots.count) }
+        place(hashes.count, hash: hash)
+        hashes.append(hash)
+        keys.append(contentsOf: piece)
+        keyEnds.append(keys.count)
+        ids.append(contentsOf: pieceIDs)
+        idEnds.append(ids.count)
+    }
+
+    private mutating func place(_ entry: Int, hash: Int) {
+        let mask = slots.count - 1
+        var h = hash & mask
+        while slots[h] >= 0 { h = (h + 1) & mask }
+        slots[h] = Int32(entry)
+    }
+
+    private mutating func rehash(slots count: Int) {
+        slots = [Int32](repeating: -1, count: count)
+        for (e, hash) in hashes.enumerated() { place(e, hash: hash) }
     }
 }
 
 /// tiktoken's merge rule on one piece: repeatedly join the adjacent pair with the lowest rank, leftmost on ties.
-/// Quadratic in the piece length, like tiktoken; pieces are short except in pathological text.
+/// Quadratic in the piece length, like tiktoken; pieces are short except in pathological text. Its buffers are
+/// reused from piece to piece.
 struct BytePairMerger {
     private var bounds: [Int] = []
     private var ranks: [Int] = []
 
-    mutating func merge(_ piece: UnsafeBufferPointer<UInt8>, table: TokenTable) -> [UInt16] {
+    /// Appends the ids of `piece` to `out`.
+    mutating func merge(_ piece: UnsafeBufferPointer<UInt8>, table: TokenTable, into out: inout [UInt16]) {
         let p = piece.baseAddress!
         let n = piece.count
         bounds.removeAll(keepingCapacity: true)
@@ -285,9 +372,6 @@ struct BytePairMerger {
             if at < ranks.count { ranks[at] = table.rank(p, bounds[at], bounds[at + 2]) }
             if at > 0 { ranks[at - 1] = table.rank(p, bounds[at - 1], bounds[at + 1]) }
         }
-        var ids: [UInt16] = []
-        ids.reserveCapacity(bounds.count - 1)
-        for i in 0..<(bounds.count - 1) { ids.append(UInt16(table.rank(p, bounds[i], bounds[i + 1]))) }
-        return ids
+        for i in 0..<(bounds.count - 1) { out.append(UInt16(table.rank(p, bounds[i], bounds[i + 1]))) }
     }
 }

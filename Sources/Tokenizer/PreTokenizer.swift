@@ -8,9 +8,11 @@ enum CharClass: UInt8 {
     case letter, number, space, other
 }
 
-/// Classes of the ASCII range; bytes >= 0x80 are classified per scalar.
-private let asciiClass: [CharClass] = (0..<128).map { b -> CharClass in
-    switch UInt8(b) {
+/// Class of an ASCII byte. A switch, not a table: a global table is initialized lazily, and every read of it
+/// in this loop would pay for the `swift_once` check.
+@inline(__always)
+private func asciiClass(_ b: UInt8) -> CharClass {
+    switch b {
     case 0x41...0x5A, 0x61...0x7A: return .letter
     case 0x30...0x39: return .number
     case 0x09...0x0D, 0x20: return .space
@@ -38,7 +40,7 @@ private func classify(_ v: UInt32) -> CharClass {
 @inline(__always)
 private func scalarClass(_ p: UnsafePointer<UInt8>, _ i: Int) -> (CharClass, Int) {
     let b0 = p[i]
-    if b0 < 0x80 { return (asciiClass[Int(b0)], 1) }
+    if b0 < 0x80 { return (asciiClass(b0), 1) }
     if b0 < 0xE0 { return (classify(UInt32(b0 & 0x1F) << 6 | UInt32(p[i + 1] & 0x3F)), 2) }
     if b0 < 0xF0 { return (classify(UInt32(b0 & 0x0F) << 12 | UInt32(p[i + 1] & 0x3F) << 6 | UInt32(p[i + 2] & 0x3F)), 3) }
     return (classify(UInt32(b0 & 0x07) << 18 | UInt32(p[i + 1] & 0x3F) << 12 | UInt32(p[i + 2] & 0x3F) << 6 | UInt32(p[i + 3] & 0x3F)), 4)

@@ -1,30 +1,39 @@
 import ArgumentParser
+import Dispatch
 import Foundation
 import Tensor
 import Tokenizer
 
-/// `longcrawl bench tokenizer`: GPT2Tokenizer throughput beside tiktoken's in the same run.
+/// `longcrawl bench tokenizer`: GPT2Tokenizer throughput on the path `preprocess` takes, beside tiktoken's in the
+/// same run.
 struct BenchTokenizer: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tokenizer",
-        abstract: "MB/s of GPT2Tokenizer on a corpus, one thread and all cores, beside tiktoken's encode_ordinary.",
-        discussion: "Example:\n  longcrawl bench tokenizer --corpus ../shared/data/corpus-dev"
+        abstract: "MB/s of GPT2Tokenizer.encode(bytes:) per document, on one thread and on all cores, beside tiktoken's encode_ordinary.",
+        discussion: """
+        Books are cut into excerpts the size of the documents preprocess tokenizes; each excerpt is one encode(bytes:) \
+        call, spread over the cores by DispatchQueue.concurrentPerform as preprocess does.
+        Example:
+          longcrawl bench tokenizer --corpus ../shared/data/corpus-dev
+        """
     )
 
     @Option(help: "Folder of .txt files.")
     var corpus: String = "../shared/data/corpus-dev"
 
-    @Option(help: "Threads for the parallel runs (default: all cores).")
-    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "Cut each file into excerpts of at least this many bytes, ending before a space (0: whole files).")
+    var excerptBytes: Int = 262_144
 
     @Option(help: "Folder with encoder.json and vocab.bpe (default: $LONGCRAWL_GPT2_DIR, else the vocabulary built into longcrawl).")
     var tokenizer: String?
 
     func run() throws {
         let tok = try loadTokenizer(tokenizer)
-        let (files, docs) = try readTextCorpus(corpus)
+        let (files, books) = try readTextCorpus(corpus)
+        let docs = books.flatMap { excerpts($0, size: excerptBytes) }
         let bytes = docs.reduce(0) { $0 + $1.count }
-        print("corpus \(corpus): \(files.count) files, \(formatBytes(bytes))")
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        print("corpus \(corpus): \(files.count) files, \(docs.count) documents, \(formatBytes(bytes))")
 
         func best(_ body: () -> Int) -> (seconds: Double, tokens: Int) {
             var times: [Double] = [], tokens = 0
@@ -32,23 +41,50 @@ struct BenchTokenizer: ParsableCommand {
             return (times.min()!, tokens)
         }
         let one = best { docs.reduce(0) { n, d in n + d.withUnsafeBufferPointer { tok.encode(bytes: $0) }.count } }
-        let many = best { tok.encodeBatch(docs, threads: threads).reduce(0) { $0 + $1.count } }
+        let many = best {
+            var counts = [Int](repeating: 0, count: docs.count)
+            counts.withUnsafeMutableBufferPointer { out in
+                let slots = out.baseAddress!
+                DispatchQueue.concurrentPerform(iterations: docs.count) { k in
+                    slots[k] = docs[k].withUnsafeBufferPointer { tok.encode(bytes: $0) }.count
+                }
+            }
+            return counts.reduce(0, +)
+        }
 
         let script = packageRoot.appendingPathComponent("tools/bench_tiktoken.py")
-        let (status, out) = try capture(["python3", script.path, String(threads)] + files.map(\.path))
+        let (status, out) = try capture(["python3", script.path, String(cores), String(excerptBytes)] + files.map(\.path))
         guard status == 0, let tik = try JSONSerialization.jsonObject(with: out) as? [String: Any],
-              let tikOne = tik["one_thread_s"] as? Double, let tikMany = tik["all_threads_s"] as? Double, let tikTokens = tik["tokens"] as? Int else {
+              let tikOne = tik["one_thread_s"] as? Double, let tikMany = tik["all_threads_s"] as? Double, let tikTokens = tik["tokens"] as? Int,
+              let tikBytes = tik["bytes"] as? Int else {
             throw ValidationError("tools/bench_tiktoken.py failed (tiktoken missing? run tools/setup.sh)")
         }
         let mb = Double(bytes) / 1e6
         print("\n| encoder | threads | MB/s | tokens/s | vs tiktoken |")
         print("| --- | ---: | ---: | ---: | ---: |")
         print(String(format: "| tiktoken encode_ordinary | 1 | %.1f | %.2fM | 1.00 |", mb / tikOne, Double(tikTokens) / tikOne / 1e6))
-        print(String(format: "| GPT2Tokenizer | 1 | %.1f | %.2fM | %.2f |", mb / one.seconds, Double(one.tokens) / one.seconds / 1e6, tikOne / one.seconds))
-        print(String(format: "| tiktoken encode_ordinary_batch | %d | %.1f | %.2fM | 1.00 |", threads, mb / tikMany, Double(tikTokens) / tikMany / 1e6))
-        print(String(format: "| GPT2Tokenizer.encodeBatch | %d | %.1f | %.2fM | %.2f |", threads, mb / many.seconds, Double(many.tokens) / many.seconds / 1e6, tikMany / many.seconds))
-        if one.tokens != tikTokens { print("WARNING: token counts differ: \(one.tokens) vs tiktoken \(tikTokens)") }
+        print(String(format: "| GPT2Tokenizer.encode(bytes:) | 1 | %.1f | %.2fM | %.2f |", mb / one.seconds, Double(one.tokens) / one.seconds / 1e6, tikOne / one.seconds))
+        print(String(format: "| tiktoken encode_ordinary_batch | %d | %.1f | %.2fM | 1.00 |", cores, mb / tikMany, Double(tikTokens) / tikMany / 1e6))
+        print(String(format: "| GPT2Tokenizer.encode(bytes:), concurrentPerform | %d | %.1f | %.2fM | %.2f |", cores, mb / many.seconds, Double(many.tokens) / many.seconds / 1e6, tikMany / many.seconds))
+        if one.tokens != tikTokens || many.tokens != tikTokens || bytes != tikBytes {
+            print("WARNING: tiktoken saw \(tikBytes) bytes, \(tikTokens) tokens; GPT2Tokenizer \(bytes) bytes, \(one.tokens) and \(many.tokens) tokens")
+        }
     }
+}
+
+/// `text` cut into excerpts of at least `size` bytes, each cut just before a space so no UTF-8 sequence or word
+/// is split; tools/bench_tiktoken.py cuts the same way. `size` <= 0 keeps `text` whole.
+func excerpts(_ text: [UInt8], size: Int) -> [[UInt8]] {
+    guard size > 0 else { return [text] }
+    var out: [[UInt8]] = [], start = 0
+    while start < text.count {
+        var cut = start + size
+        while cut < text.count, text[cut] != 0x20 { cut += 1 }
+        cut = min(cut, text.count)
+        out.append(Array(text[start..<cut]))
+        start = cut
+    }
+    return out
 }
 
 /// The `.txt` files of a folder, sorted, and their bytes: the benchmarks' corpus.

@@ -104,6 +104,38 @@ final class TokenizerTests: XCTestCase {
         XCTAssertEqual(tokenizer.encodeBatch(docs, threads: 1), sequential)
     }
 
+    /// Text on which a cache bug would show: many distinct pieces that are not tokens, so each is merged and cached,
+    /// their hashes sharing their low 12 bits so that they collide in every cache table size up to 4,096 slots,
+    /// then more distinct pieces than a small cache holds, all repeated in turn. Encoded with the default cache, a
+    /// cache of 5 pieces and none, and by tiktoken.
+    func testPieceCacheCollisionsAndOverflowMatchTiktoken() throws {
+        var rng = SplitMix64(seed: 7)
+        func word() -> [UInt8] { [0x20] + (0..<Int(3 + rng.next() % 6)).map { _ in UInt8(0x61 + rng.next() % 26) } }
+        func isPiece(_ w: [UInt8]) -> Bool { tokenizer.encode(String(decoding: w, as: UTF8.self)).count > 1 }
+        var colliding: [[UInt8]] = [], seen = Set<[UInt8]>()
+        while colliding.count < 300 {
+            let w = word()
+            if w.withUnsafeBufferPointer(TokenTable.hash) & 0xFFF == 0x5A5, isPiece(w), seen.insert(w).inserted { colliding.append(w) }
+        }
+        var distinct: [[UInt8]] = []
+        while distinct.count < 3_000 {
+            let w = word()
+            if isPiece(w), seen.insert(w).inserted { distinct.append(w) }
+        }
+        var text: [UInt8] = []
+        for round in 0..<3 {
+            for w in colliding + distinct { text += w }
+            for w in (colliding + distinct).reversed() { text += w + (round == 1 ? Array(",".utf8) : []) }
+        }
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("cache-\(UUID().uuidString).txt")
+        try Data(text).write(to: file)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let want = try tiktokenIDs([file])[0]
+        text.withUnsafeBufferPointer { buffer in
+            for limit in [65_536, 5, 0] { assertSameIDs(tokenizer.encodeValid(buffer, cacheLimit: limit), want, "cache limit \(limit)") }
+        }
+    }
+
     func testBadVocabularyFilesAreNamed() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("vocab-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
