@@ -101,25 +101,6 @@ public final class GPT2Tokenizer: @unchecked Sendable {
     /// `decode` as a string, invalid UTF-8 replaced by U+FFFD.
     public func decodeString(_ ids: [UInt16]) -> String { String(decoding: decode(ids), as: UTF8.self) }
 
-    /// Encodes documents on `threads` threads; results in input order.
-    public func encodeBatch(_ documents: [[UInt8]], threads: Int) -> [[UInt16]] {
-        var out = [[UInt16]](repeating: [], count: documents.count)
-        let next = NSLock()
-        var taken = 0
-        out.withUnsafeMutableBufferPointer { results in
-            let slots = results.baseAddress!
-            let worker = { (_: Int) in
-                while true {
-                    next.lock(); let i = taken; taken += 1; next.unlock()
-                    if i >= documents.count { return }
-                    slots[i] = documents[i].withUnsafeBufferPointer { self.encode(bytes: $0) }
-                }
-            }
-            DispatchQueue.concurrentPerform(iterations: max(1, min(threads, documents.count)), execute: worker)
-        }
-        return out
-    }
-
     /// Token ids of valid UTF-8. BPE results are memoized per call in a `PieceCache` of at most `cacheLimit`
     /// pieces (a parameter so tests can shrink or disable it).
     func encodeValid(_ text: UnsafeBufferPointer<UInt8>, cacheLimit: Int = 65_536) -> [UInt16] {

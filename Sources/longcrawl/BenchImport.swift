@@ -41,7 +41,7 @@ struct BenchImport: ParsableCommand {
     func run() throws {
         let tok = try loadTokenizer(tokenizer)
         let (_, docs) = try readTextCorpus(corpus)
-        let stream = Array(tok.encodeBatch(docs, threads: ProcessInfo.processInfo.activeProcessorCount).joined())
+        let stream = docs.flatMap { d in d.withUnsafeBufferPointer { tok.encode(bytes: $0) } }
         let rows = stream.count / windowLength
         guard rows > 0 else { throw ValidationError("\(corpus): fewer than \(windowLength) tokens") }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("longcrawl-bench-\(UUID().uuidString)")

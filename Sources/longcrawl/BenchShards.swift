@@ -28,7 +28,7 @@ struct BenchShards: ParsableCommand {
     func run() throws {
         let tok = try loadTokenizer(tokenizer)
         let (_, docs) = try readTextCorpus(corpus)
-        let stream = tok.encodeBatch(docs, threads: ProcessInfo.processInfo.activeProcessorCount).joined()
+        let stream = docs.flatMap { d in d.withUnsafeBufferPointer { tok.encode(bytes: $0) } }
         let windows = min(stream.count / windowLength, self.windows ?? .max)
         guard windows > 0 else { throw ValidationError("\(corpus): fewer than \(windowLength) tokens") }
         let tokens = Array(stream.prefix(windows * windowLength))

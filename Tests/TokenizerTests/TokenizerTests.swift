@@ -96,14 +96,6 @@ final class TokenizerTests: XCTestCase {
         XCTAssertEqual(tokenizer.decode(book.withUnsafeBufferPointer { tokenizer.encode(bytes: $0) }), book)
     }
 
-    func testBatchOnThreadsEqualsSequential() throws {
-        let names = hasCorpusDev ? ["beowulf", "the_prince", "great_gatsby", "art_of_war", "on_liberty"] : ["great_gatsby", "art_of_war", "meditations"]
-        let docs = try names.map { name in [UInt8](try Data(contentsOf: books.first { $0.lastPathComponent == name + ".txt" }!)) } + [[], Array("short".utf8)]
-        let sequential = docs.map { d in d.withUnsafeBufferPointer { tokenizer.encode(bytes: $0) } }
-        XCTAssertEqual(tokenizer.encodeBatch(docs, threads: 2), sequential)
-        XCTAssertEqual(tokenizer.encodeBatch(docs, threads: 1), sequential)
-    }
-
     /// Text on which a cache bug would show: many distinct pieces that are not tokens, so each is merged and cached,
     /// their hashes sharing their low 12 bits so that they collide in every cache table size up to 4,096 slots,
     /// then more distinct pieces than a small cache holds, all repeated in turn. Encoded with the default cache, a
