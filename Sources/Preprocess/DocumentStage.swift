@@ -3,9 +3,9 @@ import Support
 
 /// A rule of the document stage: keeps or drops one document from its text and id alone, with no state across
 /// documents, so any thread may apply it, in any order, again after a `--resume`, on any rank. A dropped document
-/// is counted under `dropped_<name>` in `index.json`; the first rule a document fails is the one counted. Rules run
-/// in the order given (cheapest first), after the readers' own drops (unreadable, empty, too short by bytes)
-/// and before the tokenizer, the last stage.
+/// is counted under `dropped_<counter>` in `index.json` (the rule's name, unless it has several tests); the first
+/// test a document fails is the one counted. Rules run in the order given (cheapest first), after the readers' own
+/// drops (unreadable, empty, too short by bytes) and before the tokenizer, the last stage.
 public protocol DocumentRule: Sendable {
     /// Names the rule's counter (`dropped_<name>`) and its options (`<name>.<option>`) in `index.json`.
     var name: String { get }

@@ -61,6 +61,11 @@ public struct QualitySignals: Sendable {
     }
 
     private static func analyze(_ text: UnsafeBufferPointer<UInt8>) -> QualitySignals {
+        asciiFlags.withUnsafeBufferPointer { analyze(text, $0) }
+    }
+
+    /// `asciiFlags` passed in: a global read per byte would go through its lazy initializer each time.
+    private static func analyze(_ text: UnsafeBufferPointer<UInt8>, _ asciiFlags: UnsafeBufferPointer<UInt8>) -> QualitySignals {
         let n = text.count
         var table = WordTable()
         var words: [Int32] = []
@@ -198,10 +203,15 @@ public final class NGrams {
             let m = ids.count, prev = ids[m - 1], prevCounts = counts[m - 1], words = signals.words
             let positions = max(words.count - m + 1, 0)
             var cur = [Int32](repeating: -1, count: positions), count: [Int32] = [], first: [Int32] = []
-            var pairs = PairTable(capacity: positions)
-            for i in 0..<positions {
+            // Positions where both (n-1)-grams repeat: the only ones that can, and all the table must hold.
+            let repeats = { (i: Int) -> Bool in
                 let a = prev[i], b = prev[i + 1]
-                guard a >= 0, b >= 0, prevCounts[Int(a)] > 1, prevCounts[Int(b)] > 1 else { continue }
+                return a >= 0 && b >= 0 && prevCounts[Int(a)] > 1 && prevCounts[Int(b)] > 1
+            }
+            var pairs = PairTable(capacity: (0..<positions).reduce(0) { repeats($1) ? $0 + 1 : $0 })
+            for i in 0..<positions {
+                guard repeats(i) else { continue }
+                let a = prev[i]
                 let id = pairs.intern(UInt64(UInt32(a)) << 32 | UInt64(UInt32(words[i + m - 1])), next: Int32(count.count))
                 if Int(id) == count.count { count.append(0); first.append(Int32(i)) }
                 count[Int(id)] += 1
@@ -377,25 +387,26 @@ private struct WordTable {
     }
 }
 
-/// Pairs of ids (packed in 64 bits) to dense ids, for one n-gram level.
+/// Pairs of ids (packed in 64 bits) to dense ids, for one n-gram level; key and id side by side, so a probe
+/// touches one cache line.
 private struct PairTable {
-    private var keys: [UInt64], values: [Int32]
+    private var slots: [(key: UInt64, id: Int32)]
     private let mask: Int
 
     init(capacity: Int) {
         var size = 16
         while size < capacity * 2 { size <<= 1 }
-        keys = [UInt64](repeating: .max, count: size); values = [Int32](repeating: 0, count: size); mask = size - 1
+        slots = Array(repeating: (.max, 0), count: size); mask = size - 1
     }
 
     /// The key's id, or `next` for a new key.
     mutating func intern(_ key: UInt64, next: Int32) -> Int32 {
-        var s = Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> 32) & mask
-        while keys[s] != .max {
-            if keys[s] == key { return values[s] }
+        var s = Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> 40) & mask
+        while slots[s].key != .max {
+            if slots[s].key == key { return slots[s].id }
             s = (s + 1) & mask
         }
-        keys[s] = key; values[s] = next
+        slots[s] = (key, next)
         return next
     }
 }
