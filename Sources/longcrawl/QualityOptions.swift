@@ -4,7 +4,7 @@ import Preprocess
 /// `preprocess`'s quality rules: RedPajama-v2's signals computed from the text, Gopher's thresholds on them, the
 /// word-count bounds; `--recipe longcrawl64` for all of them as LongCrawl64 read them.
 struct QualityOptions: ParsableArguments {
-    @Option(help: "A documented recipe: longcrawl64 (>= 16,000 RPv2 words, then the Gopher rules; docs/RECIPE.md).")
+    @Option(help: "A documented recipe: longcrawl64 (>= 16,000 RPv2 words, then the Gopher rules; README, Preprocess).")
     var recipe: String?
 
     @Flag(help: "Apply Gopher's quality rules on RedPajama-v2's signals (mean word length, symbols, bullets, ellipses, non-alphabetic words, repeated n-grams).")
