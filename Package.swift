@@ -57,7 +57,7 @@ let package = Package(
             swiftSettings: fast
         ),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "PreprocessTests", dependencies: ["Preprocess", "Shards", "Support", "Tokenizer", "TestSupport"], exclude: ["FuzzRegressions"], swiftSettings: [.unsafeFlags(cIncludes)]),
+        .testTarget(name: "PreprocessTests", dependencies: ["Preprocess", "Shards", "Support", "Tokenizer", "TestSupport"], exclude: ["FuzzRegressions", "Fixtures"], swiftSettings: [.unsafeFlags(cIncludes)]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "Support", "TestSupport"], exclude: ["Fixtures"], swiftSettings: [.unsafeFlags(cIncludes)]),
         .testTarget(name: "ShardsTests", dependencies: ["Shards", "Support", "TestSupport"], exclude: ["FuzzRegressions"], swiftSettings: [.unsafeFlags(cIncludes)]),
         .testTarget(name: "StreamingTests", dependencies: ["Streaming", "Shards", "Support", "TestSupport"], swiftSettings: [.unsafeFlags(cIncludes)]),

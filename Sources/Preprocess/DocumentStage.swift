@@ -3,9 +3,9 @@ import Support
 
 /// A rule of the document stage: keeps or drops one document from its text and id alone, with no state across
 /// documents, so any thread may apply it, in any order, again after a `--resume`, on any rank. A dropped document
-/// is counted under `dropped_<name>` in `index.json`; the first rule a document fails is the one counted. Rules run
-/// in the order given (cheapest first), after the readers' own drops (unreadable, empty, too short by bytes)
-/// and before the tokenizer, the last stage.
+/// is counted under `dropped_<counter>` in `index.json` (the rule's name, unless it has several tests); the first
+/// test a document fails is the one counted. Rules run in the order given (cheapest first), after the readers' own
+/// drops (unreadable, empty, too short by bytes) and before the tokenizer, the last stage.
 public protocol DocumentRule: Sendable {
     /// Names the rule's counter (`dropped_<name>`) and its options (`<name>.<option>`) in `index.json`.
     var name: String { get }
@@ -14,6 +14,16 @@ public protocol DocumentRule: Sendable {
     var options: [String: String] { get }
     /// True to keep the document.
     func keeps(_ document: Document) -> Bool
+    /// The names of the rule's counters, in the order it tests them: `[name]` for a rule of one test; several for
+    /// a rule that computes something once and tests it several ways (the quality rules), each drop counted apart.
+    var counters: [String] { get }
+    /// Nil to keep the document, else the counter (one of `counters`) of the first test it fails.
+    func drop(_ document: Document) -> String?
+}
+
+extension DocumentRule {
+    public var counters: [String] { [name] }
+    public func drop(_ document: Document) -> String? { keeps(document) ? nil : name }
 }
 
 /// The stages between reading and writing, in the order a record meets them: the readers' drops, the rules,
@@ -29,7 +39,7 @@ struct DocumentStage: Sendable {
 
     /// Counter names in funnel order, from `records` to `kept`.
     var funnel: [String] {
-        ["records"] + ([.unreadable, .empty, .tooShort] + rules.map { DropReason($0.name) } + [Self.tooFewTokens]).map(\.counter) + ["kept"]
+        ["records"] + ([.unreadable, .empty, .tooShort] + rules.flatMap(\.counters).map(DropReason.init) + [Self.tooFewTokens]).map(\.counter) + ["kept"]
     }
 
     /// The rules' options for the build record, as `<rule>.<option>`.
@@ -42,18 +52,29 @@ struct DocumentStage: Sendable {
     /// Checks that rule names are usable and distinct (they name counters and options).
     func validate() throws {
         var seen = Set(["unreadable", "empty", "too_short", "too_few_tokens"])
+        var names = Set<String>()
         for rule in rules {
-            guard !rule.name.isEmpty, rule.name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) else {
-                throw PreprocessError("document rule name '\(rule.name)' must be letters, digits and '_'")
+            guard names.insert(rule.name).inserted else { throw PreprocessError("two document stages are named '\(rule.name)'") }
+            for name in Set([rule.name] + rule.counters) {
+                guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) else {
+                    throw PreprocessError("document rule name '\(name)' must be letters, digits and '_'")
+                }
             }
-            guard seen.insert(rule.name).inserted else { throw PreprocessError("two document stages are named '\(rule.name)'") }
+            for counter in rule.counters {
+                guard seen.insert(counter).inserted else { throw PreprocessError("two document stages are named '\(counter)'") }
+            }
         }
     }
 
     /// The record after the rules: a document that fails one becomes that rule's drop.
     func apply(_ record: CorpusRecord) -> CorpusRecord {
-        guard case .document(let d) = record, let failed = rules.first(where: { !$0.keeps(d) }) else { return record }
-        return .dropped(DroppedRecord(ordinal: d.ordinal, origin: d.origin, reason: DropReason(failed.name), detail: "", bytes: d.text.count))
+        guard case .document(let d) = record else { return record }
+        for rule in rules {
+            if let counter = rule.drop(d) {
+                return .dropped(DroppedRecord(ordinal: d.ordinal, origin: d.origin, reason: DropReason(counter), detail: "", bytes: d.text.count))
+            }
+        }
+        return record
     }
 }
 

@@ -9,7 +9,7 @@ struct LongCrawl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "longcrawl",
         abstract: "Preprocess, stream, train and evaluate on LongCrawl64-style long-document corpora.",
-        subcommands: [PreprocessCommand.self, ImportCommand.self, ExperimentCommand.self, InspectCommand.self, VerifyCommand.self, SampleCommand.self, PackCommand.self, ExportCommand.self, TrainCommand.self, EvalCommand.self, ProbeCommand.self, GenerateCommand.self, Bench.self]
+        subcommands: [PreprocessCommand.self, ImportCommand.self, ExperimentCommand.self, InspectCommand.self, VerifyCommand.self, SampleCommand.self, PackCommand.self, ExportCommand.self, TrainCommand.self, EvalCommand.self, ProbeCommand.self, GenerateCommand.self, SignalsCommand.self, Bench.self]
     )
 
     static let version = "0.1.0"

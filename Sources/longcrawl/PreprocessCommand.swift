@@ -28,6 +28,7 @@ struct PreprocessCommand: ParsableCommand {
           longcrawl preprocess dclm/ --id-field metadata.WARC-Record-ID --out out/dclm
           longcrawl preprocess redpajama/*.json.gz --text-field raw_content --out out/rp
           longcrawl preprocess crawl --out out/crawl --resume      # after an interruption
+          longcrawl preprocess rpv2/documents --text-field raw_content --recipe longcrawl64 --out out/lc64
         """
     )
 
@@ -63,6 +64,8 @@ struct PreprocessCommand: ParsableCommand {
     @Flag(help: "Stop at the first unreadable record instead of dropping it with a warning.")
     var strict = false
 
+    @OptionGroup(title: "Quality rules (RedPajama-v2's signals, Gopher's thresholds)") var quality: QualityOptions
+
     @Option(help: "Store each window rotated as LongCrawl64 does, numpy.roll(window, k), k drawn from this seed, the document id and the window's index (docs/FORMATS.md).")
     var roll: UInt64?
 
@@ -84,6 +87,7 @@ struct PreprocessCommand: ParsableCommand {
         options.idField = idField
         options.strict = strict
         options.roll = roll
+        options.rules = quality.rules
 
         let tok = try loadTokenizer(tokenizer)
         let world = World.shared

@@ -1,0 +1,103 @@
+import Foundation
+
+/// Thresholds on RedPajama-v2's quality signals: the word-count bounds and Gopher's quality rules (Rae et al. 2021,
+/// appendix A, on RPv2's signals as docs/RECIPE.md reads them). A nil threshold is a rule not applied.
+public struct QualityThresholds: Sendable, Equatable {
+    /// `rps_doc_word_count` bounds.
+    public var minWords: Int?, maxWords: Int?
+    /// `rps_doc_mean_word_length` bounds.
+    public var minMeanWordLength: Double?, maxMeanWordLength: Double?
+    /// Maxima of `rps_doc_symbol_to_word_ratio`, of the share of lines starting with a bullet
+    /// (`rps_lines_start_with_bulletpoint`), `rps_doc_frac_lines_end_with_ellipsis`, `rps_doc_frac_no_alph_words`.
+    public var maxSymbolRatio: Double?, maxBulletLines: Double?, maxEllipsisLines: Double?, maxNoAlphaWords: Double?
+    /// Maxima of `rps_doc_frac_chars_top_{n}gram` by n (2, 3, 4) and of `rps_doc_frac_chars_dupe_{n}grams` (5 ... 10).
+    public var maxTopNGram: [Int: Double] = [:], maxDupeNGrams: [Int: Double] = [:]
+
+    public init() {}
+
+    /// Gopher's quality rules without its word-count bounds (50 ... 100,000 would drop most documents of a window).
+    public static let gopher: QualityThresholds = {
+        var t = QualityThresholds()
+        t.minMeanWordLength = 3; t.maxMeanWordLength = 10
+        t.maxSymbolRatio = 0.1; t.maxBulletLines = 0.9; t.maxEllipsisLines = 0.3; t.maxNoAlphaWords = 0.2
+        t.maxTopNGram = [2: 0.20, 3: 0.18, 4: 0.16]
+        t.maxDupeNGrams = [5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10]
+        return t
+    }()
+
+    /// Our reading of LongCrawl64's recipe (docs/RECIPE.md): at least 16,000 words, then Gopher's quality rules.
+    public static let longcrawl64: QualityThresholds = {
+        var t = gopher
+        t.minWords = 16000
+        return t
+    }()
+
+    /// Checks that every threshold is a finite number >= 0 and each minimum at most its maximum.
+    public func validate() throws {
+        let all = [minMeanWordLength, maxMeanWordLength, maxSymbolRatio, maxBulletLines, maxEllipsisLines, maxNoAlphaWords]
+            .compactMap { $0 } + Array(maxTopNGram.values) + Array(maxDupeNGrams.values) + [minWords, maxWords].compactMap { $0.map(Double.init) }
+        guard all.allSatisfy({ $0.isFinite && $0 >= 0 }) else { throw PreprocessError("quality thresholds must be numbers >= 0") }
+        if let lo = minWords, let hi = maxWords, lo > hi { throw PreprocessError("--min-words \(lo) is above --max-words \(hi)") }
+        if let lo = minMeanWordLength, let hi = maxMeanWordLength, lo > hi {
+            throw PreprocessError("--min-mean-word-length \(lo) is above --max-mean-word-length \(hi)")
+        }
+        guard Set(maxTopNGram.keys).isSubset(of: 2...4), Set(maxDupeNGrams.keys).isSubset(of: 5...10) else {
+            throw PreprocessError("top n-gram rules take n in 2...4, duplicate n-gram rules n in 5...10")
+        }
+    }
+}
+
+/// The quality rules as one document rule: RPv2's signals computed once per document (the word-, symbol- and
+/// line-based ones in one pass, the n-gram ones only for a document that passes those), each threshold tested in
+/// the recipe's order, cheapest first, and a drop counted under the first failed test's own counter. A signal
+/// RPv2 leaves null (no words, no lines) fails its test.
+public struct QualityRules: DocumentRule {
+    public var thresholds: QualityThresholds
+
+    public init(_ thresholds: QualityThresholds) { self.thresholds = thresholds }
+
+    public var name: String { "quality" }
+
+    /// The tests in order: counter, option name and threshold, and the check of a value against it.
+    private var tests: [(counter: String, option: String, threshold: String, test: (QualitySignals, () -> NGrams) -> Bool)] {
+        let t = thresholds
+        var out: [(String, String, String, (QualitySignals, () -> NGrams) -> Bool)] = []
+        func add(_ counter: String, _ option: String, _ limit: Double?, _ keep: @escaping (Double, QualitySignals, () -> NGrams) -> Bool) {
+            if let limit { out.append((counter, option, String(limit), { keep(limit, $0, $1) })) }
+        }
+        if let lo = t.minWords { out.append(("word_count", "min_words", String(lo), { s, _ in s.wordCount >= lo })) }
+        if let hi = t.maxWords { out.append(("word_count", "max_words", String(hi), { s, _ in s.wordCount <= hi })) }
+        add("mean_word_length", "min_mean_word_length", t.minMeanWordLength) { lo, s, _ in s.meanWordLength.map { $0 >= lo } ?? false }
+        add("mean_word_length", "max_mean_word_length", t.maxMeanWordLength) { hi, s, _ in s.meanWordLength.map { $0 <= hi } ?? false }
+        add("symbol_ratio", "max_symbol_ratio", t.maxSymbolRatio) { hi, s, _ in s.symbolToWordRatio.map { $0 <= hi } ?? false }
+        add("bullet_lines", "max_bullet_lines", t.maxBulletLines) { hi, s, _ in s.fracLinesStartWithBullet.map { $0 <= hi } ?? false }
+        add("ellipsis_lines", "max_ellipsis_lines", t.maxEllipsisLines) { hi, s, _ in s.fracLinesEndWithEllipsis.map { $0 <= hi } ?? false }
+        add("no_alpha_words", "max_no_alpha_words", t.maxNoAlphaWords) { hi, s, _ in s.fracNoAlphaWords.map { $0 <= hi } ?? false }
+        for n in 2...4 { add("top_\(n)gram", "max_top_\(n)gram", t.maxTopNGram[n]) { hi, _, grams in grams().top(n) <= hi } }
+        for n in 5...10 { add("dupe_\(n)grams", "max_dupe_\(n)grams", t.maxDupeNGrams[n]) { hi, _, grams in grams().dupe(n) <= hi } }
+        return out
+    }
+
+    public var options: [String: String] {
+        Dictionary(uniqueKeysWithValues: tests.map { ($0.option, $0.threshold) })
+    }
+
+    public var counters: [String] {
+        tests.map(\.counter).reduce(into: []) { if $0.last != $1 { $0.append($1) } }
+    }
+
+    public func drop(_ document: Document) -> String? {
+        let tests = tests
+        guard !tests.isEmpty else { return nil }
+        let signals = QualitySignals(utf8: document.text)
+        var grams: NGrams?
+        let ngrams = { () -> NGrams in
+            if let grams { return grams }
+            grams = NGrams(signals)
+            return grams!
+        }
+        return tests.first { !$0.test(signals, ngrams) }?.counter
+    }
+
+    public func keeps(_ document: Document) -> Bool { drop(document) == nil }
+}
