@@ -121,9 +121,8 @@ final class DocumentFeed {
         }
     }
 
-    deinit { stop() }
-
-    /// Ends the workers after their current piece (on an error, or when the consumer is done).
+    /// Ends the workers after their current piece (on an error, or when the consumer is done). The consumer must
+    /// call it: each worker holds the feed until it ends, so no deinit could.
     func stop() {
         condition.lock()
         stopped = true
