@@ -200,7 +200,7 @@ struct JSONLineScanner {
 
         /// The scalar of `\uXXXX` (or of a `\uD8xx\uDCxx` pair) at `at`, and the escape's length in bytes.
         /// A lone surrogate is refused: it has no UTF-8 form.
-        func unicodeEscape(at at: Int) throws -> (Unicode.Scalar, Int) {
+        func unicodeEscape(at: Int) throws -> (Unicode.Scalar, Int) {
             func hex4(_ p: Int) -> UInt32? {
                 guard p + 4 <= bytes.count else { return nil }
                 var v: UInt32 = 0
