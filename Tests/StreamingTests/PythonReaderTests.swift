@@ -115,12 +115,17 @@ final class PythonReaderTests: XCTestCase {
             try bytes.write(to: url)
             let bad = try python(["-m", "longcrawl.verify", dir.path])
             XCTAssertEqual(bad.status, 1, bad.out)
-            XCTAssertTrue(bad.out.contains("\(url.path): SHA-256"), bad.out)
-            XCTAssertTrue(bad.out.contains("\(url.path): window "), bad.out)
-            XCTAssertEqual(try runProcess(longcrawlBinary, ["verify", dir.path]).status, 1)
+            // As Swift's: a damaged file is named by its SHA-256 and never parsed (libhdf5 can crash on it).
+            let swift = try runProcess(longcrawlBinary, ["verify", dir.path])
+            XCTAssertEqual(swift.status, 1)
+            let line = try XCTUnwrap(swift.out.split(separator: "\n").first { $0.hasPrefix(url.path) }, swift.out)
+            XCTAssertTrue(line.contains(": SHA-256 ") && line.hasSuffix(": the file is damaged"), String(line))
+            XCTAssertTrue(bad.out.contains(line), bad.out)
+            XCTAssertFalse(bad.out.contains("\(url.path): window "), bad.out)
+            // Packing opens the shard through the same check, before h5py or zstandard parse it.
             let dump = try python(["-m", "longcrawl.dump", dir.path, "--batch", "1", "--context", "65536", "--count", "10"])
             XCTAssertEqual(dump.status, 1, dump.out)
-            XCTAssertTrue(dump.err.contains("\(url.path): window ") && (dump.err.contains("corrupt") || dump.err.contains("checksum")), dump.err)
+            XCTAssertTrue(dump.err.contains(line), dump.err)
 
             try bytes.prefix(bytes.count - 1).write(to: url)
             let short = try python(["-m", "longcrawl.dump", dir.path])

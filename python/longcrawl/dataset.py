@@ -8,7 +8,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import h5py
 import hdf5plugin  # noqa: F401  (registers HDF5's zstd filter 32015 with h5py)
@@ -156,6 +156,20 @@ def _open_shard(path: Path, format: str) -> _Shard:
     return _HDF5Shard(path) if format == "hdf5" else _ZstShard(path)
 
 
+def _digest_fault(entry: ShardEntry, path: Path) -> Optional[str]:
+    """The shard's size and SHA-256 against its index entry, in the Swift reader's words; None when they match."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    size = path.stat().st_size
+    if size != entry.bytes:
+        return f"size {size} bytes, index.json says {entry.bytes} (the file is damaged or replaced)"
+    if digest.hexdigest() != entry.sha256:
+        return f"SHA-256 {digest.hexdigest()} does not match index.json ({entry.sha256}): the file is damaged"
+    return None
+
+
 class Split:
     """Every window of one split, addressed by global window id (0 ..< count, shards in index order) as in
     the Swift ``WindowCatalog``."""
@@ -178,6 +192,7 @@ class Split:
             splits = ", ".join(sorted({s.split for s in dataset.shards})) or "none"
             raise LongCrawlError(f"{dataset.path}: split '{name}' has no windows (splits here: {splits})")
         self._open: dict[int, _Shard] = {}
+        self._checked: set[int] = set()
 
     def __len__(self) -> int:
         return self.count
@@ -193,7 +208,15 @@ class Split:
         shard = self._open.pop(number, None)
         if shard is None:
             entry = self.shards[number]
-            shard = _open_shard(self.dataset.path / entry.file, entry.format)
+            path = self.dataset.path / entry.file
+            # libhdf5 (under h5py too) can crash or hang on corrupt metadata instead of failing: a shard's size and
+            # SHA-256 are checked against the index before its first open, as the Swift WindowCatalog does.
+            if number not in self._checked:
+                fault = _digest_fault(entry, path)
+                if fault:
+                    raise LongCrawlError(f"{path}: {fault}")
+                self._checked.add(number)
+            shard = _open_shard(path, entry.format)
             if len(shard.sources) != entry.windows:
                 raise LongCrawlError(f"{shard.path}: holds {len(shard.sources)} windows, index.json says {entry.windows}")
             if len(self._open) == self._MAX_OPEN:
@@ -261,15 +284,10 @@ class Dataset:
             if not path.exists():
                 faults.append(f"{path}: missing")
                 continue
-            digest = hashlib.sha256()
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-            size = path.stat().st_size
-            if size != entry.bytes:
-                faults.append(f"{path}: size {size} bytes, index.json says {entry.bytes}")
-            elif digest.hexdigest() != entry.sha256:
-                faults.append(f"{path}: SHA-256 {digest.hexdigest()} does not match index.json ({entry.sha256})")
+            fault = _digest_fault(entry, path)
+            if fault:
+                faults.append(f"{path}: {fault}")
+                continue  # a damaged file is not parsed further: libhdf5 can crash on it
             try:
                 shard = _open_shard(path, entry.format)
             except LongCrawlError as e:
