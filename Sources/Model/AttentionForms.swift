@@ -2,7 +2,7 @@ import Foundation
 import Tensor
 
 /// How a score u = qr . kr / sqrt(d) becomes an un-normalized weight.
-public enum Score: Sendable, Equatable {
+enum Score: Sendable, Equatable {
     /// exp(u): standard causal attention.
     case softmax
     /// exp(G_i - G_j) * u^p, p even: symmetric power attention (G = 0 without the gate).

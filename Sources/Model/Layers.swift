@@ -35,7 +35,7 @@ public final class Embedding<S: TensorScalar> {
 }
 
 /// LayerNorm without bias: y = (x - mean) / sqrt(var + 1e-5) * w.
-public final class LayerNorm<S: TensorScalar> {
+final class LayerNorm<S: TensorScalar> {
     public let weight: Tensor<S>, dweight: Tensor<S>
     private var normalized: Tensor<S>?, inverseStd: Tensor<S>?
 
@@ -77,7 +77,7 @@ public final class LayerNorm<S: TensorScalar> {
     }
 
     /// Drops what backward needs (activation recomputation).
-    public func releaseActivations() { normalized = nil; inverseStd = nil }
+    func releaseActivations() { normalized = nil; inverseStd = nil }
 
     // backward: dy [N, C] -> dx [N, C]; accumulates dweight
     @_specialize(where S == Float)
@@ -113,7 +113,7 @@ public final class LayerNorm<S: TensorScalar> {
 /// The MLP: x @ W1 -> GELU (tanh approximation) -> @ W2. No biases. Keeps its input and the pre-activation;
 /// the backward rebuilds GELU's output in the same pass that takes its derivative (one tanh per element).
 public final class MLP<S: TensorScalar> {
-    public let w1: Tensor<S>, w2: Tensor<S>, dw1: Tensor<S>, dw2: Tensor<S>
+    let w1: Tensor<S>, w2: Tensor<S>, dw1: Tensor<S>, dw2: Tensor<S>
     private var input: Tensor<S>?, hidden: Tensor<S>?
 
     /// w1 [C, F], w2 [F, C].
@@ -140,7 +140,7 @@ public final class MLP<S: TensorScalar> {
     }
 
     /// Drops what backward needs (activation recomputation).
-    public func releaseActivations() { input = nil; hidden = nil }
+    func releaseActivations() { input = nil; hidden = nil }
 
     // backward: dy [N, C] -> dx [N, C]; accumulates dw1, dw2
     @_specialize(where S == Float)
@@ -160,17 +160,17 @@ public final class MLP<S: TensorScalar> {
 
 /// The tied output head and masked cross-entropy, fused: logits = x @ wte^T are built a block of rows at a time,
 /// so memory stays at block x V instead of N x V.
-public enum LanguageModelHead {
+enum LanguageModelHead {
     /// Rows of logits computed at once: [512, V] floats of scratch (103 MB at V = 50,304) instead of [N, V]. Each
     /// block's GEMMs repack all of wte; 512 rows against 256 gave `bench train` (small, T 4,096) 3.6% more
     /// tokens/s, 5 of 6 alternated runs.
-    public static let rowsPerBlock = 512
+    static let rowsPerBlock = 512
 
     /// Mean loss over unmasked positions and the loss at every position; with `dwte` (training) also accumulates
     /// dwte and returns dx (scaled by `1 / count`), without it dx is left zero.
     // forward+backward: x [N, C], wte [V, C], targets [N], mask [N] -> loss, dx [N, C]
     @_specialize(where S == Float)
-    public static func lossAndGradient<S: TensorScalar>(_ x: Tensor<S>, wte: Tensor<S>, dwte: Tensor<S>?, targets: [Int32], mask: [Float],
+    static func lossAndGradient<S: TensorScalar>(_ x: Tensor<S>, wte: Tensor<S>, dwte: Tensor<S>?, targets: [Int32], mask: [Float],
                                                         block: Int = rowsPerBlock) -> (loss: Double, dx: Tensor<S>, perPosition: [Double]) {
         let c = wte.shape[1], v = wte.shape[0], n = targets.count
         let count = max(1.0, mask.reduce(0.0) { $0 + Double($1) })

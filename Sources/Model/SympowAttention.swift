@@ -38,14 +38,14 @@ public enum AttentionForm: Sendable {
 /// pre-activation per head), gate, rotary, the attention core, and the output projection. No biases; the gate
 /// bias is the constant 6.906768 (initial gate about 0.999).
 public final class SympowAttention<S: TensorScalar> {
-    public static var gateBias: Double { 6.906768 }
+    static var gateBias: Double { 6.906768 }
     public let dModel: Int, heads: Int, headDim: Int, power: Int, chunk: Int
     public let kind: AttentionKind
     /// N in the rotary rates 2 pi / N^(2m/d): fixed at 65,536 for training and evaluation alike.
-    public let maxDocumentLength: Int
+    let maxDocumentLength: Int
     /// [C, 3C + 2H] and [C, C]; x @ W.
-    public let wQKVGR: Tensor<S>, wO: Tensor<S>
-    public let dwQKVGR: Tensor<S>, dwO: Tensor<S>
+    let wQKVGR: Tensor<S>, wO: Tensor<S>
+    let dwQKVGR: Tensor<S>, dwO: Tensor<S>
     /// Forced form (tests); nil chooses by cost (`AttentionForm.choose`).
     public var form: AttentionForm?
     let chunked: ChunkedAttention?
@@ -126,7 +126,7 @@ public final class SympowAttention<S: TensorScalar> {
     }
 
     /// The carry of a row at its window's start: an empty state at position 0.
-    public var emptyCarry: Carry { Carry(state: chunked?.initialState() ?? [], position: 0) }
+    var emptyCarry: Carry { Carry(state: chunked?.initialState() ?? [], position: 0) }
 
     // forward: x [B*T, C] -> y [B*T, C]; each row starts at position 0 with an empty state
     @_specialize(where S == Float)
@@ -209,7 +209,7 @@ public final class SympowAttention<S: TensorScalar> {
     }
 
     /// Drops what backward needs (activation recomputation).
-    public func releaseActivations() { x = nil; gateInputs = nil; caches = [] }
+    func releaseActivations() { x = nil; gateInputs = nil; caches = [] }
 
     /// Heads' outputs ([T, d] per (row, head), row-major over rows then heads) side by side: [B*T, C].
     private func merge(_ ys: [[S]], batch: Int, length t: Int) -> Tensor<S> {

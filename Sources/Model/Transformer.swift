@@ -13,8 +13,8 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     public var power: Int
     public var chunk: Int
     public var attention: AttentionKind
-    public var mlpRatio = 4.0
-    public var embedNorm = true
+    var mlpRatio = 4.0
+    var embedNorm = true
 
     enum CodingKeys: String, CodingKey {
         case name, layers, heads, power, chunk, attention
@@ -112,7 +112,7 @@ public struct ConfigError: Error, CustomStringConvertible, LocalizedError {
 public struct Parameter<S: TensorScalar> {
     public let name: String
     public let value: Tensor<S>
-    public let grad: Tensor<S>
+    let grad: Tensor<S>
     public let offset: Int
     /// Matrices get weight decay; norms do not.
     public var decays: Bool { value.shape.count == 2 }
@@ -162,9 +162,9 @@ public final class Transformer<S: TensorScalar> {
     /// Every parameter, with the names used in checkpoints; the layers' weights are views into its blocks.
     public let parameters: ParameterBlocks<S>
     public let embedding: Embedding<S>
-    public let embedNorm: LayerNorm<S>?
-    public let ln1: [LayerNorm<S>], attention: [SympowAttention<S>], ln2: [LayerNorm<S>], mlp: [MLP<S>]
-    public let lnFinal: LayerNorm<S>
+    let embedNorm: LayerNorm<S>?
+    let ln1: [LayerNorm<S>], attention: [SympowAttention<S>], ln2: [LayerNorm<S>], mlp: [MLP<S>]
+    let lnFinal: LayerNorm<S>
     /// The elements of the parameter blocks each layer occupies (ln1 through mlp.w2, contiguous).
     let layerRanges: [Range<Int>]
     private var headGradient: Tensor<S>?

@@ -6,7 +6,7 @@ import Tokenizer
 /// One raw document: a stable id (for the split hash), where it came from, and its UTF-8 text.
 public struct Document: Sendable {
     /// Position over all records of all inputs, in input order; resume restarts from one.
-    public var ordinal: Int
+    var ordinal: Int
     public var id: String
     /// `file` or `file:line`, for messages.
     public var origin: String

@@ -69,11 +69,11 @@ public final class ParquetReader {
     deinit { close(fd) }
 
     public var rowGroupCount: Int { rowGroups.count }
-    public var rowCount: Int { rowGroups.reduce(0) { $0 + $1.numRows } }
-    public func rowCount(group: Int) -> Int { rowGroups[group].numRows }
+    var rowCount: Int { rowGroups.reduce(0) { $0 + $1.numRows } }
+    func rowCount(group: Int) -> Int { rowGroups[group].numRows }
 
     /// Compressed bytes of the row group's chunks of the columns read (for progress).
-    public func byteSize(group: Int) -> Int {
+    func byteSize(group: Int) -> Int {
         chunk(text, group).totalCompressedSize + (id.map { chunk($0, group).totalCompressedSize } ?? 0)
     }
 

@@ -52,7 +52,7 @@ public struct PreprocessOptions: Sendable {
 }
 
 /// A one-line error about the preprocessing run itself (options, output folder).
-public struct PreprocessError: Error, CustomStringConvertible, LocalizedError {
+struct PreprocessError: Error, CustomStringConvertible, LocalizedError {
     public let description: String
     public init(_ description: String) { self.description = description }
     public var errorDescription: String? { description }

@@ -14,19 +14,19 @@ import Foundation
 /// `NGrams`, built on demand, so a rule that fails a cheap signal never pays for them.
 public struct QualitySignals: Sendable {
     /// `rps_doc_word_count`: normalized words.
-    public var wordCount: Int
+    var wordCount: Int
     /// `rps_doc_mean_word_length`: scalars of the normalized words / their number; nil without words.
-    public var meanWordLength: Double?
+    var meanWordLength: Double?
     /// `rps_doc_symbol_to_word_ratio`: occurrences of `#`, `...` and `…` (non-overlapping, as `str.count`) / raw
     /// words; nil without raw words.
-    public var symbolToWordRatio: Double?
+    var symbolToWordRatio: Double?
     /// `rps_doc_frac_lines_end_with_ellipsis`: lines whose right-stripped text ends with `...` or `…`; nil without lines.
-    public var fracLinesEndWithEllipsis: Double?
+    var fracLinesEndWithEllipsis: Double?
     /// `rps_lines_start_with_bulletpoint` as the recipe uses it: the share of lines whose left-stripped text starts
     /// with one of RPv2's ten bullets (RPv2 publishes one 0/1 per line and does not round); nil without lines.
-    public var fracLinesStartWithBullet: Double?
+    var fracLinesStartWithBullet: Double?
     /// `rps_doc_frac_no_alph_words`: 1 - raw words holding an ASCII letter / raw words; nil without raw words.
-    public var fracNoAlphaWords: Double?
+    var fracNoAlphaWords: Double?
     /// The normalized words as ids (equal words, equal ids; ids in order of first occurrence) and each id's length.
     let words: [Int32]
     let wordLengths: [Int32]
@@ -34,8 +34,8 @@ public struct QualitySignals: Sendable {
     let totalChars: Int
 
     /// RPv2's names of the n-gram signals, in the order `topNGram` and `dupeNGrams` take n.
-    public static let topNames = (2...4).map { "rps_doc_frac_chars_top_\($0)gram" }
-    public static let dupeNames = (5...10).map { "rps_doc_frac_chars_dupe_\($0)grams" }
+    static let topNames = (2...4).map { "rps_doc_frac_chars_top_\($0)gram" }
+    static let dupeNames = (5...10).map { "rps_doc_frac_chars_dupe_\($0)grams" }
 
     /// Every signal under RPv2's name, in RPv2's order of the recipe: the cheap ones, then the n-gram ones.
     public func all() -> [(name: String, value: Double?)] {
@@ -185,7 +185,7 @@ public struct QualitySignals: Sendable {
 /// The n-gram signals of one document, computed level by level (n = 2, 3, ...) and kept: an n-gram is the
 /// (n-1)-gram at its position plus one word, so each level interns pairs of ids, and only n-grams whose two
 /// (n-1)-grams both repeat can repeat; every other position is marked unique (-1) without hashing.
-public final class NGrams {
+final class NGrams {
     private let signals: QualitySignals
     /// Per level n (index n): the n-gram id at each position (-1: occurs once), and each id's count and first position.
     private var ids: [[Int32]], counts: [[Int32]], firsts: [[Int32]]

@@ -98,7 +98,7 @@ public struct BuildCounts: Codable, Equatable, Sendable {
     }
 
     /// The length-histogram bin of a text of `bytes` bytes.
-    public static func lengthBin(_ bytes: Int) -> Int { bytes < 2 ? 0 : Int.bitWidth - 1 - bytes.leadingZeroBitCount }
+    static func lengthBin(_ bytes: Int) -> Int { bytes < 2 ? 0 : Int.bitWidth - 1 - bytes.leadingZeroBitCount }
 
     /// Counts a text of `bytes` UTF-8 bytes as read, or as kept.
     public mutating func countLength(_ bytes: Int, kept: Bool = false) {
@@ -158,7 +158,7 @@ public struct BuildCounts: Codable, Equatable, Sendable {
 /// so a crash loses at most the shard in progress.
 public struct DatasetIndex: Codable, Equatable, Sendable {
     public static let fileName = "index.json"
-    public static let currentVersion = 1
+    static let currentVersion = 1
 
     public var format = "longcrawl-dataset"
     public var version = DatasetIndex.currentVersion

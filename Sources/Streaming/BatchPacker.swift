@@ -84,7 +84,7 @@ public final class BatchPacker {
     private let prefetcher: Prefetcher<Batch>
 
     /// Context lengths that divide a window: the powers of two up to 65,536.
-    public static let validContexts = (0...16).map { 1 << $0 }
+    static let validContexts = (0...16).map { 1 << $0 }
 
     /// One thread per core, at most 4: as many as the default prefetch depth keeps batches in flight, and more
     /// would take cores from the training step that the loader only has to keep ahead of.
@@ -190,7 +190,7 @@ public final class BatchPacker {
 }
 
 /// A one-line error about streaming or packing options.
-public struct StreamingError: Error, CustomStringConvertible, LocalizedError {
+struct StreamingError: Error, CustomStringConvertible, LocalizedError {
     public let description: String
     public init(_ description: String) { self.description = description }
     public var errorDescription: String? { description }

@@ -98,7 +98,7 @@ public final class WindowCatalog: @unchecked Sendable {
 /// The order of a split's windows in one epoch: a Fisher-Yates shuffle of all window ids driven by
 /// SplitMix64 seeded from `(seed, epoch)`, then rank `rank` of `world` takes every world-th entry.
 /// Windows past the largest multiple of `world` are dropped for that epoch (a different set each epoch).
-public func epochOrder(count: Int, seed: UInt64, epoch: Int, rank: Int = 0, world: Int = 1) -> [Int] {
+func epochOrder(count: Int, seed: UInt64, epoch: Int, rank: Int = 0, world: Int = 1) -> [Int] {
     var rng = SplitMix64(seed: seed ^ (UInt64(epoch) &* 0x9E37_79B9_7F4A_7C15))
     var ids = Array(0..<count)
     if count > 1 {

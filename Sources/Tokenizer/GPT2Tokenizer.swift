@@ -123,7 +123,7 @@ public final class GPT2Tokenizer: @unchecked Sendable {
 }
 
 /// A one-line tokenizer error naming the file.
-public struct TokenizerError: Error, CustomStringConvertible, LocalizedError {
+struct TokenizerError: Error, CustomStringConvertible, LocalizedError {
     public let description: String
     init(_ description: String) { self.description = description }
     public var errorDescription: String? { description }

@@ -46,7 +46,7 @@ public struct TrainOptions: Codable, Equatable, Sendable {
 }
 
 /// One line of `eval.jsonl`: the held-out loss during training.
-public struct HeldoutMetrics: Codable, Equatable, Sendable {
+struct HeldoutMetrics: Codable, Equatable, Sendable {
     public var step: Int
     public var loss: Estimate
     public var tokens: Int
@@ -57,7 +57,7 @@ public struct StepMetrics: Codable, Equatable, Sendable {
     public var step: Int
     public var loss: Double
     public var lr: Double
-    public var gradNorm: Double
+    var gradNorm: Double
     public var tokensPerSecond: Double
     public var mfu: Double
     /// Seconds of training so far, over every resumed segment of the run.
@@ -91,10 +91,10 @@ public struct TrainState: Codable, Equatable, Sendable {
     public var options: TrainOptions
     /// Each rank's data cursor, in rank order: the packer rebuilt from it gives exactly the batches the rank
     /// would have taken next.
-    public var cursors: [PackerCursor]
+    var cursors: [PackerCursor]
     /// The seed the model was initialized from (`options.seed`). Training draws no random numbers after
     /// initialization (no dropout; the data order is the cursor's), so this is all the generator state there is.
-    public var initSeed: UInt64
+    var initSeed: UInt64
     public var tokens: Int
     public var elapsed: Double
     /// The last step's metrics.
@@ -132,9 +132,9 @@ public struct TrainState: Codable, Equatable, Sendable {
 /// A checkpoint folder: `model.safetensors` (parameters by name), `optimizer.safetensors` (AdamW moments
 /// `<name>.exp_avg`, `<name>.exp_avg_sq`, and the step in the metadata) and `state.json`.
 public enum Checkpoint {
-    public static let modelFile = "model.safetensors", optimizerFile = "optimizer.safetensors", stateFile = "state.json"
+    static let modelFile = "model.safetensors", optimizerFile = "optimizer.safetensors", stateFile = "state.json"
     /// The carried states of a `--carry-state` run.
-    public static let carryFile = "carry.safetensors"
+    static let carryFile = "carry.safetensors"
 
     /// `RUN/checkpoints/step-000100`.
     public static func folder(in run: URL, step: Int) -> URL {
@@ -259,7 +259,7 @@ public enum Checkpoint {
     static func loadCarry(_ checkpoint: URL) throws -> SafetensorsFile { try tensors(carryFile, of: checkpoint).1 }
 
     /// Restores AdamW's moments and step from `optimizer.safetensors`.
-    public static func loadOptimizer(_ checkpoint: URL, into optimizer: AdamW<Float>, parameters: ParameterBlocks<Float>) throws {
+    static func loadOptimizer(_ checkpoint: URL, into optimizer: AdamW<Float>, parameters: ParameterBlocks<Float>) throws {
         let (url, file) = try tensors(optimizerFile, of: checkpoint)
         try copy(file, url, into: moments(optimizer, parameters), configName: nil)
         guard let step = file.metadata["step"].flatMap(Int.init) else { throw TrainingError("\(url.path): no step in the metadata") }

@@ -90,17 +90,17 @@ public struct EvalResult: Codable, Equatable, Sendable {
     public var context: Int
     public var form: String
     public var windows: Int
-    public var meanLoss: Double
+    var meanLoss: Double
     /// Position i: mean loss of predicting token i + 1 from tokens 0...i.
     public var perPosition: [Double]
     /// Standard error of each position's mean across windows (nil for one window; an entry is nil where fewer than
     /// two windows count, which only `--mask-seam` makes happen).
-    public var perPositionSE: [Double?]?
+    var perPositionSE: [Double?]?
     /// [2^k - 1, 2^(k+1) - 1): a log-scale x axis.
     public var buckets: [Bucket]
     /// Eight log-spaced bins per octave, each bin's mean per window then over windows: a readable curve with
     /// standard-error bands (65,536 single positions are noise).
-    public var curve: [Bucket]
+    var curve: [Bucket]
     public var summary: EvalSummary
     public var tokensPerSecond: Double
     /// true when each row's seam target was left out (`eval --mask-seam`); absent otherwise.
@@ -165,7 +165,7 @@ public struct EvalResult: Codable, Equatable, Sendable {
 public enum Evaluator {
     /// Tokens fed to the model for a row of `length`: a whole window (65,536) is fed whole with its last
     /// target masked, a row of T + 1 tokens (`sample --context T`) as T inputs and T targets.
-    public static func inputLength(_ length: Int) -> Int { length > 1 && windowLength % (length - 1) == 0 ? length - 1 : length }
+    static func inputLength(_ length: Int) -> Int { length > 1 && windowLength % (length - 1) == 0 ? length - 1 : length }
 
     /// The form of one forward over a whole row of `inputs` tokens when `segment` covers it, by cost
     /// (`ModelConfig.attentionForm`); nil when the row runs segment by segment instead (a shorter segment,

@@ -4,7 +4,7 @@ import Tensor
 
 /// AdamW with decoupled weight decay on matrices only (norm weights are not decayed).
 public final class AdamW<S: TensorScalar> {
-    public let beta1: Double, beta2: Double, epsilon: Double, weightDecay: Double
+    let beta1: Double, beta2: Double, epsilon: Double, weightDecay: Double
     /// First and second moments, flat blocks laid out like the parameters (each parameter's at its offset).
     public let m: Tensor<S>, v: Tensor<S>
     /// Updates taken so far (bias correction uses it).
@@ -39,7 +39,7 @@ public final class AdamW<S: TensorScalar> {
 
 /// Scales `gradients` (a gradient block) so their L2 norm is at most `maxNorm`; returns the norm before clipping.
 @discardableResult
-public func clipGradients<S: TensorScalar>(_ gradients: Tensor<S>, maxNorm: Double) -> Double {
+func clipGradients<S: TensorScalar>(_ gradients: Tensor<S>, maxNorm: Double) -> Double {
     var sum = 0.0
     for i in 0..<gradients.count { let g = Double(gradients[i]); sum += g * g }
     let norm = sum.squareRoot()

@@ -35,7 +35,7 @@ public struct ProbeResult: Codable, Equatable, Sendable {
     public var span: Int
     public var windows: Int
     /// Tokens in each window (a Δ whose sequence is longer is skipped).
-    public var windowTokens: Int
+    var windowTokens: Int
     public var distances: [Distance]
     /// Distances left out because 2 span + Δ exceeds the window's tokens.
     public var skipped: [Int]

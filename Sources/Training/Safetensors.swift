@@ -5,7 +5,7 @@ import Tensor
 /// The safetensors format (Hugging Face): an 8-byte little-endian header length, a JSON header naming each
 /// tensor's dtype, shape and byte range, then the tensors' bytes back to back. Only F32 is written or read here.
 /// Python opens these files with `safetensors.numpy.load_file` or `safe_open`.
-public struct SafetensorsFile: Equatable {
+struct SafetensorsFile: Equatable {
     public struct Entry: Equatable {
         public var name: String
         public var shape: [Int]
@@ -14,7 +14,7 @@ public struct SafetensorsFile: Equatable {
     }
 
     /// Tensors in file order.
-    public var tensors: [Entry]
+    var tensors: [Entry]
     /// Free-form string metadata (`__metadata__`).
     public var metadata: [String: String]
 

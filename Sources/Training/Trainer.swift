@@ -17,10 +17,10 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var minLearningRate = 6e-5
     public var warmupSteps = 2000
     public var steps = 10_000
-    public var weightDecay = 0.1
-    public var beta1 = 0.9
-    public var beta2 = 0.95
-    public var gradClip = 1.0
+    var weightDecay = 0.1
+    var beta1 = 0.9
+    var beta2 = 0.95
+    var gradClip = 1.0
 
     enum CodingKeys: String, CodingKey {
         case context, batch, steps, beta1, beta2
@@ -492,7 +492,7 @@ public final class Trainer {
     }
 
     /// The lines of `RUN/eval.jsonl`.
-    public static func heldoutLog(_ run: URL) -> [HeldoutMetrics] {
+    static func heldoutLog(_ run: URL) -> [HeldoutMetrics] {
         let data = (try? Data(contentsOf: run.appendingPathComponent("eval.jsonl"))) ?? Data()
         return data.split(separator: UInt8(ascii: "\n")).compactMap { try? JSONDecoder().decode(HeldoutMetrics.self, from: Data($0)) }
     }

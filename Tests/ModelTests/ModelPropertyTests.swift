@@ -1,5 +1,5 @@
 import Foundation
-import Support
+@testable import Support
 import XCTest
 @testable import Model
 @testable import Tensor

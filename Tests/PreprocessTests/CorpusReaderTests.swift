@@ -1,5 +1,5 @@
 import Foundation
-import Tokenizer
+@testable import Tokenizer
 import TestSupport
 import XCTest
 @testable import Preprocess

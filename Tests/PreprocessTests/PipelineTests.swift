@@ -1,7 +1,7 @@
 import Foundation
-import Shards
-import Support
-import Tokenizer
+@testable import Shards
+@testable import Support
+@testable import Tokenizer
 import TestSupport
 import XCTest
 @testable import Preprocess

@@ -1,6 +1,6 @@
 import Foundation
-import Shards
-import Support
+@testable import Shards
+@testable import Support
 import XCTest
 @testable import Streaming
 

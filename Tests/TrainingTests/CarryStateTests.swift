@@ -1,7 +1,7 @@
 import Foundation
-import Model
-import Shards
-import Support
+@testable import Model
+@testable import Shards
+@testable import Support
 import TestSupport
 import XCTest
 @testable import Streaming

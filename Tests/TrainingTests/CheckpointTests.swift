@@ -1,7 +1,7 @@
 import Foundation
-import Model
-import Shards
-import Streaming
+@testable import Model
+@testable import Shards
+@testable import Streaming
 @testable import Support
 import TestSupport
 import XCTest

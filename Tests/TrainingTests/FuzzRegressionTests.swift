@@ -1,7 +1,7 @@
 import Foundation
-import Model
+@testable import Model
 import TestSupport
-import Training
+@testable import Training
 import XCTest
 
 /// Inputs that crashed a fuzz target (Fuzz/), replayed through the same parser: each may parse or throw a

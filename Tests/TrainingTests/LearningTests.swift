@@ -1,11 +1,11 @@
 import Foundation
 import TestSupport
 import XCTest
-import Model
-import Shards
-import Streaming
-import Tensor
-import Tokenizer
+@testable import Model
+@testable import Shards
+@testable import Streaming
+@testable import Tensor
+@testable import Tokenizer
 @testable import Training
 
 /// MODEL.md test 7: a tiny model learns.

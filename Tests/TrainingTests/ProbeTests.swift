@@ -1,8 +1,8 @@
 import Foundation
-import Model
-import Shards
-import Streaming
-import Support
+@testable import Model
+@testable import Shards
+@testable import Streaming
+@testable import Support
 import TestSupport
 import XCTest
 @testable import Training

@@ -1,5 +1,5 @@
 import FuzzSupport
-import Shards
+@testable import Shards
 
 /// The input as a dataset folder's `index.json`.
 @_cdecl("LLVMFuzzerTestOneInput")

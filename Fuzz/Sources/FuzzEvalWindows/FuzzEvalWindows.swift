@@ -1,5 +1,5 @@
 import FuzzSupport
-import Shards
+@testable import Shards
 
 /// The input as an evaluation-window file (`longcrawl sample`'s output, `eval`'s input).
 @_cdecl("LLVMFuzzerTestOneInput")

@@ -1,8 +1,8 @@
 import Foundation
 import FuzzSupport
-import Shards
-import Streaming
-import Support
+@testable import Shards
+@testable import Streaming
+@testable import Support
 
 /// A dataset folder per seed of `Fuzz/Corpus/FuzzHDF5Shard`, whose `index.json` lists the seed as its one shard (size,
 /// SHA-256, windows, split): an input is read as that shard, through `WindowCatalog`, the training reader's checked open.

@@ -1,5 +1,5 @@
 import FuzzSupport
-import Preprocess
+@testable import Preprocess
 
 /// The input as one corpus file: content sniffing (WARC, JSONL, text, after zstd or gzip decoding), then every
 /// record. Parquet input (PAR1 at both ends) is left out: FuzzParquet fuzzes its reader.

@@ -1,5 +1,5 @@
 import FuzzSupport
-import Support
+@testable import Support
 @testable import Preprocess
 
 /// The input as a parquet file: the footer, then every row group's text column ("text") and id column ("id", else

@@ -1,5 +1,5 @@
 import FuzzSupport
-import Training
+@testable import Training
 
 /// The input as a `.safetensors` file (checkpoint model and optimizer files).
 @_cdecl("LLVMFuzzerTestOneInput")

@@ -1,6 +1,6 @@
 import FuzzSupport
-import Shards
-import Support
+@testable import Shards
+@testable import Support
 
 nonisolated(unsafe) var window = [UInt16](repeating: 0, count: windowLength)
 

@@ -1,5 +1,5 @@
 import FuzzSupport
-import Training
+@testable import Training
 
 /// The input as a checkpoint's `state.json`.
 @_cdecl("LLVMFuzzerTestOneInput")

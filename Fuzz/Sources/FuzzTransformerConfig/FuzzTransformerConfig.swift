@@ -1,6 +1,6 @@
 import FuzzSupport
-import Model
-import Training
+@testable import Model
+@testable import Training
 
 /// The input as a config file (`data/configs/*.json`, either form); a valid one also gets its model's derived sizes
 /// computed, as `train` and `bench` print them.
