@@ -26,6 +26,11 @@ extension Preprocessor {
             let p = Preprocessor(inputs: inputs, output: folder, options: options, tokenizer: tokenizer, share: (world.rank, world.size))
             p.progress = world.rank == 0 ? progress : nil
             if let warn { p.warn = warn }
+            if let dedup = options.dedup {
+                let plan = DedupPlan(settings: dedup, mine: try p.dedupCandidates(), world: world)
+                p.plannedDuplicates = plan.drops
+                if world.rank == 0 { try Data(plan.lines).write(to: output.appendingPathComponent(DedupLog.duplicatesName), options: .atomic) }
+            }
             p.heldoutDecision = { heldout, kept, pendingFile in
                 let sums = world.sum([Double(heldout), Double(kept)])
                 let last = world.max([Int64(pendingFile ?? -1)])[0]
