@@ -20,9 +20,9 @@ extension Preprocessor {
             return try p.run(mode: mode)
         }
         let started = Date()
-        var topOptions = options.record
-        topOptions["ranks"] = String(world.size)
-        let result = try distributedRun(output: output, build: BuildRecord(inputs: inputs, options: topOptions, funnel: options.stage.funnel), mode: mode, world: world) { folder, mode in
+        var build = options.build(inputs: inputs, reader: try CorpusReader(inputs: inputs, textField: options.textField, idField: options.idField))
+        build.options["ranks"] = String(world.size)
+        let result = try distributedRun(output: output, build: build, mode: mode, world: world) { folder, mode in
             let p = Preprocessor(inputs: inputs, output: folder, options: options, tokenizer: tokenizer, share: (world.rank, world.size))
             p.progress = world.rank == 0 ? progress : nil
             if let warn { p.warn = warn }

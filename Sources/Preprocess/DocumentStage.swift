@@ -35,6 +35,8 @@ struct DocumentStage: Sendable {
     var minTextBytes: Int
     /// Dedup, after the tokenizer's drop (nil: none).
     var dedup: DedupSettings? = nil
+    /// RedPajama-v2 input: its duplicate flags drop documents after the readers' drops.
+    var rpv2 = false
 
     /// The tokenizer's drop: a text long enough in bytes that gives fewer tokens than one window.
     static let tooFewTokens = DropReason("too_few_tokens")
@@ -43,7 +45,7 @@ struct DocumentStage: Sendable {
 
     /// Counter names in funnel order, from `records` to `kept`.
     var funnel: [String] {
-        ["records"] + ([.unreadable, .empty, .tooShort] + rules.flatMap(\.counters).map(DropReason.init) + [Self.tooFewTokens] + (dedup == nil ? [] : [Self.duplicate])).map(\.counter) + ["kept"]
+        ["records"] + ([.unreadable, .empty, .tooShort] + (rpv2 ? [.duplicateRPv2] : []) + rules.flatMap(\.counters).map(DropReason.init) + [Self.tooFewTokens] + (dedup == nil ? [] : [Self.duplicate])).map(\.counter) + ["kept"]
     }
 
     /// The rules' options for the build record, as `<rule>.<option>`.

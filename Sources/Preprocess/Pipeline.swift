@@ -44,6 +44,18 @@ public struct PreprocessOptions: Sendable {
     /// The stages between reading and tokenizing: a text needs 65,536 bytes for each window it must give.
     var stage: DocumentStage { DocumentStage(rules: rules, minTextBytes: windowLength * (windowsPerDocument ?? 1), dedup: dedup) }
 
+    /// The build record of a run over `reader`'s inputs: the options, and for RedPajama-v2 input its shard count and
+    /// the shards without a duplicates file (so the report of what was not deduplicated stays with the dataset).
+    func build(inputs: [String], reader: CorpusReader) -> BuildRecord {
+        var stage = self.stage, r = record
+        stage.rpv2 = !reader.rpv2Tags.isEmpty
+        if stage.rpv2 {
+            r["rpv2.shards"] = String(reader.rpv2Tags.count)
+            r["rpv2.duplicates_missing"] = reader.rpv2MissingDuplicates.isEmpty ? "none" : reader.rpv2MissingDuplicates.joined(separator: " ")
+        }
+        return BuildRecord(inputs: inputs, options: r, funnel: stage.funnel)
+    }
+
     /// `roll` only when set, so the index of a dataset built without it (and its `--resume`) stays as it was.
     var record: [String: String] {
         var r = ["format": format.rawValue, "level": String(level), "heldout_fraction": String(heldoutFraction),
@@ -155,9 +167,13 @@ public final class Preprocessor {
         defer { lock.release() }
         let started = Date()
         let stage = options.stage
-        let build = BuildRecord(inputs: inputs, options: options.record, funnel: stage.funnel)
         let reader = try CorpusReader(inputs: inputs, textField: options.textField, idField: options.idField,
                                       minTextBytes: stage.minTextBytes, share: share)
+        let build = options.build(inputs: inputs, reader: reader)
+        let missing = reader.rpv2MissingDuplicates
+        if share.rank == 0, !missing.isEmpty {
+            warn("warning: \(missing.count) of \(reader.rpv2Tags.count) RedPajama-v2 shards have no duplicates/*.duplicates.parquet, so none of their documents are flagged: \(missing.prefix(3).joined(separator: ", "))\(missing.count > 3 ? ", ..." : "") (index.json: rpv2.duplicates_missing)")
+        }
         dataset = try DatasetWriter(output: output, mode: mode, build: build, format: options.format, level: options.level,
                                     shardWindows: options.shardWindows)
         dataset.afterShard = afterShard
