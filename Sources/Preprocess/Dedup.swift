@@ -87,21 +87,20 @@ public struct MinHash: Sendable {
         for g in grams where distinct == 0 || grams[distinct - 1] != g { grams[distinct] = g; distinct += 1 }
         let p = Self.prime
         var mins = [UInt64](repeating: p, count: a.count)
-        a.withUnsafeBufferPointer { a in
-            b.withUnsafeBufferPointer { b in
-                mins.withUnsafeMutableBufferPointer { mins in
-                    for g in grams.prefix(distinct) {
-                        let h = UInt64(g)
-                        for k in 0..<a.count {
-                            // a * h < 2^93: fold the 128-bit product mod 2^61 - 1 (2^61 = 1 mod p).
-                            let (hi, lo) = a[k].multipliedFullWidth(by: h)
-                            var x = (lo & p) &+ (lo >> 61 | hi << 3) &+ b[k]
-                            x = (x & p) &+ (x >> 61)
-                            if x >= p { x -= p }
-                            if x < mins[k] { mins[k] = x }
-                        }
-                    }
+        grams.withUnsafeBufferPointer { grams in
+            // One permutation at a time over all n-grams: its constants and running minimum stay in registers.
+            for k in 0..<a.count {
+                let ak = a[k], bk = b[k]
+                var m = p
+                for g in grams[0..<distinct] {
+                    // a * h < 2^93: fold the 128-bit product mod 2^61 - 1 (2^61 = 1 mod p).
+                    let (hi, lo) = ak.multipliedFullWidth(by: UInt64(g))
+                    var x = (lo & p) &+ (lo >> 61 | hi << 3) &+ bk
+                    x = (x & p) &+ (x >> 61)
+                    if x >= p { x -= p }
+                    m = min(m, x)
                 }
+                mins[k] = m
             }
         }
         return mins
