@@ -113,6 +113,8 @@ struct InputPart: Sendable {
     var index = 0
     /// Bytes of the file this part stands for (a row group's compressed bytes for parquet).
     var bytes = 0
+    /// Set for a RedPajama-v2 documents file: ids and duplicate flags are RPv2's.
+    var rpv2: RPv2Shard?
 }
 
 /// What every reader of one input kind is told: which fields hold the text and the id, and the shortest text
@@ -122,6 +124,8 @@ struct ReadSettings: Sendable {
     var idField: String? = "id"
     /// Texts of fewer UTF-8 bytes are dropped as `too_short` from their length alone (0: none).
     var minTextBytes = 0
+    /// Drop the documents RedPajama-v2's duplicates files flag.
+    var rpv2Flags = true
 
     /// A document, or the drop of an empty, too short or non-UTF-8 one, in that order (a short text is never
     /// checked as UTF-8).
@@ -164,15 +168,31 @@ final class PartCursor {
     private var reader: PartReader?
     private var done = false
 
-    init(_ part: InputPart, _ settings: ReadSettings) { self.part = part; self.settings = settings }
+    /// RPv2's flagged ids of this part (read when the part is opened).
+    private var flagged: Set<String> = []
+
+    init(_ part: InputPart, _ settings: ReadSettings) {
+        self.part = part
+        var settings = settings
+        if part.rpv2 != nil { settings.textField = RPv2Shard.textField; settings.idField = nil }
+        self.settings = settings
+    }
 
     var bytesRead: Int { reader?.bytesRead ?? 0 }
 
     func next() -> CorpusRecord? {
         guard !done else { return nil }
         do {
-            if reader == nil { reader = try open() }
-            if let record = try reader!.next() { return record }
+            if reader == nil {
+                if settings.rpv2Flags { flagged = try part.rpv2?.flagged() ?? [] }
+                reader = try open()
+            }
+            if let record = try reader!.next() {
+                if case .document(let d) = record, flagged.contains(d.id) {
+                    return .dropped(DroppedRecord(ordinal: 0, origin: d.origin, reason: .duplicateRPv2, detail: "", bytes: d.text.count))
+                }
+                return record
+            }
         } catch {
             done = true
             return settings.dropped(reader?.position ?? part.url.path, .unreadable, "\(error); the rest of this file is skipped")
@@ -209,6 +229,8 @@ public final class CorpusReader: Sequence, IteratorProtocol {
     private var partIndex = 0
     private var ordinal = 0
     private var cursor: PartCursor?
+    /// The RedPajama-v2 shards among all inputs (every rank's), and those without a duplicates file.
+    public let rpv2Tags: [String], rpv2MissingDuplicates: [String]
     /// Input bytes, for progress and ETA.
     public var totalBytes: Int { parts.reduce(0) { $0 + $1.bytes } }
 
@@ -219,9 +241,10 @@ public final class CorpusReader: Sequence, IteratorProtocol {
     ///     `file:row` (parquet, rows from 0) or the WARC record's `WARC-Record-ID`. A JSON number is its literal
     ///     (an integer) or its shortest decimal form; other JSON values count as absent.
     ///   - minTextBytes: texts shorter than this are dropped as `too_short` from their length alone.
+    ///   - rpv2Flags: drop the documents of RedPajama-v2 documents files that its duplicates files flag.
     ///   - share: read only the parts at positions `rank`, `rank + world`, ... (ranks of a distributed run).
     public init(inputs: [String], textField: String = "text", idField: String? = "id", minTextBytes: Int = 0,
-                share: (rank: Int, world: Int) = (0, 1)) throws {
+                rpv2Flags: Bool = true, share: (rank: Int, world: Int) = (0, 1)) throws {
         var files: [(url: URL, name: String)] = []
         for input in inputs {
             let url = URL(fileURLWithPath: input)
@@ -230,7 +253,9 @@ public final class CorpusReader: Sequence, IteratorProtocol {
                 throw FileError(url, "no such file or folder")
             }
             if isDir.boolValue {
-                let found = try Self.listFolder(url)
+                // An RPv2 download: its documents only (quality_signals/, duplicates/, minhash/ are not text).
+                let root = RPv2Shard.isRoot(url) ? url.appendingPathComponent("documents") : url
+                let found = try Self.listFolder(root)
                 guard !found.isEmpty else { throw FileError(url, "folder holds no files") }
                 files += found
             } else {
@@ -247,12 +272,14 @@ public final class CorpusReader: Sequence, IteratorProtocol {
                     parts.append(InputPart(url: file.url, name: file.name, kind: kind, group: g, bytes: reader.byteSize(group: g)))
                 }
             } else {
-                parts.append(InputPart(url: file.url, name: file.name, kind: kind, bytes: size))
+                parts.append(InputPart(url: file.url, name: file.name, kind: kind, bytes: size, rpv2: RPv2Shard(file.url)))
             }
         }
         for i in parts.indices { parts[i].index = i }
+        rpv2Tags = parts.compactMap { $0.rpv2?.tag }
+        rpv2MissingDuplicates = parts.compactMap { $0.rpv2.flatMap { $0.duplicates == nil ? $0.tag : nil } }
         self.parts = parts.filter { $0.index % share.world == share.rank }
-        settings = ReadSettings(textField: textField, idField: idField, minTextBytes: minTextBytes)
+        settings = ReadSettings(textField: textField, idField: idField, minTextBytes: minTextBytes, rpv2Flags: rpv2Flags)
     }
 
     /// The kind from the first and last bytes; a file that cannot be read at all is a stream, reported when opened.

@@ -107,7 +107,7 @@ func prepareDatasetFolder(_ output: URL, mode: OutputMode, build: BuildRecord) t
 
     if mode == .force {
         // Only what a dataset consists of (and a distributed run's rank folders): other files are left alone.
-        var doomed = Set(visible.filter { $0 == DatasetIndex.fileName || $0.hasSuffix(".h5") || $0.hasSuffix(".tokens.zst") || isRankFolder($0) })
+        var doomed = Set(visible.filter { $0 == DatasetIndex.fileName || $0.hasSuffix(".h5") || $0.hasSuffix(".tokens.zst") || isRankFolder($0) || $0 == DedupLog.duplicatesName })
         if hasIndex, let old = try? DatasetIndex.load(from: output) { doomed.formUnion(old.shards.map(\.file)) }
         for name in doomed where fm.fileExists(atPath: output.appendingPathComponent(name).path) {
             try fm.removeItem(at: output.appendingPathComponent(name))

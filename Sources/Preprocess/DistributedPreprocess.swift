@@ -20,12 +20,17 @@ extension Preprocessor {
             return try p.run(mode: mode)
         }
         let started = Date()
-        var topOptions = options.record
-        topOptions["ranks"] = String(world.size)
-        let result = try distributedRun(output: output, build: BuildRecord(inputs: inputs, options: topOptions, funnel: options.stage.funnel), mode: mode, world: world) { folder, mode in
+        var build = options.build(inputs: inputs, reader: try CorpusReader(inputs: inputs, textField: options.textField, idField: options.idField))
+        build.options["ranks"] = String(world.size)
+        let result = try distributedRun(output: output, build: build, mode: mode, world: world) { folder, mode in
             let p = Preprocessor(inputs: inputs, output: folder, options: options, tokenizer: tokenizer, share: (world.rank, world.size))
             p.progress = world.rank == 0 ? progress : nil
             if let warn { p.warn = warn }
+            if let dedup = options.dedup {
+                let plan = DedupPlan(settings: dedup, mine: try p.dedupCandidates(), world: world)
+                p.plannedDuplicates = plan.drops
+                if world.rank == 0 { try Data(plan.lines).write(to: output.appendingPathComponent(DedupLog.duplicatesName), options: .atomic) }
+            }
             p.heldoutDecision = { heldout, kept, pendingFile in
                 let sums = world.sum([Double(heldout), Double(kept)])
                 let last = world.max([Int64(pendingFile ?? -1)])[0]

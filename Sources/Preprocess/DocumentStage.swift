@@ -33,26 +33,32 @@ struct DocumentStage: Sendable {
     var rules: [DocumentRule]
     /// UTF-8 bytes a text needs to give its windows: 65,536 tokens a window, each token at least one byte.
     var minTextBytes: Int
+    /// Dedup, after the tokenizer's drop (nil: none).
+    var dedup: DedupSettings? = nil
+    /// RedPajama-v2 input: its duplicate flags drop documents after the readers' drops.
+    var rpv2 = false
 
     /// The tokenizer's drop: a text long enough in bytes that gives fewer tokens than one window.
     static let tooFewTokens = DropReason("too_few_tokens")
+    /// Dedup's drop: a later copy of a kept document.
+    static let duplicate = DropReason("duplicate")
 
     /// Counter names in funnel order, from `records` to `kept`.
     var funnel: [String] {
-        ["records"] + ([.unreadable, .empty, .tooShort] + rules.flatMap(\.counters).map(DropReason.init) + [Self.tooFewTokens]).map(\.counter) + ["kept"]
+        ["records"] + ([.unreadable, .empty, .tooShort] + (rpv2 ? [.duplicateRPv2] : []) + rules.flatMap(\.counters).map(DropReason.init) + [Self.tooFewTokens] + (dedup == nil ? [] : [Self.duplicate])).map(\.counter) + ["kept"]
     }
 
     /// The rules' options for the build record, as `<rule>.<option>`.
     var record: [String: String] {
         var out: [String: String] = [:]
         for rule in rules { for (key, value) in rule.options { out[rule.name + "." + key] = value } }
-        return out
+        return out.merging(dedup?.record ?? [:]) { $1 }
     }
 
     /// Checks that rule names are usable and distinct (they name counters and options).
     func validate() throws {
-        var seen = Set(["unreadable", "empty", "too_short", "too_few_tokens"])
-        var names = Set<String>()
+        var seen = Set(["unreadable", "empty", "too_short", "too_few_tokens", "duplicate", "duplicate_rpv2"])
+        var names: Set = ["dedup"]
         for rule in rules {
             guard names.insert(rule.name).inserted else { throw PreprocessError("two document stages are named '\(rule.name)'") }
             for name in Set([rule.name] + rule.counters) {

@@ -41,7 +41,7 @@ final class JSONLReader: PartReader {
         do { text = escaped ? try JSONLineScanner.unescape(line, range, capacity: length) : Array(line[range]) } catch {
             return settings.dropped(origin, .unreadable, "not JSON (\(error))")
         }
-        return settings.document(text, id: id(fields.count > 1 ? fields[1] : nil, line) ?? "\(part.name):\(number)",
+        return settings.document(text, id: id(fields.count > 1 ? fields[1] : nil, line) ?? part.rpv2?.id(line: number) ?? "\(part.name):\(number)",
                                  origin: origin, part: part, what: what)
     }
 

@@ -22,6 +22,8 @@ public struct PreprocessOptions: Sendable {
     public var strict = false
     /// The document stage's rules, in order (cheapest first), between the readers' drops and the tokenizer.
     public var rules: [DocumentRule] = []
+    /// Dedup among the documents that pass every other stage, before the split is assigned; nil for none.
+    public var dedup: DedupSettings?
     /// Seed of LongCrawl64's roll: each window stored as `numpy.roll(window, rollShift(...))`; nil stores windows in order.
     public var roll: UInt64?
 
@@ -36,10 +38,23 @@ public struct PreprocessOptions: Sendable {
         guard shardWindows >= 1 else { throw bad("--shard-windows must be positive, got \(shardWindows)") }
         guard workers >= 1 else { throw bad("--workers must be positive, got \(workers)") }
         try stage.validate()
+        try dedup?.validate()
     }
 
     /// The stages between reading and tokenizing: a text needs 65,536 bytes for each window it must give.
-    var stage: DocumentStage { DocumentStage(rules: rules, minTextBytes: windowLength * (windowsPerDocument ?? 1)) }
+    var stage: DocumentStage { DocumentStage(rules: rules, minTextBytes: windowLength * (windowsPerDocument ?? 1), dedup: dedup) }
+
+    /// The build record of a run over `reader`'s inputs: the options, and for RedPajama-v2 input its shard count and
+    /// the shards without a duplicates file (so the report of what was not deduplicated stays with the dataset).
+    func build(inputs: [String], reader: CorpusReader) -> BuildRecord {
+        var stage = self.stage, r = record
+        stage.rpv2 = !reader.rpv2Tags.isEmpty
+        if stage.rpv2 {
+            r["rpv2.shards"] = String(reader.rpv2Tags.count)
+            r["rpv2.duplicates_missing"] = reader.rpv2MissingDuplicates.isEmpty ? "none" : reader.rpv2MissingDuplicates.joined(separator: " ")
+        }
+        return BuildRecord(inputs: inputs, options: r, funnel: stage.funnel)
+    }
 
     /// `roll` only when set, so the index of a dataset built without it (and its `--resume`) stays as it was.
     var record: [String: String] {
@@ -133,6 +148,10 @@ public final class Preprocessor {
     private var pending: (doc: Emitted, start: ResumePoint)?
     /// Per split, the state before the first document with a window in the open shard.
     private var openStart: [Split: ResumePoint] = [:]
+    /// A single run's dedup, decided as documents come.
+    private var dedupLog: DedupLog?
+    /// A rank's dedup, decided over all ranks beforehand: the rank's dropped documents by ordinal.
+    var plannedDuplicates: [Int: (kept: String, jaccard: Double)]?
 
     struct Emitted {
         var id: String
@@ -148,9 +167,13 @@ public final class Preprocessor {
         defer { lock.release() }
         let started = Date()
         let stage = options.stage
-        let build = BuildRecord(inputs: inputs, options: options.record, funnel: stage.funnel)
         let reader = try CorpusReader(inputs: inputs, textField: options.textField, idField: options.idField,
                                       minTextBytes: stage.minTextBytes, share: share)
+        let build = options.build(inputs: inputs, reader: reader)
+        let missing = reader.rpv2MissingDuplicates
+        if share.rank == 0, !missing.isEmpty {
+            warn("warning: \(missing.count) of \(reader.rpv2Tags.count) RedPajama-v2 shards have no duplicates/*.duplicates.parquet, so none of their documents are flagged: \(missing.prefix(3).joined(separator: ", "))\(missing.count > 3 ? ", ..." : "") (index.json: rpv2.duplicates_missing)")
+        }
         dataset = try DatasetWriter(output: output, mode: mode, build: build, format: options.format, level: options.level,
                                     shardWindows: options.shardWindows)
         dataset.afterShard = afterShard
@@ -165,6 +188,10 @@ public final class Preprocessor {
         produced = start.produced
         counts = start.counts
         for s in Split.allCases { skip[s] = index.windows(split: s) - start.produced[s, default: 0] }
+        if let dedup = options.dedup, plannedDuplicates == nil {
+            dedupLog = try DedupLog(folder: output, settings: dedup, kept: start.counts["kept"],
+                                    dropped: start.counts[DocumentStage.duplicate.counter])
+        }
         progress?.begin(totalBytes: reader.totalBytes)
 
         // Records before the restart point are read again (their parts must be) but neither tokenized nor counted.
@@ -176,40 +203,47 @@ public final class Preprocessor {
             var records = piece.records
             for i in records.indices { records[i].ordinal = ordinal; ordinal += 1 }
             records.removeAll { $0.ordinal < restart }
-            let tokens = tokenize(records)
-            for (r, t) in zip(records, tokens) {
-                start = ResumePoint(document: r.ordinal, produced: produced, counts: counts)
-                try emit(r, tokens: t, start: start)
+            let (tokens, fingerprints) = tokenize(records)
+            for i in records.indices {
+                start = ResumePoint(document: records[i].ordinal, produced: produced, counts: counts)
+                try emit(records[i], tokens: tokens[i], fingerprint: fingerprints[i], start: start)
             }
             if piece.last { bytesDone += reader.parts[piece.part].bytes }
             progress?.update(bytes: bytesDone + (piece.last ? 0 : piece.bytesRead), documents: counts["records"], kept: counts["kept"],
                              tokens: produced.values.reduce(0, +) * windowLength)
         }
         try finishSplits(endState: ResumePoint(document: ordinal, produced: produced, counts: counts))
+        try dedupLog?.finish()
         progress?.end()
         return PreprocessSummary(index: dataset.index, seconds: Date().timeIntervalSince(started), inputBytes: reader.totalBytes)
     }
 
-    /// Tokens for each document of a piece (empty for dropped records), computed on `workers` threads.
-    private func tokenize(_ records: [CorpusRecord]) -> [[UInt16]] {
+    /// Tokens for each document of a piece (empty for dropped records) and, with dedup, the fingerprint of each
+    /// that has a window's tokens, computed on `workers` threads.
+    func tokenize(_ records: [CorpusRecord]) -> (tokens: [[UInt16]], fingerprints: [[UInt64]]) {
         let needed = options.windowsPerDocument.map { $0 * windowLength }
         var results = [[UInt16]](repeating: [], count: records.count)
+        var fingerprints = [[UInt64]](repeating: [], count: records.count)
         let documents = records.indices.filter { if case .document = records[$0] { return true } else { return false } }
         results.withUnsafeMutableBufferPointer { out in
-            let slots = SendablePointer(out.baseAddress!)
-            let work = { (k: Int) in
-                guard case .document(let d) = records[documents[k]] else { return }
-                self.beforeTokenizing?(d)
-                slots.pointer[documents[k]] = encodePrefix(d.text, needed: needed, tokenizer: self.tokenizer)
+            fingerprints.withUnsafeMutableBufferPointer { prints in
+                let slots = SendablePointer(out.baseAddress!), printSlots = SendablePointer(prints.baseAddress!)
+                let work = { (k: Int) in
+                    guard case .document(let d) = records[documents[k]] else { return }
+                    self.beforeTokenizing?(d)
+                    let tokens = encodePrefix(d.text, needed: needed, tokenizer: self.tokenizer)
+                    if let dedup = self.options.dedup, self.plannedDuplicates == nil, tokens.count >= windowLength { printSlots.pointer[documents[k]] = dedup.fingerprint(d.text) }
+                    slots.pointer[documents[k]] = tokens
+                }
+                if options.workers == 1 || documents.count == 1 { for k in documents.indices { work(k) } }
+                else { DispatchQueue.concurrentPerform(iterations: documents.count, execute: work) }
             }
-            if options.workers == 1 || documents.count == 1 { for k in documents.indices { work(k) } }
-            else { DispatchQueue.concurrentPerform(iterations: documents.count, execute: work) }
         }
-        return results
+        return (results, fingerprints)
     }
 
     /// Accounts for one record and sends its windows to its split.
-    private func emit(_ record: CorpusRecord, tokens: [UInt16], start: ResumePoint) throws {
+    private func emit(_ record: CorpusRecord, tokens: [UInt16], fingerprint: [UInt64], start: ResumePoint) throws {
         counts["records"] += 1
         let doc: Document
         switch record {
@@ -227,6 +261,8 @@ public final class Preprocessor {
         counts.countLength(doc.text.count)
         let available = tokens.count / windowLength
         guard available >= 1 else { counts[DocumentStage.tooFewTokens.counter] += 1; return }
+        let duplicate = try plannedDuplicates.map { $0[record.ordinal] } ?? dedupLog?.check(id: doc.id, fingerprint: fingerprint)
+        guard duplicate == nil else { counts[DocumentStage.duplicate.counter] += 1; return }
         counts["kept"] += 1
         counts.countLength(doc.text.count, kept: true)
         let n = min(available, options.windowsPerDocument ?? available)

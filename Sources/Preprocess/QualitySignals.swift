@@ -1,4 +1,5 @@
 import Foundation
+import Support
 
 /// RedPajama-v2's quality signals of one document, computed from its text as RPv2's `quality_signals` code does
 /// (docs/RECIPE.md has the definitions), with Python's meaning of whitespace, `\w`, `str.lower` and NFD.
@@ -30,6 +31,8 @@ public struct QualitySignals: Sendable {
     /// The normalized words as ids (equal words, equal ids; ids in order of first occurrence) and each id's length.
     let words: [Int32]
     let wordLengths: [Int32]
+    /// Each id's 64-bit hash of its NFD UTF-8: equal words hash equally across documents (for MinHash).
+    let wordHashes: [UInt64]
     /// Scalars of all normalized words.
     let totalChars: Int
 
@@ -54,10 +57,10 @@ public struct QualitySignals: Sendable {
     }
 
     private init(wordCount: Int, meanWordLength: Double?, symbolToWordRatio: Double?, fracLinesEndWithEllipsis: Double?,
-                 fracLinesStartWithBullet: Double?, fracNoAlphaWords: Double?, words: [Int32], wordLengths: [Int32], totalChars: Int) {
+                 fracLinesStartWithBullet: Double?, fracNoAlphaWords: Double?, words: [Int32], wordLengths: [Int32], wordHashes: [UInt64], totalChars: Int) {
         self.wordCount = wordCount; self.meanWordLength = meanWordLength; self.symbolToWordRatio = symbolToWordRatio
         self.fracLinesEndWithEllipsis = fracLinesEndWithEllipsis; self.fracLinesStartWithBullet = fracLinesStartWithBullet
-        self.fracNoAlphaWords = fracNoAlphaWords; self.words = words; self.wordLengths = wordLengths; self.totalChars = totalChars
+        self.fracNoAlphaWords = fracNoAlphaWords; self.words = words; self.wordLengths = wordLengths; self.wordHashes = wordHashes; self.totalChars = totalChars
     }
 
     private static func analyze(_ text: UnsafeBufferPointer<UInt8>) -> QualitySignals {
@@ -165,7 +168,7 @@ public struct QualitySignals: Sendable {
             fracLinesEndWithEllipsis: lines == 0 ? nil : roundPython(Double(ellipsisLines) / Double(lines)),
             fracLinesStartWithBullet: lines == 0 ? nil : Double(bulletLines) / Double(lines),
             fracNoAlphaWords: rawWords == 0 ? nil : roundPython(1.0 - Double(alphaWords) / Double(rawWords)),
-            words: words, wordLengths: table.lengths, totalChars: chars)
+            words: words, wordLengths: table.lengths, wordHashes: table.contentHashes, totalChars: chars)
     }
 
     /// Python's final-sigma rule (`str.lower` of U+03A3): final when a cased scalar comes before it (across
@@ -328,6 +331,8 @@ private struct WordTable {
     private var arena: [UInt8] = []
     /// Scalars of each word id (after NFD).
     var lengths: [Int32] = []
+    /// Each word id's hash of its NFD UTF-8, mixed (`WordTable.hash` alone is weak in its low bits).
+    var contentHashes: [UInt64] = []
 
     init() { starts = []; ends = [] }
 
@@ -338,11 +343,13 @@ private struct WordTable {
         if ascii {
             id = Int32(lengths.count)
             lengths.append(Int32(word.count))
+            contentHashes.append(SplitMix64.mix(h))
         } else {
             let nfd = Array(String(decoding: word, as: UTF8.self).decomposedStringWithCanonicalMapping.utf8)
             if nfd == word {
                 id = Int32(lengths.count)
                 lengths.append(Int32(nfd.reduce(0) { $0 + ($1 & 0xC0 != 0x80 ? 1 : 0) }))
+                contentHashes.append(SplitMix64.mix(h))
             } else {
                 id = intern(nfd, ascii: false)
             }

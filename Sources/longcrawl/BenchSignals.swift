@@ -28,6 +28,9 @@ struct BenchSignals: ParsableCommand {
     @Option(help: "The Python that runs RPv2's code.")
     var python: String = "python3"
 
+    @Option(help: "The Python that runs RPv2's MinHash (dedupe/minhash.py: numpy, scipy).")
+    var minhashPython: String = "python3"
+
     @Option(help: "Runs of each measurement; the best counts.")
     var runs: Int = 3
 
@@ -58,6 +61,38 @@ struct BenchSignals: ParsableCommand {
             }
         }
         print("largest difference from RPv2's values: \(worst)" + (nulls > 0 ? ", \(nulls) null mismatches" : ""))
+        try benchMinHash(docs: docs, files: files, mb: mb, rpv2: rpv2)
+    }
+
+    /// MinHash signatures (13-grams, 128 permutations, RPv2's 0.8 bands) of the same documents, normalization
+    /// included on both sides: ours (`MinHash` on `QualitySignals`' words) beside RPv2's `dedupe.minhash.MinHash`
+    /// on `normalize(text).split()`, as its worker calls it.
+    private func benchMinHash(docs: [[UInt8]], files: [URL], mb: Double, rpv2: String) throws {
+        let minhash = MinHash(ngram: 13, hashes: 128)
+        let seconds = bestSeconds(runs) { for d in docs { _ = minhash.signature(QualitySignals(utf8: d)) } }
+        let script = """
+        import sys, time
+        sys.path.insert(0, sys.argv[1])
+        from dedupe.minhash import MinHash
+        from utilities.text.normalization import normalize
+        m = MinHash(similarity_thresholds=[0.8], ngram_size=13, num_permutations=128, seed=42)
+        texts = [open(p, encoding="utf-8").read() for p in sys.argv[3:]]
+        best = None
+        for _ in range(int(sys.argv[2])):
+            t0 = time.perf_counter()
+            for t in texts: m.compute_banded_signatures(tuple(normalize(t).split()))
+            t = time.perf_counter() - t0
+            best = t if best is None else min(best, t)
+        print(best)
+        """
+        let (status, out) = try capture([minhashPython, "-c", script, rpv2 + "/app/src", String(runs)] + files.map(\.path))
+        guard status == 0, let py = Double(String(decoding: out, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw ValidationError("RPv2's MinHash failed under \(minhashPython) (needs numpy, scipy)")
+        }
+        print("\n| MinHash, 13-grams x 128 | threads | MB/s | vs RPv2 |")
+        print("| --- | ---: | ---: | ---: |")
+        print(String(format: "| RPv2 dedupe.minhash | 1 | %.2f | 1.00 |", mb / py))
+        print(String(format: "| MinHash | 1 | %.2f | %.1f |", mb / seconds, py / seconds))
     }
 
     /// RPv2's signal classes on each file, timed over the same documents: the best of `runs`, and the values in

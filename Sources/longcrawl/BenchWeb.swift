@@ -34,6 +34,13 @@ struct BenchWeb: ParsableCommand {
     @Option(help: "Runs of each measurement; the best counts.")
     var runs: Int = 3
 
+    @Option(help: "Also time preprocess with a recipe (longcrawl64: its quality rules and near dedup) on the JSONL, beside the run without.")
+    var recipe: String?
+
+    func validate() throws {
+        guard recipe == nil || recipe == "longcrawl64" else { throw ValidationError("--recipe must be longcrawl64, got '\(recipe!)'") }
+    }
+
     func run() throws {
         let books = corpus ?? (FileManager.default.fileExists(atPath: "../shared/data/corpus-dev") ? "../shared/data/corpus-dev"
                                                                                                  : packageRoot.appendingPathComponent("data/sample").path)
@@ -78,13 +85,14 @@ struct BenchWeb: ParsableCommand {
         }
 
         let tokenizer = try loadTokenizer(nil)
-        func preprocess(_ input: URL, textField: String, idField: String) throws -> (seconds: Double, kept: Int) {
+        func preprocess(_ input: URL, textField: String, idField: String, recipe: Bool = false) throws -> (seconds: Double, kept: Int) {
             var kept = 0
             let seconds = try bestSeconds(runs) {
                 let out = dir.appendingPathComponent("out")
                 try? FileManager.default.removeItem(at: out)
                 var options = PreprocessOptions()
                 options.textField = textField; options.idField = idField; options.workers = workers
+                if recipe { options.rules = [QualityRules(.longcrawl64)]; options.dedup = DedupSettings(mode: .near) }
                 let p = Preprocessor(inputs: [input.path], output: out, options: options, tokenizer: tokenizer)
                 p.warn = { _ in }
                 kept = try p.run(mode: .fresh).index.build?.counts["kept"] ?? 0
@@ -103,6 +111,11 @@ struct BenchWeb: ParsableCommand {
         print(String(format: "pyarrow read_table(columns=[\"text\"], use_threads=False)     %7.1f MB/s", rate(pyFields[1])))
         print(String(format: "preprocess, parquet (%d workers)                             %7.1f MB/s  (%.2fx pyarrow)", workers,
                      rate(oursParquet.seconds), pyFields[1] / oursParquet.seconds))
+        if recipe != nil {
+            let withRecipe = try preprocess(jsonl, textField: "raw_content", idField: "doc_id", recipe: true)
+            print(String(format: "preprocess --recipe longcrawl64, gzip JSONL (%d workers)     %7.1f MB/s  (%.3fx without the recipe); kept %d", workers,
+                         rate(withRecipe.seconds), ours.seconds / withRecipe.seconds, withRecipe.kept))
+        }
         print("kept \(ours.kept) documents (of \(long) of >= 65,536 bytes); best of \(runs) runs each")
     }
 

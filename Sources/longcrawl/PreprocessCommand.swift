@@ -88,6 +88,7 @@ struct PreprocessCommand: ParsableCommand {
         options.strict = strict
         options.roll = roll
         options.rules = quality.rules
+        options.dedup = quality.dedupSettings
 
         let tok = try loadTokenizer(tokenizer)
         let world = World.shared

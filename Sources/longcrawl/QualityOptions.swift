@@ -45,7 +45,18 @@ struct QualityOptions: ParsableArguments {
     @Option(name: .customLong("max-dupe-10grams"), help: "Gopher rule: the same for 10-grams (0.10).")
     var maxDupe10: Double?
 
+    @Option(help: "Dedup among the documents that pass every other stage: exact (SHA-256 of the text), near (MinHash LSH over RPv2's normalized words) or none (longcrawl64: near, else none). First in input order kept; duplicates.jsonl lists the others.")
+    var dedup: String?
+    @Option(help: "Near dedup: words per n-gram (13).")
+    var dedupNgram: Int = 13
+    @Option(help: "Near dedup: LSH bands (9; with 13 rows, RPv2's setting for similarity 0.8).")
+    var dedupBands: Int = 9
+    @Option(help: "Near dedup: MinHash values per band (13).")
+    var dedupRows: Int = 13
+
     func validate() throws {
+        guard dedup == nil || ["exact", "near", "none"].contains(dedup!) else { throw ValidationError("--dedup must be exact, near or none, got '\(dedup!)'") }
+        try dedupSettings?.validate()
         guard recipe == nil || recipe == "longcrawl64" else { throw ValidationError("--recipe must be longcrawl64, got '\(recipe!)'") }
         try thresholds.validate()
     }
@@ -64,6 +75,14 @@ struct QualityOptions: ParsableArguments {
         for (n, v) in [(2, maxTop2), (3, maxTop3), (4, maxTop4)] { if let v { t.maxTopNGram[n] = v } }
         for (n, v) in [(5, maxDupe5), (6, maxDupe6), (7, maxDupe7), (8, maxDupe8), (9, maxDupe9), (10, maxDupe10)] { if let v { t.maxDupeNGrams[n] = v } }
         return t
+    }
+
+    /// The dedup asked for: --dedup, else near for the recipe, else none.
+    var dedupSettings: DedupSettings? {
+        guard let mode = DedupSettings.Mode(rawValue: dedup ?? (recipe != nil ? "near" : "none")) else { return nil }
+        var d = DedupSettings(mode: mode)
+        d.ngram = dedupNgram; d.bands = dedupBands; d.rows = dedupRows
+        return d
     }
 
     /// The document rules these options ask for: none, or the quality rules.

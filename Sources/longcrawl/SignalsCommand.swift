@@ -9,7 +9,8 @@ struct SignalsCommand: ParsableCommand {
         commandName: "signals",
         abstract: "Print RedPajama-v2's quality signals of each document of a file, one JSON object a line.",
         discussion: """
-        Reads any input preprocess reads (RPv2's documents/*.json.gz with --text-field raw_content) and prints, in \
+        Reads any input preprocess reads (a RedPajama-v2 documents/{snapshot}/{shard}/{lang}_{bucket}.json.gz file is \
+        read as RPv2's: raw_content, ids {snapshot}/{shard}/{lang}_{bucket}.json.gz/{row}, every document) and prints, in \
         input order, {"id": ..., "rps_doc_word_count": ..., ...}: the signals the quality rules use, rounded to 8 \
         decimals as RPv2 does, null where RPv2 gives null. rps_lines_start_with_bulletpoint is the share of lines \
         (RPv2 publishes one 0/1 per line). An unreadable record prints {"id": "file:line", "error": ...}.
@@ -29,7 +30,7 @@ struct SignalsCommand: ParsableCommand {
     var idField: String = "id"
 
     func run() throws {
-        let reader = try CorpusReader(inputs: inputs, textField: textField, idField: idField)
+        let reader = try CorpusReader(inputs: inputs, textField: textField, idField: idField, rpv2Flags: false)
         var out = Data()
         for record in reader {
             let id: String, text: [UInt8]

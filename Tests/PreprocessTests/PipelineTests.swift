@@ -48,6 +48,10 @@ func assertSameDataset(_ a: URL, _ b: URL, file: StaticString = #filePath, line:
         let da = try Data(contentsOf: a.appendingPathComponent(entry.file)), db = try Data(contentsOf: b.appendingPathComponent(entry.file))
         XCTAssertTrue(da == db, "\(entry.file) differs", file: file, line: line)
     }
+    let dupes = "duplicates.jsonl"
+    if FileManager.default.fileExists(atPath: a.appendingPathComponent(dupes).path) {
+        XCTAssertEqual(try Data(contentsOf: a.appendingPathComponent(dupes)), try Data(contentsOf: b.appendingPathComponent(dupes)), "\(dupes) differs", file: file, line: line)
+    }
 }
 
 /// Runs the CLI with `args` into a reference folder, then again killed with SIGKILL once the index lists each of

@@ -1,0 +1,144 @@
+import Foundation
+import Shards
+import TestSupport
+import XCTest
+@testable import Preprocess
+
+/// Python's exact Jaccard similarity of the sets of word 13-grams of RPv2's normalized words (its own
+/// normalization: punctuation deleted, lower, whitespace collapsed, NFD), for each pair of files given.
+private let exactJaccard = """
+import sys, string, unicodedata, re
+def grams(path, n=13):
+    t = open(path, encoding="utf-8").read()
+    t = t.translate(str.maketrans("", "", string.punctuation)).lower().strip()
+    t = unicodedata.normalize("NFD", re.sub(r"\\s+", " ", t))
+    w = t.split()
+    return {tuple(w[i:i + n]) for i in range(max(len(w) - n + 1, 1))}
+for a, b in zip(sys.argv[1::2], sys.argv[2::2]):
+    x, y = grams(a), grams(b)
+    print(len(x & y) / len(x | y))
+"""
+
+/// Writes `lines` of `source` with every `every`-th line (from `offset`) replaced.
+private func variant(_ source: String, every: Int, offset: Int = 0) -> String {
+    source.split(separator: "\n", omittingEmptySubsequences: false).enumerated()
+        .map { $0.offset % every == offset ? "a changed line \($0.offset) with other words in it" : String($0.element) }.joined(separator: "\n")
+}
+
+final class DedupTests: XCTestCase {
+    /// MinHash's estimate against Python's exact Jaccard of the n-gram sets: within 5 standard deviations of a
+    /// mean of 128 Bernoulli(J) matches, sqrt(J(1-J)/128) (at most 0.044), for similarities from 0 to 1.
+    func testMinHashEstimatesJaccard() throws {
+        let dir = try temporaryFolder(self)
+        let base = try String(contentsOf: try requireCorpusDev().appendingPathComponent("walden.txt"), encoding: .utf8)
+        let other = try String(contentsOf: corpusDev.appendingPathComponent("dracula.txt"), encoding: .utf8)
+        let texts = [base, variant(base, every: 50), variant(base, every: 10), variant(base, every: 4), variant(base, every: 2), other]
+        var paths: [String] = []
+        for (k, t) in texts.enumerated() {
+            let url = dir.appendingPathComponent("\(k).txt")
+            try t.write(to: url, atomically: true, encoding: .utf8)
+            paths.append(url.path)
+        }
+        let pairs = (1..<texts.count).flatMap { [paths[0], paths[$0]] }
+        let r = try runProcess("/usr/bin/env", ["python3", "-c", exactJaccard] + pairs)
+        XCTAssertEqual(r.status, 0, r.err)
+        let exact = r.out.split(separator: "\n").compactMap { Double($0) }
+        XCTAssertEqual(exact.count, texts.count - 1)
+        let minhash = MinHash(ngram: 13, hashes: 128)
+        let signature = { (t: String) in minhash.signature(QualitySignals(utf8: Array(t.utf8))) }
+        let s0 = signature(base)
+        XCTAssertEqual(MinHash.jaccard(s0, signature(base)), 1)
+        for (k, j) in exact.enumerated() {
+            let estimate = MinHash.jaccard(s0, signature(texts[k + 1]))
+            let bound = 5 * (j * (1 - j) / 128).squareRoot() + 1e-9
+            XCTAssertLessThanOrEqual(abs(estimate - j), bound, "text \(k + 1): exact \(j), estimate \(estimate)")
+        }
+        XCTAssertGreaterThan(exact[0], 0.85, "the 2% variant is a near copy")
+        XCTAssertLessThan(exact[4], 0.01, "another book shares almost no 13-gram")
+    }
+
+    /// A corpus of books with an exact copy (another id), a near copy (2% of lines changed) and unrelated books,
+    /// the copies after their originals in input order, one copy of a copy.
+    func dedupCorpus() throws -> URL {
+        let dir = try temporaryFolder(self).appendingPathComponent("corpus")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let corpus = try requireCorpusDev()
+        let book = { (n: String) in try String(contentsOf: corpus.appendingPathComponent(n + ".txt"), encoding: .utf8) }
+        let files = [("a", try book("beowulf")), ("b", try book("great_gatsby")), ("c", try book("beowulf")),
+                     ("d", variant(try book("great_gatsby"), every: 50, offset: 7)), ("e", try book("frankenstein")),
+                     ("f", try book("art_of_war")), ("g", variant(try book("great_gatsby"), every: 50, offset: 7)), ("h", try book("dubliners"))]
+        for (name, text) in files { try text.write(to: dir.appendingPathComponent(name + ".txt"), atomically: true, encoding: .utf8) }
+        return dir
+    }
+
+    func testCopiesDroppedFirstSeenKept() throws {
+        let corpus = try dedupCorpus()
+        for mode in [DedupSettings.Mode.near, .exact] {
+            let out = try temporaryFolder(self).appendingPathComponent("ds")
+            _ = try preprocess([corpus], out) { $0.dedup = DedupSettings(mode: mode) }
+            let build = try XCTUnwrap(try DatasetIndex.load(from: out).build)
+            let lines = try String(contentsOf: out.appendingPathComponent("duplicates.jsonl"), encoding: .utf8).split(separator: "\n")
+                .map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+            let pairs = lines.map { "\($0["kept"]!) \($0["dropped"]!)" }
+            let kept = Set(try readDataset(out).map(\.source.document))
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out.appendingPathComponent(".dedup-survivors").path))
+            XCTAssertEqual(build.options["dedup.mode"], mode.rawValue)
+            XCTAssertEqual(build.funnel?.suffix(3).map { $0 }, ["dropped_too_few_tokens", "dropped_duplicate", "kept"])
+            if mode == .near {
+                XCTAssertEqual(pairs, ["a.txt c.txt", "b.txt d.txt", "b.txt g.txt"])
+                XCTAssertEqual(lines[0]["jaccard"] as? Double, 1)
+                XCTAssertGreaterThan(lines[1]["jaccard"] as! Double, 0.8)
+                XCTAssertEqual(kept, ["a.txt", "b.txt", "e.txt", "f.txt", "h.txt"])
+                XCTAssertEqual(build.options["dedup.ngram"], "13")
+                XCTAssertEqual(build.counts["dropped_duplicate"], 3)
+                // No kept pair is similar (Python's exact Jaccard of the 13-gram sets).
+                let names = kept.sorted()
+                let pairs = names.indices.flatMap { i in names[(i + 1)...].flatMap { [corpus.appendingPathComponent(names[i]).path, corpus.appendingPathComponent($0).path] } }
+                let r = try runProcess("/usr/bin/env", ["python3", "-c", exactJaccard] + pairs)
+                XCTAssertEqual(r.status, 0, r.err)
+                XCTAssertTrue(r.out.split(separator: "\n").allSatisfy { Double($0)! < 0.1 }, r.out)
+            } else {
+                // Exact: only byte-equal texts; d and g are equal to each other.
+                XCTAssertEqual(pairs, ["a.txt c.txt", "d.txt g.txt"])
+                XCTAssertEqual(kept, ["a.txt", "b.txt", "d.txt", "e.txt", "f.txt", "h.txt"])
+            }
+        }
+    }
+
+    /// `mpirun -np 2` decides over all ranks: the same windows, counters and duplicates.jsonl as one process.
+    func testTwoRanksDedupGlobally() throws {
+        let mpirun = "/usr/bin/mpirun"
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: mpirun), "Open MPI's mpirun is not installed")
+        let corpus = try dedupCorpus()
+        let dir = try temporaryFolder(self)
+        let args = ["preprocess", corpus.path, "--dedup", "near", "--shard-windows", "2", "--heldout-fraction", "0.3"]
+        let one = dir.appendingPathComponent("one"), two = dir.appendingPathComponent("two")
+        let a = try runProcess(longcrawlBinary, args + ["--out", one.path])
+        XCTAssertEqual(a.status, 0, a.err)
+        let b = try runProcess(mpirun, ["--allow-run-as-root", "--oversubscribe", "-np", "2", longcrawlBinary] + args + ["--out", two.path])
+        XCTAssertEqual(b.status, 0, b.err)
+        let windows = { (d: URL) in try readDataset(d).map { "\($0.split) \($0.source.document) \($0.tokens.hashValue)" }.sorted() }
+        XCTAssertEqual(try windows(two), try windows(one))
+        XCTAssertEqual(try DatasetIndex.load(from: two).build?.counts, try DatasetIndex.load(from: one).build?.counts)
+        XCTAssertEqual(try Data(contentsOf: two.appendingPathComponent("duplicates.jsonl")), try Data(contentsOf: one.appendingPathComponent("duplicates.jsonl")))
+        XCTAssertEqual(try DatasetIndex.load(from: one).build?.counts["dropped_duplicate"], 3)
+    }
+
+    /// SIGKILL between shards and `--resume`: the same bytes, duplicates.jsonl included (the survivors log
+    /// restores the dedup index at the resume point).
+    func testResumeAfterSIGKILLWithDedup() throws {
+        let corpus = try dedupCorpus()
+        try assertResumesAfterSIGKILL(self, ["preprocess", corpus.path, "--dedup", "near", "--shard-windows", "1", "--heldout-fraction", "0.3", "--workers", "1"],
+                                      killAfterShards: [1, 2, 3])
+    }
+
+    /// A resume with other dedup settings is refused, naming the option.
+    func testResumeWithOtherDedupRefused() throws {
+        let corpus = try dedupCorpus()
+        let out = try temporaryFolder(self).appendingPathComponent("ds")
+        _ = try preprocess([corpus], out) { $0.dedup = DedupSettings(mode: .near) }
+        XCTAssertThrowsError(try preprocess([corpus], out, { $0.dedup = DedupSettings(mode: .exact) }, mode: .resume)) {
+            XCTAssertTrue("\($0)".contains("dedup.mode was near, now exact"), "\($0)")
+        }
+    }
+}
