@@ -219,8 +219,10 @@ final class TokenTable: @unchecked Sendable {
     /// Token bytes, concatenated; token `id` is `arena[starts[id] ..< starts[id + 1]]`.
     private let arena: UnsafeMutablePointer<UInt8>
     private let starts: UnsafeMutablePointer<Int32>
-    /// Token id per slot, -1 when empty.
-    private let slots: UnsafeMutablePointer<Int32>
+    /// Per slot: a token's id (-1 when empty), its length and its first 8 bytes, so that a lookup of a piece of at
+    /// most 8 bytes (nearly all of them) touches one cache line, not the slot, `starts` and the arena in turn.
+    private let slots: UnsafeMutablePointer<Slot>
+    struct Slot { var prefix: UInt64; var id: Int32; var length: Int32 }
     private let mask: Int
     /// Bytes in the longest token: no longer byte string can be one.
     private let longest: Int
@@ -235,12 +237,12 @@ final class TokenTable: @unchecked Sendable {
         }
         starts[tokens.count] = Int32(end)
         let capacity = 1 << 17
-        let slots = UnsafeMutablePointer<Int32>.allocate(capacity: capacity)
-        slots.initialize(repeating: -1, count: capacity)
+        let slots = UnsafeMutablePointer<Slot>.allocate(capacity: capacity)
+        slots.initialize(repeating: Slot(prefix: 0, id: -1, length: 0), count: capacity)
         for (id, t) in tokens.enumerated() where !t.isEmpty {
             var h = t.withUnsafeBufferPointer(Self.hash) & (capacity - 1)
-            while slots[h] >= 0 { h = (h + 1) & (capacity - 1) }
-            slots[h] = Int32(id)
+            while slots[h].id >= 0 { h = (h + 1) & (capacity - 1) }
+            slots[h] = Slot(prefix: t.withUnsafeBufferPointer(Self.prefix), id: Int32(id), length: Int32(t.count))
         }
         (self.arena, self.starts, self.slots) = (arena, starts, slots)
         mask = capacity - 1
@@ -267,15 +269,25 @@ final class TokenTable: @unchecked Sendable {
     /// The id of a token whose bytes are exactly `bytes`, if any; `hash` is `hash(bytes)`.
     @inline(__always)
     func lookup(_ bytes: UnsafeBufferPointer<UInt8>, hash: Int) -> UInt16? {
-        if bytes.count > longest { return nil }
+        let n = bytes.count
+        if n > longest { return nil }
+        let prefix = Self.prefix(bytes)
         var h = hash & mask
         while true {
-            let id = Int(slots[h])
-            if id < 0 { return nil }
-            let lo = Int(starts[id]), hi = Int(starts[id + 1])
-            if hi - lo == bytes.count, equalBytes(arena + lo, bytes.baseAddress!, bytes.count) { return UInt16(id) }
+            let slot = slots[h]
+            if slot.id < 0 { return nil }
+            if Int(slot.length) == n, slot.prefix == prefix,
+               n <= 8 || equalBytes(arena + Int(starts[Int(slot.id)]) + 8, bytes.baseAddress! + 8, n - 8) { return UInt16(slot.id) }
             h = (h + 1) & mask
         }
+    }
+
+    /// The first 8 bytes (fewer zero-padded) as a little-endian number.
+    @inline(__always)
+    static func prefix(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt64 {
+        var v: UInt64 = 0
+        for i in 0..<Swift.min(bytes.count, 8) { v |= UInt64(bytes[i]) << UInt64(8 * i) }
+        return v
     }
 
     /// Rank (= id) of the bytes `p[start ..< end]`, or Int.max when they are not a token.
