@@ -100,11 +100,13 @@ final class PipelineTests: XCTestCase {
             let full = text.withUnsafeBufferPointer { gpt2.encode(bytes: $0) }
             // One memo across all calls, as a feed worker carries it from document to document.
             var memo = TokenizerMemo()
-            for needed in [1000, windowLength, full.count + 1], stretch in [997, 1 << 16] {
-                let prefix = encodePrefix(text, needed: needed, tokenizer: gpt2, memo: &memo, stretchBytes: stretch)
-                XCTAssertGreaterThanOrEqual(prefix.count, min(needed, full.count), name)
-                XCTAssertLessThan(prefix.count, needed + stretch, "\(name): at most one stretch past the need")
-                XCTAssertEqual(Array(prefix.prefix(needed)), Array(full.prefix(needed)), "\(name) needed \(needed) stretch \(stretch)")
+            for needed in [1000, windowLength, full.count + 1] {
+                for stretch in [997, 1 << 16] {
+                    let prefix = encodePrefix(text, needed: needed, tokenizer: gpt2, memo: &memo, stretchBytes: stretch)
+                    XCTAssertGreaterThanOrEqual(prefix.count, min(needed, full.count), name)
+                    XCTAssertLessThan(prefix.count, needed + stretch, "\(name): at most one stretch past the need")
+                    XCTAssertEqual(Array(prefix.prefix(needed)), Array(full.prefix(needed)), "\(name) needed \(needed) stretch \(stretch)")
+                }
             }
         }
     }
