@@ -58,15 +58,15 @@ extension Preprocessor {
         let stage = options.stage
         let reader = try CorpusReader(inputs: inputs, textField: options.textField, idField: options.idField,
                                       minTextBytes: stage.minTextBytes, share: share)
-        let feed = DocumentFeed(reader: reader, stage: stage, workers: options.workers)
+        let tokenizing = Tokenizing(tokenizer: tokenizer, needed: options.windowsPerDocument.map { $0 * windowLength },
+                                    from: 0, hook: beforeTokenizing, dedup: options.dedup)
+        let feed = DocumentFeed(reader: reader, stage: stage, tokenizing: tokenizing, workers: options.workers)
         defer { feed.stop() }
         var ordinal = 0, out: [DedupPlan.Candidate] = []
         while let piece = feed.next() {
-            var records = piece.records
-            for i in records.indices { records[i].ordinal = ordinal; ordinal += 1 }
-            let fingerprints = tokenize(records).fingerprints
-            for (r, f) in zip(records, fingerprints) where !f.isEmpty {
-                if case .document(let d) = r { out.append(.init(part: d.part, ordinal: r.ordinal, id: d.id, fingerprint: f)) }
+            for (r, f) in zip(piece.records, piece.fingerprints) {
+                defer { ordinal += 1 }
+                if !f.isEmpty, case .document(let d) = r { out.append(.init(part: d.part, ordinal: ordinal, id: d.id, fingerprint: f)) }
             }
         }
         return out

@@ -1,5 +1,6 @@
 import Foundation
 import Support
+import Tokenizer
 
 /// A rule of the document stage: keeps or drops one document from its text and id alone, with no state across
 /// documents, so any thread may apply it, in any order, again after a `--resume`, on any rank. A dropped document
@@ -84,15 +85,43 @@ struct DocumentStage: Sendable {
     }
 }
 
-/// Reads the input parts on `workers` threads, each part on one thread through the document stage's rules, and
-/// hands back every record in input order, so the result is that of one thread. At most `workers + 1` parts are
-/// read ahead of the consumer, each holding at most two pieces of `pieceBytes` of kept text (or `pieceRecords`
-/// records) in memory.
+/// The tokenizer's stage, run on the feed's threads: each kept document's tokens, as many as its windows need.
+struct Tokenizing: Sendable {
+    let tokenizer: GPT2Tokenizer
+    /// Tokens the windows need; nil for all of them (`--windows-per-doc all`).
+    let needed: Int?
+    /// Records numbered below this (before a `--resume`'s restart point) are read again but not tokenized.
+    let from: Int
+    /// Called before each document is tokenized (a test hook).
+    let hook: (@Sendable (Document) -> Void)?
+
+    /// With dedup (and no distributed plan, which has them already), each document with a window's tokens also
+    /// gets its fingerprint here, on the feed's threads.
+    let dedup: DedupSettings?
+
+    /// A document's tokens, as many as its windows need, and its dedup fingerprint (empty without dedup or a window).
+    func tokens(_ document: Document, memo: inout TokenizerMemo) -> (tokens: [UInt16], fingerprint: [UInt64]) {
+        hook?(document)
+        let t = encodePrefix(document.text, needed: needed, tokenizer: tokenizer, memo: &memo)
+        guard let dedup, t.count >= windowLength else { return (t, []) }
+        return (t, dedup.fingerprint(document.text))
+    }
+}
+
+/// Reads the input parts on `workers` threads, each part on one thread through the document stage: the rules, then
+/// the tokenizer (each thread with its own `TokenizerMemo`); hands back every record in input order, so the result
+/// is that of one thread. At most `workers + 1` parts are read ahead of the consumer, each holding at most two
+/// pieces of `pieceBytes` of kept text (or `pieceRecords` records) in memory.
 final class DocumentFeed {
     /// Consecutive records of one part.
     struct Piece {
         var part: Int
         var records: [CorpusRecord]
+        /// Each record's tokens: nil for a dropped record, and for a document numbered before `Tokenizing.from` or
+        /// read before its number was known (only under `--resume`).
+        var tokens: [[UInt16]?]
+        /// Each record's dedup fingerprint (`Tokenizing.tokens`); empty where it has none.
+        var fingerprints: [[UInt64]]
         /// Bytes of the part's file consumed when the piece was cut.
         var bytesRead: Int
         /// The part's last piece.
@@ -102,9 +131,13 @@ final class DocumentFeed {
     private let parts: [InputPart]
     private let settings: ReadSettings
     private let stage: DocumentStage
+    private let tokenizing: Tokenizing
     private let condition = NSCondition()
     /// Per part: pieces read and not yet taken.
     private var queues: [[Piece]]
+    /// Records of each part read to its end, and the number of the first record of parts 0...k while known.
+    private var partRecords: [Int?]
+    private var firstRecord = [0]
     private var nextPart = 0
     /// The part the consumer reads now.
     private var consumerPart = 0
@@ -112,11 +145,14 @@ final class DocumentFeed {
     private let ahead: Int
     private let pieceBytes: Int, pieceRecords: Int
 
-    init(reader: CorpusReader, stage: DocumentStage, workers: Int, pieceBytes: Int = 32 << 20, pieceRecords: Int = 4096) {
+    init(reader: CorpusReader, stage: DocumentStage, tokenizing: Tokenizing, workers: Int, pieceBytes: Int = 32 << 20,
+         pieceRecords: Int = 4096) {
         parts = reader.parts
         settings = reader.settings
         self.stage = stage
+        self.tokenizing = tokenizing
         queues = Array(repeating: [], count: parts.count)
+        partRecords = Array(repeating: nil, count: parts.count)
         ahead = workers + 1
         self.pieceBytes = pieceBytes; self.pieceRecords = pieceRecords
         for _ in 0..<min(workers, parts.count) {
@@ -151,6 +187,7 @@ final class DocumentFeed {
     }
 
     private func work() {
+        var memo = TokenizerMemo()
         while true {
             condition.lock()
             while !stopped, nextPart < parts.count, nextPart >= consumerPart + ahead { condition.wait() }
@@ -159,30 +196,51 @@ final class DocumentFeed {
             nextPart += 1
             condition.unlock()
             let cursor = PartCursor(parts[p], settings)
-            var records: [CorpusRecord] = [], bytes = 0
+            var records: [CorpusRecord] = [], tokens: [[UInt16]?] = [], fingerprints: [[UInt64]] = [], bytes = 0, count = 0
+            // The number of the part's first record: needed only to skip what a --resume does not tokenize.
+            var first: Int? = tokenizing.from == 0 ? 0 : nil
             while true {
                 let record = cursor.next()
                 if let record {
                     let r = stage.apply(record)
-                    if case .document(let d) = r { bytes += d.text.count }
+                    var t: [UInt16]?, f: [UInt64] = []
+                    if case .document(let d) = r {
+                        bytes += d.text.count
+                        if first == nil { first = firstRecord(of: p) }
+                        if let first, first + count >= tokenizing.from { (t, f) = tokenizing.tokens(d, memo: &memo) }
+                    }
                     records.append(r)
+                    tokens.append(t)
+                    fingerprints.append(f)
+                    count += 1
                     guard records.count >= pieceRecords || bytes >= pieceBytes else { continue }
                 }
-                guard deliver(Piece(part: p, records: records, bytesRead: cursor.bytesRead, last: record == nil)) else { return }
+                let piece = Piece(part: p, records: records, tokens: tokens, fingerprints: fingerprints, bytesRead: cursor.bytesRead,
+                                  last: record == nil)
+                guard deliver(piece, partRecords: count) else { return }
                 if record == nil { break }
-                records = []; bytes = 0
+                records = []; tokens = []; fingerprints = []; bytes = 0
             }
         }
     }
 
+    /// The number of part `p`'s first record over all parts, once every part before it has been read to its end.
+    private func firstRecord(of p: Int) -> Int? {
+        condition.lock()
+        defer { condition.unlock() }
+        while firstRecord.count <= p, let n = partRecords[firstRecord.count - 1] { firstRecord.append(firstRecord.last! + n) }
+        return firstRecord.count > p ? firstRecord[p] : nil
+    }
+
     /// Queues a piece, waiting while two of its part's wait already (the consumer's part never waits); false once
-    /// stopped.
-    private func deliver(_ piece: Piece) -> Bool {
+    /// stopped. The part's last piece records how many records the part had (`partRecords`).
+    private func deliver(_ piece: Piece, partRecords count: Int) -> Bool {
         condition.lock()
         defer { condition.unlock() }
         while !stopped, piece.part != consumerPart, queues[piece.part].count >= 2 { condition.wait() }
         guard !stopped else { return false }
         queues[piece.part].append(piece)
+        if piece.last { partRecords[piece.part] = count }
         condition.broadcast()
         return true
     }

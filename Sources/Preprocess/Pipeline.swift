@@ -79,22 +79,23 @@ public func heldoutScore(id: String) -> Double {
     Double(SplitMix64.mix(fnv1a(id.utf8)) >> 11) / Double(1 << 53)
 }
 
-/// Tokens of `text` up to at least `needed` tokens (all of them when `needed` is nil or the text is short).
-/// Cuts the text only before an ASCII space that follows a printable ASCII character: no GPT-2 pre-token
-/// spans such a point and none looks past it, so the prefix's tokens are exactly the full text's first tokens.
-func encodePrefix(_ text: [UInt8], needed: Int?, tokenizer: GPT2Tokenizer) -> [UInt16] {
+/// Tokens of `text` up to at least `needed` tokens (all of them when `needed` is nil or the text is short),
+/// encoded in stretches of about `stretchBytes`, so at most one stretch past the need is tokenized. Cuts the text
+/// only before an ASCII space that follows a printable ASCII character: no GPT-2 pre-token spans such a point and
+/// none looks past it, so the stretches' tokens are exactly the full text's tokens.
+func encodePrefix(_ text: [UInt8], needed: Int?, tokenizer: GPT2Tokenizer, memo: inout TokenizerMemo,
+                  stretchBytes: Int = 1 << 16) -> [UInt16] {
     text.withUnsafeBufferPointer { all -> [UInt16] in
-        guard let needed else { return tokenizer.encode(bytes: all) }
-        var guess = needed * 6
-        while guess < all.count {
-            var cut = guess
+        guard let needed else { return tokenizer.encode(bytes: all, memo: &memo) }
+        var out: [UInt16] = []
+        var start = 0
+        while start < all.count, out.count < needed {
+            var cut = min(start + stretchBytes, all.count)
             while cut < all.count, !(all[cut] == 0x20 && all[cut - 1] > 0x20 && all[cut - 1] < 0x7F) { cut += 1 }
-            if cut >= all.count { break }
-            let tokens = tokenizer.encode(bytes: UnsafeBufferPointer(rebasing: all[0..<cut]))
-            if tokens.count >= needed { return tokens }
-            guess *= 2
+            out += tokenizer.encode(bytes: UnsafeBufferPointer(rebasing: all[start..<cut]), memo: &memo)
+            start = cut
         }
-        return tokenizer.encode(bytes: all)
+        return out
     }
 }
 
@@ -125,7 +126,8 @@ public final class Preprocessor {
     public var progress: ProgressReporter?
     /// Test hook: called after each shard is committed to the index (to simulate a kill between shards).
     var afterShard: ((DatasetIndex) throws -> Void)?
-    /// Test hook: called before each document is tokenized (to count what reaches the tokenizer).
+    /// Test hook: called before each document is tokenized, on the thread that tokenizes it (to count what reaches
+    /// the tokenizer).
     var beforeTokenizing: (@Sendable (Document) -> Void)?
     /// The input files this run reads: all of them, or a rank's share.
     let share: (rank: Int, world: Int)
@@ -195,18 +197,23 @@ public final class Preprocessor {
         progress?.begin(totalBytes: reader.totalBytes)
 
         // Records before the restart point are read again (their parts must be) but neither tokenized nor counted.
-        let feed = DocumentFeed(reader: reader, stage: stage, workers: options.workers)
+        let restart = start.document
+        let tokenizing = Tokenizing(tokenizer: tokenizer, needed: options.windowsPerDocument.map { $0 * windowLength },
+                                    from: restart, hook: beforeTokenizing, dedup: plannedDuplicates == nil ? options.dedup : nil)
+        let feed = DocumentFeed(reader: reader, stage: stage, tokenizing: tokenizing, workers: options.workers)
         defer { feed.stop() }
         var ordinal = 0, bytesDone = 0
-        let restart = start.document
+        var memo = TokenizerMemo()
         while let piece = feed.next() {
-            var records = piece.records
-            for i in records.indices { records[i].ordinal = ordinal; ordinal += 1 }
-            records.removeAll { $0.ordinal < restart }
-            let (tokens, fingerprints) = tokenize(records)
-            for i in records.indices {
-                start = ResumePoint(document: records[i].ordinal, produced: produced, counts: counts)
-                try emit(records[i], tokens: tokens[i], fingerprint: fingerprints[i], start: start)
+            for (i, var record) in piece.records.enumerated() {
+                record.ordinal = ordinal
+                ordinal += 1
+                guard record.ordinal >= restart else { continue }
+                // Untokenized: read under --resume before the worker knew the number of its part's first record.
+                var (t, f) = (piece.tokens[i] ?? [], piece.fingerprints[i])
+                if piece.tokens[i] == nil, case .document(let d) = record { (t, f) = tokenizing.tokens(d, memo: &memo) }
+                start = ResumePoint(document: record.ordinal, produced: produced, counts: counts)
+                try emit(record, tokens: t, fingerprint: f, start: start)
             }
             if piece.last { bytesDone += reader.parts[piece.part].bytes }
             progress?.update(bytes: bytesDone + (piece.last ? 0 : piece.bytesRead), documents: counts["records"], kept: counts["kept"],
@@ -216,30 +223,6 @@ public final class Preprocessor {
         try dedupLog?.finish()
         progress?.end()
         return PreprocessSummary(index: dataset.index, seconds: Date().timeIntervalSince(started), inputBytes: reader.totalBytes)
-    }
-
-    /// Tokens for each document of a piece (empty for dropped records) and, with dedup, the fingerprint of each
-    /// that has a window's tokens, computed on `workers` threads.
-    func tokenize(_ records: [CorpusRecord]) -> (tokens: [[UInt16]], fingerprints: [[UInt64]]) {
-        let needed = options.windowsPerDocument.map { $0 * windowLength }
-        var results = [[UInt16]](repeating: [], count: records.count)
-        var fingerprints = [[UInt64]](repeating: [], count: records.count)
-        let documents = records.indices.filter { if case .document = records[$0] { return true } else { return false } }
-        results.withUnsafeMutableBufferPointer { out in
-            fingerprints.withUnsafeMutableBufferPointer { prints in
-                let slots = SendablePointer(out.baseAddress!), printSlots = SendablePointer(prints.baseAddress!)
-                let work = { (k: Int) in
-                    guard case .document(let d) = records[documents[k]] else { return }
-                    self.beforeTokenizing?(d)
-                    let tokens = encodePrefix(d.text, needed: needed, tokenizer: self.tokenizer)
-                    if let dedup = self.options.dedup, self.plannedDuplicates == nil, tokens.count >= windowLength { printSlots.pointer[documents[k]] = dedup.fingerprint(d.text) }
-                    slots.pointer[documents[k]] = tokens
-                }
-                if options.workers == 1 || documents.count == 1 { for k in documents.indices { work(k) } }
-                else { DispatchQueue.concurrentPerform(iterations: documents.count, execute: work) }
-            }
-        }
-        return (results, fingerprints)
     }
 
     /// Accounts for one record and sends its windows to its split.

@@ -79,15 +79,23 @@ public final class GPT2Tokenizer: @unchecked Sendable {
 
     public func encode(_ text: String) -> [UInt16] {
         var text = text
-        return text.withUTF8 { encodeValid($0) }
+        var memo = TokenizerMemo()
+        return text.withUTF8 { encodeValid($0, memo: &memo) }
     }
 
     /// Token ids of UTF-8 bytes. Invalid UTF-8 is first decoded with U+FFFD replacement, the way Python's
     /// `bytes.decode("utf-8", "replace")` does (one U+FFFD per maximal invalid subsequence), then encoded.
     public func encode(bytes: UnsafeBufferPointer<UInt8>) -> [UInt16] {
-        if firstInvalidUTF8(bytes) == nil { return encodeValid(bytes) }
+        var memo = TokenizerMemo()
+        return encode(bytes: bytes, memo: &memo)
+    }
+
+    /// `encode(bytes:)` remembering BPE results in `memo`, which one thread carries from document to document: a
+    /// piece merged once is looked up after that, in this and every later call. The ids are the same.
+    public func encode(bytes: UnsafeBufferPointer<UInt8>, memo: inout TokenizerMemo) -> [UInt16] {
+        if firstInvalidUTF8(bytes) == nil { return encodeValid(bytes, memo: &memo) }
         var repaired = String(decoding: bytes, as: UTF8.self)
-        return repaired.withUTF8 { encodeValid($0) }
+        return repaired.withUTF8 { encodeValid($0, memo: &memo) }
     }
 
     /// The bytes of `ids` (a cut between tokens may split a UTF-8 sequence).
@@ -101,25 +109,39 @@ public final class GPT2Tokenizer: @unchecked Sendable {
     /// `decode` as a string, invalid UTF-8 replaced by U+FFFD.
     public func decodeString(_ ids: [UInt16]) -> String { String(decoding: decode(ids), as: UTF8.self) }
 
-    /// Token ids of valid UTF-8. BPE results are memoized per call in a `PieceCache` of at most `cacheLimit`
-    /// pieces (a parameter so tests can shrink or disable it).
-    func encodeValid(_ text: UnsafeBufferPointer<UInt8>, cacheLimit: Int = 65_536) -> [UInt16] {
+    /// Token ids of valid UTF-8, BPE results memoized in a fresh `PieceCache` of at most `cacheLimit` pieces (a
+    /// parameter so tests can shrink or disable it).
+    func encodeValid(_ text: UnsafeBufferPointer<UInt8>, cacheLimit: Int) -> [UInt16] {
+        var memo = TokenizerMemo(limit: cacheLimit)
+        return encodeValid(text, memo: &memo)
+    }
+
+    /// Token ids of valid UTF-8, BPE results memoized in `memo`.
+    func encodeValid(_ text: UnsafeBufferPointer<UInt8>, memo: inout TokenizerMemo) -> [UInt16] {
         let table = self.table
         var out: [UInt16] = []
         out.reserveCapacity(text.count / 3)
-        var cache = PieceCache(limit: cacheLimit)
-        var bpe = BytePairMerger()
         preTokenize(text) { start, end in
             let piece = UnsafeBufferPointer(rebasing: text[start..<end])
             let hash = TokenTable.hash(piece)
             if let id = table.lookup(piece, hash: hash) { out.append(id); return }
-            if cache.append(piece, hash: hash, to: &out) { return }
+            if memo.cache.append(piece, hash: hash, to: &out) { return }
             let first = out.count
-            bpe.merge(piece, table: table, into: &out)
-            cache.insert(piece, hash: hash, ids: out[first...])
+            memo.merger.merge(piece, table: table, into: &out)
+            memo.cache.insert(piece, hash: hash, ids: out[first...])
         }
         return out
     }
+}
+
+/// What `encode(bytes:memo:)` keeps between calls on one thread: the BPE results of the pieces met so far (at
+/// most 65,536 pieces and 4 MiB of their bytes; then it starts over) and the merger's buffers.
+public struct TokenizerMemo {
+    var cache: PieceCache
+    var merger = BytePairMerger()
+
+    public init() { self.init(limit: 65_536) }
+    init(limit: Int) { cache = PieceCache(limit: limit) }
 }
 
 /// A one-line tokenizer error naming the file.
@@ -197,8 +219,10 @@ final class TokenTable: @unchecked Sendable {
     /// Token bytes, concatenated; token `id` is `arena[starts[id] ..< starts[id + 1]]`.
     private let arena: UnsafeMutablePointer<UInt8>
     private let starts: UnsafeMutablePointer<Int32>
-    /// Token id per slot, -1 when empty.
-    private let slots: UnsafeMutablePointer<Int32>
+    /// Per slot: a token's id (-1 when empty), its length and its first 8 bytes, so that a lookup of a piece of at
+    /// most 8 bytes (nearly all of them) touches one cache line, not the slot, `starts` and the arena in turn.
+    private let slots: UnsafeMutablePointer<Slot>
+    struct Slot { var prefix: UInt64; var id: Int32; var length: Int32 }
     private let mask: Int
     /// Bytes in the longest token: no longer byte string can be one.
     private let longest: Int
@@ -213,12 +237,12 @@ final class TokenTable: @unchecked Sendable {
         }
         starts[tokens.count] = Int32(end)
         let capacity = 1 << 17
-        let slots = UnsafeMutablePointer<Int32>.allocate(capacity: capacity)
-        slots.initialize(repeating: -1, count: capacity)
+        let slots = UnsafeMutablePointer<Slot>.allocate(capacity: capacity)
+        slots.initialize(repeating: Slot(prefix: 0, id: -1, length: 0), count: capacity)
         for (id, t) in tokens.enumerated() where !t.isEmpty {
             var h = t.withUnsafeBufferPointer(Self.hash) & (capacity - 1)
-            while slots[h] >= 0 { h = (h + 1) & (capacity - 1) }
-            slots[h] = Int32(id)
+            while slots[h].id >= 0 { h = (h + 1) & (capacity - 1) }
+            slots[h] = Slot(prefix: t.withUnsafeBufferPointer(Self.prefix), id: Int32(id), length: Int32(t.count))
         }
         (self.arena, self.starts, self.slots) = (arena, starts, slots)
         mask = capacity - 1
@@ -245,15 +269,25 @@ final class TokenTable: @unchecked Sendable {
     /// The id of a token whose bytes are exactly `bytes`, if any; `hash` is `hash(bytes)`.
     @inline(__always)
     func lookup(_ bytes: UnsafeBufferPointer<UInt8>, hash: Int) -> UInt16? {
-        if bytes.count > longest { return nil }
+        let n = bytes.count
+        if n > longest { return nil }
+        let prefix = Self.prefix(bytes)
         var h = hash & mask
         while true {
-            let id = Int(slots[h])
-            if id < 0 { return nil }
-            let lo = Int(starts[id]), hi = Int(starts[id + 1])
-            if hi - lo == bytes.count, equalBytes(arena + lo, bytes.baseAddress!, bytes.count) { return UInt16(id) }
+            let slot = slots[h]
+            if slot.id < 0 { return nil }
+            if Int(slot.length) == n, slot.prefix == prefix,
+               n <= 8 || equalBytes(arena + Int(starts[Int(slot.id)]) + 8, bytes.baseAddress! + 8, n - 8) { return UInt16(slot.id) }
             h = (h + 1) & mask
         }
+    }
+
+    /// The first 8 bytes (fewer zero-padded) as a little-endian number.
+    @inline(__always)
+    static func prefix(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt64 {
+        var v: UInt64 = 0
+        for i in 0..<Swift.min(bytes.count, 8) { v |= UInt64(bytes[i]) << UInt64(8 * i) }
+        return v
     }
 
     /// Rank (= id) of the bytes `p[start ..< end]`, or Int.max when they are not a token.
@@ -264,11 +298,11 @@ final class TokenTable: @unchecked Sendable {
     }
 }
 
-/// `encodeValid`'s memo of BPE results within one call: piece bytes -> ids, in an open-addressing table over flat
+/// `encodeValid`'s memo of BPE results (a `TokenizerMemo`'s): piece bytes -> ids, in an open-addressing table over flat
 /// storage so that an entry costs no allocation. Entries are found by the piece's `TokenTable.hash` and confirmed
 /// by comparing bytes, so colliding hashes only cost probes.
 struct PieceCache {
-    /// Entries kept at most; once full, further new pieces are merged every time they occur.
+    /// Entries kept at most; once full, the next new piece empties the cache.
     private let limit: Int
     /// Entry index per slot, -1 when empty; a power of two, at least twice the entries (none when `limit` is 0).
     private var slots: [Int32]
@@ -303,9 +337,11 @@ struct PieceCache {
         }
     }
 
-    /// Remembers that `piece` (not cached, hash `hash`) encodes as `pieceIDs`, unless the cache is full.
+    /// Remembers that `piece` (not cached, hash `hash`) encodes as `pieceIDs`; a full cache is emptied first, so a
+    /// cache carried across documents follows the text it meets and stays bounded.
     mutating func insert(_ piece: UnsafeBufferPointer<UInt8>, hash: Int, ids pieceIDs: ArraySlice<UInt16>) {
-        guard hashes.count < limit else { return }
+        guard limit > 0, piece.count <= Self.maxKeyBytes else { return }
+        if hashes.count >= limit || keys.count + piece.count > Self.maxKeyBytes { removeAll() }
         if 2 * (hashes.count + 1) > slots.count { rehash(slots: 2 * slots.count) }
         place(hashes.count, hash: hash)
         hashes.append(hash)
@@ -313,6 +349,18 @@ struct PieceCache {
         keyEnds.append(keys.count)
         ids.append(contentsOf: pieceIDs)
         idEnds.append(ids.count)
+    }
+
+    /// Piece bytes held at most (a piece longer than this is never cached).
+    static let maxKeyBytes = 4 << 20
+
+    private mutating func removeAll() {
+        for i in slots.indices { slots[i] = -1 }
+        hashes.removeAll(keepingCapacity: true)
+        keyEnds.removeAll(keepingCapacity: true); keyEnds.append(0)
+        idEnds.removeAll(keepingCapacity: true); idEnds.append(0)
+        keys.removeAll(keepingCapacity: true)
+        ids.removeAll(keepingCapacity: true)
     }
 
     private mutating func place(_ entry: Int, hash: Int) {

@@ -102,10 +102,15 @@ final class PipelineTests: XCTestCase {
         for name in ["beowulf", "ulysses", "divine_comedy", "plays"] {
             let text = try readWholeFile(corpus.appendingPathComponent(name + ".txt"))
             let full = text.withUnsafeBufferPointer { gpt2.encode(bytes: $0) }
-            for needed in [1000, windowLength] {
-                let prefix = encodePrefix(text, needed: needed, tokenizer: gpt2)
-                XCTAssertGreaterThanOrEqual(prefix.count, needed, name)
-                XCTAssertEqual(Array(prefix.prefix(needed)), Array(full.prefix(needed)), "\(name) needed \(needed)")
+            // One memo across all calls, as a feed worker carries it from document to document.
+            var memo = TokenizerMemo()
+            for needed in [1000, windowLength, full.count + 1] {
+                for stretch in [997, 1 << 16] {
+                    let prefix = encodePrefix(text, needed: needed, tokenizer: gpt2, memo: &memo, stretchBytes: stretch)
+                    XCTAssertGreaterThanOrEqual(prefix.count, min(needed, full.count), name)
+                    XCTAssertLessThan(prefix.count, needed + stretch, "\(name): at most one stretch past the need")
+                    XCTAssertEqual(Array(prefix.prefix(needed)), Array(full.prefix(needed)), "\(name) needed \(needed) stretch \(stretch)")
+                }
             }
         }
     }

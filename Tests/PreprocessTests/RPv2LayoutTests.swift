@@ -1,5 +1,5 @@
 import Foundation
-import Shards
+@testable import Shards
 import TestSupport
 import XCTest
 @testable import Preprocess

@@ -99,7 +99,7 @@ final class TokenizerTests: XCTestCase {
     /// Text on which a cache bug would show: many distinct pieces that are not tokens, so each is merged and cached,
     /// their hashes sharing their low 12 bits so that they collide in every cache table size up to 4,096 slots,
     /// then more distinct pieces than a small cache holds, all repeated in turn. Encoded with the default cache, a
-    /// cache of 5 pieces and none, and by tiktoken.
+    /// cache of 5 pieces and none (each fresh, and carried over to a second call), and by tiktoken.
     func testPieceCacheCollisionsAndOverflowMatchTiktoken() throws {
         var rng = SplitMix64(seed: 7)
         func word() -> [UInt8] { [0x20] + (0..<Int(3 + rng.next() % 6)).map { _ in UInt8(0x61 + rng.next() % 26) } }
@@ -124,7 +124,12 @@ final class TokenizerTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: file) }
         let want = try tiktokenIDs([file])[0]
         text.withUnsafeBufferPointer { buffer in
-            for limit in [65_536, 5, 0] { assertSameIDs(tokenizer.encodeValid(buffer, cacheLimit: limit), want, "cache limit \(limit)") }
+            for limit in [65_536, 5, 0] {
+                assertSameIDs(tokenizer.encodeValid(buffer, cacheLimit: limit), want, "cache limit \(limit)")
+                // A memo carried over from a call on the same text: its pieces are found cached (or, full, it starts over).
+                var memo = TokenizerMemo(limit: limit)
+                for call in 0..<2 { assertSameIDs(tokenizer.encodeValid(buffer, memo: &memo), want, "cache limit \(limit), memo call \(call)") }
+            }
         }
     }
 
