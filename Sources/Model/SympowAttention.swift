@@ -3,7 +3,7 @@ import Foundation
 import Support
 import Tensor
 
-/// The attention variants of MODEL.md section 2, one code path.
+/// The attention variants (docs/MODEL.md), one code path.
 public enum AttentionKind: String, Codable, Sendable, CaseIterable {
     /// exp(qr . kr / sqrt(d)), fixed RoPE, no gate.
     case softmax
@@ -23,7 +23,7 @@ public enum AttentionForm: Sendable {
     case attention, chunked
 
     /// The form of a forward over `length` tokens at once, by the cost per token and head of the code as written:
-    /// our attention form computes the whole T x T square (scores and weighted values, ~4Td; MODEL.md section 3's
+    /// our attention form computes the whole T x T square (scores and weighted values, ~4Td; docs/MODEL.md's
     /// ~2Td counts the causal half), the chunked form ~4cd + 4Dd (intra-chunk, state read and update) with
     /// D = C(d + p - 1, p), so the chunked form when T > D + c (always the attention form for softmax and T <= c).
     /// It also keeps the attention form's T x T caches small: `small` (D = 2,080) trains chunked at 4,096. The one

@@ -5,7 +5,7 @@ import XCTest
 @testable import Tensor
 
 final class ModelPropertyTests: XCTestCase {
-    /// MODEL.md test 2 at the layer: every variant, chunk sizes 1, 2, 16, T, and a T that is a multiple but not a
+    /// At the layer: every variant, chunk sizes 1, 2, 16, T, and a T that is a multiple but not a
     /// power of two; chunked form == attention form in Float32.
     func testChunkedLayerEqualsAttentionLayerForEveryVariant() {
         for kind in AttentionKind.allCases where kind != .softmax {
@@ -29,7 +29,7 @@ final class ModelPropertyTests: XCTestCase {
         }
     }
 
-    /// MODEL.md test 5: scores depend only on angle differences.
+    /// Scores depend only on angle differences.
     func testRotaryShiftInvariance() {
         let x: HeadInput<Double> = randomHead(t: 12, d: 8, seed: 21)
         let angles: [Double] = (0..<48).map { (i: Int) -> Double in 0.37 * Double(i / 4) + 0.11 * Double(i % 4) }
@@ -43,7 +43,7 @@ final class ModelPropertyTests: XCTestCase {
         }
     }
 
-    /// MODEL.md test 6: learned rotary with a zero rotation projection is fixed RoPE, bit for bit.
+    /// Learned rotary with a zero rotation projection is fixed RoPE, bit for bit.
     func testZeroInitializedLearnedRotaryIsFixedRoPE() {
         let learned = SympowAttention<Float>(dModel: 16, heads: 2, power: 2, chunk: 8, kind: .conformalSympow)
         let fixed = SympowAttention<Float>(dModel: 16, heads: 2, power: 2, chunk: 8, kind: .sympowGating)
@@ -59,7 +59,7 @@ final class ModelPropertyTests: XCTestCase {
         }
     }
 
-    /// MODEL.md test 8: saturated gates, large scores and T = 65,536 give finite outputs and gradients.
+    /// Saturated gates, large scores and T = 65,536 give finite outputs and gradients.
     func testExtremeInputsStayFinite() {
         func check(_ layer: SympowAttention<Float>, _ x: Tensor<Float>, _ t: Int, _ what: String) {
             let y = layer.forward(x, batch: 1, length: t)

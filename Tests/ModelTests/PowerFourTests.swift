@@ -57,7 +57,7 @@ final class PowerFourTests: XCTestCase {
         check(Float.self, tolerance: 1e-4)
     }
 
-    /// MODEL.md section 3 step 3: the chunked form keeps no running log-scale; every folded gate factor is at
+    /// The chunked form keeps no running log-scale; every folded gate factor is at
     /// most 1, so its sums are the attention form's un-normalized ones, finite while u^p is (|u| < 2^(128/p)
     /// in Float32). Queries and keys scaled by 30 (|u| in the thousands, u^4 ~ 1e13): finite outputs and
     /// gradients in both forms, and the forms still agree.
