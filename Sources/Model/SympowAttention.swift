@@ -157,10 +157,10 @@ public final class SympowAttention<S: TensorScalar> {
         // Heads and batch rows are independent: one per core.
         var results = [HeadCache?](repeating: nil, count: batch * h)
         results.withUnsafeMutableBufferPointer { slots in carries.withUnsafeMutableBufferPointer { carried in
-            let out = SendableBuffer(slots), carry = SendableBuffer(carried)
+            let out = SendablePointer(slots.baseAddress!), carry = carried.isEmpty ? nil : SendablePointer(carried.baseAddress!)
             withSingleThreadedBLAS {
                 DispatchQueue.concurrentPerform(iterations: batch * h) { i in
-                    out.buffer[i] = self.headForward(p, b: i / h, head: i % h, t: t, carry: carry.buffer.isEmpty ? nil : carry.buffer.baseAddress! + i)
+                    out.pointer[i] = self.headForward(p, b: i / h, head: i % h, t: t, carry: carry.map { $0.pointer + i })
                 }
             }
         } }
@@ -320,10 +320,4 @@ func logSigmoid(_ z: Double) -> Double { z >= 0 ? -Foundation.log1p(Foundation.e
 func normal(_ rng: inout some RandomNumberGenerator) -> Double {
     let u1 = Double.random(in: Double.ulpOfOne..<1, using: &rng), u2 = Double.random(in: 0..<1, using: &rng)
     return (-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * .pi * u2)
-}
-
-/// Lets worker closures fill disjoint slots of one buffer.
-struct SendableBuffer<T>: @unchecked Sendable {
-    let buffer: UnsafeMutableBufferPointer<T>
-    init(_ buffer: UnsafeMutableBufferPointer<T>) { self.buffer = buffer }
 }
