@@ -20,7 +20,10 @@ public enum AttentionKind: String, Codable, Sendable, CaseIterable {
 
 /// Which way attention is computed: the quadratic attention form, or the chunked form (sympow only).
 public enum AttentionForm: Sendable {
-    case attention, chunked
+    /// The attention form: the whole T x T scores and weighted values, quadratic in T (`result.json` calls it "attention").
+    case quadratic
+    /// Chunks of `chunk` tokens with a state [D, d + 1] carried from one to the next, linear in T.
+    case chunked
 
     /// The form of a forward over `length` tokens at once, by the cost per token and head of the code as written:
     /// our attention form computes the whole T x T square (scores and weighted values, ~4Td; docs/MODEL.md's
@@ -30,7 +33,7 @@ public enum AttentionForm: Sendable {
     /// place training, evaluation and the flop count choose: for p = 4, d = 16 (D = 3,876) the attention form up
     /// to T = 3,876 + c.
     public static func choose(kind: AttentionKind, headDimension d: Int, power p: Int, chunk c: Int, length t: Int) -> AttentionForm {
-        kind != .softmax && t > SymmetricPower.size(dimension: d, power: p) + c ? .chunked : .attention
+        kind != .softmax && t > SymmetricPower.size(dimension: d, power: p) + c ? .chunked : .quadratic
     }
 }
 
@@ -112,7 +115,7 @@ public final class SympowAttention<S: TensorScalar> {
     }
 
     func resolvedForm(_ t: Int) -> AttentionForm {
-        if kind == .softmax { return .attention }
+        if kind == .softmax { return .quadratic }
         return form ?? AttentionForm.choose(kind: kind, headDimension: headDim, power: power, chunk: chunk, length: t)
     }
 
@@ -199,7 +202,7 @@ public final class SympowAttention<S: TensorScalar> {
     private func headForward(_ p: Tensor<S>, b: Int, head: Int, t: Int, carry: UnsafeMutablePointer<Carry>?) -> HeadCache {
         let (input, positions, end) = headInput(p, b: b, head: head, t: t, start: carry?.pointee.position ?? 0)
         carry?.pointee.position = end
-        if kind == .softmax || (carry == nil && resolvedForm(t) == .attention) {
+        if kind == .softmax || (carry == nil && resolvedForm(t) == .quadratic) {
             let (y, cache) = QuadraticAttention.forward(input, score: kind == .softmax ? .softmax : .power(power))
             return HeadCache(input: input, y: y, quadratic: cache, chunked: nil, positions: positions)
         }

@@ -173,13 +173,13 @@ public enum Evaluator {
     static func onePassForm(_ config: ModelConfig, inputs l: Int, segment: Int) -> AttentionForm? {
         guard segment >= l else { return nil }
         let form = config.attentionForm(length: l)
-        return form == .attention || l % config.chunk == 0 ? form : nil
+        return form == .quadratic || l % config.chunk == 0 ? form : nil
     }
 
     /// How `losses` runs a row of `inputs` tokens in segments of `segment`, as `result.json` names it.
     static func formName(_ config: ModelConfig, inputs: Int, segment: Int) -> String {
         switch onePassForm(config, inputs: inputs, segment: segment) {
-        case .attention?: return "attention"
+        case .quadratic?: return "attention"
         case .chunked?: return "chunked"
         case nil: return config.attention == .softmax ? "attention, independent segments" : "recurrent, state carried across segments"
         }

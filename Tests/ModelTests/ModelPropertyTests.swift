@@ -14,7 +14,7 @@ final class ModelPropertyTests: XCTestCase {
                 var rng = SplitMix64(seed: 11)
                 reference.initialize(std: 0.3, residualStd: 0.3, using: &rng)
                 for i in 0..<reference.wQKVGR.count where reference.wQKVGR[i] == 0 { reference.wQKVGR[i] = Float.random(in: -0.5...0.5, using: &rng) }
-                reference.form = .attention
+                reference.form = .quadratic
                 var g = Gaussian(seed: 12)
                 let x = Tensor<Float>([2 * t, 16], g.array(2 * t * 16))
                 let want = reference.forward(x, batch: 2, length: t).array
@@ -53,7 +53,7 @@ final class ModelPropertyTests: XCTestCase {
         fixed.wO.data.update(from: learned.wO.data, count: learned.wO.count)
         var g = Gaussian(seed: 32)
         let x = Tensor<Float>([64, 16], g.array(64 * 16))
-        for form in [AttentionForm.attention, .chunked] {
+        for form in [AttentionForm.quadratic, .chunked] {
             learned.form = form; fixed.form = form
             XCTAssertEqual(learned.forward(x, batch: 1, length: 64).array, fixed.forward(x, batch: 1, length: 64).array, "\(form)")
         }
@@ -70,7 +70,7 @@ final class ModelPropertyTests: XCTestCase {
         }
         var g = Gaussian(seed: 41)
         // Gates near 0: a huge negative gate pre-activation on every token.
-        for form in [AttentionForm.attention, .chunked] {
+        for form in [AttentionForm.quadratic, .chunked] {
             let layer = SympowAttention<Float>(dModel: 16, heads: 2, power: 4, chunk: 8, kind: .conformalSympow)
             var rng = SplitMix64(seed: 42)
             layer.initialize(std: 0.3, residualStd: 0.3, using: &rng)
@@ -79,7 +79,7 @@ final class ModelPropertyTests: XCTestCase {
             check(layer, Tensor<Float>([64, 16], g.array(64 * 16).map { abs($0) + 0.1 }), 64, "closed gates \(form)")
         }
         // Large scores: |u| in the hundreds (u^4 ~ 1e10 per weight).
-        for form in [AttentionForm.attention, .chunked] {
+        for form in [AttentionForm.quadratic, .chunked] {
             let layer = SympowAttention<Float>(dModel: 16, heads: 2, power: 4, chunk: 8, kind: .sympowGating)
             var rng = SplitMix64(seed: 43)
             layer.initialize(std: 3, residualStd: 0.3, using: &rng)

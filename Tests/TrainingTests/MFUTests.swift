@@ -27,7 +27,7 @@ final class MFUTests: XCTestCase {
             case .chunked:
                 let chunkGEMMs = 2 * (c * c * d + dd * w * c + c * w * dd + c * w * c)
                 perHead = Double(chunkGEMMs / c + 2 * dd * config.power)
-            case .attention:
+            case .quadratic:
                 perHead = Double(2 * (context * context * d + context * d * context)) / 2 / Double(context)
             }
             let expected = Double(config.layers) * (layer / 3 / Double(rows) + Double(config.heads) * perHead) + head / 3 / Double(rows)
