@@ -272,14 +272,14 @@ final class CheckpointTests: XCTestCase {
             try Evaluator.evaluate(model, trainedContext: config.train.context, file: file, context: nil, checkpoint: "-", windowsFile: "w.h5", masksSeam: masked)
         }
         let all = try evaluate(file, masked: false), masked = try evaluate(file, masked: true)
-        let rows = (0..<3).map { Evaluator.losses(model, row: file.row($0), segment: all.context) }
+        let rows = (0..<3).map { Evaluator.losses(model, row: file.row($0), segment: all.segment) }
         for i in 0..<256 {
             let counted = (0..<3).filter { file.seam($0) != i }.map { rows[$0][i] }
             XCTAssertEqual(masked.perPosition[i], counted.reduce(0, +) / Double(counted.count), accuracy: 1e-12, "position \(i)")
             if i != 4 && i != 199 { XCTAssertEqual(masked.perPosition[i], all.perPosition[i], "position \(i)") }
         }
         XCTAssertNotEqual(masked.perPosition[4], all.perPosition[4])
-        let seamed = Evaluator.losses(model, row: file.row(0), segment: all.context, seam: 4)
+        let seamed = Evaluator.losses(model, row: file.row(0), segment: all.segment, seam: 4)
         XCTAssertTrue(seamed[4].isNaN)
         XCTAssertEqual(seamed.enumerated().filter { $0.offset != 4 }.map(\.element), rows[0].enumerated().filter { $0.offset != 4 }.map(\.element))
         XCTAssertEqual(masked.maskSeam, true)
