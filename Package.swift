@@ -1,6 +1,8 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// Supported: Linux x86-64 (Debian/Ubuntu), with AVX2/FMA. SwiftPM has no Linux platform to declare, so none is
+// declared; the include and library paths below are Debian's multiarch ones.
 // Debian keeps the serial HDF5 and OpenBLAS headers off the default path; Swift's clang importer needs them too.
 let cIncludes = ["-Xcc", "-I/usr/include/hdf5/serial", "-Xcc", "-I/usr/include/x86_64-linux-gnu/openblas-pthread"]
 // Hot numeric loops need AVX2/FMA: without it every SIMD multiply-add becomes a scalar call.
@@ -8,7 +10,6 @@ let fast: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell", "-cross-modu
 
 let package = Package(
     name: "LongCrawl",
-    platforms: [.macOS(.v13)],
     products: [
         .executable(name: "longcrawl", targets: ["longcrawl"]),
         // For the fuzz targets in Fuzz/ (their own package, so the normal build never compiles them).

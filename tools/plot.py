@@ -101,7 +101,7 @@ def plot_probe(results, out):
     ax.axhline(0, color="gray", linewidth=0.8)
     ax.set_xscale("log", base=2)
     ax.set_xlabel(f"distance Δ between the copies (tokens; span {r['span']})")
-    ax.set_ylabel("copy gain: loss on first copy - second (nats/token)")
+    ax.set_ylabel("copy gain: control - second copy (nats/token)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()

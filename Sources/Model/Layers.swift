@@ -8,8 +8,6 @@ public final class Embedding<S: TensorScalar> {
 
     public init(wte: Parameter<S>) { self.wte = wte.value; dwte = wte.grad }
 
-    public convenience init(vocabulary: Int, dModel: Int) { self.init(wte: ParameterBlocks([("wte", [vocabulary, dModel])])["wte"]) }
-
     // forward: tokens [N] -> x [N, C]
     @_specialize(where S == Float)
     public func forward(_ tokens: [Int32]) -> Tensor<S> {

@@ -3,7 +3,7 @@ import Foundation
 import Support
 import Tensor
 
-/// The attention variants of MODEL.md section 2, one code path.
+/// The attention variants (docs/MODEL.md), one code path.
 public enum AttentionKind: String, Codable, Sendable, CaseIterable {
     /// exp(qr . kr / sqrt(d)), fixed RoPE, no gate.
     case softmax
@@ -20,17 +20,20 @@ public enum AttentionKind: String, Codable, Sendable, CaseIterable {
 
 /// Which way attention is computed: the quadratic attention form, or the chunked form (sympow only).
 public enum AttentionForm: Sendable {
-    case attention, chunked
+    /// The attention form: the whole T x T scores and weighted values, quadratic in T (`result.json` calls it "attention").
+    case quadratic
+    /// Chunks of `chunk` tokens with a state [D, d + 1] carried from one to the next, linear in T.
+    case chunked
 
     /// The form of a forward over `length` tokens at once, by the cost per token and head of the code as written:
-    /// our attention form computes the whole T x T square (scores and weighted values, ~4Td; MODEL.md section 3's
+    /// our attention form computes the whole T x T square (scores and weighted values, ~4Td; docs/MODEL.md's
     /// ~2Td counts the causal half), the chunked form ~4cd + 4Dd (intra-chunk, state read and update) with
     /// D = C(d + p - 1, p), so the chunked form when T > D + c (always the attention form for softmax and T <= c).
     /// It also keeps the attention form's T x T caches small: `small` (D = 2,080) trains chunked at 4,096. The one
     /// place training, evaluation and the flop count choose: for p = 4, d = 16 (D = 3,876) the attention form up
     /// to T = 3,876 + c.
     public static func choose(kind: AttentionKind, headDimension d: Int, power p: Int, chunk c: Int, length t: Int) -> AttentionForm {
-        kind != .softmax && t > SymmetricPower.size(dimension: d, power: p) + c ? .chunked : .attention
+        kind != .softmax && t > SymmetricPower.size(dimension: d, power: p) + c ? .chunked : .quadratic
     }
 }
 
@@ -112,7 +115,7 @@ public final class SympowAttention<S: TensorScalar> {
     }
 
     func resolvedForm(_ t: Int) -> AttentionForm {
-        if kind == .softmax { return .attention }
+        if kind == .softmax { return .quadratic }
         return form ?? AttentionForm.choose(kind: kind, headDimension: headDim, power: power, chunk: chunk, length: t)
     }
 
@@ -157,10 +160,10 @@ public final class SympowAttention<S: TensorScalar> {
         // Heads and batch rows are independent: one per core.
         var results = [HeadCache?](repeating: nil, count: batch * h)
         results.withUnsafeMutableBufferPointer { slots in carries.withUnsafeMutableBufferPointer { carried in
-            let out = SendableBuffer(slots), carry = SendableBuffer(carried)
+            let out = SendablePointer(slots.baseAddress!), carry = carried.isEmpty ? nil : SendablePointer(carried.baseAddress!)
             withSingleThreadedBLAS {
                 DispatchQueue.concurrentPerform(iterations: batch * h) { i in
-                    out.buffer[i] = self.headForward(p, b: i / h, head: i % h, t: t, carry: carry.buffer.isEmpty ? nil : carry.buffer.baseAddress! + i)
+                    out.pointer[i] = self.headForward(p, b: i / h, head: i % h, t: t, carry: carry.map { $0.pointer + i })
                 }
             }
         } }
@@ -199,7 +202,7 @@ public final class SympowAttention<S: TensorScalar> {
     private func headForward(_ p: Tensor<S>, b: Int, head: Int, t: Int, carry: UnsafeMutablePointer<Carry>?) -> HeadCache {
         let (input, positions, end) = headInput(p, b: b, head: head, t: t, start: carry?.pointee.position ?? 0)
         carry?.pointee.position = end
-        if kind == .softmax || (carry == nil && resolvedForm(t) == .attention) {
+        if kind == .softmax || (carry == nil && resolvedForm(t) == .quadratic) {
             let (y, cache) = QuadraticAttention.forward(input, score: kind == .softmax ? .softmax : .power(power))
             return HeadCache(input: input, y: y, quadratic: cache, chunked: nil, positions: positions)
         }
@@ -320,10 +323,4 @@ func logSigmoid(_ z: Double) -> Double { z >= 0 ? -Foundation.log1p(Foundation.e
 func normal(_ rng: inout some RandomNumberGenerator) -> Double {
     let u1 = Double.random(in: Double.ulpOfOne..<1, using: &rng), u2 = Double.random(in: 0..<1, using: &rng)
     return (-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * .pi * u2)
-}
-
-/// Lets worker closures fill disjoint slots of one buffer.
-struct SendableBuffer<T>: @unchecked Sendable {
-    let buffer: UnsafeMutableBufferPointer<T>
-    init(_ buffer: UnsafeMutableBufferPointer<T>) { self.buffer = buffer }
 }

@@ -156,7 +156,7 @@ public final class ParameterBlocks<S: TensorScalar>: RandomAccessCollection {
     public subscript(i: Int) -> Parameter<S> { list[i] }
 }
 
-/// The GPT-2-style pre-norm transformer of MODEL.md section 5 with sympow attention.
+/// The GPT-2-style pre-norm transformer with sympow attention (docs/MODEL.md, "The transformer around it").
 public final class Transformer<S: TensorScalar> {
     public let config: ModelConfig
     /// Every parameter, with the names used in checkpoints; the layers' weights are views into its blocks.

@@ -288,9 +288,3 @@ public final class Preprocessor {
         try dataset.finish(counts: endState.counts)
     }
 }
-
-/// Lets worker closures write disjoint slots of one buffer.
-struct SendablePointer<T>: @unchecked Sendable {
-    let pointer: UnsafeMutablePointer<T>
-    init(_ pointer: UnsafeMutablePointer<T>) { self.pointer = pointer }
-}

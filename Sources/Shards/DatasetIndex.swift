@@ -1,7 +1,7 @@
 import Foundation
 import Support
 
-/// The on-disk format of one shard (DESIGN.md section 4).
+/// The on-disk format of one shard (docs/FORMATS.md).
 public enum ShardFormat: String, Codable, Sendable, CaseIterable {
     /// `shard-NNNNNN.h5`: `/tokens [windows, 65536] uint16`, zstd filter 32015 + Fletcher32.
     case hdf5

@@ -62,9 +62,7 @@ final class SeekableZstdWriter {
 
     /// Writes the metadata frame and the seek table, then flushes the file to disk.
     func finish(sources: [WindowSource]) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        let json = try encoder.encode(ZstdShardMetadata(attributes: attributes, sources: sources))
+        let json = try JSONEncoder.sorted.encode(ZstdShardMetadata(attributes: attributes, sources: sources))
         var tail = [UInt8]()
         func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { tail += $0 } }
         u32(metadataFrameMagic); u32(UInt32(json.count)); tail += json

@@ -72,33 +72,61 @@ public enum AtomicFile {
     }
 }
 
+/// SHA-256 over bytes given in parts (OpenSSL's EVP), the one digest of files, checkpoints and batches.
+public final class SHA256 {
+    private let ctx = EVP_MD_CTX_new()
+
+    public init() { EVP_DigestInit_ex(ctx, EVP_sha256(), nil) }
+    deinit { EVP_MD_CTX_free(ctx) }
+
+    public func update(_ bytes: UnsafeRawBufferPointer) { if bytes.count > 0 { _ = EVP_DigestUpdate(ctx, bytes.baseAddress!, bytes.count) } }
+
+    /// The digest of everything given so far, in lowercase hex (the context is spent).
+    public func hex() -> String {
+        var digest = [UInt8](repeating: 0, count: 32)
+        EVP_DigestFinal_ex(ctx, &digest, nil)
+        return digest.map { String(format: "%02x", $0) }.joined()
+    }
+}
+
 /// Size and hex SHA-256 of a file, read in 1 MiB blocks.
 public func sha256(of url: URL) throws -> (bytes: Int, hex: String) {
     let fd = open(url.path, O_RDONLY)
     guard fd >= 0 else { throw FileError(url, "cannot open (\(String(cString: strerror(errno))))") }
     defer { close(fd) }
-    let ctx = EVP_MD_CTX_new()
-    defer { EVP_MD_CTX_free(ctx) }
-    EVP_DigestInit_ex(ctx, EVP_sha256(), nil)
+    let digest = SHA256()
     var block = [UInt8](repeating: 0, count: 1 << 20)
     var total = 0
     while true {
         let n = block.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
         if n < 0 { if errno == EINTR { continue }; throw FileError(url, "read failed at byte \(total) (\(String(cString: strerror(errno))))") }
         if n == 0 { break }
-        block.withUnsafeBytes { _ = EVP_DigestUpdate(ctx, $0.baseAddress!, n) }
+        block.withUnsafeBytes { digest.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
         total += n
     }
-    var digest = [UInt8](repeating: 0, count: 32)
-    EVP_DigestFinal_ex(ctx, &digest, nil)
-    return (total, digest.map { String(format: "%02x", $0) }.joined())
+    return (total, digest.hex())
 }
 
 /// Hex SHA-256 of `data`.
 public func sha256(_ data: Data) -> String {
-    var digest = [UInt8](repeating: 0, count: 32)
-    data.withUnsafeBytes { _ = EVP_Digest($0.baseAddress, $0.count, &digest, nil, EVP_sha256(), nil) }
-    return digest.map { String(format: "%02x", $0) }.joined()
+    let digest = SHA256()
+    data.withUnsafeBytes { digest.update($0) }
+    return digest.hex()
+}
+
+extension JSONEncoder {
+    /// Keys sorted: the same bytes for the same values (digests, one JSON line per record).
+    public static var sorted: JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return e
+    }
+}
+
+/// Lets worker closures write disjoint slots of one buffer.
+public struct SendablePointer<T>: @unchecked Sendable {
+    public let pointer: UnsafeMutablePointer<T>
+    public init(_ pointer: UnsafeMutablePointer<T>) { self.pointer = pointer }
 }
 
 /// `folder/name` when `name` is a relative path that stays inside `folder`, symlinks resolved; nil when it is

@@ -122,9 +122,8 @@ public struct TrainState: Codable, Equatable, Sendable {
     func digest(flatConfig: Bool = false) throws -> String {
         var plain = self
         plain.sha256 = nil
-        let encoder = JSONEncoder()
+        let encoder = JSONEncoder.sorted
         encoder.userInfo[RunConfig.flatForm] = flatConfig
-        encoder.outputFormatting = [.sortedKeys]
         return Support.sha256(try encoder.encode(plain))
     }
 }

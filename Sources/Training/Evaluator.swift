@@ -87,7 +87,7 @@ public struct EvalResult: Codable, Equatable, Sendable {
     public var config: String
     public var trainedContext: Int
     /// Segment length: the window length for one chunked pass, shorter for the recurrent form carried across segments.
-    public var context: Int
+    public var segment: Int
     public var form: String
     public var windows: Int
     var meanLoss: Double
@@ -107,14 +107,14 @@ public struct EvalResult: Codable, Equatable, Sendable {
     public var maskSeam: Bool?
 
     enum CodingKeys: String, CodingKey {
-        case checkpoint, config, context, form, windows, buckets, curve, summary
-        case windowsFile = "windows_file", trainedContext = "trained_context", meanLoss = "mean_loss", perPosition = "per_position"
+        case checkpoint, config, form, windows, buckets, curve, summary
+        case segment = "context", windowsFile = "windows_file", trainedContext = "trained_context", meanLoss = "mean_loss", perPosition = "per_position"
         case perPositionSE = "per_position_se", tokensPerSecond = "tokens_per_s", maskSeam = "mask_seam"
     }
 
     /// The result of per-window per-position losses (NaN where a target does not count: every position needs one
     /// window whose target there counts).
-    init(perWindow: [[Double]], checkpoint: String, windowsFile: String, config: String, trainedContext: Int, context: Int, form: String,
+    init(perWindow: [[Double]], checkpoint: String, windowsFile: String, config: String, trainedContext: Int, segment: Int, form: String,
          tokensPerSecond: Double) {
         let n = perWindow.count, positions = perWindow[0].count
         var per = [Double](repeating: 0, count: positions), se: [Double?]? = n > 1 ? per.map { $0 } : nil
@@ -134,17 +134,17 @@ public struct EvalResult: Codable, Equatable, Sendable {
             }
             return out
         }
-        self.init(checkpoint: checkpoint, windowsFile: windowsFile, config: config, trainedContext: trainedContext, context: context,
+        self.init(checkpoint: checkpoint, windowsFile: windowsFile, config: config, trainedContext: trainedContext, segment: segment,
                   form: form, windows: n, meanLoss: per.reduce(0, +) / Double(positions), perPosition: per, perPositionSE: se,
                   buckets: bins { 2 * $0 + 1 }, curve: bins { Int((Double($0 + 1) * 0x1.0B5586CF9890Fp0).rounded()) - 1 },
                   summary: EvalSummary(perWindow: perWindow, trainedContext: trainedContext), tokensPerSecond: tokensPerSecond)
     }
 
-    init(checkpoint: String, windowsFile: String, config: String, trainedContext: Int, context: Int, form: String, windows: Int,
+    init(checkpoint: String, windowsFile: String, config: String, trainedContext: Int, segment: Int, form: String, windows: Int,
          meanLoss: Double, perPosition: [Double], perPositionSE: [Double?]?, buckets: [Bucket], curve: [Bucket], summary: EvalSummary,
          tokensPerSecond: Double) {
         self.checkpoint = checkpoint; self.windowsFile = windowsFile; self.config = config; self.trainedContext = trainedContext
-        self.context = context; self.form = form; self.windows = windows; self.meanLoss = meanLoss; self.perPosition = perPosition
+        self.segment = segment; self.form = form; self.windows = windows; self.meanLoss = meanLoss; self.perPosition = perPosition
         self.perPositionSE = perPositionSE; self.buckets = buckets; self.curve = curve; self.summary = summary; self.tokensPerSecond = tokensPerSecond
     }
 
@@ -173,13 +173,13 @@ public enum Evaluator {
     static func onePassForm(_ config: ModelConfig, inputs l: Int, segment: Int) -> AttentionForm? {
         guard segment >= l else { return nil }
         let form = config.attentionForm(length: l)
-        return form == .attention || l % config.chunk == 0 ? form : nil
+        return form == .quadratic || l % config.chunk == 0 ? form : nil
     }
 
     /// How `losses` runs a row of `inputs` tokens in segments of `segment`, as `result.json` names it.
     static func formName(_ config: ModelConfig, inputs: Int, segment: Int) -> String {
         switch onePassForm(config, inputs: inputs, segment: segment) {
-        case .attention?: return "attention"
+        case .quadratic?: return "attention"
         case .chunked?: return "chunked"
         case nil: return config.attention == .softmax ? "attention, independent segments" : "recurrent, state carried across segments"
         }
@@ -253,7 +253,7 @@ public enum Evaluator {
         progress?.end()
         let form = formName(model.config, inputs: inputs, segment: segment)
         var result = EvalResult(perWindow: perWindow, checkpoint: checkpoint, windowsFile: windowsFile, config: model.config.name,
-                                trainedContext: trainedContext, context: segment, form: form,
+                                trainedContext: trainedContext, segment: segment, form: form,
                                 tokensPerSecond: Double(file.count * inputs) / Date().timeIntervalSince(t0))
         if masksSeam { result.maskSeam = true }
         return result

@@ -5,10 +5,12 @@ import Support
 import Tensor
 
 /// The recall probe: what a model's state remembers, measured by loss alone (no instruction following). For a
-/// window and a distance Δ the sequence is a span of the window's first `span` tokens, the Δ tokens that follow
-/// it in the window, then the span again. The copy gain is the model's mean loss on the first copy minus its mean
-/// loss on the second, both over the positions predicting the copy's tokens 2...span: a model that recalls the
-/// span across Δ tokens predicts its second copy better.
+/// window and a distance Δ the probe sequence is a span of the window's first `span` tokens, the Δ tokens that
+/// follow it in the window, then the span again; its control is the same sequence with the first span replaced by
+/// the next window's span. The copy gain is the model's mean loss on the second copy in the control minus that in
+/// the probe (over the positions predicting the copy's tokens 2...span), paired per window: the two sequences differ
+/// only Δ tokens or more before the copy, so a model that remembers nothing across Δ has a gain of 0 whatever its
+/// loss does with position (comparing with the first copy, at the start of the sequence, would credit context).
 public struct ProbeResult: Codable, Equatable, Sendable {
     public struct Distance: Codable, Equatable, Sendable {
         public var delta: Int
@@ -16,14 +18,16 @@ public struct ProbeResult: Codable, Equatable, Sendable {
         public var length: Int
         /// How the sequence ran (`result.json`'s form names).
         public var form: String
-        public var firstCopy: Estimate
+        /// Loss on the second copy in the control sequence (whose first span is another window's).
+        public var control: Estimate
+        /// Loss on the second copy in the probe sequence.
         public var secondCopy: Estimate
-        /// First minus second copy, per window, then over windows (a paired difference).
+        /// Control minus second copy, per window, then over windows (a paired difference).
         public var gain: Estimate
 
         enum CodingKeys: String, CodingKey {
-            case delta, length, form, gain
-            case firstCopy = "first_copy", secondCopy = "second_copy"
+            case delta, length, form, gain, control
+            case secondCopy = "second_copy"
         }
     }
 
@@ -52,14 +56,14 @@ public struct ProbeResult: Codable, Equatable, Sendable {
         self.distances = distances; self.skipped = skipped
     }
 
-    /// `OUT/probe.json` and `OUT/probe.csv` (delta, length, first, first_se, second, second_se, gain, gain_se, form);
+    /// `OUT/probe.json` and `OUT/probe.csv` (delta, length, control, control_se, second, second_se, gain, gain_se, form);
     /// an undefined standard error is empty.
     public func write(to folder: URL) throws {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         try AtomicFile.writeJSON(self, to: folder.appendingPathComponent("probe.json"))
         func cells(_ e: Estimate) -> String { "\(e.mean),\(e.se.map { String($0) } ?? "")" }
-        var csv = "delta,length,first,first_se,second,second_se,gain,gain_se,form\n"
-        for d in distances { csv += "\(d.delta),\(d.length),\(cells(d.firstCopy)),\(cells(d.secondCopy)),\(cells(d.gain)),\"\(d.form)\"\n" }
+        var csv = "delta,length,control,control_se,second,second_se,gain,gain_se,form\n"
+        for d in distances { csv += "\(d.delta),\(d.length),\(cells(d.control)),\(cells(d.secondCopy)),\(cells(d.gain)),\"\(d.form)\"\n" }
         try AtomicFile.write(Data(csv.utf8), to: folder.appendingPathComponent("probe.csv"))
     }
 }
@@ -70,24 +74,25 @@ public enum Probe {
     public static let defaultSpan = 64
 
     /// The probe sequence of a window: its first `span` tokens, the `delta` that follow, the first `span` again;
-    /// nil when 2 span + Δ exceeds the window.
-    public static func sequence(_ window: ArraySlice<UInt16>, delta: Int, span: Int) -> [UInt16]? {
+    /// with `firstSpan`, the control: the same with `firstSpan` in place of the first copy. Nil when 2 span + Δ
+    /// exceeds the window.
+    public static func sequence(_ window: ArraySlice<UInt16>, delta: Int, span: Int, firstSpan: ArraySlice<UInt16>? = nil) -> [UInt16]? {
         guard 2 * span + delta <= window.count else { return nil }
-        let start = window.startIndex
-        return Array(window[start..<(start + span + delta)]) + window[start..<(start + span)]
+        let start = window.startIndex, copy = window[start..<(start + span)]
+        let first = firstSpan.map { $0.prefix(span) } ?? copy
+        precondition(first.count == span, "the control's first span is shorter than \(span)")
+        return Array(first) + window[(start + span)..<(start + span + delta)] + copy
     }
 
-    /// Mean losses on the first and second copy: positions predicting the copy's tokens 2...span, from losses by
-    /// position (position i predicts token i + 1).
-    static func copyLosses(_ losses: [Double], delta: Int, span: Int) -> (first: Double, second: Double) {
+    /// Mean loss on the second copy: positions predicting its tokens 2...span, from losses by position (position i
+    /// predicts token i + 1).
+    static func secondCopyLoss(_ losses: [Double], delta: Int, span: Int) -> Double {
         let second = span + delta
-        func mean(_ r: Range<Int>) -> Double { losses[r].reduce(0, +) / Double(r.count) }
-        return (mean(0..<(span - 1)), mean(second..<(second + span - 1)))
+        return losses[second..<(second + span - 1)].reduce(0, +) / Double(span - 1)
     }
 
-    /// Copy gains of `model`, trained at `trainedContext`, over `windows` at each Δ that fits, each sequence run as
-    /// `eval` runs a row of its length (`Evaluator.losses`); returns the distances and the Δ skipped.
-    /// `run` over every row of an evaluation-window file, as the result `probe` and `experiment` write.
+    /// Copy gains of `model`, trained at `trainedContext`, over every row of an evaluation-window file, as the result
+    /// `probe` and `experiment` write.
     public static func evaluate(_ model: Transformer<Float>, trainedContext: Int, file: EvalWindowFile, windowsFile: String, checkpoint: String,
                                 deltas: [Int] = defaultDeltas, span: Int = defaultSpan, progress: ProgressReporter? = nil) -> ProbeResult {
         let (distances, skipped) = run(model, trainedContext: trainedContext, windows: (0..<file.count).map(file.row), deltas: deltas,
@@ -97,23 +102,30 @@ public enum Probe {
                            distances: distances, skipped: skipped)
     }
 
+    /// Copy gains over `windows` (at least 2: window i's control takes window i + 1's span, cyclically) at each Δ
+    /// that fits, each sequence run as `eval` runs a row of its length (`Evaluator.losses`); returns the distances
+    /// and the Δ skipped.
     public static func run(_ model: Transformer<Float>, trainedContext: Int, windows: [ArraySlice<UInt16>], deltas: [Int], span: Int,
                            progress: ProgressReporter? = nil) -> (distances: [ProbeResult.Distance], skipped: [Int]) {
+        precondition(windows.count >= 2, "the probe's control needs at least 2 windows")
         var distances: [ProbeResult.Distance] = [], skipped: [Int] = []
         for delta in deltas {
             guard windows.allSatisfy({ 2 * span + delta <= $0.count }) else { skipped.append(delta); continue }
             let length = 2 * span + delta, inputs = Evaluator.inputLength(length)
             let segment = Evaluator.segment(model.config, inputs: inputs, context: nil, trainedContext: trainedContext)
-            var first: [Double] = [], second: [Double] = []
+            var control: [Double] = [], second: [Double] = []
             for (i, window) in windows.enumerated() {
-                let seq = sequence(window, delta: delta, span: span)!
-                let c = copyLosses(Evaluator.losses(model, row: seq[...], segment: segment), delta: delta, span: span)
-                first.append(c.first); second.append(c.second)
+                func loss(firstSpan: ArraySlice<UInt16>?) -> Double {
+                    let seq = sequence(window, delta: delta, span: span, firstSpan: firstSpan)!
+                    return secondCopyLoss(Evaluator.losses(model, row: seq[...], segment: segment), delta: delta, span: span)
+                }
+                control.append(loss(firstSpan: windows[(i + 1) % windows.count].prefix(span)))
+                second.append(loss(firstSpan: nil))
                 if let progress, progress.due() { progress.show("Δ \(delta): window \(i + 1)/\(windows.count)") }
             }
             distances.append(ProbeResult.Distance(delta: delta, length: length, form: Evaluator.formName(model.config, inputs: inputs, segment: segment),
-                                                  firstCopy: Estimate(first), secondCopy: Estimate(second),
-                                                  gain: Estimate(zip(first, second).map { $0 - $1 })))
+                                                  control: Estimate(control), secondCopy: Estimate(second),
+                                                  gain: Estimate(zip(control, second).map { $0 - $1 })))
         }
         progress?.end()
         return (distances, skipped)

@@ -575,12 +575,3 @@ final class GradientBuckets {
         bucket = nil
     }
 }
-
-extension JSONEncoder {
-    /// Keys sorted: one JSON line per record, the same bytes for the same values.
-    static var sorted: JSONEncoder {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys]
-        return e
-    }
-}

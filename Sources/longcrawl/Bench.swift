@@ -11,9 +11,18 @@ struct Bench: ParsableCommand {
 }
 
 /// The least wall time of `runs` runs of `body`: on a shared machine the fastest run is the least disturbed one.
+/// The one "best of N" timer of the benchmarks.
 func bestSeconds(_ runs: Int = 3, _ body: () throws -> Void) rethrows -> Double {
+    try bestSeconds(runs, setup: {}, { _ in try body() })
+}
+
+/// The same, each run on a fresh `setup()` that is not timed.
+func bestSeconds<T>(_ runs: Int = 3, setup: () throws -> T, _ body: (T) throws -> Void) rethrows -> Double {
     var times: [Double] = []
-    for _ in 0..<runs { let t0 = now(); try body(); times.append(now() - t0) }
+    for _ in 0..<runs {
+        let input = try setup()
+        let t0 = now(); try body(input); times.append(now() - t0)
+    }
     return times.min()!
 }
 

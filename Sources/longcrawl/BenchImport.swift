@@ -15,8 +15,8 @@ struct BenchImport: ParsableCommand {
         discussion: "Example:\n  longcrawl bench import --corpus ../shared/data/corpus-dev --format zst"
     )
 
-    @Option(help: "Folder of .txt files whose tokens fill the array (all of each file, cut into 65,536-token rows).")
-    var corpus: String = "../shared/data/corpus-dev"
+    /// --corpus: .txt files whose tokens fill the array (all of each file, cut into 65,536-token rows).
+    @OptionGroup var input: CorpusOption
 
     @Option(help: "Rows per chunk (the mirror has 2048).")
     var chunkRows: Int = 32
@@ -30,8 +30,7 @@ struct BenchImport: ParsableCommand {
     @Option(help: "zstd level of the import's shards.")
     var level: Int = 3
 
-    @Option(help: "Folder with encoder.json and vocab.bpe (default: $LONGCRAWL_GPT2_DIR, else the vocabulary built into longcrawl).")
-    var tokenizer: String?
+    @OptionGroup var tokenizer: TokenizerOption
 
     func validate() throws {
         guard ShardFormat(rawValue: format) != nil else { throw ValidationError("--format must be hdf5 or zst, got '\(format)'") }
@@ -39,7 +38,8 @@ struct BenchImport: ParsableCommand {
     }
 
     func run() throws {
-        let tok = try loadTokenizer(tokenizer)
+        let corpus = input.corpus
+        let tok = try tokenizer.load()
         let (_, docs) = try readTextCorpus(corpus)
         let stream = docs.flatMap { d in d.withUnsafeBufferPointer { tok.encode(bytes: $0) } }
         let rows = stream.count / windowLength

@@ -42,36 +42,29 @@ struct BenchLoader: ParsableCommand {
         print("dataset \(dir.path), split \(split): \(n) windows in \(catalog.shards.count) shards")
 
         // Best of three runs each: the machine is shared and the first pass also warms the page cache.
-        func best(_ body: () throws -> Double) rethrows -> Double { try (0..<3).map { _ in try body() }.max()! }
-
         // Baseline: every window of every shard, in file order, decompressed into one buffer.
         var buffer = [UInt16](repeating: 0, count: windowLength)
-        let plain = try best {
-            let t0 = now()
+        let plain = try Double(n) / bestSeconds {
             for entry in catalog.shards {
                 let reader = try ShardReader(url: dir.appendingPathComponent(entry.file), format: entry.format)
                 for k in 0..<reader.windowCount { try buffer.withUnsafeMutableBufferPointer { try reader.readWindow(k, into: $0) } }
             }
-            return Double(n) / (now() - t0)
         }
         // Whole windows one by one, shuffled: an epoch decompresses each window once (a fresh packer, empty cache).
-        let windows = try best {
-            let t0 = now()
+        let windows = try Double(n) / bestSeconds {
             let packer = try BatchPacker(catalog: catalog, batchSize: 1, context: windowLength, seed: 1)
             for _ in 0..<packer.batchesPerEpoch { _ = try packer.next() }
-            return Double(n) / (now() - t0)
         }
 
         var rows: [(String, Double)] = [("plain sequential read + decompress", plain), ("BatchPacker B=1 T=65536 (whole windows)", windows)]
         for order in BatchOrder.allCases {
-            let tokensPerSecond = try best {
-                let packer = try BatchPacker(catalog: catalog, batchSize: batch, context: context, order: order, seed: 1)
-                // A whole epoch: every window passes through the packer once per slot.
-                let batches = packer.batchesPerEpoch
-                let t0 = now()
+            // A whole epoch: every window passes through the packer once per slot.
+            var batches = 0
+            let seconds = try bestSeconds(setup: { try BatchPacker(catalog: catalog, batchSize: batch, context: context, order: order, seed: 1) }) { packer in
+                batches = packer.batchesPerEpoch
                 for _ in 0..<batches { _ = try packer.next() }
-                return Double(batches * batch * context) / (now() - t0)
             }
+            let tokensPerSecond = Double(batches * batch * context) / seconds
             rows.append(("BatchPacker \(order.rawValue) B=\(batch) T=\(context)", tokensPerSecond / Double(windowLength)))
         }
         print("\n| reader | windows/s | tokens/s | vs plain |")

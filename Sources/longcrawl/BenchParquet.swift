@@ -11,8 +11,8 @@ struct BenchParquet: ParsableCommand {
         discussion: "Example:\n  longcrawl bench parquet --corpus ../shared/data/corpus-dev --codec snappy"
     )
 
-    @Option(help: "Folder of .txt files cut into FineWeb-sized rows (about 3 kB each) for the file's text column.")
-    var corpus: String = "../shared/data/corpus-dev"
+    /// --corpus: .txt files cut into FineWeb-sized rows (about 3 kB each) for the file's text column.
+    @OptionGroup var input: CorpusOption
 
     @Option(help: "Parquet codec of the file: snappy (pyarrow's default), zstd, gzip or none.")
     var codec: String = "snappy"
@@ -24,6 +24,7 @@ struct BenchParquet: ParsableCommand {
     var minTextBytes: Int = 65_536
 
     func run() throws {
+        let corpus = input.corpus
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("longcrawl-bench-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -13,8 +13,8 @@ struct BenchShards: ParsableCommand {
         discussion: "Example:\n  longcrawl bench shards --corpus ../shared/data/corpus-dev --level 3"
     )
 
-    @Option(help: "Folder of .txt files whose tokens are the stream (all of each file, cut into 65,536-token windows).")
-    var corpus: String = "../shared/data/corpus-dev"
+    /// --corpus: .txt files whose tokens are the stream (all of each file, cut into 65,536-token windows).
+    @OptionGroup var input: CorpusOption
 
     @Option(help: "Windows of the stream to use (default: all the corpus gives).")
     var windows: Int?
@@ -22,11 +22,11 @@ struct BenchShards: ParsableCommand {
     @Option(help: "zstd level, for the shards and the CLI alike.")
     var level: Int = 3
 
-    @Option(help: "Folder with encoder.json and vocab.bpe (default: $LONGCRAWL_GPT2_DIR, else the vocabulary built into longcrawl).")
-    var tokenizer: String?
+    @OptionGroup var tokenizer: TokenizerOption
 
     func run() throws {
-        let tok = try loadTokenizer(tokenizer)
+        let corpus = input.corpus
+        let tok = try tokenizer.load()
         let (_, docs) = try readTextCorpus(corpus)
         let stream = docs.flatMap { d in d.withUnsafeBufferPointer { tok.encode(bytes: $0) } }
         let windows = min(stream.count / windowLength, self.windows ?? .max)
@@ -52,7 +52,7 @@ struct BenchShards: ParsableCommand {
         var buffer = [UInt16](repeating: 0, count: windowLength)
         for format in ShardFormat.allCases {
             var entry: ShardEntry?
-            let write = try best {
+            let write = try bestSeconds {
                 let w = try ShardWriter(directory: dir, file: format.fileName(split: .train, number: 0), format: format, split: .train, level: level)
                 try tokens.withUnsafeBufferPointer { all in
                     for k in 0..<windows {
@@ -63,13 +63,13 @@ struct BenchShards: ParsableCommand {
                 entry = try w.finish()
             }
             let reader = try ShardReader(url: dir.appendingPathComponent(entry!.file))
-            let read = try best {
+            let read = try bestSeconds {
                 for k in 0..<windows { try buffer.withUnsafeMutableBufferPointer { try reader.readWindow(k, into: $0) } }
             }
             rows.append(("\(format.rawValue) shard", n / write, n / read, entry!.bytes))
             // What a process's first open of a shard costs: its SHA-256 against index.json, then the reader's open.
             let url = dir.appendingPathComponent(entry!.file)
-            opens.append(("\(format.rawValue) shard", try best { _ = try sha256(of: url) }, try best { _ = try ShardReader(url: url) }))
+            opens.append(("\(format.rawValue) shard", try bestSeconds { _ = try sha256(of: url) }, try bestSeconds { _ = try ShardReader(url: url) }))
         }
         print("\n| writer | write tokens/s | read tokens/s | read vs zstd -d | bytes | ratio vs raw |")
         print("| --- | ---: | ---: | ---: | ---: | ---: |")
@@ -85,16 +85,9 @@ struct BenchShards: ParsableCommand {
         print("(the file in the page cache, best of 3 runs)")
     }
 
-    /// Best of three wall-clock runs.
-    func best(_ body: () throws -> Void) rethrows -> Double {
-        var times: [Double] = []
-        for _ in 0..<3 { let t0 = now(); try body(); times.append(now() - t0) }
-        return times.min()!
-    }
-
     /// Best of three wall-clock runs of a shell command.
     func timeShell(_ command: String) throws -> Double {
-        try best {
+        try bestSeconds {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: "/bin/bash")
             p.arguments = ["-c", command]

@@ -19,17 +19,16 @@ struct BenchTokenizer: ParsableCommand {
         """
     )
 
-    @Option(help: "Folder of .txt files.")
-    var corpus: String = "../shared/data/corpus-dev"
+    @OptionGroup var input: CorpusOption
 
     @Option(help: "Cut each file into excerpts of at least this many bytes, ending before a space (0: whole files).")
     var excerptBytes: Int = 262_144
 
-    @Option(help: "Folder with encoder.json and vocab.bpe (default: $LONGCRAWL_GPT2_DIR, else the vocabulary built into longcrawl).")
-    var tokenizer: String?
+    @OptionGroup var tokenizer: TokenizerOption
 
     func run() throws {
-        let tok = try loadTokenizer(tokenizer)
+        let corpus = input.corpus
+        let tok = try tokenizer.load()
         let (files, books) = try readTextCorpus(corpus)
         let docs = books.flatMap { excerpts($0, size: excerptBytes) }
         let bytes = docs.reduce(0) { $0 + $1.count }
@@ -37,9 +36,8 @@ struct BenchTokenizer: ParsableCommand {
         print("corpus \(corpus): \(files.count) files, \(docs.count) documents, \(formatBytes(bytes))")
 
         func best(_ body: () -> Int) -> (seconds: Double, tokens: Int) {
-            var times: [Double] = [], tokens = 0
-            for _ in 0..<3 { let t0 = now(); tokens = body(); times.append(now() - t0) }
-            return (times.min()!, tokens)
+            var tokens = 0
+            return (bestSeconds { tokens = body() }, tokens)
         }
         let one = best {
             var memo = TokenizerMemo()

@@ -17,11 +17,7 @@ struct BenchTrain: ParsableCommand {
         """
     )
 
-    @Option(help: "Dataset folder.")
-    var data: String
-
-    @Option(help: "Config (model and training).")
-    var config: String = "data/configs/small.json"
+    @OptionGroup var inputs: TrainingBenchOptions
 
     @Option(help: "Context length.")
     var context: Int = 4096
@@ -49,6 +45,7 @@ struct BenchTrain: ParsableCommand {
     }
 
     func run() throws {
+        let (data, config) = (inputs.data, inputs.config)
         var cfg = try RunConfig.load(URL(fileURLWithPath: config))
         cfg.train.context = context
         if let batch { cfg.train.batch = batch }
@@ -131,11 +128,7 @@ struct BenchScaling: ParsableCommand {
         for a slower rank to finish backward) and the last rank's (the one whose backward ended last: the sums alone)
         """
 
-    @Option(help: "Dataset folder.")
-    var data: String
-
-    @Option(help: "Config (model and training).")
-    var config: String = "data/configs/small.json"
+    @OptionGroup var inputs: TrainingBenchOptions
 
     @Option(help: "Context length.")
     var context: Int = 1024
@@ -150,6 +143,7 @@ struct BenchScaling: ParsableCommand {
     var ranks: Int = 2
 
     func run() throws {
+        let (data, config) = (inputs.data, inputs.config)
         let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         func measure(_ n: Int) throws -> [String: Any] {
             let (status, bytes) = try capture(["mpirun", "--allow-run-as-root", "--bind-to", "core", "--map-by", "core", "-np", String(n), me, "bench", "train",

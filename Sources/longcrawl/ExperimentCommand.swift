@@ -98,6 +98,9 @@ struct ExperimentCommand: ParsableCommand {
             try AtomicFile.writeJSON(plan, to: planURL)
         }
         let windows = try EvalWindowFile(contentsOf: URL(fileURLWithPath: plan.evalWindows))
+        guard windows.count >= 2 else {
+            throw TrainingError("\(plan.evalWindows): \(windows.count) window(s); the recall probe's control needs at least 2")
+        }
 
         // The plan: each variant's expected wall time from one measured step (in a scratch run folder).
         print("experiment \(exp.path): \(plan.config.model.name) at context \(plan.config.train.context), batch \(plan.config.train.batch), " +
@@ -238,23 +241,25 @@ struct ExperimentCommand: ParsableCommand {
                   "\(row.state.tokens) | \(ProgressReporter.duration(row.state.elapsed)) | \(r.form) |\n"
         }
         md += "\n![loss by position](loss-by-position.png)\n"
-        let deltas = rows.first?.probe.distances.map(\.delta) ?? []
-        guard !deltas.isEmpty else { return md }
+        guard rows.contains(where: { !$0.probe.distances.isEmpty }) else { return md }
         md += """
 
         ## Recall probe
 
-        Copy gain (loss on the first copy of a \(Probe.defaultSpan)-token span minus the loss on its second copy, Δ tokens \
-        of other text later, after each copy's first token), mean ± standard error over the same windows; a model that \
-        retrieves over Δ shows a gain at Δ. `longcrawl probe` computes the same alone.
+        Copy gain: the loss on the second copy of a \(Probe.defaultSpan)-token span, Δ tokens of other text after the \
+        first, in a control whose first span is another window's, minus the loss on it after the real first span (after \
+        each copy's first token), paired per window, mean ± standard error over the same windows. A model that \
+        retrieves over Δ shows a gain at Δ; one that remembers nothing across Δ shows 0. `longcrawl probe` computes the \
+        same alone.
 
-        | variant | \(deltas.map { "Δ \($0)" }.joined(separator: " | ")) |
-        | --- |\(String(repeating: " ---: |", count: deltas.count))
+        | variant | Δ | control | second copy | gain |
+        | --- | ---: | ---: | ---: | ---: |
 
         """
         for row in rows {
-            let gains = deltas.map { d in cell(row.probe.distances.first { $0.delta == d }?.gain) }
-            md += "| \(row.variant.rawValue) | \(gains.joined(separator: " | ")) |\n"
+            for d in row.probe.distances {
+                md += "| \(row.variant.rawValue) | \(d.delta) | \(cell(d.control)) | \(cell(d.secondCopy)) | \(cell(d.gain)) |\n"
+            }
         }
         md += "\n![copy gain by distance](probe.png)\n"
         return md

@@ -29,8 +29,7 @@ struct InspectCommand: ParsableCommand {
     @Option(help: "Lines of the window's text to print (0: none).")
     var lines: Int = 5
 
-    @Option(help: "Folder with encoder.json and vocab.bpe (default: $LONGCRAWL_GPT2_DIR, else the vocabulary built into longcrawl).")
-    var tokenizer: String?
+    @OptionGroup var tokenizer: TokenizerOption
 
     @Option(help: "Write every window of --split through the training reader, as little-endian uint16 in window order, to this file; a window that fails to read is left out and named on stderr (exit status 1).")
     var raw: String?
@@ -70,7 +69,7 @@ struct InspectCommand: ParsableCommand {
             var tokens = [UInt16](repeating: 0, count: windowLength)
             try tokens.withUnsafeMutableBufferPointer { try reader.readWindow(k, into: $0) }
             let source = reader.sources[k]
-            let tok = try loadTokenizer(tokenizer)
+            let tok = try tokenizer.load()
             // In document order: a rolled window's first document token is at column `roll`.
             let text = tok.decodeString(Array((tokens[source.roll...] + tokens[..<source.roll]).prefix(2048)))
             print("\n\(split) window \(window) = \(entry.file)[\(k)]: document \"\(source.document)\" from token \(source.offset)")

@@ -72,8 +72,7 @@ struct PackCommand: ParsableCommand {
             }
         }
         let packer = try BatchPacker(catalog: catalog, cursor: start, masksSeam: maskSeam)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
+        let encoder = JSONEncoder.sorted
         let t0 = Date()
         for _ in 0..<max(0, count) {
             let number = packer.cursor.batch
@@ -103,15 +102,9 @@ struct PackCommand: ParsableCommand {
 
     /// SHA-256 of inputs, targets (int32) and mask (float32), each little-endian, in that order.
     static func digest(_ b: Batch) -> String {
-        let ctx = EVP_MD_CTX_new()
-        defer { EVP_MD_CTX_free(ctx) }
-        EVP_DigestInit_ex(ctx, EVP_sha256(), nil)
-        for part in [b.inputs.map(\.littleEndian), b.targets.map(\.littleEndian)] {
-            part.withUnsafeBytes { _ = EVP_DigestUpdate(ctx, $0.baseAddress!, $0.count) }
-        }
-        b.mask.map { $0.bitPattern.littleEndian }.withUnsafeBytes { _ = EVP_DigestUpdate(ctx, $0.baseAddress!, $0.count) }
-        var out = [UInt8](repeating: 0, count: 32)
-        EVP_DigestFinal_ex(ctx, &out, nil)
-        return out.map { String(format: "%02x", $0) }.joined()
+        let digest = SHA256()
+        for part in [b.inputs.map(\.littleEndian), b.targets.map(\.littleEndian)] { part.withUnsafeBytes { digest.update($0) } }
+        b.mask.map { $0.bitPattern.littleEndian }.withUnsafeBytes { digest.update($0) }
+        return digest.hex()
     }
 }

@@ -56,8 +56,7 @@ struct PreprocessCommand: ParsableCommand {
     @Option(help: "Field holding the document id, as --text-field (absent: file:line, file:row, or the WARC record id).")
     var idField: String = "id"
 
-    @Option(help: "Folder with encoder.json and vocab.bpe (default: $LONGCRAWL_GPT2_DIR, else the vocabulary built into longcrawl).")
-    var tokenizer: String?
+    @OptionGroup var tokenizer: TokenizerOption
 
 
 
@@ -90,7 +89,7 @@ struct PreprocessCommand: ParsableCommand {
         options.rules = quality.rules
         options.dedup = quality.dedupSettings
 
-        let tok = try loadTokenizer(tokenizer)
+        let tok = try tokenizer.load()
         let world = World.shared
         let summary = try Preprocessor.run(inputs: inputs, output: URL(fileURLWithPath: output.out), options: options, tokenizer: tok,
                                            mode: output.mode, world: world,
@@ -110,14 +109,6 @@ struct PreprocessCommand: ParsableCommand {
         }
         print("wrote \(output.out)/\(DatasetIndex.fileName)")
     }
-}
-
-/// The GPT-2 tokenizer from `--tokenizer`, else `$LONGCRAWL_GPT2_DIR`, else the vocabulary built into the binary.
-func loadTokenizer(_ path: String?) throws -> GPT2Tokenizer {
-    if let path = path ?? ProcessInfo.processInfo.environment["LONGCRAWL_GPT2_DIR"] {
-        return try GPT2Tokenizer(directory: URL(fileURLWithPath: path))
-    }
-    return try GPT2Tokenizer.builtIn()
 }
 
 /// Windows, shards, bytes and compression ratio of each split.

@@ -12,8 +12,10 @@ struct ProbeCommand: ParsableCommand {
         abstract: "Recall probe: how much better a model predicts a span repeated after Δ tokens of other text.",
         discussion: """
         For each window and Δ: the window's first --span tokens, the Δ tokens that follow them, then the span \
-        again. The copy gain is the mean loss on the first copy minus that on the second (positions predicting \
-        the copy's tokens 2...span), with its standard error across windows. Each sequence (2 span + Δ tokens) \
+        again; its control is the same with the first span taken from the next window. The copy gain is the mean \
+        loss on the second copy in the control minus that in the probe (positions predicting the copy's tokens \
+        2...span), paired per window, with its standard error across windows: a model that remembers nothing \
+        across Δ has a gain of 0. Each sequence (2 span + Δ tokens) \
         runs as `eval` runs a row of that length: sympow models in one pass or with the state carried, softmax \
         models in independent segments of their training context (no gain beyond them). A Δ whose sequence is \
         longer than the windows is skipped. Writes OUT/probe.json and OUT/probe.csv; plot with \
@@ -48,14 +50,14 @@ struct ProbeCommand: ParsableCommand {
         let ckpt = try Checkpoint.resolve(URL(fileURLWithPath: checkpoint))
         let state = try Checkpoint.loadState(ckpt)
         let file = try EvalWindowFile(contentsOf: URL(fileURLWithPath: windows))
-        guard file.count > 0 else { throw TrainingError("\(windows): no windows") }
+        guard file.count >= 2 else { throw TrainingError("\(windows): \(file.count) window(s); the probe's control needs at least 2") }
         let model = try Checkpoint.loadModel(ckpt, state: state)
         let result = Probe.evaluate(model, trainedContext: state.config.train.context, file: file, windowsFile: windows, checkpoint: ckpt.path,
                                     deltas: ds, span: span, progress: ProgressReporter(label: "probe"))
         try result.write(to: URL(fileURLWithPath: out))
         print("probe \(ckpt.path) (\(state.config.model.name), \(state.config.model.attention.rawValue), trained at \(state.config.train.context)), span \(span), \(file.count) windows of \(file.length):")
         for d in result.distances {
-            print("  Δ \(String(d.delta).padding(toLength: 6, withPad: " ", startingAt: 0)) first \(describe(d.firstCopy)), second \(describe(d.secondCopy)), gain \(describe(d.gain)) (\(d.form))")
+            print("  Δ \(String(d.delta).padding(toLength: 6, withPad: " ", startingAt: 0)) control \(describe(d.control)), second \(describe(d.secondCopy)), gain \(describe(d.gain)) (\(d.form))")
         }
         if !result.skipped.isEmpty {
             print("  skipped Δ \(result.skipped.map(String.init).joined(separator: ", ")): 2 x \(span) + Δ exceeds the windows' \(file.length) tokens")

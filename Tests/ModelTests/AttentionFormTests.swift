@@ -31,7 +31,7 @@ func maxRelativeError<S: TensorScalar>(_ a: [S], _ b: [S]) -> Double {
 }
 
 final class AttentionFormTests: XCTestCase {
-    /// MODEL.md test 1: phi_p(q) . phi_p(k) == (q . k)^p.
+    /// phi_p(q) . phi_p(k) == (q . k)^p.
     func testSymmetricPowerInnerProduct() {
         var g = Gaussian(seed: 1)
         for (d, p, size) in [(8, 2, 36), (19, 2, 190), (64, 2, 2080), (8, 4, 330), (6, 6, 462), (16, 4, 3876)] {
@@ -81,7 +81,7 @@ final class AttentionFormTests: XCTestCase {
         }
     }
 
-    /// MODEL.md test 2 (core): attention form == chunked form == recurrent form, with and without gates.
+    /// Attention form == chunked form == recurrent form, with and without gates.
     func testAttentionChunkedAndRecurrentFormsAgree() {
         for (p, gated) in [(2, true), (2, false), (4, true)] {
             for (t, chunks) in [(16, [1, 2, 16, 4]), (24, [3, 8, 24])] {
@@ -139,7 +139,7 @@ final class AttentionFormTests: XCTestCase {
         XCTAssertLessThan(maxRelativeError(got.dG, want.dG), tolerance, "\(what) dG")
     }
 
-    /// MODEL.md test 3 (core): both backwards against central differences in Float64, strongly varying gates.
+    /// Both backwards against central differences in Float64, strongly varying gates.
     func testBackwardsMatchFiniteDifferences() {
         for (score, p) in [(Score.power(2), 2), (.power(4), 4), (.softmax, 2)] {
             let x: HeadInput<Double> = randomHead(t: 8, d: 4, seed: 7, gated: score != .softmax)
@@ -160,7 +160,7 @@ final class AttentionFormTests: XCTestCase {
         }
     }
 
-    /// MODEL.md test 4: chunked backward == attention-form backward in Float32.
+    /// Chunked backward == attention-form backward in Float32.
     func testChunkedBackwardEqualsAttentionBackward() {
         let x: HeadInput<Float> = randomHead(t: 64, d: 8, seed: 3)
         var gen = Gaussian(seed: 4)

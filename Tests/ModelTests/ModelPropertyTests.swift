@@ -5,7 +5,7 @@ import XCTest
 @testable import Tensor
 
 final class ModelPropertyTests: XCTestCase {
-    /// MODEL.md test 2 at the layer: every variant, chunk sizes 1, 2, 16, T, and a T that is a multiple but not a
+    /// At the layer: every variant, chunk sizes 1, 2, 16, T, and a T that is a multiple but not a
     /// power of two; chunked form == attention form in Float32.
     func testChunkedLayerEqualsAttentionLayerForEveryVariant() {
         for kind in AttentionKind.allCases where kind != .softmax {
@@ -14,7 +14,7 @@ final class ModelPropertyTests: XCTestCase {
                 var rng = SplitMix64(seed: 11)
                 reference.initialize(std: 0.3, residualStd: 0.3, using: &rng)
                 for i in 0..<reference.wQKVGR.count where reference.wQKVGR[i] == 0 { reference.wQKVGR[i] = Float.random(in: -0.5...0.5, using: &rng) }
-                reference.form = .attention
+                reference.form = .quadratic
                 var g = Gaussian(seed: 12)
                 let x = Tensor<Float>([2 * t, 16], g.array(2 * t * 16))
                 let want = reference.forward(x, batch: 2, length: t).array
@@ -29,7 +29,7 @@ final class ModelPropertyTests: XCTestCase {
         }
     }
 
-    /// MODEL.md test 5: scores depend only on angle differences.
+    /// Scores depend only on angle differences.
     func testRotaryShiftInvariance() {
         let x: HeadInput<Double> = randomHead(t: 12, d: 8, seed: 21)
         let angles: [Double] = (0..<48).map { (i: Int) -> Double in 0.37 * Double(i / 4) + 0.11 * Double(i % 4) }
@@ -43,7 +43,7 @@ final class ModelPropertyTests: XCTestCase {
         }
     }
 
-    /// MODEL.md test 6: learned rotary with a zero rotation projection is fixed RoPE, bit for bit.
+    /// Learned rotary with a zero rotation projection is fixed RoPE, bit for bit.
     func testZeroInitializedLearnedRotaryIsFixedRoPE() {
         let learned = SympowAttention<Float>(dModel: 16, heads: 2, power: 2, chunk: 8, kind: .conformalSympow)
         let fixed = SympowAttention<Float>(dModel: 16, heads: 2, power: 2, chunk: 8, kind: .sympowGating)
@@ -53,13 +53,13 @@ final class ModelPropertyTests: XCTestCase {
         fixed.wO.data.update(from: learned.wO.data, count: learned.wO.count)
         var g = Gaussian(seed: 32)
         let x = Tensor<Float>([64, 16], g.array(64 * 16))
-        for form in [AttentionForm.attention, .chunked] {
+        for form in [AttentionForm.quadratic, .chunked] {
             learned.form = form; fixed.form = form
             XCTAssertEqual(learned.forward(x, batch: 1, length: 64).array, fixed.forward(x, batch: 1, length: 64).array, "\(form)")
         }
     }
 
-    /// MODEL.md test 8: saturated gates, large scores and T = 65,536 give finite outputs and gradients.
+    /// Saturated gates, large scores and T = 65,536 give finite outputs and gradients.
     func testExtremeInputsStayFinite() {
         func check(_ layer: SympowAttention<Float>, _ x: Tensor<Float>, _ t: Int, _ what: String) {
             let y = layer.forward(x, batch: 1, length: t)
@@ -70,7 +70,7 @@ final class ModelPropertyTests: XCTestCase {
         }
         var g = Gaussian(seed: 41)
         // Gates near 0: a huge negative gate pre-activation on every token.
-        for form in [AttentionForm.attention, .chunked] {
+        for form in [AttentionForm.quadratic, .chunked] {
             let layer = SympowAttention<Float>(dModel: 16, heads: 2, power: 4, chunk: 8, kind: .conformalSympow)
             var rng = SplitMix64(seed: 42)
             layer.initialize(std: 0.3, residualStd: 0.3, using: &rng)
@@ -79,7 +79,7 @@ final class ModelPropertyTests: XCTestCase {
             check(layer, Tensor<Float>([64, 16], g.array(64 * 16).map { abs($0) + 0.1 }), 64, "closed gates \(form)")
         }
         // Large scores: |u| in the hundreds (u^4 ~ 1e10 per weight).
-        for form in [AttentionForm.attention, .chunked] {
+        for form in [AttentionForm.quadratic, .chunked] {
             let layer = SympowAttention<Float>(dModel: 16, heads: 2, power: 4, chunk: 8, kind: .sympowGating)
             var rng = SplitMix64(seed: 43)
             layer.initialize(std: 3, residualStd: 0.3, using: &rng)

@@ -11,11 +11,11 @@ final class PowerFourTests: XCTestCase {
     /// d 64, p 4, c 128: D = 766,480, 766,608.
     func testFormChosenByCost() throws {
         let cases: [(AttentionKind, Int, Int, Int, Int, AttentionForm)] = [
-            (.conformalSympow, 32, 2, 64, 64, .attention), (.conformalSympow, 32, 2, 64, 592, .attention),
-            (.conformalSympow, 32, 2, 64, 640, .chunked), (.softmax, 32, 2, 64, 65_536, .attention),
-            (.sympow, 64, 2, 128, 2048, .attention), (.sympow, 64, 2, 128, 4096, .chunked),
-            (.conformalSympow, 16, 4, 256, 1024, .attention), (.sympowGating, 16, 4, 256, 8192, .chunked),
-            (.conformalSympow, 16, 4, 256, 4096, .attention), (.conformalSympow, 64, 4, 128, 65_536, .attention),
+            (.conformalSympow, 32, 2, 64, 64, .quadratic), (.conformalSympow, 32, 2, 64, 592, .quadratic),
+            (.conformalSympow, 32, 2, 64, 640, .chunked), (.softmax, 32, 2, 64, 65_536, .quadratic),
+            (.sympow, 64, 2, 128, 2048, .quadratic), (.sympow, 64, 2, 128, 4096, .chunked),
+            (.conformalSympow, 16, 4, 256, 1024, .quadratic), (.sympowGating, 16, 4, 256, 8192, .chunked),
+            (.conformalSympow, 16, 4, 256, 4096, .quadratic), (.conformalSympow, 64, 4, 128, 65_536, .quadratic),
         ]
         for (kind, d, p, c, t, want) in cases {
             XCTAssertEqual(AttentionForm.choose(kind: kind, headDimension: d, power: p, chunk: c, length: t), want, "\(kind) d \(d) p \(p) c \(c) T \(t)")
@@ -28,7 +28,7 @@ final class PowerFourTests: XCTestCase {
         let config = try shippedModelConfig("tiny-p4")
         XCTAssertEqual(config.headDim, 16)
         let layer = SympowAttention<Float>(dModel: 64, heads: 4, power: 4, chunk: 256, kind: .conformalSympow)
-        XCTAssertEqual(layer.resolvedForm(4096), .attention)
+        XCTAssertEqual(layer.resolvedForm(4096), .quadratic)
         XCTAssertEqual(layer.resolvedForm(8192), .chunked)
         let at1024 = config.forwardFlopsPerToken(context: 1024)
         XCTAssertEqual(config.forwardFlopsPerToken(context: 2048) - at1024, 2 * 4 * 2 * 1024 * 16, "attention form: 2Td per head")
@@ -57,7 +57,7 @@ final class PowerFourTests: XCTestCase {
         check(Float.self, tolerance: 1e-4)
     }
 
-    /// MODEL.md section 3 step 3: the chunked form keeps no running log-scale; every folded gate factor is at
+    /// The chunked form keeps no running log-scale; every folded gate factor is at
     /// most 1, so its sums are the attention form's un-normalized ones, finite while u^p is (|u| < 2^(128/p)
     /// in Float32). Queries and keys scaled by 30 (|u| in the thousands, u^4 ~ 1e13): finite outputs and
     /// gradients in both forms, and the forms still agree.
@@ -79,7 +79,7 @@ final class PowerFourTests: XCTestCase {
         // The whole layer, inputs scaled by 30, in both forms.
         var g = Gaussian(seed: 63)
         let input = Tensor<Float>([64, 64], g.array(64 * 64, scale: 30))
-        for form in [AttentionForm.attention, .chunked] {
+        for form in [AttentionForm.quadratic, .chunked] {
             let layer = SympowAttention<Float>(dModel: 64, heads: 4, power: 4, chunk: 16, kind: .conformalSympow)
             var rng = SplitMix64(seed: 64)
             layer.initialize(std: 0.3, residualStd: 0.3, using: &rng)

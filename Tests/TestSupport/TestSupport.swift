@@ -68,18 +68,43 @@ public func launch(_ path: String, _ args: [String]) throws -> Process {
     return p
 }
 
-/// The inputs that once crashed fuzz target `target` (Fuzz/), kept in `Tests/MODULE/FuzzRegressions/TARGET/`.
-public func fuzzRegressions(_ module: String, _ target: String) -> [URL] {
-    let dir = packageRoot.appendingPathComponent("Tests/\(module)/FuzzRegressions/\(target)")
-    let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
-    return names.sorted().map { dir.appendingPathComponent($0) }
+/// What replaying a fuzz regression must end in: the input read without error, or an error of one line that names
+/// the file and then says `words`.
+public enum FuzzOutcome: Equatable, CustomStringConvertible {
+    case reads
+    case error(_ words: String)
+
+    public var description: String {
+        switch self {
+        case .reads: return "reads"
+        case .error(let words): return "error \"\(words)\""
+        }
+    }
 }
 
-/// Replays one fuzz regression: `body` may succeed or throw, but a thrown error must be one line naming `file`.
-public func replay(_ input: URL, naming file: URL, _ body: () throws -> Void, line: UInt = #line) {
-    do { try body() } catch {
+/// The inputs that once crashed fuzz target `target` (Fuzz/), kept in `Tests/MODULE/FuzzRegressions/TARGET/`, each
+/// with its outcome pinned in `expected` (by file name): an input without one (its replay says how it ended), or an
+/// entry without an input, fails.
+public func fuzzRegressions(_ module: String, _ target: String, expected: [String: FuzzOutcome], line: UInt = #line) -> [(URL, FuzzOutcome?)] {
+    let dir = packageRoot.appendingPathComponent("Tests/\(module)/FuzzRegressions/\(target)")
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
+    XCTAssertEqual(Set(names), Set(expected.keys), "\(target): the regressions and their pinned outcomes", line: line)
+    return names.sorted().map { (dir.appendingPathComponent($0), expected[$0]) }
+}
+
+/// Replays one fuzz regression: `body` must end as `expected` says, an error being one line that starts with
+/// `file`'s path and a colon.
+public func replay(_ input: URL, naming file: URL, expected: FuzzOutcome?, _ body: () throws -> Void, line: UInt = #line) {
+    let outcome: FuzzOutcome
+    do { try body(); outcome = .reads } catch {
         let message = "\(error)"
         XCTAssertFalse(message.contains("\n"), "\(input.lastPathComponent): error is not one line: \(message)", line: line)
-        XCTAssertTrue(message.contains(file.path), "\(input.lastPathComponent): error does not name \(file.path): \(message)", line: line)
+        XCTAssertTrue(message.hasPrefix(file.path + ": "), "\(input.lastPathComponent): error does not start with \(file.path): \(message)", line: line)
+        outcome = .error(String(message.dropFirst(file.path.count + 2)))
+    }
+    switch (expected, outcome) {
+    case (.error(let want)?, .error(let got)) where got.hasPrefix(want): break
+    case (.reads?, .reads): break
+    default: XCTFail("\(input.lastPathComponent): ended as \(outcome), expected \(expected.map(String.init(describing:)) ?? "no outcome pinned")", line: line)
     }
 }

@@ -68,6 +68,27 @@ final class CheckpointTests: XCTestCase {
         }
     }
 
+    /// `train --keep K` leaves the newest K step checkpoints after every save (the final step's among them);
+    /// `--keep 0` is refused.
+    func testKeepRetainsTheNewestCheckpoints() throws {
+        let data = try sampleDataset(self)
+        let dir = try temporaryFolder(self)
+        let config = packageRoot.appendingPathComponent("data/configs/tiny.json").path
+        func steps(_ run: URL) throws -> [Int] { try Checkpoint.all(in: run).map { try Checkpoint.loadState($0).step } }
+        for (keep, want) in [(1, [7]), (2, [6, 7]), (5, [2, 4, 6, 7])] {
+            let run = dir.appendingPathComponent("keep-\(keep)")
+            let r = try runProcess(longcrawlBinary, ["train", "--data", data.path, "--config", config, "--context", "64", "--batch", "2",
+                                                     "--steps", "7", "--save-every", "2", "--keep", String(keep), "--out", run.path])
+            XCTAssertEqual(r.status, 0, r.err)
+            XCTAssertEqual(try steps(run), want, "--keep \(keep)")
+            XCTAssertEqual(Checkpoint.all(in: run).map(\.lastPathComponent), want.map { String(format: "step-%06d", $0) })
+        }
+        let zero = try runProcess(longcrawlBinary, ["train", "--data", data.path, "--config", config, "--context", "64", "--steps", "2",
+                                                    "--keep", "0", "--out", dir.appendingPathComponent("zero").path])
+        XCTAssertNotEqual(zero.status, 0)
+        XCTAssertTrue(zero.err.contains("keep must be positive"), zero.err)
+    }
+
     /// Kill the CLI with SIGKILL after a checkpoint, resume: every step's loss equals an uninterrupted run's,
     /// for both batch orders. Then eval and generate run on the result.
     func testResumeAfterSIGKILLIsBitIdentical() throws {
@@ -251,14 +272,14 @@ final class CheckpointTests: XCTestCase {
             try Evaluator.evaluate(model, trainedContext: config.train.context, file: file, context: nil, checkpoint: "-", windowsFile: "w.h5", masksSeam: masked)
         }
         let all = try evaluate(file, masked: false), masked = try evaluate(file, masked: true)
-        let rows = (0..<3).map { Evaluator.losses(model, row: file.row($0), segment: all.context) }
+        let rows = (0..<3).map { Evaluator.losses(model, row: file.row($0), segment: all.segment) }
         for i in 0..<256 {
             let counted = (0..<3).filter { file.seam($0) != i }.map { rows[$0][i] }
             XCTAssertEqual(masked.perPosition[i], counted.reduce(0, +) / Double(counted.count), accuracy: 1e-12, "position \(i)")
             if i != 4 && i != 199 { XCTAssertEqual(masked.perPosition[i], all.perPosition[i], "position \(i)") }
         }
         XCTAssertNotEqual(masked.perPosition[4], all.perPosition[4])
-        let seamed = Evaluator.losses(model, row: file.row(0), segment: all.context, seam: 4)
+        let seamed = Evaluator.losses(model, row: file.row(0), segment: all.segment, seam: 4)
         XCTAssertTrue(seamed[4].isNaN)
         XCTAssertEqual(seamed.enumerated().filter { $0.offset != 4 }.map(\.element), rows[0].enumerated().filter { $0.offset != 4 }.map(\.element))
         XCTAssertEqual(masked.maskSeam, true)
@@ -448,7 +469,7 @@ final class ExperimentTests: XCTestCase {
             XCTAssertEqual(rows.count, 4, report)
         }
         XCTAssertTrue(report.contains("independent segments"), report)
-        XCTAssertTrue(parts[1].contains("| Δ 64 |"), "only Δ 64 fits 2 x 64 + Δ into rows of 257 tokens: \(report)")
+        XCTAssertTrue(parts[1].contains("| softmax | 64 | "), "only Δ 64 fits 2 x 64 + Δ into rows of 257 tokens: \(report)")
         for v in variants {
             let result = try JSONDecoder().decode(EvalResult.self, from: Data(contentsOf: exp.appendingPathComponent("eval/\(v)/result.json")))
             XCTAssertEqual(result.windows, 2)

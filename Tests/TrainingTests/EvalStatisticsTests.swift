@@ -11,7 +11,7 @@ final class EvalStatisticsTests: XCTestCase {
         let values = (0..<n).map { 3 + 0.5 * Double($0) }
         let mean = values.reduce(0, +) / Double(n)
         let sd = (values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(n - 1)).squareRoot()
-        let r = EvalResult(perWindow: perWindow, checkpoint: "-", windowsFile: "-", config: "t", trainedContext: 8, context: 40, form: "chunked", tokensPerSecond: 1)
+        let r = EvalResult(perWindow: perWindow, checkpoint: "-", windowsFile: "-", config: "t", trainedContext: 8, segment: 40, form: "chunked", tokensPerSecond: 1)
         XCTAssertEqual(r.perPosition[17], mean, accuracy: 1e-12)
         XCTAssertEqual(r.perPositionSE![17]!, sd / Double(n).squareRoot(), accuracy: 1e-12)
         XCTAssertEqual(r.buckets[3].se!, sd / Double(n).squareRoot(), accuracy: 1e-12)
@@ -20,7 +20,7 @@ final class EvalStatisticsTests: XCTestCase {
         XCTAssertEqual(r.summary.extrapolationGap!.mean, 0, accuracy: 1e-12)
         XCTAssertEqual(r.summary.extrapolationGap!.se!, 0, accuracy: 1e-12)
 
-        let one = EvalResult(perWindow: [perWindow[2]], checkpoint: "-", windowsFile: "-", config: "t", trainedContext: 8, context: 40, form: "chunked", tokensPerSecond: 1)
+        let one = EvalResult(perWindow: [perWindow[2]], checkpoint: "-", windowsFile: "-", config: "t", trainedContext: 8, segment: 40, form: "chunked", tokensPerSecond: 1)
         XCTAssertNil(one.perPositionSE)
         XCTAssertNil(one.buckets[0].se)
         XCTAssertNil(one.summary.bestContext!.se, "one window: undefined, not zero")

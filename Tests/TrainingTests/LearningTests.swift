@@ -8,7 +8,7 @@ import XCTest
 @testable import Tokenizer
 @testable import Training
 
-/// MODEL.md test 7: a tiny model learns.
+/// A tiny model learns.
 final class LearningTests: XCTestCase {
     func tinyConfig() throws -> RunConfig { try RunConfig.load(packageRoot.appendingPathComponent("data/configs/tiny.json")) }
 
