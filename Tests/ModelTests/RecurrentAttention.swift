@@ -1,6 +1,6 @@
 import Foundation
 @testable import Model
-import Tensor
+@testable import Tensor
 
 /// The recurrent form, the tests' independent reference for the attention and chunked forms: one token at a time
 /// with state S [D, d + 1] in Float64 (no code path of the package runs it: generation and `eval --context` carry the

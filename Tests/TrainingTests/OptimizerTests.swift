@@ -1,6 +1,6 @@
 import Foundation
-import Model
-import Support
+@testable import Model
+@testable import Support
 import TestSupport
 import XCTest
 @testable import Training
