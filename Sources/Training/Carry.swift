@@ -54,6 +54,22 @@ public struct CarryRecord: Codable, Equatable, Sendable {
     static func tensorName(rank: Int, micro: Int, layer: Int) -> String { "rank\(rank).micro\(micro).layer\(layer)" }
 }
 
+/// Where a row of a step is: `epochOrder` deals rank r every ranks-th window, so row j of rank r's packer batch is row
+/// q = j x ranks + r of the global batch (the same windows whatever the number of ranks, B x ranks kept), and under
+/// `--carry-state` micro-batch m holds the rank's rows m B ..< (m + 1) B.
+struct RowLayout {
+    let ranks: Int
+    /// Rows per micro-batch.
+    let rows: Int
+
+    init(ranks: Int, rows: Int) { self.ranks = ranks; self.rows = rows }
+    init(_ cursor: PackerCursor, _ options: TrainOptions) { self.init(ranks: cursor.world, rows: cursor.batchSize / options.accumulation) }
+
+    func global(rank: Int, micro: Int, row: Int) -> Int { (micro * rows + row) * ranks + rank }
+
+    func local(_ q: Int) -> (rank: Int, micro: Int, row: Int) { (q % ranks, q / ranks / rows, q / ranks % rows) }
+}
+
 extension Batch {
     /// Rows m B ..< (m + 1) B of a batch of `count` x B rows: micro-batch m of a step under `--carry-state`.
     func micro(_ m: Int, of count: Int) -> Batch {

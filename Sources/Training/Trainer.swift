@@ -208,21 +208,21 @@ public final class Trainer {
         if resume {
             guard let latest = try Checkpoint.newest(in: run) else { throw TrainingError("\(run.path): nothing to resume (no checkpoint)") }
             let state = try Checkpoint.loadState(latest)
-            if let why = Self.difference(saved: state, config: config, options: options) {
+            if let why = Self.difference(saved: state, config: config, options: options, ranks: world.size) {
                 throw TrainingError("\(latest.path): cannot resume: \(why)")
-            }
-            guard state.cursors.count == world.size else {
-                throw TrainingError("\(latest.path): written by \(state.cursors.count) rank(s), resumed with \(world.size): resume with " +
-                                    "mpirun -np \(state.cursors.count) (another world size would change which windows each rank reads)")
             }
             try Checkpoint.loadModel(latest, into: model)
             try Checkpoint.loadOptimizer(latest, into: optimizer, parameters: model.parameters)
-            step = state.step; tokens = state.tokens; elapsed = state.elapsed; cursor = state.cursors[world.rank]
+            step = state.step; tokens = state.tokens; elapsed = state.elapsed
+            cursor = try Self.cursor(resuming: state.cursors, rank: world.rank, world: world.size)
             if options.carries {
                 carries = Self.carries(model, options, cursor)
-                try Self.restore(carries, from: latest, state: state, rank: world.rank)
+                try Self.restore(carries, from: latest, state: state, saved: RowLayout(state.cursors[0], options),
+                                 now: RowLayout(cursor, options), rank: world.rank)
             }
             if world.rank == 0 {
+                // Another number of ranks changes B (B x ranks kept): config.json says what the run now uses.
+                if config != state.config { try AtomicFile.writeJSON(config, to: run.appendingPathComponent("config.json")) }
                 try Self.truncate(run.appendingPathComponent("metrics.jsonl"), after: step, as: StepMetrics.self) { $0.step }
                 try Self.truncate(run.appendingPathComponent("eval.jsonl"), after: step, as: HeldoutMetrics.self) { $0.step }
             }
@@ -245,6 +245,18 @@ public final class Trainer {
         world.barrier()
         packer = try BatchPacker(catalog: catalog, cursor: cursor, masksSeam: options.maskSeam == true)
         if options.carries && !resume { carries = Self.carries(model, options, cursor) }
+    }
+
+    /// This rank's cursor from the saved ones: its own when the number of ranks is the same; otherwise rank 0's place
+    /// (every rank has handed out as many batches) with this rank's share of the same global batch of
+    /// rows x ranks (`difference` has checked that B x ranks is unchanged).
+    static func cursor(resuming saved: [PackerCursor], rank: Int, world: Int) throws -> PackerCursor {
+        if saved.count == world { return saved[rank] }
+        var c = saved[0]
+        let global = c.batchSize * saved.count
+        guard global % world == 0 else { throw TrainingError("a batch of \(global) rows over \(saved.count) rank(s) cannot be shared by \(world)") }
+        c.rank = rank; c.world = world; c.batchSize = global / world
+        return c
     }
 
     /// Empty carried states for the micro-batches of `cursor`'s batches.
@@ -361,10 +373,11 @@ public final class Trainer {
             if flopsPerStep / seconds / 1e9 > ceiling { ceiling = max(ceiling, sgemmCeiling(shapes: shapes)) }
             elapsed += seconds
             tokens += stepTokens * world.size
+            let seen = globalRows(stepRows, perBatch: packer.cursor.batchSize)
             let m = StepMetrics(step: step, loss: loss, lr: lr, gradNorm: norm, tokensPerSecond: Double(stepTokens * world.size) / seconds,
                                 mfu: flopsPerStep / seconds / 1e9 / ceiling, elapsed: elapsed, loaderShare: wait / seconds,
-                                allreduceSeconds: allreduce, windows: stepRows.map(\.window), offsets: stepRows.map(\.offset),
-                                offset: carries.isEmpty ? nil : stepRows.first?.offset,
+                                allreduceSeconds: allreduce, windows: seen.windows, offsets: seen.offsets,
+                                offset: carries.isEmpty ? nil : seen.offsets.first,
                                 context: options.contextSchedule == nil ? nil : t, phase: options.contextSchedule == nil ? nil : phaseIndex + 1)
             taken.append(m)
             try metricsFile?.write(contentsOf: try encoder.encode(m) + Data("\n".utf8))
@@ -416,21 +429,36 @@ public final class Trainer {
         world.barrier()
     }
 
-    /// Sets `carries` to this rank's carried states in `checkpoint`.
-    static func restore(_ carries: [SegmentCarry], from checkpoint: URL, state: TrainState, rank: Int) throws {
+    /// Sets `carries` to this rank's rows' carried states in `checkpoint`, written with the rows laid out as `saved`
+    /// (on as many ranks or another number): each row's state, rotary positions, window and offset go to the rank and
+    /// micro-batch that now reads its window.
+    static func restore(_ carries: [SegmentCarry], from checkpoint: URL, state: TrainState, saved: RowLayout, now: RowLayout, rank: Int) throws {
         let file = try Checkpoint.loadCarry(checkpoint)
+        let records = state.carries ?? []
+        var tensors: [String: [Float]] = [:]
         for (m, carry) in carries.enumerated() {
-            guard let record = state.carries?.first(where: { $0.rank == rank && $0.micro == m }) else {
-                throw TrainingError("\(checkpoint.path): no carried state of rank \(rank), micro-batch \(m)")
-            }
-            let states = try (0..<carry.state.layers).map { l -> [Float] in
-                let name = CarryRecord.tensorName(rank: rank, micro: m, layer: l)
-                guard let entry = file[name], entry.values.count == carry.state.states(layer: l).count else {
-                    throw TrainingError("\(checkpoint.path): carried state \(name) is missing or of another size")
+            let layers = carry.state.layers, b = carry.state.batch
+            var windows: [Int] = [], offsets: [Int] = []
+            var positions = [[Double]](repeating: [], count: layers), states = [[Float]](repeating: [], count: layers)
+            for i in 0..<b {
+                let (r0, m0, i0) = saved.local(now.global(rank: rank, micro: m, row: i))
+                guard let record = records.first(where: { $0.rank == r0 && $0.micro == m0 }), i0 < record.windows.count, i0 < record.offsets.count,
+                      record.positions.count == layers else {
+                    throw TrainingError("\(checkpoint.path): no carried state of rank \(r0), micro-batch \(m0), row \(i0)")
                 }
-                return entry.values
+                windows.append(record.windows[i0]); offsets.append(record.offsets[i0])
+                for l in 0..<layers {
+                    let name = CarryRecord.tensorName(rank: r0, micro: m0, layer: l)
+                    let heads = carry.state.positions(layer: l).count / b, n = carry.state.states(layer: l).count / (b * heads)
+                    if tensors[name] == nil { tensors[name] = file[name]?.values }
+                    guard let values = tensors[name], record.positions[l].count == saved.rows * heads, values.count == saved.rows * heads * n else {
+                        throw TrainingError("\(checkpoint.path): carried state \(name) is missing or of another size")
+                    }
+                    positions[l] += record.positions[l][(i0 * heads)..<((i0 + 1) * heads)]
+                    states[l] += values[(i0 * heads * n)..<((i0 + 1) * heads * n)]
+                }
             }
-            carry.restore(record, states: states)
+            carry.restore(CarryRecord(rank: rank, micro: m, windows: windows, offsets: offsets, positions: positions), states: states)
         }
     }
 
@@ -497,6 +525,24 @@ public final class Trainer {
         return data.split(separator: UInt8(ascii: "\n")).compactMap { try? JSONDecoder().decode(HeldoutMetrics.self, from: Data($0)) }
     }
 
+    /// Every rank's rows of a step in the global batch's order (`RowLayout`), batch after batch: what a run of the same
+    /// global batch on any number of ranks records. `mine` is this rank's packer batches of `perBatch` rows each.
+    private func globalRows(_ mine: [BatchRow], perBatch: Int) -> (windows: [Int], offsets: [Int]) {
+        guard world.isDistributed else { return (mine.map(\.window), mine.map(\.offset)) }
+        let flat = mine.flatMap { [$0.window, $0.offset] }
+        let all = world.allGather(flat.withUnsafeBufferPointer { Data(buffer: $0) }).map { $0.withUnsafeBytes { Array($0.bindMemory(to: Int.self)) } }
+        var windows: [Int] = [], offsets: [Int] = []
+        for k in 0..<(mine.count / perBatch) {
+            for j in 0..<perBatch {
+                for ranked in all {
+                    let i = 2 * (k * perBatch + j)
+                    windows.append(ranked[i]); offsets.append(ranked[i + 1])
+                }
+            }
+        }
+        return (windows, offsets)
+    }
+
     /// Every rank reaches this together (the loss and norm are averaged over ranks): the message lists all ranks' rows.
     private func nonFinite(_ what: String, _ rows: [BatchRow]) -> TrainingError {
         let mine = rows.map { "\($0.window)@\($0.offset)" }.joined(separator: " ")
@@ -507,8 +553,12 @@ public final class Trainer {
     }
 
     /// What differs between a saved run and the requested one, if anything.
-    static func difference(saved: TrainState, config: RunConfig, options: TrainOptions) -> String? {
-        if saved.config != config {
+    /// B may differ when the number of ranks does, as long as B x ranks, which fixes the windows of each step, is
+    /// the same.
+    static func difference(saved: TrainState, config: RunConfig, options: TrainOptions, ranks: Int) -> String? {
+        var same = config
+        same.train.batch = saved.config.train.batch
+        if saved.config != same {
             let a = (try? String(decoding: JSONEncoder().encode(saved.config), as: UTF8.self)) ?? "?"
             let b = (try? String(decoding: JSONEncoder().encode(config), as: UTF8.self)) ?? "?"
             return "the run's config \(a) differs from the given \(b)"
@@ -516,6 +566,12 @@ public final class Trainer {
         var o = options
         o.data = saved.options.data
         if saved.options != o { return "the run's options differ (order, accumulation, save-every, keep, seed, recompute, eval-windows, eval-every, mask-seam, carry-state, init-from or context-schedule)" }
+        let (was, b) = (saved.cursors.count, saved.config.train.batch)
+        if was * b != ranks * config.train.batch {
+            let fit = was * b % ranks == 0 ? "; resume with --batch \(was * b / ranks)" : ""
+            return "written by \(was) rank(s) x batch \(b) = global batch \(was * b), resumed with \(ranks) rank(s) x batch \(config.train.batch) = " +
+                   "\(ranks * config.train.batch) (B x ranks fixes which windows each step reads\(fit))"
+        }
         return nil
     }
 
