@@ -6,124 +6,6 @@ import Streaming
 import Support
 import Tensor
 
-/// How a model trains: the `train` section of a config file. The training context L is here, not in the model's
-/// config: the model takes any length, and `eval` reads L from a checkpoint's config (softmax runs in segments of
-/// it; the summaries are ranges of it).
-public struct TrainingConfig: Codable, Equatable, Sendable {
-    /// Training context length T.
-    public var context: Int
-    public var batch = 8
-    public var learningRate = 6e-4
-    public var minLearningRate = 6e-5
-    public var warmupSteps = 2000
-    public var steps = 10_000
-    public var weightDecay = 0.1
-    public var beta1 = 0.9
-    public var beta2 = 0.95
-    public var gradClip = 1.0
-
-    enum CodingKeys: String, CodingKey {
-        case context, batch, steps, beta1, beta2
-        case learningRate = "lr", minLearningRate = "min_lr", warmupSteps = "warmup_steps", weightDecay = "weight_decay"
-        case gradClip = "grad_clip"
-    }
-
-    public init(context: Int) { self.context = context }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        context = try c.decode(Int.self, forKey: .context)
-        batch = try c.decodeIfPresent(Int.self, forKey: .batch) ?? batch
-        learningRate = try c.decodeIfPresent(Double.self, forKey: .learningRate) ?? learningRate
-        minLearningRate = try c.decodeIfPresent(Double.self, forKey: .minLearningRate) ?? minLearningRate
-        warmupSteps = try c.decodeIfPresent(Int.self, forKey: .warmupSteps) ?? warmupSteps
-        steps = try c.decodeIfPresent(Int.self, forKey: .steps) ?? steps
-        weightDecay = try c.decodeIfPresent(Double.self, forKey: .weightDecay) ?? weightDecay
-        beta1 = try c.decodeIfPresent(Double.self, forKey: .beta1) ?? beta1
-        beta2 = try c.decodeIfPresent(Double.self, forKey: .beta2) ?? beta2
-        gradClip = try c.decodeIfPresent(Double.self, forKey: .gradClip) ?? gradClip
-    }
-
-    /// Every constraint training `model` relies on (its chunk must divide the context); the error names the model.
-    public func validate(for model: ModelConfig) throws {
-        func bad(_ m: String) -> ConfigError { ConfigError("config '\(model.name)': \(m)") }
-        guard batch >= 1 else { throw bad("batch must be positive, got \(batch)") }
-        guard steps >= 1, warmupSteps >= 0 else { throw bad("steps must be positive and warmup_steps not negative, got \(steps) and \(warmupSteps)") }
-        guard context % model.chunk == 0 else { throw bad("chunk (\(model.chunk)) must divide context (\(context))") }
-        guard context >= 1, windowLength % context == 0 else { throw bad("context \(context) must divide 65536") }
-    }
-}
-
-/// A config file, `{"model": {...}, "train": {...}}` (`data/configs/*.json`), and what a run records of it
-/// (`RUN/config.json`, `config` in `state.json`). The flat form of earlier versions, every key at the top level and
-/// no `model`, is read too.
-public struct RunConfig: Codable, Equatable, Sendable {
-    public var model: ModelConfig
-    public var train: TrainingConfig
-
-    enum CodingKeys: String, CodingKey { case model, train }
-
-    /// With this key true in an encoder's `userInfo`, the flat form is written: the bytes an earlier version
-    /// hashed into a `state.json`'s `sha256`.
-    static let flatForm = CodingUserInfoKey(rawValue: "longcrawl.flatConfig")!
-
-    public init(model: ModelConfig, train: TrainingConfig) { self.model = model; self.train = train }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        if c.contains(.model) || c.contains(.train) {
-            // A flat key beside the sections would be dropped without a word, its value (a learning rate) never used.
-            let stray = try decoder.container(keyedBy: AnyKey.self).allKeys.map(\.stringValue).filter { CodingKeys(rawValue: $0) == nil }
-            if !stray.isEmpty {
-                throw ConfigError("key(s) \(stray.sorted().map { "'\($0)'" }.joined(separator: ", ")) outside the \"model\" and \"train\" sections; move each into one")
-            }
-            model = try c.decode(ModelConfig.self, forKey: .model)
-            train = try c.decode(TrainingConfig.self, forKey: .train)
-        } else {
-            model = try ModelConfig(from: decoder)
-            train = try TrainingConfig(from: decoder)
-        }
-    }
-
-    /// Any key of a JSON object, to find those outside the sections.
-    private struct AnyKey: CodingKey {
-        let stringValue: String
-        init(stringValue: String) { self.stringValue = stringValue }
-        var intValue: Int? { nil }
-        init?(intValue: Int) { nil }
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        if encoder.userInfo[Self.flatForm] as? Bool == true {
-            try model.encode(to: encoder)
-            try train.encode(to: encoder)
-            return
-        }
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(model, forKey: .model)
-        try c.encode(train, forKey: .train)
-    }
-
-    public func validate() throws {
-        try model.validate()
-        try train.validate(for: model)
-    }
-
-    /// Loads and validates a config file; errors name the file.
-    public static func load(_ url: URL) throws -> RunConfig {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch { throw ConfigError("\(url.path): cannot read (\(error.localizedDescription))") }
-        let config: RunConfig
-        do { config = try JSONDecoder().decode(RunConfig.self, from: data) } catch let e as ConfigError {
-            throw ConfigError("\(url.path): \(e.description)")
-        } catch {
-            throw ConfigError("\(url.path): not a config (\(error))")
-        }
-        do { try config.validate() } catch let e as ConfigError { throw ConfigError("\(url.path): \(e.description)") }
-        return config
-    }
-}
-
 /// Trains a `Transformer` on streamed batches of a dataset's train split: AdamW, warmup + cosine schedule,
 /// global-norm clipping, gradient accumulation, checkpoints every `saveEvery` steps and at the end, metrics in
 /// `RUN/metrics.jsonl`. A resumed run gives bit for bit the losses of an uninterrupted one: the model, the
@@ -245,23 +127,6 @@ public final class Trainer {
         world.barrier()
         packer = try BatchPacker(catalog: catalog, cursor: cursor, masksSeam: options.maskSeam == true)
         if options.carries && !resume { carries = Self.carries(model, options, cursor) }
-    }
-
-    /// This rank's cursor from the saved ones: its own when the number of ranks is the same; otherwise rank 0's place
-    /// (every rank has handed out as many batches) with this rank's share of the same global batch of
-    /// rows x ranks (`difference` has checked that B x ranks is unchanged).
-    static func cursor(resuming saved: [PackerCursor], rank: Int, world: Int) throws -> PackerCursor {
-        if saved.count == world { return saved[rank] }
-        var c = saved[0]
-        let global = c.batchSize * saved.count
-        guard global % world == 0 else { throw TrainingError("a batch of \(global) rows over \(saved.count) rank(s) cannot be shared by \(world)") }
-        c.rank = rank; c.world = world; c.batchSize = global / world
-        return c
-    }
-
-    /// Empty carried states for the micro-batches of `cursor`'s batches.
-    static func carries(_ model: Transformer<Float>, _ options: TrainOptions, _ cursor: PackerCursor) -> [SegmentCarry] {
-        (0..<options.accumulation).map { _ in SegmentCarry(model, batch: cursor.batchSize / options.accumulation) }
     }
 
     /// Every phase's T trains the model (a multiple of its chunk) with the tokens per micro-batch of the config
@@ -429,39 +294,6 @@ public final class Trainer {
         world.barrier()
     }
 
-    /// Sets `carries` to this rank's rows' carried states in `checkpoint`, written with the rows laid out as `saved`
-    /// (on as many ranks or another number): each row's state, rotary positions, window and offset go to the rank and
-    /// micro-batch that now reads its window.
-    static func restore(_ carries: [SegmentCarry], from checkpoint: URL, state: TrainState, saved: RowLayout, now: RowLayout, rank: Int) throws {
-        let file = try Checkpoint.loadCarry(checkpoint)
-        let records = state.carries ?? []
-        var tensors: [String: [Float]] = [:]
-        for (m, carry) in carries.enumerated() {
-            let layers = carry.state.layers, b = carry.state.batch
-            var windows: [Int] = [], offsets: [Int] = []
-            var positions = [[Double]](repeating: [], count: layers), states = [[Float]](repeating: [], count: layers)
-            for i in 0..<b {
-                let (r0, m0, i0) = saved.local(now.global(rank: rank, micro: m, row: i))
-                guard let record = records.first(where: { $0.rank == r0 && $0.micro == m0 }), i0 < record.windows.count, i0 < record.offsets.count,
-                      record.positions.count == layers else {
-                    throw TrainingError("\(checkpoint.path): no carried state of rank \(r0), micro-batch \(m0), row \(i0)")
-                }
-                windows.append(record.windows[i0]); offsets.append(record.offsets[i0])
-                for l in 0..<layers {
-                    let name = CarryRecord.tensorName(rank: r0, micro: m0, layer: l)
-                    let heads = carry.state.positions(layer: l).count / b, n = carry.state.states(layer: l).count / (b * heads)
-                    if tensors[name] == nil { tensors[name] = file[name]?.values }
-                    guard let values = tensors[name], record.positions[l].count == saved.rows * heads, values.count == saved.rows * heads * n else {
-                        throw TrainingError("\(checkpoint.path): carried state \(name) is missing or of another size")
-                    }
-                    positions[l] += record.positions[l][(i0 * heads)..<((i0 + 1) * heads)]
-                    states[l] += values[(i0 * heads * n)..<((i0 + 1) * heads * n)]
-                }
-            }
-            carry.restore(CarryRecord(rank: rank, micro: m, windows: windows, offsets: offsets, positions: positions), states: states)
-        }
-    }
-
     /// A new run's model from a checkpoint (`--init-from`, a checkpoint or run folder): refused unless its model
     /// config is the run's (the name aside).
     static func initialize(_ model: Transformer<Float>, from source: URL) throws {
@@ -506,25 +338,6 @@ public final class Trainer {
         return true
     }
 
-    /// The held-out windows of a run, checked: every row must hold the training context plus one token.
-    static func heldoutWindows(_ options: TrainOptions, context: Int) throws -> EvalWindowFile? {
-        guard let every = options.evalEvery else { return nil }
-        guard every >= 1 else { throw TrainingError("--eval-every must be positive, got \(every)") }
-        guard let path = options.evalWindows else { throw TrainingError("--eval-every needs --eval-windows FILE (from longcrawl sample)") }
-        let file = try EvalWindowFile(contentsOf: URL(fileURLWithPath: path))
-        guard file.count > 0 else { throw TrainingError("\(path): no windows") }
-        guard file.length >= context + 1 else {
-            throw TrainingError("\(path): rows of \(file.length) tokens, the training context \(context) needs \(context + 1) (longcrawl sample --context \(context))")
-        }
-        return file
-    }
-
-    /// The lines of `RUN/eval.jsonl`.
-    public static func heldoutLog(_ run: URL) -> [HeldoutMetrics] {
-        let data = (try? Data(contentsOf: run.appendingPathComponent("eval.jsonl"))) ?? Data()
-        return data.split(separator: UInt8(ascii: "\n")).compactMap { try? JSONDecoder().decode(HeldoutMetrics.self, from: Data($0)) }
-    }
-
     /// Every rank's rows of a step in the global batch's order (`RowLayout`), batch after batch: what a run of the same
     /// global batch on any number of ranks records. `mine` is this rank's packer batches of `perBatch` rows each.
     private func globalRows(_ mine: [BatchRow], perBatch: Int) -> (windows: [Int], offsets: [Int]) {
@@ -552,91 +365,4 @@ public final class Trainer {
         return TrainingError("step \(step + 1): \(what) (windows@offsets: \(ids))\(kept)")
     }
 
-    /// What differs between a saved run and the requested one, if anything.
-    /// B may differ when the number of ranks does, as long as B x ranks, which fixes the windows of each step, is
-    /// the same.
-    static func difference(saved: TrainState, config: RunConfig, options: TrainOptions, ranks: Int) -> String? {
-        var same = config
-        same.train.batch = saved.config.train.batch
-        if saved.config != same {
-            let a = (try? String(decoding: JSONEncoder().encode(saved.config), as: UTF8.self)) ?? "?"
-            let b = (try? String(decoding: JSONEncoder().encode(config), as: UTF8.self)) ?? "?"
-            return "the run's config \(a) differs from the given \(b)"
-        }
-        var o = options
-        o.data = saved.options.data
-        if saved.options != o { return "the run's options differ (order, accumulation, save-every, keep, seed, recompute, eval-windows, eval-every, mask-seam, carry-state, init-from or context-schedule)" }
-        let (was, b) = (saved.cursors.count, saved.config.train.batch)
-        if was * b != ranks * config.train.batch {
-            let fit = was * b % ranks == 0 ? "; resume with --batch \(was * b / ranks)" : ""
-            return "written by \(was) rank(s) x batch \(b) = global batch \(was * b), resumed with \(ranks) rank(s) x batch \(config.train.batch) = " +
-                   "\(ranks * config.train.batch) (B x ranks fixes which windows each step reads\(fit))"
-        }
-        return nil
-    }
-
-    /// Drops the lines of steps after `step` (written by a run killed after its last checkpoint): they will be
-    /// taken again.
-    static func truncate<T: Decodable>(_ url: URL, after step: Int, as type: T.Type, step stepOf: (T) -> Int) throws {
-        guard let data = try? Data(contentsOf: url) else { return }
-        let decoder = JSONDecoder()
-        let kept = data.split(separator: UInt8(ascii: "\n")).filter { line in
-            (try? decoder.decode(T.self, from: Data(line))).map { stepOf($0) <= step } ?? false
-        }
-        var out = Data()
-        for line in kept { out.append(contentsOf: line); out.append(UInt8(ascii: "\n")) }
-        try AtomicFile.write(out, to: url)
-    }
-}
-
-/// PyTorch DDP's buckets over the gradient block: the ranges `Transformer.backward` finishes (adjacent, descending)
-/// are merged until a bucket holds `minimum` elements, and its in-place sum over ranks then starts while backward
-/// goes on. Each range handed in also lets the started sums progress, since MPI moves their data only inside its
-/// calls (FUNNELED: no progress thread).
-final class GradientBuckets {
-    /// 2^16 floats (256 KiB), one layer a bucket for any model but the smallest. DDP's 25 MB amortizes a GPU
-    /// collective's launch over a network. Here (2 ranks, shared memory, libnbc's ring) a sum runs at 1.3 GB/s at
-    /// 256 KiB, 2.3 at 4 MiB and 3.8 at 16 MiB, so below 256 KiB merging pays (ln_f joins the last layer; `tiny`'s
-    /// 50k-float layers go together); but a layer of `small` is 3.2 MB, and since a sum moves only at the later
-    /// ranges' progress calls, a bucket of several layers would start layers later: one layer a bucket, 3 of the 4
-    /// layers of `small` are summed before backward ends (measured at these sizes, one progress call a layer).
-    static let minimum = 1 << 16
-    let world: World
-    let block: Tensor<Float>
-    private var bucket: Range<Int>?
-
-    init(world: World, block: Tensor<Float>) { self.world = world; self.block = block }
-
-    /// `range`'s gradients are final: into the open bucket, whose sum starts once it is large enough.
-    func ready(_ range: Range<Int>) {
-        if let open = bucket {
-            precondition(range.upperBound == open.lowerBound, "gradient range \(range) does not end where bucket \(open) begins")
-            bucket = range.lowerBound..<open.upperBound
-        } else {
-            bucket = range
-        }
-        if bucket!.count >= Self.minimum { start() }
-        world.progressSums()
-    }
-
-    /// Starts the last bucket and waits for every sum: the whole block is then summed over ranks.
-    func finish() {
-        start()
-        world.waitForSums()
-    }
-
-    private func start() {
-        guard let open = bucket else { return }
-        world.startSum(block.data + open.lowerBound, count: open.count)
-        bucket = nil
-    }
-}
-
-extension JSONEncoder {
-    /// Keys sorted: one JSON line per record, the same bytes for the same values.
-    static var sorted: JSONEncoder {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys]
-        return e
-    }
 }
