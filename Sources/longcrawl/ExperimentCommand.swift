@@ -18,7 +18,7 @@ struct ExperimentCommand: ParsableCommand {
         Each variant is a run folder EXP/VARIANT (metrics.jsonl, checkpoints/); --resume continues the variant an \
         interrupted experiment was in and skips finished ones. Evaluation goes to EXP/eval/VARIANT (result.json with \
         standard errors), then EXP/report.md (the summary metrics per variant, with standard errors) and \
-        EXP/loss-by-position.png (tools/plot.py). Softmax attends within independent segments of its training \
+        EXP/loss-by-position.png (python -m longcrawl.plot). Softmax attends within independent segments of its training \
         context at evaluation; the sympow variants carry their state across the whole window.
 
         Example:
@@ -150,11 +150,12 @@ struct ExperimentCommand: ParsableCommand {
         let report = exp.appendingPathComponent("report.md")
         try AtomicFile.write(Data(Self.report(plan, rows).utf8), to: report)
         print(Self.report(plan, rows))
-        let plot = packageRoot.appendingPathComponent("tools/plot.py").path
+        // The package's module: installed (pip install python/) or from this source tree.
+        let path = [packageRoot.appendingPathComponent("python").path] + (ProcessInfo.processInfo.environment["PYTHONPATH"].map { [$0] } ?? [])
         var drawn = true
         for (kind, figure) in [("eval", "loss-by-position.png"), ("probe", "probe.png")] {
             let folders = plan.variants.map { exp.appendingPathComponent("\(kind)/\($0.name)").path }
-            let (status, _) = try capture(["python3", plot, kind] + folders + ["--out", exp.appendingPathComponent(figure).path])
+            let (status, _) = try capture(["PYTHONPATH=" + path.joined(separator: ":"), "python3", "-m", "longcrawl.plot", kind] + folders + ["--out", exp.appendingPathComponent(figure).path])
             drawn = drawn && status == 0
         }
         print(drawn ? "wrote \(report.path), loss-by-position.png and probe.png"
@@ -275,7 +276,7 @@ struct ExperimentCommand: ParsableCommand {
     }
 }
 
-/// The package root (for tools/plot.py), from this file's path at build time.
+/// The package root (for the Python package's plots), from this file's path at build time.
 let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
 /// A variant of an experiment: an attention kind, trained with its state carried across segments or not. Named and
