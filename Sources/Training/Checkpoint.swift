@@ -68,8 +68,8 @@ public struct StepMetrics: Codable, Equatable, Sendable {
     /// (0 alone): with the sums overlapped with backward (the default) the wait for what backward did not hide, the
     /// last bucket (wte, final only at the end) included; with `--no-overlap` the whole blocking allreduce.
     public var allreduceSeconds: Double
-    /// The step's rows (rank 0's under MPI): window ids in the split and token offsets, so runs can be compared
-    /// batch for batch.
+    /// The step's rows, every rank's in the global batch's order (row j of rank r is row j x ranks + r): window ids in
+    /// the split and token offsets, so runs can be compared batch for batch, on any number of ranks.
     public var windows: [Int]?
     public var offsets: [Int]?
     /// The segment's offset in its windows under `--carry-state` (every row of a step is at the same one).

@@ -6,124 +6,6 @@ import Streaming
 import Support
 import Tensor
 
-/// How a model trains: the `train` section of a config file. The training context L is here, not in the model's
-/// config: the model takes any length, and `eval` reads L from a checkpoint's config (softmax runs in segments of
-/// it; the summaries are ranges of it).
-public struct TrainingConfig: Codable, Equatable, Sendable {
-    /// Training context length T.
-    public var context: Int
-    public var batch = 8
-    public var learningRate = 6e-4
-    public var minLearningRate = 6e-5
-    public var warmupSteps = 2000
-    public var steps = 10_000
-    var weightDecay = 0.1
-    var beta1 = 0.9
-    var beta2 = 0.95
-    var gradClip = 1.0
-
-    enum CodingKeys: String, CodingKey {
-        case context, batch, steps, beta1, beta2
-        case learningRate = "lr", minLearningRate = "min_lr", warmupSteps = "warmup_steps", weightDecay = "weight_decay"
-        case gradClip = "grad_clip"
-    }
-
-    public init(context: Int) { self.context = context }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        context = try c.decode(Int.self, forKey: .context)
-        batch = try c.decodeIfPresent(Int.self, forKey: .batch) ?? batch
-        learningRate = try c.decodeIfPresent(Double.self, forKey: .learningRate) ?? learningRate
-        minLearningRate = try c.decodeIfPresent(Double.self, forKey: .minLearningRate) ?? minLearningRate
-        warmupSteps = try c.decodeIfPresent(Int.self, forKey: .warmupSteps) ?? warmupSteps
-        steps = try c.decodeIfPresent(Int.self, forKey: .steps) ?? steps
-        weightDecay = try c.decodeIfPresent(Double.self, forKey: .weightDecay) ?? weightDecay
-        beta1 = try c.decodeIfPresent(Double.self, forKey: .beta1) ?? beta1
-        beta2 = try c.decodeIfPresent(Double.self, forKey: .beta2) ?? beta2
-        gradClip = try c.decodeIfPresent(Double.self, forKey: .gradClip) ?? gradClip
-    }
-
-    /// Every constraint training `model` relies on (its chunk must divide the context); the error names the model.
-    public func validate(for model: ModelConfig) throws {
-        func bad(_ m: String) -> ConfigError { ConfigError("config '\(model.name)': \(m)") }
-        guard batch >= 1 else { throw bad("batch must be positive, got \(batch)") }
-        guard steps >= 1, warmupSteps >= 0 else { throw bad("steps must be positive and warmup_steps not negative, got \(steps) and \(warmupSteps)") }
-        guard context % model.chunk == 0 else { throw bad("chunk (\(model.chunk)) must divide context (\(context))") }
-        guard context >= 1, windowLength % context == 0 else { throw bad("context \(context) must divide 65536") }
-    }
-}
-
-/// A config file, `{"model": {...}, "train": {...}}` (`data/configs/*.json`), and what a run records of it
-/// (`RUN/config.json`, `config` in `state.json`). The flat form of earlier versions, every key at the top level and
-/// no `model`, is read too.
-public struct RunConfig: Codable, Equatable, Sendable {
-    public var model: ModelConfig
-    public var train: TrainingConfig
-
-    enum CodingKeys: String, CodingKey { case model, train }
-
-    /// With this key true in an encoder's `userInfo`, the flat form is written: the bytes an earlier version
-    /// hashed into a `state.json`'s `sha256`.
-    static let flatForm = CodingUserInfoKey(rawValue: "longcrawl.flatConfig")!
-
-    public init(model: ModelConfig, train: TrainingConfig) { self.model = model; self.train = train }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        if c.contains(.model) || c.contains(.train) {
-            // A flat key beside the sections would be dropped without a word, its value (a learning rate) never used.
-            let stray = try decoder.container(keyedBy: AnyKey.self).allKeys.map(\.stringValue).filter { CodingKeys(rawValue: $0) == nil }
-            if !stray.isEmpty {
-                throw ConfigError("key(s) \(stray.sorted().map { "'\($0)'" }.joined(separator: ", ")) outside the \"model\" and \"train\" sections; move each into one")
-            }
-            model = try c.decode(ModelConfig.self, forKey: .model)
-            train = try c.decode(TrainingConfig.self, forKey: .train)
-        } else {
-            model = try ModelConfig(from: decoder)
-            train = try TrainingConfig(from: decoder)
-        }
-    }
-
-    /// Any key of a JSON object, to find those outside the sections.
-    private struct AnyKey: CodingKey {
-        let stringValue: String
-        init(stringValue: String) { self.stringValue = stringValue }
-        var intValue: Int? { nil }
-        init?(intValue: Int) { nil }
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        if encoder.userInfo[Self.flatForm] as? Bool == true {
-            try model.encode(to: encoder)
-            try train.encode(to: encoder)
-            return
-        }
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(model, forKey: .model)
-        try c.encode(train, forKey: .train)
-    }
-
-    public func validate() throws {
-        try model.validate()
-        try train.validate(for: model)
-    }
-
-    /// Loads and validates a config file; errors name the file.
-    public static func load(_ url: URL) throws -> RunConfig {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch { throw ConfigError("\(url.path): cannot read (\(error.localizedDescription))") }
-        let config: RunConfig
-        do { config = try JSONDecoder().decode(RunConfig.self, from: data) } catch let e as ConfigError {
-            throw ConfigError("\(url.path): \(e.description)")
-        } catch {
-            throw ConfigError("\(url.path): not a config (\(error))")
-        }
-        do { try config.validate() } catch let e as ConfigError { throw ConfigError("\(url.path): \(e.description)") }
-        return config
-    }
-}
-
 /// Trains a `Transformer` on streamed batches of a dataset's train split: AdamW, warmup + cosine schedule,
 /// global-norm clipping, gradient accumulation, checkpoints every `saveEvery` steps and at the end, metrics in
 /// `RUN/metrics.jsonl`. A resumed run gives bit for bit the losses of an uninterrupted one: the model, the
@@ -208,21 +90,21 @@ public final class Trainer {
         if resume {
             guard let latest = try Checkpoint.newest(in: run) else { throw TrainingError("\(run.path): nothing to resume (no checkpoint)") }
             let state = try Checkpoint.loadState(latest)
-            if let why = Self.difference(saved: state, config: config, options: options) {
+            if let why = Self.difference(saved: state, config: config, options: options, ranks: world.size) {
                 throw TrainingError("\(latest.path): cannot resume: \(why)")
-            }
-            guard state.cursors.count == world.size else {
-                throw TrainingError("\(latest.path): written by \(state.cursors.count) rank(s), resumed with \(world.size): resume with " +
-                                    "mpirun -np \(state.cursors.count) (another world size would change which windows each rank reads)")
             }
             try Checkpoint.loadModel(latest, into: model)
             try Checkpoint.loadOptimizer(latest, into: optimizer, parameters: model.parameters)
-            step = state.step; tokens = state.tokens; elapsed = state.elapsed; cursor = state.cursors[world.rank]
+            step = state.step; tokens = state.tokens; elapsed = state.elapsed
+            cursor = try Self.cursor(resuming: state.cursors, rank: world.rank, world: world.size)
             if options.carries {
                 carries = Self.carries(model, options, cursor)
-                try Self.restore(carries, from: latest, state: state, rank: world.rank)
+                try Self.restore(carries, from: latest, state: state, saved: RowLayout(state.cursors[0], options),
+                                 now: RowLayout(cursor, options), rank: world.rank)
             }
             if world.rank == 0 {
+                // Another number of ranks changes B (B x ranks kept): config.json says what the run now uses.
+                if config != state.config { try AtomicFile.writeJSON(config, to: run.appendingPathComponent("config.json")) }
                 try Self.truncate(run.appendingPathComponent("metrics.jsonl"), after: step, as: StepMetrics.self) { $0.step }
                 try Self.truncate(run.appendingPathComponent("eval.jsonl"), after: step, as: HeldoutMetrics.self) { $0.step }
             }
@@ -245,11 +127,6 @@ public final class Trainer {
         world.barrier()
         packer = try BatchPacker(catalog: catalog, cursor: cursor, masksSeam: options.maskSeam == true)
         if options.carries && !resume { carries = Self.carries(model, options, cursor) }
-    }
-
-    /// Empty carried states for the micro-batches of `cursor`'s batches.
-    static func carries(_ model: Transformer<Float>, _ options: TrainOptions, _ cursor: PackerCursor) -> [SegmentCarry] {
-        (0..<options.accumulation).map { _ in SegmentCarry(model, batch: cursor.batchSize / options.accumulation) }
     }
 
     /// Every phase's T trains the model (a multiple of its chunk) with the tokens per micro-batch of the config
@@ -361,10 +238,11 @@ public final class Trainer {
             if flopsPerStep / seconds / 1e9 > ceiling { ceiling = max(ceiling, sgemmCeiling(shapes: shapes)) }
             elapsed += seconds
             tokens += stepTokens * world.size
+            let seen = globalRows(stepRows, perBatch: packer.cursor.batchSize)
             let m = StepMetrics(step: step, loss: loss, lr: lr, gradNorm: norm, tokensPerSecond: Double(stepTokens * world.size) / seconds,
                                 mfu: flopsPerStep / seconds / 1e9 / ceiling, elapsed: elapsed, loaderShare: wait / seconds,
-                                allreduceSeconds: allreduce, windows: stepRows.map(\.window), offsets: stepRows.map(\.offset),
-                                offset: carries.isEmpty ? nil : stepRows.first?.offset,
+                                allreduceSeconds: allreduce, windows: seen.windows, offsets: seen.offsets,
+                                offset: carries.isEmpty ? nil : seen.offsets.first,
                                 context: options.contextSchedule == nil ? nil : t, phase: options.contextSchedule == nil ? nil : phaseIndex + 1)
             taken.append(m)
             try metricsFile?.write(contentsOf: try encoder.encode(m) + Data("\n".utf8))
@@ -416,24 +294,6 @@ public final class Trainer {
         world.barrier()
     }
 
-    /// Sets `carries` to this rank's carried states in `checkpoint`.
-    static func restore(_ carries: [SegmentCarry], from checkpoint: URL, state: TrainState, rank: Int) throws {
-        let file = try Checkpoint.loadCarry(checkpoint)
-        for (m, carry) in carries.enumerated() {
-            guard let record = state.carries?.first(where: { $0.rank == rank && $0.micro == m }) else {
-                throw TrainingError("\(checkpoint.path): no carried state of rank \(rank), micro-batch \(m)")
-            }
-            let states = try (0..<carry.state.layers).map { l -> [Float] in
-                let name = CarryRecord.tensorName(rank: rank, micro: m, layer: l)
-                guard let entry = file[name], entry.values.count == carry.state.states(layer: l).count else {
-                    throw TrainingError("\(checkpoint.path): carried state \(name) is missing or of another size")
-                }
-                return entry.values
-            }
-            carry.restore(record, states: states)
-        }
-    }
-
     /// A new run's model from a checkpoint (`--init-from`, a checkpoint or run folder): refused unless its model
     /// config is the run's (the name aside).
     static func initialize(_ model: Transformer<Float>, from source: URL) throws {
@@ -478,23 +338,22 @@ public final class Trainer {
         return true
     }
 
-    /// The held-out windows of a run, checked: every row must hold the training context plus one token.
-    static func heldoutWindows(_ options: TrainOptions, context: Int) throws -> EvalWindowFile? {
-        guard let every = options.evalEvery else { return nil }
-        guard every >= 1 else { throw TrainingError("--eval-every must be positive, got \(every)") }
-        guard let path = options.evalWindows else { throw TrainingError("--eval-every needs --eval-windows FILE (from longcrawl sample)") }
-        let file = try EvalWindowFile(contentsOf: URL(fileURLWithPath: path))
-        guard file.count > 0 else { throw TrainingError("\(path): no windows") }
-        guard file.length >= context + 1 else {
-            throw TrainingError("\(path): rows of \(file.length) tokens, the training context \(context) needs \(context + 1) (longcrawl sample --context \(context))")
+    /// Every rank's rows of a step in the global batch's order (`RowLayout`), batch after batch: what a run of the same
+    /// global batch on any number of ranks records. `mine` is this rank's packer batches of `perBatch` rows each.
+    private func globalRows(_ mine: [BatchRow], perBatch: Int) -> (windows: [Int], offsets: [Int]) {
+        guard world.isDistributed else { return (mine.map(\.window), mine.map(\.offset)) }
+        let flat = mine.flatMap { [$0.window, $0.offset] }
+        let all = world.allGather(flat.withUnsafeBufferPointer { Data(buffer: $0) }).map { $0.withUnsafeBytes { Array($0.bindMemory(to: Int.self)) } }
+        var windows: [Int] = [], offsets: [Int] = []
+        for k in 0..<(mine.count / perBatch) {
+            for j in 0..<perBatch {
+                for ranked in all {
+                    let i = 2 * (k * perBatch + j)
+                    windows.append(ranked[i]); offsets.append(ranked[i + 1])
+                }
+            }
         }
-        return file
-    }
-
-    /// The lines of `RUN/eval.jsonl`.
-    static func heldoutLog(_ run: URL) -> [HeldoutMetrics] {
-        let data = (try? Data(contentsOf: run.appendingPathComponent("eval.jsonl"))) ?? Data()
-        return data.split(separator: UInt8(ascii: "\n")).compactMap { try? JSONDecoder().decode(HeldoutMetrics.self, from: Data($0)) }
+        return (windows, offsets)
     }
 
     /// Every rank reaches this together (the loss and norm are averaged over ranks): the message lists all ranks' rows.
@@ -506,72 +365,4 @@ public final class Trainer {
         return TrainingError("step \(step + 1): \(what) (windows@offsets: \(ids))\(kept)")
     }
 
-    /// What differs between a saved run and the requested one, if anything.
-    static func difference(saved: TrainState, config: RunConfig, options: TrainOptions) -> String? {
-        if saved.config != config {
-            let a = (try? String(decoding: JSONEncoder().encode(saved.config), as: UTF8.self)) ?? "?"
-            let b = (try? String(decoding: JSONEncoder().encode(config), as: UTF8.self)) ?? "?"
-            return "the run's config \(a) differs from the given \(b)"
-        }
-        var o = options
-        o.data = saved.options.data
-        if saved.options != o { return "the run's options differ (order, accumulation, save-every, keep, seed, recompute, eval-windows, eval-every, mask-seam, carry-state, init-from or context-schedule)" }
-        return nil
-    }
-
-    /// Drops the lines of steps after `step` (written by a run killed after its last checkpoint): they will be
-    /// taken again.
-    static func truncate<T: Decodable>(_ url: URL, after step: Int, as type: T.Type, step stepOf: (T) -> Int) throws {
-        guard let data = try? Data(contentsOf: url) else { return }
-        let decoder = JSONDecoder()
-        let kept = data.split(separator: UInt8(ascii: "\n")).filter { line in
-            (try? decoder.decode(T.self, from: Data(line))).map { stepOf($0) <= step } ?? false
-        }
-        var out = Data()
-        for line in kept { out.append(contentsOf: line); out.append(UInt8(ascii: "\n")) }
-        try AtomicFile.write(out, to: url)
-    }
-}
-
-/// PyTorch DDP's buckets over the gradient block: the ranges `Transformer.backward` finishes (adjacent, descending)
-/// are merged until a bucket holds `minimum` elements, and its in-place sum over ranks then starts while backward
-/// goes on. Each range handed in also lets the started sums progress, since MPI moves their data only inside its
-/// calls (FUNNELED: no progress thread).
-final class GradientBuckets {
-    /// 2^16 floats (256 KiB), one layer a bucket for any model but the smallest. DDP's 25 MB amortizes a GPU
-    /// collective's launch over a network. Here (2 ranks, shared memory, libnbc's ring) a sum runs at 1.3 GB/s at
-    /// 256 KiB, 2.3 at 4 MiB and 3.8 at 16 MiB, so below 256 KiB merging pays (ln_f joins the last layer; `tiny`'s
-    /// 50k-float layers go together); but a layer of `small` is 3.2 MB, and since a sum moves only at the later
-    /// ranges' progress calls, a bucket of several layers would start layers later: one layer a bucket, 3 of the 4
-    /// layers of `small` are summed before backward ends (measured at these sizes, one progress call a layer).
-    static let minimum = 1 << 16
-    let world: World
-    let block: Tensor<Float>
-    private var bucket: Range<Int>?
-
-    init(world: World, block: Tensor<Float>) { self.world = world; self.block = block }
-
-    /// `range`'s gradients are final: into the open bucket, whose sum starts once it is large enough.
-    func ready(_ range: Range<Int>) {
-        if let open = bucket {
-            precondition(range.upperBound == open.lowerBound, "gradient range \(range) does not end where bucket \(open) begins")
-            bucket = range.lowerBound..<open.upperBound
-        } else {
-            bucket = range
-        }
-        if bucket!.count >= Self.minimum { start() }
-        world.progressSums()
-    }
-
-    /// Starts the last bucket and waits for every sum: the whole block is then summed over ranks.
-    func finish() {
-        start()
-        world.waitForSums()
-    }
-
-    private func start() {
-        guard let open = bucket else { return }
-        world.startSum(block.data + open.lowerBound, count: open.count)
-        bucket = nil
-    }
 }

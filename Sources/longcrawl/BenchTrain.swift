@@ -14,6 +14,7 @@ struct BenchTrain: ParsableCommand {
           longcrawl preprocess ../shared/data/corpus-dev --out out/dev --windows-per-doc all
           longcrawl bench train --data out/dev --config data/configs/small.json --context 4096
           mpirun -np 2 --bind-to core longcrawl bench train --data out/dev --context 1024 --batch 2
+          longcrawl bench train --data out/dev --config data/configs/tiny.json --context 256 --compare-carry --steps 40
         """
     )
 
@@ -37,11 +38,15 @@ struct BenchTrain: ParsableCommand {
     @Flag(help: "Carry each row's attention state across steps (sequential order), as train --carry-state.")
     var carryState = false
 
+    @Flag(help: "Alternate steps of two runs in sequential order, one carrying its state (train --carry-state) and one not, and print their tokens/s ratio (one process, the same machine load for both).")
+    var compareCarry = false
+
     @Flag(help: "Print one JSON object (for bench scaling).")
     var json = false
 
     func validate() throws {
         if alternate && noOverlap { throw ValidationError("--alternate and --no-overlap exclude each other") }
+        if compareCarry && (carryState || alternate || json) { throw ValidationError("--compare-carry runs both ways itself (without --carry-state, --alternate or --json)") }
     }
 
     func run() throws {
@@ -58,6 +63,7 @@ struct BenchTrain: ParsableCommand {
         var options = TrainOptions(data: data)
         options.saveEvery = Int.max
         if carryState { options.order = .sequential; options.carryState = true }
+        if compareCarry { return try compare(cfg, options, run: shared) }
         let trainer = try Trainer(config: cfg, options: options, run: shared, force: true)
         let flops = 3 * cfg.model.forwardFlopsPerToken(context: context)
         // One warm-up step, then one step per call, so that --alternate can switch between steps.
@@ -106,6 +112,33 @@ struct BenchTrain: ParsableCommand {
                          world.size, r["steps"]!, r["step_s"]!, r["tokens_per_s"]!, flops * r["tokens_per_s"]! / 1e9, 100 * r["mfu"]!, 100 * r["loader_share"]!,
                          r["allreduce_s"]!, r["allreduce_last_s"]!, how))
         }
+    }
+}
+
+extension BenchTrain {
+    /// `--compare-carry`: a carried and a plain run in sequential order, step for step in turn (each its own warm-up
+    /// step first), so that both see the same load of a shared machine; tokens/s of each and their ratio.
+    func compare(_ cfg: RunConfig, _ options: TrainOptions, run: URL) throws {
+        var plain = options, carried = options
+        plain.order = .sequential
+        carried.order = .sequential; carried.carryState = true
+        let runs = [("plain", plain), ("carried", carried)]
+        let trainers = try runs.map { try Trainer(config: cfg, options: $0.1, run: run.appendingPathComponent($0.0), force: true) }
+        for t in trainers { try t.train(stopAfter: 1) }
+        var seconds = [[Double]](repeating: [], count: trainers.count)
+        let tokens = Double(cfg.train.batch * cfg.train.context * World.shared.size)
+        while trainers[0].step < cfg.train.steps {
+            for (i, t) in trainers.enumerated() { seconds[i] += try t.train(stopAfter: 1).map { tokens / $0.tokensPerSecond } }
+        }
+        guard World.shared.rank == 0 else { return }
+        let rate = seconds.map { tokens * Double($0.count) / $0.reduce(0, +) }
+        print("config \(cfg.model.name) (\(cfg.model.attention.rawValue)), context \(cfg.train.context), batch \(cfg.train.batch), sequential order, " +
+              "\(seconds[0].count) steps each, alternated; carried state \(String(format: "%.2f", Double(trainers[1].carryBytes) / 1e6)) MB")
+        print("\n| run | steps | s/step | tokens/s |\n| --- | ---: | ---: | ---: |")
+        for (i, (name, _)) in runs.enumerated() {
+            print(String(format: "| %@ | %d | %.4f | %.0f |", name, seconds[i].count, seconds[i].reduce(0, +) / Double(seconds[i].count), rate[i]))
+        }
+        print(String(format: "\ncarried / plain tokens/s: %.3f (same run)", rate[1] / rate[0]))
     }
 }
 

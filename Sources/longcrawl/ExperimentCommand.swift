@@ -18,7 +18,7 @@ struct ExperimentCommand: ParsableCommand {
         Each variant is a run folder EXP/VARIANT (metrics.jsonl, checkpoints/); --resume continues the variant an \
         interrupted experiment was in and skips finished ones. Evaluation goes to EXP/eval/VARIANT (result.json with \
         standard errors), then EXP/report.md (the summary metrics per variant, with standard errors) and \
-        EXP/loss-by-position.png (tools/plot.py). Softmax attends within independent segments of its training \
+        EXP/loss-by-position.png (python -m longcrawl.plot). Softmax attends within independent segments of its training \
         context at evaluation; the sympow variants carry their state across the whole window.
 
         Example:
@@ -40,8 +40,11 @@ struct ExperimentCommand: ParsableCommand {
     @Option(help: "Training tokens per variant (steps = tokens / (batch x context), rounded up).")
     var tokens: Int?
 
-    @Option(help: "Comma-separated attention variants.")
+    @Option(help: "Comma-separated attention variants; NAME+carry trains NAME with its state carried across segments (e.g. sympow+gating,sympow+gating+carry).")
     var variants: String = "softmax,sympow,sympow+gating,conformal-sympow"
+
+    @Flag(help: "Carry every variant's state across segments (train --carry-state): the same as +carry on each; sympow variants only.")
+    var carryState = false
 
     @Option(help: "Evaluation windows (from `longcrawl sample`), the same for every variant.")
     var evalWindows: String?
@@ -72,7 +75,10 @@ struct ExperimentCommand: ParsableCommand {
         var data: String
         /// Read in the flat form of earlier versions too (`RunConfig`).
         var config: RunConfig
-        var variants: [AttentionKind]
+        var variants: [Variant]
+        /// Sequential when a variant carries its state, so that every variant reads the same batches; nil (plans of
+        /// earlier versions): longcrawl.
+        var order: BatchOrder?
         var steps: Int
         var seed: UInt64
         var saveEvery: Int
@@ -105,9 +111,9 @@ struct ExperimentCommand: ParsableCommand {
         // The plan: each variant's expected wall time from one measured step (in a scratch run folder).
         print("experiment \(exp.path): \(plan.config.model.name) at context \(plan.config.train.context), batch \(plan.config.train.batch), " +
               "\(plan.steps) steps = \(plan.steps * plan.config.train.batch * plan.config.train.context) tokens per variant, seed \(plan.seed)")
-        var expected: [AttentionKind: Double] = [:]
+        var expected: [Variant: Double] = [:]
         for v in plan.variants where !finished(v, plan, in: exp) {
-            let scratch = exp.appendingPathComponent(".measure-\(v.rawValue)")
+            let scratch = exp.appendingPathComponent(".measure-\(v.name)")
             defer { try? FileManager.default.removeItem(at: scratch) }
             let t = try makeTrainer(v, plan, run: scratch, resume: false, force: true)
             let m = try t.train(stopAfter: 1)
@@ -115,17 +121,17 @@ struct ExperimentCommand: ParsableCommand {
         }
         for v in plan.variants {
             let note = expected[v].map { "about " + ProgressReporter.duration($0) } ?? "finished"
-            print("  \(v.rawValue.padding(toLength: 17, withPad: " ", startingAt: 0)) \(note)")
+            print("  \(v.name.padding(toLength: 23, withPad: " ", startingAt: 0)) \(note)")
         }
         let started = Date()
         var remaining = expected.values.reduce(0, +)
         for (k, v) in plan.variants.enumerated() {
-            let run = exp.appendingPathComponent(v.rawValue)
-            if finished(v, plan, in: exp) { print("[\(k + 1)/\(plan.variants.count)] \(v.rawValue): finished, skipped"); continue }
-            print(String(format: "[%d/%d] %@ -> %@ (experiment ETA %@)", k + 1, plan.variants.count, v.rawValue, run.path,
+            let run = exp.appendingPathComponent(v.name)
+            if finished(v, plan, in: exp) { print("[\(k + 1)/\(plan.variants.count)] \(v.name): finished, skipped"); continue }
+            print(String(format: "[%d/%d] %@ -> %@ (experiment ETA %@)", k + 1, plan.variants.count, v.name, run.path,
                          ProgressReporter.duration(remaining)))
             let trainer = try makeTrainer(v, plan, run: run, resume: !Checkpoint.all(in: run).isEmpty, force: false)
-            trainer.progress = ProgressReporter(label: v.rawValue)
+            trainer.progress = ProgressReporter(label: v.name)
             try trainer.train()
             remaining -= expected[v] ?? 0
         }
@@ -133,25 +139,26 @@ struct ExperimentCommand: ParsableCommand {
 
         var rows: [Row] = []
         for v in plan.variants {
-            let ckpt = try Checkpoint.resolve(exp.appendingPathComponent(v.rawValue))
+            let ckpt = try Checkpoint.resolve(exp.appendingPathComponent(v.name))
             let state = try Checkpoint.loadState(ckpt)
             let model = try Checkpoint.loadModel(ckpt, state: state)
             let result = try Evaluator.evaluate(model, trainedContext: state.config.train.context, file: windows, context: nil, checkpoint: ckpt.path,
-                                                windowsFile: plan.evalWindows, progress: ProgressReporter(label: "eval \(v.rawValue)"))
-            try result.write(to: exp.appendingPathComponent("eval").appendingPathComponent(v.rawValue))
+                                                windowsFile: plan.evalWindows, progress: ProgressReporter(label: "eval \(v.name)"))
+            try result.write(to: exp.appendingPathComponent("eval").appendingPathComponent(v.name))
             let probe = Probe.evaluate(model, trainedContext: state.config.train.context, file: windows, windowsFile: plan.evalWindows,
-                                       checkpoint: ckpt.path, progress: ProgressReporter(label: "probe \(v.rawValue)"))
-            try probe.write(to: exp.appendingPathComponent("probe").appendingPathComponent(v.rawValue))
+                                       checkpoint: ckpt.path, progress: ProgressReporter(label: "probe \(v.name)"))
+            try probe.write(to: exp.appendingPathComponent("probe").appendingPathComponent(v.name))
             rows.append(Row(variant: v, eval: result, state: state, probe: probe))
         }
         let report = exp.appendingPathComponent("report.md")
         try AtomicFile.write(Data(Self.report(plan, rows).utf8), to: report)
         print(Self.report(plan, rows))
-        let plot = packageRoot.appendingPathComponent("tools/plot.py").path
+        // The package's module: installed (pip install python/) or from this source tree.
+        let path = [packageRoot.appendingPathComponent("python").path] + (ProcessInfo.processInfo.environment["PYTHONPATH"].map { [$0] } ?? [])
         var drawn = true
         for (kind, figure) in [("eval", "loss-by-position.png"), ("probe", "probe.png")] {
-            let folders = plan.variants.map { exp.appendingPathComponent("\(kind)/\($0.rawValue)").path }
-            let (status, _) = try capture(["python3", plot, kind] + folders + ["--out", exp.appendingPathComponent(figure).path])
+            let folders = plan.variants.map { exp.appendingPathComponent("\(kind)/\($0.name)").path }
+            let (status, _) = try capture(["PYTHONPATH=" + path.joined(separator: ":"), "python3", "-m", "longcrawl.plot", kind] + folders + ["--out", exp.appendingPathComponent(figure).path])
             drawn = drawn && status == 0
         }
         print(drawn ? "wrote \(report.path), loss-by-position.png and probe.png"
@@ -160,7 +167,7 @@ struct ExperimentCommand: ParsableCommand {
 
     /// One variant's results, a row of the report.
     struct Row {
-        var variant: AttentionKind
+        var variant: Variant
         var eval: EvalResult
         var state: TrainState
         var probe: ProbeResult
@@ -177,29 +184,33 @@ struct ExperimentCommand: ParsableCommand {
         let steps = max(1, (tokens + cfg.train.batch * context - 1) / (cfg.train.batch * context))
         cfg.train.steps = steps
         cfg.train.warmupSteps = min(cfg.train.warmupSteps, max(1, steps / 10))
-        let kinds = try variants.split(separator: ",").map { name -> AttentionKind in
-            guard let k = AttentionKind(rawValue: String(name)) else {
-                throw ValidationError("--variants: unknown variant '\(name)' (softmax, sympow, sympow+gating, conformal-sympow)")
+        let kinds = try variants.split(separator: ",").map { name -> Variant in
+            var v = try Variant(parsing: String(name))
+            if carryState { v.carries = true }
+            if v.carries && v.attention == .softmax {
+                throw ValidationError("--variants: softmax cannot carry its state (its state is its whole history)")
             }
-            return k
+            return v
         }
         guard !kinds.isEmpty, Set(kinds).count == kinds.count else { throw ValidationError("--variants must name each variant once") }
         let path = { URL(fileURLWithPath: $0).standardizedFileURL.path }
-        return Plan(data: path(data), config: cfg, variants: kinds, steps: steps, seed: seed, saveEvery: saveEvery ?? max(1, steps / 10),
+        return Plan(data: path(data), config: cfg, variants: kinds, order: kinds.contains(where: \.carries) ? .sequential : nil, steps: steps, seed: seed, saveEvery: saveEvery ?? max(1, steps / 10),
                     evalWindows: path(evalWindows), heldoutWindows: heldoutWindows.map(path), heldoutEvery: heldoutWindows == nil ? nil : heldoutEvery ?? max(1, steps / 10))
     }
 
     /// The variant's config: the shared one with its attention (and name).
-    static func config(_ v: AttentionKind, _ plan: Plan) -> RunConfig {
+    static func config(_ v: Variant, _ plan: Plan) -> RunConfig {
         var c = plan.config
-        c.model.attention = v
-        c.model.name = plan.config.model.name + "-" + v.rawValue
+        c.model.attention = v.attention
+        c.model.name = plan.config.model.name + "-" + v.attention.rawValue
         return c
     }
 
-    func makeTrainer(_ v: AttentionKind, _ plan: Plan, run: URL, resume: Bool, force: Bool) throws -> Trainer {
+    func makeTrainer(_ v: Variant, _ plan: Plan, run: URL, resume: Bool, force: Bool) throws -> Trainer {
         var options = TrainOptions(data: plan.data)
         options.seed = plan.seed
+        if let order = plan.order { options.order = order }
+        if v.carries { options.carryState = true }
         options.saveEvery = plan.saveEvery
         options.keep = 1
         options.evalWindows = plan.heldoutWindows
@@ -207,8 +218,8 @@ struct ExperimentCommand: ParsableCommand {
         return try Trainer(config: Self.config(v, plan), options: options, run: run, resume: resume, force: force)
     }
 
-    func finished(_ v: AttentionKind, _ plan: Plan, in exp: URL) -> Bool {
-        guard let last = Checkpoint.all(in: exp.appendingPathComponent(v.rawValue)).last, let state = try? Checkpoint.loadState(last) else { return false }
+    func finished(_ v: Variant, _ plan: Plan, in exp: URL) -> Bool {
+        guard let last = Checkpoint.all(in: exp.appendingPathComponent(v.name)).last, let state = try? Checkpoint.loadState(last) else { return false }
         return state.step == plan.steps
     }
 
@@ -228,7 +239,11 @@ struct ExperimentCommand: ParsableCommand {
         for every variant; loss in nats per token, mean ± standard error across windows (the windows are the independent \
         samples). Ranges are of context lengths (position + 1). The extrapolation gap is the mean over (L, 4L] minus the \
         mean over (L/2, L], a paired difference per window. Softmax is evaluated in independent segments of its training \
-        context (its attention form has no state to carry); the sympow variants in one pass with their state carried.
+        context (its attention form has no state to carry); the sympow variants in one pass with their state carried.\(plan.order == .sequential ? """
+         Training order sequential (each row reads its window segment after segment); a +carry variant starts each \
+        segment from the state its row's previous one ended with (truncated backpropagation: the gradient stops at the \
+        segment's start), the others from an empty state.
+        """ : "")
 
         | variant | best-context [0.9L, L) | \(names.joined(separator: " | ")) | gap (L,4L] - (L/2,L] | tokens seen | train wall time | eval form |
         | --- | ---: |\(String(repeating: " ---: |", count: names.count)) ---: | ---: | ---: | --- |
@@ -237,7 +252,7 @@ struct ExperimentCommand: ParsableCommand {
         for row in rows {
             let r = row.eval
             let ranges = names.map { n in cell(r.summary.ranges.first { $0.name == n }?.loss) }
-            md += "| \(row.variant.rawValue) | \(cell(r.summary.bestContext)) | \(ranges.joined(separator: " | ")) | \(cell(r.summary.extrapolationGap)) | " +
+            md += "| \(row.variant.name) | \(cell(r.summary.bestContext)) | \(ranges.joined(separator: " | ")) | \(cell(r.summary.extrapolationGap)) | " +
                   "\(row.state.tokens) | \(ProgressReporter.duration(row.state.elapsed)) | \(r.form) |\n"
         }
         md += "\n![loss by position](loss-by-position.png)\n"
@@ -258,7 +273,7 @@ struct ExperimentCommand: ParsableCommand {
         """
         for row in rows {
             for d in row.probe.distances {
-                md += "| \(row.variant.rawValue) | \(d.delta) | \(cell(d.control)) | \(cell(d.secondCopy)) | \(cell(d.gain)) |\n"
+                md += "| \(row.variant.name) | \(d.delta) | \(cell(d.control)) | \(cell(d.secondCopy)) | \(cell(d.gain)) |\n"
             }
         }
         md += "\n![copy gain by distance](probe.png)\n"
@@ -266,5 +281,31 @@ struct ExperimentCommand: ParsableCommand {
     }
 }
 
-/// The package root (for tools/plot.py), from this file's path at build time.
+/// The package root (for the Python package's plots), from this file's path at build time.
 let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// A variant of an experiment: an attention kind, trained with its state carried across segments or not. Named and
+/// stored as `sympow+gating` or `sympow+gating+carry`, so plans of earlier versions (kinds alone) still read.
+struct Variant: Codable, Hashable {
+    var attention: AttentionKind
+    var carries = false
+
+    var name: String { attention.rawValue + (carries ? Self.carrySuffix : "") }
+    static let carrySuffix = "+carry"
+
+    init(parsing name: String) throws {
+        carries = name.hasSuffix(Self.carrySuffix)
+        let kind = carries ? String(name.dropLast(Self.carrySuffix.count)) : name
+        guard let k = AttentionKind(rawValue: kind) else {
+            throw ValidationError("--variants: unknown variant '\(name)' (softmax, sympow, sympow+gating, conformal-sympow, each sympow one with +carry)")
+        }
+        attention = k
+    }
+
+    init(from decoder: Decoder) throws { try self.init(parsing: decoder.singleValueContainer().decode(String.self)) }
+
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(name)
+    }
+}

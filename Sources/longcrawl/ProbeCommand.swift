@@ -19,7 +19,7 @@ struct ProbeCommand: ParsableCommand {
         runs as `eval` runs a row of that length: sympow models in one pass or with the state carried, softmax \
         models in independent segments of their training context (no gain beyond them). A Δ whose sequence is \
         longer than the windows is skipped. Writes OUT/probe.json and OUT/probe.csv; plot with \
-        `python3 tools/plot.py probe OUT... --out probe.png`.
+        `python -m longcrawl.plot probe OUT... --out probe.png`.
 
         Example:
           longcrawl probe --checkpoint runs/tiny-p4 --windows out/eval-windows.h5 --out out/probe/tiny-p4

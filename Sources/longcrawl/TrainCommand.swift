@@ -16,12 +16,15 @@ struct TrainCommand: ParsableCommand {
         gets config.json and options.json (what the run uses), metrics.jsonl (one line per step), with \
         --eval-windows eval.jsonl (held-out loss with its standard error) and checkpoints/best, and \
         checkpoints/step-NNNNNN/{model.safetensors, optimizer.safetensors, state.json}. --resume continues the \
-        newest checkpoint with bit-identical losses; it refuses options that differ from the run's.
+        newest checkpoint with bit-identical losses; it refuses options that differ from the run's. It may go on with \
+        another number of ranks if --batch keeps B x ranks (which fixes the windows of each step): each rank's data \
+        cursor and its rows' carried states are rebuilt, the losses then equal up to the order of float sums.
 
         Examples:
           longcrawl train --data out/sample --config data/configs/tiny.json --out runs/tiny
           longcrawl train --data out/dev --config data/configs/small.json --context 4096 --batch 4 --accum 2 --out runs/small
           longcrawl train --out runs/small --resume
+          mpirun -np 2 longcrawl train --out runs/small --resume --batch 2   # saved on 1 rank with batch 4
         """
     )
 

@@ -427,7 +427,8 @@ final class HeldoutDuringTrainingTests: XCTestCase {
 }
 
 /// `longcrawl experiment` end to end at a tiny budget: four variants on the same batches, one report row each,
-/// and a resume after a SIGKILL that skips the finished variants.
+/// and a resume after a SIGKILL that skips the finished variants. One variant carries its state (`+carry`), so every
+/// variant reads the windows in sequential order.
 final class ExperimentTests: XCTestCase {
     func testExperimentTrainsVariantsAlikeReportsAndResumes() throws {
         let data = try sampleDataset(self)
@@ -435,9 +436,14 @@ final class ExperimentTests: XCTestCase {
         let windows = dir.appendingPathComponent("ew.h5").path
         XCTAssertEqual(try runProcess(longcrawlBinary, ["sample", data.path, "--split", "heldout", "--count", "2", "--seed", "0", "--context", "256", "--out", windows]).status, 0)
         let exp = dir.appendingPathComponent("exp")
-        let variants = ["softmax", "sympow", "sympow+gating", "conformal-sympow"]
+        let variants = ["softmax", "sympow", "sympow+gating", "conformal-sympow+carry"]
+        let refused = try runProcess(longcrawlBinary, ["experiment", "--data", data.path, "--config", packageRoot.appendingPathComponent("data/configs/tiny.json").path, "--context", "64", "--tokens", "1",
+                                                       "--eval-windows", windows, "--variants", "softmax+carry", "--out", dir.appendingPathComponent("no").path])
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.err.contains("softmax cannot carry its state"), refused.err)
         let args = ["experiment", "--data", data.path, "--config", packageRoot.appendingPathComponent("data/configs/tiny.json").path,
-                    "--context", "64", "--batch", "2", "--tokens", String(30 * 2 * 64), "--save-every", "5", "--eval-windows", windows, "--out", exp.path]
+                    "--context", "64", "--batch", "2", "--tokens", String(30 * 2 * 64), "--save-every", "5", "--eval-windows", windows, "--out", exp.path,
+                    "--variants", variants.joined(separator: ",")]
         let p = try launch(longcrawlBinary, args)
         // Kill once the second variant has a checkpoint: the first is finished, the second part-way.
         while p.isRunning && Checkpoint.all(in: exp.appendingPathComponent("sympow")).isEmpty { usleep(500) }
@@ -460,7 +466,10 @@ final class ExperimentTests: XCTestCase {
             XCTAssertEqual(b.map(\.step), Array(1...30), v)
             XCTAssertEqual(b.map { $0.windows! }, batches[0].map { $0.windows! }, v)
             XCTAssertEqual(b.map { $0.offsets! }, batches[0].map { $0.offsets! }, v)
+            XCTAssertEqual(b.map { $0.offsets![0] }, (0..<30).map { $0 * 64 }, "\(v): sequential order, segment after segment")
+            XCTAssertEqual(b.compactMap(\.offset).count, v.hasSuffix("+carry") ? 30 : 0, "\(v): only the carried run logs its segment's offset")
         }
+        XCTAssertEqual(try Checkpoint.loadState(Checkpoint.resolve(exp.appendingPathComponent("conformal-sympow+carry"))).options.carries, true)
         let report = try String(contentsOf: exp.appendingPathComponent("report.md"), encoding: .utf8)
         let parts = report.components(separatedBy: "## Recall probe")
         XCTAssertEqual(parts.count, 2, report)
@@ -469,6 +478,7 @@ final class ExperimentTests: XCTestCase {
             XCTAssertEqual(rows.count, 4, report)
         }
         XCTAssertTrue(report.contains("independent segments"), report)
+        XCTAssertTrue(report.contains("Training order sequential"), report)
         XCTAssertTrue(parts[1].contains("| softmax | 64 | "), "only Δ 64 fits 2 x 64 + Δ into rows of 257 tokens: \(report)")
         for v in variants {
             let result = try JSONDecoder().decode(EvalResult.self, from: Data(contentsOf: exp.appendingPathComponent("eval/\(v)/result.json")))

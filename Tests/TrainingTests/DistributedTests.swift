@@ -125,7 +125,9 @@ final class DistributedTests: XCTestCase {
         XCTAssertLessThan(at, 12, "the kill should land before the run ends")
         let alone = try runProcess(longcrawlBinary, ["train", "--out", killed.path, "--resume"])
         XCTAssertNotEqual(alone.status, 0)
-        XCTAssertTrue(alone.err.contains("written by 2 rank(s), resumed with 1: resume with mpirun -np 2"), alone.err)
+        XCTAssertTrue(alone.err.contains("written by 2 rank(s) x batch 2 = global batch 4, resumed with 1 rank(s) x batch 2 = 2 " +
+                                         "(B x ranks fixes which windows each step reads; resume with --batch 4)"), alone.err)
+        XCTAssertEqual(alone.err.split(separator: "\n").count, 1, alone.err)
         let resumed = try runProcess(mpirun, mpi(2, ["train", "--out", killed.path, "--resume"]))
         XCTAssertEqual(resumed.status, 0, resumed.err)
         XCTAssertEqual(try losses(killed), try losses(straight), "losses after resuming from step \(at)")
@@ -158,6 +160,65 @@ final class DistributedTests: XCTestCase {
         let resumed = try runProcess(mpirun, mpi(2, ["train", "--out", two.path, "--resume"]))
         XCTAssertEqual(resumed.status, 0, resumed.err)
         XCTAssertEqual(try stepMetrics(two).map(\.loss), straight.map(\.loss), "losses after resuming at step 3 of 6 on 2 ranks")
+    }
+
+    /// A run saved on 2 ranks x batch 2 goes on with 1 rank x batch 4, and one saved on 1 rank x batch 4 with 2 ranks x
+    /// batch 2, with the state carried: every step reads the windows and offsets of the uninterrupted run (metrics.jsonl
+    /// lists every rank's rows in the global batch's order, so the 1- and 2-rank runs list the same), each rank gets its
+    /// rows' carried states (a row handed the wrong one fails `SegmentCarry.prepare`'s check, a reset one changes the
+    /// loss), and the losses and parameters stay within the bounds of `testTwoRanksFollowOneRankWithTwiceTheBatch`
+    /// (losses 1e-6 relative, as in `testCarriedStateOnTwoRanks`). Another global batch is refused, naming both.
+    func testResumeOnAnotherNumberOfRanks() throws {
+        let data = try sampleDataset(self)
+        let dir = try temporaryFolder(self)
+        let steps = 8, half = 4
+        let args = { (batch: Int, out: URL) in
+            self.trainArgs(data, batch: batch, steps: steps, saveEvery: half, out: out) + ["--order", "sequential", "--carry-state"]
+        }
+        let one = dir.appendingPathComponent("one"), two = dir.appendingPathComponent("two")
+        let a = try runProcess(longcrawlBinary, args(4, one))
+        XCTAssertEqual(a.status, 0, a.err)
+        let b = try runProcess(mpirun, mpi(2, args(2, two)))
+        XCTAssertEqual(b.status, 0, b.err)
+        let (ma, mb) = (try stepMetrics(one), try stepMetrics(two))
+        XCTAssertEqual(ma.map { $0.windows! }, mb.map { $0.windows! }, "1 x 4 and 2 x 2 read the same windows, listed in the same order")
+        XCTAssertEqual(ma.map { $0.offsets! }, mb.map { $0.offsets! })
+        XCTAssertEqual(ma.first?.windows?.count, 4)
+        XCTAssertEqual(Set(ma.map { $0.windows! }).count, 1, "sequential order: the same 4 windows throughout")
+
+        // Each run resumed from its step-4 checkpoint on the other number of ranks.
+        let gamma = Double(4 * 64) * 0x1p-24, kappa = 10.0
+        let rmsBound = Double(steps) * gamma * kappa * ma.map(\.lr).reduce(0, +)
+        for (source, ranks, batch) in [(two, 1, 4), (one, 2, 2)] {
+            let moved = dir.appendingPathComponent("\(source.lastPathComponent)-on-\(ranks)")
+            try FileManager.default.copyItem(at: source, to: moved)
+            try FileManager.default.removeItem(at: Checkpoint.folder(in: moved, step: steps))
+            let resume = ["train", "--out", moved.path, "--resume", "--batch", String(batch)]
+            let r = try runProcess(ranks == 1 ? longcrawlBinary : mpirun, ranks == 1 ? resume : mpi(ranks, resume))
+            XCTAssertEqual(r.status, 0, r.err)
+            let (straight, resumed) = (try stepMetrics(source), try stepMetrics(moved))
+            XCTAssertEqual(resumed.map(\.step), Array(1...steps))
+            XCTAssertEqual(resumed.map { $0.windows! }, straight.map { $0.windows! }, moved.lastPathComponent)
+            XCTAssertEqual(resumed.map { $0.offsets! }, straight.map { $0.offsets! }, moved.lastPathComponent)
+            XCTAssertEqual(resumed.map(\.offset), straight.map(\.offset))
+            for (x, y) in zip(straight, resumed) { XCTAssertEqual(x.loss, y.loss, accuracy: 1e-6 * x.loss, "\(moved.lastPathComponent) step \(x.step)") }
+            let state = try Checkpoint.loadState(Checkpoint.folder(in: moved, step: steps))
+            XCTAssertEqual(state.cursors.map(\.world), Array(repeating: ranks, count: ranks))
+            XCTAssertEqual(state.config.train.batch, batch)
+            XCTAssertEqual(state.carries?.map(\.rank), Array(0..<ranks))
+            let model = { (run: URL) in try SafetensorsFile(contentsOf: Checkpoint.folder(in: run, step: steps).appendingPathComponent(Checkpoint.modelFile)) }
+            for (x, y) in zip(try model(source).tensors, try model(moved).tensors) {
+                XCTAssertLessThan(rmsDifference(x.values, y.values), rmsBound, "\(moved.lastPathComponent): \(x.name)")
+            }
+        }
+
+        // A different global batch: 1 rank x batch 2 where 2 x 2 saved it.
+        let refused = dir.appendingPathComponent("refused")
+        try FileManager.default.copyItem(at: two, to: refused)
+        let r = try runProcess(longcrawlBinary, ["train", "--out", refused.path, "--resume", "--batch", "2"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.err.contains("written by 2 rank(s) x batch 2 = global batch 4, resumed with 1 rank(s) x batch 2 = 2"), r.err)
+        XCTAssertEqual(r.err.split(separator: "\n").count, 1, r.err)
     }
 
     /// A rank that dies takes the job down within a bounded time, with a message naming it; no rank hangs.

@@ -159,7 +159,8 @@ final class ProbeTests: XCTestCase {
         XCTAssertEqual(csv.count, 3)
         XCTAssertEqual(csv[0], "delta,length,control,control_se,second,second_se,gain,gain_se,form")
         let png = dir.appendingPathComponent("probe.png").path
-        let plot = try runProcess("/usr/bin/env", ["python3", packageRoot.appendingPathComponent("tools/plot.py").path, "probe", out.path, "--out", png])
+        let plot = try runProcess("/usr/bin/env", ["PYTHONPATH=" + packageRoot.appendingPathComponent("python").path, "python3", "-m", "longcrawl.plot",
+                                                    "probe", out.path, "--out", png])
         XCTAssertEqual(plot.status, 0, plot.err)
         XCTAssertTrue(FileManager.default.fileExists(atPath: png))
     }
