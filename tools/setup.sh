@@ -14,3 +14,10 @@ fi
 python3 - <<'PY' 2>/dev/null || python3 -m pip install -q tiktoken h5py hdf5plugin safetensors numpy matplotlib pyarrow 'zarr>=3.1' numcodecs zstandard xxhash jsonschema
 import tiktoken, h5py, hdf5plugin, safetensors, numpy, matplotlib, pyarrow, zarr, numcodecs, zstandard, xxhash, jsonschema
 PY
+# PyTorch (CPU) for the optimizer and model comparisons: the local CPU wheel when the machine has one (PyPI's
+# default torch wheel is the CUDA build, gigabytes of it), else PyTorch's CPU index.
+python3 -c "import torch" 2>/dev/null || {
+  wheel=$(ls /opt/wheels/torch-*+cpu-*.whl 2>/dev/null | head -n 1 || true)
+  if [ -n "$wheel" ]; then python3 -m pip install -q "$wheel"
+  else python3 -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu; fi
+}
