@@ -45,7 +45,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
 
     /// Every constraint the model relies on; the error says which value is wrong.
     public func validate() throws {
-        func bad(_ m: String) -> ConfigError { ConfigError("config '\(name)': \(m)") }
+        func bad(_ m: String) -> LongCrawlError { LongCrawlError("config '\(name)': \(m)") }
         guard layers >= 1 else { throw bad("layers must be positive, got \(layers)") }
         guard dModel >= 1 else { throw bad("d_model must be positive, got \(dModel)") }
         guard heads >= 1 else { throw bad("heads must be positive, got \(heads)") }
@@ -102,11 +102,6 @@ extension ModelConfig {
     }
 }
 
-public struct ConfigError: Error, CustomStringConvertible, LocalizedError {
-    public let description: String
-    public init(_ description: String) { self.description = description }
-    public var errorDescription: String? { description }
-}
 
 /// A named parameter and its gradient: views into the parameter and gradient blocks at `offset`.
 public struct Parameter<S: TensorScalar> {

@@ -116,14 +116,14 @@ func prepareDatasetFolder(_ output: URL, mode: OutputMode, build: BuildRecord) t
         let old = try DatasetIndex.load(from: output)
         let same = old.build?.inputs == build.inputs && old.build?.options == build.options
         guard mode == .resume else {
-            throw PreprocessError("\(output.path): already holds \(same ? "this" : "a different") dataset (index.json); pass --resume to continue it or --force to replace it")
+            throw LongCrawlError("\(output.path): already holds \(same ? "this" : "a different") dataset (index.json); pass --resume to continue it or --force to replace it")
         }
         guard same, old.build != nil else {
-            throw PreprocessError("\(output.path): holds a different dataset (\(describeMismatch(old.build, build))); --resume needs the same inputs and options, or pass --force to replace it")
+            throw LongCrawlError("\(output.path): holds a different dataset (\(describeMismatch(old.build, build))); --resume needs the same inputs and options, or pass --force to replace it")
         }
         return old
     } else if !visible.isEmpty {
-        throw PreprocessError("\(output.path): folder is not empty and holds no dataset index; choose an empty folder or pass --force")
+        throw LongCrawlError("\(output.path): folder is not empty and holds no dataset index; choose an empty folder or pass --force")
     }
     let index = DatasetIndex(build: build)
     try index.write(to: output)
@@ -156,7 +156,7 @@ public func distributedRun(output: URL, build: BuildRecord, mode: OutputMode, wo
         }
     }
     let verdict = String(decoding: world.allGather(status)[0], as: UTF8.self)
-    if verdict.hasPrefix("error: ") { throw PreprocessError(String(verdict.dropFirst(7))) }
+    if verdict.hasPrefix("error: ") { throw LongCrawlError(String(verdict.dropFirst(7))) }
     if verdict == "complete" {
         if world.rank == 0 { removeRankFolders(output) }
         return (try DatasetIndex.load(from: output), true)

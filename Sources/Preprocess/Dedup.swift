@@ -17,7 +17,7 @@ public struct DedupSettings: Sendable, Equatable {
 
     public func validate() throws {
         guard mode == .exact || (ngram >= 1 && bands >= 1 && rows >= 1 && bands * rows <= 1024) else {
-            throw PreprocessError("--dedup-ngram, --dedup-bands and --dedup-rows must be positive, bands x rows at most 1024")
+            throw LongCrawlError("--dedup-ngram, --dedup-bands and --dedup-rows must be positive, bands x rows at most 1024")
         }
     }
 

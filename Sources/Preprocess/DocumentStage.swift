@@ -61,14 +61,14 @@ struct DocumentStage: Sendable {
         var seen = Set(["unreadable", "empty", "too_short", "too_few_tokens", "duplicate", "duplicate_rpv2"])
         var names: Set = ["dedup"]
         for rule in rules {
-            guard names.insert(rule.name).inserted else { throw PreprocessError("two document stages are named '\(rule.name)'") }
+            guard names.insert(rule.name).inserted else { throw LongCrawlError("two document stages are named '\(rule.name)'") }
             for name in Set([rule.name] + rule.counters) {
                 guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) else {
-                    throw PreprocessError("document rule name '\(name)' must be letters, digits and '_'")
+                    throw LongCrawlError("document rule name '\(name)' must be letters, digits and '_'")
                 }
             }
             for counter in rule.counters {
-                guard seen.insert(counter).inserted else { throw PreprocessError("two document stages are named '\(counter)'") }
+                guard seen.insert(counter).inserted else { throw LongCrawlError("two document stages are named '\(counter)'") }
             }
         }
     }

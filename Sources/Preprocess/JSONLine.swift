@@ -1,4 +1,5 @@
 import Foundation
+import Support
 
 /// A JSON value found at a field path of a JSONL line, as raw byte ranges of the line: nothing is decoded until
 /// the caller asks, so a document that the length rule drops is never copied.
@@ -11,10 +12,6 @@ enum JSONField: Equatable {
     case other(String)
 }
 
-/// Why a line is not JSON: what was found and where (a byte offset in the line).
-struct JSONLineError: Error, CustomStringConvertible {
-    let description: String
-}
 
 /// A single-pass JSON checker for one JSONL line that notes where the values at a few field paths are, without
 /// building objects. Field paths are as `--text-field` takes them: a key, or a dotted path into nested objects; a
@@ -45,7 +42,7 @@ struct JSONLineScanner {
             try parser.value(depth: 0, watching: [])
             parser.skipSpace()
             if parser.i < line.count { throw parser.fail("unexpected data after the value") }
-            throw JSONLineError(description: "not a JSON object")
+            throw LongCrawlError("not a JSON object")
         }
         let top = (0..<paths.count).map { Watch(path: $0, component: 0) }
         try parser.value(depth: 0, watching: top)
@@ -69,7 +66,7 @@ struct JSONLineScanner {
 
         init(bytes: UnsafeBufferPointer<UInt8>, scanner: JSONLineScanner) { self.bytes = bytes; self.scanner = scanner }
 
-        func fail(_ what: String) -> JSONLineError { JSONLineError(description: "\(what) at byte \(i)") }
+        func fail(_ what: String) -> LongCrawlError { LongCrawlError("\(what) at byte \(i)") }
 
         func peek() -> UInt8? { i < bytes.count ? bytes[i] : nil }
 
@@ -217,12 +214,12 @@ struct JSONLineScanner {
                 }
                 return v
             }
-            guard let u = hex4(at + 2) else { throw JSONLineError(description: "invalid \\u escape at byte \(at)") }
-            if (0xDC00...0xDFFF).contains(u) { throw JSONLineError(description: "lone surrogate \\u\(String(u, radix: 16)) at byte \(at)") }
+            guard let u = hex4(at + 2) else { throw LongCrawlError("invalid \\u escape at byte \(at)") }
+            if (0xDC00...0xDFFF).contains(u) { throw LongCrawlError("lone surrogate \\u\(String(u, radix: 16)) at byte \(at)") }
             guard (0xD800...0xDBFF).contains(u) else { return (Unicode.Scalar(u)!, 6) }
             guard at + 12 <= bytes.count, bytes[at + 6] == UInt8(ascii: "\\"), bytes[at + 7] == UInt8(ascii: "u"),
                   let low = hex4(at + 8), (0xDC00...0xDFFF).contains(low) else {
-                throw JSONLineError(description: "lone surrogate \\u\(String(u, radix: 16)) at byte \(at)")
+                throw LongCrawlError("lone surrogate \\u\(String(u, radix: 16)) at byte \(at)")
             }
             return (Unicode.Scalar(0x10000 + ((u - 0xD800) << 10) + (low - 0xDC00))!, 12)
         }

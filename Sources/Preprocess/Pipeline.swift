@@ -31,7 +31,7 @@ public struct PreprocessOptions: Sendable {
 
     /// Checks ranges; errors say which option is wrong.
     public func validate() throws {
-        func bad(_ message: String) -> Error { PreprocessError(message) }
+        func bad(_ message: String) -> Error { LongCrawlError(message) }
         guard (1...22).contains(level) else { throw bad("--level must be 1...22, got \(level)") }
         guard heldoutFraction >= 0, heldoutFraction < 1 else { throw bad("--heldout-fraction must be in [0, 1), got \(heldoutFraction)") }
         if let w = windowsPerDocument, w < 1 { throw bad("--windows-per-doc must be a positive number or 'all', got \(w)") }
@@ -66,12 +66,6 @@ public struct PreprocessOptions: Sendable {
     }
 }
 
-/// A one-line error about the preprocessing run itself (options, output folder).
-struct PreprocessError: Error, CustomStringConvertible, LocalizedError {
-    public let description: String
-    public init(_ description: String) { self.description = description }
-    public var errorDescription: String? { description }
-}
 
 /// Heldout or train by the document id alone, so a document keeps its split when the corpus grows:
 /// FNV-1a over the id's UTF-8, then the splitmix64 finalizer for uniform bits, as a number in [0, 1).
@@ -233,7 +227,7 @@ public final class Preprocessor {
         case .dropped(let d):
             counts[d.reason.counter] += 1
             if let bytes = d.bytes { counts.countLength(bytes) }
-            if options.strict, d.reason == .unreadable { throw PreprocessError("\(d.origin): \(d.detail)") }
+            if options.strict, d.reason == .unreadable { throw LongCrawlError("\(d.origin): \(d.detail)") }
             guard !d.detail.isEmpty else { return }
             warnings += 1
             if warnings <= 20 { warn("warning: \(d.origin): \(d.detail); dropped") }

@@ -1,4 +1,5 @@
 import Foundation
+import Support
 
 /// Thresholds on RedPajama-v2's quality signals: the word-count bounds and Gopher's quality rules (Rae et al. 2021,
 /// appendix A, on RPv2's signals as docs/RECIPE.md reads them). A nil threshold is a rule not applied.
@@ -36,13 +37,13 @@ public struct QualityThresholds: Sendable, Equatable {
     public func validate() throws {
         let all = [minMeanWordLength, maxMeanWordLength, maxSymbolRatio, maxBulletLines, maxEllipsisLines, maxNoAlphaWords]
             .compactMap { $0 } + Array(maxTopNGram.values) + Array(maxDupeNGrams.values) + [minWords, maxWords].compactMap { $0.map(Double.init) }
-        guard all.allSatisfy({ $0.isFinite && $0 >= 0 }) else { throw PreprocessError("quality thresholds must be numbers >= 0") }
-        if let lo = minWords, let hi = maxWords, lo > hi { throw PreprocessError("--min-words \(lo) is above --max-words \(hi)") }
+        guard all.allSatisfy({ $0.isFinite && $0 >= 0 }) else { throw LongCrawlError("quality thresholds must be numbers >= 0") }
+        if let lo = minWords, let hi = maxWords, lo > hi { throw LongCrawlError("--min-words \(lo) is above --max-words \(hi)") }
         if let lo = minMeanWordLength, let hi = maxMeanWordLength, lo > hi {
-            throw PreprocessError("--min-mean-word-length \(lo) is above --max-mean-word-length \(hi)")
+            throw LongCrawlError("--min-mean-word-length \(lo) is above --max-mean-word-length \(hi)")
         }
         guard Set(maxTopNGram.keys).isSubset(of: 2...4), Set(maxDupeNGrams.keys).isSubset(of: 5...10) else {
-            throw PreprocessError("top n-gram rules take n in 2...4, duplicate n-gram rules n in 5...10")
+            throw LongCrawlError("top n-gram rules take n in 2...4, duplicate n-gram rules n in 5...10")
         }
     }
 }

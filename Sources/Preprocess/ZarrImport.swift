@@ -22,9 +22,9 @@ public struct ImportOptions: Sendable {
 
     /// Checks ranges; errors say which option is wrong.
     public func validate() throws {
-        guard (1...22).contains(level) else { throw PreprocessError("--level must be 1...22, got \(level)") }
-        guard shardWindows >= 1 else { throw PreprocessError("--shard-windows must be positive, got \(shardWindows)") }
-        guard workers >= 1 else { throw PreprocessError("workers must be positive, got \(workers)") }
+        guard (1...22).contains(level) else { throw LongCrawlError("--level must be 1...22, got \(level)") }
+        guard shardWindows >= 1 else { throw LongCrawlError("--shard-windows must be positive, got \(shardWindows)") }
+        guard workers >= 1 else { throw LongCrawlError("workers must be positive, got \(workers)") }
     }
 
     func record(splits: [Split]) -> [String: String] {
@@ -145,14 +145,14 @@ public final class ZarrImporter {
     /// The split of each input: from `--split`, else from the folder's name without `.zarr`. Two inputs of one split
     /// would give clashing document ids (both `train.zarr:0`), so each split comes from one input.
     private func splitNames(_ arrays: [ZarrArray]) throws -> [Split] {
-        if options.split != nil, arrays.count != 1 { throw PreprocessError("--split names the split of a single input; got \(arrays.count) inputs") }
+        if options.split != nil, arrays.count != 1 { throw LongCrawlError("--split names the split of a single input; got \(arrays.count) inputs") }
         var seen: [Split: String] = [:]
         return try arrays.map { array in
             let name = array.name.hasSuffix(".zarr") ? String(array.name.dropLast(5)) : array.name
             guard let split = options.split ?? Split(rawValue: name) else {
-                throw PreprocessError("\(array.path): cannot tell its split from the name (\(Split.allCases.map { $0.rawValue + ".zarr" }.joined(separator: " or "))); pass --split")
+                throw LongCrawlError("\(array.path): cannot tell its split from the name (\(Split.allCases.map { $0.rawValue + ".zarr" }.joined(separator: " or "))); pass --split")
             }
-            if let other = seen.updateValue(array.path, forKey: split) { throw PreprocessError("\(other) and \(array.path) both hold split \(split.rawValue)") }
+            if let other = seen.updateValue(array.path, forKey: split) { throw LongCrawlError("\(other) and \(array.path) both hold split \(split.rawValue)") }
             return split
         }
     }

@@ -92,7 +92,7 @@ public final class BatchPacker {
 
     public static func validate(context: Int) throws {
         guard context > 0, windowLength % context == 0 else {
-            throw StreamingError("context \(context) does not divide \(windowLength); valid: \(validContexts.map(String.init).joined(separator: ", "))")
+            throw LongCrawlError("context \(context) does not divide \(windowLength); valid: \(validContexts.map(String.init).joined(separator: ", "))")
         }
     }
 
@@ -117,16 +117,16 @@ public final class BatchPacker {
     /// A packer on `workers` threads sharing `cache` (tests choose both).
     init(catalog: WindowCatalog, cursor: PackerCursor, prefetch: Int, workers: Int, cache: WindowCache, masksSeam: Bool = false) throws {
         try Self.validate(context: cursor.context)
-        guard cursor.batchSize >= 1 else { throw StreamingError("batch size must be positive, got \(cursor.batchSize)") }
+        guard cursor.batchSize >= 1 else { throw LongCrawlError("batch size must be positive, got \(cursor.batchSize)") }
         guard cursor.world >= 1, cursor.rank >= 0, cursor.rank < cursor.world else {
-            throw StreamingError("rank \(cursor.rank) is not in 0..<\(cursor.world)")
+            throw LongCrawlError("rank \(cursor.rank) is not in 0..<\(cursor.world)")
         }
         let per = catalog.count / cursor.world
         let g = per / cursor.batchSize
         guard g >= 1 else {
-            throw StreamingError("split '\(catalog.split)' gives \(per) windows per rank, fewer than batch size \(cursor.batchSize)")
+            throw LongCrawlError("split '\(catalog.split)' gives \(per) windows per rank, fewer than batch size \(cursor.batchSize)")
         }
-        guard cursor.batch >= 0 else { throw StreamingError("cursor batch \(cursor.batch) is negative") }
+        guard cursor.batch >= 0 else { throw LongCrawlError("cursor batch \(cursor.batch) is negative") }
         self.catalog = catalog
         self.cursor = cursor
         self.masksSeam = masksSeam
@@ -189,9 +189,3 @@ public final class BatchPacker {
     public var stallSeconds: Double { prefetcher.stallSeconds }
 }
 
-/// A one-line error about streaming or packing options.
-struct StreamingError: Error, CustomStringConvertible, LocalizedError {
-    public let description: String
-    public init(_ description: String) { self.description = description }
-    public var errorDescription: String? { description }
-}

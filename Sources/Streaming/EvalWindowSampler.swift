@@ -9,12 +9,12 @@ public enum EvalWindowSampler {
     /// each row is the whole window. A row's roll is the row's column of its document's first token when a target of
     /// the row holds it (see `EvalWindowFile.sources`). A clear error when the split has fewer than `count` windows.
     public static func sample(_ catalog: WindowCatalog, count: Int, seed: UInt64, context: Int? = nil, dataset: String) throws -> EvalWindowFile {
-        guard count >= 1 else { throw StreamingError("--count must be positive, got \(count)") }
+        guard count >= 1 else { throw LongCrawlError("--count must be positive, got \(count)") }
         guard count <= catalog.count else {
-            throw StreamingError("split '\(catalog.split.rawValue)' has \(catalog.count) windows, fewer than the \(count) requested")
+            throw LongCrawlError("split '\(catalog.split.rawValue)' has \(catalog.count) windows, fewer than the \(count) requested")
         }
         if let context {
-            guard context >= 1, context < windowLength else { throw StreamingError("--context must be in 1..<\(windowLength), got \(context)") }
+            guard context >= 1, context < windowLength else { throw LongCrawlError("--context must be in 1..<\(windowLength), got \(context)") }
         }
         var rng = SplitMix64(seed: seed)
         // A partial Fisher-Yates: the first `count` entries are a uniform sample without replacement.

@@ -36,7 +36,7 @@ public func exportTokens(_ catalog: WindowCatalog, format: ExportFormat, out: UR
         files = [out]; stale = []
     case .llmc:
         guard shardTokens >= 1, shardTokens < 1 << 31 else {
-            throw StreamingError("shard size \(shardTokens) tokens: llm.c's header holds an int32 count, so 1 ... \((1 << 31) - 1)")
+            throw LongCrawlError("shard size \(shardTokens) tokens: llm.c's header holds an int32 count, so 1 ... \((1 << 31) - 1)")
         }
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
         let prefix = "\(name)_\(catalog.split == .heldout ? "val" : catalog.split.rawValue)_"

@@ -1,4 +1,5 @@
 import Foundation
+import Support
 
 /// Tokens per window: LongCrawl64 cuts every kept document to windows of exactly this length.
 public let windowLength = 65_536
@@ -17,6 +18,14 @@ public enum GPT2 {
 /// as a dictionary key.
 public enum Split: String, Codable, CodingKeyRepresentable, CaseIterable, Sendable {
     case train, heldout
+}
+
+/// A one-line error about options, configs, data or state that is not one file's fault (that is `FileError`):
+/// the message says what is wrong and, where there is one, names the thing.
+public struct LongCrawlError: Error, CustomStringConvertible, LocalizedError {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+    public var errorDescription: String? { description }
 }
 
 /// A one-line error naming the file and what is wrong with it: `PATH: message`.

@@ -16,9 +16,9 @@ public final class GPT2Tokenizer: @unchecked Sendable {
     public convenience init(directory: URL) throws {
         let encoderURL = directory.appendingPathComponent("encoder.json")
         let mergesURL = directory.appendingPathComponent("vocab.bpe")
-        guard let encoder = try? Data(contentsOf: encoderURL) else { throw TokenizerError("\(encoderURL.path): cannot read the GPT-2 vocabulary") }
+        guard let encoder = try? Data(contentsOf: encoderURL) else { throw LongCrawlError("\(encoderURL.path): cannot read the GPT-2 vocabulary") }
         let vocabulary = try Self.parseEncoder(encoder, name: encoderURL.path)
-        guard let merges = try? Data(contentsOf: mergesURL) else { throw TokenizerError("\(mergesURL.path): cannot read the GPT-2 merges") }
+        guard let merges = try? Data(contentsOf: mergesURL) else { throw LongCrawlError("\(mergesURL.path): cannot read the GPT-2 merges") }
         try Self.checkMerges(merges, name: mergesURL.path, against: vocabulary.ids)
         self.init(tokens: vocabulary.tokens)
     }
@@ -36,7 +36,7 @@ public final class GPT2Tokenizer: @unchecked Sendable {
 
     /// encoder.json's token -> id map, and each id's bytes.
     private static func parseEncoder(_ data: Data, name: String) throws -> (ids: [String: Int], tokens: [[UInt8]]) {
-        func fail(_ message: String) -> TokenizerError { TokenizerError("\(name): \(message)") }
+        func fail(_ message: String) -> LongCrawlError { LongCrawlError("\(name): \(message)") }
         guard let encoder = (try? JSONSerialization.jsonObject(with: data)) as? [String: Int] else {
             throw fail("not a JSON object of token -> id")
         }
@@ -59,7 +59,7 @@ public final class GPT2Tokenizer: @unchecked Sendable {
 
     /// Checks that merge `n` of vocab.bpe is token 256 + n: the ranks BPE uses are then the token ids.
     private static func checkMerges(_ data: Data, name: String, against encoder: [String: Int]) throws {
-        func fail(_ message: String) -> TokenizerError { TokenizerError("\(name): \(message)") }
+        func fail(_ message: String) -> LongCrawlError { LongCrawlError("\(name): \(message)") }
         guard let merges = String(data: data, encoding: .utf8) else {
             let line = data.split(separator: 0x0A, omittingEmptySubsequences: false).firstIndex { String(data: Data($0), encoding: .utf8) == nil } ?? 0
             throw fail("line \(line + 1): not UTF-8")
@@ -144,12 +144,6 @@ public struct TokenizerMemo {
     init(limit: Int) { cache = PieceCache(limit: limit) }
 }
 
-/// A one-line tokenizer error naming the file.
-struct TokenizerError: Error, CustomStringConvertible, LocalizedError {
-    public let description: String
-    init(_ description: String) { self.description = description }
-    public var errorDescription: String? { description }
-}
 
 /// GPT-2's reversible map from bytes to printable characters: printable Latin-1 bytes map to themselves, the
 /// other 68 to U+0100 onwards in byte order.

@@ -1,4 +1,5 @@
 import Foundation
+import Support
 import Model
 import Streaming
 
@@ -20,7 +21,7 @@ final class SegmentCarry {
             for (r, row) in batch.rows.enumerated() {
                 let last = r < windows.count ? "window \(windows[r]) at \(offsets[r])" : "nothing"
                 guard r < windows.count, windows[r] == row.window, offsets[r] + batch.context == row.offset else {
-                    throw TrainingError("row \(r) (window \(row.window) at \(row.offset)) is marked as continuing but its last segment was \(last)")
+                    throw LongCrawlError("row \(r) (window \(row.window) at \(row.offset)) is marked as continuing but its last segment was \(last)")
                 }
             }
         } else {
@@ -91,7 +92,7 @@ extension Trainer {
         if saved.count == world { return saved[rank] }
         var c = saved[0]
         let global = c.batchSize * saved.count
-        guard global % world == 0 else { throw TrainingError("a batch of \(global) rows over \(saved.count) rank(s) cannot be shared by \(world)") }
+        guard global % world == 0 else { throw LongCrawlError("a batch of \(global) rows over \(saved.count) rank(s) cannot be shared by \(world)") }
         c.rank = rank; c.world = world; c.batchSize = global / world
         return c
     }
@@ -116,7 +117,7 @@ extension Trainer {
                 let (r0, m0, i0) = saved.local(now.global(rank: rank, micro: m, row: i))
                 guard let record = records.first(where: { $0.rank == r0 && $0.micro == m0 }), i0 < record.windows.count, i0 < record.offsets.count,
                       record.positions.count == layers else {
-                    throw TrainingError("\(checkpoint.path): no carried state of rank \(r0), micro-batch \(m0), row \(i0)")
+                    throw LongCrawlError("\(checkpoint.path): no carried state of rank \(r0), micro-batch \(m0), row \(i0)")
                 }
                 windows.append(record.windows[i0]); offsets.append(record.offsets[i0])
                 for l in 0..<layers {
@@ -124,7 +125,7 @@ extension Trainer {
                     let heads = carry.state.positions(layer: l).count / b, n = carry.state.states(layer: l).count / (b * heads)
                     if tensors[name] == nil { tensors[name] = file[name]?.values }
                     guard let values = tensors[name], record.positions[l].count == saved.rows * heads, values.count == saved.rows * heads * n else {
-                        throw TrainingError("\(checkpoint.path): carried state \(name) is missing or of another size")
+                        throw LongCrawlError("\(checkpoint.path): carried state \(name) is missing or of another size")
                     }
                     positions[l] += record.positions[l][(i0 * heads)..<((i0 + 1) * heads)]
                     states[l] += values[(i0 * heads * n)..<((i0 + 1) * heads * n)]

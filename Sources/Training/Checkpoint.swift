@@ -153,7 +153,7 @@ public enum Checkpoint {
     /// A checkpoint folder as given, or the newest checkpoint of a run folder.
     public static func resolve(_ url: URL) throws -> URL {
         if FileManager.default.fileExists(atPath: url.appendingPathComponent(stateFile).path) { return url }
-        guard let newest = try newest(in: url) else { throw TrainingError("\(url.path): no checkpoint (no \(stateFile) here or under checkpoints/)") }
+        guard let newest = try newest(in: url) else { throw LongCrawlError("\(url.path): no checkpoint (no \(stateFile) here or under checkpoints/)") }
         return newest
     }
 
@@ -161,7 +161,7 @@ public enum Checkpoint {
     public static func newest(in run: URL) throws -> URL? {
         guard let newest = all(in: run).last else { return nil }
         guard contained("checkpoints/" + newest.lastPathComponent, in: run) != nil else {
-            throw TrainingError("\(newest.path): checkpoint folder leads outside the run folder \(run.path) (a symlink out)")
+            throw LongCrawlError("\(newest.path): checkpoint folder leads outside the run folder \(run.path) (a symlink out)")
         }
         return newest
     }
@@ -169,9 +169,9 @@ public enum Checkpoint {
     /// A file of a checkpoint, refused if it is a symlink that leads out of the checkpoint folder.
     static func file(_ name: String, of checkpoint: URL) throws -> URL {
         let url = checkpoint.appendingPathComponent(name)
-        guard FileManager.default.fileExists(atPath: url.path) else { throw TrainingError("\(url.path): missing from the checkpoint") }
+        guard FileManager.default.fileExists(atPath: url.path) else { throw LongCrawlError("\(url.path): missing from the checkpoint") }
         guard let inside = contained(name, in: checkpoint) else {
-            throw TrainingError("\(url.path): leads outside the checkpoint folder (a symlink out)")
+            throw LongCrawlError("\(url.path): leads outside the checkpoint folder (a symlink out)")
         }
         return inside
     }
@@ -195,7 +195,7 @@ public enum Checkpoint {
         // A failed save (a full disk) leaves nothing behind to hold the space.
         do { try write(model: model, optimizer: optimizer, state: state, carry: carry, into: tmp) } catch { try? fm.removeItem(at: tmp); throw error }
         if fm.fileExists(atPath: final.path) { return try AtomicFile.replace(final, with: tmp) }
-        do { try fm.moveItem(at: tmp, to: final) } catch { throw TrainingError("\(final.path): cannot rename checkpoint into place (\(error.localizedDescription))") }
+        do { try fm.moveItem(at: tmp, to: final) } catch { throw LongCrawlError("\(final.path): cannot rename checkpoint into place (\(error.localizedDescription))") }
     }
 
     private static func write(model: Transformer<Float>, optimizer: AdamW<Float>, state: TrainState, carry: [(String, Tensor<Float>)],
@@ -218,11 +218,11 @@ public enum Checkpoint {
     public static func loadState(_ checkpoint: URL) throws -> TrainState {
         let url = try file(stateFile, of: checkpoint)
         let data: Data
-        do { data = try Data(contentsOf: url) } catch { throw TrainingError("\(url.path): cannot read (\(error.localizedDescription))") }
+        do { data = try Data(contentsOf: url) } catch { throw LongCrawlError("\(url.path): cannot read (\(error.localizedDescription))") }
         let state: TrainState
-        do { state = try JSONDecoder().decode(TrainState.self, from: data) } catch { throw TrainingError("\(url.path): not a checkpoint state (\(error))") }
+        do { state = try JSONDecoder().decode(TrainState.self, from: data) } catch { throw LongCrawlError("\(url.path): not a checkpoint state (\(error))") }
         if let saved = state.sha256, saved != (try state.digest()), saved != (try state.digest(flatConfig: true)) {
-            throw TrainingError("\(url.path): checksum mismatch (a value was changed after it was written)")
+            throw LongCrawlError("\(url.path): checksum mismatch (a value was changed after it was written)")
         }
         return state
     }
@@ -231,7 +231,7 @@ public enum Checkpoint {
     static func tensors(_ name: String, of checkpoint: URL) throws -> (URL, SafetensorsFile) {
         let url = try file(name, of: checkpoint)
         if let expected = try loadState(checkpoint).files?[name], try sha256(of: url).hex != expected {
-            throw TrainingError("\(url.path): SHA-256 differs from the one in \(stateFile) (the file is damaged)")
+            throw LongCrawlError("\(url.path): SHA-256 differs from the one in \(stateFile) (the file is damaged)")
         }
         return (url, try SafetensorsFile(contentsOf: url))
     }
@@ -261,23 +261,23 @@ public enum Checkpoint {
     static func loadOptimizer(_ checkpoint: URL, into optimizer: AdamW<Float>, parameters: ParameterBlocks<Float>) throws {
         let (url, file) = try tensors(optimizerFile, of: checkpoint)
         try copy(file, url, into: moments(optimizer, parameters), configName: nil)
-        guard let step = file.metadata["step"].flatMap(Int.init) else { throw TrainingError("\(url.path): no step in the metadata") }
+        guard let step = file.metadata["step"].flatMap(Int.init) else { throw LongCrawlError("\(url.path): no step in the metadata") }
         optimizer.step = step
     }
 
     private static func copy(_ file: SafetensorsFile, _ url: URL, into slots: [(String, Tensor<Float>)], configName: String?) throws {
         let expected = Set(slots.map(\.0))
         if let extra = file.tensors.first(where: { !expected.contains($0.name) }) {
-            throw TrainingError("\(url.path): tensor \(extra.name) is not in config '\(configName ?? "?")' (a checkpoint of another config?)")
+            throw LongCrawlError("\(url.path): tensor \(extra.name) is not in config '\(configName ?? "?")' (a checkpoint of another config?)")
         }
         for (name, tensor) in slots {
-            guard let entry = file[name] else { throw TrainingError("\(url.path): tensor \(name) is missing (a checkpoint of another config?)") }
+            guard let entry = file[name] else { throw LongCrawlError("\(url.path): tensor \(name) is missing (a checkpoint of another config?)") }
             guard entry.shape == tensor.shape else {
-                throw TrainingError("\(url.path): tensor \(name) has shape \(entry.shape), the model expects \(tensor.shape) (a checkpoint of another config?)")
+                throw LongCrawlError("\(url.path): tensor \(name) has shape \(entry.shape), the model expects \(tensor.shape) (a checkpoint of another config?)")
             }
             // A NaN or infinity would only surface as NaN losses much later.
             if let bad = entry.values.firstIndex(where: { !$0.isFinite }) {
-                throw TrainingError("\(url.path): tensor \(name) holds \(entry.values[bad]) at element \(bad)")
+                throw LongCrawlError("\(url.path): tensor \(name) holds \(entry.values[bad]) at element \(bad)")
             }
             entry.values.withUnsafeBufferPointer { tensor.data.update(from: $0.baseAddress!, count: tensor.count) }
         }

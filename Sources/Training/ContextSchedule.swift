@@ -14,12 +14,12 @@ public struct ContextPhase: Codable, Equatable, Sendable {
         let phases = try text.split(separator: ",").map { item -> ContextPhase in
             let parts = item.split(separator: ":")
             guard parts.count == 2, let t = Int(parts[0]), let n = Int(parts[1]), n >= 1 else {
-                throw TrainingError("--context-schedule: '\(item)' is not T:STEPS with STEPS positive")
+                throw LongCrawlError("--context-schedule: '\(item)' is not T:STEPS with STEPS positive")
             }
             try BatchPacker.validate(context: t)
             return ContextPhase(context: t, steps: n)
         }
-        guard !phases.isEmpty else { throw TrainingError("--context-schedule: no phase in '\(text)'") }
+        guard !phases.isEmpty else { throw LongCrawlError("--context-schedule: no phase in '\(text)'") }
         return phases
     }
 

@@ -230,19 +230,19 @@ public enum Evaluator {
     /// (`EvalWindowFile.seam`) out of every mean.
     public static func evaluate(_ model: Transformer<Float>, trainedContext: Int, file: EvalWindowFile, context: Int?, checkpoint: String,
                                 windowsFile: String, masksSeam: Bool = false, progress: ProgressReporter? = nil) throws -> EvalResult {
-        guard file.count > 0 else { throw TrainingError("\(windowsFile): no windows") }
+        guard file.count > 0 else { throw LongCrawlError("\(windowsFile): no windows") }
         let seams = (0..<file.count).map { masksSeam ? file.seam($0) : nil }
         if masksSeam, let s = seams[0], seams.allSatisfy({ $0 == s }) {
-            throw TrainingError("\(windowsFile): --mask-seam leaves position \(s) without a loss (it is the seam of every row); sample more windows")
+            throw LongCrawlError("\(windowsFile): --mask-seam leaves position \(s) without a loss (it is the seam of every row); sample more windows")
         }
         let l = file.length, inputs = inputLength(l)
         let segment = Self.segment(model.config, inputs: inputs, context: context, trainedContext: trainedContext)
-        guard segment >= 1, inputs % segment == 0 else { throw TrainingError("\(windowsFile): rows of \(l) tokens (\(inputs) inputs) do not split into segments of --context \(segment)") }
+        guard segment >= 1, inputs % segment == 0 else { throw LongCrawlError("\(windowsFile): rows of \(l) tokens (\(inputs) inputs) do not split into segments of --context \(segment)") }
         var perWindow: [[Double]] = []
         let t0 = Date()
         for i in 0..<file.count {
             let losses = Self.losses(model, row: file.row(i), segment: segment, seam: seams[i])
-            guard losses.indices.allSatisfy({ losses[$0].isFinite || $0 == seams[i] }) else { throw TrainingError("\(windowsFile): window \(file.windows[i]) gives a non-finite loss") }
+            guard losses.indices.allSatisfy({ losses[$0].isFinite || $0 == seams[i] }) else { throw LongCrawlError("\(windowsFile): window \(file.windows[i]) gives a non-finite loss") }
             perWindow.append(losses)
             if let progress, progress.due() {
                 let rate = Double((i + 1) * l) / Date().timeIntervalSince(t0)

@@ -44,7 +44,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
 
     /// Every constraint training `model` relies on (its chunk must divide the context); the error names the model.
     public func validate(for model: ModelConfig) throws {
-        func bad(_ m: String) -> ConfigError { ConfigError("config '\(model.name)': \(m)") }
+        func bad(_ m: String) -> LongCrawlError { LongCrawlError("config '\(model.name)': \(m)") }
         guard batch >= 1 else { throw bad("batch must be positive, got \(batch)") }
         guard steps >= 1, warmupSteps >= 0 else { throw bad("steps must be positive and warmup_steps not negative, got \(steps) and \(warmupSteps)") }
         guard context % model.chunk == 0 else { throw bad("chunk (\(model.chunk)) must divide context (\(context))") }
@@ -73,7 +73,7 @@ public struct RunConfig: Codable, Equatable, Sendable {
             // A flat key beside the sections would be dropped without a word, its value (a learning rate) never used.
             let stray = try decoder.container(keyedBy: AnyKey.self).allKeys.map(\.stringValue).filter { CodingKeys(rawValue: $0) == nil }
             if !stray.isEmpty {
-                throw ConfigError("key(s) \(stray.sorted().map { "'\($0)'" }.joined(separator: ", ")) outside the \"model\" and \"train\" sections; move each into one")
+                throw LongCrawlError("key(s) \(stray.sorted().map { "'\($0)'" }.joined(separator: ", ")) outside the \"model\" and \"train\" sections; move each into one")
             }
             model = try c.decode(ModelConfig.self, forKey: .model)
             train = try c.decode(TrainingConfig.self, forKey: .train)
@@ -110,14 +110,14 @@ public struct RunConfig: Codable, Equatable, Sendable {
     /// Loads and validates a config file; errors name the file.
     public static func load(_ url: URL) throws -> RunConfig {
         let data: Data
-        do { data = try Data(contentsOf: url) } catch { throw ConfigError("\(url.path): cannot read (\(error.localizedDescription))") }
+        do { data = try Data(contentsOf: url) } catch { throw LongCrawlError("\(url.path): cannot read (\(error.localizedDescription))") }
         let config: RunConfig
-        do { config = try JSONDecoder().decode(RunConfig.self, from: data) } catch let e as ConfigError {
-            throw ConfigError("\(url.path): \(e.description)")
+        do { config = try JSONDecoder().decode(RunConfig.self, from: data) } catch let e as LongCrawlError {
+            throw LongCrawlError("\(url.path): \(e.description)")
         } catch {
-            throw ConfigError("\(url.path): not a config (\(error))")
+            throw LongCrawlError("\(url.path): not a config (\(error))")
         }
-        do { try config.validate() } catch let e as ConfigError { throw ConfigError("\(url.path): \(e.description)") }
+        do { try config.validate() } catch let e as LongCrawlError { throw LongCrawlError("\(url.path): \(e.description)") }
         return config
     }
 }

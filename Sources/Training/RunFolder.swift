@@ -10,12 +10,12 @@ extension Trainer {
     /// The held-out windows of a run, checked: every row must hold the training context plus one token.
     static func heldoutWindows(_ options: TrainOptions, context: Int) throws -> EvalWindowFile? {
         guard let every = options.evalEvery else { return nil }
-        guard every >= 1 else { throw TrainingError("--eval-every must be positive, got \(every)") }
-        guard let path = options.evalWindows else { throw TrainingError("--eval-every needs --eval-windows FILE (from longcrawl sample)") }
+        guard every >= 1 else { throw LongCrawlError("--eval-every must be positive, got \(every)") }
+        guard let path = options.evalWindows else { throw LongCrawlError("--eval-every needs --eval-windows FILE (from longcrawl sample)") }
         let file = try EvalWindowFile(contentsOf: URL(fileURLWithPath: path))
-        guard file.count > 0 else { throw TrainingError("\(path): no windows") }
+        guard file.count > 0 else { throw LongCrawlError("\(path): no windows") }
         guard file.length >= context + 1 else {
-            throw TrainingError("\(path): rows of \(file.length) tokens, the training context \(context) needs \(context + 1) (longcrawl sample --context \(context))")
+            throw LongCrawlError("\(path): rows of \(file.length) tokens, the training context \(context) needs \(context + 1) (longcrawl sample --context \(context))")
         }
         return file
     }

@@ -51,7 +51,7 @@ struct SafetensorsFile: Equatable {
     /// Reads and checks a file: header inside the file, F32 only, every byte range inside the data and
     /// matching its shape. Errors name the file and the fault.
     public init(contentsOf url: URL) throws {
-        func bad(_ why: String) -> TrainingError { TrainingError("\(url.path): \(why)") }
+        func bad(_ why: String) -> LongCrawlError { LongCrawlError("\(url.path): \(why)") }
         let data: Data
         do { data = try Data(contentsOf: url) } catch { throw bad("cannot read (\(error.localizedDescription))") }
         guard data.count >= 8 else { throw bad("truncated: \(data.count) bytes, shorter than the 8-byte header length") }
@@ -109,9 +109,3 @@ func jsonString(_ s: String) -> String {
     return String(decoding: data.dropFirst().dropLast(), as: UTF8.self)
 }
 
-/// Errors of training, checkpoints and evaluation: one line naming the file, step or value at fault.
-public struct TrainingError: Error, CustomStringConvertible, LocalizedError {
-    public let description: String
-    public init(_ description: String) { self.description = description }
-    public var errorDescription: String? { description }
-}

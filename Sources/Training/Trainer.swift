@@ -60,11 +60,11 @@ public final class Trainer {
                 world: World = .shared) throws {
         try config.validate()
         guard options.accumulation >= 1, options.saveEvery >= 1, options.keep >= 1 else {
-            throw TrainingError("accumulation, save-every and keep must be positive")
+            throw LongCrawlError("accumulation, save-every and keep must be positive")
         }
         if options.carries {
-            guard options.order == .sequential else { throw TrainingError("--carry-state needs --order sequential (the longcrawl order does not continue a row in the next batch)") }
-            guard config.model.attention != .softmax else { throw TrainingError("--carry-state: softmax has no state of fixed size to carry (its state is its whole history)") }
+            guard options.order == .sequential else { throw LongCrawlError("--carry-state needs --order sequential (the longcrawl order does not continue a row in the next batch)") }
+            guard config.model.attention != .softmax else { throw LongCrawlError("--carry-state: softmax has no state of fixed size to carry (its state is its whole history)") }
         }
         self.run = run
         self.config = config.train
@@ -88,10 +88,10 @@ public final class Trainer {
         try Self.checkPhaseBoundaries(phases, from: cursor, windows: catalog.count, options: options, tokens: config.train.batch * config.train.context)
         carries = []
         if resume {
-            guard let latest = try Checkpoint.newest(in: run) else { throw TrainingError("\(run.path): nothing to resume (no checkpoint)") }
+            guard let latest = try Checkpoint.newest(in: run) else { throw LongCrawlError("\(run.path): nothing to resume (no checkpoint)") }
             let state = try Checkpoint.loadState(latest)
             if let why = Self.difference(saved: state, config: config, options: options, ranks: world.size) {
-                throw TrainingError("\(latest.path): cannot resume: \(why)")
+                throw LongCrawlError("\(latest.path): cannot resume: \(why)")
             }
             try Checkpoint.loadModel(latest, into: model)
             try Checkpoint.loadOptimizer(latest, into: optimizer, parameters: model.parameters)
@@ -113,7 +113,7 @@ public final class Trainer {
         } else {
             if let source = options.initFrom { try Self.initialize(model, from: URL(fileURLWithPath: source)) }
             if !existing.isEmpty && !force {
-                throw TrainingError("\(run.path): already holds a run (checkpoints/); use --resume to continue it or --force to start over")
+                throw LongCrawlError("\(run.path): already holds a run (checkpoints/); use --resume to continue it or --force to start over")
             }
             if world.rank == 0 {
                 if force {
@@ -134,11 +134,11 @@ public final class Trainer {
     static func validate(_ phases: [ContextPhase], config: RunConfig) throws {
         let tokens = config.train.batch * config.train.context
         guard phases[0].context == config.train.context, phases.map(\.steps).reduce(0, +) == config.train.steps else {
-            throw TrainingError("--context-schedule: the first phase's T and the steps of all phases must be the config's context \(config.train.context) and steps \(config.train.steps)")
+            throw LongCrawlError("--context-schedule: the first phase's T and the steps of all phases must be the config's context \(config.train.context) and steps \(config.train.steps)")
         }
         for (i, p) in phases.enumerated() {
             guard p.context % config.model.chunk == 0, tokens % p.context == 0 else {
-                throw TrainingError("--context-schedule: phase \(i + 1)'s T \(p.context) must be a multiple of the chunk \(config.model.chunk) and divide the \(tokens) tokens per micro-batch")
+                throw LongCrawlError("--context-schedule: phase \(i + 1)'s T \(p.context) must be a multiple of the chunk \(config.model.chunk) and divide the \(tokens) tokens per micro-batch")
             }
         }
     }
@@ -152,7 +152,7 @@ public final class Trainer {
             step += p.steps
             let rows = tokens / next.context * (options.carries ? options.accumulation : 1)
             guard let moved = ContextPhase.translate(cursor, windows: windows, context: next.context, rows: rows) else {
-                throw TrainingError("--context-schedule: phase \(i + 2) (T \(next.context)) would start after step \(step) in the middle of a window " +
+                throw LongCrawlError("--context-schedule: phase \(i + 2) (T \(next.context)) would start after step \(step) in the middle of a window " +
                                     "(or of a group of \(rows) windows) in the \(options.order.rawValue) order; T changes only at window boundaries")
             }
             cursor = moved
@@ -164,7 +164,7 @@ public final class Trainer {
     private func switchPhase(to phase: ContextPhase) throws {
         let rows = config.batch * config.context / phase.context * (carries.isEmpty ? 1 : options.accumulation)
         guard let cursor = ContextPhase.translate(packer.cursor, windows: packer.catalog.count, context: phase.context, rows: rows) else {
-            throw TrainingError("step \(step + 1): T \(phase.context) would start in the middle of a window")
+            throw LongCrawlError("step \(step + 1): T \(phase.context) would start in the middle of a window")
         }
         packer = try BatchPacker(catalog: packer.catalog, cursor: cursor, masksSeam: packer.masksSeam)
         if !carries.isEmpty { carries = Self.carries(model, options, cursor) }
@@ -211,7 +211,7 @@ public final class Trainer {
                 let batch = carries.isEmpty ? whole! : whole!.micro(micro, of: options.accumulation)
                 stepRows += batch.rows
                 let carry = carries.isEmpty ? nil : carries[micro]
-                do { try carry?.prepare(batch) } catch let e as TrainingError { throw TrainingError("step \(step + 1), micro-batch \(micro): \(e.description)") }
+                do { try carry?.prepare(batch) } catch let e as LongCrawlError { throw LongCrawlError("step \(step + 1), micro-batch \(micro): \(e.description)") }
                 let (l, _) = model.forward(tokens: batch.inputs, targets: batch.targets, mask: batch.mask, batch: rows,
                                            length: t, recompute: options.recompute, state: carry?.state)
                 // The last micro-batch leaves each range final as its backward ends: its sum can start there.
@@ -303,7 +303,7 @@ public final class Trainer {
         guard saved == model.config else {
             let a = String(decoding: (try? JSONEncoder.sorted.encode(saved)) ?? Data(), as: UTF8.self)
             let b = String(decoding: (try? JSONEncoder.sorted.encode(model.config)) ?? Data(), as: UTF8.self)
-            throw TrainingError("--init-from \(checkpoint.path): its model \(a) differs from the run's \(b)")
+            throw LongCrawlError("--init-from \(checkpoint.path): its model \(a) differs from the run's \(b)")
         }
         try Checkpoint.loadModel(checkpoint, into: model)
     }
@@ -320,7 +320,7 @@ public final class Trainer {
             return losses.reduce(0, +) / Double(losses.count)
         }
         let loss = Estimate(perWindow)
-        guard loss.mean.isFinite else { throw TrainingError("step \(step): held-out loss \(loss.mean) on \(options.evalWindows ?? "?")") }
+        guard loss.mean.isFinite else { throw LongCrawlError("step \(step): held-out loss \(loss.mean) on \(options.evalWindows ?? "?")") }
         lastHeldout = loss
         if writes {
             let line = try JSONEncoder.sorted.encode(HeldoutMetrics(step: step, loss: loss, tokens: tokens)) + Data("\n".utf8)
@@ -357,12 +357,12 @@ public final class Trainer {
     }
 
     /// Every rank reaches this together (the loss and norm are averaged over ranks): the message lists all ranks' rows.
-    private func nonFinite(_ what: String, _ rows: [BatchRow]) -> TrainingError {
+    private func nonFinite(_ what: String, _ rows: [BatchRow]) -> LongCrawlError {
         let mine = rows.map { "\($0.window)@\($0.offset)" }.joined(separator: " ")
         let all = world.allGather(Data(mine.utf8)).map { String(decoding: $0, as: UTF8.self) }
         let ids = world.isDistributed ? all.enumerated().map { "rank \($0.offset): \($0.element)" }.joined(separator: "; ") : mine
         let kept = Checkpoint.all(in: run).last.map { "; last good checkpoint: \($0.path)" } ?? "; no checkpoint yet"
-        return TrainingError("step \(step + 1): \(what) (windows@offsets: \(ids))\(kept)")
+        return LongCrawlError("step \(step + 1): \(what) (windows@offsets: \(ids))\(kept)")
     }
 
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Cluster
 import Foundation
+import Support
 import Model
 import Training
 
@@ -184,12 +185,12 @@ struct BenchScaling: ParsableCommand {
                                                "--steps", String(steps), "--json"] + (n > 1 ? ["--alternate"] : []))
             guard status == 0, let line = String(decoding: bytes, as: UTF8.self).split(separator: "\n").last,
                   let obj = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
-                throw TrainingError("mpirun -np \(n) bench train failed (status \(status))")
+                throw LongCrawlError("mpirun -np \(n) bench train failed (status \(status))")
             }
             return obj
         }
         guard let one = try measure(1) as? [String: Double], let many = try measure(ranks) as? [String: [String: Double]],
-              let blocking = many["blocking"], let overlapped = many["overlapped"] else { throw TrainingError("bench train --json: unexpected output") }
+              let blocking = many["blocking"], let overlapped = many["overlapped"] else { throw LongCrawlError("bench train --json: unexpected output") }
         print("config \(config), context \(context), batch \(batch) per rank, accum 1, \(steps) steps, each rank bound to one core")
         print(Self.allreduceLegend)
         print("\n| ranks | gradient sums | tokens/s | s/step | allreduce s/step, rank 0 | last rank | allreduce share | MFU per rank | scaling efficiency |")

@@ -105,7 +105,7 @@ struct ExperimentCommand: ParsableCommand {
         }
         let windows = try EvalWindowFile(contentsOf: URL(fileURLWithPath: plan.evalWindows))
         guard windows.count >= 2 else {
-            throw TrainingError("\(plan.evalWindows): \(windows.count) window(s); the recall probe's control needs at least 2")
+            throw LongCrawlError("\(plan.evalWindows): \(windows.count) window(s); the recall probe's control needs at least 2")
         }
 
         // The plan: each variant's expected wall time from one measured step (in a scratch run folder).

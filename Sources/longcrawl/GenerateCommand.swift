@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Support
 import Model
 import Tokenizer
 import Training
@@ -42,7 +43,7 @@ struct GenerateCommand: ParsableCommand {
     func run() throws {
         let ckpt = try Checkpoint.resolve(URL(fileURLWithPath: checkpoint))
         let state = try Checkpoint.loadState(ckpt)
-        if state.config.model.attention == .softmax { throw TrainingError("\(ckpt.path): generate needs a sympow model (softmax attention has no recurrent form here)") }
+        if state.config.model.attention == .softmax { throw LongCrawlError("\(ckpt.path): generate needs a sympow model (softmax attention has no recurrent form here)") }
         let model = try Checkpoint.loadModel(ckpt, state: state)
         let tokenizer = try loadTokenizer(nil)
         let ids = tokenizer.encode(prompt).map(Int32.init)

@@ -50,7 +50,7 @@ struct ProbeCommand: ParsableCommand {
         let ckpt = try Checkpoint.resolve(URL(fileURLWithPath: checkpoint))
         let state = try Checkpoint.loadState(ckpt)
         let file = try EvalWindowFile(contentsOf: URL(fileURLWithPath: windows))
-        guard file.count >= 2 else { throw TrainingError("\(windows): \(file.count) window(s); the probe's control needs at least 2") }
+        guard file.count >= 2 else { throw LongCrawlError("\(windows): \(file.count) window(s); the probe's control needs at least 2") }
         let model = try Checkpoint.loadModel(ckpt, state: state)
         let result = Probe.evaluate(model, trainedContext: state.config.train.context, file: file, windowsFile: windows, checkpoint: ckpt.path,
                                     deltas: ds, span: span, progress: ProgressReporter(label: "probe"))

@@ -21,7 +21,7 @@ func tiktokenIDs(_ files: [URL]) throws -> [[UInt16]] {
     p.arguments = ["python3", packageRoot.appendingPathComponent("tools/tiktoken_ids.py").path, out.path] + files.map(\.path)
     try p.run()
     p.waitUntilExit()
-    guard p.terminationStatus == 0 else { throw TokenizerError("tools/tiktoken_ids.py failed (is tiktoken installed? run tools/setup.sh)") }
+    guard p.terminationStatus == 0 else { throw LongCrawlError("tools/tiktoken_ids.py failed (is tiktoken installed? run tools/setup.sh)") }
     return try files.map { f in
         let data = try Data(contentsOf: out.appendingPathComponent(f.lastPathComponent + ".ids"))
         return data.withUnsafeBytes { Array($0.bindMemory(to: UInt16.self)) }
