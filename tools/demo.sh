@@ -20,7 +20,7 @@ rm -rf runs/demo
   --variants conformal-sympow,softmax --eval-windows out/eval-windows.h5 --heldout-windows out/heldout-256.h5 \
   --heldout-every 50 --out runs/demo
 mkdir -p out/plots
-python3 tools/plot.py train runs/demo/conformal-sympow runs/demo/softmax --out out/plots/training.png
+PYTHONPATH=python python3 -m longcrawl.plot train runs/demo/conformal-sympow runs/demo/softmax --out out/plots/training.png
 "$bin" generate --checkpoint runs/demo/conformal-sympow --prompt "It was a dark and stormy night" --tokens 60 --seed 1
 cat <<DONE
 

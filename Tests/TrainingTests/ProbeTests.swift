@@ -135,7 +135,7 @@ final class ProbeTests: XCTestCase {
         XCTAssertGreaterThan(gain.mean, 10 * gain.se!)
     }
 
-    /// `longcrawl probe` writes probe.json and probe.csv, skips a Δ longer than the windows and says so; plot.py
+    /// `longcrawl probe` writes probe.json and probe.csv, skips a Δ longer than the windows and says so; longcrawl.plot
     /// draws it.
     func testProbeCommandWritesResults() throws {
         let data = try sampleDataset(self)
