@@ -191,7 +191,7 @@ public final class Preprocessor {
         progress?.begin(totalBytes: reader.totalBytes)
 
         // Records before the restart point are read again (their parts must be) but neither tokenized nor counted.
-        let restart = start.document
+        let restart = start.record
         let tokenizing = Tokenizing(tokenizer: tokenizer, needed: options.windowsPerDocument.map { $0 * windowLength },
                                     from: restart, hook: beforeTokenizing, dedup: plannedDuplicates == nil ? options.dedup : nil)
         let feed = DocumentFeed(reader: reader, stage: stage, tokenizing: tokenizing, workers: options.workers)
@@ -206,14 +206,14 @@ public final class Preprocessor {
                 // Untokenized: read under --resume before the worker knew the number of its part's first record.
                 var (t, f) = (piece.tokens[i] ?? [], piece.fingerprints[i])
                 if piece.tokens[i] == nil, case .document(let d) = record { (t, f) = tokenizing.tokens(d, memo: &memo) }
-                start = ResumePoint(document: record.ordinal, produced: produced, counts: counts)
+                start = ResumePoint(record: record.ordinal, produced: produced, counts: counts)
                 try emit(record, tokens: t, fingerprint: f, start: start)
             }
             if piece.last { bytesDone += reader.parts[piece.part].bytes }
             progress?.update(bytes: bytesDone + (piece.last ? 0 : piece.bytesRead), documents: counts["records"], kept: counts["kept"],
                              tokens: produced.values.reduce(0, +) * windowLength)
         }
-        try finishSplits(endState: ResumePoint(document: ordinal, produced: produced, counts: counts))
+        try finishSplits(endState: ResumePoint(record: ordinal, produced: produced, counts: counts))
         try dedupLog?.finish()
         progress?.end()
         return PreprocessSummary(index: dataset.index, seconds: Date().timeIntervalSince(started), inputBytes: reader.totalBytes)
@@ -264,7 +264,7 @@ public final class Preprocessor {
             guard try stored.withUnsafeBufferPointer({ try dataset.append($0, source: source, to: split) }) else { continue }
             openStart[split] = nil
             let waiting = [start, pending?.start].compactMap { $0 } + Array(openStart.values)
-            try dataset.commit(resume: waiting.min { $0.document < $1.document }!)
+            try dataset.commit(resume: waiting.min { $0.record < $1.record }!)
         }
     }
 

@@ -102,31 +102,31 @@ public final class ZarrImporter {
         defer { dataset.abandon() }
         state = dataset.resume
         let totalRows = arrays.reduce(0) { $0 + $1.rows }
-        let startRow = state.document
+        let startRow = state.record
         progress?.begin(totalBytes: 0)
 
         var first = 0  // global number of the array's row 0
         var rowChunk = 0  // global number of the array's row-chunk 0
         for (i, array) in arrays.enumerated() {
             defer { first += array.rows; rowChunk += array.rowChunks }
-            guard state.document < first + array.rows else { continue }
+            guard state.record < first + array.rows else { continue }
             let missing = Set(skipped[i].rowChunks)
             var stripe = [UInt16](repeating: 0, count: array.stripeTokens)
             for r in 0..<array.rowChunks {
                 let rows = array.rowRange(ofRowChunk: r)
-                guard first + rows.upperBound > state.document else { continue }
-                guard (rowChunk + r) % share.world == share.rank else { state.document = first + rows.upperBound; continue }
+                guard first + rows.upperBound > state.record else { continue }
+                guard (rowChunk + r) % share.world == share.rank else { state.record = first + rows.upperBound; continue }
                 if missing.contains(r) {
                     state.counts["skipped_missing_row_chunks"] += 1
                     state.counts["skipped_missing_rows"] += rows.count
                     state.counts["rows"] += rows.count
-                    state.document = first + rows.upperBound
+                    state.record = first + rows.upperBound
                     continue
                 }
                 try stripe.withUnsafeMutableBufferPointer { try array.readStripe(r, into: $0, workers: options.workers) }
-                for row in max(rows.lowerBound, state.document - first)..<rows.upperBound {
+                for row in max(rows.lowerBound, state.record - first)..<rows.upperBound {
                     try write(stripe, row: row - rows.lowerBound, id: "\(array.name):\(row)", split: splits[i])
-                    reportProgress(done: state.document - startRow, total: totalRows - startRow)
+                    reportProgress(done: state.record - startRow, total: totalRows - startRow)
                 }
             }
             if try dataset.finishShard(splits[i]) { try dataset.commit(resume: state) }
@@ -183,7 +183,7 @@ public final class ZarrImporter {
             try dataset.append(UnsafeBufferPointer(rebasing: $0[(i * windowLength)..<((i + 1) * windowLength)]),
                                source: WindowSource(document: id, offset: 0), to: split)
         }
-        state.document += 1
+        state.record += 1
         state.produced[split, default: 0] += 1
         state.counts["rows"] += 1
         state.counts["imported"] += 1

@@ -40,15 +40,18 @@ public struct ShardEntry: Codable, Equatable, Sendable {
 /// Where a resumed run restarts: the state just before document `document` (input order). Every window
 /// not yet in a finished shard comes from that document or a later one.
 public struct ResumePoint: Codable, Equatable, Sendable {
-    /// Ordinal of the first document (over all inputs, in input order) to process again.
-    public var document: Int
-    /// Windows produced per split by documents before `document`.
+    /// Ordinal of the first input record to process again, over all inputs in input order: a document read by
+    /// `preprocess`, a zarr row for `import` (kept as `document` in `index.json`).
+    public var record: Int
+    /// Windows produced per split by records before `record`.
     public var produced: [Split: Int]
-    /// Counters accumulated over documents before `document` (no window totals).
+    /// Counters accumulated over records before `record` (no window totals).
     public var counts: BuildCounts
 
-    public init(document: Int = 0, produced: [Split: Int] = [:], counts: BuildCounts = BuildCounts()) {
-        self.document = document; self.produced = produced; self.counts = counts
+    enum CodingKeys: String, CodingKey { case record = "document", produced, counts }
+
+    public init(record: Int = 0, produced: [Split: Int] = [:], counts: BuildCounts = BuildCounts()) {
+        self.record = record; self.produced = produced; self.counts = counts
     }
 }
 

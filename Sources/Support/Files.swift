@@ -74,9 +74,17 @@ public enum AtomicFile {
 
 /// SHA-256 over bytes given in parts (OpenSSL's EVP), the one digest of files, checkpoints and batches.
 public final class SHA256 {
+    /// OpenSSL set up once, without its exit handler, and the digest fetched once. A packer thread can open (and so
+    /// hash) a shard while the main thread hashes a checkpoint or the process exits: OpenSSL's atexit cleanup freed
+    /// its tables under such a thread (a heap corruption seen once at the end of `train`), and `EVP_sha256()` makes
+    /// every init look the digest up again in OpenSSL's shared method store.
+    private static let digest: OpaquePointer = {
+        OPENSSL_init_crypto(UInt64(OPENSSL_INIT_NO_ATEXIT), nil)
+        return EVP_MD_fetch(nil, "SHA256", nil)!
+    }()
     private let ctx = EVP_MD_CTX_new()
 
-    public init() { EVP_DigestInit_ex(ctx, EVP_sha256(), nil) }
+    public init() { EVP_DigestInit_ex(ctx, Self.digest, nil) }
     deinit { EVP_MD_CTX_free(ctx) }
 
     public func update(_ bytes: UnsafeRawBufferPointer) { if bytes.count > 0 { _ = EVP_DigestUpdate(ctx, bytes.baseAddress!, bytes.count) } }
