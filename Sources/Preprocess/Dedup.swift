@@ -29,13 +29,13 @@ public struct DedupSettings: Sendable, Equatable {
 
     /// A document's fingerprint: exact, the first 128 bits of the SHA-256 of its UTF-8 (one band of two words);
     /// near, its MinHash signature.
-    func fingerprint(_ text: [UInt8]) -> [UInt64] {
+    func fingerprint(_ analysis: TextAnalysis) -> [UInt64] {
         switch mode {
         case .exact:
-            let hex = Array(sha256(Data(text)).utf8)
+            let hex = Array(sha256(Data(analysis.text)).utf8)
             return [0, 16].map { at in hex[at..<at + 16].reduce(UInt64(0)) { $0 << 4 | UInt64(hexValue($1)) } }
         case .near:
-            return MinHash(ngram: ngram, hashes: hashes).signature(QualitySignals(utf8: text))
+            return MinHash(ngram: ngram, hashes: hashes).signature(analysis.signals)
         }
     }
 

@@ -58,9 +58,7 @@ extension Preprocessor {
         let stage = options.stage
         let reader = try CorpusReader(inputs: inputs, textField: options.textField, idField: options.idField,
                                       minTextBytes: stage.minTextBytes, share: share)
-        let tokenizing = Tokenizing(tokenizer: tokenizer, needed: options.windowsPerDocument.map { $0 * windowLength },
-                                    from: 0, hook: beforeTokenizing, dedup: options.dedup)
-        let feed = DocumentFeed(reader: reader, stage: stage, tokenizing: tokenizing, workers: options.workers)
+        let feed = DocumentFeed(reader: reader, stage: stage, tokenizing: tokenizing(from: 0, dedup: options.dedup), workers: options.workers)
         defer { feed.stop() }
         var ordinal = 0, out: [DedupPlan.Candidate] = []
         while let piece = feed.next() {

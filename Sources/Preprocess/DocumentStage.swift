@@ -6,7 +6,8 @@ import Tokenizer
 /// documents, so any thread may apply it, in any order, again after a `--resume`, on any rank. A dropped document
 /// is counted under `dropped_<counter>` in `index.json` (the rule's name, unless it has several tests); the first
 /// test a document fails is the one counted. Rules run in the order given (cheapest first), after the readers' own
-/// drops (unreadable, empty, too short by bytes) and before the tokenizer, the last stage.
+/// drops (unreadable, empty, too short by bytes) and before the tokenizer; a rule that reads the whole text runs
+/// after the tokenizer's drop (`afterTokenizer`).
 public protocol DocumentRule: Sendable {
     /// Names the rule's counter (`dropped_<name>`) and its options (`<name>.<option>`) in `index.json`.
     var name: String { get }
@@ -20,16 +21,33 @@ public protocol DocumentRule: Sendable {
     var counters: [String] { get }
     /// Nil to keep the document, else the counter (one of `counters`) of the first test it fails.
     func drop(_ document: Document) -> String?
+    /// True for a rule that reads the whole text: it runs after the tokenizer's drop (too few tokens), which reads
+    /// at most a window's worth of text a window, so a document too short in tokens never pays for it.
+    var afterTokenizer: Bool { get }
+    /// `drop` with what the stages have computed from the text so far (a rule that reads RPv2's signals takes
+    /// them from there, and leaves them for the rules and the dedup after it).
+    func drop(_ document: Document, analysis: TextAnalysis) -> String?
 }
 
 extension DocumentRule {
     public var counters: [String] { [name] }
+    public var afterTokenizer: Bool { false }
     public func drop(_ document: Document) -> String? { keeps(document) ? nil : name }
+    public func drop(_ document: Document, analysis: TextAnalysis) -> String? { drop(document) }
 }
 
-/// The stages between reading and writing, in the order a record meets them: the readers' drops, the rules,
-/// then the tokenizer (documents of enough bytes but fewer tokens than their windows need). Names the funnel's
-/// counters in that order.
+/// What the document stages compute from one text, each at most once: RPv2's signals (its normalized words) are
+/// read by the quality rules and by near dedup's MinHash, and whichever comes first computes them. One thread
+/// owns an analysis, from the rules to the fingerprint.
+public final class TextAnalysis {
+    public let text: [UInt8]
+    public init(_ text: [UInt8]) { self.text = text }
+    public private(set) lazy var signals = QualitySignals(utf8: text)
+}
+
+/// The stages between reading and writing, in the order a record meets them: the readers' drops, the rules, the
+/// tokenizer (documents of enough bytes but fewer tokens than their windows need), the rules that read the whole
+/// text, dedup. Names the funnel's counters in that order.
 struct DocumentStage: Sendable {
     var rules: [DocumentRule]
     /// UTF-8 bytes a text needs to give its windows: 65,536 tokens a window, each token at least one byte.
@@ -46,7 +64,11 @@ struct DocumentStage: Sendable {
 
     /// Counter names in funnel order, from `records` to `kept`.
     var funnel: [String] {
-        ["records"] + ([.unreadable, .empty, .tooShort] + (rpv2 ? [.duplicateRPv2] : []) + rules.flatMap(\.counters).map(DropReason.init) + [Self.tooFewTokens] + (dedup == nil ? [] : [Self.duplicate])).map(\.counter) + ["kept"]
+        var reasons: [DropReason] = [.unreadable, .empty, .tooShort] + (rpv2 ? [.duplicateRPv2] : [])
+        reasons += rules.filter { !$0.afterTokenizer }.flatMap(\.counters).map(DropReason.init)
+        reasons += [Self.tooFewTokens] + rules.filter(\.afterTokenizer).flatMap(\.counters).map(DropReason.init)
+        reasons += dedup == nil ? [] : [Self.duplicate]
+        return ["records"] + reasons.map(\.counter) + ["kept"]
     }
 
     /// The rules' options for the build record, as `<rule>.<option>`.
@@ -73,21 +95,31 @@ struct DocumentStage: Sendable {
         }
     }
 
-    /// The record after the rules: a document that fails one becomes that rule's drop.
-    func apply(_ record: CorpusRecord) -> CorpusRecord {
-        guard case .document(let d) = record else { return record }
+    /// The record after the rules before the tokenizer (a document that fails one becomes that rule's drop), and a
+    /// kept document's analysis, for the tokenizer's stage.
+    func apply(_ record: CorpusRecord) -> (record: CorpusRecord, analysis: TextAnalysis?) {
+        guard case .document(let d) = record else { return (record, nil) }
+        let analysis = TextAnalysis(d.text)
+        return Self.apply(rules.filter { !$0.afterTokenizer }, d, analysis).map { (.dropped($0), nil) } ?? (record, analysis)
+    }
+
+    /// The drop of the first of `rules` that `d` fails, if any.
+    static func apply(_ rules: [DocumentRule], _ d: Document, _ analysis: TextAnalysis) -> DroppedRecord? {
         for rule in rules {
-            if let counter = rule.drop(d) {
-                return .dropped(DroppedRecord(ordinal: d.ordinal, origin: d.origin, reason: DropReason(counter), detail: "", bytes: d.text.count))
+            if let counter = rule.drop(d, analysis: analysis) {
+                return DroppedRecord(ordinal: d.ordinal, origin: d.origin, reason: DropReason(counter), detail: "", bytes: d.text.count)
             }
         }
-        return record
+        return nil
     }
 }
 
-/// The tokenizer's stage, run on the feed's threads: each kept document's tokens, as many as its windows need.
+/// The tokenizer's stage, run on the feed's threads: each kept document's tokens, as many as its windows need,
+/// then the rules that read the whole text, then its dedup fingerprint.
 struct Tokenizing: Sendable {
     let tokenizer: GPT2Tokenizer
+    /// The document stage's rules that run after the tokenizer's drop.
+    let rules: [DocumentRule]
     /// Tokens the windows need; nil for all of them (`--windows-per-doc all`).
     let needed: Int?
     /// Records numbered below this (before a `--resume`'s restart point) are read again but not tokenized.
@@ -99,12 +131,17 @@ struct Tokenizing: Sendable {
     /// gets its fingerprint here, on the feed's threads.
     let dedup: DedupSettings?
 
-    /// A document's tokens, as many as its windows need, and its dedup fingerprint (empty without dedup or a window).
-    func tokens(_ document: Document, memo: inout TokenizerMemo) -> (tokens: [UInt16], fingerprint: [UInt64]) {
+    /// A document's tokens, as many as its windows need, and its dedup fingerprint (empty without dedup or a
+    /// window); the document dropped (and no tokens) if a rule after the tokenizer drops it. `analysis` is what the
+    /// rules before computed from its text.
+    func apply(_ document: Document, analysis: TextAnalysis? = nil, memo: inout TokenizerMemo)
+        -> (record: CorpusRecord, tokens: [UInt16], fingerprint: [UInt64]) {
         hook?(document)
         let t = encodePrefix(document.text, needed: needed, tokenizer: tokenizer, memo: &memo)
-        guard let dedup, t.count >= windowLength else { return (t, []) }
-        return (t, dedup.fingerprint(document.text))
+        guard t.count >= windowLength else { return (.document(document), t, []) }
+        let analysis = analysis ?? TextAnalysis(document.text)
+        if let dropped = DocumentStage.apply(rules, document, analysis) { return (.dropped(dropped), [], []) }
+        return (.document(document), t, dedup?.fingerprint(analysis) ?? [])
     }
 }
 
@@ -117,7 +154,7 @@ final class DocumentFeed {
     struct Piece {
         var part: Int
         var records: [CorpusRecord]
-        /// Each record's tokens: nil for a dropped record, and for a document numbered before `Tokenizing.from` or
+        /// Each record's tokens: nil for a record dropped before the tokenizer, and for a document numbered before `Tokenizing.from` or
         /// read before its number was known (only under `--resume`).
         var tokens: [[UInt16]?]
         /// Each record's dedup fingerprint (`Tokenizing.tokens`); empty where it has none.
@@ -202,12 +239,12 @@ final class DocumentFeed {
             while true {
                 let record = cursor.next()
                 if let record {
-                    let r = stage.apply(record)
+                    var (r, analysis) = stage.apply(record)
                     var t: [UInt16]?, f: [UInt64] = []
                     if case .document(let d) = r {
                         bytes += d.text.count
                         if first == nil { first = firstRecord(of: p) }
-                        if let first, first + count >= tokenizing.from { (t, f) = tokenizing.tokens(d, memo: &memo) }
+                        if let first, first + count >= tokenizing.from { (r, t, f) = tokenizing.apply(d, analysis: analysis, memo: &memo) }
                     }
                     records.append(r)
                     tokens.append(t)

@@ -20,7 +20,8 @@ public struct PreprocessOptions: Sendable {
     public var workers = ProcessInfo.processInfo.activeProcessorCount
     /// Abort on the first unreadable record instead of dropping it with a warning; does not change the output.
     public var strict = false
-    /// The document stage's rules, in order (cheapest first), between the readers' drops and the tokenizer.
+    /// The document stage's rules, in order (cheapest first), between the readers' drops and the tokenizer (those
+    /// that read the whole text after the tokenizer's drop).
     public var rules: [DocumentRule] = []
     /// Dedup among the documents that pass every other stage, before the split is assigned; nil for none.
     public var dedup: DedupSettings?
@@ -192,8 +193,7 @@ public final class Preprocessor {
 
         // Records before the restart point are read again (their parts must be) but neither tokenized nor counted.
         let restart = start.record
-        let tokenizing = Tokenizing(tokenizer: tokenizer, needed: options.windowsPerDocument.map { $0 * windowLength },
-                                    from: restart, hook: beforeTokenizing, dedup: plannedDuplicates == nil ? options.dedup : nil)
+        let tokenizing = tokenizing(from: restart, dedup: plannedDuplicates == nil ? options.dedup : nil)
         let feed = DocumentFeed(reader: reader, stage: stage, tokenizing: tokenizing, workers: options.workers)
         defer { feed.stop() }
         var ordinal = 0, bytesDone = 0
@@ -205,7 +205,7 @@ public final class Preprocessor {
                 guard record.ordinal >= restart else { continue }
                 // Untokenized: read under --resume before the worker knew the number of its part's first record.
                 var (t, f) = (piece.tokens[i] ?? [], piece.fingerprints[i])
-                if piece.tokens[i] == nil, case .document(let d) = record { (t, f) = tokenizing.tokens(d, memo: &memo) }
+                if piece.tokens[i] == nil, case .document(let d) = record { (record, t, f) = tokenizing.apply(d, memo: &memo) }
                 start = ResumePoint(record: record.ordinal, produced: produced, counts: counts)
                 try emit(record, tokens: t, fingerprint: f, start: start)
             }
@@ -217,6 +217,12 @@ public final class Preprocessor {
         try dedupLog?.finish()
         progress?.end()
         return PreprocessSummary(index: dataset.index, seconds: Date().timeIntervalSince(started), inputBytes: reader.totalBytes)
+    }
+
+    /// The tokenizer's stage of this run: records numbered from `from` on are tokenized, and fingerprinted for `dedup`.
+    func tokenizing(from: Int, dedup: DedupSettings?) -> Tokenizing {
+        Tokenizing(tokenizer: tokenizer, rules: options.rules.filter(\.afterTokenizer), needed: options.windowsPerDocument.map { $0 * windowLength },
+                   from: from, hook: beforeTokenizing, dedup: dedup)
     }
 
     /// Accounts for one record and sends its windows to its split.

@@ -48,10 +48,42 @@ public struct QualityThresholds: Sendable, Equatable {
     }
 }
 
-/// The quality rules as one document rule: RPv2's signals computed once per document (the word-, symbol- and
-/// line-based ones in one pass, the n-gram ones only for a document that passes those), each threshold tested in
-/// the recipe's order, cheapest first, and a drop counted under the first failed test's own counter. A signal
-/// RPv2 leaves null (no words, no lines) fails its test.
+extension QualityThresholds {
+    /// The document rules these thresholds ask for: the word-count bounds (a fast pass, before the tokenizer),
+    /// then Gopher's rules (after the tokenizer's drop); none for a rule without thresholds.
+    public var rules: [DocumentRule] {
+        var gopher = self
+        gopher.minWords = nil; gopher.maxWords = nil
+        return (minWords == nil && maxWords == nil ? [] : [WordCountRule(min: minWords, max: maxWords)])
+            + (gopher == QualityThresholds() ? [] : [QualityRules(gopher)])
+    }
+}
+
+/// `rps_doc_word_count` bounds, counted in one pass over the bytes with no word built
+/// (`QualitySignals.wordCount`, equal to RPv2's count), before the tokenizer: most long web pages fail it cheaply.
+public struct WordCountRule: DocumentRule {
+    public var min: Int?, max: Int?
+
+    public init(min: Int?, max: Int?) { self.min = min; self.max = max }
+
+    public var name: String { "word_count" }
+
+    public var options: [String: String] {
+        [("min_words", min), ("max_words", max)].reduce(into: [:]) { out, o in if let v = o.1 { out[o.0] = String(v) } }
+    }
+
+    public func keeps(_ document: Document) -> Bool {
+        let words = document.text.withUnsafeBufferPointer { QualitySignals.wordCount(utf8: $0) }
+        return words >= (min ?? 0) && words <= (max ?? .max)
+    }
+}
+
+/// Gopher's quality rules as one document rule: each threshold tested in the recipe's order, a drop counted under
+/// the first failed test's own counter. It reads the whole text, so it runs after the tokenizer's drop (which
+/// reads at most a window's worth a window): only documents long enough in tokens pay for it. A test reads what
+/// it needs, computed once: RPv2's word-, symbol- and line-based signals (one pass, shared with near dedup through
+/// the `TextAnalysis`), then the n-gram signals, so a document that fails a cheap test never pays for the rest.
+/// A signal RPv2 leaves null (no words, no lines) fails its test. The word-count bounds are `WordCountRule`'s.
 public struct QualityRules: DocumentRule {
     public var thresholds: QualityThresholds
 
@@ -59,23 +91,31 @@ public struct QualityRules: DocumentRule {
 
     public var name: String { "quality" }
 
-    /// The tests in order: counter, option name and threshold, and the check of a value against it.
-    private var tests: [(counter: String, option: String, threshold: String, test: (QualitySignals, () -> NGrams) -> Bool)] {
+    public var afterTokenizer: Bool { true }
+
+    /// One document as the tests read it, each view computed on first use.
+    private final class Views {
+        let analysis: TextAnalysis
+        init(_ analysis: TextAnalysis) { self.analysis = analysis }
+        var signals: QualitySignals { analysis.signals }
+        lazy var grams = NGrams(analysis.signals)
+    }
+
+    /// The tests in order: counter, option name and threshold, and the check of a document against it.
+    private var tests: [(counter: String, option: String, threshold: String, test: (Views) -> Bool)] {
         let t = thresholds
-        var out: [(String, String, String, (QualitySignals, () -> NGrams) -> Bool)] = []
-        func add(_ counter: String, _ option: String, _ limit: Double?, _ keep: @escaping (Double, QualitySignals, () -> NGrams) -> Bool) {
-            if let limit { out.append((counter, option, String(limit), { keep(limit, $0, $1) })) }
+        var out: [(String, String, String, (Views) -> Bool)] = []
+        func add(_ counter: String, _ option: String, _ limit: Double?, _ keep: @escaping (Double, Views) -> Bool) {
+            if let limit { out.append((counter, option, String(limit), { keep(limit, $0) })) }
         }
-        if let lo = t.minWords { out.append(("word_count", "min_words", String(lo), { s, _ in s.wordCount >= lo })) }
-        if let hi = t.maxWords { out.append(("word_count", "max_words", String(hi), { s, _ in s.wordCount <= hi })) }
-        add("mean_word_length", "min_mean_word_length", t.minMeanWordLength) { lo, s, _ in s.meanWordLength.map { $0 >= lo } ?? false }
-        add("mean_word_length", "max_mean_word_length", t.maxMeanWordLength) { hi, s, _ in s.meanWordLength.map { $0 <= hi } ?? false }
-        add("symbol_ratio", "max_symbol_ratio", t.maxSymbolRatio) { hi, s, _ in s.symbolToWordRatio.map { $0 <= hi } ?? false }
-        add("bullet_lines", "max_bullet_lines", t.maxBulletLines) { hi, s, _ in s.fracLinesStartWithBullet.map { $0 <= hi } ?? false }
-        add("ellipsis_lines", "max_ellipsis_lines", t.maxEllipsisLines) { hi, s, _ in s.fracLinesEndWithEllipsis.map { $0 <= hi } ?? false }
-        add("no_alpha_words", "max_no_alpha_words", t.maxNoAlphaWords) { hi, s, _ in s.fracNoAlphaWords.map { $0 <= hi } ?? false }
-        for n in 2...4 { add("top_\(n)gram", "max_top_\(n)gram", t.maxTopNGram[n]) { hi, _, grams in grams().top(n) <= hi } }
-        for n in 5...10 { add("dupe_\(n)grams", "max_dupe_\(n)grams", t.maxDupeNGrams[n]) { hi, _, grams in grams().dupe(n) <= hi } }
+        add("mean_word_length", "min_mean_word_length", t.minMeanWordLength) { lo, v in v.signals.meanWordLength.map { $0 >= lo } ?? false }
+        add("mean_word_length", "max_mean_word_length", t.maxMeanWordLength) { hi, v in v.signals.meanWordLength.map { $0 <= hi } ?? false }
+        add("symbol_ratio", "max_symbol_ratio", t.maxSymbolRatio) { hi, v in v.signals.symbolToWordRatio.map { $0 <= hi } ?? false }
+        add("bullet_lines", "max_bullet_lines", t.maxBulletLines) { hi, v in v.signals.fracLinesStartWithBullet.map { $0 <= hi } ?? false }
+        add("ellipsis_lines", "max_ellipsis_lines", t.maxEllipsisLines) { hi, v in v.signals.fracLinesEndWithEllipsis.map { $0 <= hi } ?? false }
+        add("no_alpha_words", "max_no_alpha_words", t.maxNoAlphaWords) { hi, v in v.signals.fracNoAlphaWords.map { $0 <= hi } ?? false }
+        for n in 2...4 { add("top_\(n)gram", "max_top_\(n)gram", t.maxTopNGram[n]) { hi, v in v.grams.top(n) <= hi } }
+        for n in 5...10 { add("dupe_\(n)grams", "max_dupe_\(n)grams", t.maxDupeNGrams[n]) { hi, v in v.grams.dupe(n) <= hi } }
         return out
     }
 
@@ -87,18 +127,12 @@ public struct QualityRules: DocumentRule {
         tests.map(\.counter).reduce(into: []) { if $0.last != $1 { $0.append($1) } }
     }
 
-    public func drop(_ document: Document) -> String? {
-        let tests = tests
-        guard !tests.isEmpty else { return nil }
-        let signals = QualitySignals(utf8: document.text)
-        var grams: NGrams?
-        let ngrams = { () -> NGrams in
-            if let grams { return grams }
-            grams = NGrams(signals)
-            return grams!
-        }
-        return tests.first { !$0.test(signals, ngrams) }?.counter
+    public func drop(_ document: Document, analysis: TextAnalysis) -> String? {
+        let views = Views(analysis)
+        return tests.first { !$0.test(views) }?.counter
     }
+
+    public func drop(_ document: Document) -> String? { drop(document, analysis: TextAnalysis(document.text)) }
 
     public func keeps(_ document: Document) -> Bool { drop(document) == nil }
 }

@@ -92,7 +92,7 @@ struct BenchWeb: ParsableCommand {
                 try? FileManager.default.removeItem(at: out)
                 var options = PreprocessOptions()
                 options.textField = textField; options.idField = idField; options.workers = workers
-                if recipe { options.rules = [QualityRules(.longcrawl64)]; options.dedup = DedupSettings(mode: .near) }
+                if recipe { options.rules = QualityThresholds.longcrawl64.rules; options.dedup = DedupSettings(mode: .near) }
                 let p = Preprocessor(inputs: [input.path], output: out, options: options, tokenizer: tokenizer)
                 p.warn = { _ in }
                 kept = try p.run(mode: .fresh).index.build?.counts["kept"] ?? 0

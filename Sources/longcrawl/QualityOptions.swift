@@ -85,6 +85,6 @@ struct QualityOptions: ParsableArguments {
         return d
     }
 
-    /// The document rules these options ask for: none, or the quality rules.
-    var rules: [DocumentRule] { thresholds == QualityThresholds() ? [] : [QualityRules(thresholds)] }
+    /// The document rules these options ask for: the word-count bounds, Gopher's rules, or none.
+    var rules: [DocumentRule] { thresholds.rules }
 }

@@ -29,8 +29,8 @@ final class QualityRulesTests: XCTestCase {
         Document(ordinal: 0, id: "d", origin: "d", text: Array(lines.joined(separator: "\n").utf8), part: 0)
     }
 
-    /// The counter `QualityRules(thresholds)` drops `d` under (nil: kept).
-    func drop(_ d: Document, _ t: QualityThresholds = .gopher) -> String? { QualityRules(t).drop(d) }
+    /// The counter the rules of `thresholds` drop `d` under, in their order (nil: kept).
+    func drop(_ d: Document, _ t: QualityThresholds = .gopher) -> String? { t.rules.lazy.compactMap { $0.drop(d) }.first }
 
     func testWordCountBounds() {
         var t = QualityThresholds.gopher
@@ -97,20 +97,27 @@ final class QualityRulesTests: XCTestCase {
 
     /// A document failing several rules counts under the first; counters, the funnel and options in order.
     func testOrderOfRulesAndCounters() throws {
-        let rule = QualityRules(.longcrawl64)
-        let order = ["word_count", "mean_word_length", "symbol_ratio", "bullet_lines", "ellipsis_lines", "no_alpha_words",
-                     "top_2gram", "top_3gram", "top_4gram", "dupe_5grams", "dupe_6grams", "dupe_7grams", "dupe_8grams",
-                     "dupe_9grams", "dupe_10grams"]
-        XCTAssertEqual(rule.counters, order)
-        let stage = DocumentStage(rules: [rule], minTextBytes: 1)
+        let rules = QualityThresholds.longcrawl64.rules
+        let gopher = ["mean_word_length", "symbol_ratio", "bullet_lines", "ellipsis_lines", "no_alpha_words",
+                      "top_2gram", "top_3gram", "top_4gram", "dupe_5grams", "dupe_6grams", "dupe_7grams", "dupe_8grams",
+                      "dupe_9grams", "dupe_10grams"]
+        XCTAssertEqual(rules.map(\.counters), [["word_count"], gopher])
+        XCTAssertEqual(rules.map(\.afterTokenizer), [false, true])
+        let stage = DocumentStage(rules: rules, minTextBytes: 1)
         try stage.validate()
-        XCTAssertEqual(stage.funnel, ["records", "dropped_unreadable", "dropped_empty", "dropped_too_short"] + order.map { "dropped_" + $0 }
-                       + ["dropped_too_few_tokens", "kept"])
-        XCTAssertEqual(stage.record["quality.min_words"], "16000")
+        // The word count before the tokenizer, the rules that read the whole text after its drop.
+        XCTAssertEqual(stage.funnel, ["records", "dropped_unreadable", "dropped_empty", "dropped_too_short", "dropped_word_count",
+                                      "dropped_too_few_tokens"] + gopher.map { "dropped_" + $0 } + ["kept"])
+        XCTAssertEqual(stage.record["word_count.min_words"], "16000")
         XCTAssertEqual(stage.record["quality.max_dupe_10grams"], "0.1")
         XCTAssertEqual(stage.record["quality.min_mean_word_length"], "3.0")
-        XCTAssertNil(stage.record["quality.max_words"])
+        XCTAssertNil(stage.record["word_count.max_words"])
         XCTAssertEqual(stage.record.count, 16)
+        XCTAssertEqual(QualityThresholds.gopher.rules.map(\.name), ["quality"])
+        var words = QualityThresholds()
+        words.maxWords = 5
+        XCTAssertEqual(words.rules.map(\.name), ["word_count"])
+        XCTAssertTrue(QualityThresholds().rules.isEmpty)
         // Short words, bullets, ellipses and repeats: the mean word length is tested first.
         let bad = doc(Array(repeating: "• ab ab ab ab...", count: 20))
         XCTAssertEqual(drop(bad), "mean_word_length")
@@ -135,6 +142,11 @@ final class QualityRulesTests: XCTestCase {
         for book in ["art_of_war.txt", "great_gatsby.txt"] {
             try FileManager.default.copyItem(at: packageRoot.appendingPathComponent("data/sample/" + book), to: dir.appendingPathComponent(book))
         }
+        // 24,000 two-letter words (72 kB; fails Gopher's mean word length, but has 24,000 tokens: too few, and
+        // counted there, since the rules that read the whole text run after the tokenizer's drop); 4,000 words of
+        // 20 letters (84 kB; fails the word count, before the tokenizer).
+        try String(repeating: "ab ", count: 24_000).write(to: dir.appendingPathComponent("short_words.txt"), atomically: true, encoding: .utf8)
+        try String(repeating: "abcdefghijklmnopqrst ", count: 4_000).write(to: dir.appendingPathComponent("few_words.txt"), atomically: true, encoding: .utf8)
         let r = try runProcess(longcrawlBinary, ["preprocess", dir.path, "--out", out.path, "--recipe", "longcrawl64",
                                                  "--max-dupe-5grams", "0.03", "--workers", "1"])
         XCTAssertEqual(r.status, 0, r.err)
@@ -142,9 +154,11 @@ final class QualityRulesTests: XCTestCase {
         let build = index["build"] as! [String: Any]
         let counts = build["counts"] as! [String: Any], options = build["options"] as! [String: String]
         XCTAssertEqual(counts["dropped_dupe_5grams"] as? Int, 1)
+        XCTAssertEqual(counts["dropped_too_few_tokens"] as? Int, 1)
+        XCTAssertEqual(counts["dropped_word_count"] as? Int, 1)
         XCTAssertEqual(counts["kept"] as? Int, 1)
         XCTAssertEqual(options["quality.max_dupe_5grams"], "0.03")
-        XCTAssertEqual(options["quality.min_words"], "16000")
+        XCTAssertEqual(options["word_count.min_words"], "16000")
         XCTAssertEqual(options["quality.max_top_2gram"], "0.2")
         XCTAssertTrue((build["funnel"] as! [String]).contains("dropped_dupe_10grams"))
         let bad = try runProcess(longcrawlBinary, ["preprocess", dir.path, "--out", dir.appendingPathComponent("x").path, "--min-words", "9", "--max-words", "8"])

@@ -1,4 +1,5 @@
 import Foundation
+import Support
 import TestSupport
 import XCTest
 @testable import Preprocess
@@ -23,6 +24,8 @@ final class QualitySignalsTests: XCTestCase {
             let expected = document["signals"] as! [String: Any]
             let ours = QualitySignals(utf8: text).all()
             XCTAssertEqual(Set(ours.map(\.name)), Set(expected.keys), name)
+            XCTAssertEqual(text.withUnsafeBufferPointer { Double(QualitySignals.wordCount(utf8: $0)) },
+                           expected["rps_doc_word_count"] as? Double, "\(name): the word count alone")
             for (signal, value) in ours {
                 let want = expected[signal] as? Double
                 if let want, let value {
@@ -31,6 +34,23 @@ final class QualitySignalsTests: XCTestCase {
                     XCTAssertTrue(value == nil && want == nil, "\(name): \(signal) is \(value as Any), RPv2 \(want as Any)")
                 }
             }
+        }
+    }
+
+    /// The word count alone (the word-count rule's fast pass) equals the full analysis' on random texts made of the
+    /// pieces that decide it: every whitespace scalar, sequences cut short or starting mid-character, ASCII
+    /// punctuation between and inside words, letters, invalid bytes.
+    func testWordCountAloneEqualsTheAnalysis() {
+        let pieces: [[UInt8]] = [[0x20], [0x0A], [0x09], [0x1C], [0x1F], [0x2E], [0x21], [0x27], [0x2D], [0x61], [0x5A], [0x37], [0x5F],
+                                 [0xC2, 0x85], [0xC2, 0xA0], [0xC2], [0xC2, 0x86], [0xE1, 0x9A, 0x80], [0xE1, 0x9A], [0xE2, 0x80, 0x80],
+                                 [0xE2, 0x80, 0x8A], [0xE2, 0x80, 0x8B], [0xE2, 0x80, 0xA8], [0xE2, 0x80, 0xA9], [0xE2, 0x80, 0xAF],
+                                 [0xE2, 0x81, 0x9F], [0xE2, 0x80], [0xE3, 0x80, 0x80], [0xE3, 0x80], [0xF0, 0xE2, 0x80, 0x80],
+                                 [0xC3, 0xA9], [0xCE, 0xA3], [0xE2, 0x80, 0xA6], [0x80], [0xFF], [0xED, 0xA0, 0x80], [0xF0, 0x9F, 0x98, 0x80]]
+        var rng = SplitMix64(seed: 7)
+        for trial in 0..<3000 {
+            let text = (0..<Int(rng.next(below: 40))).flatMap { _ in pieces[Int(rng.next(below: UInt64(pieces.count)))] }
+            XCTAssertEqual(text.withUnsafeBufferPointer { QualitySignals.wordCount(utf8: $0) }, QualitySignals(utf8: text).wordCount,
+                           "trial \(trial): \(text)")
         }
     }
 
