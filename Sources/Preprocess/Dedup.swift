@@ -80,27 +80,32 @@ public struct MinHash: Sendable {
 
     /// The signature of a text's normalized words.
     public func signature(_ signals: QualitySignals) -> [UInt64] {
-        var grams = shingles(signals)
-        // The signature of a set: each distinct n-gram once.
-        grams.sort()
-        var distinct = 0
-        for g in grams where distinct == 0 || grams[distinct - 1] != g { grams[distinct] = g; distinct += 1 }
+        // The signature of the n-grams' set: a repeated n-gram changes no minimum, so the positions are read as they
+        // come (a sort to drop repeats would cost more than the repeats do).
+        let grams = shingles(signals)
         let p = Self.prime
         var mins = [UInt64](repeating: p, count: a.count)
+        typealias Lanes = SIMD8<UInt64>
+        let low32 = Lanes(repeating: 0xFFFF_FFFF), low29 = Lanes(repeating: (1 << 29) - 1), pLanes = Lanes(repeating: p)
         grams.withUnsafeBufferPointer { grams in
-            // One permutation at a time over all n-grams: its constants and running minimum stay in registers.
-            for k in 0..<a.count {
-                let ak = a[k], bk = b[k]
-                var m = p
-                for g in grams[0..<distinct] {
-                    // a * h < 2^93: fold the 128-bit product mod 2^61 - 1 (2^61 = 1 mod p).
-                    let (hi, lo) = ak.multipliedFullWidth(by: UInt64(g))
-                    var x = (lo & p) &+ (lo >> 61 | hi << 3) &+ bk
-                    x = (x & p) &+ (x >> 61)
-                    if x >= p { x -= p }
-                    m = min(m, x)
+            // Eight permutations at a time over all n-grams, in SIMD lanes, with no 128-bit product: a = aHi 2^32 +
+            // aLo, so a h = aLo h + (aHi h) 2^32, each product of two 32-bit numbers (one vpmuludq); and with
+            // aHi h = c 2^29 + d (d < 2^29), (aHi h) 2^32 = c 2^61 + d 2^32 = c + d 2^32 (mod p, as 2^61 = 1). Every
+            // sum stays below 2^63, and the last fold gives (a h + b) mod p exactly, as RPv2's 128-bit arithmetic.
+            for k0 in stride(from: 0, to: a.count, by: Lanes.scalarCount) {
+                var aLanes = Lanes(), bLanes = Lanes()
+                for j in 0..<min(Lanes.scalarCount, a.count - k0) { aLanes[j] = a[k0 + j]; bLanes[j] = b[k0 + j] }
+                let aLo = aLanes & low32, aHi = aLanes &>> 32
+                var m = pLanes
+                for g in grams {
+                    let h = Lanes(repeating: UInt64(g))
+                    let lo = aLo &* h, hi = aHi &* h
+                    var x = (lo & pLanes) &+ (lo &>> 61) &+ ((hi & low29) &<< 32) &+ (hi &>> 29) &+ bLanes
+                    x = (x & pLanes) &+ (x &>> 61)
+                    x.replace(with: x &- pLanes, where: x .>= pLanes)
+                    m = pointwiseMin(m, x)
                 }
-                mins[k] = m
+                for j in 0..<min(Lanes.scalarCount, a.count - k0) { mins[k0 + j] = m[j] }
             }
         }
         return mins

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Preprocess
 import Shards
+import Tensor
 
 /// `longcrawl bench web`: MB/s of text through `preprocess` on a web-shaped corpus, beside a Python pass that
 /// only decompresses and parses the same files, pyarrow reading the same texts, and `zcat`, in the same run.
@@ -85,22 +86,32 @@ struct BenchWeb: ParsableCommand {
         }
 
         let tokenizer = try loadTokenizer(nil)
+        /// One timed run of `preprocess` over `input`: its seconds and the documents it kept.
         func preprocess(_ input: URL, textField: String, idField: String, recipe: Bool = false) throws -> (seconds: Double, kept: Int) {
-            var kept = 0
-            let seconds = try bestSeconds(runs) {
-                let out = dir.appendingPathComponent("out")
-                try? FileManager.default.removeItem(at: out)
-                var options = PreprocessOptions()
-                options.textField = textField; options.idField = idField; options.workers = workers
-                if recipe { options.rules = QualityThresholds.longcrawl64.rules; options.dedup = DedupSettings(mode: .near) }
-                let p = Preprocessor(inputs: [input.path], output: out, options: options, tokenizer: tokenizer)
-                p.warn = { _ in }
-                kept = try p.run(mode: .fresh).index.build?.counts["kept"] ?? 0
-            }
-            return (seconds, kept)
+            let out = dir.appendingPathComponent("out")
+            try? FileManager.default.removeItem(at: out)
+            var options = PreprocessOptions()
+            options.textField = textField; options.idField = idField; options.workers = workers
+            if recipe { options.rules = QualityThresholds.longcrawl64.rules; options.dedup = DedupSettings(mode: .near) }
+            let p = Preprocessor(inputs: [input.path], output: out, options: options, tokenizer: tokenizer)
+            p.warn = { _ in }
+            let t0 = now()
+            let kept = try p.run(mode: .fresh).index.build?.counts["kept"] ?? 0
+            return (now() - t0, kept)
         }
-        let ours = try preprocess(jsonl, textField: "raw_content", idField: "doc_id")
-        let oursParquet = try preprocess(parquet, textField: "text", idField: "id")
+        /// The best of `runs` of each, the runs of all of them alternated, so that a change in the machine's load
+        /// falls on each alike.
+        func best(_ kinds: [() throws -> (seconds: Double, kept: Int)]) throws -> [(seconds: Double, kept: Int)] {
+            var out = Array(repeating: (seconds: Double.infinity, kept: 0), count: kinds.count)
+            for _ in 0..<runs {
+                for (k, kind) in kinds.enumerated() { let r = try kind(); out[k] = (min(out[k].seconds, r.seconds), r.kept) }
+            }
+            return out
+        }
+        let measured = try best([{ try preprocess(jsonl, textField: "raw_content", idField: "doc_id") },
+                                 { try preprocess(parquet, textField: "text", idField: "id") }]
+                                + (recipe == nil ? [] : [{ try preprocess(jsonl, textField: "raw_content", idField: "doc_id", recipe: true) }]))
+        let ours = measured[0], oursParquet = measured[1]
         guard ours.kept == oursParquet.kept else { throw ValidationError("JSONL kept \(ours.kept) documents, parquet \(oursParquet.kept)") }
 
         func rate(_ s: Double) -> Double { Double(textBytes) / s / 1e6 }
@@ -112,11 +123,11 @@ struct BenchWeb: ParsableCommand {
         print(String(format: "preprocess, parquet (%d workers)                             %7.1f MB/s  (%.2fx pyarrow)", workers,
                      rate(oursParquet.seconds), pyFields[1] / oursParquet.seconds))
         if recipe != nil {
-            let withRecipe = try preprocess(jsonl, textField: "raw_content", idField: "doc_id", recipe: true)
+            let withRecipe = measured[2]
             print(String(format: "preprocess --recipe longcrawl64, gzip JSONL (%d workers)     %7.1f MB/s  (%.3fx without the recipe); kept %d", workers,
                          rate(withRecipe.seconds), ours.seconds / withRecipe.seconds, withRecipe.kept))
         }
-        print("kept \(ours.kept) documents (of \(long) of >= 65,536 bytes); best of \(runs) runs each")
+        print("kept \(ours.kept) documents (of \(long) of >= 65,536 bytes); best of \(runs) runs each, the kinds alternated")
     }
 
     private func folderBytes(_ dir: URL) throws -> Int {

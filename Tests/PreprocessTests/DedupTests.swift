@@ -28,6 +28,25 @@ private func variant(_ source: String, every: Int, offset: Int = 0) -> String {
 final class DedupTests: XCTestCase {
     /// MinHash's estimate against Python's exact Jaccard of the n-gram sets: within 5 standard deviations of a
     /// mean of 128 Bernoulli(J) matches, sqrt(J(1-J)/128) (at most 0.044), for similarities from 0 to 1.
+    /// Each signature value is min over the text's distinct n-grams of (a h + b) mod (2^61 - 1), exactly: checked
+    /// against 128-bit division, for every number of permutations a SIMD block can leave over.
+    func testSignatureIsExactModuloThePrime() throws {
+        let text = try Data(contentsOf: packageRoot.appendingPathComponent("data/sample/art_of_war.txt"))
+        let signals = QualitySignals(utf8: [UInt8](text.prefix(40_000)))
+        for hashes in [128, 117, 3] {
+            let minHash = MinHash(ngram: 5, hashes: hashes)
+            let grams = Set(minHash.shingles(signals))
+            let expected = zip(minHash.a, minHash.b).map { a, b in
+                grams.map { g -> UInt64 in
+                    let (hi, lo) = a.multipliedFullWidth(by: UInt64(g))
+                    let (sumLo, carry) = lo.addingReportingOverflow(b)
+                    return MinHash.prime.dividingFullWidth((hi + (carry ? 1 : 0), sumLo)).remainder
+                }.min()!
+            }
+            XCTAssertEqual(minHash.signature(signals), expected, "\(hashes) permutations")
+        }
+    }
+
     func testMinHashEstimatesJaccard() throws {
         let dir = try temporaryFolder(self)
         let base = try String(contentsOf: try requireCorpusDev().appendingPathComponent("walden.txt"), encoding: .utf8)
