@@ -93,7 +93,7 @@ public struct Experiment {
 
         /// The variant's config and options: the shared config with its attention, every variant on the same data
         /// order and seed, the newest checkpoint alone kept.
-        public func run(_ v: Variant) throws -> (config: RunConfig, options: TrainOptions) {
+        public func settings(for v: Variant) throws -> (config: RunConfig, options: TrainOptions) {
             var o = RunOverrides()
             (o.order, o.seed, o.saveEvery, o.keep, o.evalWindows, o.evalEvery) = (order, seed, saveEvery, 1, heldoutWindows, heldoutEvery)
             return try config.applying(v.overrides(o), to: TrainOptions(data: data))
@@ -182,7 +182,7 @@ public struct Experiment {
     }
 
     func trainer(_ v: Variant, run: URL, resume: Bool, force: Bool) throws -> Trainer {
-        let (config, options) = try plan.run(v)
+        let (config, options) = try plan.settings(for: v)
         return try Trainer(config: config, options: options, run: run, resume: resume, force: force)
     }
 

@@ -1,7 +1,5 @@
 import ArgumentParser
 import Foundation
-import Model
-import Streaming
 import Support
 import Training
 

@@ -75,7 +75,7 @@ final class RunOverridesTests: XCTestCase {
         XCTAssertEqual(plan.order, .sequential)
         XCTAssertEqual([plan.steps, plan.saveEvery, plan.heldoutEvery], [31, 5, 3])
         XCTAssertEqual([plan.data, plan.evalWindows, plan.heldoutWindows], ["/ds", "/e.h5", "/h.h5"])
-        let runs = try plan.variants.map(plan.run)
+        let runs = try plan.variants.map { try plan.settings(for: $0) }
         XCTAssertEqual(runs.map(\.config), [try tinyConfig(name: "tiny-softmax", attention: "softmax", context: 64, batch: 2, steps: 31, warmup: 3),
                                             try tinyConfig(name: "tiny-sympow", attention: "sympow", context: 64, batch: 2, steps: 31, warmup: 3),
                                             try tinyConfig(context: 64, batch: 2, steps: 31, warmup: 3)])
