@@ -38,6 +38,17 @@ public struct TrainOptions: Codable, Equatable, Sendable {
 
     public var carries: Bool { carryState == true }
 
+    /// Every constraint of the options, alone and with `model`; an error names the option.
+    public func validate(for model: ModelConfig) throws {
+        for (name, value) in [("--accum", accumulation), ("--save-every", saveEvery), ("--keep", keep), ("--eval-every", evalEvery ?? 1)] where value < 1 {
+            throw LongCrawlError("\(name) must be positive, got \(value)")
+        }
+        if carries {
+            guard order == .sequential else { throw LongCrawlError("--carry-state needs --order sequential (the longcrawl order does not continue a row in the next batch)") }
+            guard model.attention != .softmax else { throw LongCrawlError("--carry-state: softmax has no state of fixed size to carry (its state is its whole history)") }
+        }
+    }
+
     enum CodingKeys: String, CodingKey {
         case data, order, accumulation, keep, seed, recompute
         case saveEvery = "save_every", evalWindows = "eval_windows", evalEvery = "eval_every", maskSeam = "mask_seam"

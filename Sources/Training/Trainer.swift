@@ -59,13 +59,7 @@ public final class Trainer {
     public init(config: RunConfig, options: TrainOptions, run: URL, resume: Bool = false, force: Bool = false,
                 world: World = .shared) throws {
         try config.validate()
-        guard options.accumulation >= 1, options.saveEvery >= 1, options.keep >= 1 else {
-            throw LongCrawlError("accumulation, save-every and keep must be positive")
-        }
-        if options.carries {
-            guard options.order == .sequential else { throw LongCrawlError("--carry-state needs --order sequential (the longcrawl order does not continue a row in the next batch)") }
-            guard config.model.attention != .softmax else { throw LongCrawlError("--carry-state: softmax has no state of fixed size to carry (its state is its whole history)") }
-        }
+        try options.validate(for: config.model)
         self.run = run
         self.config = config.train
         self.options = options

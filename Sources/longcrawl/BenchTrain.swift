@@ -51,19 +51,14 @@ struct BenchTrain: ParsableCommand {
     }
 
     func run() throws {
-        let (data, config) = (inputs.data, inputs.config)
-        var cfg = try RunConfig.load(URL(fileURLWithPath: config))
-        cfg.train.context = context
-        if let batch { cfg.train.batch = batch }
-        cfg.train.steps = steps + 1
+        var o = RunOverrides()
+        (o.context, o.batch, o.steps, o.saveEvery, o.carryState) = (context, batch, steps + 1, Int.max, carryState)
+        let (cfg, options) = try RunConfig.load(URL(fileURLWithPath: inputs.config)).applying(o, to: TrainOptions(data: inputs.data))
         let world = World.shared
         let run = FileManager.default.temporaryDirectory.appendingPathComponent("longcrawl-bench-train-\(world.rank == 0 ? getpid() : 0)")
         let runs = world.allGather(Data(run.path.utf8)).map { String(decoding: $0, as: UTF8.self) }
         let shared = URL(fileURLWithPath: runs[0])
         defer { if world.rank == 0 { try? FileManager.default.removeItem(at: shared) } }
-        var options = TrainOptions(data: data)
-        options.saveEvery = Int.max
-        if carryState { options.order = .sequential; options.carryState = true }
         if compareCarry { return try compare(cfg, options, run: shared) }
         let trainer = try Trainer(config: cfg, options: options, run: shared, force: true)
         let flops = 3 * cfg.model.forwardFlopsPerToken(context: context)
@@ -120,11 +115,13 @@ extension BenchTrain {
     /// `--compare-carry`: a carried and a plain run in sequential order, step for step in turn (each its own warm-up
     /// step first), so that both see the same load of a shared machine; tokens/s of each and their ratio.
     func compare(_ cfg: RunConfig, _ options: TrainOptions, run: URL) throws {
-        var plain = options, carried = options
-        plain.order = .sequential
-        carried.order = .sequential; carried.carryState = true
-        let runs = [("plain", plain), ("carried", carried)]
-        let trainers = try runs.map { try Trainer(config: cfg, options: $0.1, run: run.appendingPathComponent($0.0), force: true) }
+        let variants = [false, true].map { Variant(attention: cfg.model.attention, carries: $0) }
+        var sequential = RunOverrides()
+        sequential.order = .sequential
+        let trainers = try variants.map { v in
+            let (c, o) = try cfg.applying(v.overrides(sequential), to: options)
+            return try Trainer(config: c, options: o, run: run.appendingPathComponent(v.name), force: true)
+        }
         for t in trainers { try t.train(stopAfter: 1) }
         var seconds = [[Double]](repeating: [], count: trainers.count)
         let tokens = Double(cfg.train.batch * cfg.train.context * World.shared.size)
@@ -136,8 +133,8 @@ extension BenchTrain {
         print("config \(cfg.model.name) (\(cfg.model.attention.rawValue)), context \(cfg.train.context), batch \(cfg.train.batch), sequential order, " +
               "\(seconds[0].count) steps each, alternated; carried state \(String(format: "%.2f", Double(trainers[1].carryBytes) / 1e6)) MB")
         print("\n| run | steps | s/step | tokens/s |\n| --- | ---: | ---: | ---: |")
-        for (i, (name, _)) in runs.enumerated() {
-            print(String(format: "| %@ | %d | %.4f | %.0f |", name, seconds[i].count, seconds[i].reduce(0, +) / Double(seconds[i].count), rate[i]))
+        for (i, v) in variants.enumerated() {
+            print(String(format: "| %@ | %d | %.4f | %.0f |", v.name, seconds[i].count, seconds[i].reduce(0, +) / Double(seconds[i].count), rate[i]))
         }
         print(String(format: "\ncarried / plain tokens/s: %.3f (same run)", rate[1] / rate[0]))
     }

@@ -79,7 +79,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Evaluate --eval-windows every N steps and at the end; the best checkpoint is kept as checkpoints/best.")
     var evalEvery: Int?
 
-    @Flag(help: "Carry each row's attention state (phi_p state, normalizer, rotary position) into its next segment; needs --order sequential and a sympow variant. Truncated backpropagation: the gradient stops at the segment's start.")
+    @Flag(help: "Carry each row's attention state (phi_p state, normalizer, rotary position) into its next segment; implies --order sequential (refuses longcrawl), a sympow variant. Truncated backpropagation: the gradient stops at the segment's start.")
     var carryState = false
 
     @Option(help: "Start from this checkpoint's weights and model config (a checkpoint folder, or a run folder: its newest): fresh optimizer, step 0.")
@@ -109,59 +109,30 @@ struct TrainCommand: ParsableCommand {
             throw ValidationError("--data and --config (or --init-from) are required (except with --resume)")
         }
         if resume && initFrom != nil { throw ValidationError("--init-from starts a new run; --resume continues one") }
-        if let lr, lr < 0 { throw ValidationError("--lr must not be negative, got \(lr)") }
-        if let context { try BatchPacker.validate(context: context) }
-        if context != nil && contextSchedule != nil { throw ValidationError("--context and --context-schedule exclude each other") }
-        if steps != nil && contextSchedule != nil { throw ValidationError("--steps and --context-schedule exclude each other (the phases' steps add up to the run's)") }
     }
 
     func run() throws {
         let runURL = URL(fileURLWithPath: out)
-        var cfg: RunConfig
-        var options: TrainOptions
+        var o = RunOverrides()
+        (o.data, o.attention, o.context, o.contextSchedule, o.batch, o.steps) = (data, attention, context, contextSchedule, batch, steps)
+        (o.lr, o.minLR, o.warmup, o.accum, o.order, o.seed) = (lr, minLR, warmup, accum, order, seed)
+        (o.saveEvery, o.keep, o.evalWindows, o.evalEvery) = (saveEvery, keep, evalWindows, evalEvery)
+        (o.carryState, o.recompute, o.maskSeam) = (carryState, recompute, maskSeam)
+        // The base: the run's own (a config file given again must describe the same run; the trainer says what
+        // differs), the --init-from checkpoint's (unless --config, whose model the trainer checks against it), or --config.
+        let given = try config.map { try RunConfig.load(URL(fileURLWithPath: $0)) }
+        let base: (RunConfig, TrainOptions)
         if resume {
-            let latest = try Checkpoint.resolve(runURL)
-            let state = try Checkpoint.loadState(latest)
-            cfg = state.config
-            options = state.options
-            // A config file given again must describe the same run (the trainer says what differs).
-            if let config { cfg = try RunConfig.load(URL(fileURLWithPath: config)) }
+            let state = try Checkpoint.loadState(Checkpoint.resolve(runURL))
+            base = (given ?? state.config, state.options)
         } else if let initFrom {
-            // The source's config unless --config is given (whose model the trainer checks against the source's).
             let source = try Checkpoint.resolve(URL(fileURLWithPath: initFrom))
-            cfg = try config.map { try RunConfig.load(URL(fileURLWithPath: $0)) } ?? Checkpoint.loadState(source).config
-            options = TrainOptions(data: URL(fileURLWithPath: data!).standardizedFileURL.path)
-            options.initFrom = source.standardizedFileURL.path
+            o.initFrom = source.path
+            base = (try given ?? Checkpoint.loadState(source).config, TrainOptions(data: data!))
         } else {
-            cfg = try RunConfig.load(URL(fileURLWithPath: config!))
-            options = TrainOptions(data: URL(fileURLWithPath: data!).standardizedFileURL.path)
+            base = (given!, TrainOptions(data: data!))
         }
-        if let data { options.data = URL(fileURLWithPath: data).standardizedFileURL.path }
-        if let attention { cfg.model.attention = attention; cfg.model.name += attention == .conformalSympow ? "" : "-" + attention.rawValue }
-        if let context { cfg.train.context = context }
-        if let contextSchedule {
-            let phases = try ContextPhase.parse(contextSchedule)
-            options.contextSchedule = phases
-            cfg.train.context = phases[0].context
-            cfg.train.steps = phases.map(\.steps).reduce(0, +)
-        }
-        if let batch { cfg.train.batch = batch }
-        if let steps { cfg.train.steps = steps }
-        if let lr { cfg.train.learningRate = lr }
-        // A floor above the peak is no schedule: --lr alone lowers the floor to it (--lr 0 changes no weight).
-        if let minLR { cfg.train.minLearningRate = minLR } else if let lr { cfg.train.minLearningRate = min(cfg.train.minLearningRate, lr) }
-        if let warmup { cfg.train.warmupSteps = warmup }
-        if let accum { options.accumulation = accum }
-        if let order { options.order = order }
-        if let saveEvery { options.saveEvery = saveEvery }
-        if let keep { options.keep = keep }
-        if let seed { options.seed = seed }
-        if recompute { options.recompute = true }
-        if maskSeam { options.maskSeam = true }
-        if carryState { options.carryState = true }
-        if let evalWindows { options.evalWindows = URL(fileURLWithPath: evalWindows).standardizedFileURL.path }
-        if let evalEvery { options.evalEvery = evalEvery }
-        if options.evalWindows != nil && options.evalEvery == nil { options.evalEvery = options.saveEvery }
+        let (cfg, options) = try base.0.applying(o, to: base.1)
         let trainer = try Trainer(config: cfg, options: options, run: runURL, resume: resume, force: force)
         trainer.overlapsAllreduce = !noOverlap
         let world = World.shared

@@ -469,7 +469,11 @@ final class ExperimentTests: XCTestCase {
             XCTAssertEqual(b.map { $0.offsets![0] }, (0..<30).map { $0 * 64 }, "\(v): sequential order, segment after segment")
             XCTAssertEqual(b.compactMap(\.offset).count, v.hasSuffix("+carry") ? 30 : 0, "\(v): only the carried run logs its segment's offset")
         }
-        XCTAssertEqual(try Checkpoint.loadState(Checkpoint.resolve(exp.appendingPathComponent("conformal-sympow+carry"))).options.carries, true)
+        let carried = try Checkpoint.loadState(Checkpoint.resolve(exp.appendingPathComponent("conformal-sympow+carry")))
+        XCTAssertEqual(carried.options.carries, true)
+        // One naming rule (RunConfig.applying): -KIND for another attention than the config's own.
+        XCTAssertEqual(carried.config.model.name, "tiny")
+        XCTAssertEqual(try Checkpoint.loadState(Checkpoint.resolve(exp.appendingPathComponent("sympow"))).config.model.name, "tiny-sympow")
         let report = try String(contentsOf: exp.appendingPathComponent("report.md"), encoding: .utf8)
         let parts = report.components(separatedBy: "## Recall probe")
         XCTAssertEqual(parts.count, 2, report)
