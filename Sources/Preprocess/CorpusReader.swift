@@ -41,6 +41,9 @@ public struct DroppedRecord: Sendable {
     /// What was wrong, for the warning of an unreadable record; empty for a rule's drop.
     public var detail: String
     public var bytes: Int?
+    /// The run cannot go on without what this record stands for (an RPv2 duplicates file found but unreadable:
+    /// going on would keep the duplicates it flags): the pipeline stops with `origin: detail`.
+    public var fatal = false
 }
 
 /// What a reader yields per record: a document, or a record it could not use and why.
@@ -184,7 +187,15 @@ final class PartCursor {
         guard !done else { return nil }
         do {
             if reader == nil {
-                if settings.rpv2Flags { flagged = try part.rpv2?.flagged() ?? [] }
+                if settings.rpv2Flags, let rpv2 = part.rpv2 {
+                    do { flagged = try rpv2.flagged() } catch {
+                        done = true
+                        var d = DroppedRecord(ordinal: 0, origin: part.url.path, reason: .unreadable,
+                                              detail: "cannot read RedPajama-v2's duplicate flags: \(error)", bytes: nil)
+                        d.fatal = true
+                        return .dropped(d)
+                    }
+                }
                 reader = try open()
             }
             if let record = try reader!.next() {

@@ -70,6 +70,12 @@ final class DedupLog {
         return nil
     }
 
+    /// Both files on disk: called before each commit of the index, whose resume point counts their entries (a
+    /// power loss after the commit must not leave the log shorter than the resume point says).
+    func synchronize() throws {
+        try survivors.synchronize(); try duplicates.synchronize()
+    }
+
     /// The build is complete: the survivors are no longer needed.
     func finish() throws {
         try duplicates.synchronize()

@@ -233,7 +233,7 @@ public final class Preprocessor {
         case .dropped(let d):
             counts[d.reason.counter] += 1
             if let bytes = d.bytes { counts.countLength(bytes) }
-            if options.strict, d.reason == .unreadable { throw LongCrawlError("\(d.origin): \(d.detail)") }
+            if d.fatal || (options.strict && d.reason == .unreadable) { throw LongCrawlError("\(d.origin): \(d.detail)") }
             guard !d.detail.isEmpty else { return }
             warnings += 1
             if warnings <= 20 { warn("warning: \(d.origin): \(d.detail); dropped") }
@@ -270,6 +270,7 @@ public final class Preprocessor {
             guard try stored.withUnsafeBufferPointer({ try dataset.append($0, source: source, to: split) }) else { continue }
             openStart[split] = nil
             let waiting = [start, pending?.start].compactMap { $0 } + Array(openStart.values)
+            try dedupLog?.synchronize()
             try dataset.commit(resume: waiting.min { $0.record < $1.record }!)
         }
     }

@@ -1,5 +1,5 @@
 import Foundation
-import Support
+@testable import Support
 import TestSupport
 import XCTest
 @testable import Preprocess

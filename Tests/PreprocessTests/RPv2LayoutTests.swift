@@ -58,5 +58,15 @@ final class RPv2LayoutTests: XCTestCase {
         let lines = s.out.split(separator: "\n").map { try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
         XCTAssertEqual(lines.map { $0["id"] as? String }, (0..<3).map { "2023-06/0000/en_middle.json.gz/\($0)" })
         XCTAssertEqual(lines[0]["rps_doc_word_count"] as? Int, 3)
+
+        // A duplicates file that exists but cannot be read stops the run, naming both files: going on would keep
+        // the duplicates it flags.
+        let flags = root.appendingPathComponent("duplicates/2023-14/0001/en_head.duplicates.parquet")
+        try Data("PAR1 not a parquet file".utf8).write(to: flags)
+        let bad = try runProcess(longcrawlBinary, ["preprocess", root.path, "--out", dir.appendingPathComponent("bad").path])
+        XCTAssertNotEqual(bad.status, 0)
+        let message = bad.err.split(separator: "\n").last.map(String.init) ?? ""
+        XCTAssertTrue(message.contains("2023-14/0001/en_head.json.gz") && message.contains("duplicate flags")
+                      && message.contains("en_head.duplicates.parquet"), bad.err)
     }
 }
