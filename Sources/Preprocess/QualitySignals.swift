@@ -1,3 +1,4 @@
+import CLongCrawl
 import Foundation
 import Support
 
@@ -234,23 +235,29 @@ final class NGrams {
     /// Builds level n from level n - 1.
     private func level(_ n: Int) {
         while ids.count <= n {
-            let m = ids.count, prev = ids[m - 1], prevCounts = counts[m - 1], words = signals.words
-            let positions = max(words.count - m + 1, 0)
-            var cur = [Int32](repeating: -1, count: positions), count: [Int32] = [], first: [Int32] = []
-            // Positions where both (n-1)-grams repeat: the only ones that can, and all the table must hold.
-            let repeats = { (i: Int) -> Bool in
-                let a = prev[i], b = prev[i + 1]
-                return a >= 0 && b >= 0 && prevCounts[Int(a)] > 1 && prevCounts[Int(b)] > 1
-            }
-            var pairs = PairTable(capacity: (0..<positions).reduce(0) { repeats($1) ? $0 + 1 : $0 })
-            for i in 0..<positions {
-                guard repeats(i) else { continue }
-                let a = prev[i]
-                let id = pairs.intern(UInt64(UInt32(a)) << 32 | UInt64(UInt32(words[i + m - 1])), next: Int32(count.count))
-                if Int(id) == count.count { count.append(0); first.append(Int32(i)) }
-                count[Int(id)] += 1
-                cur[i] = id
-            }
+            let m = ids.count
+            var cur = [Int32](repeating: -1, count: max(signals.words.count - m + 1, 0)), count: [Int32] = [], first: [Int32] = []
+            ids[m - 1].withUnsafeBufferPointer { prev in
+            counts[m - 1].withUnsafeBufferPointer { prevCounts in
+            signals.words.withUnsafeBufferPointer { words in
+                // Positions where both (n-1)-grams repeat: the only ones that can, and all the table must hold.
+                var candidates: [Int32] = []
+                for i in 0..<cur.count {
+                    let a = prev[i], b = prev[i + 1]
+                    if a >= 0, b >= 0, prevCounts[Int(a)] > 1, prevCounts[Int(b)] > 1 { candidates.append(Int32(i)) }
+                }
+                let key = { (i: Int32) in UInt64(UInt32(prev[Int(i)])) << 32 | UInt64(UInt32(words[Int(i) + m - 1])) }
+                let pairs = PairTable(capacity: candidates.count)
+                // A probe of a table larger than the caches misses; the address is known a few positions ahead.
+                let ahead = 12
+                for (j, i) in candidates.enumerated() {
+                    if j + ahead < candidates.count { pairs.prefetch(key(candidates[j + ahead])) }
+                    let id = pairs.intern(key(i), next: Int32(count.count))
+                    if Int(id) == count.count { count.append(0); first.append(i) }
+                    count[Int(id)] += 1
+                    cur[Int(i)] = id
+                }
+            } } }
             ids.append(cur); counts.append(count); firsts.append(first)
         }
     }
@@ -411,7 +418,9 @@ private struct WordTable {
         var s = Int(truncatingIfNeeded: h) & mask
         while slots[s] != 0 {
             let e = Int(slots[s]) - 1
-            if hashes[e] == h, ends[e] - starts[e] == word.count, arena[starts[e]..<ends[e]].elementsEqual(word) { return e }
+            if hashes[e] == h, ends[e] - starts[e] == word.count, arena.withUnsafeBufferPointer({ a in
+                word.withUnsafeBufferPointer { memcmp(a.baseAddress! + starts[e], $0.baseAddress!, $0.count) == 0 }
+            }) { return e }
             s = (s + 1) & mask
         }
         return nil
@@ -444,24 +453,34 @@ private struct WordTable {
 
 /// Pairs of ids (packed in 64 bits) to dense ids, for one n-gram level; key and id side by side, so a probe
 /// touches one cache line.
-private struct PairTable {
-    private var slots: [(key: UInt64, id: Int32)]
-    private let mask: Int
+private final class PairTable {
+    private struct Slot { var key: UInt64; var id: Int32 }
+    private let slots: UnsafeMutablePointer<Slot>
+    private let size: Int, shift: UInt64
 
     init(capacity: Int) {
-        var size = 16
-        while size < capacity * 2 { size <<= 1 }
-        slots = Array(repeating: (.max, 0), count: size); mask = size - 1
+        var bits = 4
+        while 1 << bits < capacity * 2 { bits += 1 }
+        size = 1 << bits; shift = UInt64(64 - bits)
+        slots = .allocate(capacity: size)
+        slots.initialize(repeating: Slot(key: .max, id: 0), count: size)
     }
 
+    deinit { slots.deallocate() }
+
+    /// The key's first slot: the high bits of a multiplicative hash.
+    private func slot(_ key: UInt64) -> Int { Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> shift) }
+
+    func prefetch(_ key: UInt64) { lc_prefetch(slots + slot(key)) }
+
     /// The key's id, or `next` for a new key.
-    mutating func intern(_ key: UInt64, next: Int32) -> Int32 {
-        var s = Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> 40) & mask
+    func intern(_ key: UInt64, next: Int32) -> Int32 {
+        var s = slot(key)
         while slots[s].key != .max {
             if slots[s].key == key { return slots[s].id }
-            s = (s + 1) & mask
+            s = (s + 1) & (size - 1)
         }
-        slots[s] = (key, next)
+        slots[s] = Slot(key: key, id: next)
         return next
     }
 }

@@ -1,5 +1,4 @@
 import Foundation
-import Support
 
 /// Tokens per window: LongCrawl64 cuts every kept document to windows of exactly this length.
 public let windowLength = 65_536
