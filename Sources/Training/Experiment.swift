@@ -141,17 +141,40 @@ public struct Experiment {
             let ckpt = try Checkpoint.resolve(folder.appendingPathComponent(v.name))
             let state = try Checkpoint.loadState(ckpt)
             let model = try Checkpoint.loadModel(ckpt, state: state)
-            let result = try Evaluator.evaluate(model, trainedContext: state.config.train.context, file: windows, context: nil, checkpoint: ckpt.path,
+            let evalFolder = folder.appendingPathComponent("eval").appendingPathComponent(v.name)
+            let probeFolder = folder.appendingPathComponent("probe").appendingPathComponent(v.name)
+            // A resumed experiment keeps the results already saved for this checkpoint and these windows.
+            var result = Self.saved(EvalResult.self, evalFolder.appendingPathComponent("result.json")) {
+                $0.checkpoint == ckpt.path && $0.windowsFile == plan.evalWindows
+            }
+            if result == nil {
+                result = try Evaluator.evaluate(model, trainedContext: state.config.train.context, file: windows, context: nil, checkpoint: ckpt.path,
                                                 windowsFile: plan.evalWindows, progress: ProgressReporter(label: "eval \(v.name)"))
-            try result.write(to: folder.appendingPathComponent("eval").appendingPathComponent(v.name))
-            let probe = Probe.evaluate(model, trainedContext: state.config.train.context, file: windows, windowsFile: plan.evalWindows,
+                try result!.write(to: evalFolder)
+            } else {
+                log("eval \(v.name): saved for \(ckpt.lastPathComponent), kept")
+            }
+            var probe = Self.saved(ProbeResult.self, probeFolder.appendingPathComponent("probe.json")) {
+                $0.checkpoint == ckpt.path && $0.windowsFile == plan.evalWindows
+            }
+            if probe == nil {
+                probe = Probe.evaluate(model, trainedContext: state.config.train.context, file: windows, windowsFile: plan.evalWindows,
                                        checkpoint: ckpt.path, progress: ProgressReporter(label: "probe \(v.name)"))
-            try probe.write(to: folder.appendingPathComponent("probe").appendingPathComponent(v.name))
-            rows.append(ExperimentRow(variant: v, eval: result, state: state, probe: probe))
+                try probe!.write(to: probeFolder)
+            } else {
+                log("probe \(v.name): saved for \(ckpt.lastPathComponent), kept")
+            }
+            rows.append(ExperimentRow(variant: v, eval: result!, state: state, probe: probe!))
         }
         let report = Self.report(plan, rows)
         try AtomicFile.write(Data(report.utf8), to: folder.appendingPathComponent("report.md"))
         return report
+    }
+
+    /// The result saved at `url` if it reads and `matches` (of the same checkpoint and windows), else nil.
+    private static func saved<R: Decodable>(_ type: R.Type, _ url: URL, matches: (R) -> Bool) -> R? {
+        guard let data = try? Data(contentsOf: url), let r = try? JSONDecoder().decode(R.self, from: data), matches(r) else { return nil }
+        return r
     }
 
     /// Each unfinished variant's expected wall time from one measured step (in a scratch run folder), then each

@@ -484,6 +484,13 @@ final class ExperimentTests: XCTestCase {
         XCTAssertTrue(report.contains("independent segments"), report)
         XCTAssertTrue(report.contains("Training order sequential"), report)
         XCTAssertTrue(parts[1].contains("| softmax | 64 | "), "only Δ 64 fits 2 x 64 + Δ into rows of 257 tokens: \(report)")
+        // Resumed once more: every variant's evaluation and probe are kept, not run again, and the report is the same.
+        let third = try runProcess(longcrawlBinary, ["experiment", "--out", exp.path, "--resume"])
+        XCTAssertEqual(third.status, 0, third.err)
+        for v in variants {
+            XCTAssertTrue(third.out.contains("eval \(v): saved for step-000030, kept") && third.out.contains("probe \(v): saved for step-000030, kept"), third.out)
+        }
+        XCTAssertEqual(try String(contentsOf: exp.appendingPathComponent("report.md"), encoding: .utf8), report)
         for v in variants {
             let result = try JSONDecoder().decode(EvalResult.self, from: Data(contentsOf: exp.appendingPathComponent("eval/\(v)/result.json")))
             XCTAssertEqual(result.windows, 2)
