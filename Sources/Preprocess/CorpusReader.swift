@@ -190,10 +190,8 @@ final class PartCursor {
                 if settings.rpv2Flags, let rpv2 = part.rpv2 {
                     do { flagged = try rpv2.flagged() } catch {
                         done = true
-                        var d = DroppedRecord(ordinal: 0, origin: part.url.path, reason: .unreadable,
-                                              detail: "cannot read RedPajama-v2's duplicate flags: \(error)", bytes: nil)
-                        d.fatal = true
-                        return .dropped(d)
+                        return .dropped(DroppedRecord(ordinal: 0, origin: part.url.path, reason: .unreadable,
+                                                      detail: "cannot read RedPajama-v2's duplicate flags: \(error)", bytes: nil, fatal: true))
                     }
                 }
                 reader = try open()

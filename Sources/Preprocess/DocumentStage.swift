@@ -62,11 +62,15 @@ struct DocumentStage: Sendable {
     /// Dedup's drop: a later copy of a kept document.
     static let duplicate = DropReason("duplicate")
 
+    /// The rules run before the tokenizer, and those that read the whole text, after its drop (`Tokenizing`).
+    var rulesBeforeTokenizer: [DocumentRule] { rules.filter { !$0.afterTokenizer } }
+    var rulesAfterTokenizer: [DocumentRule] { rules.filter(\.afterTokenizer) }
+
     /// Counter names in funnel order, from `records` to `kept`.
     var funnel: [String] {
         var reasons: [DropReason] = [.unreadable, .empty, .tooShort] + (rpv2 ? [.duplicateRPv2] : [])
-        reasons += rules.filter { !$0.afterTokenizer }.flatMap(\.counters).map(DropReason.init)
-        reasons += [Self.tooFewTokens] + rules.filter(\.afterTokenizer).flatMap(\.counters).map(DropReason.init)
+        reasons += rulesBeforeTokenizer.flatMap(\.counters).map(DropReason.init)
+        reasons += [Self.tooFewTokens] + rulesAfterTokenizer.flatMap(\.counters).map(DropReason.init)
         reasons += dedup == nil ? [] : [Self.duplicate]
         return ["records"] + reasons.map(\.counter) + ["kept"]
     }
@@ -100,7 +104,7 @@ struct DocumentStage: Sendable {
     func apply(_ record: CorpusRecord) -> (record: CorpusRecord, analysis: TextAnalysis?) {
         guard case .document(let d) = record else { return (record, nil) }
         let analysis = TextAnalysis(d.text)
-        return Self.apply(rules.filter { !$0.afterTokenizer }, d, analysis).map { (.dropped($0), nil) } ?? (record, analysis)
+        return Self.apply(rulesBeforeTokenizer, d, analysis).map { (.dropped($0), nil) } ?? (record, analysis)
     }
 
     /// The drop of the first of `rules` that `d` fails, if any.
@@ -157,7 +161,7 @@ final class DocumentFeed {
         /// Each record's tokens: nil for a record dropped before the tokenizer, and for a document numbered before `Tokenizing.from` or
         /// read before its number was known (only under `--resume`).
         var tokens: [[UInt16]?]
-        /// Each record's dedup fingerprint (`Tokenizing.tokens`); empty where it has none.
+        /// Each record's dedup fingerprint (`Tokenizing.apply`); empty where it has none.
         var fingerprints: [[UInt64]]
         /// Bytes of the part's file consumed when the piece was cut.
         var bytesRead: Int

@@ -221,7 +221,7 @@ public final class Preprocessor {
 
     /// The tokenizer's stage of this run: records numbered from `from` on are tokenized, and fingerprinted for `dedup`.
     func tokenizing(from: Int, dedup: DedupSettings?) -> Tokenizing {
-        Tokenizing(tokenizer: tokenizer, rules: options.rules.filter(\.afterTokenizer), needed: options.windowsPerDocument.map { $0 * windowLength },
+        Tokenizing(tokenizer: tokenizer, rules: options.stage.rulesAfterTokenizer, needed: options.windowsPerDocument.map { $0 * windowLength },
                    from: from, hook: beforeTokenizing, dedup: dedup)
     }
 

@@ -174,8 +174,8 @@ public struct QualitySignals: Sendable {
 
     /// `rps_doc_word_count` alone, in one pass over the bytes with no word built: the runs of scalars other than
     /// Python's whitespace that hold a scalar other than ASCII punctuation (RPv2 deletes it before splitting, and
-    /// neither `str.lower` nor NFD makes or removes whitespace). A non-ASCII byte is a word's unless it starts one
-    /// of the whitespace scalars' UTF-8 sequences; an invalid byte is U+FFFD, not whitespace, as in `analyze`.
+    /// neither `str.lower` nor NFD makes or removes whitespace). Non-ASCII scalars are decoded and tested as in
+    /// `analyze` (an invalid byte is U+FFFD, not whitespace).
     static func wordCount(utf8 text: UnsafeBufferPointer<UInt8>) -> Int {
         asciiFlags.withUnsafeBufferPointer { flags in
             let n = text.count
@@ -190,13 +190,11 @@ public struct QualitySignals: Sendable {
                     words &+= Int(bitPattern: word & (inWord ^ 1))
                     inWord = (inWord & keep) | word
                     i += 1
-                } else if let length = spaceSequence(text, i) {
+                } else if isPythonSpace(decode(text, &i)) {
                     inWord = 0
-                    i += length
                 } else {
                     words &+= Int(bitPattern: inWord ^ 1)
                     inWord = 1
-                    i += 1
                 }
             }
             return words
@@ -325,23 +323,6 @@ private func isPythonWord(_ p: Unicode.Scalar.Properties) -> Bool {
     switch p.generalCategory {
     case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter: true
     default: p.numericType != nil
-    }
-}
-
-/// The length of the UTF-8 of a non-ASCII `str.isspace` scalar starting at `i`, or nil: U+0085, U+00A0, U+1680,
-/// U+2000...U+200A, U+2028, U+2029, U+202F, U+205F, U+3000 (the ones `isPythonSpace` lists).
-private func spaceSequence(_ text: UnsafeBufferPointer<UInt8>, _ i: Int) -> Int? {
-    let n = text.count
-    switch text[i] {
-    case 0xC2: return i + 1 < n && (text[i + 1] == 0x85 || text[i + 1] == 0xA0) ? 2 : nil
-    case 0xE1: return i + 2 < n && text[i + 1] == 0x9A && text[i + 2] == 0x80 ? 3 : nil
-    case 0xE2:
-        guard i + 2 < n else { return nil }
-        let c1 = text[i + 1], c2 = text[i + 2]
-        if c1 == 0x80, (0x80...0x8A).contains(c2) || c2 == 0xA8 || c2 == 0xA9 || c2 == 0xAF { return 3 }
-        return c1 == 0x81 && c2 == 0x9F ? 3 : nil
-    case 0xE3: return i + 2 < n && text[i + 1] == 0x80 && text[i + 2] == 0x80 ? 3 : nil
-    default: return nil
     }
 }
 
