@@ -144,36 +144,34 @@ public struct Experiment {
             let evalFolder = folder.appendingPathComponent("eval").appendingPathComponent(v.name)
             let probeFolder = folder.appendingPathComponent("probe").appendingPathComponent(v.name)
             // A resumed experiment keeps the results already saved for this checkpoint and these windows.
-            var result = Self.saved(EvalResult.self, evalFolder.appendingPathComponent("result.json")) {
-                $0.checkpoint == ckpt.path && $0.windowsFile == plan.evalWindows
-            }
-            if result == nil {
-                result = try Evaluator.evaluate(model, trainedContext: state.config.train.context, file: windows, context: nil, checkpoint: ckpt.path,
-                                                windowsFile: plan.evalWindows, progress: ProgressReporter(label: "eval \(v.name)"))
-                try result!.write(to: evalFolder)
-            } else {
-                log("eval \(v.name): saved for \(ckpt.lastPathComponent), kept")
-            }
-            var probe = Self.saved(ProbeResult.self, probeFolder.appendingPathComponent("probe.json")) {
-                $0.checkpoint == ckpt.path && $0.windowsFile == plan.evalWindows
-            }
-            if probe == nil {
-                probe = Probe.evaluate(model, trainedContext: state.config.train.context, file: windows, windowsFile: plan.evalWindows,
-                                       checkpoint: ckpt.path, progress: ProgressReporter(label: "probe \(v.name)"))
-                try probe!.write(to: probeFolder)
-            } else {
-                log("probe \(v.name): saved for \(ckpt.lastPathComponent), kept")
-            }
-            rows.append(ExperimentRow(variant: v, eval: result!, state: state, probe: probe!))
+            let result = try saved(evalFolder.appendingPathComponent("result.json"), "eval \(v.name)", ckpt, log: log) { ($0.checkpoint, $0.windowsFile) }
+                ?? {
+                    let r = try Evaluator.evaluate(model, trainedContext: state.config.train.context, file: windows, context: nil, checkpoint: ckpt.path,
+                                                   windowsFile: plan.evalWindows, progress: ProgressReporter(label: "eval \(v.name)"))
+                    try r.write(to: evalFolder)
+                    return r
+                }()
+            let probe = try saved(probeFolder.appendingPathComponent("probe.json"), "probe \(v.name)", ckpt, log: log) { ($0.checkpoint, $0.windowsFile) }
+                ?? {
+                    let p = Probe.evaluate(model, trainedContext: state.config.train.context, file: windows, windowsFile: plan.evalWindows,
+                                           checkpoint: ckpt.path, progress: ProgressReporter(label: "probe \(v.name)"))
+                    try p.write(to: probeFolder)
+                    return p
+                }()
+            rows.append(ExperimentRow(variant: v, eval: result, state: state, probe: probe))
         }
         let report = Self.report(plan, rows)
         try AtomicFile.write(Data(report.utf8), to: folder.appendingPathComponent("report.md"))
         return report
     }
 
-    /// The result saved at `url` if it reads and `matches` (of the same checkpoint and windows), else nil.
-    private static func saved<R: Decodable>(_ type: R.Type, _ url: URL, matches: (R) -> Bool) -> R? {
-        guard let data = try? Data(contentsOf: url), let r = try? JSONDecoder().decode(R.self, from: data), matches(r) else { return nil }
+    /// The result saved at `url` (`what`: its log label) if it reads and is of checkpoint `ckpt` and the plan's
+    /// windows (`identity` gives those two of a result), else nil.
+    private func saved<R: Decodable>(_ url: URL, _ what: String, _ ckpt: URL, log: (String) -> Void,
+                                     identity: (R) -> (checkpoint: String, windows: String)) -> R? {
+        guard let data = try? Data(contentsOf: url), let r = try? JSONDecoder().decode(R.self, from: data),
+              identity(r) == (ckpt.path, plan.evalWindows) else { return nil }
+        log("\(what): saved for \(ckpt.lastPathComponent), kept")
         return r
     }
 
