@@ -130,6 +130,8 @@ struct Tokenizing: Sendable {
     let from: Int
     /// Called before each document is tokenized (a test hook).
     let hook: (@Sendable (Document) -> Void)?
+    /// What the tokenizer reads of each text.
+    let encoding: TextEncoding
 
     /// With dedup (and no distributed plan, which has them already), each document with a window's tokens also
     /// gets its fingerprint here, on the feed's threads.
@@ -141,7 +143,12 @@ struct Tokenizing: Sendable {
     func apply(_ document: Document, analysis: TextAnalysis? = nil, memo: inout TokenizerMemo)
         -> (record: CorpusRecord, tokens: [UInt16], fingerprint: [UInt64]) {
         hook?(document)
-        let t = encodePrefix(document.text, needed: needed, tokenizer: tokenizer, memo: &memo)
+        // A token holds at least one byte: an escaped text shorter than a window gives fewer tokens, and its length
+        // costs one table lookup a byte to know, far less than tokenizing.
+        if encoding == .json, document.text.withUnsafeBufferPointer(JSONText.escapedLength) < windowLength {
+            return (.document(document), [], [])
+        }
+        let t = encodePrefix(document.text, needed: needed, tokenizer: tokenizer, memo: &memo, encoding: encoding)
         guard t.count >= windowLength else { return (.document(document), t, []) }
         let analysis = analysis ?? TextAnalysis(document.text)
         if let dropped = DocumentStage.apply(rules, document, analysis) { return (.dropped(dropped), [], []) }

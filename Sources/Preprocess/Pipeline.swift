@@ -25,6 +25,10 @@ public struct PreprocessOptions: Sendable {
     public var rules: [DocumentRule] = []
     /// Dedup among the documents that pass every other stage, before the split is assigned; nil for none.
     public var dedup: DedupSettings?
+    /// What the tokenizer reads of each text: its UTF-8, or LongCrawl64's JSON escape of it. The rules and quality
+    /// signals read the text itself either way (as RedPajama-v2 computes them); the 65,536-token rule counts the
+    /// tokens of what the tokenizer reads.
+    public var textEncoding: TextEncoding = .raw
     /// Seed of LongCrawl64's roll: each window stored as `numpy.roll(window, rollShift(...))`; nil stores windows in order.
     public var roll: UInt64?
 
@@ -42,8 +46,12 @@ public struct PreprocessOptions: Sendable {
         try dedup?.validate()
     }
 
-    /// The stages between reading and tokenizing: a text needs 65,536 bytes for each window it must give.
-    var stage: DocumentStage { DocumentStage(rules: rules, minTextBytes: windowLength * (windowsPerDocument ?? 1), dedup: dedup) }
+    /// The stages between reading and tokenizing: a text needs a byte of what the tokenizer reads for each token of
+    /// its windows, and each byte of text escapes to at most `textEncoding.maxExpansion` bytes.
+    var stage: DocumentStage {
+        let tokens = windowLength * (windowsPerDocument ?? 1), expansion = textEncoding.maxExpansion
+        return DocumentStage(rules: rules, minTextBytes: (tokens + expansion - 1) / expansion, dedup: dedup)
+    }
 
     /// The build record of a run over `reader`'s inputs: the options, and for RedPajama-v2 input its shard count and
     /// the shards without a duplicates file (so the report of what was not deduplicated stays with the dataset).
@@ -57,12 +65,13 @@ public struct PreprocessOptions: Sendable {
         return BuildRecord(inputs: inputs, options: r, funnel: stage.funnel)
     }
 
-    /// `roll` only when set, so the index of a dataset built without it (and its `--resume`) stays as it was.
+    /// `roll` and `text_encoding` only when set, so the index of a dataset built without it (and its `--resume`) stays as it was.
     var record: [String: String] {
         var r = ["format": format.rawValue, "level": String(level), "heldout_fraction": String(heldoutFraction),
                  "windows_per_doc": windowsPerDocument.map(String.init) ?? "all", "shard_windows": String(shardWindows),
                  "text_field": textField, "id_field": idField, "tokenizer": "gpt2"].merging(stage.record) { $1 }
         if let roll { r["roll"] = String(roll) }
+        if textEncoding != .raw { r["text_encoding"] = textEncoding.rawValue }
         return r
     }
 }
@@ -74,20 +83,34 @@ public func heldoutScore(id: String) -> Double {
     Double(SplitMix64.mix(fnv1a(id.utf8)) >> 11) / Double(1 << 53)
 }
 
-/// Tokens of `text` up to at least `needed` tokens (all of them when `needed` is nil or the text is short),
-/// encoded in stretches of about `stretchBytes`, so at most one stretch past the need is tokenized. Cuts the text
-/// only before an ASCII space that follows a printable ASCII character: no GPT-2 pre-token spans such a point and
-/// none looks past it, so the stretches' tokens are exactly the full text's tokens.
+/// Tokens of `text` in `encoding` up to at least `needed` tokens (all of them when `needed` is nil or the text is
+/// short), encoded in stretches of about `stretchBytes` of text, so at most one stretch past the need is tokenized
+/// (and, for `json`, escaped: one stretch's escape is the only copy). Cuts the text only before an ASCII space that
+/// follows a byte that is not whitespace in what the tokenizer reads: no GPT-2 pre-token spans such a point and
+/// none looks past it, so the stretches' tokens are exactly the whole text's. In raw text that byte must be
+/// printable ASCII (a multi-byte character may be whitespace); in escaped text any byte but a space will do, as
+/// every other byte escapes to printable ASCII.
 func encodePrefix(_ text: [UInt8], needed: Int?, tokenizer: GPT2Tokenizer, memo: inout TokenizerMemo,
-                  stretchBytes: Int = 1 << 16) -> [UInt16] {
+                  encoding: TextEncoding = .raw, stretchBytes: Int = 1 << 16) -> [UInt16] {
     text.withUnsafeBufferPointer { all -> [UInt16] in
-        guard let needed else { return tokenizer.encode(bytes: all, memo: &memo) }
-        var out: [UInt16] = []
+        if needed == nil, encoding == .raw { return tokenizer.encode(bytes: all, memo: &memo) }
+        let needed = needed ?? .max
+        var out: [UInt16] = [], escaped: [UInt8] = []
         var start = 0
         while start < all.count, out.count < needed {
             var cut = min(start + stretchBytes, all.count)
-            while cut < all.count, !(all[cut] == 0x20 && all[cut - 1] > 0x20 && all[cut - 1] < 0x7F) { cut += 1 }
-            out += tokenizer.encode(bytes: UnsafeBufferPointer(rebasing: all[start..<cut]), memo: &memo)
+            switch encoding {
+            case .raw: while cut < all.count, !(all[cut] == 0x20 && all[cut - 1] > 0x20 && all[cut - 1] < 0x7F) { cut += 1 }
+            case .json: while cut < all.count, !(all[cut] == 0x20 && all[cut - 1] != 0x20) { cut += 1 }
+            }
+            let stretch = UnsafeBufferPointer(rebasing: all[start..<cut])
+            if encoding == .raw {
+                out += tokenizer.encode(bytes: stretch, memo: &memo)
+            } else {
+                escaped.removeAll(keepingCapacity: true)
+                encoding.encode(stretch, into: &escaped)
+                out += escaped.withUnsafeBufferPointer { tokenizer.encode(bytes: $0, memo: &memo) }
+            }
             start = cut
         }
         return out
@@ -222,7 +245,7 @@ public final class Preprocessor {
     /// The tokenizer's stage of this run: records numbered from `from` on are tokenized, and fingerprinted for `dedup`.
     func tokenizing(from: Int, dedup: DedupSettings?) -> Tokenizing {
         Tokenizing(tokenizer: tokenizer, rules: options.stage.rulesAfterTokenizer, needed: options.windowsPerDocument.map { $0 * windowLength },
-                   from: from, hook: beforeTokenizing, dedup: dedup)
+                   from: from, hook: beforeTokenizing, encoding: options.textEncoding, dedup: dedup)
     }
 
     /// Accounts for one record and sends its windows to its split.

@@ -15,6 +15,8 @@ public struct ImportOptions: Sendable {
     public var skipMissing = false
     /// Accept a `.zattrs` encoder other than GPT-2's; does not change the output.
     public var forceTokenizer = false
+    /// The encoding of the rows' text, as the user knows it; nil to detect it (`EncodingDetector`).
+    public var textEncoding: TextEncoding?
     /// Chunk-decoding threads; does not change the output.
     public var workers = ProcessInfo.processInfo.activeProcessorCount
 
@@ -28,8 +30,10 @@ public struct ImportOptions: Sendable {
     }
 
     func record(splits: [Split]) -> [String: String] {
-        ["source": "zarr", "format": format.rawValue, "level": String(level), "shard_windows": String(shardWindows),
+        var r = ["source": "zarr", "format": format.rawValue, "level": String(level), "shard_windows": String(shardWindows),
          "splits": splits.map(\.rawValue).joined(separator: ","), "skip_missing": String(skipMissing), "tokenizer": "gpt2"]
+        if let textEncoding { r["text_encoding"] = textEncoding.rawValue }
+        return r
     }
 }
 
@@ -72,6 +76,9 @@ public final class ZarrImporter {
 
     /// The import's counters in the order a row meets them.
     static let funnel = ["rows", "skipped_missing_rows", "imported"]
+
+    /// Classifies each imported row's text encoding (unless the user gave it).
+    private lazy var detector: EncodingDetector? = try? options.textEncoding == nil ? EncodingDetector(tokenizer: .builtIn()) : nil
 
     private var dataset: DatasetWriter!
     private var state = ResumePoint()
@@ -180,8 +187,13 @@ public final class ZarrImporter {
     /// Appends stripe row `i` as one window of `split`; after a full shard, records the next row as the resume point.
     private func write(_ stripe: [UInt16], row i: Int, id: String, split: Split) throws {
         let full = try stripe.withUnsafeBufferPointer {
-            try dataset.append(UnsafeBufferPointer(rebasing: $0[(i * windowLength)..<((i + 1) * windowLength)]),
-                               source: WindowSource(document: id, offset: 0), to: split)
+            let row = UnsafeBufferPointer(rebasing: $0[(i * windowLength)..<((i + 1) * windowLength)])
+            switch detector?.classify(row) {
+            case .raw: state.counts[TextEncoding.rowsRawCounter] += 1
+            case .escaped: state.counts[TextEncoding.rowsEscapedCounter] += 1
+            case .neither, nil: break
+            }
+            return try dataset.append(row, source: WindowSource(document: id, offset: 0), to: split)
         }
         state.record += 1
         state.produced[split, default: 0] += 1

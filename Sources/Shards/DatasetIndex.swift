@@ -161,7 +161,8 @@ public struct BuildCounts: Codable, Equatable, Sendable {
 /// so a crash loses at most the shard in progress.
 public struct DatasetIndex: Codable, Equatable, Sendable {
     public static let fileName = "index.json"
-    static let currentVersion = 1
+    /// 1: the first format. 2: `text_encoding` and its evidence. Every version written still opens (`upgrade`).
+    public static let currentVersion = 2
 
     public var format = "longcrawl-dataset"
     public var version = DatasetIndex.currentVersion
@@ -174,11 +175,28 @@ public struct DatasetIndex: Codable, Equatable, Sendable {
     public var created: String
     public var shards: [ShardEntry] = []
     public var build: BuildRecord?
+    /// What the tokens encode (raw text, or LongCrawl64's JSON escape of it); nil when an import could not tell.
+    public var textEncoding: TextEncoding?
+    /// How an import decided `textEncoding` (what it counted in the rows), or that the user set it.
+    public var textEncodingEvidence: String?
 
+    enum CodingKeys: String, CodingKey {
+        case format, version, tokenizer, vocabSize, window, complete, created, shards, build
+        case textEncoding = "text_encoding", textEncodingEvidence = "text_encoding_evidence"
+    }
+
+    /// A new index: its text encoding is the build's `text_encoding` option (raw when unset), except for an import,
+    /// which detects it (`finish`) unless the option gives it.
     public init(build: BuildRecord?, created: Date = Date()) {
         self.build = build
         self.created = ISO8601DateFormatter().string(from: created)
+        let given = build?.options["text_encoding"].flatMap(TextEncoding.init)
+        textEncoding = given ?? (isImport ? nil : .raw)
+        if isImport, given != nil { textEncodingEvidence = "given by --text-encoding" }
     }
+
+    /// Built by `import` from someone else's token rows.
+    var isImport: Bool { build?.options["source"] == "zarr" }
 
     /// Windows in `split` over all shards.
     public func windows(split: Split) -> Int {
@@ -196,6 +214,10 @@ public struct DatasetIndex: Codable, Equatable, Sendable {
         counts.windows = Dictionary(uniqueKeysWithValues: Split.allCases.map { ($0, windows(split: $0)) })
         build?.counts = counts
         complete = true
+        if isImport, textEncodingEvidence == nil {
+            (textEncoding, textEncodingEvidence) = TextEncoding.detect(rows: counts["imported"], raw: counts[TextEncoding.rowsRawCounter],
+                                                                      escaped: counts[TextEncoding.rowsEscapedCounter])
+        }
     }
 
     /// Reads `index.json` from `directory`, naming the file in any error.
@@ -205,12 +227,13 @@ public struct DatasetIndex: Codable, Equatable, Sendable {
         do { data = try Data(contentsOf: url) } catch {
             throw FileError(url, "cannot read dataset index (\(error.localizedDescription))")
         }
-        let index: DatasetIndex
+        var index: DatasetIndex
         do { index = try JSONDecoder().decode(DatasetIndex.self, from: data) } catch {
             throw FileError(url, "not a LongCrawl dataset index (\(error))")
         }
         guard index.format == "longcrawl-dataset" else { throw FileError(url, "format is '\(index.format)', expected 'longcrawl-dataset'") }
-        guard index.version == currentVersion else { throw FileError(url, "index version \(index.version), this build reads \(currentVersion)") }
+        guard (1...currentVersion).contains(index.version) else { throw FileError(url, "index version \(index.version), this build reads 1 to \(currentVersion)") }
+        index.upgrade()
         guard index.window == windowLength else { throw FileError(url, "window \(index.window), expected \(windowLength)") }
         var total = 0
         for shard in index.shards {
@@ -225,6 +248,13 @@ public struct DatasetIndex: Codable, Equatable, Sendable {
             total = sum
         }
         return index
+    }
+
+    /// Brings an index of an earlier version to the current one, the one place that knows what each version lacked:
+    /// version 1 had no text encoding, and every dataset it built tokenized raw text (an import's was never checked).
+    mutating func upgrade() {
+        if version < 2 { textEncoding = isImport ? nil : .raw }
+        version = Self.currentVersion
     }
 
     /// Writes `index.json` into `directory` atomically (temp file, fsync, rename).

@@ -36,3 +36,13 @@ public struct FileError: Error, CustomStringConvertible, LocalizedError {
     public var description: String { "\(path): \(message)" }
     public var errorDescription: String? { description }
 }
+
+/// LongCrawl64's release, as Manifest AI's article describes it (docs/LONGCRAWL64.md).
+public enum LongCrawl64 {
+    public static let documents = 6_661_465
+    public static let heldoutDocuments = 52_131
+    /// The release's heldout share, the default of `--recipe longcrawl64`.
+    public static let heldoutFraction = Double(heldoutDocuments) / Double(documents)
+    /// Rows and columns of one zarr chunk of the release's arrays.
+    public static let chunkRows = 2048, chunkColumns = 2048
+}

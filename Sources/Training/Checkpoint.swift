@@ -33,6 +33,9 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     /// T and steps per phase (`--context-schedule`), T changing only at window boundaries with the tokens per step
     /// kept; nil: the config's context throughout.
     public var contextSchedule: [ContextPhase]?
+    /// `.json` when the data's tokens encode LongCrawl64's JSON-escaped text (so `generate` escapes its prompt and
+    /// unescapes its output); nil for raw text (a key absent from earlier runs). Set from the dataset by `Trainer`.
+    public var textEncoding: TextEncoding?
 
     public init(data: String) { self.data = data }
 
@@ -53,6 +56,7 @@ public struct TrainOptions: Codable, Equatable, Sendable {
         case data, order, accumulation, keep, seed, recompute
         case saveEvery = "save_every", evalWindows = "eval_windows", evalEvery = "eval_every", maskSeam = "mask_seam"
         case carryState = "carry_state", initFrom = "init_from", contextSchedule = "context_schedule"
+        case textEncoding = "text_encoding"
     }
 }
 

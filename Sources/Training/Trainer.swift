@@ -58,6 +58,9 @@ public final class Trainer {
     /// continues its newest checkpoint; `config` and `options` must then equal the run's.
     public init(config: RunConfig, options: TrainOptions, run: URL, resume: Bool = false, force: Bool = false,
                 world: World = .shared) throws {
+        // The checkpoints record the text encoding of the data (an unreadable index fails below, with the catalog).
+        var options = options
+        options.textEncoding = (try? DatasetIndex.load(from: URL(fileURLWithPath: options.data)))?.textEncoding == .json ? .json : nil
         try config.validate()
         try options.validate(for: config.model)
         self.run = run

@@ -46,9 +46,13 @@ struct GenerateCommand: ParsableCommand {
         if state.config.model.attention == .softmax { throw LongCrawlError("\(ckpt.path): generate needs a sympow model (softmax attention has no recurrent form here)") }
         let model = try Checkpoint.loadModel(ckpt, state: state)
         let tokenizer = try loadTokenizer(nil)
-        let ids = tokenizer.encode(prompt).map(Int32.init)
+        // A model trained on JSON-escaped text reads and writes escapes: the prompt is escaped, the output unescaped.
+        let encoding = state.options.textEncoding ?? .raw
+        var promptBytes: [UInt8] = []
+        Array(prompt.utf8).withUnsafeBufferPointer { encoding.encode($0, into: &promptBytes) }
+        let ids = promptBytes.withUnsafeBufferPointer { tokenizer.encode(bytes: $0) }.map(Int32.init)
         guard !ids.isEmpty else { throw ValidationError("--prompt is empty") }
         let out = Generator.generate(model, prompt: ids, count: tokens, temperature: temperature, topK: topK, seed: seed)
-        print(prompt + tokenizer.decodeString(out.map { UInt16($0) }))
+        print(prompt + String(decoding: encoding.decode(tokenizer.decode(out.map { UInt16($0) })), as: UTF8.self))
     }
 }

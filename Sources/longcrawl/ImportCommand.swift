@@ -40,6 +40,9 @@ struct ImportCommand: ParsableCommand {
     @Flag(help: "Accept an array whose .zattrs encoder is not GPT-2's.")
     var forceTokenizer = false
 
+    @Option(help: "The rows' text encoding, raw or json (LongCrawl64's JSON escape), when known; by default it is detected from the tokens and the evidence recorded (inspect prints it).")
+    var textEncoding: TextEncoding?
+
     func run() throws {
         var options = ImportOptions()
         options.format = output.shardFormat
@@ -48,6 +51,7 @@ struct ImportCommand: ParsableCommand {
         options.split = split
         options.skipMissing = skipMissing
         options.forceTokenizer = forceTokenizer
+        options.textEncoding = textEncoding
         let mode = output.mode
         let dataset = URL(fileURLWithPath: output.out)
         let world = World.shared
@@ -82,6 +86,7 @@ struct ImportCommand: ParsableCommand {
             print("  \(s.input): skipped \(s.rows) rows, row-chunks \(describeRanges(s.rowChunks))")
         }
         printSplits(summary.index)
+        print(describeTextEncoding(summary.index))
         print(String(format: "%.2f s, %.0f rows/s", summary.seconds, Double(c["imported"]) / max(summary.seconds, 1e-9)))
         print("wrote \(output.out)/\(DatasetIndex.fileName)")
     }

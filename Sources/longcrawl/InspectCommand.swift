@@ -40,6 +40,7 @@ struct InspectCommand: ParsableCommand {
         let index = try DatasetIndex.load(from: dir)
         print("dataset    \(dir.path)\(index.complete ? "" : "  (INCOMPLETE: preprocessing did not finish; --resume it)")")
         print("tokenizer  \(index.tokenizer) (vocabulary \(index.vocabSize)), window \(index.window) tokens, created \(index.created)")
+        print(describeTextEncoding(index))
         let formats = Set(index.shards.map(\.format.rawValue)).sorted().joined(separator: ", ")
         print("shards     \(index.shards.count) (\(formats.isEmpty ? "none" : formats))")
         var totalRaw = 0, totalBytes = 0
@@ -70,8 +71,9 @@ struct InspectCommand: ParsableCommand {
             try tokens.withUnsafeMutableBufferPointer { try reader.readWindow(k, into: $0) }
             let source = reader.sources[k]
             let tok = try tokenizer.load()
-            // In document order: a rolled window's first document token is at column `roll`.
-            let text = tok.decodeString(Array((tokens[source.roll...] + tokens[..<source.roll]).prefix(2048)))
+            // In document order (a rolled window's first document token is at column `roll`), as text.
+            let bytes = tok.decode(Array((tokens[source.roll...] + tokens[..<source.roll]).prefix(2048)))
+            let text = String(decoding: (index.textEncoding ?? .raw).decode(bytes), as: UTF8.self)
             print("\n\(split) window \(window) = \(entry.file)[\(k)]: document \"\(source.document)\" from token \(source.offset)")
             let rolled = reader.sources.filter { $0.roll != 0 }.count
             if rolled > 0 {
@@ -103,6 +105,12 @@ struct InspectCommand: ParsableCommand {
         }
         if failed > 0 { throw ExitCode(1) }
     }
+}
+
+/// The `text` line of `inspect` and `import`: the dataset's text encoding and how it is known.
+func describeTextEncoding(_ index: DatasetIndex) -> String {
+    let name = index.textEncoding.map { $0 == .json ? "json (LongCrawl64's JSON-escaped text)" : "raw" } ?? "undecided (shown as raw)"
+    return "text       \(name)" + (index.textEncodingEvidence.map { ": \($0)" } ?? "")
 }
 
 /// The build's counters in funnel order (`records`, each stage's drops, `kept`), each with its share of the

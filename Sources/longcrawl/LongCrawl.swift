@@ -73,3 +73,4 @@ struct LongCrawl: ParsableCommand {
 }
 
 extension Split: ExpressibleByArgument {}
+extension TextEncoding: ExpressibleByArgument {}

@@ -5,7 +5,8 @@ yield exactly the batches LongCrawl's Swift ``BatchPacker`` yields, resumable fr
 """
 
 from .dataset import WINDOW, Dataset, LongCrawlError, ShardEntry, Split
+from .text import decode
 from .packer import Batch, BatchPacker, PackerCursor, SplitMix64, epoch_order, roll_shift
 
 __all__ = ["WINDOW", "Batch", "BatchPacker", "Dataset", "LongCrawlError", "PackerCursor", "ShardEntry", "Split",
-           "SplitMix64", "epoch_order", "roll_shift"]
+           "SplitMix64", "decode", "epoch_order", "roll_shift"]

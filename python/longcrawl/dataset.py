@@ -241,6 +241,17 @@ class Split:
         return self._shard(shard).rolls[k]
 
 
+#: Versions of ``index.json`` this package reads: 1, and 2 which adds ``text_encoding``.
+INDEX_VERSIONS = (1, 2)
+
+
+def _text_encoding(index: dict) -> Optional[str]:
+    """The index's text encoding, the one place that knows what version 1 lacked."""
+    if index["version"] >= 2:
+        return index.get("text_encoding")
+    return None if (index.get("build") or {}).get("options", {}).get("source") == "zarr" else "raw"
+
+
 class Dataset:
     """A dataset folder: ``index.json`` (format, version, window, completeness, shards) and its shards."""
 
@@ -253,13 +264,18 @@ class Dataset:
             raise LongCrawlError(f"{index_path}: cannot read dataset index ({e.strerror})") from None
         except ValueError as e:
             raise LongCrawlError(f"{index_path}: not a LongCrawl dataset index ({e})") from None
-        expected = {"format": "longcrawl-dataset", "version": 1, "window": WINDOW}
+        expected = {"format": "longcrawl-dataset", "window": WINDOW}
         for key, value in expected.items():
             if index.get(key) != value:
                 raise LongCrawlError(f"{index_path}: {key} is {index.get(key)!r}, expected {value!r}")
+        if index.get("version") not in INDEX_VERSIONS:
+            raise LongCrawlError(f"{index_path}: version is {index.get('version')!r}, this package reads {INDEX_VERSIONS}")
         if not index.get("complete"):
             raise LongCrawlError(f"{index_path}: dataset incomplete (preprocessing did not finish)")
         self.index = index
+        #: What the tokens encode: "raw" text or "json" (LongCrawl64's ``json.dumps(text)[1:-1]``); None when an
+        #: import could not tell. Version 1 indexes predate it: their builds tokenized raw text.
+        self.text_encoding: Optional[str] = _text_encoding(index)
         try:
             self.shards = [ShardEntry(**{k: s[k] for k in ShardEntry.__dataclass_fields__}) for s in index["shards"]]
         except (KeyError, TypeError) as e:
