@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Preprocess
 import Shards
+import Support
 import Tensor
 
 /// `longcrawl bench web`: MB/s of text through `preprocess` on a web-shaped corpus, beside a Python pass that
@@ -37,6 +38,9 @@ struct BenchWeb: ParsableCommand {
 
     @Option(help: "Also time preprocess with a recipe (longcrawl64: its quality rules and near dedup) on the JSONL, beside the run without.")
     var recipe: String?
+
+    @Option(help: "Also time preprocess with this text encoding (json: LongCrawl64's JSON escape) on the JSONL, beside raw.")
+    var textEncoding: TextEncoding?
 
     func validate() throws {
         guard recipe == nil || recipe == "longcrawl64" else { throw ValidationError("--recipe must be longcrawl64, got '\(recipe!)'") }
@@ -87,11 +91,12 @@ struct BenchWeb: ParsableCommand {
 
         let tokenizer = try loadTokenizer(nil)
         /// One timed run of `preprocess` over `input`: its seconds and the documents it kept.
-        func preprocess(_ input: URL, textField: String, idField: String, recipe: Bool = false) throws -> (seconds: Double, kept: Int) {
+        func preprocess(_ input: URL, textField: String, idField: String, recipe: Bool = false,
+                        encoding: TextEncoding = .raw) throws -> (seconds: Double, kept: Int) {
             let out = dir.appendingPathComponent("out")
             try? FileManager.default.removeItem(at: out)
             var options = PreprocessOptions()
-            options.textField = textField; options.idField = idField; options.workers = workers
+            options.textField = textField; options.idField = idField; options.workers = workers; options.textEncoding = encoding
             if recipe { options.rules = QualityThresholds.longcrawl64.rules; options.dedup = DedupSettings(mode: .near) }
             let p = Preprocessor(inputs: [input.path], output: out, options: options, tokenizer: tokenizer)
             p.warn = { _ in }
@@ -110,7 +115,8 @@ struct BenchWeb: ParsableCommand {
         }
         let measured = try best([{ try preprocess(jsonl, textField: "raw_content", idField: "doc_id") },
                                  { try preprocess(parquet, textField: "text", idField: "id") }]
-                                + (recipe == nil ? [] : [{ try preprocess(jsonl, textField: "raw_content", idField: "doc_id", recipe: true) }]))
+                                + (recipe == nil ? [] : [{ try preprocess(jsonl, textField: "raw_content", idField: "doc_id", recipe: true) }])
+                                + (textEncoding == nil ? [] : [{ try preprocess(jsonl, textField: "raw_content", idField: "doc_id", encoding: textEncoding!) }]))
         let ours = measured[0], oursParquet = measured[1]
         guard ours.kept == oursParquet.kept else { throw ValidationError("JSONL kept \(ours.kept) documents, parquet \(oursParquet.kept)") }
 
@@ -126,6 +132,11 @@ struct BenchWeb: ParsableCommand {
             let withRecipe = measured[2]
             print(String(format: "preprocess --recipe longcrawl64, gzip JSONL (%d workers)     %7.1f MB/s  (%.3fx without the recipe); kept %d", workers,
                          rate(withRecipe.seconds), ours.seconds / withRecipe.seconds, withRecipe.kept))
+        }
+        if let textEncoding {
+            let encoded = measured.last!
+            print(String(format: "preprocess --text-encoding %@, gzip JSONL (%d workers)       %7.1f MB/s  (%.3fx raw); kept %d", textEncoding.rawValue, workers,
+                         rate(encoded.seconds), ours.seconds / encoded.seconds, encoded.kept))
         }
         print("kept \(ours.kept) documents (of \(long) of >= 65,536 bytes); best of \(runs) runs each, the kinds alternated")
     }
