@@ -101,6 +101,9 @@ public struct StepMetrics: Codable, Equatable, Sendable {
 
 /// `state.json` of a checkpoint: everything but the tensors needed to continue exactly.
 public struct TrainState: Codable, Equatable, Sendable {
+    /// 1 (absent): the first format; 2: `options.text_encoding`. Written as the newest; every earlier one opens.
+    public static let currentVersion = 2
+    public var version: Int? = TrainState.currentVersion
     public var step: Int
     public var config: RunConfig
     public var options: TrainOptions
@@ -128,7 +131,7 @@ public struct TrainState: Codable, Equatable, Sendable {
     /// `initSeed` keeps its first key, `rng`: the digest (`sha256`) covers the keys, so a new one would fail the check
     /// of every state written before.
     enum CodingKeys: String, CodingKey {
-        case step, config, options, cursors, tokens, elapsed, last, files, sha256, carries
+        case version, step, config, options, cursors, tokens, elapsed, last, files, sha256, carries
         case initSeed = "rng", carryBytes = "carry_bytes"
     }
 
@@ -238,6 +241,10 @@ public enum Checkpoint {
         do { state = try JSONDecoder().decode(TrainState.self, from: data) } catch { throw LongCrawlError("\(url.path): not a checkpoint state (\(error))") }
         if let saved = state.sha256, saved != (try state.digest()), saved != (try state.digest(flatConfig: true)) {
             throw LongCrawlError("\(url.path): checksum mismatch (a value was changed after it was written)")
+        }
+        // Every earlier version reads as it is (its absent keys decode as their defaults); a newer one is refused.
+        guard (1...TrainState.currentVersion).contains(state.version ?? 1) else {
+            throw LongCrawlError("\(url.path): checkpoint version \(state.version!), this build reads 1 to \(TrainState.currentVersion)")
         }
         return state
     }

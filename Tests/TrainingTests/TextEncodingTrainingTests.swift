@@ -45,4 +45,19 @@ final class TextEncodingTrainingTests: XCTestCase {
         let saved = try String(contentsOf: Checkpoint.resolve(rawRun).appendingPathComponent("state.json"), encoding: .utf8)
         XCTAssertFalse(saved.contains("text_encoding"))
     }
+
+    /// A checkpoint state of each earlier version opens (version 1 had no `version` key and no text encoding); a
+    /// newer version is refused by name.
+    func testEarlierCheckpointVersionsOpen() throws {
+        let v1 = packageRoot.appendingPathComponent("Tests/Fixtures/formats/state-v1")
+        let state = try Checkpoint.loadState(v1)
+        XCTAssertNil(state.version)
+        XCTAssertNil(state.options.textEncoding)
+        XCTAssertEqual(state.step, 2)
+        let newer = try temporaryFolder(self)
+        var json = try String(contentsOf: v1.appendingPathComponent("state.json"), encoding: .utf8)
+        json = json.replacingOccurrences(of: #""step" : 2,"#, with: #""step" : 2, "version" : 99,"#)
+        try json.write(to: newer.appendingPathComponent("state.json"), atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try Checkpoint.loadState(newer)) { XCTAssertTrue("\($0)".contains("checkpoint version 99, this build reads 1 to 2"), "\($0)") }
+    }
 }
