@@ -64,7 +64,7 @@ public struct ZarrExport {
         var windows: [(shard: Int, k: Int, source: WindowSource)] = []
         for (s, entry) in shards.enumerated() {
             let reader = try ShardReader(entry: entry, in: dataset, checkDigest: true)
-            windows += reader.sources.enumerated().map { (s, $0.offset, $0.element) }
+            windows += reader.sources.enumerated().map { (shard: s, k: $0.offset, source: $0.element) }
         }
         guard !windows.isEmpty else { throw FileError(indexURL, "split \(split.rawValue) has no windows") }
         let rows = rowOrder(windows.count)

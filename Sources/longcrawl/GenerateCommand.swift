@@ -53,6 +53,7 @@ struct GenerateCommand: ParsableCommand {
         let ids = promptBytes.withUnsafeBufferPointer { tokenizer.encode(bytes: $0) }.map(Int32.init)
         guard !ids.isEmpty else { throw ValidationError("--prompt is empty") }
         let out = Generator.generate(model, prompt: ids, count: tokens, temperature: temperature, topK: topK, seed: seed)
-        print(prompt + String(decoding: encoding.decode(tokenizer.decode(out.map { UInt16($0) })), as: UTF8.self))
+        let bytes: [UInt8] = tokenizer.decode(out.map { UInt16($0) })
+        print(prompt + String(decoding: encoding.decode(bytes), as: UTF8.self))
     }
 }

@@ -90,7 +90,7 @@ struct PreprocessCommand: ParsableCommand {
         options.textField = textField
         options.idField = idField
         options.strict = strict
-        options.roll = roll == "none" ? nil : roll.flatMap(UInt64.init) ?? (lc64 ? 0 : nil)
+        options.roll = roll == "none" ? nil : roll.flatMap { UInt64($0) } ?? (lc64 ? 0 : nil)
         options.textEncoding = textEncoding ?? (lc64 ? .json : .raw)
         options.rules = quality.rules
         options.dedup = quality.dedupSettings

@@ -32,9 +32,11 @@ final class TextEncodingTrainingTests: XCTestCase {
         var escaped: [UInt8] = []
         Array(prompt.utf8).withUnsafeBufferPointer { JSONText.escape($0, into: &escaped) }
         XCTAssertEqual(String(decoding: escaped, as: UTF8.self), #"Il \u00e9tait une fois\n\"\u00e0\" \ud83d\ude00"#)
-        let ids = escaped.withUnsafeBufferPointer { tokenizer.encode(bytes: $0) }.map(Int32.init)
+        let promptIds: [UInt16] = escaped.withUnsafeBufferPointer { tokenizer.encode(bytes: $0) }
+        let ids = promptIds.map { Int32($0) }
         let out = Generator.generate(try Checkpoint.loadModel(ckpt, state: state), prompt: ids, count: 24, temperature: 1, topK: 0, seed: 5)
-        let text = String(decoding: JSONText.unescape(tokenizer.decode(out.map { UInt16($0) })), as: UTF8.self)
+        let bytes: [UInt8] = tokenizer.decode(out.map { UInt16($0) })
+        let text = String(decoding: JSONText.unescape(bytes), as: UTF8.self)
         XCTAssertEqual(g.out, prompt + text + "\n")
 
         // A raw-text run leaves the key out of its options.
