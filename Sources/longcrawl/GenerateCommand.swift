@@ -50,7 +50,8 @@ struct GenerateCommand: ParsableCommand {
         let encoding = state.options.textEncoding ?? .raw
         var promptBytes: [UInt8] = []
         Array(prompt.utf8).withUnsafeBufferPointer { encoding.encode($0, into: &promptBytes) }
-        let ids = promptBytes.withUnsafeBufferPointer { tokenizer.encode(bytes: $0) }.map(Int32.init)
+        let promptIds: [UInt16] = promptBytes.withUnsafeBufferPointer { tokenizer.encode(bytes: $0) }
+        let ids = promptIds.map { Int32($0) }
         guard !ids.isEmpty else { throw ValidationError("--prompt is empty") }
         let out = Generator.generate(model, prompt: ids, count: tokens, temperature: temperature, topK: topK, seed: seed)
         let bytes: [UInt8] = tokenizer.decode(out.map { UInt16($0) })

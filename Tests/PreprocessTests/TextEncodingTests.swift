@@ -1,6 +1,7 @@
 import Foundation
 @testable import Shards
 @testable import Support
+@testable import Tokenizer
 import TestSupport
 import XCTest
 @testable import Preprocess
