@@ -129,15 +129,28 @@ struct ReadSettings: Sendable {
     var minTextBytes = 0
     /// Drop the documents RedPajama-v2's duplicates files flag.
     var rpv2Flags = true
+    /// Keep JSON input's lone surrogate escapes as WTF-8 (`JSONLineScanner.loneSurrogates`): for the json text
+    /// encoding, which writes them back out as escapes; raw text cannot hold them and drops the record.
+    var loneSurrogates = false
 
     /// A document, or the drop of an empty, too short or non-UTF-8 one, in that order (a short text is never
     /// checked as UTF-8).
     func document(_ text: [UInt8], id: @autoclosure () -> String, origin: String, part: InputPart, what: String) -> CorpusRecord {
         if let drop = dropByLength(text.count, origin: origin, what: what) { return drop }
-        if let bad = text.withUnsafeBufferPointer({ firstInvalidUTF8($0) }) {
+        if let bad = text.withUnsafeBufferPointer({ firstInvalidText($0) }) {
             return dropped(origin, .unreadable, "\(what) is not UTF-8 (invalid byte at offset \(bad))", bytes: text.count)
         }
         return .document(Document(ordinal: 0, id: id(), origin: origin, text: text, part: part.index))
+    }
+
+    /// The first byte that is not valid UTF-8, a kept lone surrogate's WTF-8 (`ED A0..BF xx`) allowed.
+    func firstInvalidText(_ text: UnsafeBufferPointer<UInt8>) -> Int? {
+        var from = 0
+        while let bad = firstInvalidUTF8(UnsafeBufferPointer(rebasing: text[from...])).map({ $0 + from }) {
+            guard loneSurrogates, bad + 2 < text.count, text[bad] == 0xED, text[bad + 1] & 0xE0 == 0xA0, text[bad + 2] & 0xC0 == 0x80 else { return bad }
+            from = bad + 3
+        }
+        return nil
     }
 
     /// The drop of a text of `bytes` bytes that is empty or too short; nil if it is long enough.
@@ -253,7 +266,7 @@ public final class CorpusReader: Sequence, IteratorProtocol {
     ///   - rpv2Flags: drop the documents of RedPajama-v2 documents files that its duplicates files flag.
     ///   - share: read only the parts at positions `rank`, `rank + world`, ... (ranks of a distributed run).
     public init(inputs: [String], textField: String = "text", idField: String? = "id", minTextBytes: Int = 0,
-                rpv2Flags: Bool = true, share: (rank: Int, world: Int) = (0, 1)) throws {
+                rpv2Flags: Bool = true, loneSurrogates: Bool = false, share: (rank: Int, world: Int) = (0, 1)) throws {
         var files: [(url: URL, name: String)] = []
         for input in inputs {
             let url = URL(fileURLWithPath: input)
@@ -288,7 +301,8 @@ public final class CorpusReader: Sequence, IteratorProtocol {
         rpv2Tags = parts.compactMap { $0.rpv2?.tag }
         rpv2MissingDuplicates = parts.compactMap { $0.rpv2.flatMap { $0.duplicates == nil ? $0.tag : nil } }
         self.parts = parts.filter { $0.index % share.world == share.rank }
-        settings = ReadSettings(textField: textField, idField: idField, minTextBytes: minTextBytes, rpv2Flags: rpv2Flags)
+        settings = ReadSettings(textField: textField, idField: idField, minTextBytes: minTextBytes, rpv2Flags: rpv2Flags,
+                                loneSurrogates: loneSurrogates)
     }
 
     /// The kind from the first and last bytes; a file that cannot be read at all is a stream, reported when opened.

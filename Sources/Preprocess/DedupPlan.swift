@@ -56,8 +56,7 @@ extension Preprocessor {
     /// numbered as `run` numbers them.
     func dedupCandidates() throws -> [DedupPlan.Candidate] {
         let stage = options.stage
-        let reader = try CorpusReader(inputs: inputs, textField: options.textField, idField: options.idField,
-                                      minTextBytes: stage.minTextBytes, share: share)
+        let reader = try options.reader(inputs, share: share)
         let feed = DocumentFeed(reader: reader, stage: stage, tokenizing: tokenizing(from: 0, dedup: options.dedup), workers: options.workers)
         defer { feed.stop() }
         var ordinal = 0, out: [DedupPlan.Candidate] = []

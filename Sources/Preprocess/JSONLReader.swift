@@ -12,7 +12,7 @@ final class JSONLReader: PartReader {
 
     init(_ bytes: ByteStream, _ part: InputPart, _ settings: ReadSettings) {
         self.bytes = bytes; self.part = part; self.settings = settings
-        scanner = JSONLineScanner(paths: [settings.textField] + (settings.idField.map { [$0] } ?? []))
+        scanner = JSONLineScanner(paths: [settings.textField] + (settings.idField.map { [$0] } ?? []), loneSurrogates: settings.loneSurrogates)
         what = "\"\(settings.textField)\""
     }
 
@@ -38,7 +38,7 @@ final class JSONLReader: PartReader {
         }
         if let drop = settings.dropByLength(length, origin: origin, what: what) { return drop }
         let text: [UInt8]
-        do { text = escaped ? try JSONLineScanner.unescape(line, range, capacity: length) : Array(line[range]) } catch {
+        do { text = escaped ? try JSONLineScanner.unescape(line, range, capacity: length, loneSurrogates: settings.loneSurrogates) : Array(line[range]) } catch {
             return settings.dropped(origin, .unreadable, "not JSON (\(error))")
         }
         return settings.document(text, id: id(fields.count > 1 ? fields[1] : nil, line) ?? part.rpv2?.id(line: number) ?? "\(part.name):\(number)",

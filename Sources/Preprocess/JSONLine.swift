@@ -25,8 +25,12 @@ struct JSONLineScanner {
     private let paths: [[String]]
     private let literal: [[UInt8]]
     private let components: [[[UInt8]]]
+    /// Keep a lone surrogate escape (`\ud800` alone) as its three-byte WTF-8 form instead of refusing the line, as
+    /// Python's `json.loads` keeps it: LongCrawl64's JSON escape of the text writes it back out as the same escape.
+    let loneSurrogates: Bool
 
-    init(paths: [String]) {
+    init(paths: [String], loneSurrogates: Bool = false) {
+        self.loneSurrogates = loneSurrogates
         self.paths = paths.map { $0.split(separator: ".", omittingEmptySubsequences: false).map(String.init) }
         literal = paths.map { Array($0.utf8) }
         components = self.paths.map { $0.map { Array($0.utf8) } }
@@ -187,17 +191,17 @@ struct JSONLineScanner {
                      UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
                     i += 2; decoded += 1
                 case UInt8(ascii: "u"):
-                    let (scalar, length) = try unicodeEscape(at: i)
+                    let (value, length) = try unicodeEscape(at: i)
                     i += length
-                    decoded += UTF8.width(scalar)
+                    decoded += value < 0x80 ? 1 : value < 0x800 ? 2 : value < 0x10000 ? 3 : 4
                 default: throw fail("invalid escape '\\\(printable(base[i + 1]))'")
                 }
             }
         }
 
-        /// The scalar of `\uXXXX` (or of a `\uD8xx\uDCxx` pair) at `at`, and the escape's length in bytes.
-        /// A lone surrogate is refused: it has no UTF-8 form.
-        func unicodeEscape(at: Int) throws -> (Unicode.Scalar, Int) {
+        /// The code point of `\uXXXX` (or of a `\uD8xx\uDCxx` pair) at `at`, and the escape's length in bytes.
+        /// A lone surrogate is refused (it has no UTF-8 form) unless the scanner keeps them.
+        func unicodeEscape(at: Int) throws -> (UInt32, Int) {
             func hex4(_ p: Int) -> UInt32? {
                 guard p + 4 <= bytes.count else { return nil }
                 var v: UInt32 = 0
@@ -215,13 +219,15 @@ struct JSONLineScanner {
                 return v
             }
             guard let u = hex4(at + 2) else { throw LongCrawlError("invalid \\u escape at byte \(at)") }
-            if (0xDC00...0xDFFF).contains(u) { throw LongCrawlError("lone surrogate \\u\(String(u, radix: 16)) at byte \(at)") }
-            guard (0xD800...0xDBFF).contains(u) else { return (Unicode.Scalar(u)!, 6) }
-            guard at + 12 <= bytes.count, bytes[at + 6] == UInt8(ascii: "\\"), bytes[at + 7] == UInt8(ascii: "u"),
-                  let low = hex4(at + 8), (0xDC00...0xDFFF).contains(low) else {
-                throw LongCrawlError("lone surrogate \\u\(String(u, radix: 16)) at byte \(at)")
+            func lone() throws -> (UInt32, Int) {
+                guard scanner.loneSurrogates else { throw LongCrawlError("lone surrogate \\u\(String(u, radix: 16)) at byte \(at)") }
+                return (u, 6)
             }
-            return (Unicode.Scalar(0x10000 + ((u - 0xD800) << 10) + (low - 0xDC00))!, 12)
+            if (0xDC00...0xDFFF).contains(u) { return try lone() }
+            guard (0xD800...0xDBFF).contains(u) else { return (u, 6) }
+            guard at + 12 <= bytes.count, bytes[at + 6] == UInt8(ascii: "\\"), bytes[at + 7] == UInt8(ascii: "u"),
+                  let low = hex4(at + 8), (0xDC00...0xDFFF).contains(low) else { return try lone() }
+            return (0x10000 + ((u - 0xD800) << 10) + (low - 0xDC00), 12)
         }
 
         /// The UTF-8 bytes of an escaped string's inside (already checked by `string()`).
@@ -230,10 +236,10 @@ struct JSONLineScanner {
 
     /// The UTF-8 bytes of the string whose (checked) inside is `range` of `bytes`: JSON's escapes decoded exactly
     /// as Python's `json` decodes them.
-    static func unescape(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, capacity: Int = 0) throws -> [UInt8] {
+    static func unescape(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, capacity: Int = 0, loneSurrogates: Bool = false) throws -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(max(capacity, range.count))
-        let parser = Parser(bytes: bytes, scanner: JSONLineScanner(paths: []))
+        let parser = Parser(bytes: bytes, scanner: JSONLineScanner(paths: [], loneSurrogates: loneSurrogates))
         var i = range.lowerBound
         while i < range.upperBound {
             // Copy the run up to the next backslash in one piece.
@@ -250,8 +256,11 @@ struct JSONLineScanner {
             case UInt8(ascii: "r"): out.append(0x0D); i += 2
             case UInt8(ascii: "t"): out.append(0x09); i += 2
             case UInt8(ascii: "u"):
-                let (scalar, length) = try parser.unicodeEscape(at: i)
-                UTF8.encode(scalar) { out.append($0) }
+                let (value, length) = try parser.unicodeEscape(at: i)
+                // UTF-8, or for a kept lone surrogate the same three-byte pattern (WTF-8).
+                if let scalar = Unicode.Scalar(value) { UTF8.encode(scalar) { out.append($0) } } else {
+                    out += [0xE0 | UInt8(value >> 12), 0x80 | UInt8(value >> 6 & 0x3F), 0x80 | UInt8(value & 0x3F)]
+                }
                 i += length
             default: out.append(e); i += 2  // \" \\ \/
             }

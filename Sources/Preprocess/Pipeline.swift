@@ -65,6 +65,13 @@ public struct PreprocessOptions: Sendable {
         return BuildRecord(inputs: inputs, options: r, funnel: stage.funnel)
     }
 
+    /// The reader of a run's inputs (a rank's share): texts too short for the windows dropped by their length, and
+    /// for the json encoding JSON input's lone surrogate escapes kept, to be escaped back as they were.
+    func reader(_ inputs: [String], share: (rank: Int, world: Int)) throws -> CorpusReader {
+        try CorpusReader(inputs: inputs, textField: textField, idField: idField, minTextBytes: stage.minTextBytes,
+                         loneSurrogates: textEncoding == .json, share: share)
+    }
+
     /// `roll` and `text_encoding` only when set, so the index of a dataset built without it (and its `--resume`) stays as it was.
     var record: [String: String] {
         var r = ["format": format.rawValue, "level": String(level), "heldout_fraction": String(heldoutFraction),
@@ -187,8 +194,7 @@ public final class Preprocessor {
         defer { lock.release() }
         let started = Date()
         let stage = options.stage
-        let reader = try CorpusReader(inputs: inputs, textField: options.textField, idField: options.idField,
-                                      minTextBytes: stage.minTextBytes, share: share)
+        let reader = try options.reader(inputs, share: share)
         let build = options.build(inputs: inputs, reader: reader)
         let missing = reader.rpv2MissingDuplicates
         if share.rank == 0, !missing.isEmpty {

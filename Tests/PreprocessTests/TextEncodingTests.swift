@@ -7,10 +7,12 @@ import XCTest
 @testable import Preprocess
 
 /// Writes the escape-class documents and what tiktoken makes of them: `mixed` (every escape class: each control
-/// character, DEL, quotes, backslashes, U+2028, Latin, Greek, Cyrillic, CJK, emoji, among ASCII words) and `cjk`
-/// (60,000 UTF-8 bytes, under a window raw, about 97,000 tokens escaped), each as `NAME.txt`, in `docs.jsonl` and
-/// `docs.jsonl.gz` (no NUL: a text file holding one is not text; the escape test has it); `NAME.ids` holds tiktoken's `encode_ordinary(json.dumps(t)[1:-1])[:65536]` and `NAME.raw.ids`
-/// the raw text's token count.
+/// character, DEL, quotes, backslashes, U+2028, Latin, Greek, Cyrillic, CJK, emoji, among ASCII words), `cjk`
+/// (60,000 UTF-8 bytes, under a window raw, about 97,000 tokens escaped) and `lone` (`mixed` with lone surrogates,
+/// which only JSON carries: `json.loads` keeps them, `json.dumps` writes them back). Each is a line of `docs.jsonl`
+/// and `docs.jsonl.gz`, and all but `lone` also `NAME.txt` (no NUL: a text file holding one is not text; the escape test
+/// has it); `NAME.ids` holds tiktoken's `encode_ordinary(json.dumps(t)[1:-1])[:65536]`, `NAME.raw.ids` the raw
+/// text's token count.
 private let writeDocuments = """
 import gzip, json, random, sys
 sys.path.insert(0, sys.argv[2])
@@ -22,11 +24,13 @@ pools = ["".join(map(chr, range(1, 32))) + "\\x7f", '"\\\\/', "\\u2028\\u2029", 
          "the of and to in a is was ", "  Hello, World! 12345 (x) "]
 docs = {"mixed": "".join(rng.choice(rng.choice(pools)) for _ in range(60000)),
         "cjk": "".join(rng.choice("中文字符汉语") for _ in range(20000))}
+docs["lone"] = "\\ud800" + docs["mixed"][:30000] + "\\udc00\\ud83d" + docs["mixed"][30000:]
 lines = []
 for name, t in docs.items():
-    open(f"{out}/{name}.txt", "w", encoding="utf-8", newline="").write(t)
+    if name != "lone":
+        open(f"{out}/{name}.txt", "w", encoding="utf-8", newline="").write(t)
+        open(f"{out}/{name}.raw.ids", "w").write(str(len(enc.encode_ordinary(t))))
     np.array(enc.encode_ordinary(json.dumps(t)[1:-1])[:65536], dtype="<u2").tofile(f"{out}/{name}.ids")
-    open(f"{out}/{name}.raw.ids", "w").write(str(len(enc.encode_ordinary(t))))
     lines.append(json.dumps({"id": name, "text": t}) + "\\n")
 open(f"{out}/docs.jsonl", "w").write("".join(lines))
 gzip.open(f"{out}/docs.jsonl.gz", "wt").write("".join(lines))
@@ -68,11 +72,12 @@ final class TextEncodingTests: XCTestCase {
         let dir = try temporaryFolder(self)
         let r = try runProcess("/usr/bin/env", ["python3", "-c", writeDocuments, dir.path, packageRoot.appendingPathComponent("tools").path])
         XCTAssertEqual(r.status, 0, r.err)
-        let expected = try ["mixed", "cjk"].map { name -> [UInt16] in
+        let names = ["mixed", "cjk", "lone"]
+        let expected = try names.map { name -> [UInt16] in
             let data = try Data(contentsOf: dir.appendingPathComponent(name + ".ids"))
             return data.withUnsafeBytes { Array($0.bindMemory(to: UInt16.self)) }
         }
-        XCTAssertEqual(expected.map(\.count), [windowLength, windowLength])
+        XCTAssertEqual(expected.map(\.count), [windowLength, windowLength, windowLength])
         XCTAssertLessThan(Int(try String(contentsOf: dir.appendingPathComponent("cjk.raw.ids"), encoding: .utf8))!, windowLength)
 
         for (k, name) in ["mixed", "cjk"].enumerated() {
@@ -92,15 +97,15 @@ final class TextEncodingTests: XCTestCase {
             XCTAssertEqual(summary.index.textEncoding, .json)
             XCTAssertEqual(summary.index.build?.options["text_encoding"], "json")
             let windows = try readDataset(out)
-            XCTAssertEqual(windows.count, 2, "\(input.map(\.lastPathComponent))")
+            XCTAssertEqual(windows.count, n == 0 ? 2 : 3, "\(input.map(\.lastPathComponent))")
             for w in windows {
-                let name = w.source.document.hasPrefix("mixed") ? 0 : 1
+                let name = names.firstIndex { w.source.document.hasPrefix($0) }!
                 XCTAssertEqual(w.tokens, expected[name], "\(w.source.document) from \(input.map(\.lastPathComponent))")
             }
             XCTAssertEqual(try DatasetIndex.load(from: out).textEncoding, .json)
             // decode(encode(escape(t))) is t: the window's text unescaped is the start of the document (an escape
             // cut by the window's end stays as written, so the last few characters are left out of the comparison).
-            for w in windows {
+            for w in windows where !w.source.document.hasPrefix("lone") {
                 let text = try readWholeFile(dir.appendingPathComponent((w.source.document.hasPrefix("mixed") ? "mixed" : "cjk") + ".txt"))
                 let decoded = JSONText.unescape(gpt2.decode(w.tokens))
                 XCTAssertEqual(Array(text.prefix(decoded.count - 12)), Array(decoded.dropLast(12)), w.source.document)
@@ -114,6 +119,8 @@ final class TextEncodingTests: XCTestCase {
                 assert ds.text_encoding == "json", ds.text_encoding
                 split = ds.split("train")
                 for k in range(len(split)):
+                    if split.source(k)[0] == "lone":
+                        continue
                     text = longcrawl.decode(split.read(k), ds.text_encoding, tokenizer=gpt2_encoding())
                     doc = open(sys.argv[2] + "/" + split.source(k)[0] + ".txt", encoding="utf-8", newline="").read()
                     assert doc.startswith(text[:-12]) and len(text) > 5000, k
@@ -128,6 +135,7 @@ final class TextEncodingTests: XCTestCase {
             let raw = try preprocess(input, dir.appendingPathComponent("raw-\(n)")) { $0.heldoutFraction = 0 }
             XCTAssertEqual(raw.index.textEncoding, .raw)
             XCTAssertEqual(raw.index.build?.counts["kept"], 1, "the CJK document is under a window raw")
+            XCTAssertEqual(raw.index.build?.counts["dropped_unreadable"], n == 0 ? 0 : 1, "raw text cannot hold a lone surrogate")
         }
     }
 
