@@ -119,7 +119,9 @@ final class ZarrImportTests: XCTestCase {
                 let out = try temporaryFolder(self)
                 let index = try importZarr([Self.stores.appendingPathComponent(layout + "/train.zarr")], out) { $0.format = format }.index
                 XCTAssertEqual(index.shards.map(\.windows), [16, 16, 8], layout)
-                XCTAssertEqual(index.build?.counts, BuildCounts(["rows": 40, "imported": 40], windows: [.train: 40, .heldout: 0]), layout)
+                // Random ids: every row holds a newline, control or non-ASCII token, so every row reads as raw text.
+                XCTAssertEqual(index.build?.counts, BuildCounts(["rows": 40, "imported": 40, TextEncoding.rowsRawCounter: 40], windows: [.train: 40, .heldout: 0]), layout)
+                XCTAssertEqual(index.textEncoding, .raw)
                 XCTAssertEqual(index.build?.options["source"], "zarr")
                 try assertWindows(out, split: .train, name: "train.zarr", rows: Array(expected.enumerated()))
             }
@@ -162,7 +164,7 @@ final class ZarrImportTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.err)
         XCTAssertTrue(r.out.contains("skipped 16 rows, row-chunks 1\n"), r.out)
         let index = try DatasetIndex.load(from: out)
-        XCTAssertEqual(index.build?.counts, BuildCounts(["rows": 40, "imported": 24, "skipped_missing_rows": 16, "skipped_missing_row_chunks": 1],
+        XCTAssertEqual(index.build?.counts, BuildCounts(["rows": 40, "imported": 24, "skipped_missing_rows": 16, "skipped_missing_row_chunks": 1, TextEncoding.rowsRawCounter: 24],
                                                         windows: [.train: 24, .heldout: 0]))
         XCTAssertEqual(index.build?.options["skip_missing"], "true")
         let expected = try expectedRows("lz4/train.zarr")
