@@ -129,14 +129,20 @@ struct ReadSettings: Sendable {
     var minTextBytes = 0
     /// Drop the documents RedPajama-v2's duplicates files flag.
     var rpv2Flags = true
-    /// Keep JSON input's lone surrogate escapes as WTF-8 (`JSONLineScanner.loneSurrogates`): for the json text
-    /// encoding, which writes them back out as escapes; raw text cannot hold them and drops the record.
-    var loneSurrogates = false
+    /// For the json text encoding, the least length a text's escape needs (a byte for each token of its windows):
+    /// a shorter one is dropped as `too_short` from one table lookup a byte, before it is tokenized. Nil for raw text.
+    var minEscapedBytes: Int?
+    /// Keep JSON input's lone surrogate escapes as WTF-8 (`JSONLineScanner.loneSurrogates`): the json text encoding
+    /// writes them back out as escapes; raw text cannot hold them and drops the record.
+    var loneSurrogates: Bool { minEscapedBytes != nil }
 
     /// A document, or the drop of an empty, too short or non-UTF-8 one, in that order (a short text is never
     /// checked as UTF-8).
     func document(_ text: [UInt8], id: @autoclosure () -> String, origin: String, part: InputPart, what: String) -> CorpusRecord {
         if let drop = dropByLength(text.count, origin: origin, what: what) { return drop }
+        if let least = minEscapedBytes, text.withUnsafeBufferPointer(JSONText.escapedLength) < least {
+            return dropped(origin, .tooShort, "", bytes: text.count)
+        }
         if let bad = text.withUnsafeBufferPointer({ firstInvalidText($0) }) {
             return dropped(origin, .unreadable, "\(what) is not UTF-8 (invalid byte at offset \(bad))", bytes: text.count)
         }
@@ -266,7 +272,7 @@ public final class CorpusReader: Sequence, IteratorProtocol {
     ///   - rpv2Flags: drop the documents of RedPajama-v2 documents files that its duplicates files flag.
     ///   - share: read only the parts at positions `rank`, `rank + world`, ... (ranks of a distributed run).
     public init(inputs: [String], textField: String = "text", idField: String? = "id", minTextBytes: Int = 0,
-                rpv2Flags: Bool = true, loneSurrogates: Bool = false, share: (rank: Int, world: Int) = (0, 1)) throws {
+                rpv2Flags: Bool = true, minEscapedBytes: Int? = nil, share: (rank: Int, world: Int) = (0, 1)) throws {
         var files: [(url: URL, name: String)] = []
         for input in inputs {
             let url = URL(fileURLWithPath: input)
@@ -302,7 +308,7 @@ public final class CorpusReader: Sequence, IteratorProtocol {
         rpv2MissingDuplicates = parts.compactMap { $0.rpv2.flatMap { $0.duplicates == nil ? $0.tag : nil } }
         self.parts = parts.filter { $0.index % share.world == share.rank }
         settings = ReadSettings(textField: textField, idField: idField, minTextBytes: minTextBytes, rpv2Flags: rpv2Flags,
-                                loneSurrogates: loneSurrogates)
+                                minEscapedBytes: minEscapedBytes)
     }
 
     /// The kind from the first and last bytes; a file that cannot be read at all is a stream, reported when opened.

@@ -143,11 +143,6 @@ struct Tokenizing: Sendable {
     func apply(_ document: Document, analysis: TextAnalysis? = nil, memo: inout TokenizerMemo)
         -> (record: CorpusRecord, tokens: [UInt16], fingerprint: [UInt64]) {
         hook?(document)
-        // A token holds at least one byte: an escaped text shorter than a window gives fewer tokens, and its length
-        // costs one table lookup a byte to know, far less than tokenizing.
-        if encoding == .json, document.text.withUnsafeBufferPointer(JSONText.escapedLength) < windowLength {
-            return (.document(document), [], [])
-        }
         let t = encodePrefix(document.text, needed: needed, tokenizer: tokenizer, memo: &memo, encoding: encoding)
         guard t.count >= windowLength else { return (.document(document), t, []) }
         let analysis = analysis ?? TextAnalysis(document.text)

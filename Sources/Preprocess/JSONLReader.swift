@@ -1,4 +1,5 @@
 import Foundation
+import Support
 
 /// JSONL: one JSON object a line, the text and id at their field paths. Lines are checked against the JSON
 /// grammar without building objects (`JSONLineScanner`), and a text shorter than `minTextBytes` is dropped from
@@ -37,6 +38,12 @@ final class JSONLReader: PartReader {
             return settings.dropped(origin, .unreadable, detail)
         }
         if let drop = settings.dropByLength(length, origin: origin, what: what) { return drop }
+        // The escape's length measured on the line as it is: each of its escapes (`\n`, `\u00e9`, `\/`) is at least
+        // as long as json.dumps writes the character back, so this bounds the escaped text's length from above and
+        // a short text is dropped before it is unescaped.
+        if let least = settings.minEscapedBytes, JSONText.escapedLength(UnsafeBufferPointer(rebasing: line[range])) < least {
+            return settings.dropped(origin, .tooShort, "", bytes: length)
+        }
         let text: [UInt8]
         do { text = escaped ? try JSONLineScanner.unescape(line, range, capacity: length, loneSurrogates: settings.loneSurrogates) : Array(line[range]) } catch {
             return settings.dropped(origin, .unreadable, "not JSON (\(error))")

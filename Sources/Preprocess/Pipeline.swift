@@ -65,11 +65,12 @@ public struct PreprocessOptions: Sendable {
         return BuildRecord(inputs: inputs, options: r, funnel: stage.funnel)
     }
 
-    /// The reader of a run's inputs (a rank's share): texts too short for the windows dropped by their length, and
-    /// for the json encoding JSON input's lone surrogate escapes kept, to be escaped back as they were.
+    /// The reader of a run's inputs (a rank's share): texts too short for the windows dropped by their length (for
+    /// the json encoding, by their escape's length too), and for json, JSON input's lone surrogate escapes kept, to
+    /// be escaped back as they were.
     func reader(_ inputs: [String], share: (rank: Int, world: Int)) throws -> CorpusReader {
         try CorpusReader(inputs: inputs, textField: textField, idField: idField, minTextBytes: stage.minTextBytes,
-                         loneSurrogates: textEncoding == .json, share: share)
+                         minEscapedBytes: textEncoding == .json ? windowLength * (windowsPerDocument ?? 1) : nil, share: share)
     }
 
     /// `roll` and `text_encoding` only when set, so the index of a dataset built without it (and its `--resume`) stays as it was.

@@ -82,6 +82,9 @@ final class TextEncodingTests: XCTestCase {
 
         for (k, name) in ["mixed", "cjk"].enumerated() {
             let text = try readWholeFile(dir.appendingPathComponent(name + ".txt"))
+            var escaped: [UInt8] = []
+            text.withUnsafeBufferPointer { JSONText.escape($0, into: &escaped) }
+            XCTAssertEqual(text.withUnsafeBufferPointer(JSONText.escapedLength), escaped.count, name)
             var memo = TokenizerMemo()
             for stretch in [97, 1000, 1 << 16] {
                 let ids = encodePrefix(text, needed: windowLength, tokenizer: gpt2, memo: &memo, encoding: .json, stretchBytes: stretch)
