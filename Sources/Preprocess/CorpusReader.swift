@@ -135,6 +135,8 @@ struct ReadSettings: Sendable {
     /// Keep JSON input's lone surrogate escapes as WTF-8 (`JSONLineScanner.loneSurrogates`): the json text encoding
     /// writes them back out as escapes; raw text cannot hold them and drops the record.
     var loneSurrogates: Bool { minEscapedBytes != nil }
+    /// The run's open parquet files, each footer parsed once for all its row groups.
+    var parquetFiles = ParquetFiles()
 
     /// A document, or the drop of an empty, too short or non-UTF-8 one, in that order (a short text is never
     /// checked as UTF-8).
@@ -291,11 +293,12 @@ public final class CorpusReader: Sequence, IteratorProtocol {
             }
         }
         var parts: [InputPart] = []
+        let parquetFiles = ParquetFiles()
         for file in files {
             let size = (try? file.url.resourceValues(forKeys: [.fileSizeKey]).fileSize) ?? 0
             let kind = try Self.kind(of: file.url, size: size)
             if kind == .parquet {
-                let reader = try ParquetReader(url: file.url, textColumn: textField, idColumn: idField)
+                let reader = try parquetFiles.reader(file.url, textColumn: textField, idColumn: idField)
                 for g in 0..<reader.rowGroupCount {
                     parts.append(InputPart(url: file.url, name: file.name, kind: kind, group: g, bytes: reader.byteSize(group: g)))
                 }
@@ -308,7 +311,7 @@ public final class CorpusReader: Sequence, IteratorProtocol {
         rpv2MissingDuplicates = parts.compactMap { $0.rpv2.flatMap { $0.duplicates == nil ? $0.tag : nil } }
         self.parts = parts.filter { $0.index % share.world == share.rank }
         settings = ReadSettings(textField: textField, idField: idField, minTextBytes: minTextBytes, rpv2Flags: rpv2Flags,
-                                minEscapedBytes: minEscapedBytes)
+                                minEscapedBytes: minEscapedBytes, parquetFiles: parquetFiles)
     }
 
     /// The kind from the first and last bytes; a file that cannot be read at all is a stream, reported when opened.

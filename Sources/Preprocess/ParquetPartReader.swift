@@ -10,7 +10,7 @@ final class ParquetPartReader: PartReader {
     private let bytes: Int
 
     init(_ part: InputPart, _ settings: ReadSettings) throws {
-        let reader = try ParquetReader(url: part.url, textColumn: settings.textField, idColumn: settings.idField)
+        let reader = try settings.parquetFiles.reader(part.url, textColumn: settings.textField, idColumn: settings.idField)
         first = (0..<part.group).reduce(0) { $0 + reader.rowCount(group: $1) }
         rows = ArraySlice(try reader.readRowGroup(part.group, minTextBytes: settings.minTextBytes))
         bytes = reader.byteSize(group: part.group)
@@ -30,5 +30,38 @@ final class ParquetPartReader: PartReader {
             return settings.dropByLength(length, origin: origin, what: what) ?? settings.dropped(origin, .tooShort, "", bytes: length)
         }
         return settings.document(text, id: row.id ?? "\(part.name):\(number)", origin: origin, part: part, what: what)
+    }
+}
+
+/// The parquet files opened last, footers parsed: a file's row groups are parts read one after another (on any
+/// thread), and each would parse the whole footer again, quadratic in the row groups (FineWeb's files hold
+/// hundreds). One per run (`ReadSettings`), holding at most `capacity` files open.
+final class ParquetFiles: @unchecked Sendable {  // `recent` and `opened` only under `lock`
+    private let lock = NSLock()
+    private var recent: [(key: String, reader: ParquetReader)] = []
+    private let capacity: Int
+    /// Footers parsed so far (a test counts them).
+    private(set) var opened = 0
+
+    init(capacity: Int = 8) { self.capacity = capacity }
+
+    /// The reader of `url` for these columns, its footer parsed once while it stays among the last `capacity` used.
+    func reader(_ url: URL, textColumn: String, idColumn: String?) throws -> ParquetReader {
+        let key = [url.path, textColumn, idColumn ?? ""].joined(separator: "\u{0}")
+        lock.lock()
+        if let i = recent.firstIndex(where: { $0.key == key }) {
+            let hit = recent.remove(at: i)
+            recent.append(hit)
+            lock.unlock()
+            return hit.reader
+        }
+        lock.unlock()
+        let reader = try ParquetReader(url: url, textColumn: textColumn, idColumn: idColumn)
+        lock.lock()
+        defer { lock.unlock() }
+        opened += 1
+        recent.append((key, reader))
+        if recent.count > capacity { recent.removeFirst() }
+        return reader
     }
 }

@@ -17,7 +17,8 @@ public struct ParquetRow {
 /// Reads the text column (and optionally an id column) of a parquet file, row group by row group.
 /// Only the byte ranges of the two columns' chunks in one row group are read (pread), so memory is bounded
 /// by a row group's pages of those columns, not by the file.
-public final class ParquetReader {
+/// Immutable once open, and it reads with `pread`: threads share one (`ParquetFiles`).
+public final class ParquetReader: @unchecked Sendable {
     public let url: URL
     private let fd: Int32
     private let rowGroups: [RowGroup]

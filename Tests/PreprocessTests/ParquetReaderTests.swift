@@ -57,6 +57,36 @@ final class ParquetReaderTests: XCTestCase {
         }
     }
 
+    /// A file of 1,000 row groups (each a part of its own, read on two threads) gives pyarrow's rows in order and
+    /// has its footer parsed once, not once a group.
+    func testManyRowGroupsParseTheFooterOnce() throws {
+        _ = try fixture("expected.json")
+        let file = Self.fixtures!.appendingPathComponent("groups.parquet")
+        let script = """
+        import sys, pyarrow as pa, pyarrow.parquet as pq
+        rows = 3000
+        table = pa.table({"text": [f"row {i} " + "x" * (i % 50) for i in range(rows)], "id": [f"r{i}" for i in range(rows)]})
+        pq.write_table(table, sys.argv[1], row_group_size=3)
+        assert pq.ParquetFile(sys.argv[1]).metadata.num_row_groups == 1000
+        """
+        let r = try runProcess("/usr/bin/env", ["python3", "-c", script, file.path])
+        XCTAssertEqual(r.status, 0, r.err)
+        let reader = try CorpusReader(inputs: [file.path])
+        XCTAssertEqual(reader.parts.count, 1000)
+        let feed = DocumentFeed(reader: reader, stage: DocumentStage(rules: [], minTextBytes: 0),
+                                tokenizing: Tokenizing(tokenizer: gpt2, rules: [], needed: 1, from: 0, hook: nil, encoding: .raw, dedup: nil), workers: 2)
+        defer { feed.stop() }
+        var ids: [String] = []
+        while let piece = feed.next() {
+            for case .document(let d) in piece.records {
+                XCTAssertEqual(String(decoding: d.text, as: UTF8.self), "row \(ids.count) " + String(repeating: "x", count: ids.count % 50))
+                ids.append(d.id)
+            }
+        }
+        XCTAssertEqual(ids, (0..<3000).map { "r\($0)" })
+        XCTAssertEqual(reader.settings.parquetFiles.opened, 1)
+    }
+
     func testFineWebShapedFilesReadAsPyarrowWroteThem() throws {
         let expected = try expectedRows()
         XCTAssertEqual(expected.count, 300)
