@@ -27,7 +27,7 @@ public enum AttentionKind: String, Codable, Sendable, CaseIterable {
     }
 
     /// The data-dependent gate: a cumulative log-gate G discounts the past.
-    public var gated: Bool {
+    var gated: Bool {
         switch self {
         case .softmax, .sympow: false
         case .sympowGating, .conformalSympow: true
@@ -35,7 +35,7 @@ public enum AttentionKind: String, Codable, Sendable, CaseIterable {
     }
 
     /// Learned rotary: each token advances the rotary position by 1 + tanh(r) instead of 1.
-    public var learnedRotary: Bool {
+    var learnedRotary: Bool {
         switch self {
         case .softmax, .sympow, .sympowGating: false
         case .conformalSympow: true

@@ -35,7 +35,7 @@ public struct ModelRow: Equatable, Sendable {
     static func positions(windowCount: Int, offset: Int, context t: Int) -> Int { min(t, windowCount - 1 - offset) }
 
     /// `seam` for a window of roll `k` cut at `offset` into rows of `context`.
-    public static func seam(roll k: Int, offset: Int, context: Int) -> Int? {
+    static func seam(roll k: Int, offset: Int, context: Int) -> Int? {
         let i = k - 1 - offset
         return k > 0 && i >= 0 && i < context ? i : nil
     }
