@@ -2,8 +2,9 @@ import CLongCrawl
 import Foundation
 
 /// The ranks of a data-parallel job over MPI (Open MPI through the C shim). A process started without
-/// `mpirun` is rank 0 of 1 and never calls MPI, so everything runs unchanged on a single machine.
-public final class World: @unchecked Sendable {
+/// `mpirun` is rank 0 of 1 and never calls MPI, so everything runs unchanged on a single machine. Its calls are
+/// made from the thread that started MPI (FUNNELED); the type itself holds only constants.
+public final class World: Sendable {
     /// This process's world, joined on first use.
     public static let shared = World()
 

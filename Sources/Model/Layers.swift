@@ -1,4 +1,5 @@
 import Foundation
+import Support
 import Tensor
 
 /// Token embedding, tied with the output head: wte [V, C].
@@ -50,9 +51,10 @@ final class LayerNorm<S: TensorScalar> {
     public func forward(_ x: Tensor<S>) -> Tensor<S> {
         let c = weight.count, n = x.count / c
         let xhat = Tensor<S>(uninitialized: [n, c]), y = Tensor<S>(uninitialized: [n, c]), inv = Tensor<S>(uninitialized: [n])
-        let w = weight.data
+        let weight = self.weight
         // Rows are independent: a slice of rows per core.
         parallelSlices(n, cost: c) { rows in
+            let w = weight.data
             for r in rows {
                 let row = x.data + r * c, xh = xhat.data + r * c, out = y.data + r * c
                 var mean = S(0)
@@ -83,8 +85,9 @@ final class LayerNorm<S: TensorScalar> {
         guard let xhat = normalized, let inv = inverseStd else { preconditionFailure("backward before forward") }
         let c = weight.count, n = dy.count / c
         let dx = Tensor<S>(uninitialized: [n, c])
-        let w = weight.data, dw = dweight.data
+        let weight = self.weight, dweight = self.dweight
         parallelSlices(n, cost: c) { rows in
+            let w = weight.data
             for r in rows {
                 let g = dy.data + r * c, xh = xhat.data + r * c, out = dx.data + r * c
                 var meanG = S(0), meanGX = S(0)
@@ -99,6 +102,7 @@ final class LayerNorm<S: TensorScalar> {
         }
         // dweight sums over rows in row order, a slice of columns per core.
         parallelSlices(c, cost: n) { columns in
+            let dw = dweight.data
             for r in 0..<n {
                 let g = dy.data + r * c, xh = xhat.data + r * c
                 for e in columns { dw[e] += g[e] * xh[e] }
@@ -185,16 +189,17 @@ enum LanguageModelHead {
         while r0 < n {
             let rows = min(block, n - r0)
             gemm(false, true, rows, v, c, 1, x, wte, 0, logits, offsets: (r0 * c, 0, 0))
-            perPosition.withUnsafeMutableBufferPointer { losses in
+            perPosition.withUnsafeMutableBufferPointer { buffer in
+                let losses = SendablePointer(buffer.baseAddress!), block = SendablePointer(logits), r0 = r0
                 DispatchQueue.concurrentPerform(iterations: min(lanes, rows)) { lane in
                     for r in stride(from: lane, to: rows, by: min(lanes, rows)) {
-                        let row = logits + r * v
+                        let row = block.pointer + r * v
                         let m = S.maximum(row, v)
                         let target = Int(targets[r0 + r])
                         let targetLogit = Double(row[target])
                         // Exponentiate once, in place; the sum in Float64.
                         let sum = S.expShiftedSum(row, v, shift: m)
-                        losses[r0 + r] = Double(m) + Foundation.log(sum) - targetLogit
+                        losses.pointer[r0 + r] = Double(m) + Foundation.log(sum) - targetLogit
                         guard dwte != nil else { continue }
                         // dlogits = (softmax - onehot) * mask / count, written over the logits.
                         let weight = Double(mask[r0 + r])

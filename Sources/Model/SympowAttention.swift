@@ -3,7 +3,9 @@ import Foundation
 import Support
 import Tensor
 
-/// The attention variants (docs/MODEL.md), one code path.
+/// The attention variants (docs/MODEL.md), one code path. What a kind can do is said here once, in the properties
+/// below, and every decision elsewhere asks them: a new kind is a case here, its score in `AttentionForms.swift` if it
+/// has a new one, and the PyTorch twin (docs/ARCHITECTURE.md, "A new attention kind").
 public enum AttentionKind: String, Codable, Sendable, CaseIterable {
     /// exp(qr . kr / sqrt(d)), fixed RoPE, no gate.
     case softmax
@@ -14,11 +16,45 @@ public enum AttentionKind: String, Codable, Sendable, CaseIterable {
     /// sympow with the gate and learned (data-dependent) rotary.
     case conformalSympow = "conformal-sympow"
 
-    var gated: Bool { self == .sympowGating || self == .conformalSympow }
-    var learnedRotary: Bool { self == .conformalSympow }
+    /// A state of fixed size summarizes the past (sympow's phi_p state [D, d + 1]): the kind has the chunked form
+    /// (linear in T), a segment can continue the previous one's state (`--carry-state`, segmented evaluation,
+    /// generation). Softmax's state is its whole history: the quadratic form only, each segment on its own.
+    public var carriesState: Bool {
+        switch self {
+        case .softmax: false
+        case .sympow, .sympowGating, .conformalSympow: true
+        }
+    }
+
+    /// The data-dependent gate: a cumulative log-gate G discounts the past.
+    var gated: Bool {
+        switch self {
+        case .softmax, .sympow: false
+        case .sympowGating, .conformalSympow: true
+        }
+    }
+
+    /// Learned rotary: each token advances the rotary position by 1 + tanh(r) instead of 1.
+    var learnedRotary: Bool {
+        switch self {
+        case .softmax, .sympow, .sympowGating: false
+        case .conformalSympow: true
+        }
+    }
+
+    /// How the quadratic form turns a score into a weight, for models of power `p`.
+    func score(power p: Int) -> Score {
+        switch self {
+        case .softmax: .softmax
+        case .sympow, .sympowGating, .conformalSympow: .power(p)
+        }
+    }
+
+    /// The kinds' names, for help and error texts.
+    public static var names: String { allCases.map(\.rawValue).joined(separator: ", ") }
 }
 
-/// Which way attention is computed: the quadratic attention form, or the chunked form (sympow only).
+/// Which way attention is computed: the quadratic attention form, or the chunked form (kinds that carry a state only).
 public enum AttentionForm: Sendable {
     /// The attention form: the whole T x T scores and weighted values, quadratic in T (`result.json` calls it "attention").
     case quadratic
@@ -28,12 +64,34 @@ public enum AttentionForm: Sendable {
     /// The form of a forward over `length` tokens at once, by the cost per token and head of the code as written:
     /// our attention form computes the whole T x T square (scores and weighted values, ~4Td; docs/MODEL.md's
     /// ~2Td counts the causal half), the chunked form ~4cd + 4Dd (intra-chunk, state read and update) with
-    /// D = C(d + p - 1, p), so the chunked form when T > D + c (always the attention form for softmax and T <= c).
-    /// It also keeps the attention form's T x T caches small: `small` (D = 2,080) trains chunked at 4,096. The one
-    /// place training, evaluation and the flop count choose: for p = 4, d = 16 (D = 3,876) the attention form up
-    /// to T = 3,876 + c.
+    /// D = C(d + p - 1, p), so the chunked form when T > D + c (always the attention form for a kind without a
+    /// state of fixed size, and for T <= c). It also keeps the attention form's T x T caches small: `small`
+    /// (D = 2,080) trains chunked at 4,096. The one place training, evaluation and the flop count choose: for p = 4,
+    /// d = 16 (D = 3,876) the attention form up to T = 3,876 + c.
     public static func choose(kind: AttentionKind, headDimension d: Int, power p: Int, chunk c: Int, length t: Int) -> AttentionForm {
-        kind != .softmax && t > SymmetricPower.size(dimension: d, power: p) + c ? .chunked : .quadratic
+        kind.carriesState && t > SymmetricPower.size(dimension: d, power: p) + c ? .chunked : .quadratic
+    }
+
+    /// Useful flops of one token's forward in one head of dimension `d` at context `t` (MFU's count, `Model/MFU.swift`):
+    /// chunked, the intra-chunk scores and weighted values, the state read and update with D = dim phi_p, and phi_p
+    /// itself; the attention form, the causal half of the scores and weighted values.
+    func flopsPerToken(headDimension d: Int, power p: Int, chunk c: Int, length t: Int) -> Double {
+        let d = Double(d), c = Double(c)
+        switch self {
+        case .chunked:
+            let dd = Double(SymmetricPower.size(dimension: Int(d), power: p))
+            return 2 * c * d + 2 * c * (d + 1) + 4 * dd * (d + 1) + 2 * dd * Double(p)
+        case .quadratic:
+            return 2 * Double(t) * d
+        }
+    }
+
+    /// `flopsPerToken` as a formula, for benchmark output.
+    var flopFormula: String {
+        switch self {
+        case .chunked: "(2cd + 2c(d+1) + 4D(d+1) + 2Dp)"
+        case .quadratic: "2Td"
+        }
     }
 }
 
@@ -65,7 +123,7 @@ public final class SympowAttention<S: TensorScalar> {
         let d = dModel / heads
         rates = (0..<(d / 2)).map { 2 * Double.pi / Foundation.pow(Double(maxDocumentLength), Double(2 * $0) / Double(d)) }
         wQKVGR = projection.value; dwQKVGR = projection.grad; wO = output.value; dwO = output.grad
-        chunked = kind == .softmax ? nil : ChunkedAttention(headDimension: dModel / heads, power: power, chunk: chunk)
+        chunked = kind.carriesState ? ChunkedAttention(headDimension: dModel / heads, power: power, chunk: chunk) : nil
     }
 
     public convenience init(dModel: Int, heads: Int, power: Int, chunk: Int, kind: AttentionKind, maxDocumentLength: Int = windowLength) {
@@ -115,14 +173,14 @@ public final class SympowAttention<S: TensorScalar> {
     }
 
     func resolvedForm(_ t: Int) -> AttentionForm {
-        if kind == .softmax { return .quadratic }
+        guard kind.carriesState else { return .quadratic }
         return form ?? AttentionForm.choose(kind: kind, headDimension: headDim, power: power, chunk: chunk, length: t)
     }
 
     /// What one head of one row carries from a segment to the next: the state of everything before the segment
     /// (its phi_p state and normalizer, discounted to the segment's start) and the rotary position reached.
     public struct Carry: Sendable, Equatable {
-        /// The sympow state [D, d + 1] after the tokens seen so far (empty for softmax, which carries nothing).
+        /// The sympow state [D, d + 1] after the tokens seen so far (empty for a kind that carries no state).
         var state: [S]
         /// B summed over the tokens seen so far (their count for fixed RoPE): the next segment's rotary origin.
         var position: Double
@@ -140,8 +198,8 @@ public final class SympowAttention<S: TensorScalar> {
 
     /// The one forward of training and inference. With `carries` empty each row starts afresh, in the form
     /// `resolvedForm` picks. With one carry per (row, head), each continues its carry and ends with the carry
-    /// after the segment: the chunked form for sympow (any T; segment after segment equals one pass), the
-    /// attention form within the segment for softmax (only the position is carried). Either way `backward` may
+    /// after the segment: the chunked form for a kind that carries a state (any T; segment after segment
+    /// equals one pass), the attention form within the segment otherwise (only the position is carried). Either way `backward` may
     /// follow; a carry is a constant for it.
     // Hot generic entry points carry @_specialize: whether a client module gets a Float specialization through
     // cross-module optimization changed with unrelated edits here (6x slower attention when it did not).
@@ -161,9 +219,11 @@ public final class SympowAttention<S: TensorScalar> {
         var results = [HeadCache?](repeating: nil, count: batch * h)
         results.withUnsafeMutableBufferPointer { slots in carries.withUnsafeMutableBufferPointer { carried in
             let out = SendablePointer(slots.baseAddress!), carry = carried.isEmpty ? nil : SendablePointer(carried.baseAddress!)
+            // Unchecked: the heads only read the layer's weights and settings, and each writes its own slot.
+            nonisolated(unsafe) let layer = self
             withSingleThreadedBLAS {
                 DispatchQueue.concurrentPerform(iterations: batch * h) { i in
-                    out.pointer[i] = self.headForward(p, b: i / h, head: i % h, t: t, carry: carry.map { $0.pointer + i })
+                    out.pointer[i] = layer.headForward(p, b: i / h, head: i % h, t: t, carry: carry.map { $0.pointer + i })
                 }
             }
         } }
@@ -202,8 +262,8 @@ public final class SympowAttention<S: TensorScalar> {
     private func headForward(_ p: Tensor<S>, b: Int, head: Int, t: Int, carry: UnsafeMutablePointer<Carry>?) -> HeadCache {
         let (input, positions, end) = headInput(p, b: b, head: head, t: t, start: carry?.pointee.position ?? 0)
         carry?.pointee.position = end
-        if kind == .softmax || (carry == nil && resolvedForm(t) == .quadratic) {
-            let (y, cache) = QuadraticAttention.forward(input, score: kind == .softmax ? .softmax : .power(power))
+        if !kind.carriesState || (carry == nil && resolvedForm(t) == .quadratic) {
+            let (y, cache) = QuadraticAttention.forward(input, score: kind.score(power: power))
             return HeadCache(input: input, y: y, quadratic: cache, chunked: nil, positions: positions)
         }
         let (y, cache, state) = chunked!.forward(input, from: carry?.pointee.state)
@@ -239,6 +299,8 @@ public final class SympowAttention<S: TensorScalar> {
         let dp = Tensor<S>([n, width])
         // Each (row, head) writes its own columns of dp: one per core.
         let caches = self.caches
+        // Unchecked: each (row, head) reads the layer's weights and writes its own columns of dp.
+        nonisolated(unsafe) let layer = self
         withSingleThreadedBLAS { DispatchQueue.concurrentPerform(iterations: caches.count) { i in
             let cache = caches[i]
             let b = i / h, head = i % h
@@ -246,13 +308,13 @@ public final class SympowAttention<S: TensorScalar> {
             for r in 0..<t { for e in 0..<d { dyh[r * d + e] = dMerged[(b * t + r) * c + head * d + e] } }
             let g: HeadGradient<S>
             if let q = cache.quadratic {
-                g = QuadraticAttention.backward(cache.input, score: self.kind == .softmax ? .softmax : .power(power), y: cache.y, cache: q, dy: dyh)
+                g = QuadraticAttention.backward(cache.input, score: layer.kind.score(power: layer.power), y: cache.y, cache: q, dy: dyh)
             } else {
-                g = self.chunked!.backward(cache.input, y: cache.y, cache: cache.chunked!, dy: dyh)
+                g = layer.chunked!.backward(cache.input, y: cache.y, cache: cache.chunked!, dy: dyh)
             }
             // Rotary: dq = R^T dqr; d(angle) from both q and k.
             var dAngle = [Double](repeating: 0, count: t * d / 2)
-            let (cs, sn) = self.rotation(cache.positions)
+            let (cs, sn) = layer.rotation(cache.positions)
             let dq = unrotate(g.dqr, cache.input.qr, cs, sn, d, &dAngle)
             let dk = unrotate(g.dkr, cache.input.kr, cs, sn, d, &dAngle)
             var gateAcc = 0.0, rateAcc = 0.0
@@ -263,15 +325,15 @@ public final class SympowAttention<S: TensorScalar> {
                     dp[row + c + head * d + e] = dk[r * d + e]
                     dp[row + 2 * c + head * d + e] = g.dv[r * d + e]
                 }
-                if self.kind.gated {
+                if layer.kind.gated {
                     // dgamma_t = sum_{i >= t} dG_i; d logsigmoid(z)/dz = 1 - sigmoid(z).
                     gateAcc += g.dG[r]
                     let z = Double(gateInputs[(b * t + r) * 2 * h + head]) + Self.gateBias
                     dp[row + 3 * c + head] = S(gateAcc * (1 - 1 / (1 + Foundation.exp(-z))))
                 }
-                if self.kind.learnedRotary {
+                if layer.kind.learnedRotary {
                     var dB = 0.0
-                    for m in 0..<(d / 2) { dB += self.rates[m] * dAngle[r * d / 2 + m] }
+                    for m in 0..<(d / 2) { dB += layer.rates[m] * dAngle[r * d / 2 + m] }
                     rateAcc += dB
                     let th = Foundation.tanh(Double(gateInputs[(b * t + r) * 2 * h + h + head]))
                     dp[row + 3 * c + h + head] = S(rateAcc * (1 - th * th))

@@ -67,41 +67,7 @@ extension ModelConfig {
     public func attentionForm(length: Int) -> AttentionForm {
         AttentionForm.choose(kind: attention, headDimension: headDim, power: power, chunk: chunk, length: length)
     }
-
-    /// The formula behind `forwardFlopsPerToken(context:)`, for benchmark output.
-    public func flopFormula(context: Int) -> String {
-        let head = attentionForm(length: context) == .chunked ? "(2cd + 2c(d+1) + 4D(d+1) + 2Dp)" : "2Td"
-        return "L * [2C(3C+2H) + 2C^2 + 4C*F + H * \(head)] + 2CV"
-    }
-
-    /// The GEMMs of one training step over `rows` = B x T tokens as (m, n, k), C[m, n] = A[m, k] B[k, n]: per layer
-    /// the qkvgr and output projections and the MLP, each forward (y = x W) and both backward products
-    /// (dx = dy W^T, dW = x^T dy), and the tied head in the blocks `LanguageModelHead` runs. The MFU ceiling is
-    /// sgemm's best rate over these shapes.
-    public func gemmShapes(rows: Int) -> [(m: Int, n: Int, k: Int)] {
-        var shapes: [(m: Int, n: Int, k: Int)] = []
-        for (k, n) in [(dModel, 3 * dModel + 2 * heads), (dModel, dModel), (dModel, hidden), (hidden, dModel)] {
-            shapes += [(rows, n, k), (rows, k, n), (k, n, rows)]
-        }
-        let block = min(rows, LanguageModelHead.rowsPerBlock)
-        return shapes + [(block, vocabSize, dModel), (block, dModel, vocabSize), (vocabSize, dModel, block)]
-    }
-
-    /// Useful flops of one token's forward pass at training context `context` (a backward counts as twice this):
-    /// projections, MLP, per head the attention in the form training uses (chunked: the intra-chunk scores and
-    /// weighted values, the state read and update with D = dim phi_p, phi_p itself; attention form: the causal
-    /// half of the scores and weighted values), and the tied head.
-    public func forwardFlopsPerToken(context: Int) -> Double {
-        let c = Double(dModel), h = Double(heads), d = Double(headDim), f = Double(hidden), chunk = Double(self.chunk)
-        let dd = Double(SymmetricPower.size(dimension: headDim, power: power))
-        let projections = 2 * c * (3 * c + 2 * h) + 2 * c * c + 4 * c * f
-        let attentionPerHead = attentionForm(length: context) == .chunked
-            ? 2 * chunk * d + 2 * chunk * (d + 1) + 4 * dd * (d + 1) + 2 * dd * Double(power)
-            : 2 * Double(context) * d
-        return Double(layers) * (projections + h * attentionPerHead) + 2 * c * Double(vocabSize)
-    }
 }
-
 
 /// A named parameter and its gradient: views into the parameter and gradient blocks at `offset`.
 public struct Parameter<S: TensorScalar> {

@@ -4,8 +4,10 @@ import Support
 
 /// Evaluation windows as `longcrawl sample` writes them and `eval` reads them: a small HDF5 file with
 /// `/tokens [N, L] uint16` (zstd + Fletcher32, one row per chunk), `/source [N] int64` (window id in the split),
-/// `/documents` (source document, token offset of each row's first token and the row's roll, see `seam`), and root attributes
-/// `format = "longcrawl-eval-windows"`, `split`, `seed`, `length` (L), `dataset`.
+/// `/documents` (source document, token offset of each row's first token and the row's roll, see Streaming's `ModelRow`),
+/// and root attributes
+/// `format = "longcrawl-eval-windows"`, `split`, `seed`, `length` (L), `context` (T, the inputs of a row), `dataset`. A file
+/// without `context` (written before it was recorded) has the one `inferredContext(length:)` gives.
 ///
 /// The file starts with a 512-byte HDF5 user block (which libhdf5 and h5py skip) holding the SHA-256 of the rest of
 /// the file, checked before libhdf5 parses a byte: libhdf5 1.10 can crash on corrupt metadata instead of failing.
@@ -17,6 +19,9 @@ public struct EvalWindowFile: Equatable, Sendable {
     public var dataset: String
     /// Tokens per row: 65,536 for whole windows, T + 1 for `--context T` samples (T inputs and their T targets).
     public var length: Int
+    /// Inputs per row (`ModelRow`'s context): T for `--context T` samples, 65,536 for whole windows (the last target
+    /// masked).
+    public var context: Int
     /// [N x length] tokens, row-major.
     public var tokens: [UInt16]
     /// Window id (in the split) of each row.
@@ -27,13 +32,18 @@ public struct EvalWindowFile: Equatable, Sendable {
 
     public var count: Int { windows.count }
 
-    /// Row `i`'s position whose target crosses its window's seam (input the document's last kept token, target its
-    /// first), as `BatchRow.seam`; nil when no target of the row does.
-    public func seam(_ i: Int) -> Int? { sources[i].roll > 0 ? sources[i].roll - 1 : nil }
-
-    public init(split: Split, seed: UInt64, dataset: String, length: Int, tokens: [UInt16], windows: [Int], sources: [WindowSource]) {
+    /// `context` nil: `inferredContext(length:)`.
+    public init(split: Split, seed: UInt64, dataset: String, length: Int, context: Int? = nil, tokens: [UInt16], windows: [Int],
+                sources: [WindowSource]) {
         self.split = split; self.seed = seed; self.dataset = dataset; self.length = length
+        self.context = context ?? Self.inferredContext(length: length)
         self.tokens = tokens; self.windows = windows; self.sources = sources
+    }
+
+    /// The inputs of a row of `length` tokens where nothing records them: T + 1 tokens with T dividing a window are
+    /// T inputs and their T targets; any other length is fed whole, its last target masked.
+    public static func inferredContext(length: Int) -> Int {
+        length > 1 && windowLength % (length - 1) == 0 ? length - 1 : length
     }
 
     /// Row `i`'s tokens.
@@ -85,6 +95,7 @@ public struct EvalWindowFile: Equatable, Sendable {
             }
             try writeIntAttribute(file, "seed", Int64(bitPattern: seed), url)
             try writeIntAttribute(file, "length", Int64(length), url)
+            try writeIntAttribute(file, "context", Int64(context), url)
             guard H5Fflush(file, H5F_SCOPE_GLOBAL) >= 0 else { throw FileError(url, "HDF5 flush failed") }
             let size = H5Fget_file_image(file, nil, 0)
             var image = [UInt8](repeating: 0, count: max(size, 0))
@@ -168,8 +179,17 @@ public struct EvalWindowFile: Equatable, Sendable {
             }
             let name = try string("split")
             guard let split = Split(rawValue: name) else { throw FileError(url, "split '\(name)', expected train or heldout") }
+            var context: Int?
+            if H5Aexists(file, "context") > 0 {
+                let declared = try int("context")
+                // A row holds the inputs and at least their targets but the last.
+                guard (1...Int64(length)).contains(declared), Int64(length) - declared <= 1 else {
+                    throw FileError(url, "context \(declared) does not fit rows of \(length) tokens")
+                }
+                context = Int(declared)
+            }
             return EvalWindowFile(split: split, seed: UInt64(bitPattern: try int("seed")), dataset: try string("dataset"),
-                                  length: length, tokens: tokens, windows: windows.map(Int.init), sources: sources)
+                                  length: length, context: context, tokens: tokens, windows: windows.map(Int.init), sources: sources)
         }
     }
 }

@@ -29,6 +29,31 @@ public struct PackerCursor: Codable, Equatable, Sendable {
         self.seed = seed; self.rank = rank; self.world = world; self.batchSize = batchSize
         self.context = context; self.order = order; self.batch = batch
     }
+
+    /// A batch's place in the rectangle: its epoch, its group of B windows in the epoch's order, and its slot (T
+    /// tokens each) in those windows.
+    public struct Position: Equatable, Sendable {
+        public var epoch: Int, group: Int, slot: Int
+        public init(epoch: Int, group: Int, slot: Int) { self.epoch = epoch; self.group = group; self.slot = slot }
+    }
+
+    /// Groups of B windows per epoch in this rank's share of a split of `windows` windows.
+    public func groups(windows: Int) -> Int { windows / world / batchSize }
+
+    /// Where batch `b` is, in `order` (`BatchOrder`), with `groups` G per epoch.
+    func position(of b: Int, groups g: Int) -> Position {
+        let s = windowLength / context, epoch = b / (g * s), j = b % (g * s)
+        return order == .longcrawl ? Position(epoch: epoch, group: j % g, slot: j / g) : Position(epoch: epoch, group: j / s, slot: j % s)
+    }
+
+    /// Where the next batch is, for a split of `windows` windows.
+    public func position(windows: Int) -> Position { position(of: batch, groups: groups(windows: windows)) }
+
+    /// The batch at `p`: `position`'s inverse.
+    public func batch(at p: Position, windows: Int) -> Int {
+        let g = groups(windows: windows), s = windowLength / context
+        return p.epoch * g * s + (order == .longcrawl ? p.slot * g + p.group : p.group * s + p.slot)
+    }
 }
 
 /// One row of a batch: where its tokens come from.
@@ -37,20 +62,12 @@ public struct BatchRow: Equatable, Sendable {
     public var window: Int
     /// Token offset of the row's first input in the window.
     public var offset: Int
-    /// The row position whose target crosses the seam of a rolled window (`WindowSource.roll` k > 0): its input is
-    /// column k - 1, the document's last kept token, and its target column k, the document's first token; so
-    /// `seam = k - 1 - offset`, nil when k = 0 or that position is outside the row.
+    /// The row position whose target crosses the seam of a rolled window (`ModelRow.seam`).
     public var seam: Int?
-
-    /// `seam` for a window of roll `k` cut at `offset` into rows of `context`.
-    static func seam(roll k: Int, offset: Int, context: Int) -> Int? {
-        let i = k - 1 - offset
-        return k > 0 && i >= 0 && i < context ? i : nil
-    }
 }
 
-/// `B` rows of `T` tokens: inputs, next-token targets and a mask that is 0 for a window's last token, which has no
-/// successor, and with `masksSeam` for the target that crosses a rolled window's seam (`BatchRow.seam`).
+/// `B` rows of `T` tokens, each cut from its window by `ModelRow`: inputs, next-token targets and a mask that is 0 for
+/// a window's last token, which has no successor, and with `masksSeam` for the target that crosses a rolled window's seam.
 public struct Batch: Sendable {
     public var batchSize: Int
     public var context: Int
@@ -64,6 +81,15 @@ public struct Batch: Sendable {
     public var rows: [BatchRow]
     /// True when every row continues the same row of the previous batch (sequential order, slot > 0).
     public var continues: Bool
+
+    /// SHA-256 of inputs, targets (int32) and mask (float32), each little-endian, in that order: what `pack --digest`
+    /// prints and python/longcrawl/packer.py's `Batch.digest` reproduces.
+    public var digest: String {
+        let digest = SHA256()
+        for part in [inputs.map(\.littleEndian), targets.map(\.littleEndian)] { part.withUnsafeBytes { digest.update($0) } }
+        mask.map { $0.bitPattern.littleEndian }.withUnsafeBytes { digest.update($0) }
+        return digest.hex()
+    }
 }
 
 /// Cuts the split's windows into batches of `B` rows by `T` tokens, `T` dividing 65,536, in a deterministic,
@@ -132,49 +158,42 @@ public final class BatchPacker {
         self.masksSeam = masksSeam
         groups = g
         slots = windowLength / cursor.context
-        let c = cursor, s = windowLength / cursor.context
+        let c = cursor
         // Private to each worker: its epoch order and the windows of its last batch (the sequential order reuses
-        // one group's windows for S batches in a row).
-        final class WorkerState { var epoch = -1; var order: [Int] = []; var recent: [Int: [UInt16]] = [:] }
+        // one group's windows for S batches in a row). Sendable by hand: worker w alone touches states[w].
+        final class WorkerState: @unchecked Sendable { var epoch = -1; var order: [Int] = []; var recent: [Int: [UInt16]] = [:] }
         let states = (0..<max(1, workers)).map { _ in WorkerState() }
         prefetcher = Prefetcher(start: cursor.batch, depth: prefetch, workers: workers) { b, worker in
-            let epoch = b / (g * s), j = b % (g * s)
-            let (group, slot) = c.order == .longcrawl ? (j % g, j / g) : (j / s, j % s)
+            let p = c.position(of: b, groups: g)
             let state = states[worker]
-            if state.epoch != epoch {
-                state.epoch = epoch
-                state.order = epochOrder(count: catalog.count, seed: c.seed, epoch: epoch, rank: c.rank, world: c.world)
+            if state.epoch != p.epoch {
+                state.epoch = p.epoch
+                state.order = epochOrder(count: catalog.count, seed: c.seed, epoch: p.epoch, rank: c.rank, world: c.world)
             }
-            let ids = (0..<c.batchSize).map { state.order[group * c.batchSize + $0] }
+            let ids = (0..<c.batchSize).map { state.order[p.group * c.batchSize + $0] }
             state.recent = try cache.windows(ids, recent: state.recent)
-            return Self.cut(windows: ids.map { state.recent[$0]! }, ids: ids, rolls: try ids.map { try catalog.roll($0) }, slot: slot,
-                            context: c.context, epoch: epoch, continues: c.order == .sequential && slot > 0, masksSeam: masksSeam)
+            return Self.cut(windows: ids.map { state.recent[$0]! }, ids: ids, rolls: try ids.map { try catalog.roll($0) }, slot: p.slot,
+                            context: c.context, epoch: p.epoch, continues: c.order == .sequential && p.slot > 0, masksSeam: masksSeam)
         }
     }
 
-    /// The rows of `windows` (of rolls `rolls`) at `slot`: inputs tokens[s ..< s+T], targets tokens[s+1 ..< s+T+1].
+    /// The rows of `windows` (of rolls `rolls`) at `slot`, each `ModelRow`'s cut at offset slot x T, in place.
     static func cut(windows: [[UInt16]], ids: [Int], rolls: [Int], slot: Int, context t: Int, epoch: Int, continues: Bool,
                     masksSeam: Bool) -> Batch {
         let b = windows.count, start = slot * t
-        // Only a window's last position has no target.
-        let full = min(t, windowLength - 1 - start)
         var inputs = [Int32](repeating: 0, count: b * t), targets = inputs
-        var mask = [Float](repeating: 1, count: b * t)
-        inputs.withUnsafeMutableBufferPointer { inp in
-            targets.withUnsafeMutableBufferPointer { tgt in
-                for r in 0..<b {
-                    windows[r].withUnsafeBufferPointer { w in
-                        let src = w.baseAddress! + start, row = r * t
-                        let i32 = inp.baseAddress! + row, t32 = tgt.baseAddress! + row
-                        for i in 0..<t { i32[i] = Int32(truncatingIfNeeded: src[i]) }
-                        for i in 0..<full { t32[i] = Int32(truncatingIfNeeded: src[i + 1]) }
-                        if full < t { mask[row + t - 1] = 0 }
-                    }
+        var mask = [Float](repeating: 0, count: b * t)
+        var rows: [BatchRow] = []
+        rows.reserveCapacity(b)
+        inputs.withUnsafeMutableBufferPointer { inp in targets.withUnsafeMutableBufferPointer { tgt in mask.withUnsafeMutableBufferPointer { msk in
+            for r in 0..<b {
+                let seam = windows[r].withUnsafeBufferPointer { w in
+                    ModelRow.cut(w, offset: start, context: t, roll: rolls[r], masksSeam: masksSeam,
+                                 inputs: inp.baseAddress! + r * t, targets: tgt.baseAddress! + r * t, mask: msk.baseAddress! + r * t)
                 }
+                rows.append(BatchRow(window: ids[r], offset: start, seam: seam))
             }
-        }
-        let rows = zip(ids, rolls).map { BatchRow(window: $0, offset: start, seam: BatchRow.seam(roll: $1, offset: start, context: t)) }
-        if masksSeam { for (r, row) in rows.enumerated() { if let s = row.seam { mask[r * t + s] = 0 } } }
+        } } }
         return Batch(batchSize: b, context: t, epoch: epoch, inputs: inputs, targets: targets, mask: mask, rows: rows, continues: continues)
     }
 
@@ -184,6 +203,19 @@ public final class BatchPacker {
         cursor.batch += 1
         return batch
     }
+
+    /// Every rank's rows of batch `b` (window, offset) in the global batch's order: row j of rank r is global row
+    /// j x world + r, since every rank's `epochOrder` deals every world-th window of one shuffle. Computed here, so a
+    /// run logs the rows of all ranks without asking them.
+    public func globalRows(batch b: Int) -> [(window: Int, offset: Int)] {
+        let c = cursor, p = c.position(of: b, groups: groups)
+        if shuffled?.epoch != p.epoch { shuffled = (p.epoch, epochShuffle(count: catalog.count, seed: c.seed, epoch: p.epoch)) }
+        let start = p.group * c.batchSize * c.world
+        return shuffled!.ids[start..<(start + c.batchSize * c.world)].map { ($0, p.slot * c.context) }
+    }
+
+    /// The last epoch's shuffle `globalRows` used.
+    private var shuffled: (epoch: Int, ids: [Int])?
 
     /// Seconds `next()` has waited on the background thread so far.
     public var stallSeconds: Double { prefetcher.stallSeconds }

@@ -5,6 +5,7 @@ import Support
 /// the whole run, and never evicts: the LongCrawl64 order visits every window once per slot, a cyclic pattern
 /// where LRU would keep nothing, while a fixed set hits once per slot. A window one worker is decompressing is
 /// marked in flight; another worker that needs it waits for that copy instead of decompressing it again.
+/// Sendable by hand: its state is touched only under `condition`; `decode` runs outside it on any worker.
 final class WindowCache: @unchecked Sendable {
     /// Windows kept at most: the byte budget over 65,536 two-byte tokens.
     let capacity: Int

@@ -4,6 +4,7 @@ import Support
 
 /// Every window of one split of a dataset folder, addressable by a global window id
 /// (0 ..< count, shards in index order). Works over either shard format, mixed.
+/// Sendable by hand: the open readers and the rolls are touched only under `lock`; everything else is immutable.
 public final class WindowCatalog: @unchecked Sendable {
     public let directory: URL
     public let split: Split
@@ -99,6 +100,13 @@ public final class WindowCatalog: @unchecked Sendable {
 /// SplitMix64 seeded from `(seed, epoch)`, then rank `rank` of `world` takes every world-th entry.
 /// Windows past the largest multiple of `world` are dropped for that epoch (a different set each epoch).
 func epochOrder(count: Int, seed: UInt64, epoch: Int, rank: Int = 0, world: Int = 1) -> [Int] {
+    let ids = epochShuffle(count: count, seed: seed, epoch: epoch)
+    let per = count / world
+    return (0..<per).map { ids[$0 * world + rank] }
+}
+
+/// The shuffle every rank's `epochOrder` deals from.
+func epochShuffle(count: Int, seed: UInt64, epoch: Int) -> [Int] {
     var rng = SplitMix64(seed: seed ^ (UInt64(epoch) &* 0x9E37_79B9_7F4A_7C15))
     var ids = Array(0..<count)
     if count > 1 {
@@ -107,16 +115,15 @@ func epochOrder(count: Int, seed: UInt64, epoch: Int, rank: Int = 0, world: Int 
             ids.swapAt(i, j)
         }
     }
-    let per = count / world
-    return (0..<per).map { ids[$0 * world + rank] }
+    return ids
 }
 
 /// Runs `produce(i, worker)` for i = start, start+1, ... on `workers` background threads (worker w takes
 /// i = start + w, start + w + workers, ...), at most `depth` items ahead of the consumer, who receives them in
 /// order. An error is delivered at the position where it happened, never skipped.
-final class Prefetcher<Item>: @unchecked Sendable {
+final class Prefetcher<Item: Sendable> {
     /// What the producer threads and the consumer share; the threads hold this, not the prefetcher, so
-    /// dropping the prefetcher stops them.
+    /// dropping the prefetcher stops them. Sendable by hand: every field is read and written under `condition`.
     private final class Shared: @unchecked Sendable {
         let condition = NSCondition()
         var ready: [Int: Result<Item, Error>] = [:]
@@ -131,7 +138,7 @@ final class Prefetcher<Item>: @unchecked Sendable {
     /// Seconds the consumer spent waiting for the producers.
     private(set) var stallSeconds = 0.0
 
-    init(start: Int, depth: Int, workers: Int = 1, produce: @escaping (Int, Int) throws -> Item) {
+    init(start: Int, depth: Int, workers: Int = 1, produce: @escaping @Sendable (Int, Int) throws -> Item) {
         let shared = Shared(start: start, depth: max(depth, workers))
         self.shared = shared
         shared.running = max(1, workers)

@@ -60,6 +60,7 @@ public enum AtomicFile {
     }
 
     /// Called by `replace` between the swap and the old's removal; a test throws from it to stop there as a kill would.
+    /// Unchecked: only tests set it, before the call they stop, on the thread that makes it.
     nonisolated(unsafe) static var afterSwap: (() throws -> Void)?
 
     /// Renames a finished temporary file over its final name.
@@ -77,8 +78,9 @@ public final class SHA256 {
     /// OpenSSL set up once, without its exit handler, and the digest fetched once. A packer thread can open (and so
     /// hash) a shard while the main thread hashes a checkpoint or the process exits: OpenSSL's atexit cleanup freed
     /// its tables under such a thread (a heap corruption seen once at the end of `train`), and `EVP_sha256()` makes
-    /// every init look the digest up again in OpenSSL's shared method store.
-    private static let digest: OpaquePointer = {
+    /// every init look the digest up again in OpenSSL's shared method store. Unchecked: a fetched EVP_MD is
+    /// read-only and OpenSSL lets any thread use it.
+    nonisolated(unsafe) private static let digest: OpaquePointer = {
         OPENSSL_init_crypto(UInt64(OPENSSL_INIT_NO_ATEXIT), nil)
         return EVP_MD_fetch(nil, "SHA256", nil)!
     }()
@@ -131,7 +133,8 @@ extension JSONEncoder {
     }
 }
 
-/// Lets worker closures write disjoint slots of one buffer.
+/// Lets worker closures write disjoint slots of one buffer. Sendable by hand: each worker writes its own slots, and
+/// the owner reads them only after every worker has finished.
 public struct SendablePointer<T>: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<T>
     public init(_ pointer: UnsafeMutablePointer<T>) { self.pointer = pointer }

@@ -83,7 +83,8 @@ extension Double: TensorScalar {
 /// A dense, contiguous, row-major tensor: it owns its storage, or views part of another tensor's.
 ///
 /// A class, not a struct: layers hand the same activation buffers to forward and backward,
-/// and copy-on-write checks have no place in hot loops.
+/// and copy-on-write checks have no place in hot loops. Sendable by hand: threads that share a tensor write disjoint
+/// ranges of it (heads, rows, slices) and it is read after they are joined.
 public final class Tensor<Scalar: TensorScalar>: @unchecked Sendable {
     public let shape: [Int]
     public let count: Int
@@ -138,8 +139,10 @@ public final class Tensor<Scalar: TensorScalar>: @unchecked Sendable {
     /// self += y elementwise.
     public func add(_ y: Tensor) {
         precondition(y.count == count, "adding \(y.count) elements to \(count)")
-        let x = data, y = y.data
-        parallelSlices(count) { for i in $0 { x[i] += y[i] } }
+        parallelSlices(count) { slice in
+            let x = self.data, y = y.data
+            for i in slice { x[i] += y[i] }
+        }
     }
 
     /// self *= factor elementwise.
@@ -209,7 +212,7 @@ public var blasThreads: Int { max(1, Int(lc_blas_get_threads())) }
 /// GEMMs, which would otherwise leave every core but one idle. `cost` is the elements of work per item (a row's
 /// width); small passes run in one slice (a hand-over costs microseconds). Each item must be computed alike
 /// whichever slice holds it.
-public func parallelSlices(_ count: Int, cost: Int = 1, _ body: (Range<Int>) -> Void) {
+public func parallelSlices(_ count: Int, cost: Int = 1, _ body: @Sendable (Range<Int>) -> Void) {
     let lanes = count * cost < 1 << 16 ? 1 : blasThreads
     guard lanes > 1 else { if count > 0 { body(0..<count) }; return }
     // Slices of whole 16-element (64-byte) runs: neighbouring threads share at most one cache line.
@@ -227,36 +230,6 @@ public func withSingleThreadedBLAS<T>(_ body: () throws -> T) rethrows -> T {
     lc_blas_set_threads(1)
     defer { lc_blas_set_threads(saved) }
     return try body()
-}
-
-/// OpenBLAS sgemm throughput in GFLOP/s on [m, k] x [k, n], best of `runs`: the baseline that model FLOP rates
-/// (MFU) are divided by, measured in the same process because this machine is shared.
-public func sgemmGFLOPs(m: Int, n: Int, k: Int, runs: Int = 5) -> Double {
-    let a = Tensor<Float>([m, k]), b = Tensor<Float>([k, n]), c = Tensor<Float>([m, n])
-    for i in 0..<a.count { a[i] = Float(i % 7) * 0.1 }
-    for i in 0..<b.count { b[i] = Float(i % 5) * 0.1 }
-    var best = Double.infinity
-    for _ in 0..<runs {
-        let t0 = now()
-        Float.gemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: a.data, lda: k, b: b.data, ldb: n, beta: 0, c: c.data, ldc: n)
-        best = min(best, now() - t0)
-    }
-    return 2 * Double(m * n * k) / best / 1e9
-}
-
-/// sgemm's best rate in GFLOP/s over `shapes` (m, n, k), each dimension capped at `cap` to keep the measurement
-/// short (past a few thousand a dimension no longer raises the rate): the ceiling a model's FLOP rate is divided by
-/// for MFU. The model's GEMMs run at these shapes or slower, and everything else it does is extra time, so an MFU
-/// against the best of them stays below 100%, which one sgemm at an arbitrary shape does not ensure.
-public func sgemmCeiling(shapes: [(m: Int, n: Int, k: Int)], cap: Int = 4096, runs: Int = 3) -> Double {
-    var seen = Set<[Int]>()
-    var best = 0.0
-    for s in shapes {
-        let m = min(s.m, cap), n = min(s.n, cap), k = min(s.k, cap)
-        guard seen.insert([m, n, k]).inserted else { continue }
-        best = max(best, sgemmGFLOPs(m: m, n: n, k: k, runs: runs))
-    }
-    return best
 }
 
 /// Seconds on the monotonic clock, for timing.

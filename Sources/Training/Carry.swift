@@ -64,7 +64,7 @@ struct RowLayout {
     let rows: Int
 
     init(ranks: Int, rows: Int) { self.ranks = ranks; self.rows = rows }
-    init(_ cursor: PackerCursor, _ options: TrainOptions) { self.init(ranks: cursor.world, rows: cursor.batchSize / options.accumulation) }
+    init(_ cursor: PackerCursor, accumulation: Int) { self.init(ranks: cursor.world, rows: cursor.batchSize / accumulation) }
 
     func global(rank: Int, micro: Int, row: Int) -> Int { (micro * rows + row) * ranks + rank }
 
@@ -84,7 +84,7 @@ extension Batch {
 }
 
 /// Carried states and cursors of a resumed run, on as many ranks as it was saved with or another number.
-extension Trainer {
+extension StepBatches {
     /// This rank's cursor from the saved ones: its own when the number of ranks is the same; otherwise rank 0's place
     /// (every rank has handed out as many batches) with this rank's share of the same global batch of
     /// rows x ranks (`difference` has checked that B x ranks is unchanged).
@@ -98,8 +98,8 @@ extension Trainer {
     }
 
     /// Empty carried states for the micro-batches of `cursor`'s batches.
-    static func carries(_ model: Transformer<Float>, _ options: TrainOptions, _ cursor: PackerCursor) -> [SegmentCarry] {
-        (0..<options.accumulation).map { _ in SegmentCarry(model, batch: cursor.batchSize / options.accumulation) }
+    static func carries(_ model: Transformer<Float>, accumulation: Int, _ cursor: PackerCursor) -> [SegmentCarry] {
+        (0..<accumulation).map { _ in SegmentCarry(model, batch: cursor.batchSize / accumulation) }
     }
 
     /// Sets `carries` to this rank's rows' carried states in `checkpoint`, written with the rows laid out as `saved`

@@ -48,7 +48,7 @@ public struct TrainOptions: Codable, Equatable, Sendable {
         }
         if carries {
             guard order == .sequential else { throw LongCrawlError("--carry-state needs --order sequential (the longcrawl order does not continue a row in the next batch)") }
-            guard model.attention != .softmax else { throw LongCrawlError("--carry-state: softmax has no state of fixed size to carry (its state is its whole history)") }
+            guard model.attention.carriesState else { throw LongCrawlError("--carry-state: \(model.attention.rawValue) has no state of fixed size to carry (its state is its whole history)") }
         }
     }
 
@@ -175,6 +175,22 @@ public enum Checkpoint {
         return newest
     }
 
+    /// A checkpoint opened for use: where it is and its state, read and checked once; its model on demand (`eval`
+    /// checks every checkpoint given before it loads the first model).
+    public struct Opened {
+        public let url: URL
+        public let state: TrainState
+        /// A model of the checkpoint's config with its weights.
+        public func model() throws -> Transformer<Float> { try Checkpoint.loadModel(url, state: state) }
+    }
+
+    /// A checkpoint folder, or a run folder's newest checkpoint (`resolve`), with its state: the one way `eval`,
+    /// `probe`, `generate` and `experiment` open one.
+    public static func open(_ url: URL) throws -> Opened {
+        let checkpoint = try resolve(url)
+        return Opened(url: checkpoint, state: try loadState(checkpoint))
+    }
+
     /// The newest checkpoint of a run, refused if it is a symlink that leads out of the run folder.
     public static func newest(in run: URL) throws -> URL? {
         guard let newest = all(in: run).last else { return nil }
@@ -258,14 +274,14 @@ public enum Checkpoint {
         return (url, try SafetensorsFile(contentsOf: url))
     }
 
-    /// Copies the parameters of `model.safetensors` into `model`: every tensor present with its shape.
     /// A model of the checkpoint's config (`state`, from `loadState`) with the checkpoint's weights.
-    public static func loadModel(_ checkpoint: URL, state: TrainState) throws -> Transformer<Float> {
+    static func loadModel(_ checkpoint: URL, state: TrainState) throws -> Transformer<Float> {
         let model = Transformer<Float>(config: state.config.model, seed: 0)
         try loadModel(checkpoint, into: model)
         return model
     }
 
+    /// Copies the parameters of `model.safetensors` into `model`: every tensor present with its shape.
     public static func loadModel(_ checkpoint: URL, into model: Transformer<Float>) throws {
         let (url, file) = try tensors(modelFile, of: checkpoint)
         try copy(file, url, into: model.parameters.map { ($0.name, $0.value) }, configName: model.config.name)

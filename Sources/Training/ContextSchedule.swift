@@ -38,28 +38,25 @@ public struct ContextPhase: Codable, Equatable, Sendable {
     /// this one, as the packer leaves them out); nil when the cursor is in the middle of a window, or its windows so
     /// far are not a whole number of the new batches' groups. `windows`: the split's count.
     static func translate(_ cursor: PackerCursor, windows: Int, context: Int, rows: Int) -> PackerCursor? {
-        let per = windows / cursor.world
-        let (g1, s1) = (per / cursor.batchSize, windowLength / cursor.context), (g2, s2) = (per / rows, windowLength / context)
-        guard g1 >= 1, g2 >= 1 else { return nil }
-        var epoch = cursor.batch / (g1 * s1)
-        let within = cursor.batch % (g1 * s1)
+        var out = cursor
+        out.context = context; out.batchSize = rows
+        guard cursor.groups(windows: windows) >= 1, out.groups(windows: windows) >= 1 else { return nil }
+        let at = cursor.position(windows: windows)
         // Windows of this epoch used up: sequential gives group after group a window at a time; longcrawl finishes
         // its windows only at the epoch's end.
         let used: Int
         switch cursor.order {
         case .sequential:
-            guard within % s1 == 0 else { return nil }
-            used = within / s1 * cursor.batchSize
+            guard at.slot == 0 else { return nil }
+            used = at.group * cursor.batchSize
         case .longcrawl:
-            guard within == 0 else { return nil }
+            guard at.group == 0 && at.slot == 0 else { return nil }
             used = 0
         }
         guard used % rows == 0 else { return nil }
-        var group = used / rows
-        if group >= g2 { epoch += 1; group = 0 }
-        var out = cursor
-        out.context = context; out.batchSize = rows
-        out.batch = epoch * g2 * s2 + group * (cursor.order == .sequential ? s2 : 1)
+        var next = PackerCursor.Position(epoch: at.epoch, group: used / rows, slot: 0)
+        if next.group >= out.groups(windows: windows) { next = PackerCursor.Position(epoch: at.epoch + 1, group: 0, slot: 0) }
+        out.batch = out.batch(at: next, windows: windows)
         return out
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Model
 import Shards
+import Streaming
 import Support
 import Tensor
 
@@ -31,7 +32,7 @@ func countedMean<C: Collection>(_ losses: C) -> Double where C.Element == Double
 /// The paper's summary of a contextwise loss curve for a model trained at context L. Ranges are of context
 /// lengths n = position + 1 (tokens seen): `(a, b]` holds positions a ..< b.
 public struct EvalSummary: Codable, Equatable, Sendable {
-    public struct Range: Codable, Equatable, Sendable {
+    public struct ContextRange: Codable, Equatable, Sendable {
         public var name: String
         /// Positions [start, end).
         public var start: Int, end: Int
@@ -42,7 +43,7 @@ public struct EvalSummary: Codable, Equatable, Sendable {
     /// Mean loss over positions [0.9 L, L) (0.9 L rounded down): Manifest's best-context loss.
     public var bestContext: Estimate?
     /// (L/2, L], (L, 2L], (2L, 4L], (4L, 16L], (16L, 65535]: those the rows reach.
-    public var ranges: [Range]
+    public var ranges: [ContextRange]
     /// Mean over (L, 4L] minus mean over (L/2, L], per window, then over windows (a paired difference).
     public var extrapolationGap: Estimate?
 
@@ -54,7 +55,7 @@ public struct EvalSummary: Codable, Equatable, Sendable {
     /// From per-window per-position losses (every row the same length; NaN where a target does not count).
     public init(perWindow: [[Double]], trainedContext l: Int) {
         let positions = perWindow.first?.count ?? 0
-        func means(_ r: Swift.Range<Int>) -> [Double] { perWindow.map { countedMean($0[r]) } }
+        func means(_ r: Range<Int>) -> [Double] { perWindow.map { countedMean($0[r]) } }
         trainedContext = l
         let best = Int(0.9 * Double(l))..<l
         bestContext = l <= positions && !best.isEmpty ? Estimate(counted: means(best)) : nil
@@ -62,7 +63,7 @@ public struct EvalSummary: Codable, Equatable, Sendable {
                                             ("(4L, 16L]", 4 * l, 16 * l), ("(16L, 65535]", 16 * l, windowLength - 1)]
         ranges = bounds.compactMap { name, a, b in
             let end = min(b, positions)
-            return a < end ? Range(name: name, start: a, end: end, loss: Estimate(counted: means(a..<end))) : nil
+            return a < end ? ContextRange(name: name, start: a, end: end, loss: Estimate(counted: means(a..<end))) : nil
         }
         if positions >= 4 * l {
             let near = means((l / 2)..<l), far = means(l..<(4 * l))
@@ -163,10 +164,6 @@ public struct EvalResult: Codable, Equatable, Sendable {
 }
 
 public enum Evaluator {
-    /// Tokens fed to the model for a row of `length`: a whole window (65,536) is fed whole with its last
-    /// target masked, a row of T + 1 tokens (`sample --context T`) as T inputs and T targets.
-    static func inputLength(_ length: Int) -> Int { length > 1 && windowLength % (length - 1) == 0 ? length - 1 : length }
-
     /// The form of one forward over a whole row of `inputs` tokens when `segment` covers it, by cost
     /// (`ModelConfig.attentionForm`); nil when the row runs segment by segment instead (a shorter segment,
     /// or a length the chunked form cannot take in one pass).
@@ -181,48 +178,48 @@ public enum Evaluator {
         switch onePassForm(config, inputs: inputs, segment: segment) {
         case .quadratic?: return "attention"
         case .chunked?: return "chunked"
-        case nil: return config.attention == .softmax ? "attention, independent segments" : "recurrent, state carried across segments"
+        case nil: return config.attention.carriesState ? "recurrent, state carried across segments" : "attention, independent segments"
         }
     }
 
-    /// The segment `eval` uses for rows of `inputs` tokens: `context`, else the whole row (softmax: its training
-    /// context `trainedContext`, since its attention form is quadratic in memory).
+    /// The segment `eval` uses for rows of `inputs` tokens: `context`, else the whole row (a kind without a state of
+    /// fixed size: its training context `trainedContext`, since its attention form is quadratic in memory).
     static func segment(_ config: ModelConfig, inputs: Int, context: Int?, trainedContext: Int) -> Int {
-        context ?? (config.attention == .softmax ? min(inputs, trainedContext) : inputs)
+        context ?? (config.attention.carriesState ? inputs : min(inputs, trainedContext))
     }
 
-    /// The loss at each position of one row ([L] tokens -> [L - 1] losses). When `segment` covers the row, one
-    /// forward in the form the cost model picks (the training code path) where that form takes the row's length;
-    /// otherwise segment by segment with each layer's attention state carried across (softmax attends within
-    /// each segment only; the last segment may be shorter). With `seam` (`EvalWindowFile.seam`) that target's mask is
-    /// 0 and its loss NaN: it does not count.
+    /// The loss at each position of a row of tokens ([L] tokens -> [L - 1] losses), its inputs as a file without a
+    /// recorded context has them (`EvalWindowFile.inferredContext`); with `seam` that target does not count.
     public static func losses(_ model: Transformer<Float>, row: ArraySlice<UInt16>, segment: Int, seam: Int? = nil) -> [Double] {
-        var out = unmaskedLosses(model, row: row, segment: segment, seam: seam)
-        if let seam { out[seam] = .nan }
-        return out
+        let cut = ModelRow(window: row, offset: 0, context: EvalWindowFile.inferredContext(length: row.count), roll: seam.map { $0 + 1 } ?? 0,
+                           masksSeam: seam != nil)
+        return losses(model, row: cut, segment: segment)
     }
 
-    private static func unmaskedLosses(_ model: Transformer<Float>, row: ArraySlice<UInt16>, segment: Int, seam: Int?) -> [Double] {
-        let l = inputLength(row.count)
-        let all = row.map { Int32($0) }
-        let tokens = Array(all[0..<l])
-        var targets = Array(all[1...]), mask = [Float](repeating: 1, count: l)
-        if targets.count < l { targets.append(0); mask[l - 1] = 0 }
-        if let seam { mask[seam] = 0 }
+    /// The loss at each of a row's `positions` (`ModelRow`). When `segment` covers the row, one forward in the form
+    /// the cost model picks (the training code path) where that form takes the row's length; otherwise segment by
+    /// segment with each layer's attention state carried across (a kind without a state attends within each segment
+    /// only; the last segment may be shorter). A masked seam's loss is NaN: it does not count.
+    static func losses(_ model: Transformer<Float>, row: ModelRow, segment: Int) -> [Double] {
+        let l = row.inputs.count
+        var out: [Double]
         if onePassForm(model.config, inputs: l, segment: segment) != nil {
-            return Array(model.forward(tokens: tokens, targets: targets, mask: mask, batch: 1, length: l, training: false).perPosition.prefix(row.count - 1))
+            out = model.forward(tokens: row.inputs, targets: row.targets, mask: row.mask, batch: 1, length: l, training: false).perPosition
+        } else {
+            let state = RecurrentState(model, batch: 1)
+            out = []
+            out.reserveCapacity(l)
+            var s = 0
+            while s < l {
+                let n = min(segment, l - s)
+                out += model.forward(tokens: Array(row.inputs[s..<(s + n)]), targets: Array(row.targets[s..<(s + n)]), mask: Array(row.mask[s..<(s + n)]),
+                                     batch: 1, length: n, training: false, state: state).perPosition
+                s += n
+            }
         }
-        let state = RecurrentState(model, batch: 1)
-        var out: [Double] = []
-        out.reserveCapacity(l)
-        var s = 0
-        while s < l {
-            let n = min(segment, l - s)
-            out += model.forward(tokens: Array(tokens[s..<(s + n)]), targets: Array(targets[s..<(s + n)]), mask: Array(mask[s..<(s + n)]),
-                                 batch: 1, length: n, training: false, state: state).perPosition
-            s += n
-        }
-        return Array(out.prefix(row.count - 1))
+        out.removeLast(l - row.positions)
+        if let seam = row.seam, row.mask[seam] == 0 { out[seam] = .nan }
+        return out
     }
 
     /// Evaluates every window of `file` for a model trained at `trainedContext` (its checkpoint's `train.context`);
@@ -235,13 +232,13 @@ public enum Evaluator {
         if masksSeam, let s = seams[0], seams.allSatisfy({ $0 == s }) {
             throw LongCrawlError("\(windowsFile): --mask-seam leaves position \(s) without a loss (it is the seam of every row); sample more windows")
         }
-        let l = file.length, inputs = inputLength(l)
+        let l = file.length, inputs = file.context
         let segment = Self.segment(model.config, inputs: inputs, context: context, trainedContext: trainedContext)
         guard segment >= 1, inputs % segment == 0 else { throw LongCrawlError("\(windowsFile): rows of \(l) tokens (\(inputs) inputs) do not split into segments of --context \(segment)") }
         var perWindow: [[Double]] = []
         let t0 = Date()
         for i in 0..<file.count {
-            let losses = Self.losses(model, row: file.row(i), segment: segment, seam: seams[i])
+            let losses = Self.losses(model, row: file.modelRow(i, masksSeam: masksSeam), segment: segment)
             guard losses.indices.allSatisfy({ losses[$0].isFinite || $0 == seams[i] }) else { throw LongCrawlError("\(windowsFile): window \(file.windows[i]) gives a non-finite loss") }
             perWindow.append(losses)
             if let progress, progress.due() {

@@ -20,7 +20,7 @@ public struct Variant: Codable, Hashable, Sendable {
         carries = name.hasSuffix(Self.carrySuffix)
         let kind = carries ? String(name.dropLast(Self.carrySuffix.count)) : name
         guard let k = AttentionKind(rawValue: kind) else {
-            throw LongCrawlError("--variants: unknown variant '\(name)' (softmax, sympow, sympow+gating, conformal-sympow, each sympow one with +carry)")
+            throw LongCrawlError("--variants: unknown variant '\(name)' (\(AttentionKind.names), each one with a state with \(Self.carrySuffix))")
         }
         attention = k
     }
@@ -30,8 +30,8 @@ public struct Variant: Codable, Hashable, Sendable {
         let variants = try text.split(separator: ",").map { name -> Variant in
             var v = try Variant(parsing: String(name))
             if carryAll { v.carries = true }
-            guard !(v.carries && v.attention == .softmax) else {
-                throw LongCrawlError("--variants: softmax cannot carry its state (its state is its whole history)")
+            guard !v.carries || v.attention.carriesState else {
+                throw LongCrawlError("--variants: \(v.attention.rawValue) cannot carry its state (its state is its whole history)")
             }
             return v
         }
@@ -138,9 +138,8 @@ public struct Experiment {
         try trainAll(log: log)
         var rows: [ExperimentRow] = []
         for v in plan.variants {
-            let ckpt = try Checkpoint.resolve(folder.appendingPathComponent(v.name))
-            let state = try Checkpoint.loadState(ckpt)
-            let model = try Checkpoint.loadModel(ckpt, state: state)
+            let opened = try Checkpoint.open(folder.appendingPathComponent(v.name))
+            let (ckpt, state, model) = (opened.url, opened.state, try opened.model())
             let evalFolder = folder.appendingPathComponent("eval").appendingPathComponent(v.name)
             let probeFolder = folder.appendingPathComponent("probe").appendingPathComponent(v.name)
             // A resumed experiment keeps the results already saved for this checkpoint and these windows.
@@ -183,7 +182,7 @@ public struct Experiment {
             let scratch = folder.appendingPathComponent(".measure-\(v.name)")
             defer { try? FileManager.default.removeItem(at: scratch) }
             let t = try trainer(v, run: scratch, resume: false, force: true)
-            expected[v] = try t.train(stopAfter: 1)[0].elapsed * Double(plan.steps)
+            expected[v] = try t.step().elapsed * Double(plan.steps)
         }
         for v in plan.variants {
             log("  \(v.name.padding(toLength: 23, withPad: " ", startingAt: 0)) \(expected[v].map { "about " + ProgressReporter.duration($0) } ?? "finished")")

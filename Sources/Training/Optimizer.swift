@@ -1,5 +1,6 @@
 import Foundation
 import Model
+import Support
 import Tensor
 
 /// AdamW with decoupled weight decay on matrices only (norm weights are not decayed).
@@ -22,11 +23,13 @@ public final class AdamW<S: TensorScalar> {
         step += 1
         let c1 = 1 - Foundation.pow(beta1, Double(step)), c2 = 1 - Foundation.pow(beta2, Double(step))
         let b1 = S(beta1), b2 = S(beta2), eps = S(epsilon), a = S(lr / c1), invC2 = S(1 / c2)
-        let w = parameters.values.data, g = parameters.gradients.data, m = m.data, v = v.data
+        let blocks = (w: SendablePointer(parameters.values.data), g: SendablePointer(parameters.gradients.data),
+                      m: SendablePointer(m.data), v: SendablePointer(v.data))
         for p in parameters {
             let decay = p.decays ? S(1 - lr * weightDecay) : 1
             let start = p.range.lowerBound
             parallelSlices(p.range.count) { slice in
+                let (w, g, m, v) = (blocks.w.pointer, blocks.g.pointer, blocks.m.pointer, blocks.v.pointer)
                 for i in (start + slice.lowerBound)..<(start + slice.upperBound) {
                     m[i] = b1 * m[i] + (1 - b1) * g[i]
                     v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]

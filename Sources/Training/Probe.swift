@@ -69,7 +69,7 @@ public struct ProbeResult: Codable, Equatable, Sendable {
 }
 
 public enum Probe {
-    /// The distances and span of the definition, used by `probe` and `experiment` unless told otherwise.
+    /// The distances and span of the copy probe (docs/GUIDE.md, `probe`), used by `probe` and `experiment` unless told otherwise.
     public static let defaultDeltas = [64, 256, 1024, 4096, 16384, 60000]
     public static let defaultSpan = 64
 
@@ -111,7 +111,7 @@ public enum Probe {
         var distances: [ProbeResult.Distance] = [], skipped: [Int] = []
         for delta in deltas {
             guard windows.allSatisfy({ 2 * span + delta <= $0.count }) else { skipped.append(delta); continue }
-            let length = 2 * span + delta, inputs = Evaluator.inputLength(length)
+            let length = 2 * span + delta, inputs = EvalWindowFile.inferredContext(length: length)
             let segment = Evaluator.segment(model.config, inputs: inputs, context: nil, trainedContext: trainedContext)
             var control: [Double] = [], second: [Double] = []
             for (i, window) in windows.enumerated() {

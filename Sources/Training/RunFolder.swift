@@ -4,8 +4,81 @@ import Shards
 import Streaming
 import Support
 
-/// The run folder of a `Trainer`: held-out windows and log, the check of a resumed run against its checkpoint, and the
-/// truncation of metrics a killed run wrote after its last checkpoint.
+/// A run folder as rank 0 of a `Trainer` writes it, held for the trainer's lifetime (a second run into it is refused):
+/// `config.json`, `options.json`, `metrics.jsonl` and `eval.jsonl` (each opened once and appended to), `checkpoints/`.
+final class RunFolder {
+    let url: URL
+    private let lock: FolderLock
+    private var logs: [String: FileHandle] = [:]
+    static let metricsName = "metrics.jsonl", heldoutName = "eval.jsonl"
+
+    /// Takes the folder's lock, before anything in it is read or removed.
+    init(_ url: URL) throws {
+        self.url = url
+        lock = try FolderLock(url)
+    }
+
+    deinit { for file in logs.values { try? file.close() } }
+
+    /// A new run's folder: with `force` the old run's checkpoints and logs removed first.
+    func start(config: RunConfig, options: TrainOptions, force: Bool) throws {
+        if force {
+            for name in ["checkpoints", Self.metricsName, Self.heldoutName] { try? FileManager.default.removeItem(at: url.appendingPathComponent(name)) }
+        }
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        try AtomicFile.writeJSON(config, to: url.appendingPathComponent("config.json"))
+        try AtomicFile.writeJSON(options, to: url.appendingPathComponent("options.json"))
+    }
+
+    /// A resumed run's folder at `step`: the config it now runs with (another number of ranks changes B, B x ranks
+    /// kept), and the log lines of steps after the checkpoint (a run killed after it wrote them) dropped: they will be
+    /// taken again.
+    func resume(at step: Int, config: RunConfig, saved: RunConfig) throws {
+        if config != saved { try AtomicFile.writeJSON(config, to: url.appendingPathComponent("config.json")) }
+        try Self.truncate(url.appendingPathComponent(Self.metricsName), after: step, as: StepMetrics.self) { $0.step }
+        try Self.truncate(url.appendingPathComponent(Self.heldoutName), after: step, as: HeldoutMetrics.self) { $0.step }
+    }
+
+    /// Appends one line to `metrics.jsonl`.
+    func log(_ m: StepMetrics) throws { try append(m, to: Self.metricsName) }
+
+    /// Appends one line to `eval.jsonl`.
+    func log(_ m: HeldoutMetrics) throws { try append(m, to: Self.heldoutName) }
+
+    private func append<T: Encodable>(_ value: T, to name: String) throws {
+        let file: FileHandle
+        if let open = logs[name] {
+            file = open
+        } else {
+            let path = url.appendingPathComponent(name).path
+            if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
+            file = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+            try file.seekToEnd()
+            logs[name] = file
+        }
+        try file.write(contentsOf: try JSONEncoder.sorted.encode(value) + Data("\n".utf8))
+    }
+
+    /// The lines of `RUN/eval.jsonl` (every rank reads them on a resume).
+    static func heldoutLog(_ run: URL) -> [HeldoutMetrics] {
+        let data = (try? Data(contentsOf: run.appendingPathComponent(heldoutName))) ?? Data()
+        return data.split(separator: UInt8(ascii: "\n")).compactMap { try? JSONDecoder().decode(HeldoutMetrics.self, from: Data($0)) }
+    }
+
+    /// Drops the lines of steps after `step`.
+    static func truncate<T: Decodable>(_ url: URL, after step: Int, as type: T.Type, step stepOf: (T) -> Int) throws {
+        guard let data = try? Data(contentsOf: url) else { return }
+        let decoder = JSONDecoder()
+        let kept = data.split(separator: UInt8(ascii: "\n")).filter { line in
+            (try? decoder.decode(T.self, from: Data(line))).map { stepOf($0) <= step } ?? false
+        }
+        var out = Data()
+        for line in kept { out.append(contentsOf: line); out.append(UInt8(ascii: "\n")) }
+        try AtomicFile.write(out, to: url)
+    }
+}
+
+/// The checks of a run's inputs against its folder: held-out windows, and a resumed run against its checkpoint.
 extension Trainer {
     /// The held-out windows of a run, checked: every row must hold the training context plus one token.
     static func heldoutWindows(_ options: TrainOptions, context: Int) throws -> EvalWindowFile? {
@@ -18,12 +91,6 @@ extension Trainer {
             throw LongCrawlError("\(path): rows of \(file.length) tokens, the training context \(context) needs \(context + 1) (longcrawl sample --context \(context))")
         }
         return file
-    }
-
-    /// The lines of `RUN/eval.jsonl`.
-    static func heldoutLog(_ run: URL) -> [HeldoutMetrics] {
-        let data = (try? Data(contentsOf: run.appendingPathComponent("eval.jsonl"))) ?? Data()
-        return data.split(separator: UInt8(ascii: "\n")).compactMap { try? JSONDecoder().decode(HeldoutMetrics.self, from: Data($0)) }
     }
 
     /// What differs between a saved run and the requested one, if anything.
@@ -47,18 +114,5 @@ extension Trainer {
                    "\(ranks * config.train.batch) (B x ranks fixes which windows each step reads\(fit))"
         }
         return nil
-    }
-
-    /// Drops the lines of steps after `step` (written by a run killed after its last checkpoint): they will be
-    /// taken again.
-    static func truncate<T: Decodable>(_ url: URL, after step: Int, as type: T.Type, step stepOf: (T) -> Int) throws {
-        guard let data = try? Data(contentsOf: url) else { return }
-        let decoder = JSONDecoder()
-        let kept = data.split(separator: UInt8(ascii: "\n")).filter { line in
-            (try? decoder.decode(T.self, from: Data(line))).map { stepOf($0) <= step } ?? false
-        }
-        var out = Data()
-        for line in kept { out.append(contentsOf: line); out.append(UInt8(ascii: "\n")) }
-        try AtomicFile.write(out, to: url)
     }
 }

@@ -64,11 +64,11 @@ struct BenchTrain: ParsableCommand {
         let flops = 3 * cfg.model.forwardFlopsPerToken(context: context)
         // One warm-up step, then one step per call, so that --alternate can switch between steps.
         trainer.overlapsAllreduce = !noOverlap
-        try trainer.train(stopAfter: 1)
+        try trainer.step()
         var measured: [(metrics: StepMetrics, overlapped: Bool)] = []
-        while trainer.step < cfg.train.steps {
+        while trainer.completedSteps < cfg.train.steps {
             if alternate { trainer.overlapsAllreduce = measured.count % 2 == 1 }
-            measured += try trainer.train(stopAfter: 1).map { ($0, trainer.overlapsAllreduce) }
+            measured.append((try trainer.step(), trainer.overlapsAllreduce))
         }
         // Rank 0's wait also holds the time it waits for a slower rank to finish backward. Per step the shortest wait
         // over ranks is that of the rank whose backward ended last: the sums alone, what overlap can hide.
@@ -122,11 +122,11 @@ extension BenchTrain {
             let (c, o) = try cfg.applying(v.overrides(sequential), to: options)
             return try Trainer(config: c, options: o, run: run.appendingPathComponent(v.name), force: true)
         }
-        for t in trainers { try t.train(stopAfter: 1) }
+        for t in trainers { try t.step() }
         var seconds = [[Double]](repeating: [], count: trainers.count)
         let tokens = Double(cfg.train.batch * cfg.train.context * World.shared.size)
-        while trainers[0].step < cfg.train.steps {
-            for (i, t) in trainers.enumerated() { seconds[i] += try t.train(stopAfter: 1).map { tokens / $0.tokensPerSecond } }
+        while trainers[0].completedSteps < cfg.train.steps {
+            for (i, t) in trainers.enumerated() { seconds[i].append(tokens / (try t.step()).tokensPerSecond) }
         }
         guard World.shared.rank == 0 else { return }
         let rate = seconds.map { tokens * Double($0.count) / $0.reduce(0, +) }

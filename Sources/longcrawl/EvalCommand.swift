@@ -45,12 +45,11 @@ struct EvalCommand: ParsableCommand {
 
     func run() throws {
         // Every checkpoint is checked before the first evaluation starts.
-        let checkpoints = try checkpoint.map { try Checkpoint.resolve(URL(fileURLWithPath: $0)) }
-        let states = try checkpoints.map { try Checkpoint.loadState($0) }
+        let checkpoints = try checkpoint.map { try Checkpoint.open(URL(fileURLWithPath: $0)) }
         let file = try EvalWindowFile(contentsOf: URL(fileURLWithPath: windows))
         let folders = resultFolders(checkpoint, out: URL(fileURLWithPath: out))
-        for (ckpt, (state, folder)) in zip(checkpoints, zip(states, folders)) {
-            let model = try Checkpoint.loadModel(ckpt, state: state)
+        for (opened, folder) in zip(checkpoints, folders) {
+            let (ckpt, state, model) = (opened.url, opened.state, try opened.model())
             let result = try Evaluator.evaluate(model, trainedContext: state.config.train.context, file: file, context: context, checkpoint: ckpt.path,
                                                 windowsFile: windows, masksSeam: maskSeam, progress: ProgressReporter(label: "eval"))
             try result.write(to: folder)

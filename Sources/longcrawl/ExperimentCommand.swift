@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Model
 import Support
 import Training
 
@@ -37,7 +38,7 @@ struct ExperimentCommand: ParsableCommand {
     var tokens: Int?
 
     @Option(help: "Comma-separated attention variants; NAME+carry trains NAME with its state carried across segments (e.g. sympow+gating,sympow+gating+carry).")
-    var variants: String = "softmax,sympow,sympow+gating,conformal-sympow"
+    var variants: String = AttentionKind.allCases.map(\.rawValue).joined(separator: ",")
 
     @Flag(help: "Carry every variant's state across segments (train --carry-state): the same as +carry on each; sympow variants only.")
     var carryState = false

@@ -41,10 +41,12 @@ struct GenerateCommand: ParsableCommand {
     }
 
     func run() throws {
-        let ckpt = try Checkpoint.resolve(URL(fileURLWithPath: checkpoint))
-        let state = try Checkpoint.loadState(ckpt)
-        if state.config.model.attention == .softmax { throw LongCrawlError("\(ckpt.path): generate needs a sympow model (softmax attention has no recurrent form here)") }
-        let model = try Checkpoint.loadModel(ckpt, state: state)
+        let opened = try Checkpoint.open(URL(fileURLWithPath: checkpoint))
+        let (ckpt, state) = (opened.url, opened.state)
+        guard state.config.model.attention.carriesState else {
+            throw LongCrawlError("\(ckpt.path): generate needs a model whose attention carries a state (\(state.config.model.attention.rawValue) has no recurrent form)")
+        }
+        let model = try opened.model()
         let tokenizer = try loadTokenizer(nil)
         // A model trained on JSON-escaped text reads and writes escapes: the prompt is escaped, the output unescaped.
         let encoding = state.options.textEncoding ?? .raw

@@ -79,7 +79,7 @@ struct PackCommand: ParsableCommand {
             let b = try packer.next()
             guard dump else { continue }
             let line = DumpLine(batch: number, epoch: b.epoch, continues: b.continues, windows: b.rows.map(\.window),
-                                offsets: b.rows.map(\.offset), seams: b.rows.map(\.seam), sha256: Self.digest(b))
+                                offsets: b.rows.map(\.offset), seams: b.rows.map(\.seam), sha256: b.digest)
             FileHandle.standardOutput.write(try encoder.encode(line) + Data("\n".utf8))
         }
         if let saveCursor { try AtomicFile.writeJSON(packer.cursor, to: URL(fileURLWithPath: saveCursor)) }
@@ -98,13 +98,5 @@ struct PackCommand: ParsableCommand {
         var offsets: [Int]
         var seams: [Int?]
         var sha256: String
-    }
-
-    /// SHA-256 of inputs, targets (int32) and mask (float32), each little-endian, in that order.
-    static func digest(_ b: Batch) -> String {
-        let digest = SHA256()
-        for part in [b.inputs.map(\.littleEndian), b.targets.map(\.littleEndian)] { part.withUnsafeBytes { digest.update($0) } }
-        b.mask.map { $0.bitPattern.littleEndian }.withUnsafeBytes { digest.update($0) }
-        return digest.hex()
     }
 }

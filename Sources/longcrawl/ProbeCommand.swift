@@ -47,11 +47,11 @@ struct ProbeCommand: ParsableCommand {
             return d
         }
         guard span >= 2 else { throw ValidationError("--span must be at least 2, got \(span)") }
-        let ckpt = try Checkpoint.resolve(URL(fileURLWithPath: checkpoint))
-        let state = try Checkpoint.loadState(ckpt)
+        let opened = try Checkpoint.open(URL(fileURLWithPath: checkpoint))
+        let (ckpt, state) = (opened.url, opened.state)
         let file = try EvalWindowFile(contentsOf: URL(fileURLWithPath: windows))
         guard file.count >= 2 else { throw LongCrawlError("\(windows): \(file.count) window(s); the probe's control needs at least 2") }
-        let model = try Checkpoint.loadModel(ckpt, state: state)
+        let model = try opened.model()
         let result = Probe.evaluate(model, trainedContext: state.config.train.context, file: file, windowsFile: windows, checkpoint: ckpt.path,
                                     deltas: ds, span: span, progress: ProgressReporter(label: "probe"))
         try result.write(to: URL(fileURLWithPath: out))

@@ -34,7 +34,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Config JSON: the model and its training (data/configs/*.json).")
     var config: String?
 
-    @Option(help: "Attention variant: softmax, sympow, sympow+gating or conformal-sympow (baselines share the config otherwise).")
+    @Option(help: ArgumentHelp("Attention variant: \(AttentionKind.names) (baselines share the config otherwise)."))
     var attention: AttentionKind?
 
     @Option(help: "Context length T (divides \(windowLength) and is a multiple of the config's chunk).")
@@ -142,7 +142,7 @@ struct TrainCommand: ParsableCommand {
             return
         }
         let ranks = world.isDistributed ? " on \(world.size) ranks (gradient sums \(noOverlap ? "after" : "overlapped with") backward)" : ""
-        if trainer.step == 0 {
+        if trainer.completedSteps == 0 {
             print("train \(cfg.model.name) (\(cfg.model.attention.rawValue)): \(trainer.model.parameters.values.count) parameters, " +
                   "context \(cfg.train.context), batch \(cfg.train.batch) x \(options.accumulation), \(cfg.train.steps) steps, order \(options.order.rawValue)\(ranks) -> \(out)")
             if let source = options.initFrom { print("weights from \(source)") }
@@ -152,7 +152,7 @@ struct TrainCommand: ParsableCommand {
                              Double(trainer.carryBytes) / 1e6))
             }
         } else {
-            print("resume \(out) at step \(trainer.step) of \(cfg.train.steps)\(ranks)")
+            print("resume \(out) at step \(trainer.completedSteps) of \(cfg.train.steps)\(ranks)")
         }
         let metrics = try trainer.train()
         if let m = metrics.last {

@@ -9,15 +9,6 @@ func python(_ args: [String], env: [String] = []) throws -> (status: Int32, out:
     try runProcess("/usr/bin/env", ["PYTHONPATH=" + packageRoot.appendingPathComponent("python").path] + env + ["python3"] + args)
 }
 
-/// The bundled sample (10 train windows, 2 heldout) preprocessed in `format`, 4 windows a shard.
-func preprocessedSample(_ test: XCTestCase, format: ShardFormat) throws -> URL {
-    let dir = try temporaryFolder(test).appendingPathComponent("ds")
-    let r = try runProcess(longcrawlBinary, ["preprocess", packageRoot.appendingPathComponent("data/sample").path, "--out", dir.path,
-                                             "--format", format.rawValue, "--windows-per-doc", "all", "--shard-windows", "4"])
-    XCTAssertEqual(r.status, 0, r.err)
-    return dir
-}
-
 final class PythonReaderTests: XCTestCase {
     override func setUpWithError() throws {
         let r = try python(["-c", "import numpy, h5py, hdf5plugin, zstandard, xxhash"])
@@ -33,7 +24,7 @@ final class PythonReaderTests: XCTestCase {
             (3, 1, 18_446_744_073_709_551_557, 1, 3, 6, 2),  // a seed past Int64, one group of 65,536 slots
             (1, 65536, 5, 1, 2, 12, 7),                      // every window of rank 1, over two epochs
         ]
-        let data = try preprocessedSample(self, format: format).path
+        let data = try sampleDataset(self, ["--format", format.rawValue, "--shard-windows", "4"]).path
         let folder = try temporaryFolder(self)
         for (b, t, seed, rank, world, count, cut) in cases {
             let options = [data, "--order", order, "--batch", "\(b)", "--context", "\(t)", "--seed", "\(seed)",
@@ -94,7 +85,7 @@ final class PythonReaderTests: XCTestCase {
 
     /// The Python reader's own tests (the torch part is skipped without torch), on a real dataset.
     func testPythonUnitTests() throws {
-        let data = try preprocessedSample(self, format: .zst)
+        let data = try sampleDataset(self, ["--format", ShardFormat.zst.rawValue, "--shard-windows", "4"])
         let r = try python(["-m", "unittest", "discover", "-s", packageRoot.appendingPathComponent("python/tests").path],
                            env: ["LONGCRAWL_TEST_DATASET=" + data.path])
         XCTAssertEqual(r.status, 0, r.err)
@@ -104,7 +95,7 @@ final class PythonReaderTests: XCTestCase {
     /// XXH64) and named with the file and window, and a size or SHA-256 off the index is reported, as by Swift.
     func testPythonCatchesCorruptShardsAndNamesThem() throws {
         for format in ShardFormat.allCases {
-            let dir = try preprocessedSample(self, format: format)
+            let dir = try sampleDataset(self, ["--format", format.rawValue, "--shard-windows", "4"])
             let ok = try python(["-m", "longcrawl.verify", dir.path])
             XCTAssertEqual(ok.status, 0, ok.out + ok.err)
             XCTAssertTrue(ok.out.contains("ok: 4 shards, 12 windows verified"), ok.out)
@@ -136,7 +127,7 @@ final class PythonReaderTests: XCTestCase {
 
     /// nanoGPT reads `np.memmap(path, dtype=np.uint16, mode="r")`: every window in index order, each followed by 50256.
     func testNanoGPTExportReadsBackAsNanoGPTReadsIt() throws {
-        let data = try preprocessedSample(self, format: .hdf5)
+        let data = try sampleDataset(self, ["--format", ShardFormat.hdf5.rawValue, "--shard-windows", "4"])
         let out = try temporaryFolder(self).appendingPathComponent("train.bin")
         let args = ["export", data.path, "--split", "train", "--format", "nanogpt", "--out", out.path]
         let r = try runProcess(longcrawlBinary, args)
@@ -164,7 +155,7 @@ final class PythonReaderTests: XCTestCase {
     /// llm.c reads a 256 x int32 header (magic 20240520, version 1, token count), then uint16 tokens; heldout is `val`,
     /// each window is preceded by 50256, shards hold exactly --shard-tokens but the last.
     func testLLMCExportReadsBackAsLLMCReadsIt() throws {
-        let data = try preprocessedSample(self, format: .hdf5)
+        let data = try sampleDataset(self, ["--format", ShardFormat.hdf5.rawValue, "--shard-windows", "4"])
         let out = try temporaryFolder(self).appendingPathComponent("llmc")
         let read = """
             import glob, h5py, hdf5plugin, json, numpy as np, sys

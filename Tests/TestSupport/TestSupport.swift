@@ -82,6 +82,16 @@ public enum FuzzOutcome: Equatable, CustomStringConvertible {
     }
 }
 
+/// A dataset of the bundled sample (10 train windows, 2 heldout), made by the CLI, with `options` added to
+/// `preprocess` (e.g. `--format zst --shard-windows 4`).
+public func sampleDataset(_ test: XCTestCase, _ options: [String] = []) throws -> URL {
+    let dir = try temporaryFolder(test).appendingPathComponent("ds")
+    let r = try runProcess(longcrawlBinary, ["preprocess", packageRoot.appendingPathComponent("data/sample").path, "--out", dir.path,
+                                             "--windows-per-doc", "all"] + options)
+    XCTAssertEqual(r.status, 0, r.err)
+    return dir
+}
+
 /// The inputs that once crashed fuzz target `target` (Fuzz/), kept in `Tests/MODULE/FuzzRegressions/TARGET/`, each
 /// with its outcome pinned in `expected` (by file name): an input without one (its replay says how it ended), or an
 /// entry without an input, fails.

@@ -173,7 +173,7 @@ final class CarryStateTests: XCTestCase {
         let saved = try SafetensorsFile(contentsOf: Checkpoint.folder(in: source, step: 2).appendingPathComponent(Checkpoint.modelFile))
         options.initFrom = source.path
         let trainer = try Trainer(config: try fastConfig(steps: 2), options: options, run: dir.appendingPathComponent("new"))
-        XCTAssertEqual(trainer.step, 0)
+        XCTAssertEqual(trainer.completedSteps, 0)
         for p in trainer.model.parameters { XCTAssertEqual(p.value.array, saved[p.name]?.values, p.name) }
         XCTAssertTrue(trainer.optimizer.m.array.allSatisfy { $0 == 0 } && trainer.optimizer.step == 0)
         var other = try fastConfig(steps: 2)
