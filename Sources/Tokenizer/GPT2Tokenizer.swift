@@ -10,6 +10,7 @@ import Support
 /// bytes have the lowest rank, leftmost first. A token's rank is its id.
 public final class GPT2Tokenizer: @unchecked Sendable {
     private let table: TokenTable
+    private let pairs: PairTable
 
     /// Loads `encoder.json` and `vocab.bpe` from `directory`, checking that they agree (merge `n` of vocab.bpe
     /// is token 256 + n). Errors name the file and what is wrong.
@@ -75,7 +76,11 @@ public final class GPT2Tokenizer: @unchecked Sendable {
         }
     }
 
-    private init(tokens: [[UInt8]]) { table = TokenTable(tokens: tokens) }
+    private init(tokens: [[UInt8]]) {
+        let table = TokenTable(tokens: tokens)
+        self.table = table
+        pairs = PairTable(tokens: tokens) { table.lookup($0, hash: TokenTable.hash($0)) }
+    }
 
     public func encode(_ text: String) -> [UInt16] {
         var text = text
@@ -118,7 +123,7 @@ public final class GPT2Tokenizer: @unchecked Sendable {
 
     /// Token ids of valid UTF-8, BPE results memoized in `memo`.
     func encodeValid(_ text: UnsafeBufferPointer<UInt8>, memo: inout TokenizerMemo) -> [UInt16] {
-        let table = self.table
+        let table = self.table, pairs = self.pairs
         var out: [UInt16] = []
         out.reserveCapacity(text.count / 3)
         preTokenize(text) { start, end in
@@ -127,7 +132,7 @@ public final class GPT2Tokenizer: @unchecked Sendable {
             if let id = table.lookup(piece, hash: hash) { out.append(id); return }
             if memo.cache.append(piece, hash: hash, to: &out) { return }
             let first = out.count
-            memo.merger.merge(piece, table: table, into: &out)
+            pairs.merge(piece, into: &out)
             memo.cache.insert(piece, hash: hash, ids: out[first...])
         }
         return out
@@ -135,13 +140,17 @@ public final class GPT2Tokenizer: @unchecked Sendable {
 }
 
 /// What `encode(bytes:memo:)` keeps between calls on one thread: the BPE results of the pieces met so far (at
-/// most 65,536 pieces and 4 MiB of their bytes; then it starts over) and the merger's buffers.
+/// most 65,536 pieces of at most 256 bytes, 1 MiB of their bytes; then it starts over).
 public struct TokenizerMemo {
     var cache: PieceCache
-    var merger = BytePairMerger()
 
     public init() { self.init(limit: 65_536) }
     init(limit: Int) { cache = PieceCache(limit: limit) }
+
+    /// Bytes of memory the memo holds.
+    var heldBytes: Int { cache.heldBytes }
+    /// The most `heldBytes` can be, whatever the text: each array at most twice its capped count.
+    static let maxHeldBytes = 2 * (PieceCache.slotCount(65_536) * 4 + 3 * 8 * 65_537 + 3 * PieceCache.maxKeyBytes)
 }
 
 
@@ -283,13 +292,6 @@ final class TokenTable: @unchecked Sendable {
         for i in 0..<Swift.min(bytes.count, 8) { v |= UInt64(bytes[i]) << UInt64(8 * i) }
         return v
     }
-
-    /// Rank (= id) of the bytes `p[start ..< end]`, or Int.max when they are not a token.
-    @inline(__always)
-    func rank(_ p: UnsafePointer<UInt8>, _ start: Int, _ end: Int) -> Int {
-        let bytes = UnsafeBufferPointer(start: p + start, count: end - start)
-        return lookup(bytes, hash: Self.hash(bytes)).map(Int.init) ?? Int.max
-    }
 }
 
 /// `encodeValid`'s memo of BPE results (a `TokenizerMemo`'s): piece bytes -> ids, in an open-addressing table over flat
@@ -334,7 +336,7 @@ struct PieceCache {
     /// Remembers that `piece` (not cached, hash `hash`) encodes as `pieceIDs`; a full cache is emptied first, so a
     /// cache carried across documents follows the text it meets and stays bounded.
     mutating func insert(_ piece: UnsafeBufferPointer<UInt8>, hash: Int, ids pieceIDs: ArraySlice<UInt16>) {
-        guard limit > 0, piece.count <= Self.maxKeyBytes else { return }
+        guard limit > 0, piece.count <= Self.maxPieceBytes else { return }
         if hashes.count >= limit || keys.count + piece.count > Self.maxKeyBytes { removeAll() }
         if 2 * (hashes.count + 1) > slots.count { rehash(slots: 2 * slots.count) }
         place(hashes.count, hash: hash)
@@ -345,8 +347,17 @@ struct PieceCache {
         idEnds.append(ids.count)
     }
 
-    /// Piece bytes held at most (a piece longer than this is never cached).
-    static let maxKeyBytes = 4 << 20
+    /// Piece bytes held at most.
+    static let maxKeyBytes = 1 << 20
+    /// Longer pieces are not cached: they are rare, and merging them costs little more than a copy per byte.
+    static let maxPieceBytes = 256
+
+    /// Slots for `entries` entries: a power of two, at least twice as many.
+    static func slotCount(_ entries: Int) -> Int { max(1024, 1 << (Int.bitWidth - (2 * entries - 1).leadingZeroBitCount)) }
+
+    var heldBytes: Int {
+        slots.capacity * 4 + (hashes.capacity + keyEnds.capacity + idEnds.capacity) * 8 + keys.capacity + ids.capacity * 2
+    }
 
     private mutating func removeAll() {
         for i in slots.indices { slots[i] = -1 }
@@ -367,34 +378,5 @@ struct PieceCache {
     private mutating func rehash(slots count: Int) {
         slots = [Int32](repeating: -1, count: count)
         for (e, hash) in hashes.enumerated() { place(e, hash: hash) }
-    }
-}
-
-/// tiktoken's merge rule on one piece: repeatedly join the adjacent pair with the lowest rank, leftmost on ties.
-/// Quadratic in the piece length, like tiktoken; pieces are short except in pathological text. Its buffers are
-/// reused from piece to piece.
-struct BytePairMerger {
-    private var bounds: [Int] = []
-    private var ranks: [Int] = []
-
-    /// Appends the ids of `piece` to `out`.
-    mutating func merge(_ piece: UnsafeBufferPointer<UInt8>, table: TokenTable, into out: inout [UInt16]) {
-        let p = piece.baseAddress!
-        let n = piece.count
-        bounds.removeAll(keepingCapacity: true)
-        ranks.removeAll(keepingCapacity: true)
-        for i in 0...n { bounds.append(i) }
-        // ranks[i]: rank of joining part i with part i+1.
-        for i in 0..<(n - 1) { ranks.append(table.rank(p, i, i + 2)) }
-        while ranks.count > 0 {
-            var best = Int.max, at = -1
-            for i in 0..<ranks.count where ranks[i] < best { best = ranks[i]; at = i }
-            if at < 0 { break }
-            bounds.remove(at: at + 1)
-            ranks.remove(at: at)
-            if at < ranks.count { ranks[at] = table.rank(p, bounds[at], bounds[at + 2]) }
-            if at > 0 { ranks[at - 1] = table.rank(p, bounds[at - 1], bounds[at + 1]) }
-        }
-        for i in 0..<(bounds.count - 1) { out.append(UInt16(table.rank(p, bounds[i], bounds[i + 1]))) }
     }
 }

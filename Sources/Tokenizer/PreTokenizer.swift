@@ -26,9 +26,33 @@ private func isNonASCIIWhiteSpace(_ v: UInt32) -> Bool {
     v == 0x85 || v == 0xA0 || v == 0x1680 || (v >= 0x2000 && v <= 0x200A) || v == 0x2028 || v == 0x2029 || v == 0x202F || v == 0x205F || v == 0x3000
 }
 
+/// The Unicode version of tiktoken's tables (Rust regex 1.13 in tiktoken 0.14). The stdlib's may be newer: a
+/// character assigned after it is unassigned to tiktoken, so neither a letter nor a number.
+let tiktokenUnicodeVersion = (major: 16, minor: 0)
+
+/// The classes of U+0000 ..< U+40000 (the planes that hold letters and numbers), four to a byte, from
+/// `propertyClass`: one load per non-ASCII character instead of two property lookups. Built on first use (tens of
+/// milliseconds, once per process).
+private let tableEnd: UInt32 = 0x40000
+private let classTable: UnsafeMutablePointer<UInt8> = {
+    let table = UnsafeMutablePointer<UInt8>.allocate(capacity: Int(tableEnd) / 4)
+    table.initialize(repeating: 0, count: Int(tableEnd) / 4)
+    for v in 0..<tableEnd { table[Int(v >> 2)] |= propertyClass(v).rawValue << (2 * (v & 3)) }
+    return table
+}()
+
+@inline(__always)
 private func classify(_ v: UInt32) -> CharClass {
+    if v >= tableEnd { return propertyClass(v) }
+    return CharClass(rawValue: classTable[Int(v >> 2)] >> (2 * (v & 3)) & 3)!
+}
+
+private func propertyClass(_ v: UInt32) -> CharClass {
+    if v < 0x80 { return asciiClass(UInt8(v)) }
     if isNonASCIIWhiteSpace(v) { return .space }
-    guard let scalar = Unicode.Scalar(v) else { return .other }
+    guard let scalar = Unicode.Scalar(v), let age = scalar.properties.age,
+          age.major < tiktokenUnicodeVersion.major || (age.major == tiktokenUnicodeVersion.major && age.minor <= tiktokenUnicodeVersion.minor)
+    else { return .other }
     switch scalar.properties.generalCategory {
     case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter: return .letter
     case .decimalNumber, .letterNumber, .otherNumber: return .number
