@@ -7,15 +7,18 @@
 /// GPT-2, against vocab.bpe's 50,000 merges; built from the vocabulary, not from vocab.bpe, so it is tiktoken's rule
 /// and not pair-merge BPE). Merging over ids then gives tiktoken's ids by construction, without hashing bytes.
 ///
-/// Two schedules of the same rule:
-/// - up to `heapFrom` bytes, tiktoken's own: a scan for the lowest pair, a join, the two neighbours' pairs
+/// Three schedules of the same rule, by piece length:
+/// - under `heapFrom` bytes, tiktoken's own: a scan for the lowest pair, a join, the two neighbours' pairs
 ///   recomputed. Quadratic, but with the smallest constants for the short pieces text is made of.
-/// - longer pieces (a run of one letter, digits or emoji, inline data), a binary heap of (rank, position) over a
-///   linked list of parts: pop the lowest, skip it if that pair no longer exists (lazy deletion), join, push the
-///   two new neighbour pairs. O(n log n) time and O(n) scratch, freed after the piece.
-/// The heap pops the same pair the scan would choose: the key orders by rank, then position, and a stale entry can
-/// only name a pair that is gone or a duplicate of a live one (a join never recreates its own rank: the joined token
-/// with either neighbour is longer than it).
+/// - up to `bucketsFrom`, a binary heap of (rank, position) over a linked list of parts: pop the lowest, skip it if
+///   that pair no longer exists (lazy deletion), join, push the two new neighbour pairs. O(n log n).
+/// - longer pieces (a run of one letter, digits or emoji, inline data): `mergeByBuckets`, the heap's order from a
+///   bucket per rank, linear in practice (a sort per bucket when its positions arrive out of order, which the
+///   pathological inputs never cause), with memory proportional to the piece and freed after it.
+/// Each takes the same pair at each step, so they agree (MergeScheduleTests). The heap's minimum is the scan's
+/// choice: the key orders by rank, then position, and a stale entry can only name a pair that is gone or a
+/// duplicate of a live one (a join never recreates its own rank: the joined token with either neighbour is
+/// longer than it).
 final class PairTable: @unchecked Sendable {
     /// For every two bytes `a b`: the id of the token `[a, b]`, or `none`. The first round of every merge reads
     /// only this 128 KiB grid.
@@ -88,7 +91,7 @@ final class PairTable: @unchecked Sendable {
         else { mergeShort(piece, into: &out) }
     }
 
-    private func mergeShort(_ piece: UnsafeBufferPointer<UInt8>, into out: inout [UInt16]) {
+    func mergeShort(_ piece: UnsafeBufferPointer<UInt8>, into out: inout [UInt16]) {
         let n = piece.count
         let p = piece.baseAddress!
         withUnsafeTemporaryAllocation(of: UInt16.self, capacity: 2 * n) { buffer in
@@ -112,7 +115,7 @@ final class PairTable: @unchecked Sendable {
         }
     }
 
-    private func mergeLong(_ piece: UnsafeBufferPointer<UInt8>, into out: inout [UInt16]) {
+    func mergeLong(_ piece: UnsafeBufferPointer<UInt8>, into out: inout [UInt16]) {
         let n = piece.count
         let p = piece.baseAddress!
         // Part k starts at byte k while it lives; next/previous link the live parts; rank[k] is the token joining
@@ -198,7 +201,7 @@ final class PairTable: @unchecked Sendable {
     /// below the bucket in hand (a token whose id is lower than a token it contains); such pairs go to a small heap
     /// that is served first, so each step still takes the lowest (rank, position). Entries whose pair has changed
     /// since are skipped, as in the heap. Buckets are chains of 64-byte blocks, so reading one back streams memory.
-    private func mergeByBuckets(_ piece: UnsafeBufferPointer<UInt8>, into out: inout [UInt16]) {
+    func mergeByBuckets(_ piece: UnsafeBufferPointer<UInt8>, into out: inout [UInt16]) {
         let n = piece.count
         let p = piece.baseAddress!
         let parts = UnsafeMutablePointer<Part>.allocate(capacity: n)

@@ -7,10 +7,16 @@ import Support
 ///
 /// Text is split by the GPT-2 pattern (see `preTokenize`); each piece that is a whole token maps directly, the
 /// others are merged tiktoken's way: start from single bytes and repeatedly merge the adjacent pair whose joined
-/// bytes have the lowest rank, leftmost first. A token's rank is its id.
+/// bytes have the lowest rank, leftmost first. A token's rank is its id (see `PairTable` for how merging runs in
+/// ids, and in linear time on long pieces).
+///
+/// What a piece costs, in order: a probe of the memo's `recent` table (pieces of at most 8 bytes, one L2-resident
+/// probe, nine in ten pieces); the token table (`TokenTable`, every token's bytes -> id, as tiktoken's whole-piece
+/// lookup); the memo's `PieceCache` (pieces of several tokens merged before); a merge. Both memo tables have a fixed
+/// size (`TokenizerMemo.maxHeldBytes`), so memory does not grow with the text.
 public final class GPT2Tokenizer: @unchecked Sendable {
     private let table: TokenTable
-    private let pairs: PairTable
+    let pairs: PairTable
 
     /// Loads `encoder.json` and `vocab.bpe` from `directory`, checking that they agree (merge `n` of vocab.bpe
     /// is token 256 + n). Errors name the file and what is wrong.
@@ -122,18 +128,58 @@ public final class GPT2Tokenizer: @unchecked Sendable {
     }
 
     /// Token ids of valid UTF-8, BPE results memoized in `memo`.
+    ///
+    /// A piece of at most 8 bytes (nine in ten) is first looked up in `memo.recent`, one probe of a table that fits
+    /// in L2; on a miss it takes the long way (the token table, then the piece cache, then a merge) and its ids go
+    /// into `recent` when there are at most three. The token table alone is 2 MiB, and a probe of it was the
+    /// largest single cost per piece (a cache miss).
     func encodeValid(_ text: UnsafeBufferPointer<UInt8>, memo: inout TokenizerMemo) -> [UInt16] {
         let table = self.table, pairs = self.pairs
         var out: [UInt16] = []
+        guard let base = text.baseAddress else { return out }
         out.reserveCapacity(text.count / 3)
-        preTokenize(text) { start, end in
-            let piece = UnsafeBufferPointer(rebasing: text[start..<end])
-            let hash = TokenTable.hash(piece)
-            if let id = table.lookup(piece, hash: hash) { out.append(id); return }
-            if memo.cache.append(piece, hash: hash, to: &out) { return }
-            let first = out.count
-            pairs.merge(piece, into: &out)
-            memo.cache.insert(piece, hash: hash, ids: out[first...])
+        let count = text.count
+        var recent: [UInt64] = []
+        swap(&recent, &memo.recent)
+        defer { swap(&recent, &memo.recent) }
+        recent.withUnsafeMutableBufferPointer { recent in
+            let slots = recent.baseAddress!
+            preTokenize(text) { start, end in
+                let piece = UnsafeBufferPointer(start: base + start, count: end - start)
+                let n = piece.count
+                var slot: UnsafeMutablePointer<UInt64>? = nil
+                var key: UInt64 = 0
+                if n <= 8 {
+                    if start + 8 <= count {
+                        key = UnsafeRawPointer(base + start).loadUnaligned(as: UInt64.self) & (UInt64.max >> (64 - 8 * n))
+                    } else {
+                        for i in 0..<n { key |= UInt64(base[start + i]) << (8 * i) }
+                    }
+                    let s = slots + 2 * Int(truncatingIfNeeded: ((key ^ UInt64(n)) &* 0x9E37_79B9_7F4A_7C15) >> (64 - TokenizerMemo.recentBits))
+                    let meta = s[1]
+                    if s[0] == key, meta & 0xFF == UInt64(n) {
+                        out.append(UInt16(truncatingIfNeeded: meta >> 16))
+                        let ids = meta >> 8 & 0xFF
+                        if ids > 1 { out.append(UInt16(truncatingIfNeeded: meta >> 32)) }
+                        if ids > 2 { out.append(UInt16(truncatingIfNeeded: meta >> 48)) }
+                        return
+                    }
+                    slot = s
+                }
+                let first = out.count
+                let hash = TokenTable.hash(piece)
+                if let id = table.lookup(piece, hash: hash) { out.append(id) }
+                else if !memo.cache.append(piece, hash: hash, to: &out) {
+                    pairs.merge(piece, into: &out)
+                    memo.cache.insert(piece, hash: hash, ids: out[first...])
+                }
+                if let s = slot, out.count - first <= 3 {
+                    var meta = UInt64(n) | UInt64(out.count - first) << 8
+                    for (k, id) in out[first...].enumerated() { meta |= UInt64(id) << (16 + 16 * k) }
+                    s[0] = key
+                    s[1] = meta
+                }
+            }
         }
         return out
     }
@@ -143,14 +189,19 @@ public final class GPT2Tokenizer: @unchecked Sendable {
 /// most 65,536 pieces of at most 256 bytes, 1 MiB of their bytes; then it starts over).
 public struct TokenizerMemo {
     var cache: PieceCache
+    /// The ids of recently met pieces of at most 8 bytes and 3 tokens, direct-mapped by a hash of their bytes:
+    /// slot `s` is `recent[2 s]` = the piece's bytes (little-endian, zero-padded) and `recent[2 s + 1]` = its length,
+    /// id count and ids (8, 8, 3 x 16 bits); length 0 is an empty slot. A new piece overwrites the slot's last one.
+    var recent = [UInt64](repeating: 0, count: 2 << recentBits)
+    static let recentBits = 14
 
     public init() { self.init(limit: 65_536) }
     init(limit: Int) { cache = PieceCache(limit: limit) }
 
     /// Bytes of memory the memo holds.
-    var heldBytes: Int { cache.heldBytes }
-    /// The most `heldBytes` can be, whatever the text: each array at most twice its capped count.
-    static let maxHeldBytes = 2 * (PieceCache.slotCount(65_536) * 4 + 3 * 8 * 65_537 + 3 * PieceCache.maxKeyBytes)
+    var heldBytes: Int { cache.heldBytes + recent.capacity * 8 }
+    /// The most `heldBytes` can be, whatever the text: each array of the piece cache at most twice its capped count.
+    static let maxHeldBytes = 2 * (PieceCache.slotCount(65_536) * 4 + 3 * 8 * 65_537 + 3 * PieceCache.maxKeyBytes) + 16 << recentBits
 }
 
 

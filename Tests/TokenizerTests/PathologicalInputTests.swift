@@ -58,12 +58,40 @@ final class PathologicalInputTests: XCTestCase {
         for input in pathologicalInputs {
             let ratio = secondsPerByte(input.bytes) / ordinary
             print(String(format: "%@: %.2fx ordinary text's time per byte", input.name, ratio))
-            if ratio > 8 {
+            if ratio > 10 {
                 // One retry against a fresh measure of ordinary text, in case another process took the core.
                 ordinary = min(ordinary, secondsPerByte(Array(book)))
-                XCTAssertLessThan(secondsPerByte(input.bytes) / ordinary, 8, input.name)
+                XCTAssertLessThan(secondsPerByte(input.bytes) / ordinary, 10, input.name)
             }
             XCTAssertLessThanOrEqual(memo.heldBytes, TokenizerMemo.maxHeldBytes, input.name)
+        }
+    }
+}
+
+final class MergeScheduleTests: XCTestCase {
+    /// The three schedules of tiktoken's merge rule (scan, heap, rank buckets) give the same ids on long pieces
+    /// of the kinds that reach them: runs of one or a few characters, random letters, digits, symbols and
+    /// replacement characters, at lengths around each schedule's threshold.
+    func testScanHeapAndBucketsAgree() {
+        var rng = SplitMix64(seed: 64)
+        let alphabets: [[String]] = [["a"], ["a", "b"], ["e", "t", "a", "o", "n"], (0...9).map(String.init), ["😀", "👍"], ["=", "-", "*"],
+                                     ["\u{FFFD}", "!"], ["中", "文", "字"], ["ab", "abc", "b"]]
+        for length in [63, 64, 65, 200, 1_000, PairTable.bucketsFrom - 1, PairTable.bucketsFrom, 3 * PairTable.bucketsFrom] {
+            for alphabet in alphabets {
+                var piece: [UInt8] = []
+                while piece.count < length { piece += Array(alphabet[Int(rng.next(below: UInt64(alphabet.count)))].utf8) }
+                piece.withUnsafeBufferPointer { p in
+                    var heap: [UInt16] = [], buckets: [UInt16] = []
+                    tokenizer.pairs.mergeLong(p, into: &heap)
+                    tokenizer.pairs.mergeByBuckets(p, into: &buckets)
+                    XCTAssertEqual(heap, buckets, "\(alphabet) x \(length)")
+                    if length <= 1_000 {
+                        var scan: [UInt16] = []
+                        tokenizer.pairs.mergeShort(p, into: &scan)
+                        XCTAssertEqual(scan, heap, "\(alphabet) x \(length)")
+                    }
+                }
+            }
         }
     }
 }
