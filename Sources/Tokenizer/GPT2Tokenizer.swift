@@ -158,8 +158,9 @@ public final class GPT2Tokenizer: @unchecked Sendable {
                     let s = slots + 2 * Int(truncatingIfNeeded: ((key ^ UInt64(n)) &* 0x9E37_79B9_7F4A_7C15) >> (64 - TokenizerMemo.recentBits))
                     let meta = s[1]
                     if s[0] == key, meta & 0xFF == UInt64(n) {
+                        if meta & TokenizerMemo.used == 0 { s[1] = meta | TokenizerMemo.used }
                         out.append(UInt16(truncatingIfNeeded: meta >> 16))
-                        let ids = meta >> 8 & 0xFF
+                        let ids = meta >> 8 & 3
                         if ids > 1 { out.append(UInt16(truncatingIfNeeded: meta >> 32)) }
                         if ids > 2 { out.append(UInt16(truncatingIfNeeded: meta >> 48)) }
                         return
@@ -173,7 +174,9 @@ public final class GPT2Tokenizer: @unchecked Sendable {
                     pairs.merge(piece, into: &out)
                     memo.cache.insert(piece, hash: hash, ids: out[first...])
                 }
-                if let s = slot, out.count - first <= 3 {
+                if let s = slot, s[1] & TokenizerMemo.used != 0 {
+                    s[1] &= ~TokenizerMemo.used
+                } else if let s = slot, out.count - first <= 3 {
                     var meta = UInt64(n) | UInt64(out.count - first) << 8
                     for (k, id) in out[first...].enumerated() { meta |= UInt64(id) << (16 + 16 * k) }
                     s[0] = key
@@ -191,9 +194,12 @@ public struct TokenizerMemo {
     var cache: PieceCache
     /// The ids of recently met pieces of at most 8 bytes and 3 tokens, direct-mapped by a hash of their bytes:
     /// slot `s` is `recent[2 s]` = the piece's bytes (little-endian, zero-padded) and `recent[2 s + 1]` = its length,
-    /// id count and ids (8, 8, 3 x 16 bits); length 0 is an empty slot. A new piece overwrites the slot's last one.
+    /// id count, `used` and ids (8, 7, 1, 3 x 16 bits); length 0 is an empty slot. A piece that misses takes the slot
+    /// unless its piece was found there since the last miss (then it only clears `used`): one bit of second chance,
+    /// so that the long tail of rare pieces does not keep evicting the frequent ones.
     var recent = [UInt64](repeating: 0, count: 2 << recentBits)
     static let recentBits = 14
+    static let used: UInt64 = 0x8000
 
     public init() { self.init(limit: 65_536) }
     init(limit: Int) { cache = PieceCache(limit: limit) }

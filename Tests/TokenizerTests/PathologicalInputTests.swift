@@ -40,8 +40,8 @@ final class PathologicalInputTests: XCTestCase {
 
     /// Each input's time per byte against ordinary text's (a megabyte of a book) measured alongside, best of three
     /// each, in one memo carried through all of them (as a reading thread's is), whose size stays under its cap.
-    /// Quadratic merging took 14 s on 200,000 letters, thousands of times ordinary text's rate; the bound leaves room
-    /// for a debug build and a busy machine.
+    /// Quadratic merging took 14 s on 200,000 letters, thousands of times ordinary text's rate. The bound, 16x, leaves
+    /// room for a debug build (its unoptimized merge measured up to 8x, on one letter; release 1-6x) and a busy machine.
     func testPathologicalInputsTakeLinearTimeAndBoundedMemory() {
         let book = [UInt8](try! Data(contentsOf: books.max { $0.path.count > $1.path.count }!)).prefix(1 << 20)
         var memo = TokenizerMemo()
@@ -58,10 +58,10 @@ final class PathologicalInputTests: XCTestCase {
         for input in pathologicalInputs {
             let ratio = secondsPerByte(input.bytes) / ordinary
             print(String(format: "%@: %.2fx ordinary text's time per byte", input.name, ratio))
-            if ratio > 10 {
+            if ratio > 16 {
                 // One retry against a fresh measure of ordinary text, in case another process took the core.
                 ordinary = min(ordinary, secondsPerByte(Array(book)))
-                XCTAssertLessThan(secondsPerByte(input.bytes) / ordinary, 10, input.name)
+                XCTAssertLessThan(secondsPerByte(input.bytes) / ordinary, 16, input.name)
             }
             XCTAssertLessThanOrEqual(memo.heldBytes, TokenizerMemo.maxHeldBytes, input.name)
         }
