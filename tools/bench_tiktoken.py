@@ -1,36 +1,24 @@
 #!/usr/bin/env python3
-"""tiktoken's encode_ordinary throughput on the given files, the baseline for `longcrawl bench tokenizer`.
+"""tiktoken's and gigatoken's throughput on the documents of one `longcrawl bench tokenizer` set, and tiktoken's ids.
 
-usage: bench_tiktoken.py THREADS EXCERPT_BYTES FILE...
-Cuts each file into excerpts as `longcrawl bench tokenizer` does (at least EXCERPT_BYTES bytes, each cut just before
-a space; 0 keeps files whole) and prints one JSON object: bytes, documents, tokens, and the best-of-3 seconds for one
-thread (encode_ordinary per excerpt) and for THREADS threads (encode_ordinary_batch over the excerpts).
+usage: bench_tiktoken.py THREADS DOCS IDS_OUT
+DOCS holds the documents, each a little-endian uint32 byte count then its bytes (decoded as UTF-8 with
+errors="replace"). Writes tiktoken's ids of each document to IDS_OUT in tiktoken_ids.py's --records format, and
+prints one JSON object: for tiktoken and (when installed; else null) gigatoken, the best-of-3 seconds on one
+thread (encode_ordinary / encode per document) and on THREADS threads (encode_ordinary_batch / encode_batch);
+for gigatoken also how many documents' ids differ from tiktoken's.
 """
 import json
 import os
 import sys
+import tempfile
 import time
+import base64
+
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tiktoken_ids import gpt2_encoding  # noqa: E402
-
-
-def excerpts(data, size):
-    if size <= 0:
-        return [data]
-    out, start = [], 0
-    while start < len(data):
-        cut = data.find(b" ", start + size)
-        cut = len(data) if cut < 0 else cut
-        out.append(data[start:cut])
-        start = cut
-    return out
-
-
-threads, size, files = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
-enc = gpt2_encoding()
-docs = [d for f in files for d in excerpts(open(f, "rb").read(), size)]
-texts = [d.decode("utf-8", errors="replace") for d in docs]
 
 
 def best(fn):
@@ -42,8 +30,44 @@ def best(fn):
     return min(times)
 
 
-tokens = sum(len(enc.encode_ordinary(t)) for t in texts)
-one = best(lambda: [enc.encode_ordinary(t) for t in texts])
-many = best(lambda: enc.encode_ordinary_batch(texts, num_threads=threads))
-print(json.dumps({"bytes": sum(map(len, docs)), "documents": len(docs), "tokens": tokens, "one_thread_s": one,
-                  "threads": threads, "all_threads_s": many}))
+def gigatoken_encoder(enc):
+    """gigatoken loads .tiktoken rank files: write ours (the same data/gpt2 vocabulary), GPT-2's split, no special
+    tokens (so <|endoftext|> is ordinary text, as in encode_ordinary)."""
+    try:
+        import gigatoken
+    except ImportError:
+        return None
+    path = os.path.join(tempfile.mkdtemp(), "gpt2.tiktoken")
+    with open(path, "w") as f:
+        for token, rank in sorted(enc._mergeable_ranks.items(), key=lambda kv: kv[1]):
+            f.write(f"{base64.b64encode(token).decode()} {rank}\n")
+    return gigatoken.Tokenizer.from_tiktoken(path, pretokenizer="gpt2")
+
+
+def main():
+    threads, docs_path, ids_path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    data, texts, i = open(docs_path, "rb").read(), [], 0
+    while i < len(data):
+        n = int.from_bytes(data[i:i + 4], "little")
+        texts.append(data[i + 4:i + 4 + n].decode("utf-8", errors="replace"))
+        i += 4 + n
+    enc = gpt2_encoding()
+    want = [enc.encode_ordinary(t) for t in texts]
+    out = []
+    for ids in want:
+        out += [len(ids) & 0xFFFF, len(ids) >> 16] + ids
+    np.asarray(out, dtype="<u2").tofile(ids_path)
+    result = {"tiktoken": {"one_thread_s": best(lambda: [enc.encode_ordinary(t) for t in texts]),
+                           "all_threads_s": best(lambda: enc.encode_ordinary_batch(texts, num_threads=threads))},
+              "gigatoken": None}
+    giga = gigatoken_encoder(enc)
+    if giga is not None:
+        differing = sum(1 for t, w in zip(texts, want) if giga.encode(t).tolist() != w)
+        result["gigatoken"] = {"one_thread_s": best(lambda: [giga.encode(t) for t in texts]),
+                               "all_threads_s": best(lambda: giga.encode_batch(texts, parallel=True)),
+                               "documents_differing": differing}
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -14,6 +14,9 @@ fi
 python3 - <<'PY' 2>/dev/null || python3 -m pip install -q tiktoken h5py hdf5plugin safetensors numpy matplotlib pyarrow 'zarr>=3.1' numcodecs zstandard xxhash jsonschema
 import tiktoken, h5py, hdf5plugin, safetensors, numpy, matplotlib, pyarrow, zarr, numcodecs, zstandard, xxhash, jsonschema
 PY
+# gigatoken, bench tokenizer's second reference beside tiktoken: optional (a wheel may be missing for this platform),
+# so setup goes on without it.
+python3 -c "import gigatoken" 2>/dev/null || python3 -m pip install -q gigatoken || echo "gigatoken not installed: bench tokenizer compares with tiktoken only" >&2
 # PyTorch (CPU) for the optimizer and model comparisons: the local CPU wheel when the machine has one (PyPI's
 # default torch wheel is the CUDA build, gigabytes of it), else PyTorch's CPU index.
 python3 -c "import torch" 2>/dev/null || {

@@ -2,8 +2,10 @@
 """Expected GPT-2 token ids from tiktoken, built offline from data/gpt2 (tiktoken.get_encoding would use the network).
 
 usage: tiktoken_ids.py OUT_DIR FILE...
+       tiktoken_ids.py --records IN OUT
 For each FILE writes OUT_DIR/<file name>.ids: tiktoken's encode_ordinary of the file's bytes decoded as UTF-8 with
-errors="replace", as little-endian uint16.
+errors="replace", as little-endian uint16. With --records, IN holds many short texts, each a little-endian uint32
+byte count then the bytes; OUT gets, for each, its id count as two uint16 (low half first) then the ids.
 """
 import os
 import sys
@@ -26,9 +28,21 @@ def gpt2_encoding():
                              special_tokens={"<|endoftext|>": 50256}, explicit_n_vocab=50257)
 
 
+def records(enc, src, dst):
+    data, out, i = open(src, "rb").read(), [], 0
+    while i < len(data):
+        n = int.from_bytes(data[i:i + 4], "little")
+        ids = enc.encode_ordinary(data[i + 4:i + 4 + n].decode("utf-8", errors="replace"))
+        out += [len(ids) & 0xFFFF, len(ids) >> 16] + ids
+        i += 4 + n
+    np.asarray(out, dtype="<u2").tofile(dst)
+
+
 def main():
-    out_dir, files = sys.argv[1], sys.argv[2:]
     enc = gpt2_encoding()
+    if sys.argv[1] == "--records":
+        return records(enc, sys.argv[2], sys.argv[3])
+    out_dir, files = sys.argv[1], sys.argv[2:]
     os.makedirs(out_dir, exist_ok=True)
     for path in files:
         with open(path, "rb") as f:

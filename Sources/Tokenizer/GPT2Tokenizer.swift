@@ -7,9 +7,16 @@ import Support
 ///
 /// Text is split by the GPT-2 pattern (see `preTokenize`); each piece that is a whole token maps directly, the
 /// others are merged tiktoken's way: start from single bytes and repeatedly merge the adjacent pair whose joined
-/// bytes have the lowest rank, leftmost first. A token's rank is its id.
+/// bytes have the lowest rank, leftmost first. A token's rank is its id (see `PairTable` for how merging runs in
+/// ids, and in linear time on long pieces).
+///
+/// What a piece costs, in order: a probe of the memo's `recent` table (pieces of at most 8 bytes, one L2-resident
+/// probe, nine in ten pieces); the token table (`TokenTable`, every token's bytes -> id, as tiktoken's whole-piece
+/// lookup); the memo's `PieceCache` (pieces of several tokens merged before); a merge. Both memo tables have a fixed
+/// size (`TokenizerMemo.maxHeldBytes`), so memory does not grow with the text.
 public final class GPT2Tokenizer: @unchecked Sendable {
     private let table: TokenTable
+    let pairs: PairTable
 
     /// Loads `encoder.json` and `vocab.bpe` from `directory`, checking that they agree (merge `n` of vocab.bpe
     /// is token 256 + n). Errors name the file and what is wrong.
@@ -75,7 +82,11 @@ public final class GPT2Tokenizer: @unchecked Sendable {
         }
     }
 
-    private init(tokens: [[UInt8]]) { table = TokenTable(tokens: tokens) }
+    private init(tokens: [[UInt8]]) {
+        let table = TokenTable(tokens: tokens)
+        self.table = table
+        pairs = PairTable(tokens: tokens) { table.lookup($0, hash: TokenTable.hash($0)) }
+    }
 
     public func encode(_ text: String) -> [UInt16] {
         var text = text
@@ -117,31 +128,86 @@ public final class GPT2Tokenizer: @unchecked Sendable {
     }
 
     /// Token ids of valid UTF-8, BPE results memoized in `memo`.
+    ///
+    /// A piece of at most 8 bytes (nine in ten) is first looked up in `memo.recent`, one probe of a table that fits
+    /// in L2; on a miss it takes the long way (the token table, then the piece cache, then a merge) and its ids go
+    /// into `recent` when there are at most three. The token table alone is 2 MiB, and a probe of it was the
+    /// largest single cost per piece (a cache miss).
     func encodeValid(_ text: UnsafeBufferPointer<UInt8>, memo: inout TokenizerMemo) -> [UInt16] {
-        let table = self.table
+        let table = self.table, pairs = self.pairs
         var out: [UInt16] = []
+        guard let base = text.baseAddress else { return out }
         out.reserveCapacity(text.count / 3)
-        preTokenize(text) { start, end in
-            let piece = UnsafeBufferPointer(rebasing: text[start..<end])
-            let hash = TokenTable.hash(piece)
-            if let id = table.lookup(piece, hash: hash) { out.append(id); return }
-            if memo.cache.append(piece, hash: hash, to: &out) { return }
-            let first = out.count
-            memo.merger.merge(piece, table: table, into: &out)
-            memo.cache.insert(piece, hash: hash, ids: out[first...])
+        let count = text.count
+        var recent: [UInt64] = []
+        swap(&recent, &memo.recent)
+        defer { swap(&recent, &memo.recent) }
+        recent.withUnsafeMutableBufferPointer { recent in
+            let slots = recent.baseAddress!
+            preTokenize(text) { start, end in
+                let piece = UnsafeBufferPointer(start: base + start, count: end - start)
+                let n = piece.count
+                var slot: UnsafeMutablePointer<UInt64>? = nil
+                var key: UInt64 = 0
+                if n <= 8 {
+                    if start + 8 <= count {
+                        key = UnsafeRawPointer(base + start).loadUnaligned(as: UInt64.self) & (UInt64.max >> (64 - 8 * n))
+                    } else {
+                        for i in 0..<n { key |= UInt64(base[start + i]) << (8 * i) }
+                    }
+                    let s = slots + 2 * Int(truncatingIfNeeded: ((key ^ UInt64(n)) &* 0x9E37_79B9_7F4A_7C15) >> (64 - TokenizerMemo.recentBits))
+                    let meta = s[1]
+                    if s[0] == key, meta & 0xFF == UInt64(n) {
+                        if meta & TokenizerMemo.used == 0 { s[1] = meta | TokenizerMemo.used }
+                        out.append(UInt16(truncatingIfNeeded: meta >> 16))
+                        let ids = meta >> 8 & 3
+                        if ids > 1 { out.append(UInt16(truncatingIfNeeded: meta >> 32)) }
+                        if ids > 2 { out.append(UInt16(truncatingIfNeeded: meta >> 48)) }
+                        return
+                    }
+                    slot = s
+                }
+                let first = out.count
+                let hash = TokenTable.hash(piece)
+                if let id = table.lookup(piece, hash: hash) { out.append(id) }
+                else if !memo.cache.append(piece, hash: hash, to: &out) {
+                    pairs.merge(piece, into: &out)
+                    memo.cache.insert(piece, hash: hash, ids: out[first...])
+                }
+                if let s = slot, s[1] & TokenizerMemo.used != 0 {
+                    s[1] &= ~TokenizerMemo.used
+                } else if let s = slot, out.count - first <= 3 {
+                    var meta = UInt64(n) | UInt64(out.count - first) << 8
+                    for (k, id) in out[first...].enumerated() { meta |= UInt64(id) << (16 + 16 * k) }
+                    s[0] = key
+                    s[1] = meta
+                }
+            }
         }
         return out
     }
 }
 
 /// What `encode(bytes:memo:)` keeps between calls on one thread: the BPE results of the pieces met so far (at
-/// most 65,536 pieces and 4 MiB of their bytes; then it starts over) and the merger's buffers.
+/// most 65,536 pieces of at most 256 bytes, 1 MiB of their bytes; then it starts over).
 public struct TokenizerMemo {
     var cache: PieceCache
-    var merger = BytePairMerger()
+    /// The ids of recently met pieces of at most 8 bytes and 3 tokens, direct-mapped by a hash of their bytes:
+    /// slot `s` is `recent[2 s]` = the piece's bytes (little-endian, zero-padded) and `recent[2 s + 1]` = its length,
+    /// id count, `used` and ids (8, 7, 1, 3 x 16 bits); length 0 is an empty slot. A piece that misses takes the slot
+    /// unless its piece was found there since the last miss (then it only clears `used`): one bit of second chance,
+    /// so that the long tail of rare pieces does not keep evicting the frequent ones.
+    var recent = [UInt64](repeating: 0, count: 2 << recentBits)
+    static let recentBits = 14
+    static let used: UInt64 = 0x8000
 
     public init() { self.init(limit: 65_536) }
     init(limit: Int) { cache = PieceCache(limit: limit) }
+
+    /// Bytes of memory the memo holds.
+    var heldBytes: Int { cache.heldBytes + recent.capacity * 8 }
+    /// The most `heldBytes` can be, whatever the text: each array of the piece cache at most twice its capped count.
+    static let maxHeldBytes = 2 * (PieceCache.slotCount(65_536) * 4 + 3 * 8 * 65_537 + 3 * PieceCache.maxKeyBytes) + 16 << recentBits
 }
 
 
@@ -283,13 +349,6 @@ final class TokenTable: @unchecked Sendable {
         for i in 0..<Swift.min(bytes.count, 8) { v |= UInt64(bytes[i]) << UInt64(8 * i) }
         return v
     }
-
-    /// Rank (= id) of the bytes `p[start ..< end]`, or Int.max when they are not a token.
-    @inline(__always)
-    func rank(_ p: UnsafePointer<UInt8>, _ start: Int, _ end: Int) -> Int {
-        let bytes = UnsafeBufferPointer(start: p + start, count: end - start)
-        return lookup(bytes, hash: Self.hash(bytes)).map(Int.init) ?? Int.max
-    }
 }
 
 /// `encodeValid`'s memo of BPE results (a `TokenizerMemo`'s): piece bytes -> ids, in an open-addressing table over flat
@@ -334,7 +393,7 @@ struct PieceCache {
     /// Remembers that `piece` (not cached, hash `hash`) encodes as `pieceIDs`; a full cache is emptied first, so a
     /// cache carried across documents follows the text it meets and stays bounded.
     mutating func insert(_ piece: UnsafeBufferPointer<UInt8>, hash: Int, ids pieceIDs: ArraySlice<UInt16>) {
-        guard limit > 0, piece.count <= Self.maxKeyBytes else { return }
+        guard limit > 0, piece.count <= Self.maxPieceBytes else { return }
         if hashes.count >= limit || keys.count + piece.count > Self.maxKeyBytes { removeAll() }
         if 2 * (hashes.count + 1) > slots.count { rehash(slots: 2 * slots.count) }
         place(hashes.count, hash: hash)
@@ -345,8 +404,17 @@ struct PieceCache {
         idEnds.append(ids.count)
     }
 
-    /// Piece bytes held at most (a piece longer than this is never cached).
-    static let maxKeyBytes = 4 << 20
+    /// Piece bytes held at most.
+    static let maxKeyBytes = 1 << 20
+    /// Longer pieces are not cached: they are rare, and merging them costs little more than a copy per byte.
+    static let maxPieceBytes = 256
+
+    /// Slots for `entries` entries: a power of two, at least twice as many.
+    static func slotCount(_ entries: Int) -> Int { max(1024, 1 << (Int.bitWidth - (2 * entries - 1).leadingZeroBitCount)) }
+
+    var heldBytes: Int {
+        slots.capacity * 4 + (hashes.capacity + keyEnds.capacity + idEnds.capacity) * 8 + keys.capacity + ids.capacity * 2
+    }
 
     private mutating func removeAll() {
         for i in slots.indices { slots[i] = -1 }
@@ -367,34 +435,5 @@ struct PieceCache {
     private mutating func rehash(slots count: Int) {
         slots = [Int32](repeating: -1, count: count)
         for (e, hash) in hashes.enumerated() { place(e, hash: hash) }
-    }
-}
-
-/// tiktoken's merge rule on one piece: repeatedly join the adjacent pair with the lowest rank, leftmost on ties.
-/// Quadratic in the piece length, like tiktoken; pieces are short except in pathological text. Its buffers are
-/// reused from piece to piece.
-struct BytePairMerger {
-    private var bounds: [Int] = []
-    private var ranks: [Int] = []
-
-    /// Appends the ids of `piece` to `out`.
-    mutating func merge(_ piece: UnsafeBufferPointer<UInt8>, table: TokenTable, into out: inout [UInt16]) {
-        let p = piece.baseAddress!
-        let n = piece.count
-        bounds.removeAll(keepingCapacity: true)
-        ranks.removeAll(keepingCapacity: true)
-        for i in 0...n { bounds.append(i) }
-        // ranks[i]: rank of joining part i with part i+1.
-        for i in 0..<(n - 1) { ranks.append(table.rank(p, i, i + 2)) }
-        while ranks.count > 0 {
-            var best = Int.max, at = -1
-            for i in 0..<ranks.count where ranks[i] < best { best = ranks[i]; at = i }
-            if at < 0 { break }
-            bounds.remove(at: at + 1)
-            ranks.remove(at: at)
-            if at < ranks.count { ranks[at] = table.rank(p, bounds[at], bounds[at + 2]) }
-            if at > 0 { ranks[at - 1] = table.rank(p, bounds[at - 1], bounds[at + 1]) }
-        }
-        for i in 0..<(bounds.count - 1) { out.append(UInt16(table.rank(p, bounds[i], bounds[i + 1]))) }
     }
 }

@@ -28,6 +28,45 @@ func tiktokenIDs(_ files: [URL]) throws -> [[UInt16]] {
     }
 }
 
+/// tiktoken's ids for each of many short texts (invalid UTF-8 decoded with replacement), in one Python call.
+func tiktokenIDs(records: [[UInt8]]) throws -> [[UInt16]] {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tiktoken-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    var input: [UInt8] = []
+    for r in records { withUnsafeBytes(of: UInt32(r.count).littleEndian) { input += $0 }; input += r }
+    try Data(input).write(to: dir.appendingPathComponent("in"))
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    p.arguments = ["python3", packageRoot.appendingPathComponent("tools/tiktoken_ids.py").path, "--records",
+                   dir.appendingPathComponent("in").path, dir.appendingPathComponent("out").path]
+    try p.run()
+    p.waitUntilExit()
+    guard p.terminationStatus == 0 else { throw LongCrawlError("tools/tiktoken_ids.py failed (is tiktoken installed? run tools/setup.sh)") }
+    let words = try Data(contentsOf: dir.appendingPathComponent("out")).withUnsafeBytes { Array($0.bindMemory(to: UInt16.self)) }
+    var out: [[UInt16]] = [], i = 0
+    while i < words.count {
+        let n = Int(words[i]) | Int(words[i + 1]) << 16
+        out.append(Array(words[(i + 2)..<(i + 2 + n)]))
+        i += 2 + n
+    }
+    return out
+}
+
+/// Each record against tiktoken, one failure per differing record (at most 20, then a count).
+func assertMatchTiktoken(_ records: [[UInt8]], _ what: String, file: StaticString = #filePath, line: UInt = #line) throws {
+    let want = try tiktokenIDs(records: records)
+    XCTAssertEqual(want.count, records.count, file: file, line: line)
+    var failures = 0
+    for (r, w) in zip(records, want) {
+        let got = r.withUnsafeBufferPointer { tokenizer.encode(bytes: $0) }
+        if got == w { continue }
+        failures += 1
+        if failures <= 20 { assertSameIDs(got, w, "\(what) \(String(decoding: r, as: UTF8.self).debugDescription) \(r)", file: file, line: line) }
+    }
+    XCTAssertEqual(failures, 0, "\(what): \(failures) of \(records.count) differ", file: file, line: line)
+}
+
 /// Fails with the first differing position and a little context, not a dump of the whole file.
 func assertSameIDs(_ got: [UInt16], _ want: [UInt16], _ name: String, file: StaticString = #filePath, line: UInt = #line) {
     guard got != want else { return }
@@ -131,6 +170,96 @@ final class TokenizerTests: XCTestCase {
                 for call in 0..<2 { assertSameIDs(tokenizer.encodeValid(buffer, memo: &memo), want, "cache limit \(limit), memo call \(call)") }
             }
         }
+    }
+
+    /// 10,000 random strings mixing characters of every general category (as the stdlib sees them, which includes
+    /// characters newer than tiktoken's Unicode tables) with the characters the split pattern turns on: spaces,
+    /// apostrophes, contraction letters, digits, ASCII letters and punctuation.
+    func testRandomStringsOfEveryCategoryMatchTiktoken() throws {
+        var pools: [Unicode.GeneralCategory: [Unicode.Scalar]] = [:]
+        for v in 0...0x10FFFF { if let c = Unicode.Scalar(v) { pools[c.properties.generalCategory, default: []].append(c) } }
+        let categories = pools.keys.sorted { "\($0)" < "\($1)" }
+        XCTAssertEqual(categories.count, 29, "every general category but surrogates, which are not scalars")
+        let pivots = Array(" '  \t\n\r\u{a0}\u{3000}sdmtlvreSDMTLVRE019aZ.,-!?\"/".unicodeScalars)
+        var rng = SplitMix64(seed: 30)
+        var records: [[UInt8]] = []
+        for _ in 0..<10_000 {
+            var s = String.UnicodeScalarView()
+            for _ in 0..<(1 + rng.next(below: 16)) {
+                if rng.next() % 2 == 0 {
+                    let pool = pools[categories[Int(rng.next(below: UInt64(categories.count)))]]!
+                    s.append(pool[Int(rng.next(below: UInt64(pool.count)))])
+                } else {
+                    s.append(pivots[Int(rng.next(below: UInt64(pivots.count)))])
+                }
+            }
+            records.append(Array(String(s).utf8))
+        }
+        try assertMatchTiktoken(records, "random string")
+    }
+
+    /// Invalid UTF-8 as `encode(bytes:)` gets it: random bytes, and valid text with truncated sequences, overlongs,
+    /// surrogates, bytes above U+10FFFF and stray continuation bytes spliced in.
+    func testInvalidUTF8MatchesTiktokenAfterReplacement() throws {
+        let bad: [[UInt8]] = [[0xC3], [0xE2, 0x82], [0xF0, 0x9F, 0x98], [0xC0, 0x80], [0xE0, 0x80, 0x80], [0xED, 0xA0, 0x80],
+                              [0xF4, 0x90, 0x80, 0x80], [0xF5], [0xFF], [0x80], [0xBF, 0xBF], [0xF8, 0x88, 0x80, 0x80, 0x80]]
+        let good: [[UInt8]] = ["a", " ", "'s", "é", "中", "😀", "1", "\n", " x", "!"].map { Array($0.utf8) }
+        var rng = SplitMix64(seed: 8)
+        var records: [[UInt8]] = []
+        for k in 0..<3_000 {
+            var r: [UInt8] = []
+            for _ in 0..<(1 + rng.next(below: 12)) {
+                if k % 3 == 0 { r.append(UInt8(truncatingIfNeeded: rng.next())) }
+                else if rng.next() % 3 == 0 { r += bad[Int(rng.next(below: UInt64(bad.count)))] }
+                else { r += good[Int(rng.next(below: UInt64(good.count)))] }
+            }
+            records.append(r)
+        }
+        try assertMatchTiktoken(records, "invalid UTF-8")
+    }
+
+    /// Every White_Space code point (and three look-alikes that are not), alone, in runs, before and after letters,
+    /// spaces and the end of text: the `\s+(?!\S)` rule.
+    func testEveryWhitespaceCodePointMatchesTiktoken() throws {
+        let white: [Unicode.Scalar] = (0x09...0x0D).map { Unicode.Scalar($0)! } + [" ", "\u{85}", "\u{a0}", "\u{1680}"]
+            + (0x2000...0x200A).map { Unicode.Scalar($0)! } + ["\u{2028}", "\u{2029}", "\u{202f}", "\u{205f}", "\u{3000}", "\u{180e}", "\u{200b}", "\u{feff}"]
+        var records: [[UInt8]] = []
+        for w in white.map(String.init) {
+            for o in [" ", "\n", "\u{3000}"] {
+                for s in [w, w + w, w + w + w, "a" + w + "b", "a" + w + w + "b", w + "x", w + w + "x", " " + w + "x", w + " x",
+                          w + o + "x", o + w + "x", w + w + o + o + "1", "a" + w + o, "!" + w + "'s", "a" + w + w] {
+                    records.append(Array(s.utf8))
+                }
+            }
+        }
+        try assertMatchTiktoken(records, "whitespace")
+    }
+
+    /// The seven contractions in every mix of case (GPT-2's are lowercase only), after letters, digits, symbols,
+    /// spaces, apostrophes and at the start and end.
+    func testContractionsInEveryCaseMatchTiktoken() throws {
+        var forms: [String] = []
+        for c in ["s", "d", "m", "t", "ll", "ve", "re"] {
+            var variants = [""]
+            for ch in c { variants = variants.flatMap { [$0 + ch.lowercased(), $0 + ch.uppercased()] } }
+            forms += variants
+        }
+        var records: [[UInt8]] = []
+        for f in forms {
+            for s in ["'" + f, "it'" + f, "IT'" + f + " x", " '" + f, "''" + f, "'" + f + "'", "1'" + f, "!'" + f, "x '" + f + "s",
+                      "'" + f + "x", "'" + f + "1", "  '" + f, "\n'" + f, "é'" + f, "'" + f + " '" + f] {
+                records.append(Array(s.utf8))
+            }
+        }
+        try assertMatchTiktoken(records, "contraction")
+    }
+
+    /// Runs of digits, letters and punctuation in every order, with and without a space or an apostrophe between.
+    func testDigitsLettersAndPunctuationMatchTiktoken() throws {
+        let runs = ["7", "2024", "1234567890123", "٣٤", "½", "a", "The", "données", "中文", "!", "...", "?!\"", "--", "$", "'"]
+        var records: [[UInt8]] = []
+        for x in runs { for y in runs { for sep in ["", " ", "  ", "'", ",", "\n"] { for z in ["", "x", "9", "."] { records.append(Array((x + sep + y + z).utf8)) } } } }
+        try assertMatchTiktoken(records, "digits, letters and punctuation")
     }
 
     func testBadVocabularyFilesAreNamed() throws {
