@@ -111,7 +111,7 @@ def main() -> None:
 
     data = TorchBatches(data_path, "train", cursor=cursor)
     batches = iter(data.loader(num_workers=args.workers, pin_memory=device.type == "cuda"))
-    ddp = torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False) if distributed else model
+    ddp = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if args.dtype == "bfloat16" else contextlib.nullcontext()
     params = list(model.parameters())
     metrics = open(out / "metrics.jsonl", "a") if rank == 0 else None
