@@ -123,7 +123,9 @@ class TorchBatches(IterableDataset):
 
     def loader(self, **kwargs: Any) -> DataLoader:
         """``DataLoader(self, batch_size=None, **kwargs)`` whose iteration moves this object's cursor as it hands
-        out batches, workers or not."""
+        out batches, workers or not. Not ``persistent_workers``: they would keep the cursor of their first iteration."""
+        if kwargs.get("persistent_workers"):
+            raise ValueError("TorchBatches.loader: persistent_workers would start each iteration from the first one's cursor")
         return _Loader(self, batch_size=None, **kwargs)
 
     def _range(self) -> tuple[int, int]:
