@@ -94,6 +94,7 @@ def main() -> None:
         if config.context % config.chunk:
             raise LongCrawlError(f"--context {config.context} is not a multiple of the chunk {config.chunk} of config '{config.name}'")
         cursor = PackerCursor(args.seed, config.batch, config.context, args.order, rank, world)
+        TorchBatches(args.data, "train", cursor=cursor)  # a bad dataset, context or batch fails before anything is written
         step, tokens, elapsed, data_path, seed, init_from = 0, 0, 0.0, args.data, args.seed, args.init_from
         torch.manual_seed(seed)
         model = Transformer(config)
@@ -168,6 +169,6 @@ def main() -> None:
 if __name__ == "__main__":
     try:
         main()
-    except LongCrawlError as e:
+    except (LongCrawlError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
