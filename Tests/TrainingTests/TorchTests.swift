@@ -44,7 +44,7 @@ final class TorchTests: XCTestCase {
     }
 
     private func trainTorch(_ args: [String], ranks: Int = 1, line: UInt = #line) throws {
-        let launcher = ranks == 1 ? [] : ["-m", "torch.distributed.run", "--nproc_per_node", "\(ranks)"]
+        let launcher = ranks == 1 ? [] : ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "\(ranks)"]
         let r = try python(launcher + [example, "--config", tiny, "--context", "256", "--threads", "1"] + args)
         XCTAssertEqual(r.status, 0, r.err, line: line)
     }

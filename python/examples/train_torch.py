@@ -6,7 +6,7 @@ norm clipping without torch's 1e-6; checkpoints in LongCrawl's format, which `lo
 `generate` and `train --init-from` read.
 
     python3 python/examples/train_torch.py --data out/sample --config data/configs/tiny.json --steps 300 --out runs/torch
-    torchrun --nproc_per_node 2 python/examples/train_torch.py ...      # data parallel: gloo on CPU, NCCL on CUDA
+    torchrun --standalone --nproc_per_node 2 python/examples/train_torch.py ...   # data parallel: gloo on CPU, NCCL on CUDA
     python3 python/examples/train_torch.py --out runs/torch --resume     # continue from the newest checkpoint
 
 Needs `pip install ./python[torch]` (or PYTHONPATH=python).
