@@ -36,7 +36,7 @@ final class PythonReaderTests: XCTestCase {
                 return r.out.split(separator: "\n")
             }
             func py(_ args: [String]) throws -> [Substring] {
-                let r = try python(["-m", "longcrawl.dump"] + args)
+                let r = try python(["-m", "longcrawl.dump", "--dump"] + args)  // pack's options, --dump included
                 XCTAssertEqual(r.status, 0, "\(label): \(r.err)")
                 return r.out.split(separator: "\n")
             }
@@ -80,6 +80,21 @@ final class PythonReaderTests: XCTestCase {
                 XCTAssertEqual(seams.count, 80)
                 XCTAssertEqual(seams.filter { ($0 as? Int) != nil }.count, 10, "\(format): one seam per rolled window")
             }
+            // TorchBatches(mask_seam=True) gives the packer's masks, seams masked (when torch is installed).
+            let torch = try python(["-c", """
+                import sys
+                try:
+                    import torch
+                except ImportError:
+                    sys.exit(0)
+                from longcrawl import BatchPacker, Dataset
+                from longcrawl.torchdata import TorchBatches
+                packer = BatchPacker(Dataset(sys.argv[1]).split("train"), batch_size=2, context=8192, seed=9, mask_seam=True)
+                batches = list(TorchBatches(sys.argv[1], batch_size=2, context=8192, seed=9, count=40, mask_seam=True))
+                assert all(torch.equal(b["mask"], torch.from_numpy(next(packer).mask)) for b in batches)
+                assert sum(int((b["mask"] == 0).sum()) for b in batches) == 10 + 10  # each seam, each window's end
+                """, dir.path])
+            XCTAssertEqual(torch.status, 0, torch.err)
         }
     }
 

@@ -1,4 +1,5 @@
-"""``python -m longcrawl.dump DIR ...``: the batches as JSON lines, the same lines as ``longcrawl pack --dump``."""
+"""``python -m longcrawl.dump DIR ...``: the batches as JSON lines, the same lines as ``longcrawl pack --dump``, from
+the same options (``--dump`` is accepted and always in effect)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count", type=int, default=1, help="batches to build")
     p.add_argument("--save-cursor", help="write the cursor after the last batch here (JSON)")
     p.add_argument("--mask-seam", action="store_true", help="mask the target that crosses each row's seam")
+    p.add_argument("--dump", action="store_true", help="print one JSON line per batch (always: accepted as pack takes it)")
     a = p.parse_args(argv)
     try:
         cursor = PackerCursor.load(a.cursor) if a.cursor else PackerCursor(a.seed, a.batch, a.context, a.order, a.rank, a.world)

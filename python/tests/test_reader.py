@@ -96,8 +96,8 @@ class PackerTests(unittest.TestCase):
         cursor = PackerCursor(seed=3, batch_size=2, context=8192, order="sequential", batch=5)
         packer = BatchPacker(Dataset(DATASET).split("train"), cursor=cursor)
         expected = [next(packer) for _ in range(9)]
-        data = TorchBatches(DATASET, cursor=cursor, count=9)
         for workers in (0, 2):
+            data = TorchBatches(DATASET, cursor=cursor, count=9)
             got = list(DataLoader(data, batch_size=None, num_workers=workers))
             self.assertEqual([g["batch"] for g in got], list(range(5, 14)))
             for g, e in zip(got, expected):
