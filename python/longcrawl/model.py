@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .dataset import LongCrawlError
+from .dataset import Dataset, LongCrawlError
 from .packer import PackerCursor
 
 GATE_BIAS = 6.906768  # logsigmoid(6.906768) ~= log(0.999): gates start almost open
@@ -490,6 +490,10 @@ def _load_model(cls, folder: Union[str, os.PathLike], device: Union[str, torch.d
     return model.to(device=device, dtype=dtype)
 
 
+#: The `state.json` version `save_checkpoint` writes (Swift's `TrainState.currentVersion`).
+CHECKPOINT_VERSION = 2
+
+
 def save_checkpoint(folder: Union[str, os.PathLike], model: Transformer, optimizer: Optional[torch.optim.AdamW], step: int,
                     data: Union[str, os.PathLike], cursors: Sequence[PackerCursor], seed: int, tokens: int = 0,
                     elapsed: float = 0.0, init_from: Optional[str] = None, save_every: int = 100, keep: int = 3) -> Path:
@@ -520,7 +524,9 @@ def save_checkpoint(folder: Union[str, os.PathLike], model: Transformer, optimiz
                "recompute": False, "save_every": save_every}
     if init_from is not None:
         options["init_from"] = str(Path(init_from).resolve())
-    state = {"step": step, "config": model.config.to_dict(), "options": options,
+    if Dataset(data).text_encoding == "json":
+        options["text_encoding"] = "json"  # so `longcrawl generate` escapes its prompt and unescapes its output
+    state = {"version": CHECKPOINT_VERSION, "step": step, "config": model.config.to_dict(), "options": options,
              "cursors": [json.loads(c.to_json()) for c in cursors], "rng": seed, "tokens": tokens, "elapsed": float(elapsed),
              "files": {n: _sha256(tmp / n) for n in names}}
     state["sha256"] = hashlib.sha256(_swift_json(state).encode()).hexdigest()
