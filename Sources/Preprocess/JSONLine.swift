@@ -12,7 +12,6 @@ enum JSONField: Equatable {
     case other(String)
 }
 
-
 /// A single-pass JSON checker for one JSONL line that notes where the values at a few field paths are, without
 /// building objects. Field paths are as `--text-field` takes them: a key, or a dotted path into nested objects; a
 /// top-level key spelled with the dots wins over the nested path, and of repeated keys the last wins (as

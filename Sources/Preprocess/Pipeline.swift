@@ -84,7 +84,6 @@ public struct PreprocessOptions: Sendable {
     }
 }
 
-
 /// Heldout or train by the document id alone, so a document keeps its split when the corpus grows:
 /// FNV-1a over the id's UTF-8, then the splitmix64 finalizer for uniform bits, as a number in [0, 1).
 public func heldoutScore(id: String) -> Double {

@@ -2,7 +2,7 @@ import Foundation
 import Support
 
 /// Thresholds on RedPajama-v2's quality signals: the word-count bounds and Gopher's quality rules (Rae et al. 2021,
-/// appendix A, on RPv2's signals as docs/RECIPE.md reads them). A nil threshold is a rule not applied.
+/// appendix A, on RPv2's signals; docs/GUIDE.md, "Quality rules"). A nil threshold is a rule not applied.
 public struct QualityThresholds: Sendable, Equatable {
     /// `rps_doc_word_count` bounds.
     public var minWords: Int?, maxWords: Int?
@@ -26,7 +26,7 @@ public struct QualityThresholds: Sendable, Equatable {
         return t
     }()
 
-    /// Our reading of LongCrawl64's recipe (docs/RECIPE.md): at least 16,000 words, then Gopher's quality rules.
+    /// Our reading of LongCrawl64's recipe (docs/LONGCRAWL64.md): at least 16,000 words, then Gopher's quality rules.
     public static let longcrawl64: QualityThresholds = {
         var t = gopher
         t.minWords = 16000
@@ -85,9 +85,14 @@ public struct WordCountRule: DocumentRule {
 /// the `TextAnalysis`), then the n-gram signals, so a document that fails a cheap test never pays for the rest.
 /// A signal RPv2 leaves null (no words, no lines) fails its test. The word-count bounds are `WordCountRule`'s.
 public struct QualityRules: DocumentRule {
-    public var thresholds: QualityThresholds
+    public let thresholds: QualityThresholds
+    /// The tests in order, built once (`drop` runs for every document).
+    private let tests: [Test]
 
-    public init(_ thresholds: QualityThresholds) { self.thresholds = thresholds }
+    public init(_ thresholds: QualityThresholds) {
+        self.thresholds = thresholds
+        tests = Self.tests(thresholds)
+    }
 
     public var name: String { "quality" }
 
@@ -101,11 +106,13 @@ public struct QualityRules: DocumentRule {
         lazy var grams = NGrams(analysis.signals)
     }
 
-    /// The tests in order: counter, option name and threshold, and the check of a document against it.
-    private var tests: [(counter: String, option: String, threshold: String, test: (Views) -> Bool)] {
-        let t = thresholds
-        var out: [(String, String, String, (Views) -> Bool)] = []
-        func add(_ counter: String, _ option: String, _ limit: Double?, _ keep: @escaping (Double, Views) -> Bool) {
+    /// A test: its counter, option name and threshold, and the check of a document against it.
+    private typealias Test = (counter: String, option: String, threshold: String, test: @Sendable (Views) -> Bool)
+
+    /// The tests of `t` in order.
+    private static func tests(_ t: QualityThresholds) -> [Test] {
+        var out: [Test] = []
+        func add(_ counter: String, _ option: String, _ limit: Double?, _ keep: @escaping @Sendable (Double, Views) -> Bool) {
             if let limit { out.append((counter, option, String(limit), { keep(limit, $0) })) }
         }
         add("mean_word_length", "min_mean_word_length", t.minMeanWordLength) { lo, v in v.signals.meanWordLength.map { $0 >= lo } ?? false }

@@ -3,7 +3,7 @@ import Foundation
 import Support
 
 /// RedPajama-v2's quality signals of one document, computed from its text as RPv2's `quality_signals` code does
-/// (docs/RECIPE.md has the definitions), with Python's meaning of whitespace, `\w`, `str.lower` and NFD.
+/// (docs/GUIDE.md, "Quality rules", has the definitions), with Python's meaning of whitespace, `\w`, `str.lower` and NFD.
 ///
 /// Three views of the text, all over Unicode scalars (Python's code points):
 /// - *normalized words*: the 32 ASCII punctuation characters deleted, `str.lower` (full mappings, final sigma),

@@ -210,7 +210,6 @@ public struct TokenizerMemo {
     static let maxHeldBytes = 2 * (PieceCache.slotCount(65_536) * 4 + 3 * 8 * 65_537 + 3 * PieceCache.maxKeyBytes) + 16 << recentBits
 }
 
-
 /// GPT-2's reversible map from bytes to printable characters: printable Latin-1 bytes map to themselves, the
 /// other 68 to U+0100 onwards in byte order.
 let byteToUnicode: [Unicode.Scalar] = {

@@ -28,9 +28,6 @@ struct ImportCommand: ParsableCommand {
 
     @OptionGroup var output: DatasetOutputOptions
 
-
-
-
     @Option(help: "Split of the only input (train or heldout), when its folder is not named after one.")
     var split: Split?
 

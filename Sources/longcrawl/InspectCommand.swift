@@ -119,12 +119,14 @@ func printFunnel(_ build: BuildRecord) {
     let c = build.counts
     // Indexes written before the document stage: their counters, in the order they were met.
     var order = build.funnel ?? ["records", "dropped_empty", "dropped_unreadable", "dropped_too_short", "kept", "rows", "skipped_missing_rows", "imported"]
+    // Counters outside the stages (an import's row-chunk count, its text-encoding evidence) are listed, not subtracted.
+    let stages = Set(order)
     order += c.counters.keys.filter { !order.contains($0) }.sorted()
     let total = max(c[order[0]], 1)
     var left = c[order[0]]
     print("funnel     " + "stage".padding(toLength: 28, withPad: " ", startingAt: 0) + "   records        share         left")
     for key in order where key == order[0] || c[key] > 0 || key == order.last {
-        if key.hasPrefix("dropped_") || key.hasPrefix("skipped_") { left -= c[key] }
+        if stages.contains(key), key.hasPrefix("dropped_") || key.hasPrefix("skipped_") { left -= c[key] }
         print("           " + key.padding(toLength: 28, withPad: " ", startingAt: 0) +
               String(format: " %10d %10.3f%% %12d", c[key], 100 * Double(c[key]) / Double(total), left))
     }

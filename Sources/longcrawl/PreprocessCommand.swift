@@ -37,15 +37,11 @@ struct PreprocessCommand: ParsableCommand {
 
     @OptionGroup var output: DatasetOutputOptions
 
-
-
-
     @Option(help: "Fraction of documents (by id hash) held out for evaluation (default 0.01; longcrawl64: 52,131 / 6,661,465, its release's).")
     var heldoutFraction: Double?
 
     @Option(help: "Windows taken per kept document: a number, or 'all'.")
     var windowsPerDoc: String = "1"
-
 
     @Option(help: "Reading and tokenizing threads (default: all cores); the output does not depend on it.")
     var workers: Int = ProcessInfo.processInfo.activeProcessorCount
@@ -57,8 +53,6 @@ struct PreprocessCommand: ParsableCommand {
     var idField: String = "id"
 
     @OptionGroup var tokenizer: TokenizerOption
-
-
 
     @Flag(help: "Stop at the first unreadable record instead of dropping it with a warning.")
     var strict = false

@@ -4,7 +4,6 @@ import TestSupport
 import XCTest
 @testable import Preprocess
 
-
 final class CorpusReaderTests: XCTestCase {
     func records(_ inputs: [String], idField: String? = "id") throws -> [CorpusRecord] {
         Array(try CorpusReader(inputs: inputs, idField: idField))

@@ -303,7 +303,7 @@ class _FusedHeadLoss(torch.autograd.Function):
 
 
 class Transformer(nn.Module):
-    """GPT-2-style pre-norm transformer with sympow attention (MODEL.md section 5), LongCrawl's parameter names."""
+    """GPT-2-style pre-norm transformer with sympow attention (docs/MODEL.md), LongCrawl's parameter names."""
 
     def __init__(self, config: Config) -> None:
         super().__init__()
