@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .dataset import Dataset, LongCrawlError
+from .dataset import LongCrawlError, _text_encoding
 from .packer import PackerCursor
 
 GATE_BIAS = 6.906768  # logsigmoid(6.906768) ~= log(0.999): gates start almost open
@@ -524,7 +524,8 @@ def save_checkpoint(folder: Union[str, os.PathLike], model: Transformer, optimiz
                "recompute": False, "save_every": save_every}
     if init_from is not None:
         options["init_from"] = str(Path(init_from).resolve())
-    if Dataset(data).text_encoding == "json":
+    index = Path(data) / "index.json"
+    if index.exists() and _text_encoding(json.loads(index.read_text())) == "json":
         options["text_encoding"] = "json"  # so `longcrawl generate` escapes its prompt and unescapes its output
     state = {"version": CHECKPOINT_VERSION, "step": step, "config": model.config.to_dict(), "options": options,
              "cursors": [json.loads(c.to_json()) for c in cursors], "rng": seed, "tokens": tokens, "elapsed": float(elapsed),
