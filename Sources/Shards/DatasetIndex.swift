@@ -67,7 +67,7 @@ public struct BuildRecord: Codable, Equatable, Sendable {
     /// Final counters, with the window totals, set when `complete`.
     public var counts: BuildCounts
     /// The counters in the order a record meets them (`records`, each stage's drops, `kept`): the funnel that
-    /// `inspect` prints. Absent in indexes written before the document stage.
+    /// `inspect` prints. Absent in the first indexes of version 1 (`DatasetIndex.upgrade` fills it in on load).
     public var funnel: [String]?
 
     public init(inputs: [String], options: [String: String], resume: ResumePoint = ResumePoint(), counts: BuildCounts = BuildCounts(),
@@ -251,9 +251,13 @@ public struct DatasetIndex: Codable, Equatable, Sendable {
     }
 
     /// Brings an index of an earlier version to the current one, the one place that knows what each version lacked:
-    /// version 1 had no text encoding, and every dataset it built tokenized raw text (an import's was never checked).
+    /// version 1 had no text encoding, and every dataset it built tokenized raw text (an import's was never checked);
+    /// its first builds had no funnel, and counted only these stages, in this order.
     mutating func upgrade() {
         if version < 2 { textEncoding = isImport ? nil : .raw }
+        if version < 2, build != nil, build?.funnel == nil {
+            build?.funnel = isImport ? ["rows", "skipped_missing_rows", "imported"] : ["records", "dropped_empty", "dropped_unreadable", "dropped_too_short", "kept"]
+        }
         version = Self.currentVersion
     }
 

@@ -117,8 +117,8 @@ func describeTextEncoding(_ index: DatasetIndex) -> String {
 /// records and what is left after it, then the length histogram of the documents read and kept.
 func printFunnel(_ build: BuildRecord) {
     let c = build.counts
-    // Indexes written before the document stage: their counters, in the order they were met.
-    var order = build.funnel ?? ["records", "dropped_empty", "dropped_unreadable", "dropped_too_short", "kept", "rows", "skipped_missing_rows", "imported"]
+    // Every index loaded has its funnel (`DatasetIndex.upgrade` gives the first ones theirs).
+    guard var order = build.funnel, !order.isEmpty else { return }
     // Counters outside the stages (an import's row-chunk count, its text-encoding evidence) are listed, not subtracted.
     let stages = Set(order)
     order += c.counters.keys.filter { !order.contains($0) }.sorted()

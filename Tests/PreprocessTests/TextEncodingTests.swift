@@ -143,13 +143,14 @@ final class TextEncodingTests: XCTestCase {
     }
 
     /// An index of each earlier version opens: version 1 (no text encoding) reads as raw for a build and as
-    /// undecided for an import.
+    /// undecided for an import; one written before the funnel gets the stages it counted.
     func testEarlierIndexVersionsOpen() throws {
         let fixtures = packageRoot.appendingPathComponent("Tests/Fixtures/formats")
         let built = try DatasetIndex.load(from: fixtures.appendingPathComponent("index-v1-preprocess"))
         XCTAssertEqual(built.version, DatasetIndex.currentVersion)
         XCTAssertEqual(built.textEncoding, .raw)
         XCTAssertEqual(built.shards.count, 8)
+        XCTAssertEqual(built.build?.funnel, ["records", "dropped_empty", "dropped_unreadable", "dropped_too_short", "kept"], "written before the funnel")
         let imported = try DatasetIndex.load(from: fixtures.appendingPathComponent("index-v1-import"))
         XCTAssertNil(imported.textEncoding)
         XCTAssertEqual(imported.build?.counts["imported"], 40)
