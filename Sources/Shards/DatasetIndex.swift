@@ -256,7 +256,8 @@ public struct DatasetIndex: Codable, Equatable, Sendable {
     mutating func upgrade() {
         if version < 2 { textEncoding = isImport ? nil : .raw }
         if version < 2, build != nil, build?.funnel == nil {
-            build?.funnel = isImport ? ["rows", "skipped_missing_rows", "imported"] : ["records", "dropped_empty", "dropped_unreadable", "dropped_too_short", "kept"]
+            let stages = isImport ? ["rows", "skipped_missing_rows", "imported"] : ["records", "dropped_empty", "dropped_unreadable", "dropped_too_short", "kept"]
+            build?.funnel = stages
         }
         version = Self.currentVersion
     }
