@@ -127,6 +127,21 @@ class PackerCursor:
         names = {v: k for k, v in self._KEYS.items()}
         return json.dumps({names.get(k, k): v for k, v in asdict(self).items()}, indent=2, sort_keys=True) + "\n"
 
+    def fault(self) -> Optional[str]:
+        """What is wrong with the cursor's own fields, in one line, or None: the one check of a cursor, which the
+        packer and ``TorchBatches`` raise as their own errors."""
+        if not isinstance(self.context, int) or self.context not in VALID_CONTEXTS:
+            return f"context {self.context!r} does not divide {WINDOW}; valid: {', '.join(map(str, VALID_CONTEXTS))}"
+        if self.order not in ORDERS:
+            return f"order {self.order!r} is not one of {', '.join(ORDERS)}"
+        if self.batch_size < 1:
+            return f"batch_size must be positive, got {self.batch_size}"
+        if not (self.world >= 1 and 0 <= self.rank < self.world):
+            return f"rank {self.rank} is not in 0..<{self.world} (world {self.world})"
+        if self.batch < 0:
+            return f"cursor batch {self.batch} is negative"
+        return None
+
     @classmethod
     def load(cls, path: Union[str, os.PathLike]) -> PackerCursor:
         try:
@@ -217,16 +232,8 @@ class BatchPacker:
                 raise ValueError("give batch_size and context, or a cursor")
             cursor = PackerCursor(seed, batch_size, context, order, rank, world)
         c = cursor
-        if c.context <= 0 or WINDOW % c.context:
-            raise LongCrawlError(f"context {c.context} does not divide {WINDOW}; valid: {', '.join(map(str, VALID_CONTEXTS))}")
-        if c.order not in ORDERS:
-            raise LongCrawlError(f"order '{c.order}' is not one of {', '.join(ORDERS)}")
-        if c.batch_size < 1:
-            raise LongCrawlError(f"batch size must be positive, got {c.batch_size}")
-        if not (c.world >= 1 and 0 <= c.rank < c.world):
-            raise LongCrawlError(f"rank {c.rank} is not in 0..<{c.world}")
-        if c.batch < 0:
-            raise LongCrawlError(f"cursor batch {c.batch} is negative")
+        if c.fault():
+            raise LongCrawlError(c.fault())
         per = split.count // c.world
         self.groups = per // c.batch_size
         if self.groups < 1:

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .dataset import WINDOW, Dataset
-from .packer import ORDERS, VALID_CONTEXTS, BatchPacker, PackerCursor, cut, epoch_order
+from .packer import BatchPacker, PackerCursor, cut, epoch_order
 
 
 class TorchBatch(TypedDict):
@@ -67,16 +67,8 @@ class TorchBatches(IterableDataset):
                 if value is not None and value != getattr(cursor, name):
                     raise ValueError(f"TorchBatches: {name}={value!r} disagrees with the cursor's {name} {getattr(cursor, name)!r}")
         c = cursor
-        if c.context not in VALID_CONTEXTS:
-            raise ValueError(f"TorchBatches: context {c.context!r} does not divide {WINDOW}; valid: {', '.join(map(str, VALID_CONTEXTS))}")
-        if c.order not in ORDERS:
-            raise ValueError(f"TorchBatches: order {c.order!r} is not one of {', '.join(ORDERS)}")
-        if c.batch_size < 1:
-            raise ValueError(f"TorchBatches: batch_size must be positive, got {c.batch_size}")
-        if not (c.world >= 1 and 0 <= c.rank < c.world):
-            raise ValueError(f"TorchBatches: rank {c.rank} is not in 0..<{c.world} (world {c.world})")
-        if c.batch < 0:
-            raise ValueError(f"TorchBatches: cursor batch {c.batch} is negative")
+        if c.fault():
+            raise ValueError(f"TorchBatches: {c.fault()}")
         if count is not None and (not isinstance(count, int) or count < 1):
             raise ValueError(f"TorchBatches: count must be a positive int, got {count!r}")
         if count is not None and not drop_last:
