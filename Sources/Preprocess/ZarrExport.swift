@@ -156,11 +156,9 @@ public struct ZarrExport {
 
     /// Row r holds window `rowOrder[r]`.
     func rowOrder(_ count: Int) -> [Int] {
-        var ids = Array(0..<count)
-        guard case .shuffled(let seed) = order else { return ids }
+        guard case .shuffled(let seed) = order else { return Array(0..<count) }
         var rng = SplitMix64(seed: seed)
-        for i in stride(from: count - 1, to: 0, by: -1) { ids.swapAt(i, Int(rng.next(below: UInt64(i + 1)))) }
-        return ids
+        return rng.permutation(count)
     }
 
     private func reportProgress(done: Int, total: Int, rows: Int, started: Date) {

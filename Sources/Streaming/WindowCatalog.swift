@@ -108,14 +108,7 @@ func epochOrder(count: Int, seed: UInt64, epoch: Int, rank: Int = 0, world: Int 
 /// The shuffle every rank's `epochOrder` deals from.
 func epochShuffle(count: Int, seed: UInt64, epoch: Int) -> [Int] {
     var rng = SplitMix64(seed: seed ^ (UInt64(epoch) &* 0x9E37_79B9_7F4A_7C15))
-    var ids = Array(0..<count)
-    if count > 1 {
-        for i in stride(from: count - 1, to: 0, by: -1) {
-            let j = Int(rng.next(below: UInt64(i + 1)))
-            ids.swapAt(i, j)
-        }
-    }
-    return ids
+    return rng.permutation(count)
 }
 
 /// Runs `produce(i, worker)` for i = start, start+1, ... on `workers` background threads (worker w takes

@@ -20,6 +20,14 @@ public struct SplitMix64: RandomNumberGenerator, Codable, Equatable, Sendable {
         return m.high
     }
 
+    /// 0 ..< count in a Fisher-Yates order driven by this generator: the one shuffle of the project (epoch orders,
+    /// an export's rows).
+    public mutating func permutation(_ count: Int) -> [Int] {
+        var ids = Array(0..<count)
+        for i in stride(from: count - 1, to: 0, by: -1) { ids.swapAt(i, Int(next(below: UInt64(i + 1)))) }
+        return ids
+    }
+
     /// SplitMix64's finalizer: every input bit reaches every output bit.
     @inlinable
     public static func mix(_ x: UInt64) -> UInt64 {
