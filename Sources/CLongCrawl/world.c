@@ -105,26 +105,15 @@ void lc_world_max_int64(int64_t *buffer, int count) {
     if (world_active) MPI_Allreduce(MPI_IN_PLACE, buffer, count, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD);
 }
 
-long lc_world_gather_sizes(long size, long *sizes) {
-    if (!world_active) { sizes[0] = size; return size; }
-    MPI_Allgather(&size, 1, MPI_LONG, sizes, 1, MPI_LONG, MPI_COMM_WORLD);
-    int n = 0;
-    MPI_Comm_size(MPI_COMM_WORLD, &n);
-    long total = 0;
-    for (int i = 0; i < n; i++) total += sizes[i];
-    return total;
+void lc_world_exchange_sizes(const long *send, long *recv) {
+    if (!world_active) { recv[0] = send[0]; return; }
+    MPI_Alltoall(send, 1, MPI_LONG, recv, 1, MPI_LONG, MPI_COMM_WORLD);
 }
 
-void lc_world_gather_bytes(const void *data, long size, const long *sizes, void *out) {
-    if (!world_active) { for (long i = 0; i < size; i++) ((char *)out)[i] = ((const char *)data)[i]; return; }
-    int n = 0;
-    MPI_Comm_size(MPI_COMM_WORLD, &n);
-    int *counts = malloc(sizeof(int) * n), *offsets = malloc(sizeof(int) * n);
-    int offset = 0;
-    for (int i = 0; i < n; i++) { counts[i] = (int)sizes[i]; offsets[i] = offset; offset += counts[i]; }
-    MPI_Allgatherv(data, (int)size, MPI_BYTE, out, counts, offsets, MPI_BYTE, MPI_COMM_WORLD);
-    free(counts);
-    free(offsets);
+void lc_world_exchange_round(const void *send, const int *send_counts, const int *send_offsets,
+                             void *recv, const int *recv_counts, const int *recv_offsets) {
+    if (!world_active) { memcpy(recv, send, (size_t)send_counts[0]); return; }
+    MPI_Alltoallv(send, send_counts, send_offsets, MPI_BYTE, recv, recv_counts, recv_offsets, MPI_BYTE, MPI_COMM_WORLD);
 }
 
 const char *lc_mpi_library_version(void) {

@@ -52,17 +52,53 @@ public final class World: Sendable {
         return v
     }
 
+    /// The most bytes one collective moves from one rank to another in one MPI call: larger payloads go in rounds,
+    /// so no count passes MPI's `int` and a round's buffers hold at most `ranks x messageBytes`. 16 MiB, or
+    /// `LONGCRAWL_MESSAGE_BYTES` (tests set a few bytes to make every payload take many rounds).
+    public static let messageBytes: Int = ProcessInfo.processInfo.environment["LONGCRAWL_MESSAGE_BYTES"].flatMap(Int.init)
+        .map { Swift.max(1, $0) } ?? 16 << 20
+
     /// Every rank's bytes, in rank order, on every rank.
     public func allGather(_ data: Data) -> [Data] {
-        var sizes = [Int](repeating: 0, count: size)
-        let total = sizes.withUnsafeMutableBufferPointer { lc_world_gather_sizes(data.count, $0.baseAddress!) }
-        var out = [UInt8](repeating: 0, count: Swift.max(total, 1))
-        data.withUnsafeBytes { src in
-            sizes.withUnsafeBufferPointer { s in out.withUnsafeMutableBytes { lc_world_gather_bytes(src.baseAddress, data.count, s.baseAddress!, $0.baseAddress!) } }
+        let (bytes, counts) = allToAll([[UInt8]](repeating: [UInt8](data), count: size))
+        return counts.indices.map { i in Data(bytes[counts[..<i].reduce(0, +)..<counts[...i].reduce(0, +)]) }
+    }
+
+    /// `outgoing[j]` to rank j, from every rank at once (MPI_Alltoallv, in rounds of at most `messageBytes` per pair
+    /// of ranks): what the ranks sent this one, concatenated in rank order, and how many values came from each.
+    /// Every rank must call it. Values go as their bytes are: the ranks share one architecture.
+    public func allToAll<T: BitwiseCopyable>(_ outgoing: [[T]]) -> (values: [T], counts: [Int]) {
+        precondition(outgoing.count == size, "allToAll needs one array per rank")
+        let stride = MemoryLayout<T>.stride
+        let sendBytes = outgoing.map { $0.count * stride }
+        var recvBytes = [Int](repeating: 0, count: size)
+        lc_world_exchange_sizes(sendBytes, &recvBytes)
+        let chunk = Swift.max(1, Swift.min(Self.messageBytes, Int(Int32.max) / size))
+        let rounds = Int(max([Int64((Swift.max(sendBytes.max()!, recvBytes.max()!) + chunk - 1) / chunk)])[0])
+        let total = recvBytes.reduce(0, +), starts = recvBytes.indices.map { recvBytes[..<$0].reduce(0, +) }
+        // Every byte of the result is written by some round before it is returned.
+        var values = [T](unsafeUninitializedCapacity: total / stride) { _, count in count = total / stride }
+        for r in 0..<rounds {
+            func round(_ bytes: [Int]) -> (counts: [Int32], offsets: [Int32]) {
+                let counts = bytes.map { Int32(Swift.min(Swift.max($0 - r * chunk, 0), chunk)) }
+                return (counts, counts.indices.map { Int32(counts[..<$0].reduce(0, +)) })
+            }
+            let (sc, so) = round(sendBytes), (rc, ro) = round(recvBytes)
+            var send: [UInt8] = []
+            send.reserveCapacity(Int(sc.reduce(0, +)) + 1)
+            for (j, v) in outgoing.enumerated() where sc[j] > 0 { v.withUnsafeBytes { send += $0[(r * chunk)..<(r * chunk + Int(sc[j]))] } }
+            if send.isEmpty { send = [0] }  // a valid address for a round this rank sends nothing in
+            var recv = [UInt8](repeating: 0, count: Swift.max(Int(rc.reduce(0, +)), 1))
+            send.withUnsafeBytes { s in lc_world_exchange_round(s.baseAddress, sc, so, &recv, rc, ro) }
+            values.withUnsafeMutableBytes { dst in
+                recv.withUnsafeBytes { src in
+                    for i in 0..<size where rc[i] > 0 {
+                        (dst.baseAddress! + starts[i] + r * chunk).copyMemory(from: src.baseAddress! + Int(ro[i]), byteCount: Int(rc[i]))
+                    }
+                }
+            }
         }
-        var parts: [Data] = [], offset = 0
-        for n in sizes { parts.append(Data(out[offset..<(offset + n)])); offset += n }
-        return parts
+        return (values, recvBytes.map { $0 / stride })
     }
 
     public func barrier() { lc_world_barrier() }

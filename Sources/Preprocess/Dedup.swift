@@ -41,6 +41,14 @@ public struct DedupSettings: Sendable, Equatable {
 
     /// Band b covers fingerprint words `b * rows ..< (b + 1) * rows`.
     var layout: (bands: Int, rows: Int) { mode == .exact ? (1, 2) : (bands, rows) }
+
+    /// Band b's key: its words hashed in a chain seeded with b, so equal words in two bands give two keys.
+    func bandKey(_ fingerprint: [UInt64], band b: Int) -> UInt64 {
+        let rows = layout.rows
+        return fingerprint[(b * rows)..<((b + 1) * rows)].reduce(UInt64(b)) { SplitMix64.mix($0 ^ $1) }
+    }
+
+    func bandKeys(_ fingerprint: [UInt64]) -> [UInt64] { (0..<layout.bands).map { bandKey(fingerprint, band: $0) } }
 }
 
 private func hexValue(_ c: UInt8) -> UInt8 { c <= 0x39 ? c - 0x30 : c - 0x57 }
@@ -134,15 +142,10 @@ final class Deduplicator {
 
     var count: Int { ids.count }
 
-    private func bandKeys(_ fingerprint: [UInt64]) -> [UInt64] {
-        let (n, rows) = settings.layout
-        return (0..<n).map { b in fingerprint[(b * rows)..<((b + 1) * rows)].reduce(UInt64(b)) { SplitMix64.mix($0 ^ $1) } }
-    }
-
     /// The kept document this one duplicates (its id and the estimated Jaccard similarity), or nil, and then this
     /// one is kept and indexed.
     func check(id: String, fingerprint: [UInt64]) -> (kept: String, jaccard: Double)? {
-        let keys = bandKeys(fingerprint)
+        let keys = settings.bandKeys(fingerprint)
         let hits = keys.indices.compactMap { bands[$0][keys[$0]] }
         if let first = hits.min() {
             return (ids[Int(first)], MinHash.jaccard(fingerprints[Int(first)], fingerprint))
@@ -154,7 +157,7 @@ final class Deduplicator {
     /// Indexes a kept document (also when restoring the state of a resumed run).
     func add(id: String, fingerprint: [UInt64], keys: [UInt64]? = nil) {
         let index = Int32(ids.count)
-        for (b, key) in (keys ?? bandKeys(fingerprint)).enumerated() where bands[b][key] == nil { bands[b][key] = index }
+        for (b, key) in (keys ?? settings.bandKeys(fingerprint)).enumerated() where bands[b][key] == nil { bands[b][key] = index }
         ids.append(id)
         fingerprints.append(fingerprint)
     }

@@ -27,9 +27,10 @@ extension Preprocessor {
             p.progress = world.rank == 0 ? progress : nil
             if let warn { p.warn = warn }
             if let dedup = options.dedup {
-                let plan = DedupPlan(settings: dedup, mine: try p.dedupCandidates(), world: world)
-                p.plannedDuplicates = plan.drops
-                if world.rank == 0 { try Data(plan.lines).write(to: output.appendingPathComponent(DedupLog.duplicatesName), options: .atomic) }
+                let log = output.appendingPathComponent(DedupLog.duplicatesName), partial = AtomicFile.temporaryURL(for: log)
+                p.plannedDuplicates = try DedupPlan(settings: dedup, mine: try p.dedupCandidates(), world: world,
+                                                    duplicates: world.rank == 0 ? partial : nil).drops
+                if world.rank == 0 { try AtomicFile.commit(partial, to: log) }
             }
             p.heldoutDecision = { heldout, kept, pendingFile in
                 let sums = world.sum([Double(heldout), Double(kept)])

@@ -46,3 +46,20 @@ public enum LongCrawl64 {
     /// Rows and columns of one zarr chunk of the release's arrays.
     public static let chunkRows = 2048, chunkColumns = 2048
 }
+
+/// This process's resident memory as Linux reports it in `/proc/self/status`, in bytes (0 where it cannot be read).
+public enum ResidentMemory {
+    /// The peak since the process started or since `resetPeak()`.
+    public static var peak: Int { status("VmHWM:") }
+
+    /// Starts the peak again from the memory resident now (Linux 4.0+, `/proc/self/clear_refs`), so a stage's peak
+    /// excludes what ran before it.
+    public static func resetPeak() { try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8) }
+
+    private static func status(_ field: String) -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix(field) }),
+              let kB = Int(line.dropFirst(field.count).split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "") else { return 0 }
+        return kB * 1024
+    }
+}

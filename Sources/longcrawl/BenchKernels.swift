@@ -83,17 +83,8 @@ struct BenchKernels: ParsableCommand {
                 let ceiling = max(ceilings[t]!, sgemmCeiling(shapes: cfg.gemmShapes(rows: t)))
                 let gflops = 3 * cfg.forwardFlopsPerToken(context: t) * Double(t) / seconds / 1e9
                 print(String(format: "| %d | %@ | %.2f | %.0f | %.1f | %.1f%% (%.0f) | %@ |", t, recompute ? "recomputed" : "stored", seconds,
-                             Double(t) / seconds, gflops, 100 * gflops / ceiling, ceiling, formatBytes(maxRSS())))
+                             Double(t) / seconds, gflops, 100 * gflops / ceiling, ceiling, formatBytes(ResidentMemory.peak)))
             }
         }
         print("(useful flops only: the recomputed MLP forward is not counted)")
-    }
-
-}
-
-/// Peak resident set size of this process so far (getrusage), in bytes.
-func maxRSS() -> Int {
-    var usage = rusage()
-    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
-    return usage.ru_maxrss * 1024
-}
+    }}

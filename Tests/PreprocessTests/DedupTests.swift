@@ -124,26 +124,153 @@ final class DedupTests: XCTestCase {
         }
     }
 
-    /// `mpirun -np 2` decides over all ranks: the same windows, counters and duplicates.jsonl as one process.
-    func testTwoRanksDedupGlobally() throws {
+    /// The distributed plan, alone in this process (one rank), decides what the single run's `Deduplicator` decides,
+    /// line for line, over synthetic candidates with exact, near and chained copies; chains included: a copy whose
+    /// only collision is with a dropped copy is kept by both.
+    func testPlanReplaysTheSingleRun() throws {
+        let settings = DedupBenchmark.settings
+        let candidates = (0..<5000).map { DedupPlan.Candidate(part: $0 / 1000, ordinal: $0, id: "doc-\($0)", fingerprint: DedupBenchmark.signature($0)) }
+        let single = Deduplicator(settings)
+        var lines: [UInt8] = [], drops: [Int: String] = [:], seen = Set<UInt64>(), chained = 0
+        for c in candidates {
+            let keys = settings.bandKeys(c.fingerprint)
+            if let hit = single.check(id: c.id, fingerprint: c.fingerprint) {
+                lines += duplicateLine(kept: hit.kept, dropped: c.id, jaccard: hit.jaccard)
+                drops[c.ordinal] = hit.kept
+            } else if keys.contains(where: seen.contains) {
+                chained += 1
+            }
+            for (b, k) in keys.enumerated() { seen.insert(k ^ UInt64(b) << 60) }
+        }
+        let written = try temporaryFolder(self).appendingPathComponent("duplicates.jsonl")
+        let plan = try DedupPlan(settings: settings, mine: candidates, world: .shared, duplicates: written)
+        XCTAssertEqual(try [UInt8](Data(contentsOf: written)), lines)
+        XCTAssertEqual(plan.drops.mapValues(\.kept), drops)
+        XCTAssertGreaterThan(drops.count, 500)
+        XCTAssertGreaterThan(chained, 10, "kept documents that collide only with dropped ones")
+    }
+
+    /// `bench dedup` (the plan preprocess runs under mpirun) decides the same on 1, 2 and 4 ranks, and with every
+    /// message cut into rounds of 256 bytes.
+    func testPlanIsTheSameOnAnyRanks() throws {
+        let mpirun = "/usr/bin/mpirun"
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: mpirun), "Open MPI's mpirun is not installed")
+        let args = ["bench", "dedup", "--candidates", "30000"]
+        func digest(_ r: (status: Int32, out: String, err: String)) -> String {
+            XCTAssertEqual(r.status, 0, r.err)
+            return r.out.split(separator: "\n").first.map(String.init) ?? ""
+        }
+        let one = digest(try runProcess(longcrawlBinary, args))
+        XCTAssertTrue(one.hasPrefix("dedup: 30000 candidates on 1 rank(s): "), one)
+        var small = ProcessInfo.processInfo.environment
+        small["LONGCRAWL_MESSAGE_BYTES"] = "256"
+        for (ranks, environment) in [(2, nil), (4, nil), (2, small)] {
+            let mpi = ["--allow-run-as-root", "--oversubscribe", "-np", String(ranks), longcrawlBinary]
+            let got = digest(try runProcess(mpirun, mpi + args, environment: environment))
+            XCTAssertEqual(got, one.replacingOccurrences(of: "on 1 rank(s)", with: "on \(ranks) rank(s)"), "\(ranks) ranks, \(environment == nil ? "64 MiB" : "256-byte") messages")
+        }
+    }
+
+    /// The dedup stage's peak memory per rank shrinks with the ranks: over 10^6 candidates each of 4 ranks holds at
+    /// most 35% of what one rank holds (a quarter of the signatures and keys, plus what every rank holds: the
+    /// collisions, the decisions and the process itself).
+    func testMemoryPerRankShrinksWithRanks() throws {
+        let mpirun = "/usr/bin/mpirun"
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: mpirun), "Open MPI's mpirun is not installed")
+        let args = ["bench", "dedup", "--candidates", "1000000"]
+        func peaks(_ r: (status: Int32, out: String, err: String)) throws -> [Double] {
+            XCTAssertEqual(r.status, 0, r.err)
+            let line = try XCTUnwrap(r.out.split(separator: "\n").first { $0.hasPrefix("peak memory per rank: ") })
+            return line.dropFirst("peak memory per rank: ".count).split(separator: ",").map { field in
+                let parts = field.split(separator: " ")
+                let unit = ["B": 1.0, "kB": 1e3, "MB": 1e6, "GB": 1e9][String(parts[1])]!
+                return Double(parts[0])! * unit
+            }
+        }
+        let one = try peaks(try runProcess(longcrawlBinary, args))
+        let four = try peaks(try runProcess(mpirun, ["--allow-run-as-root", "--oversubscribe", "-np", "4", longcrawlBinary] + args))
+        XCTAssertEqual(one.count, 1)
+        XCTAssertEqual(four.count, 4)
+        XCTAssertGreaterThan(one[0], 1e9, "10^6 signatures of 1 KiB")
+        XCTAssertLessThanOrEqual(four.max()!, 0.35 * one[0], "peaks \(four) against \(one[0])")
+    }
+
+    /// The planted corpus plus a chain (a near copy of a near copy of Dubliners) under `mpirun -np 2` and `-np 4`
+    /// (messages of 4 KiB, so every exchange takes rounds): the same windows, counters and duplicates.jsonl as one process.
+    func testRanksDedupGlobally() throws {
+        let mpirun = "/usr/bin/mpirun"
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: mpirun), "Open MPI's mpirun is not installed")
+        let corpus = try dedupCorpus()
+        let dubliners = try String(contentsOf: corpusDev.appendingPathComponent("dubliners.txt"), encoding: .utf8)
+        let near = variant(dubliners, every: 40, offset: 3)
+        try near.write(to: corpus.appendingPathComponent("i.txt"), atomically: true, encoding: .utf8)
+        try variant(near, every: 40, offset: 23).write(to: corpus.appendingPathComponent("j.txt"), atomically: true, encoding: .utf8)
+        let dir = try temporaryFolder(self)
+        let args = ["preprocess", corpus.path, "--dedup", "near", "--gopher", "--shard-windows", "2", "--heldout-fraction", "0.3"]
+        let one = dir.appendingPathComponent("one")
+        let a = try runProcess(longcrawlBinary, args + ["--out", one.path])
+        XCTAssertEqual(a.status, 0, a.err)
+        let windows = { (d: URL) in try readDataset(d).map { "\($0.split) \($0.source.document) \($0.tokens.hashValue)" }.sorted() }
+        var environment = ProcessInfo.processInfo.environment
+        environment["LONGCRAWL_MESSAGE_BYTES"] = "4096"
+        for ranks in [2, 4] {
+            let out = dir.appendingPathComponent("ranks-\(ranks)")
+            let b = try runProcess(mpirun, ["--allow-run-as-root", "--oversubscribe", "-np", String(ranks), longcrawlBinary] + args + ["--out", out.path],
+                                   environment: environment)
+            XCTAssertEqual(b.status, 0, b.err)
+            XCTAssertEqual(try windows(out), try windows(one), "\(ranks) ranks")
+            XCTAssertEqual(try DatasetIndex.load(from: out).build?.counts, try DatasetIndex.load(from: one).build?.counts, "\(ranks) ranks")
+            XCTAssertEqual(try Data(contentsOf: out.appendingPathComponent("duplicates.jsonl")), try Data(contentsOf: one.appendingPathComponent("duplicates.jsonl")), "\(ranks) ranks")
+        }
+        // Both copies of Beowulf fail Gopher's no-alpha-words rule (after the tokenizer, before dedup); the two
+        // near copies of Gatsby and the near copy of Dubliners are duplicates.
+        let counts = try XCTUnwrap(DatasetIndex.load(from: one).build?.counts)
+        XCTAssertEqual(counts["dropped_no_alpha_words"], 2)
+        XCTAssertGreaterThanOrEqual(counts["dropped_duplicate"], 3)
+    }
+
+    /// One rank of a 2-rank dedup run killed with SIGKILL once a rank has written a shard: mpirun stops the other
+    /// within seconds, naming the killed rank, and `--resume` on 2 ranks gives what one process gives,
+    /// duplicates.jsonl included.
+    func testKilledRankStopsTheRunAndResumes() throws {
         let mpirun = "/usr/bin/mpirun"
         try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: mpirun), "Open MPI's mpirun is not installed")
         let corpus = try dedupCorpus()
         let dir = try temporaryFolder(self)
-        let args = ["preprocess", corpus.path, "--dedup", "near", "--gopher", "--shard-windows", "2", "--heldout-fraction", "0.3"]
+        let args = ["preprocess", corpus.path, "--dedup", "near", "--shard-windows", "1", "--heldout-fraction", "0.3", "--workers", "1"]
         let one = dir.appendingPathComponent("one"), two = dir.appendingPathComponent("two")
-        let a = try runProcess(longcrawlBinary, args + ["--out", one.path])
-        XCTAssertEqual(a.status, 0, a.err)
-        let b = try runProcess(mpirun, ["--allow-run-as-root", "--oversubscribe", "-np", "2", longcrawlBinary] + args + ["--out", two.path])
-        XCTAssertEqual(b.status, 0, b.err)
+        XCTAssertEqual(try runProcess(longcrawlBinary, args + ["--out", one.path]).status, 0)
+        let mpi = ["--allow-run-as-root", "--oversubscribe", "-np", "2", longcrawlBinary] + args + ["--out", two.path]
+        let run = Process(), log = dir.appendingPathComponent("mpirun.err")
+        run.executableURL = URL(fileURLWithPath: mpirun)
+        run.arguments = mpi
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        run.standardError = try FileHandle(forWritingTo: log)
+        run.standardOutput = FileHandle.nullDevice
+        try run.run()
+        func shardsDone() -> Int {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: two.path)) ?? []
+            return names.filter { $0.hasPrefix("rank-") }.compactMap { try? DatasetIndex.load(from: two.appendingPathComponent($0)).shards.count }.max() ?? 0
+        }
+        while run.isRunning && shardsDone() < 1 { usleep(1000) }
+        XCTAssertTrue(run.isRunning, "the run ended before a rank could be killed")
+        let ranks = try runProcess("/usr/bin/pgrep", ["-P", String(run.processIdentifier)]).out.split(separator: "\n").compactMap { Int32($0) }
+        XCTAssertEqual(ranks.count, 2, "mpirun's children")
+        let killed = Date()
+        kill(try XCTUnwrap(ranks.last), SIGKILL)
+        while run.isRunning && Date().timeIntervalSince(killed) < 30 { usleep(10_000) }
+        XCTAssertFalse(run.isRunning, "the surviving rank still runs 30 s after the kill")
+        if run.isRunning { _ = try runProcess("/usr/bin/pkill", ["-KILL", "-f", two.path]) }
+        run.waitUntilExit()
+        XCTAssertLessThan(Date().timeIntervalSince(killed), 10)
+        XCTAssertNotEqual(run.terminationStatus, 0)
+        let said = try String(contentsOf: log, encoding: .utf8)
+        XCTAssertTrue(said.contains("signal 9"), said)
+        let resumed = try runProcess(mpirun, mpi + ["--resume"])
+        XCTAssertEqual(resumed.status, 0, resumed.err)
         let windows = { (d: URL) in try readDataset(d).map { "\($0.split) \($0.source.document) \($0.tokens.hashValue)" }.sorted() }
         XCTAssertEqual(try windows(two), try windows(one))
-        XCTAssertEqual(try DatasetIndex.load(from: two).build?.counts, try DatasetIndex.load(from: one).build?.counts)
         XCTAssertEqual(try Data(contentsOf: two.appendingPathComponent("duplicates.jsonl")), try Data(contentsOf: one.appendingPathComponent("duplicates.jsonl")))
-        // Both copies of Beowulf fail Gopher's no-alpha-words rule (after the tokenizer, before dedup); the two
-        // near copies of Gatsby are duplicates.
-        XCTAssertEqual(try DatasetIndex.load(from: one).build?.counts["dropped_no_alpha_words"], 2)
-        XCTAssertEqual(try DatasetIndex.load(from: one).build?.counts["dropped_duplicate"], 2)
     }
 
     /// SIGKILL between shards and `--resume`: the same bytes, duplicates.jsonl included (the survivors log

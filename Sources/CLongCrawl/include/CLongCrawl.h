@@ -87,10 +87,11 @@ int lc_world_test_sums(void);
 void lc_world_wait_sums(void);
 /// In-place maximum over all ranks.
 void lc_world_max_int64(int64_t *buffer, int count);
-/// Every rank's `size` into sizes[rank]; returns their total.
-long lc_world_gather_sizes(long size, long *sizes);
-/// Every rank's bytes, concatenated in rank order into `out` (the total of `sizes`), on every rank.
-void lc_world_gather_bytes(const void *data, long size, const long *sizes, void *out);
+/// send[j]: the bytes this rank has for rank j; recv[i]: the bytes rank i has for this one (MPI_Alltoall).
+void lc_world_exchange_sizes(const long *send, long *recv);
+/// One round of an all-to-all (MPI_Alltoallv of bytes): counts and offsets per rank, in bytes.
+void lc_world_exchange_round(const void *send, const int *send_counts, const int *send_offsets,
+                             void *recv, const int *recv_counts, const int *recv_offsets);
 /// MPI_Get_library_version's first line ("Open MPI v4.1.4, package: ..."); callable before MPI_Init.
 const char *lc_mpi_library_version(void);
 
