@@ -6,7 +6,7 @@ import Tensor
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks that print ratios against a baseline measured in the same run.",
-        subcommands: [BenchTokenizer.self, BenchSignals.self, BenchShards.self, BenchImport.self, BenchExport.self, BenchParquet.self, BenchDedup.self, BenchWeb.self, BenchLoader.self, BenchKernels.self, BenchTrain.self, BenchScaling.self]
+        subcommands: [BenchTokenizer.self, BenchSignals.self, BenchShards.self, BenchImport.self, BenchExport.self, BenchParquet.self, BenchDedup.self, BenchScale.self, BenchWeb.self, BenchLoader.self, BenchKernels.self, BenchTrain.self, BenchScaling.self]
     )
 }
 
