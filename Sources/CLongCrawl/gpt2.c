@@ -1,7 +1,8 @@
 // The GPT-2 tokenizer's inner loop: the pre-tokenizer and the piece table probe (Sources/Tokenizer/PieceTable.swift
-// owns the table and drives this). In C because the loop needs what Swift does not offer: SSE byte compares with a
-// movemask (16 letters decided in a few instructions), software prefetch of the table slots a batch of pieces will
-// read, a 16-byte unaligned key load, and CRC32C; and it must stay free of bounds checks and retains.
+// owns the tables, GPT2Tokenizer.encodeValid calls this). In C because the loop needs what Swift does not offer:
+// SSE byte compares with a movemask (16 letters decided in a few instructions), software prefetch of the table slots
+// a batch of pieces will read, a 16-byte unaligned key load, and CRC32C; and it must stay free of bounds checks and
+// retains.
 #include "CLongCrawl.h"
 #include <immintrin.h>
 #include <stdlib.h>
