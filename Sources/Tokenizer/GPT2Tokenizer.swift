@@ -5,18 +5,20 @@ import Support
 
 /// The GPT-2 byte-level BPE tokenizer, giving the same ids as tiktoken's `gpt2` encoding (`encode_ordinary`).
 ///
-/// Text is split by the GPT-2 pattern (see `preTokenize`); each piece that is a whole token maps directly, the
-/// others are merged tiktoken's way: start from single bytes and repeatedly merge the adjacent pair whose joined
-/// bytes have the lowest rank, leftmost first. A token's rank is its id (see `PairTable` for how merging runs in
-/// ids, and in linear time on long pieces).
+/// Text is split by the GPT-2 pattern (see `CharClass` for the scanner's states); each piece that is a whole token
+/// maps directly, the others are merged tiktoken's way: start from single bytes and repeatedly merge the adjacent
+/// pair whose joined bytes have the lowest rank, leftmost first. A token's rank is its id (see `PairTable` for how
+/// merging runs in ids, and in linear time on long pieces).
 ///
-/// What a piece costs, in order: a probe of the memo's `recent` table (pieces of at most 8 bytes, one L2-resident
-/// probe, nine in ten pieces); the token table (`TokenTable`, every token's bytes -> id, as tiktoken's whole-piece
-/// lookup); the memo's `PieceCache` (pieces of several tokens merged before); a merge. Both memo tables have a fixed
-/// size (`TokenizerMemo.maxHeldBytes`), so memory does not grow with the text.
+/// What a piece costs: one probe of the memo's `PieceTable` for a piece of at most 15 bytes (all tokens of that
+/// length, and the pieces of several tokens met before); a longer piece, the token table (`TokenTable`, as
+/// tiktoken's whole-piece lookup) then the memo's `PieceCache`; a merge for a piece met for the first time. Both
+/// memo tables have a fixed size (`TokenizerMemo.maxHeldBytes`), so memory does not grow with the text.
 public final class GPT2Tokenizer: @unchecked Sendable {
     private let table: TokenTable
     let pairs: PairTable
+    /// Every token of 1-15 bytes: each memo's piece table starts as a copy.
+    private let seed: PieceTable
 
     /// Loads `encoder.json` and `vocab.bpe` from `directory`, checking that they agree (merge `n` of vocab.bpe
     /// is token 256 + n). Errors name the file and what is wrong.
@@ -86,6 +88,7 @@ public final class GPT2Tokenizer: @unchecked Sendable {
         let table = TokenTable(tokens: tokens)
         self.table = table
         pairs = PairTable(tokens: tokens) { table.lookup($0, hash: TokenTable.hash($0)) }
+        seed = PieceTable(tokens: tokens)
     }
 
     public func encode(_ text: String) -> [UInt16] {
@@ -129,85 +132,86 @@ public final class GPT2Tokenizer: @unchecked Sendable {
 
     /// Token ids of valid UTF-8, BPE results memoized in `memo`.
     ///
-    /// A piece of at most 8 bytes (nine in ten) is first looked up in `memo.recent`, one probe of a table that fits
-    /// in L2; on a miss it takes the long way (the token table, then the piece cache, then a merge) and its ids go
-    /// into `recent` when there are at most three. The token table alone is 2 MiB, and a probe of it was the
-    /// largest single cost per piece (a cache miss).
+    /// The loop over pieces is `lc_gpt2_encode` (Sources/CLongCrawl/gpt2.c): it splits the text and looks each piece
+    /// of at most 15 bytes up in the memo's `PieceTable`, which holds every such token and the pieces merged so far
+    /// (behind a small front table of the pieces found lately), so nearly every piece costs one probe. The others
+    /// come back here (`Miss.resolve`): a longer piece is looked up in the token table and the memo's `PieceCache`;
+    /// a piece found in neither is merged and remembered.
     func encodeValid(_ text: UnsafeBufferPointer<UInt8>, memo: inout TokenizerMemo) -> [UInt16] {
-        let table = self.table, pairs = self.pairs
-        var out: [UInt16] = []
-        guard let base = text.baseAddress else { return out }
-        out.reserveCapacity(text.count / 3)
-        let count = text.count
-        var recent: [UInt64] = []
-        swap(&recent, &memo.recent)
-        defer { swap(&recent, &memo.recent) }
-        recent.withUnsafeMutableBufferPointer { recent in
-            let slots = recent.baseAddress!
-            preTokenize(text) { start, end in
-                let piece = UnsafeBufferPointer(start: base + start, count: end - start)
-                let n = piece.count
-                var slot: UnsafeMutablePointer<UInt64>? = nil
-                var key: UInt64 = 0
-                if n <= 8 {
-                    if start + 8 <= count {
-                        key = UnsafeRawPointer(base + start).loadUnaligned(as: UInt64.self) & (UInt64.max >> (64 - 8 * n))
-                    } else {
-                        for i in 0..<n { key |= UInt64(base[start + i]) << (8 * i) }
-                    }
-                    let s = slots + 2 * Int(truncatingIfNeeded: ((key ^ UInt64(n)) &* 0x9E37_79B9_7F4A_7C15) >> (64 - TokenizerMemo.recentBits))
-                    let meta = s[1]
-                    if s[0] == key, meta & 0xFF == UInt64(n) {
-                        if meta & TokenizerMemo.used == 0 { s[1] = meta | TokenizerMemo.used }
-                        out.append(UInt16(truncatingIfNeeded: meta >> 16))
-                        let ids = meta >> 8 & 3
-                        if ids > 1 { out.append(UInt16(truncatingIfNeeded: meta >> 32)) }
-                        if ids > 2 { out.append(UInt16(truncatingIfNeeded: meta >> 48)) }
-                        return
-                    }
-                    slot = s
-                }
-                let first = out.count
-                let hash = TokenTable.hash(piece)
-                if let id = table.lookup(piece, hash: hash) { out.append(id) }
-                else if !memo.cache.append(piece, hash: hash, to: &out) {
-                    pairs.merge(piece, into: &out)
-                    memo.cache.insert(piece, hash: hash, ids: out[first...])
-                }
-                if let s = slot, s[1] & TokenizerMemo.used != 0 {
-                    s[1] &= ~TokenizerMemo.used
-                } else if let s = slot, out.count - first <= 3 {
-                    var meta = UInt64(n) | UInt64(out.count - first) << 8
-                    for (k, id) in out[first...].enumerated() { meta |= UInt64(id) << (16 + 16 * k) }
-                    s[0] = key
-                    s[1] = meta
+        guard let base = text.baseAddress, !text.isEmpty else { return [] }
+        let table = memo.table(seed: seed)
+        // A token is at least one byte; 8 more for the kernel's 16-byte stores.
+        let out = UnsafeMutablePointer<UInt16>.allocate(capacity: text.count + 8)
+        defer { out.deallocate() }
+        let count = withUnsafeMutablePointer(to: &memo) { memo in
+            var miss = Miss(tokenizer: self, table: table, memo: memo, text: base)
+            return lc_gpt2_encode(base, text.count, table.slots, UInt64(PieceTable.capacity - 1), table.front, characterClasses, out,
+                                  { miss, start, end, out in miss!.assumingMemoryBound(to: Miss.self).pointee.resolve(start, end, out!) }, &miss)
+        }
+        return Array(UnsafeBufferPointer(start: out, count: count))
+    }
+
+    /// What `lc_gpt2_encode` calls back with the pieces its table lacks.
+    private struct Miss {
+        let tokenizer: GPT2Tokenizer
+        let table: PieceTable
+        let memo: UnsafeMutablePointer<TokenizerMemo>
+        let text: UnsafePointer<UInt8>
+        var ids: [UInt16] = []
+
+        /// Writes the ids of `text[start ..< end]` at `out` and returns how many. A piece that fits a slot of the
+        /// table and is not there is no token (the table holds them all) and was never merged; the others (longer,
+        /// or of more ids than a slot holds, such as a few CJK characters) are looked up in the token table and the
+        /// piece cache. A merged piece is remembered in the table if it fits, else in the cache.
+        mutating func resolve(_ start: Int, _ end: Int, _ out: UnsafeMutablePointer<UInt16>) -> Int {
+            let piece = UnsafeBufferPointer(start: text + start, count: end - start)
+            ids.removeAll(keepingCapacity: true)
+            let hash = TokenTable.hash(piece)
+            if piece.count > Int(LC_PIECE_MAX_BYTES), let id = tokenizer.table.lookup(piece, hash: hash) { ids.append(id) }
+            else if !memo.pointee.cache.append(piece, hash: hash, to: &ids) {
+                tokenizer.pairs.merge(piece, into: &ids)
+                if piece.count <= Int(LC_PIECE_MAX_BYTES), ids.count <= Int(LC_PIECE_MAX_IDS) {
+                    ids.withUnsafeBufferPointer { table.insert(piece, ids: $0) }
+                } else {
+                    memo.pointee.cache.insert(piece, hash: hash, ids: ids[...])
                 }
             }
+            ids.withUnsafeBufferPointer { out.update(from: $0.baseAddress!, count: $0.count) }
+            return ids.count
         }
-        return out
     }
 }
 
-/// What `encode(bytes:memo:)` keeps between calls on one thread: the BPE results of the pieces met so far (at
-/// most 65,536 pieces of at most 256 bytes, 1 MiB of their bytes; then it starts over).
+/// What `encode(bytes:memo:)` keeps between calls on one thread: the ids of the pieces met so far. Pieces of at
+/// most 15 bytes and 7 ids go into a copy of the tokenizer's `PieceTable` (8 MiB), which starts over from the
+/// vocabulary when full; the others into a `PieceCache` (at most 65,536 pieces of at most 256 bytes, 1 MiB of their
+/// bytes).
 public struct TokenizerMemo {
     var cache: PieceCache
-    /// The ids of recently met pieces of at most 8 bytes and 3 tokens, direct-mapped by a hash of their bytes:
-    /// slot `s` is `recent[2 s]` = the piece's bytes (little-endian, zero-padded) and `recent[2 s + 1]` = its length,
-    /// id count, `used` and ids (8, 7, 1, 3 x 16 bits); length 0 is an empty slot. A piece that misses takes the slot
-    /// unless its piece was found there since the last miss (then it only clears `used`): one bit of second chance,
-    /// so that the long tail of rare pieces does not keep evicting the frequent ones.
-    var recent = [UInt64](repeating: 0, count: 2 << recentBits)
-    static let recentBits = 14
-    static let used: UInt64 = 0x8000
+    private var table: PieceTable?
+    /// Pieces the table takes before it starts over.
+    private let pieces: Int
 
-    public init() { self.init(limit: 65_536) }
-    init(limit: Int) { cache = PieceCache(limit: limit) }
+    public init() { self.init(limit: PieceTable.maxEntries) }
+    /// A memo that holds at most `limit` merged pieces in each of its tables (tests shrink it).
+    init(limit: Int) {
+        cache = PieceCache(limit: min(limit, 65_536))
+        pieces = limit
+    }
+
+    /// The memo's piece table, a private copy of `seed` (made on first use, or when this memo was copied or last
+    /// used with another tokenizer).
+    mutating func table(seed: PieceTable) -> PieceTable {
+        if isKnownUniquelyReferenced(&table), let t = table, t.seed === seed { return t }
+        let t = PieceTable(seed: seed, pieces: pieces)
+        table = t
+        return t
+    }
 
     /// Bytes of memory the memo holds.
-    var heldBytes: Int { cache.heldBytes + recent.capacity * 8 }
+    var heldBytes: Int { cache.heldBytes + (table == nil ? 0 : PieceTable.bytes) }
     /// The most `heldBytes` can be, whatever the text: each array of the piece cache at most twice its capped count.
-    static let maxHeldBytes = 2 * (PieceCache.slotCount(65_536) * 4 + 3 * 8 * 65_537 + 3 * PieceCache.maxKeyBytes) + 16 << recentBits
+    static let maxHeldBytes = 2 * (PieceCache.slotCount(65_536) * 4 + 3 * 8 * 65_537 + 3 * PieceCache.maxKeyBytes) + PieceTable.bytes
 }
 
 /// GPT-2's reversible map from bytes to printable characters: printable Latin-1 bytes map to themselves, the
@@ -227,13 +231,21 @@ let byteToUnicode: [Unicode.Scalar] = {
 }()
 
 /// Offset of the first byte that does not start a valid UTF-8 sequence (overlongs, surrogates and code points above
-/// U+10FFFF are invalid), or nil when all of `bytes` is valid UTF-8. ASCII runs are checked eight bytes at a time.
+/// U+10FFFF are invalid), or nil when all of `bytes` is valid UTF-8. ASCII runs are checked 32 bytes at a time (the
+/// tokenizer's first pass over every text, so it must cost little next to tokenizing).
 public func firstInvalidUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> Int? {
     guard let base = bytes.baseAddress else { return nil }
     var i = 0
     let n = bytes.count
+    let high: UInt64 = 0x8080_8080_8080_8080
     while i < n {
-        while i + 8 <= n, UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self) & 0x8080_8080_8080_8080 == 0 { i += 8 }
+        while i + 32 <= n {
+            let p = UnsafeRawPointer(base + i)
+            if (p.loadUnaligned(as: UInt64.self) | p.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+                | p.loadUnaligned(fromByteOffset: 16, as: UInt64.self) | p.loadUnaligned(fromByteOffset: 24, as: UInt64.self)) & high != 0 { break }
+            i += 32
+        }
+        while i + 8 <= n, UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self) & high == 0 { i += 8 }
         if i >= n { break }
         let b0 = base[i]
         if b0 < 0x80 { i += 1; continue }

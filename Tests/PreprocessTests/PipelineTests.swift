@@ -115,6 +115,37 @@ final class PipelineTests: XCTestCase {
         }
     }
 
+    /// Documents cut into stretches as the reading threads cut them (`encodePrefix`: before a space that follows
+    /// printable ASCII, once a stretch is long enough) give tiktoken's ids of the whole document. Stretches of one
+    /// byte cut at every such point: after each printable ASCII byte, before a space that then leads a letter,
+    /// digit, symbol, space, newline, contraction, accented letter or emoji; and in the tokenizer's adversarial
+    /// fixtures (every whitespace kind, invalid UTF-8) and a book. (`--text-encoding json` stretches:
+    /// TextEncodingTests.)
+    func testStretchesGiveTiktokensIDs() throws {
+        let dir = try temporaryFolder(self)
+        var cuts: [UInt8] = []
+        for c in UInt8(0x21)..<0x7F { for after in ["a", "1", "!", " ", "\n", "'s", "é", "😀", "\u{3000}"] { cuts += [c, 0x20] + Array(after.utf8) } }
+        let fixtures = packageRoot.appendingPathComponent("Tests/TokenizerTests/Fixtures")
+        let book = [UInt8](try Data(contentsOf: packageRoot.appendingPathComponent("data/sample").appendingPathComponent(
+            try FileManager.default.contentsOfDirectory(atPath: packageRoot.appendingPathComponent("data/sample").path).filter { $0.hasSuffix(".txt") }.sorted()[0])))
+        let documents = [cuts, try readWholeFile(fixtures.appendingPathComponent("adversarial.txt")),
+                         try readWholeFile(fixtures.appendingPathComponent("invalid-utf8.bin")), Array(book.prefix(200_000))]
+        let files = try documents.enumerated().map { k, d -> URL in
+            let f = dir.appendingPathComponent("doc\(k).txt")
+            try Data(d).write(to: f)
+            return f
+        }
+        let r = try runProcess("/usr/bin/env", ["python3", "tools/tiktoken_ids.py", dir.path] + files.map(\.path), directory: packageRoot)
+        XCTAssertEqual(r.status, 0, r.err)
+        var memo = TokenizerMemo()
+        for (d, f) in zip(documents, files) {
+            let want = try Data(contentsOf: dir.appendingPathComponent(f.lastPathComponent + ".ids")).withUnsafeBytes { Array($0.bindMemory(to: UInt16.self)) }
+            for stretch in [1, 7, 97, 4096] {
+                XCTAssertEqual(encodePrefix(d, needed: .max, tokenizer: gpt2, memo: &memo, stretchBytes: stretch), want, "\(f.lastPathComponent), stretches of \(stretch)")
+            }
+        }
+    }
+
     /// The split hash is part of the dataset format: pinned values, and about the requested fraction.
     func testHeldoutScoreIsPinnedAndUniform() {
         XCTAssertEqual(heldoutScore(id: "frankenstein.txt"), heldoutScore(id: "frankenstein.txt"))

@@ -1,3 +1,4 @@
+import CLongCrawl
 import Foundation
 @testable import Support
 import TestSupport
@@ -135,22 +136,33 @@ final class TokenizerTests: XCTestCase {
         XCTAssertEqual(tokenizer.decode(book.withUnsafeBufferPointer { tokenizer.encode(bytes: $0) }), book)
     }
 
-    /// Text on which a cache bug would show: many distinct pieces that are not tokens, so each is merged and cached,
-    /// their hashes sharing their low 12 bits so that they collide in every cache table size up to 4,096 slots,
-    /// then more distinct pieces than a small cache holds, all repeated in turn. Encoded with the default cache, a
-    /// cache of 5 pieces and none (each fresh, and carried over to a second call), and by tiktoken.
+    /// Text on which a cache bug would show: many distinct pieces that are not tokens, so each is merged and
+    /// remembered, some sharing a home slot (8-byte pieces in the piece table, whose every slot they collide in;
+    /// pieces of 16-24 bytes in the piece cache, whose tables up to 4,096 slots they collide in), then more distinct
+    /// pieces than a small memo holds, all repeated in turn. Encoded with the default memo, one of 5 pieces and one of
+    /// none (each fresh, and carried over to a second call), and by tiktoken.
     func testPieceCacheCollisionsAndOverflowMatchTiktoken() throws {
         var rng = SplitMix64(seed: 7)
-        func word() -> [UInt8] { [0x20] + (0..<Int(3 + rng.next() % 6)).map { _ in UInt8(0x61 + rng.next() % 26) } }
+        func word(_ letters: Int) -> [UInt8] { [0x20] + (0..<letters).map { _ in UInt8(0x61 + rng.next() % 26) } }
         func isPiece(_ w: [UInt8]) -> Bool { tokenizer.encode(String(decoding: w, as: UTF8.self)).count > 1 }
         var colliding: [[UInt8]] = [], seen = Set<[UInt8]>()
-        while colliding.count < 300 {
-            let w = word()
+        let home = UInt64(PieceTable.capacity - 1)
+        while colliding.count < 24 {
+            // A space and 7 letters from one random number: millions are tried, so no array per try.
+            let r = rng.next()
+            var key: UInt64 = 0x20
+            for k in 1..<8 { key |= (0x61 + (r >> (9 * k)) % 26) << (8 * k) }
+            guard withUnsafeBytes(of: key, { lc_piece_hash($0.baseAddress!.assumingMemoryBound(to: UInt8.self), 8) }) & home == 0x2A5A5 else { continue }
+            let w = withUnsafeBytes(of: key) { Array($0) }
+            if isPiece(w), seen.insert(w).inserted { colliding.append(w) }
+        }
+        while colliding.count < 124 {
+            let w = word(15 + Int(rng.next() % 9))
             if w.withUnsafeBufferPointer(TokenTable.hash) & 0xFFF == 0x5A5, isPiece(w), seen.insert(w).inserted { colliding.append(w) }
         }
         var distinct: [[UInt8]] = []
         while distinct.count < 3_000 {
-            let w = word()
+            let w = word(distinct.count % 10 == 0 ? 15 + Int(rng.next() % 9) : 3 + Int(rng.next() % 6))
             if isPiece(w), seen.insert(w).inserted { distinct.append(w) }
         }
         var text: [UInt8] = []

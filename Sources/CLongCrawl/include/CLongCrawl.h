@@ -103,4 +103,44 @@ int lc_rename_exchange(const char *a, const char *b);
 const unsigned char *lc_gpt2_encoder_json(size_t *size);
 const unsigned char *lc_gpt2_vocab_bpe(size_t *size);
 
+/// A piece of text the GPT-2 tokenizer has met, or a token, and its ids (gpt2.c, Sources/Tokenizer/PieceTable.swift).
+/// `k0` and `k1` are the piece's bytes 0-7 and 8-14, little-endian and zero-padded, with its length in k1's top
+/// byte; k1 == 0 marks an empty slot. `ids[0 ..< count]` are its tokens. 32 bytes: two to a cache line.
+typedef struct {
+    uint64_t k0, k1;
+    uint16_t ids[7];
+    uint16_t count;
+} lc_piece_slot;
+
+/// The longest piece, and the most ids, a slot holds.
+#define LC_PIECE_MAX_BYTES 15
+#define LC_PIECE_MAX_IDS 7
+/// The character class table covers U+0000 ..< U+40000, 2 bits each (0 letter, 1 number, 2 White_Space, 3 other).
+#define LC_GPT2_CLASS_END 0x40000
+
+/// `bytes` of memory on 2 MiB boundaries, asking the kernel for huge pages (NULL if out of memory); release with
+/// free(). For tables probed at random: with 4 KiB pages an 8 MiB table costs a TLB walk on most probes.
+void *lc_huge_alloc(size_t bytes);
+
+/// The hash of `piece` (1-15 bytes) whose low bits are its home slot.
+uint64_t lc_piece_hash(const uint8_t *piece, size_t len);
+
+/// Puts `piece` (1-15 bytes) -> `ids` (1-7) into the open-addressed table `slots` (mask + 1 slots, a power of two,
+/// never full): the slot it now holds, or -1 if it was there or does not fit a slot.
+long lc_piece_insert(lc_piece_slot *slots, uint64_t mask, const uint8_t *piece, size_t len, const uint16_t *ids, size_t count);
+
+/// Called by lc_gpt2_encode for a piece text[start ..< end] the table lacks: writes its ids at `out` (at most
+/// end - start + 8 of room) and returns how many.
+typedef size_t (*lc_gpt2_miss)(void *context, size_t start, size_t end, uint16_t *out);
+
+/// The front table: 2^LC_FRONT_BITS slots of two words, the bytes of a piece of at most 8 bytes (k0 above), then
+/// its length (4 bits), id count (1-3, 2 bits), 10 zero bits and 3 ids of 16 bits; all zero when empty.
+#define LC_FRONT_BITS 14
+
+/// The GPT-2 ids of `text` (valid UTF-8) into `out` (room for n + 8), returning how many: splits it by the GPT-2
+/// pattern and looks each piece of at most 15 bytes up in `front`, then `slots`; `miss` encodes the others.
+/// A piece found in `slots` of at most 8 bytes and 3 ids takes its slot in `front`.
+size_t lc_gpt2_encode(const uint8_t *text, size_t n, const lc_piece_slot *slots, uint64_t mask, uint64_t *front,
+                      const uint8_t *classes, uint16_t *out, lc_gpt2_miss miss, void *context);
+
 #endif
