@@ -31,7 +31,7 @@ public struct LongCrawlError: Error, CustomStringConvertible, LocalizedError {
 public struct FileError: Error, CustomStringConvertible, LocalizedError {
     public let path: String
     public let message: String
-    public init(_ url: URL, _ message: String) { self.path = url.path; self.message = message }
+    public init(_ url: URL, _ message: String) { self.path = url.location; self.message = message }
     public init(path: String, _ message: String) { self.path = path; self.message = message }
     public var description: String { "\(path): \(message)" }
     public var errorDescription: String? { description }
@@ -45,4 +45,9 @@ public enum LongCrawl64 {
     public static let heldoutFraction = Double(heldoutDocuments) / Double(documents)
     /// Rows and columns of one zarr chunk of the release's arrays.
     public static let chunkRows = 2048, chunkColumns = 2048
+}
+
+extension URL {
+    /// How messages name it: a file's path, any other URL whole (`https://host/path`).
+    public var location: String { isFileURL ? path : absoluteString }
 }
