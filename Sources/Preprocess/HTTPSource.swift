@@ -98,19 +98,15 @@ final class HTTPSource: ByteSource {
             if handle == nil, try !connect() { continue }
             let n = lc_http_read(handle, buffer.assumingMemoryBound(to: UInt8.self), count, stallMilliseconds)
             if n > 0 {
+                let dropped = min(skip, n)
+                skip -= dropped
+                // Only new bytes are progress: an answer that repeats what was read and drops again must run out of attempts.
+                guard n > dropped else { continue }
+                if dropped > 0 { memmove(buffer, buffer + dropped, n - dropped) }
                 failures = 0
-                if skip > 0 {
-                    let dropped = min(skip, n)
-                    skip -= dropped
-                    guard n > dropped else { continue }
-                    memmove(buffer, buffer + dropped, n - dropped)
-                    offset += n - dropped
-                    try checkSize()
-                    return n - dropped
-                }
-                offset += n
+                offset += n - dropped
                 try checkSize()
-                return n
+                return n - dropped
             }
             if n == 0 {
                 if skip > 0 { throw HTTPError(url: url, message: "a later answer ended before byte \(offset), where an earlier one had reached") }

@@ -251,14 +251,15 @@ public final class Preprocessor {
                 start = ResumePoint(record: record.ordinal, produced: produced, counts: counts)
                 try emit(record, tokens: t, fingerprint: f, start: start)
             }
-            if piece.last { bytesDone += reader.parts[piece.part].bytes }
+            // A URL's size is known once it is read: what its reader consumed.
+            if piece.last { bytesDone += reader.parts[piece.part].kind == .remote ? piece.bytesRead : reader.parts[piece.part].bytes }
             progress?.update(bytes: bytesDone + (piece.last ? 0 : piece.bytesRead), documents: counts["records"], kept: counts["kept"],
                              tokens: produced.values.reduce(0, +) * windowLength)
         }
         try finishSplits(endState: ResumePoint(record: ordinal, produced: produced, counts: counts))
         try dedupLog?.finish()
         progress?.end()
-        return PreprocessSummary(index: dataset.index, seconds: Date().timeIntervalSince(started), inputBytes: reader.totalBytes)
+        return PreprocessSummary(index: dataset.index, seconds: Date().timeIntervalSince(started), inputBytes: bytesDone)
     }
 
     /// The tokenizer's stage of this run: records numbered from `from` on are tokenized, and fingerprinted for `dedup`.

@@ -4,8 +4,8 @@ Content-Range). The first path segment picks the behaviour for the file named by
 
   /files/NAME     plain, honours Range
   /drop/NAME      every answer stops after a third of the file and closes the connection (Content-Length says all)
-  /norange/NAME   as drop, but ignores Range (answers 200 with the whole file)
-  /badrange/NAME  as drop, but a Range answer's Content-Range starts one byte late
+  /norange/NAME   the first answer stops as drop does; Range is ignored (later answers are 200 with the whole file)
+  /badrange/NAME  the first answer stops as drop does; a Range answer's Content-Range starts one byte late
   /flaky/NAME     503 (no Retry-After) to the first two requests, then plain
   /stall/NAME     the first answer sends half, then nothing for 30 s; later ones plain
   /redirect/NAME  302 to /files/NAME
@@ -71,7 +71,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Content-Type", "application/octet-stream")
         self.end_headers()
-        if mode in ("drop", "norange", "badrange"):
+        if mode == "drop" or (mode in ("norange", "badrange") and n == 1):
             cut = max(1, len(data) // 3)
             self.wfile.write(body[:cut])
             self.wfile.flush()
