@@ -32,7 +32,7 @@ private final class FaultServer {
 
     /// The requests so far as (path, Range header), and the most answered at once.
     func log() throws -> (requests: [(path: String, range: String?)], maxOpen: Int) {
-        let body = try ByteStream(url: URL(string: base + "/_log")!, compression: .none).rest()
+        let body = try ByteStream(url: URL(string: base + "/_log")!, compression: nil).rest()
         let json = try JSONSerialization.jsonObject(with: Data(body)) as! [String: Any]
         let requests = (json["requests"] as! [[Any]]).map { ($0[0] as! String, $0[1] as? String) }
         return (requests, json["max_open"] as! Int)
