@@ -38,6 +38,7 @@ let package = Package(
                 .linkedLibrary("z"),
                 .linkedLibrary("snappy"),
                 .linkedLibrary("blosc"),
+                .linkedLibrary("curl"),
             ]
         ),
         // What every module uses and none owns: constants, splits, file errors, atomic writes, the folder lock,

@@ -3,7 +3,7 @@
 # used for interop checks, baselines and plots. Skips what is already there.
 set -euo pipefail
 need=()
-for p in libzstd-dev libhdf5-dev libopenblas-dev libssl-dev libxxhash-dev libopenmpi-dev openmpi-bin zlib1g-dev libsnappy-dev libblosc-dev zstd pkg-config procps; do
+for p in libzstd-dev libhdf5-dev libopenblas-dev libssl-dev libxxhash-dev libopenmpi-dev openmpi-bin zlib1g-dev libsnappy-dev libblosc-dev libcurl4-openssl-dev zstd pkg-config procps; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

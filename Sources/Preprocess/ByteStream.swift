@@ -18,8 +18,10 @@ enum Compression {
 /// gzip input may hold several members, as `cat a.gz b.gz` and per-record WARC files do.
 final class ByteStream {
     let url: URL
-    private let fd: Int32
-    private let compression: Compression
+    private let source: ByteSource
+    private var compression = Compression.none
+    /// The first raw bytes (up to 4) when the compression was told from them: a URL's parquet magic, for its refusal.
+    private(set) var head: [UInt8] = []
     private var zstd: OpaquePointer?
     private var zlib: UnsafeMutablePointer<z_stream>?
     private var raw = [UInt8](repeating: 0, count: 1 << 20)
@@ -37,12 +39,21 @@ final class ByteStream {
     /// Bytes of the file read so far (compressed bytes for compressed input).
     private(set) var fileOffset = 0
 
-    init(url: URL, compression: Compression) throws {
+    /// A stream of the file or URL `url` (`openSource`); `compression` nil tells it from the first bytes (a
+    /// URL's kind is not known before it is read).
+    init(url: URL, compression: Compression?, http: HTTPSettings = HTTPSettings()) throws {
         self.url = url
-        self.compression = compression
-        fd = open(url.path, O_RDONLY)
-        guard fd >= 0 else { throw FileError(url, "cannot open (\(String(cString: strerror(errno))))") }
-        switch compression {
+        source = try openSource(url, http: http)
+        if let compression {
+            self.compression = compression
+        } else {
+            // Four bytes tell every kind; a source may give fewer per read.
+            while rawEnd < 4, try readRaw(append: true) > 0 {}
+            self.compression = Compression(magic: Array(raw[0..<min(rawEnd, 4)]))
+            if self.compression == .none { buffer.append(contentsOf: raw[0..<rawEnd]); rawStart = rawEnd }
+        }
+        head = Array(raw[0..<min(rawEnd, 4)])
+        switch self.compression {
         case .none: break
         case .zstd:
             zstd = ZSTD_createDCtx()
@@ -60,7 +71,6 @@ final class ByteStream {
     }
 
     deinit {
-        close(fd)
         if let zstd { ZSTD_freeDCtx(zstd) }
         if let zlib { inflateEnd(zlib); zlib.deallocate() }
     }
@@ -138,14 +148,14 @@ final class ByteStream {
         return dropped
     }
 
-    private func readRaw() throws -> Int {
-        while true {
-            let n = raw.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
-            if n < 0 { if errno == EINTR { continue }; throw FileError(url, "read failed at byte \(fileOffset) (\(String(cString: strerror(errno))))") }
-            fileOffset += n
-            rawStart = 0; rawEnd = n
-            return n
-        }
+    /// Reads the next raw bytes into `raw` (after those there when `append`), returning how many (0 at the end).
+    private func readRaw(append: Bool = false) throws -> Int {
+        let at = append ? rawEnd : 0
+        let n = try raw.withUnsafeMutableBytes { try source.read($0.baseAddress! + at, $0.count - at) }
+        fileOffset += n
+        if !append { rawStart = 0 }
+        rawEnd = at + n
+        return n
     }
 
     /// Appends the next decoded bytes to `buffer`, or sets `eof`.
@@ -202,5 +212,39 @@ final class ByteStream {
             throw FileError(url, "gzip: \(what) near byte \(fileOffset - (rawEnd - rawStart))")
         }
         return produced
+    }
+}
+
+/// Where a stream's raw bytes come from, read forward: a local file, or an HTTP(S) body (`HTTPSource`).
+protocol ByteSource: AnyObject {
+    /// Up to `count` bytes into `buffer`: how many, 0 at the end. Errors name the file or URL.
+    func read(_ buffer: UnsafeMutableRawPointer, _ count: Int) throws -> Int
+}
+
+/// The source of `url`: a file for a file URL, else an HTTP(S) body (other schemes are refused by name).
+func openSource(_ url: URL, http: HTTPSettings) throws -> ByteSource {
+    url.isFileURL ? try FileSource(url) : try HTTPSource(url, http)
+}
+
+/// A local file read with read(2).
+final class FileSource: ByteSource {
+    let url: URL
+    private let fd: Int32
+    private var offset = 0
+
+    init(_ url: URL) throws {
+        self.url = url
+        fd = open(url.path, O_RDONLY)
+        guard fd >= 0 else { throw FileError(url, "cannot open (\(String(cString: strerror(errno))))") }
+    }
+
+    deinit { close(fd) }
+
+    func read(_ buffer: UnsafeMutableRawPointer, _ count: Int) throws -> Int {
+        while true {
+            let n = Foundation.read(fd, buffer, count)
+            if n >= 0 { offset += n; return n }
+            if errno != EINTR { throw FileError(url, "read failed at byte \(offset) (\(String(cString: strerror(errno))))") }
+        }
     }
 }

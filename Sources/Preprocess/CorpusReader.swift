@@ -31,6 +31,9 @@ public struct DropReason: Hashable, Sendable, CustomStringConvertible {
     /// A text shorter than the windows it must give (in UTF-8 bytes: every GPT-2 token is at least one byte), told
     /// from its length before it is decoded, checked as UTF-8 or tokenized.
     public static let tooShort = DropReason("too_short")
+    /// An input that could not be had under `--skip-missing`: a URL answering 404 or 410 (an RPv2 documents file or
+    /// its duplicates file), or a local path that does not exist. One record a file.
+    public static let missing = DropReason("missing")
 }
 
 /// A record that was dropped: where, why, and its text's UTF-8 length when it had one.
@@ -73,6 +76,10 @@ public enum CorpusRecord: Sendable {
 enum InputKind: Equatable {
     case parquet
     case stream(Compression)
+    /// A URL: its kind is told from its first bytes when it is opened (parquet is refused there).
+    case remote
+    /// A local input that does not exist, kept under `--skip-missing` to be counted as `dropped_missing`.
+    case missing
 }
 
 /// What a decoded stream holds, from its first 64 KiB.
@@ -120,6 +127,16 @@ struct InputPart: Sendable {
     var rpv2: RPv2Shard?
 }
 
+/// An input as given (on the command line or in a listing): a URL when it has a scheme (`https://...`), else a
+/// local path. A scheme other than http(s) is refused by name when the input is listed.
+func inputURL(_ input: String, relativeTo base: URL? = nil) -> URL {
+    if input.contains("://"), let url = URL(string: input) { return url }
+    if let base, !input.hasPrefix("/") {
+        return base.isFileURL ? base.deletingLastPathComponent().appendingPathComponent(input) : URL(string: input, relativeTo: base)?.absoluteURL ?? base
+    }
+    return URL(fileURLWithPath: input)
+}
+
 /// What every reader of one input kind is told: which fields hold the text and the id, and the shortest text
 /// worth reading.
 struct ReadSettings: Sendable {
@@ -137,6 +154,10 @@ struct ReadSettings: Sendable {
     var loneSurrogates: Bool { minEscapedBytes != nil }
     /// The run's open parquet files, each footer parsed once for all its row groups.
     var parquetFiles = ParquetFiles()
+    /// How URLs are fetched.
+    var http = HTTPSettings()
+    /// A missing input (HTTP 404 or 410, a local path that does not exist) is one `dropped_missing` record, not an error.
+    var skipMissing = false
 
     /// A document, or the drop of an empty, too short or non-UTF-8 one, in that order (a short text is never
     /// checked as UTF-8).
@@ -194,6 +215,7 @@ final class PartCursor {
 
     /// RPv2's flagged ids of this part (read when the part is opened).
     private var flagged: Set<String> = []
+    private var flagsRead = false
 
     init(_ part: InputPart, _ settings: ReadSettings) {
         self.part = part
@@ -208,10 +230,19 @@ final class PartCursor {
         guard !done else { return nil }
         do {
             if reader == nil {
-                if settings.rpv2Flags, let rpv2 = part.rpv2 {
-                    do { flagged = try rpv2.flagged() } catch {
+                if part.kind == .missing {
+                    done = true
+                    return settings.dropped(part.url.location, .missing, "no such file or folder; skipped (--skip-missing)")
+                }
+                if settings.rpv2Flags, let rpv2 = part.rpv2, !flagsRead {
+                    flagsRead = true
+                    do { flagged = try rpv2.flagged(http: settings.http) } catch let e as HTTPError {
+                        // A missing one is counted like a missing input, its documents read unflagged.
+                        guard e.missing, settings.skipMissing else { throw e }
+                        return settings.dropped(e.url.location, .missing, "\(e.message); its documents are read unflagged (--skip-missing)")
+                    } catch {
                         done = true
-                        return .dropped(DroppedRecord(ordinal: 0, origin: part.url.path, reason: .unreadable,
+                        return .dropped(DroppedRecord(ordinal: 0, origin: part.url.location, reason: .unreadable,
                                                       detail: "cannot read RedPajama-v2's duplicate flags: \(error)", bytes: nil, fatal: true))
                     }
                 }
@@ -223,9 +254,16 @@ final class PartCursor {
                 }
                 return record
             }
+        } catch let e as HTTPError {
+            // A URL that cannot be had is never a short file: the run stops there (resumable), unless it is missing
+            // and --skip-missing says to count it and go on.
+            done = true
+            if e.missing, settings.skipMissing { return settings.dropped(e.url.location, .missing, "\(e.message); skipped (--skip-missing)") }
+            return .dropped(DroppedRecord(ordinal: 0, origin: e.url.location, reason: .unreadable,
+                                          detail: e.message + (e.missing ? " (--skip-missing skips missing inputs)" : ""), fatal: true))
         } catch {
             done = true
-            return settings.dropped(reader?.position ?? part.url.path, .unreadable, "\(error); the rest of this file is skipped")
+            return settings.dropped(reader?.position ?? part.url.location, .unreadable, "\(error); the rest of this file is skipped")
         }
         done = true
         return nil
@@ -234,8 +272,16 @@ final class PartCursor {
     private func open() throws -> PartReader {
         switch part.kind {
         case .parquet: return try ParquetPartReader(part, settings)
-        case .stream(let compression):
-            let bytes = try ByteStream(url: part.url, compression: compression)
+        case .missing: preconditionFailure("a missing part is never opened")
+        case .stream, .remote:
+            var compression: Compression?
+            if case .stream(let c) = part.kind { compression = c }
+            let bytes = try ByteStream(url: part.url, compression: compression, http: settings.http)
+            if bytes.head == Array("PAR1".utf8) {
+                // Its parts are row groups, listed from the footer before any reading: every rank would fetch every
+                // footer first, and each group's columns are scattered reads. RPv2's documents are gzip JSONL.
+                throw HTTPError(url: part.url, message: "parquet is not read from a URL (its row groups are read at random); download it and pass the local file")
+            }
             let head = try bytes.peek(StreamContent.sniffBytes)
             // An empty file is an empty text.
             switch head.isEmpty ? .text : StreamContent(head: head, complete: head.count < StreamContent.sniffBytes) {
@@ -261,8 +307,12 @@ public final class CorpusReader: Sequence, IteratorProtocol {
     private var cursor: PartCursor?
     /// The RedPajama-v2 shards among all inputs (every rank's), and those without a duplicates file.
     public let rpv2Tags: [String], rpv2MissingDuplicates: [String]
-    /// Input bytes, for progress and ETA.
+    /// Input bytes, for progress and ETA (of local files: a URL's size is known once it is read).
     public var totalBytes: Int { parts.reduce(0) { $0 + $1.bytes } }
+    /// The `inputsFrom` listing, as read.
+    let listing: InputListing?
+    /// Whether any part is read over HTTP(S).
+    var hasRemote: Bool { parts.contains { $0.kind == .remote } }
 
     /// Lists the inputs. Errors (a missing path, an empty folder, a parquet footer that cannot be read) name the path.
     /// - Parameters:
@@ -273,28 +323,44 @@ public final class CorpusReader: Sequence, IteratorProtocol {
     ///   - minTextBytes: texts shorter than this are dropped as `too_short` from their length alone.
     ///   - rpv2Flags: drop the documents of RedPajama-v2 documents files that its duplicates files flag.
     ///   - share: read only the parts at positions `rank`, `rank + world`, ... (ranks of a distributed run).
+    ///   - inputsFrom: a listing of more inputs, read after `inputs` (`InputListing`).
+    ///   - http: how URLs are fetched; skipMissing: a missing input is counted as `dropped_missing`, not an error.
     public init(inputs: [String], textField: String = "text", idField: String? = "id", minTextBytes: Int = 0,
-                rpv2Flags: Bool = true, minEscapedBytes: Int? = nil, share: (rank: Int, world: Int) = (0, 1)) throws {
-        var files: [(url: URL, name: String)] = []
-        for input in inputs {
-            let url = URL(fileURLWithPath: input)
+                rpv2Flags: Bool = true, minEscapedBytes: Int? = nil, share: (rank: Int, world: Int) = (0, 1),
+                inputsFrom: String? = nil, http: HTTPSettings = HTTPSettings(), skipMissing: Bool = false) throws {
+        listing = try inputsFrom.map { try InputListing(inputURL($0), http: http) }
+        var files: [(url: URL, name: String, kind: InputKind?)] = []
+        for url in inputs.map({ inputURL($0) }) + (listing?.inputs ?? []) {
+            guard url.isFileURL else {
+                guard ["http", "https"].contains(url.scheme?.lowercased() ?? "") else {
+                    throw FileError(url, "unsupported scheme '\(url.scheme ?? "")': inputs are local paths or http(s) URLs")
+                }
+                files.append((url, url.lastPathComponent, .remote))
+                continue
+            }
             var isDir: ObjCBool = false
             guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {
-                throw FileError(url, "no such file or folder")
+                guard skipMissing else { throw FileError(url, "no such file or folder") }
+                files.append((url, url.lastPathComponent, .missing))
+                continue
             }
             if isDir.boolValue {
                 // An RPv2 download: its documents only (quality_signals/, duplicates/, minhash/ are not text).
                 let root = RPv2Shard.isRoot(url) ? url.appendingPathComponent("documents") : url
                 let found = try Self.listFolder(root)
                 guard !found.isEmpty else { throw FileError(url, "folder holds no files") }
-                files += found
+                files += found.map { ($0.url, $0.name, nil) }
             } else {
-                files.append((url, url.lastPathComponent))
+                files.append((url, url.lastPathComponent, nil))
             }
         }
         var parts: [InputPart] = []
         let parquetFiles = ParquetFiles()
         for file in files {
+            if let kind = file.kind {
+                parts.append(InputPart(url: file.url, name: file.name, kind: kind, rpv2: kind == .remote ? RPv2Shard(file.url) : nil))
+                continue
+            }
             let size = (try? file.url.resourceValues(forKeys: [.fileSizeKey]).fileSize) ?? 0
             let kind = try Self.kind(of: file.url, size: size)
             if kind == .parquet {
@@ -311,7 +377,7 @@ public final class CorpusReader: Sequence, IteratorProtocol {
         rpv2MissingDuplicates = parts.compactMap { $0.rpv2.flatMap { $0.duplicates == nil ? $0.tag : nil } }
         self.parts = parts.filter { $0.index % share.world == share.rank }
         settings = ReadSettings(textField: textField, idField: idField, minTextBytes: minTextBytes, rpv2Flags: rpv2Flags,
-                                minEscapedBytes: minEscapedBytes, parquetFiles: parquetFiles)
+                                minEscapedBytes: minEscapedBytes, parquetFiles: parquetFiles, http: http, skipMissing: skipMissing)
     }
 
     /// The kind from the first and last bytes; a file that cannot be read at all is a stream, reported when opened.
@@ -377,4 +443,29 @@ func readWholeFile(_ url: URL) throws -> [UInt8] {
     }
     if done < bytes.count { bytes.removeLast(bytes.count - done) }
     return bytes
+}
+
+/// A listing of inputs (`--inputs-from`): one local path or http(s) URL a line, as RedPajama-v2's URL lists are;
+/// blank lines and lines starting with `#` are skipped. The listing itself may be local or a URL, plain or
+/// compressed; a relative entry is relative to the listing's own folder (or URL).
+struct InputListing {
+    let inputs: [URL]
+    /// SHA-256 of the entries as read (one a line), recorded so that `--resume` refuses a changed listing.
+    let digest: String
+
+    init(_ url: URL, http: HTTPSettings) throws {
+        if url.isFileURL, !FileManager.default.fileExists(atPath: url.path) { throw FileError(url, "no such listing") }
+        let bytes = try ByteStream(url: url, compression: nil, http: http)
+        let sha = SHA256()
+        var inputs: [URL] = []
+        while let line = try bytes.nextLine() {
+            let entry = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespaces)
+            guard !entry.isEmpty, !entry.hasPrefix("#") else { continue }
+            Array((entry + "\n").utf8).withUnsafeBytes { sha.update($0) }
+            inputs.append(inputURL(entry, relativeTo: url))
+        }
+        guard !inputs.isEmpty else { throw FileError(url, "listing holds no inputs") }
+        self.inputs = inputs
+        digest = sha.hex()
+    }
 }

@@ -20,7 +20,7 @@ extension Preprocessor {
             return try p.run(mode: mode)
         }
         let started = Date()
-        var build = options.build(inputs: inputs, reader: try CorpusReader(inputs: inputs, textField: options.textField, idField: options.idField))
+        var build = options.build(inputs: inputs, reader: try options.reader(inputs, share: (0, 1)))
         build.options["ranks"] = String(world.size)
         let result = try distributedRun(output: output, build: build, mode: mode, world: world) { folder, mode in
             let p = Preprocessor(inputs: inputs, output: folder, options: options, tokenizer: tokenizer, share: (world.rank, world.size))

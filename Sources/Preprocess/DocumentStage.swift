@@ -56,6 +56,8 @@ struct DocumentStage: Sendable {
     var dedup: DedupSettings? = nil
     /// RedPajama-v2 input: its duplicate flags drop documents after the readers' drops.
     var rpv2 = false
+    /// `--skip-missing`: missing inputs are counted first.
+    var skipMissing = false
 
     /// The tokenizer's drop: a text long enough in bytes that gives fewer tokens than one window.
     static let tooFewTokens = DropReason("too_few_tokens")
@@ -68,7 +70,7 @@ struct DocumentStage: Sendable {
 
     /// Counter names in funnel order, from `records` to `kept`.
     var funnel: [String] {
-        var reasons: [DropReason] = [.unreadable, .empty, .tooShort] + (rpv2 ? [.duplicateRPv2] : [])
+        var reasons: [DropReason] = (skipMissing ? [.missing] : []) + [.unreadable, .empty, .tooShort] + (rpv2 ? [.duplicateRPv2] : [])
         reasons += rulesBeforeTokenizer.flatMap(\.counters).map(DropReason.init)
         reasons += [Self.tooFewTokens] + rulesAfterTokenizer.flatMap(\.counters).map(DropReason.init)
         reasons += dedup == nil ? [] : [Self.duplicate]
@@ -84,7 +86,7 @@ struct DocumentStage: Sendable {
 
     /// Checks that rule names are usable and distinct (they name counters and options).
     func validate() throws {
-        var seen = Set(["unreadable", "empty", "too_short", "too_few_tokens", "duplicate", "duplicate_rpv2"])
+        var seen = Set(["missing", "unreadable", "empty", "too_short", "too_few_tokens", "duplicate", "duplicate_rpv2"])
         var names: Set = ["dedup"]
         for rule in rules {
             guard names.insert(rule.name).inserted else { throw LongCrawlError("two document stages are named '\(rule.name)'") }
@@ -196,6 +198,9 @@ final class DocumentFeed {
         self.tokenizing = tokenizing
         queues = Array(repeating: [], count: parts.count)
         partRecords = Array(repeating: nil, count: parts.count)
+        // Each thread holds at most one connection: more threads than connections could all wait on parts ahead of
+        // the consumer's while its part waits for a connection.
+        let workers = reader.hasRemote ? min(workers, settings.http.limiter.limit) : workers
         ahead = workers + 1
         self.pieceBytes = pieceBytes; self.pieceRecords = pieceRecords
         for _ in 0..<min(workers, parts.count) {

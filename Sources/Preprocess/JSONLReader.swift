@@ -18,7 +18,7 @@ final class JSONLReader: PartReader {
     }
 
     var bytesRead: Int { bytes.fileOffset }
-    var position: String { "\(part.url.path):\(bytes.lineNumber + 1)" }
+    var position: String { "\(part.url.location):\(bytes.lineNumber + 1)" }
 
     func next() throws -> CorpusRecord? {
         guard let line = try bytes.nextLine() else { return nil }
@@ -26,7 +26,7 @@ final class JSONLReader: PartReader {
     }
 
     private func record(_ line: UnsafeBufferPointer<UInt8>, number: Int) -> CorpusRecord {
-        let origin = "\(part.url.path):\(number)"
+        let origin = "\(part.url.location):\(number)"
         if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return settings.dropped(origin, .empty, "blank line") }
         let fields: [JSONField?]
         do { fields = try scanner.scan(line) } catch {

@@ -18,12 +18,12 @@ final class ParquetPartReader: PartReader {
     }
 
     var bytesRead: Int { rows.isEmpty ? bytes : 0 }
-    var position: String { part.url.path }
+    var position: String { part.url.location }
 
     func next() throws -> CorpusRecord? {
         guard let row = rows.popFirst() else { return nil }
         let number = first + rows.startIndex - 1
-        let origin = "\(part.url.path):\(number)"
+        let origin = "\(part.url.location):\(number)"
         let what = "\"\(settings.textField)\""
         guard let length = row.textBytes else { return settings.dropped(origin, .empty, "null \(what)", bytes: 0) }
         guard let text = row.text else {

@@ -28,10 +28,15 @@ public final class ParquetReader: @unchecked Sendable {
 
     /// Reads and checks the footer. `textColumn` and `idColumn` are dotted paths ("metadata.id" for a struct's
     /// field). A missing text column is an error naming the columns there are; a missing id column gives nil ids.
-    public init(url: URL, textColumn: String, idColumn: String?) throws {
-        self.url = url
+    public convenience init(url: URL, textColumn: String, idColumn: String?) throws {
         let fd = open(url.path, O_RDONLY)
         guard fd >= 0 else { throw FileError(url, "cannot open (\(String(cString: strerror(errno))))") }
+        try self.init(url: url, descriptor: fd, textColumn: textColumn, idColumn: idColumn)
+    }
+
+    /// Reads the open file `fd` (closed when the reader ends, or on an error); errors name `url`.
+    init(url: URL, descriptor fd: Int32, textColumn: String, idColumn: String?) throws {
+        self.url = url
         do {
             let (meta, dataEnd) = try Self.readFooter(fd, url)
             let leaves = try leafColumns(meta.schema, url)

@@ -31,6 +31,12 @@ public struct PreprocessOptions: Sendable {
     public var textEncoding: TextEncoding = .raw
     /// Seed of LongCrawl64's roll: each window stored as `numpy.roll(window, rollShift(...))`; nil stores windows in order.
     public var roll: UInt64?
+    /// A listing of more inputs (`--inputs-from`), read after the inputs given; recorded with its digest.
+    public var inputsFrom: String?
+    /// Count a missing input (URL 404/410, local path absent) as `dropped_missing` and go on, instead of stopping.
+    public var skipMissing = false
+    /// How URL inputs are fetched; does not change the output.
+    public var http = HTTPSettings()
 
     public init() {}
 
@@ -42,6 +48,7 @@ public struct PreprocessOptions: Sendable {
         if let w = windowsPerDocument, w < 1 { throw bad("--windows-per-doc must be a positive number or 'all', got \(w)") }
         guard shardWindows >= 1 else { throw bad("--shard-windows must be positive, got \(shardWindows)") }
         guard workers >= 1 else { throw bad("--workers must be positive, got \(workers)") }
+        guard http.connections >= 1 else { throw bad("--connections must be positive, got \(http.connections)") }
         try stage.validate()
         try dedup?.validate()
     }
@@ -50,7 +57,7 @@ public struct PreprocessOptions: Sendable {
     /// its windows, and each byte of text escapes to at most `textEncoding.maxExpansion` bytes.
     var stage: DocumentStage {
         let tokens = windowLength * (windowsPerDocument ?? 1), expansion = textEncoding.maxExpansion
-        return DocumentStage(rules: rules, minTextBytes: (tokens + expansion - 1) / expansion, dedup: dedup)
+        return DocumentStage(rules: rules, minTextBytes: (tokens + expansion - 1) / expansion, dedup: dedup, skipMissing: skipMissing)
     }
 
     /// The build record of a run over `reader`'s inputs: the options, and for RedPajama-v2 input its shard count and
@@ -62,6 +69,10 @@ public struct PreprocessOptions: Sendable {
             r["rpv2.shards"] = String(reader.rpv2Tags.count)
             r["rpv2.duplicates_missing"] = reader.rpv2MissingDuplicates.isEmpty ? "none" : reader.rpv2MissingDuplicates.joined(separator: " ")
         }
+        if let inputsFrom, let listing = reader.listing {
+            r["inputs_from"] = inputsFrom
+            r["inputs_from.sha256"] = listing.digest
+        }
         return BuildRecord(inputs: inputs, options: r, funnel: stage.funnel)
     }
 
@@ -70,16 +81,18 @@ public struct PreprocessOptions: Sendable {
     /// be escaped back as they were.
     func reader(_ inputs: [String], share: (rank: Int, world: Int)) throws -> CorpusReader {
         try CorpusReader(inputs: inputs, textField: textField, idField: idField, minTextBytes: stage.minTextBytes,
-                         minEscapedBytes: textEncoding == .json ? windowLength * (windowsPerDocument ?? 1) : nil, share: share)
+                         minEscapedBytes: textEncoding == .json ? windowLength * (windowsPerDocument ?? 1) : nil, share: share,
+                         inputsFrom: inputsFrom, http: http, skipMissing: skipMissing)
     }
 
-    /// `roll` and `text_encoding` only when set, so the index of a dataset built without it (and its `--resume`) stays as it was.
+    /// `roll`, `text_encoding` and `skip_missing` only when set, so the index of a dataset built without it (and its `--resume`) stays as it was.
     var record: [String: String] {
         var r = ["format": format.rawValue, "level": String(level), "heldout_fraction": String(heldoutFraction),
                  "windows_per_doc": windowsPerDocument.map(String.init) ?? "all", "shard_windows": String(shardWindows),
                  "text_field": textField, "id_field": idField, "tokenizer": "gpt2"].merging(stage.record) { $1 }
         if let roll { r["roll"] = String(roll) }
         if textEncoding != .raw { r["text_encoding"] = textEncoding.rawValue }
+        if skipMissing { r["skip_missing"] = "true" }
         return r
     }
 }
@@ -238,14 +251,15 @@ public final class Preprocessor {
                 start = ResumePoint(record: record.ordinal, produced: produced, counts: counts)
                 try emit(record, tokens: t, fingerprint: f, start: start)
             }
-            if piece.last { bytesDone += reader.parts[piece.part].bytes }
+            // A URL's size is known once it is read: what its reader consumed.
+            if piece.last { bytesDone += reader.parts[piece.part].kind == .remote ? piece.bytesRead : reader.parts[piece.part].bytes }
             progress?.update(bytes: bytesDone + (piece.last ? 0 : piece.bytesRead), documents: counts["records"], kept: counts["kept"],
                              tokens: produced.values.reduce(0, +) * windowLength)
         }
         try finishSplits(endState: ResumePoint(record: ordinal, produced: produced, counts: counts))
         try dedupLog?.finish()
         progress?.end()
-        return PreprocessSummary(index: dataset.index, seconds: Date().timeIntervalSince(started), inputBytes: reader.totalBytes)
+        return PreprocessSummary(index: dataset.index, seconds: Date().timeIntervalSince(started), inputBytes: bytesDone)
     }
 
     /// The tokenizer's stage of this run: records numbered from `from` on are tokenized, and fingerprinted for `dedup`.

@@ -13,25 +13,33 @@ struct RPv2Shard: Sendable {
 
     static let textField = "raw_content"
 
-    /// The shard a path names, or nil if the path does not have RPv2's shape.
+    /// The shard a path or URL names, or nil if its path does not have RPv2's shape. A URL's duplicates file is the
+    /// URL beside it in RPv2's layout (`BASE/duplicates/...`), whether or not it exists: that is found out when its
+    /// documents are read.
     init?(_ url: URL) {
-        let parts = url.standardizedFileURL.pathComponents
+        let parts = url.isFileURL ? url.standardizedFileURL.pathComponents : url.pathComponents
         guard parts.count >= 5, parts[parts.count - 4] == "documents", let file = parts.last, file.hasSuffix(".json.gz") else { return nil }
         let stem = file.dropLast(".json.gz".count)
         guard let us = stem.lastIndex(of: "_"), us > stem.startIndex, ["head", "middle", "tail"].contains(stem[stem.index(after: us)...]) else { return nil }
         tag = parts.suffix(3).dropLast().joined(separator: "/") + "/" + stem
-        let root = URL(fileURLWithPath: NSString.path(withComponents: Array(parts.prefix(parts.count - 4))))
-        let dup = root.appendingPathComponent("duplicates").appendingPathComponent(tag + ".duplicates.parquet")
-        duplicates = FileManager.default.fileExists(atPath: dup.path) ? dup : nil
+        var dup = url.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        for component in ["duplicates"] + parts.suffix(3).dropLast() + [stem + ".duplicates.parquet"] { dup.appendPathComponent(component) }
+        duplicates = !url.isFileURL || FileManager.default.fileExists(atPath: dup.path) ? dup : nil
     }
 
     /// The id of the document on 1-based line `line`.
     func id(line: Int) -> String { "\(tag).json.gz/\(line - 1)" }
 
-    /// The flagged ids of the duplicates file (none without one).
-    func flagged() throws -> Set<String> {
+    /// The flagged ids of the duplicates file (none without one). A URL's is fetched into memory (these files are
+    /// small); a missing one throws `HTTPError` with `missing` set.
+    func flagged(http: HTTPSettings) throws -> Set<String> {
         guard let duplicates else { return [] }
-        let reader = try ParquetReader(url: duplicates, textColumn: "doc_id", idColumn: nil)
+        let reader: ParquetReader
+        if duplicates.isFileURL {
+            reader = try ParquetReader(url: duplicates, textColumn: "doc_id", idColumn: nil)
+        } else {
+            reader = try ParquetReader(url: duplicates, descriptor: try fetchIntoMemory(duplicates, http: http), textColumn: "doc_id", idColumn: nil)
+        }
         var out = Set<String>()
         for g in 0..<reader.rowGroupCount {
             for row in try reader.readRowGroup(g) { if let id = row.text { out.insert(String(decoding: id, as: UTF8.self)) } }

@@ -10,11 +10,11 @@ final class TextReader: PartReader {
     init(_ bytes: ByteStream, _ part: InputPart, _ settings: ReadSettings) { self.bytes = bytes; self.part = part; self.settings = settings }
 
     var bytesRead: Int { bytes.fileOffset }
-    var position: String { part.url.path }
+    var position: String { part.url.location }
 
     func next() throws -> CorpusRecord? {
         guard !done else { return nil }
         done = true
-        return settings.document(try bytes.rest(), id: part.name, origin: part.url.path, part: part, what: "file")
+        return settings.document(try bytes.rest(), id: part.name, origin: part.url.location, part: part, what: "file")
     }
 }

@@ -11,14 +11,14 @@ final class WARCReader: PartReader {
     init(_ bytes: ByteStream, _ part: InputPart, _ settings: ReadSettings) { self.bytes = bytes; self.part = part; self.settings = settings }
 
     var bytesRead: Int { bytes.fileOffset }
-    var position: String { "\(part.url.path):\(bytes.lineNumber + 1)" }
+    var position: String { "\(part.url.location):\(bytes.lineNumber + 1)" }
 
     func next() throws -> CorpusRecord? {
         while true {
             var line = try bytes.nextLine()
             while line?.isEmpty == true { line = try bytes.nextLine() }
             guard let version = line else { return nil }
-            let at = "\(part.url.path):\(bytes.lineNumber)"
+            let at = "\(part.url.location):\(bytes.lineNumber)"
             guard version.starts(with: Array("WARC/".utf8)) else { throw FileError(part.url, "line \(bytes.lineNumber): expected a WARC record header") }
             var headers: [String: String] = [:]
             while let h = try bytes.nextLine(), !h.isEmpty {

@@ -31,7 +31,7 @@ public struct LongCrawlError: Error, CustomStringConvertible, LocalizedError {
 public struct FileError: Error, CustomStringConvertible, LocalizedError {
     public let path: String
     public let message: String
-    public init(_ url: URL, _ message: String) { self.path = url.path; self.message = message }
+    public init(_ url: URL, _ message: String) { self.path = url.location; self.message = message }
     public init(path: String, _ message: String) { self.path = path; self.message = message }
     public var description: String { "\(path): \(message)" }
     public var errorDescription: String? { description }
@@ -62,4 +62,9 @@ public enum ResidentMemory {
               let kB = Int(line.dropFirst(field.count).split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "") else { return 0 }
         return kB * 1024
     }
+}
+
+extension URL {
+    /// How messages name it: a file's path, any other URL whole (`https://host/path`).
+    public var location: String { isFileURL ? path : absoluteString }
 }

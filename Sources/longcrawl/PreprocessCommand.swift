@@ -22,6 +22,12 @@ struct PreprocessCommand: ParsableCommand {
         A document goes to heldout or train by a hash of its id. Input files (and parquet row groups) are read \
         on --workers threads; the output does not depend on their number. `inspect` prints the funnel.
 
+        An input may also be an http(s) URL, given here or in an --inputs-from listing (RedPajama-v2's URL lists): \
+        streamed, never stored whole, resumed with HTTP Range after a dropped connection, retried after 5xx and \
+        429. A URL that cannot be had stops the run with an error naming it (--resume continues); with \
+        --skip-missing, a 404 (or a missing local path) is counted as dropped_missing instead. RedPajama-v2's \
+        layout is recognized from the URL's path as from a local one. Parquet is read from local files only.
+
         Examples:
           longcrawl preprocess data/sample --out out/sample
           longcrawl preprocess crawl/*.jsonl.zst --out out/crawl --format zst --workers 2
@@ -29,11 +35,21 @@ struct PreprocessCommand: ParsableCommand {
           longcrawl preprocess redpajama/*.json.gz --text-field raw_content --out out/rp
           longcrawl preprocess crawl --out out/crawl --resume      # after an interruption
           longcrawl preprocess rpv2/documents --text-field raw_content --recipe longcrawl64 --out out/lc64
+          longcrawl preprocess --inputs-from document-urls.txt --skip-missing --recipe longcrawl64 --out out/lc64
         """
     )
 
-    @Argument(help: "Input files or folders of any supported kind.")
-    var inputs: [String]
+    @Argument(help: "Input files, folders or http(s) URLs of any supported kind.")
+    var inputs: [String] = []
+
+    @Option(help: "A file or URL listing more inputs, one path or http(s) URL a line (relative paths: from the listing's folder).")
+    var inputsFrom: String?
+
+    @Flag(help: "Count an input that is not there (HTTP 404 or 410, or no such path) as dropped_missing and go on.")
+    var skipMissing = false
+
+    @Option(help: "HTTP connections open at once per process (rank); threads reading URLs are at most this many.")
+    var connections: Int = 8
 
     @OptionGroup var output: DatasetOutputOptions
 
@@ -66,6 +82,7 @@ struct PreprocessCommand: ParsableCommand {
     var textEncoding: TextEncoding?
 
     func validate() throws {
+        guard !inputs.isEmpty || inputsFrom != nil else { throw ValidationError("give inputs, --inputs-from LIST, or both") }
         guard roll == nil || roll == "none" || UInt64(roll!) != nil else { throw ValidationError("--roll must be a seed (a non-negative integer) or none, got '\(roll!)'") }
         guard windowsPerDoc == "all" || (Int(windowsPerDoc) ?? 0) >= 1 else {
             throw ValidationError("--windows-per-doc must be a positive number or 'all', got '\(windowsPerDoc)'")
@@ -88,6 +105,9 @@ struct PreprocessCommand: ParsableCommand {
         options.textEncoding = textEncoding ?? (lc64 ? .json : .raw)
         options.rules = quality.rules
         options.dedup = quality.dedupSettings
+        options.inputsFrom = inputsFrom
+        options.skipMissing = skipMissing
+        options.http.connections = connections
 
         let tok = try tokenizer.load()
         let world = World.shared

@@ -143,4 +143,27 @@ typedef size_t (*lc_gpt2_miss)(void *context, size_t start, size_t end, uint16_t
 size_t lc_gpt2_encode(const uint8_t *text, size_t n, const lc_piece_slot *slots, uint64_t mask, uint64_t *front,
                       const uint8_t *classes, uint16_t *out, lc_gpt2_miss miss, void *context);
 
+/// One HTTP(S) GET read forward (http.c, on libcurl): http and https only, TLS verified, at most `max_redirects`
+/// redirects; `offset` > 0 asks `Range: bytes=offset-`. NULL only when out of memory.
+typedef struct lc_http lc_http;
+lc_http *lc_http_open(const char *url, long long offset, long max_redirects, long connect_timeout_ms);
+/// Waits for the final response's headers: 0 when they are in, 1 when nothing arrived for `stall_ms`, -1 when the
+/// transfer failed (lc_http_result, lc_http_error).
+int lc_http_wait_headers(lc_http *h, int stall_ms);
+long lc_http_status(const lc_http *h);
+/// The body's length from Content-Length, -1 when the response has none.
+long long lc_http_content_length(const lc_http *h);
+/// The final response's Content-Range ("" when none) and Retry-After in seconds (-1 when none or a date).
+const char *lc_http_content_range(const lc_http *h);
+long lc_http_retry_after(const lc_http *h);
+/// Up to `cap` body bytes: their count, 0 at the body's end, -1 when the transfer failed, -2 when nothing arrived
+/// for `stall_ms`.
+long lc_http_read(lc_http *h, unsigned char *buf, long cap, int stall_ms);
+/// The transfer's CURLcode once it has ended (0 before, or on success), and its message.
+int lc_http_result(const lc_http *h);
+const char *lc_http_error(const lc_http *h);
+void lc_http_close(lc_http *h);
+/// An anonymous file in memory (memfd_create), for a small remote file a reader needs random access to.
+int lc_memfd(const char *name);
+
 #endif
