@@ -145,8 +145,10 @@ public final class GPT2Tokenizer: @unchecked Sendable {
         defer { out.deallocate() }
         let count = withUnsafeMutablePointer(to: &memo) { memo in
             var miss = Miss(tokenizer: self, table: table, memo: memo, text: base)
-            return lc_gpt2_encode(base, text.count, table.slots, UInt64(PieceTable.capacity - 1), table.front, characterClasses, out,
-                                  { miss, start, end, out in miss!.assumingMemoryBound(to: Miss.self).pointee.resolve(start, end, out!) }, &miss)
+            return withUnsafeMutablePointer(to: &miss) { context in
+                lc_gpt2_encode(base, text.count, table.slots, UInt64(PieceTable.capacity - 1), table.front, characterClasses, out,
+                               { miss, start, end, out in miss!.assumingMemoryBound(to: Miss.self).pointee.resolve(start, end, out!) }, context)
+            }
         }
         return Array(UnsafeBufferPointer(start: out, count: count))
     }

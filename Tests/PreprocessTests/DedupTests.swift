@@ -244,7 +244,7 @@ final class DedupTests: XCTestCase {
         let run = Process(), log = dir.appendingPathComponent("mpirun.err")
         run.executableURL = URL(fileURLWithPath: mpirun)
         run.arguments = mpi
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        XCTAssertTrue(FileManager.default.createFile(atPath: log.path, contents: nil))
         run.standardError = try FileHandle(forWritingTo: log)
         run.standardOutput = FileHandle.nullDevice
         try run.run()
