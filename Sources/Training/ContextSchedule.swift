@@ -56,7 +56,7 @@ public struct ContextPhase: Codable, Equatable, Sendable {
         guard used % rows == 0 else { return nil }
         var next = PackerCursor.Position(epoch: at.epoch, group: used / rows, slot: 0)
         if next.group >= out.groups(windows: windows) { next = PackerCursor.Position(epoch: at.epoch + 1, group: 0, slot: 0) }
-        out.batch = out.batch(at: next, windows: windows)
+        out.nextBatch = out.batch(at: next, windows: windows)
         return out
     }
 }

@@ -82,7 +82,7 @@ public struct Experiment {
         public init(data: String, config: RunConfig, shared: RunOverrides, variants: [Variant], seed: UInt64, saveEvery: Int?,
                     evalWindows: String, heldoutWindows: String?, heldoutEvery: Int?) throws {
             let path = { URL(fileURLWithPath: $0).standardizedFileURL.path }
-            self.config = try config.applying(shared, to: TrainOptions(data: data)).config
+            self.config = try config.applying(shared, to: TrainOptions(dataset: data)).config
             steps = self.config.train.steps
             let tenth = max(1, steps / 10)
             (self.data, self.variants, self.seed, self.saveEvery) = (path(data), variants, seed, saveEvery ?? tenth)
@@ -96,7 +96,7 @@ public struct Experiment {
         public func settings(for v: Variant) throws -> (config: RunConfig, options: TrainOptions) {
             var o = RunOverrides()
             (o.order, o.seed, o.saveEvery, o.keep, o.evalWindows, o.evalEvery) = (order, seed, saveEvery, 1, heldoutWindows, heldoutEvery)
-            return try config.applying(v.overrides(o), to: TrainOptions(data: data))
+            return try config.applying(v.overrides(o), to: TrainOptions(dataset: data))
         }
     }
 

@@ -179,7 +179,7 @@ extension RunConfig {
         }
         let path = { URL(fileURLWithPath: $0).standardizedFileURL.path }
         var c = self, opt = options
-        if let data = o.data { opt.data = path(data) }
+        if let data = o.data { opt.dataset = path(data) }
         if let kind = o.attention {
             c.model.name = Self.variantName(model.name, own: model.attention, kind: kind)
             c.model.attention = kind
