@@ -109,7 +109,7 @@ public final class BatchPacker {
     /// Groups of B windows per epoch (this rank).
     public let groups: Int
     /// Batches per window: 65,536 / T.
-    public let slots: Int
+    let slots: Int
     public var batchesPerEpoch: Int { groups * slots }
     /// Mask the target that crosses each row's seam (`BatchRow.seam`); LongCrawl64 trains on it, so off by default.
     public let masksSeam: Bool
