@@ -7,8 +7,8 @@ import Tensor
 /// `state.json` of a checkpoint: everything but the tensors needed to continue exactly.
 public struct TrainState: Codable, Equatable, Sendable {
     /// 1 (absent): the first format; 2: `options.text_encoding`. Written as the newest; every earlier one opens.
-    public static let currentVersion = 2
-    public var version: Int? = TrainState.currentVersion
+    static let currentVersion = 2
+    var version: Int? = TrainState.currentVersion
     public var step: Int
     public var config: RunConfig
     public var options: TrainOptions
@@ -19,7 +19,7 @@ public struct TrainState: Codable, Equatable, Sendable {
     /// initialization (no dropout; the data order is the cursor's), so this is all the generator state there is.
     var initSeed: UInt64
     public var tokens: Int
-    public var elapsed: Double
+    var elapsed: Double
     /// The last step's metrics.
     public var last: StepMetrics?
     /// Under `--carry-state`, every rank's micro-batches' carried states (the tensors in `carry.safetensors`), and
@@ -28,10 +28,10 @@ public struct TrainState: Codable, Equatable, Sendable {
     public var carryBytes: Int?
     /// SHA-256 of `model.safetensors` and `optimizer.safetensors` by name: safetensors has no checksum of its own,
     /// and a flipped byte in a tensor would load as a wrong value. Nil in checkpoints written before it existed.
-    public var files: [String: String]?
+    var files: [String: String]?
     /// SHA-256 of this state as compact JSON with sorted keys and this field left out, so a changed value here
     /// (a step, a cursor) is refused too while whitespace stays harmless.
-    public var sha256: String?
+    var sha256: String?
 
     /// `initSeed` keeps its first key, `rng`: the digest (`sha256`) covers the keys, so a new one would fail the check
     /// of every state written before.
@@ -59,12 +59,12 @@ public enum Checkpoint {
     static let carryFile = "carry.safetensors"
 
     /// `RUN/checkpoints/step-000100`.
-    public static func folder(in run: URL, step: Int) -> URL {
+    static func folder(in run: URL, step: Int) -> URL {
         run.appendingPathComponent("checkpoints").appendingPathComponent(String(format: "step-%06d", step))
     }
 
     /// `RUN/checkpoints/best`: the checkpoint with the lowest held-out loss so far (not one of the last K).
-    public static func best(in run: URL) -> URL { run.appendingPathComponent("checkpoints/best") }
+    static func best(in run: URL) -> URL { run.appendingPathComponent("checkpoints/best") }
 
     /// Complete checkpoints of a run, oldest first (a folder being written has a hidden temporary name).
     public static func all(in run: URL) -> [URL] {
@@ -97,7 +97,7 @@ public enum Checkpoint {
     }
 
     /// The newest checkpoint of a run, refused if it is a symlink that leads out of the run folder.
-    public static func newest(in run: URL) throws -> URL? {
+    static func newest(in run: URL) throws -> URL? {
         guard let newest = all(in: run).last else { return nil }
         guard contained("checkpoints/" + newest.lastPathComponent, in: run) != nil else {
             throw LongCrawlError("\(newest.path): checkpoint folder leads outside the run folder \(run.path) (a symlink out)")
@@ -117,7 +117,7 @@ public enum Checkpoint {
 
     /// Writes the three files into a temporary folder and renames it into place, then deletes all but the
     /// newest `keep` checkpoints.
-    public static func save(model: Transformer<Float>, optimizer: AdamW<Float>, state: TrainState, carry: [(String, Tensor<Float>)] = [],
+    static func save(model: Transformer<Float>, optimizer: AdamW<Float>, state: TrainState, carry: [(String, Tensor<Float>)] = [],
                             run: URL, keep: Int) throws {
         try write(model: model, optimizer: optimizer, state: state, carry: carry, to: folder(in: run, step: state.step))
         for old in all(in: run).dropLast(max(1, keep)) { try? FileManager.default.removeItem(at: old) }
@@ -187,7 +187,7 @@ public enum Checkpoint {
     }
 
     /// Copies the parameters of `model.safetensors` into `model`: every tensor present with its shape.
-    public static func loadModel(_ checkpoint: URL, into model: Transformer<Float>) throws {
+    static func loadModel(_ checkpoint: URL, into model: Transformer<Float>) throws {
         let (url, file) = try tensors(modelFile, of: checkpoint)
         try copy(file, url, into: model.parameters.map { ($0.name, $0.value) }, configName: model.config.name)
     }

@@ -14,7 +14,7 @@ public struct StepMetrics: Codable, Equatable, Sendable {
     public var tokensPerSecond: Double
     public var mfu: Double
     /// Seconds of training so far, over every resumed segment of the run.
-    public var elapsed: Double
+    var elapsed: Double
     /// Share of the step spent waiting for the batch.
     public var loaderShare: Double
     /// Seconds from the end of the step's backward pass until the gradients and the loss are summed over ranks
@@ -24,12 +24,12 @@ public struct StepMetrics: Codable, Equatable, Sendable {
     /// The step's rows, every rank's in the global batch's order (row j of rank r is row j x ranks + r): window ids in
     /// the split and token offsets, so runs can be compared batch for batch, on any number of ranks.
     public var windows: [Int]?
-    public var offsets: [Int]?
+    var offsets: [Int]?
     /// The segment's offset in its windows under `--carry-state` (every row of a step is at the same one).
-    public var offset: Int?
+    var offset: Int?
     /// Under `--context-schedule`, the step's T and its phase (from 1).
     public var context: Int?
-    public var phase: Int?
+    var phase: Int?
 
     enum CodingKeys: String, CodingKey {
         case step, loss, lr, mfu, elapsed, windows, offsets, offset, context, phase

@@ -5,7 +5,7 @@ import Support
 /// Options of a training run that its config (`RunConfig`) does not hold.
 public struct TrainOptions: Codable, Equatable, Sendable {
     /// Dataset folder (from `longcrawl preprocess`).
-    public var dataset: String
+    var dataset: String
     public var order: BatchOrder = .longcrawl
     /// Micro-batches whose gradients are averaged into one step.
     public var accumulation = 1

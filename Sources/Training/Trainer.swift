@@ -17,7 +17,7 @@ import Tensor
 /// checkpoints; every rank's data cursor goes into the checkpoint.
 public final class Trainer {
     /// The run folder.
-    public let directory: URL
+    let directory: URL
     /// How the model trains (the run config's `train`); the architecture is `model.config`.
     public let config: TrainingConfig
     public let options: TrainOptions
