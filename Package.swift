@@ -43,7 +43,7 @@ let package = Package(
         // What every module uses and none owns: constants, splits, file errors, atomic writes, the folder lock,
         // progress lines, the random generator and hashes.
         .target(name: "Support", dependencies: ["CLongCrawl"], swiftSettings: swift6),
-        .target(name: "Tokenizer", dependencies: ["Support", "CLongCrawl"], swiftSettings: fast),
+        .target(name: "Tokenizer", dependencies: ["Support", "CLongCrawl"], swiftSettings: swift6),
         .target(name: "Cluster", dependencies: ["CLongCrawl"], swiftSettings: swift6),
         .target(name: "Shards", dependencies: ["Support", "CLongCrawl"], swiftSettings: swift6),
         .target(name: "Preprocess", dependencies: ["Support", "Tokenizer", "Shards", "CLongCrawl", "Cluster"], swiftSettings: fast),

@@ -34,7 +34,8 @@ let tiktokenUnicodeVersion = (major: 16, minor: 0)
 /// `propertyClass`: one load per non-ASCII character instead of two property lookups. Built on first use (tens of
 /// milliseconds, once per process).
 private let tableEnd: UInt32 = 0x40000
-private let classTable: UnsafeMutablePointer<UInt8> = {
+/// Unchecked: written only by its lazy initializer (run once, thread-safely, as every global's), only read after.
+nonisolated(unsafe) private let classTable: UnsafeMutablePointer<UInt8> = {
     let table = UnsafeMutablePointer<UInt8>.allocate(capacity: Int(tableEnd) / 4)
     table.initialize(repeating: 0, count: Int(tableEnd) / 4)
     for v in 0..<tableEnd { table[Int(v >> 2)] |= propertyClass(v).rawValue << (2 * (v & 3)) }
