@@ -44,21 +44,21 @@ let package = Package(
         // What every module uses and none owns: constants, splits, file errors, atomic writes, the folder lock,
         // progress lines, the random generator and hashes.
         .target(name: "Support", dependencies: ["CLongCrawl"], swiftSettings: swift6),
-        .target(name: "Tokenizer", dependencies: ["Support", "CLongCrawl"], swiftSettings: fast),
-        .target(name: "Cluster", dependencies: ["CLongCrawl"], swiftSettings: fast),
+        .target(name: "Tokenizer", dependencies: ["Support", "CLongCrawl"], swiftSettings: swift6),
+        .target(name: "Cluster", dependencies: ["CLongCrawl"], swiftSettings: swift6),
         .target(name: "Shards", dependencies: ["Support", "CLongCrawl"], swiftSettings: swift6),
         .target(name: "Preprocess", dependencies: ["Support", "Tokenizer", "Shards", "CLongCrawl", "Cluster"], swiftSettings: fast),
         .target(name: "Streaming", dependencies: ["Support", "Shards"], swiftSettings: swift6),
         .target(name: "Tensor", dependencies: ["CLongCrawl"], swiftSettings: swift6),
         .target(name: "Model", dependencies: ["Support", "Tensor"], swiftSettings: swift6),
-        .target(name: "Training", dependencies: ["Support", "Model", "Streaming", "Shards", "Tensor", "Cluster"], swiftSettings: fast),
+        .target(name: "Training", dependencies: ["Support", "Model", "Streaming", "Shards", "Tensor", "Cluster"], swiftSettings: swift6),
         .executableTarget(
             name: "longcrawl",
             dependencies: [
                 "Support", "Tokenizer", "Shards", "Preprocess", "Streaming", "Tensor", "Model", "Training", "Cluster",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            swiftSettings: fast
+            swiftSettings: swift6
         ),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "PreprocessTests", dependencies: ["Preprocess", "Shards", "Support", "Tokenizer", "TestSupport"], exclude: ["FuzzRegressions", "Fixtures"], swiftSettings: [.unsafeFlags(cIncludes)]),

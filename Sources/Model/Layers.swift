@@ -7,7 +7,7 @@ public final class Embedding<S: TensorScalar> {
     public let wte: Tensor<S>, dwte: Tensor<S>
     private var tokens: [Int32] = []
 
-    public init(wte: Parameter<S>) { self.wte = wte.value; dwte = wte.grad }
+    init(wte: Parameter<S>) { self.wte = wte.value; dwte = wte.grad }
 
     // forward: tokens [N] -> x [N, C]
     @_specialize(where S == Float)
@@ -35,16 +35,16 @@ public final class Embedding<S: TensorScalar> {
 
 /// LayerNorm without bias: y = (x - mean) / sqrt(var + 1e-5) * w.
 final class LayerNorm<S: TensorScalar> {
-    public let weight: Tensor<S>, dweight: Tensor<S>
+    let weight: Tensor<S>, dweight: Tensor<S>
     private var normalized: Tensor<S>?, inverseStd: Tensor<S>?
 
     /// Sets the weight to 1.
-    public init(weight: Parameter<S>) {
+    init(weight: Parameter<S>) {
         self.weight = weight.value; dweight = weight.grad
         self.weight.data.update(repeating: 1, count: self.weight.count)
     }
 
-    public convenience init(dModel: Int) { self.init(weight: ParameterBlocks([("weight", [dModel])])["weight"]) }
+    convenience init(dModel: Int) { self.init(weight: ParameterBlocks([("weight", [dModel])])["weight"]) }
 
     // forward: x [N, C] -> y [N, C]
     @_specialize(where S == Float)

@@ -4,7 +4,7 @@ import Tensor
 /// `sqrt(multinomial count) * x_i1 * ... * x_ip`, so that phi_p(q) . phi_p(k) = (q . k)^p exactly.
 /// The multisets are enumerated once per (d, p).
 public struct SymmetricPower: Sendable {
-    public let dimension: Int
+    let dimension: Int
     public let power: Int
     /// D = C(d + p - 1, p).
     public let size: Int

@@ -68,7 +68,7 @@ public enum AttentionForm: Sendable {
     /// state of fixed size, and for T <= c). It also keeps the attention form's T x T caches small: `small`
     /// (D = 2,080) trains chunked at 4,096. The one place training, evaluation and the flop count choose: for p = 4,
     /// d = 16 (D = 3,876) the attention form up to T = 3,876 + c.
-    public static func choose(kind: AttentionKind, headDimension d: Int, power p: Int, chunk c: Int, length t: Int) -> AttentionForm {
+    static func choose(kind: AttentionKind, headDimension d: Int, power p: Int, chunk c: Int, length t: Int) -> AttentionForm {
         kind.carriesState && t > SymmetricPower.size(dimension: d, power: p) + c ? .chunked : .quadratic
     }
 
@@ -101,7 +101,7 @@ public enum AttentionForm: Sendable {
 public final class SympowAttention<S: TensorScalar> {
     static var gateBias: Double { 6.906768 }
     public let dModel: Int, heads: Int, headDim: Int, power: Int, chunk: Int
-    public let kind: AttentionKind
+    let kind: AttentionKind
     /// N in the rotary rates 2 pi / N^(2m/d): fixed at 65,536 for training and evaluation alike.
     let maxDocumentLength: Int
     /// [C, 3C + 2H] and [C, C]; x @ W.

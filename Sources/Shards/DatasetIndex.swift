@@ -162,10 +162,10 @@ public struct BuildCounts: Codable, Equatable, Sendable {
 public struct DatasetIndex: Codable, Equatable, Sendable {
     public static let fileName = "index.json"
     /// 1: the first format. 2: `text_encoding` and its evidence. Every version written still opens (`upgrade`).
-    public static let currentVersion = 2
+    static let currentVersion = 2
 
     public var format = "longcrawl-dataset"
-    public var version = DatasetIndex.currentVersion
+    var version = DatasetIndex.currentVersion
     public var tokenizer = "gpt2"
     public var vocabSize = GPT2.vocabularySize
     public var window = windowLength

@@ -22,12 +22,18 @@ public struct PackerCursor: Codable, Equatable, Sendable {
     public var batchSize: Int
     public var context: Int
     public var order: BatchOrder
-    /// Batches already handed out, over all epochs.
-    public var batch: Int
+    /// The batch handed out next, counted over all epochs (so also the number already handed out).
+    public var nextBatch: Int
 
-    public init(seed: UInt64, rank: Int = 0, world: Int = 1, batchSize: Int, context: Int, order: BatchOrder, batch: Int = 0) {
+    public init(seed: UInt64, rank: Int = 0, world: Int = 1, batchSize: Int, context: Int, order: BatchOrder, nextBatch: Int = 0) {
         self.seed = seed; self.rank = rank; self.world = world; self.batchSize = batchSize
-        self.context = context; self.order = order; self.batch = batch
+        self.context = context; self.order = order; self.nextBatch = nextBatch
+    }
+
+    /// `nextBatch` keeps its first key, `batch`: checkpoints and the Python reader's cursors stay as they were.
+    enum CodingKeys: String, CodingKey {
+        case seed, rank, world, batchSize, context, order
+        case nextBatch = "batch"
     }
 
     /// A batch's place in the rectangle: its epoch, its group of B windows in the epoch's order, and its slot (T
@@ -47,7 +53,7 @@ public struct PackerCursor: Codable, Equatable, Sendable {
     }
 
     /// Where the next batch is, for a split of `windows` windows.
-    public func position(windows: Int) -> Position { position(of: batch, groups: groups(windows: windows)) }
+    public func position(windows: Int) -> Position { position(of: nextBatch, groups: groups(windows: windows)) }
 
     /// The batch at `p`: `position`'s inverse.
     public func batch(at p: Position, windows: Int) -> Int {
@@ -103,7 +109,7 @@ public final class BatchPacker {
     /// Groups of B windows per epoch (this rank).
     public let groups: Int
     /// Batches per window: 65,536 / T.
-    public let slots: Int
+    let slots: Int
     public var batchesPerEpoch: Int { groups * slots }
     /// Mask the target that crosses each row's seam (`BatchRow.seam`); LongCrawl64 trains on it, so off by default.
     public let masksSeam: Bool
@@ -127,7 +133,7 @@ public final class BatchPacker {
                             seed: UInt64, rank: Int = 0, world: Int = 1, prefetch: Int = 4, cacheBytes: Int = 1 << 30,
                             masksSeam: Bool = false) throws {
         try self.init(catalog: catalog, cursor: PackerCursor(seed: seed, rank: rank, world: world, batchSize: batchSize,
-                                                             context: context, order: order, batch: 0),
+                                                             context: context, order: order, nextBatch: 0),
                       prefetch: prefetch, cacheBytes: cacheBytes, masksSeam: masksSeam)
     }
 
@@ -152,7 +158,7 @@ public final class BatchPacker {
         guard g >= 1 else {
             throw LongCrawlError("split '\(catalog.split)' gives \(per) windows per rank, fewer than batch size \(cursor.batchSize)")
         }
-        guard cursor.batch >= 0 else { throw LongCrawlError("cursor batch \(cursor.batch) is negative") }
+        guard cursor.nextBatch >= 0 else { throw LongCrawlError("cursor batch \(cursor.nextBatch) is negative") }
         self.catalog = catalog
         self.cursor = cursor
         self.masksSeam = masksSeam
@@ -163,7 +169,7 @@ public final class BatchPacker {
         // one group's windows for S batches in a row). Sendable by hand: worker w alone touches states[w].
         final class WorkerState: @unchecked Sendable { var epoch = -1; var order: [Int] = []; var recent: [Int: [UInt16]] = [:] }
         let states = (0..<max(1, workers)).map { _ in WorkerState() }
-        prefetcher = Prefetcher(start: cursor.batch, depth: prefetch, workers: workers) { b, worker in
+        prefetcher = Prefetcher(start: cursor.nextBatch, depth: prefetch, workers: workers) { b, worker in
             let p = c.position(of: b, groups: g)
             let state = states[worker]
             if state.epoch != p.epoch {
@@ -200,7 +206,7 @@ public final class BatchPacker {
     /// The next batch; a corrupt window throws an error naming the shard file and window.
     public func next() throws -> Batch {
         let batch = try prefetcher.next()
-        cursor.batch += 1
+        cursor.nextBatch += 1
         return batch
     }
 

@@ -6,7 +6,7 @@ import Support
 /// (0 ..< count, shards in index order). Works over either shard format, mixed.
 /// Sendable by hand: the open readers and the rolls are touched only under `lock`; everything else is immutable.
 public final class WindowCatalog: @unchecked Sendable {
-    public let directory: URL
+    let directory: URL
     public let split: Split
     /// The split's shards in index order.
     public let shards: [ShardEntry]
@@ -44,7 +44,7 @@ public final class WindowCatalog: @unchecked Sendable {
     }
 
     /// Shard number and window inside it for a global window id.
-    public func locate(_ id: Int) -> (shard: Int, window: Int) {
+    func locate(_ id: Int) -> (shard: Int, window: Int) {
         precondition(id >= 0 && id < count, "window id \(id) out of 0..<\(count)")
         var lo = 0, hi = firstWindow.count - 1
         while lo < hi {
@@ -55,7 +55,7 @@ public final class WindowCatalog: @unchecked Sendable {
     }
 
     /// Where the window came from: its document id and token offset.
-    public func source(_ id: Int) throws -> WindowSource {
+    func source(_ id: Int) throws -> WindowSource {
         let (s, k) = locate(id)
         return try reader(s).sources[k]
     }

@@ -30,7 +30,7 @@ public struct LongCrawlError: Error, CustomStringConvertible, LocalizedError {
 /// A one-line error naming the file and what is wrong with it: `PATH: message`.
 public struct FileError: Error, CustomStringConvertible, LocalizedError {
     public let path: String
-    public let message: String
+    let message: String
     public init(_ url: URL, _ message: String) { self.path = url.location; self.message = message }
     public init(path: String, _ message: String) { self.path = path; self.message = message }
     public var description: String { "\(path): \(message)" }
@@ -39,8 +39,8 @@ public struct FileError: Error, CustomStringConvertible, LocalizedError {
 
 /// LongCrawl64's release, as Manifest AI's article describes it (docs/LONGCRAWL64.md).
 public enum LongCrawl64 {
-    public static let documents = 6_661_465
-    public static let heldoutDocuments = 52_131
+    static let documents = 6_661_465
+    static let heldoutDocuments = 52_131
     /// The release's heldout share, the default of `--recipe longcrawl64`.
     public static let heldoutFraction = Double(heldoutDocuments) / Double(documents)
     /// Rows and columns of one zarr chunk of the release's arrays.

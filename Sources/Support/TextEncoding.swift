@@ -38,7 +38,7 @@ public enum JSONText {
     /// lowercase hex digits, one above U+FFFF as its UTF-16 surrogate pair; `/` as it is. A surrogate encoded on its
     /// own (WTF-8, `ED A0 80`..`ED BF BF`: how the JSON reader keeps a lone `\udXXX` escape of its input, which
     /// Python's `json.loads` also keeps) comes out as that escape; any other invalid byte as `\ufffd`.
-    public static func escape(_ text: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
+    static func escape(_ text: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
         let n = text.count
         var i = 0
         while i < n {

@@ -19,6 +19,7 @@
 /// choice: the key orders by rank, then position, and a stale entry can only name a pair that is gone or a
 /// duplicate of a live one (a join never recreates its own rank: the joined token with either neighbour is
 /// longer than it).
+/// Sendable by hand: its tables are written only in `init` and only read after.
 final class PairTable: @unchecked Sendable {
     /// For every two bytes `a b`: the id of the token `[a, b]`, or `none`. The first round of every merge reads
     /// only this 128 KiB grid.

@@ -14,7 +14,7 @@ import Support
 /// length, and the pieces of several tokens met before); a longer piece, the token table (`TokenTable`, as
 /// tiktoken's whole-piece lookup) then the memo's `PieceCache`; a merge for a piece met for the first time. Both
 /// memo tables have a fixed size (`TokenizerMemo.maxHeldBytes`), so memory does not grow with the text.
-public final class GPT2Tokenizer: @unchecked Sendable {
+public final class GPT2Tokenizer: Sendable {
     private let table: TokenTable
     let pairs: PairTable
     /// Every token of 1-15 bytes: each memo's piece table starts as a copy.
@@ -288,6 +288,7 @@ func equalBytes(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, _ n: Int) 
 
 /// Open-addressing hash table from token bytes to id, also holding each token's bytes. Its storage is raw memory
 /// it owns: lookups are the tokenizer's inner loop, where array accessors cost retains and checks.
+/// Sendable by hand: its memory is written only in `init` and only read after.
 final class TokenTable: @unchecked Sendable {
     /// Token bytes, concatenated; token `id` is `arena[starts[id] ..< starts[id + 1]]`.
     private let arena: UnsafeMutablePointer<UInt8>

@@ -13,6 +13,7 @@ import Glibc
 /// A tokenizer keeps the seeded table (`seed`); each memo works on its own copy, to which it adds at most `pieces`
 /// pieces, then empties the slots it added (which leaves exactly the seed: seed entries never move) and goes on.
 /// So the memory per thread is fixed (`bytes`).
+/// Sendable by hand: the tokenizer's seed is written only in `init` and only read after; a memo's copy is its thread's.
 final class PieceTable: @unchecked Sendable {
     let slots: UnsafeMutablePointer<lc_piece_slot>
     static let bits = 18

@@ -36,7 +36,8 @@ let tiktokenUnicodeVersion = (major: 16, minor: 0)
 /// The classes of U+0000 ..< U+40000 (`LC_GPT2_CLASS_END`; no letter, number or White_Space lies above), four to a
 /// byte, for the scanner: one load per non-ASCII character instead of two property lookups. Built on first use (tens
 /// of milliseconds, once per process).
-let characterClasses: UnsafePointer<UInt8> = {
+/// Unchecked: written only by its lazy initializer (run once, thread-safely, as every global's), only read after.
+nonisolated(unsafe) let characterClasses: UnsafePointer<UInt8> = {
     let end = Int(LC_GPT2_CLASS_END)
     let table = UnsafeMutablePointer<UInt8>.allocate(capacity: end / 4)
     table.initialize(repeating: 0, count: end / 4)

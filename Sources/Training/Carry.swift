@@ -47,10 +47,10 @@ final class SegmentCarry {
 /// [B*H] (exact in JSON); the states themselves are `carry.safetensors`'s `rank<r>.micro<m>.layer<l>`.
 public struct CarryRecord: Codable, Equatable, Sendable {
     public var rank: Int
-    public var micro: Int
+    var micro: Int
     public var windows: [Int]
-    public var offsets: [Int]
-    public var positions: [[Double]]
+    var offsets: [Int]
+    var positions: [[Double]]
 
     static func tensorName(rank: Int, micro: Int, layer: Int) -> String { "rank\(rank).micro\(micro).layer\(layer)" }
 }

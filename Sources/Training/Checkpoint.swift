@@ -4,106 +4,11 @@ import Streaming
 import Support
 import Tensor
 
-/// Options of a training run that its config (`RunConfig`) does not hold.
-public struct TrainOptions: Codable, Equatable, Sendable {
-    /// Dataset folder (from `longcrawl preprocess`).
-    public var data: String
-    public var order: BatchOrder = .longcrawl
-    /// Micro-batches whose gradients are averaged into one step.
-    public var accumulation = 1
-    public var saveEvery = 100
-    /// Checkpoints kept; older ones are deleted after a newer one is complete.
-    public var keep = 3
-    /// Seeds the model's initialization and the data order.
-    public var seed: UInt64 = 1
-    /// Rebuild each block's MLP half in backward instead of storing its activations (same gradients, less memory).
-    public var recompute = false
-    /// Held-out windows (from `longcrawl sample`) evaluated at the training context every `evalEvery` steps and at
-    /// the end, into `RUN/eval.jsonl`; the best checkpoint by that loss is kept as `checkpoints/best`.
-    public var evalWindows: String?
-    public var evalEvery: Int?
-    /// true: training batches mask the target that crosses each rolled window's seam (`BatchRow.seam`); nil (left
-    /// out of the JSON, as in runs from before the option): LongCrawl64's way, every target counts.
-    public var maskSeam: Bool?
-    /// Each row starts from the attention state its previous segment ended with (`--carry-state`, sequential order,
-    /// sympow variants); nil is false (a key absent from earlier runs).
-    public var carryState: Bool?
-    /// The checkpoint folder the run started from (`--init-from`): its weights, fresh moments, step 0.
-    public var initFrom: String?
-    /// T and steps per phase (`--context-schedule`), T changing only at window boundaries with the tokens per step
-    /// kept; nil: the config's context throughout.
-    public var contextSchedule: [ContextPhase]?
-    /// `.json` when the data's tokens encode LongCrawl64's JSON-escaped text (so `generate` escapes its prompt and
-    /// unescapes its output); nil for raw text (a key absent from earlier runs). Set from the dataset by `Trainer`.
-    public var textEncoding: TextEncoding?
-
-    public init(data: String) { self.data = data }
-
-    public var carries: Bool { carryState == true }
-
-    /// Every constraint of the options, alone and with `model`; an error names the option.
-    public func validate(for model: ModelConfig) throws {
-        for (name, value) in [("--accum", accumulation), ("--save-every", saveEvery), ("--keep", keep), ("--eval-every", evalEvery ?? 1)] where value < 1 {
-            throw LongCrawlError("\(name) must be positive, got \(value)")
-        }
-        if carries {
-            guard order == .sequential else { throw LongCrawlError("--carry-state needs --order sequential (the longcrawl order does not continue a row in the next batch)") }
-            guard model.attention.carriesState else { throw LongCrawlError("--carry-state: \(model.attention.rawValue) has no state of fixed size to carry (its state is its whole history)") }
-        }
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case data, order, accumulation, keep, seed, recompute
-        case saveEvery = "save_every", evalWindows = "eval_windows", evalEvery = "eval_every", maskSeam = "mask_seam"
-        case carryState = "carry_state", initFrom = "init_from", contextSchedule = "context_schedule"
-        case textEncoding = "text_encoding"
-    }
-}
-
-/// One line of `eval.jsonl`: the held-out loss during training.
-struct HeldoutMetrics: Codable, Equatable, Sendable {
-    public var step: Int
-    public var loss: Estimate
-    public var tokens: Int
-}
-
-/// One line of `metrics.jsonl`.
-public struct StepMetrics: Codable, Equatable, Sendable {
-    public var step: Int
-    public var loss: Double
-    public var lr: Double
-    var gradNorm: Double
-    public var tokensPerSecond: Double
-    public var mfu: Double
-    /// Seconds of training so far, over every resumed segment of the run.
-    public var elapsed: Double
-    /// Share of the step spent waiting for the batch.
-    public var loaderShare: Double
-    /// Seconds from the end of the step's backward pass until the gradients and the loss are summed over ranks
-    /// (0 alone): with the sums overlapped with backward (the default) the wait for what backward did not hide, the
-    /// last bucket (wte, final only at the end) included; with `--no-overlap` the whole blocking allreduce.
-    public var allreduceSeconds: Double
-    /// The step's rows, every rank's in the global batch's order (row j of rank r is row j x ranks + r): window ids in
-    /// the split and token offsets, so runs can be compared batch for batch, on any number of ranks.
-    public var windows: [Int]?
-    public var offsets: [Int]?
-    /// The segment's offset in its windows under `--carry-state` (every row of a step is at the same one).
-    public var offset: Int?
-    /// Under `--context-schedule`, the step's T and its phase (from 1).
-    public var context: Int?
-    public var phase: Int?
-
-    enum CodingKeys: String, CodingKey {
-        case step, loss, lr, mfu, elapsed, windows, offsets, offset, context, phase
-        case gradNorm = "grad_norm", tokensPerSecond = "tokens_per_s", loaderShare = "loader_share", allreduceSeconds = "allreduce_s"
-    }
-}
-
 /// `state.json` of a checkpoint: everything but the tensors needed to continue exactly.
 public struct TrainState: Codable, Equatable, Sendable {
     /// 1 (absent): the first format; 2: `options.text_encoding`. Written as the newest; every earlier one opens.
-    public static let currentVersion = 2
-    public var version: Int? = TrainState.currentVersion
+    static let currentVersion = 2
+    var version: Int? = TrainState.currentVersion
     public var step: Int
     public var config: RunConfig
     public var options: TrainOptions
@@ -114,7 +19,7 @@ public struct TrainState: Codable, Equatable, Sendable {
     /// initialization (no dropout; the data order is the cursor's), so this is all the generator state there is.
     var initSeed: UInt64
     public var tokens: Int
-    public var elapsed: Double
+    var elapsed: Double
     /// The last step's metrics.
     public var last: StepMetrics?
     /// Under `--carry-state`, every rank's micro-batches' carried states (the tensors in `carry.safetensors`), and
@@ -123,10 +28,10 @@ public struct TrainState: Codable, Equatable, Sendable {
     public var carryBytes: Int?
     /// SHA-256 of `model.safetensors` and `optimizer.safetensors` by name: safetensors has no checksum of its own,
     /// and a flipped byte in a tensor would load as a wrong value. Nil in checkpoints written before it existed.
-    public var files: [String: String]?
+    var files: [String: String]?
     /// SHA-256 of this state as compact JSON with sorted keys and this field left out, so a changed value here
     /// (a step, a cursor) is refused too while whitespace stays harmless.
-    public var sha256: String?
+    var sha256: String?
 
     /// `initSeed` keeps its first key, `rng`: the digest (`sha256`) covers the keys, so a new one would fail the check
     /// of every state written before.
@@ -154,12 +59,12 @@ public enum Checkpoint {
     static let carryFile = "carry.safetensors"
 
     /// `RUN/checkpoints/step-000100`.
-    public static func folder(in run: URL, step: Int) -> URL {
+    static func folder(in run: URL, step: Int) -> URL {
         run.appendingPathComponent("checkpoints").appendingPathComponent(String(format: "step-%06d", step))
     }
 
     /// `RUN/checkpoints/best`: the checkpoint with the lowest held-out loss so far (not one of the last K).
-    public static func best(in run: URL) -> URL { run.appendingPathComponent("checkpoints/best") }
+    static func best(in run: URL) -> URL { run.appendingPathComponent("checkpoints/best") }
 
     /// Complete checkpoints of a run, oldest first (a folder being written has a hidden temporary name).
     public static func all(in run: URL) -> [URL] {
@@ -192,7 +97,7 @@ public enum Checkpoint {
     }
 
     /// The newest checkpoint of a run, refused if it is a symlink that leads out of the run folder.
-    public static func newest(in run: URL) throws -> URL? {
+    static func newest(in run: URL) throws -> URL? {
         guard let newest = all(in: run).last else { return nil }
         guard contained("checkpoints/" + newest.lastPathComponent, in: run) != nil else {
             throw LongCrawlError("\(newest.path): checkpoint folder leads outside the run folder \(run.path) (a symlink out)")
@@ -212,7 +117,7 @@ public enum Checkpoint {
 
     /// Writes the three files into a temporary folder and renames it into place, then deletes all but the
     /// newest `keep` checkpoints.
-    public static func save(model: Transformer<Float>, optimizer: AdamW<Float>, state: TrainState, carry: [(String, Tensor<Float>)] = [],
+    static func save(model: Transformer<Float>, optimizer: AdamW<Float>, state: TrainState, carry: [(String, Tensor<Float>)] = [],
                             run: URL, keep: Int) throws {
         try write(model: model, optimizer: optimizer, state: state, carry: carry, to: folder(in: run, step: state.step))
         for old in all(in: run).dropLast(max(1, keep)) { try? FileManager.default.removeItem(at: old) }
@@ -282,7 +187,7 @@ public enum Checkpoint {
     }
 
     /// Copies the parameters of `model.safetensors` into `model`: every tensor present with its shape.
-    public static func loadModel(_ checkpoint: URL, into model: Transformer<Float>) throws {
+    static func loadModel(_ checkpoint: URL, into model: Transformer<Float>) throws {
         let (url, file) = try tensors(modelFile, of: checkpoint)
         try copy(file, url, into: model.parameters.map { ($0.name, $0.value) }, configName: model.config.name)
     }

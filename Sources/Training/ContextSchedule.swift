@@ -7,10 +7,10 @@ public struct ContextPhase: Codable, Equatable, Sendable {
     public var context: Int
     public var steps: Int
 
-    public init(context: Int, steps: Int) { self.context = context; self.steps = steps }
+    init(context: Int, steps: Int) { self.context = context; self.steps = steps }
 
     /// `256:1000,1024:500`: T and steps per phase, in order.
-    public static func parse(_ text: String) throws -> [ContextPhase] {
+    static func parse(_ text: String) throws -> [ContextPhase] {
         let phases = try text.split(separator: ",").map { item -> ContextPhase in
             let parts = item.split(separator: ":")
             guard parts.count == 2, let t = Int(parts[0]), let n = Int(parts[1]), n >= 1 else {
@@ -56,7 +56,7 @@ public struct ContextPhase: Codable, Equatable, Sendable {
         guard used % rows == 0 else { return nil }
         var next = PackerCursor.Position(epoch: at.epoch, group: used / rows, slot: 0)
         if next.group >= out.groups(windows: windows) { next = PackerCursor.Position(epoch: at.epoch + 1, group: 0, slot: 0) }
-        out.batch = out.batch(at: next, windows: windows)
+        out.nextBatch = out.batch(at: next, windows: windows)
         return out
     }
 }

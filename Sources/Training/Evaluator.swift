@@ -83,22 +83,22 @@ public struct EvalResult: Codable, Equatable, Sendable {
         public var se: Double?
     }
 
-    public var checkpoint: String
-    public var windowsFile: String
+    var checkpoint: String
+    var windowsFile: String
     public var config: String
     public var trainedContext: Int
     /// Segment length: the window length for one chunked pass, shorter for the recurrent form carried across segments.
-    public var segment: Int
+    var segment: Int
     public var form: String
     public var windows: Int
     var meanLoss: Double
     /// Position i: mean loss of predicting token i + 1 from tokens 0...i.
-    public var perPosition: [Double]
+    var perPosition: [Double]
     /// Standard error of each position's mean across windows (nil for one window; an entry is nil where fewer than
     /// two windows count, which only `--mask-seam` makes happen).
     var perPositionSE: [Double?]?
     /// [2^k - 1, 2^(k+1) - 1): a log-scale x axis.
-    public var buckets: [Bucket]
+    var buckets: [Bucket]
     /// Eight log-spaced bins per octave, each bin's mean per window then over windows: a readable curve with
     /// standard-error bands (65,536 single positions are noise).
     var curve: [Bucket]
@@ -190,7 +190,7 @@ public enum Evaluator {
 
     /// The loss at each position of a row of tokens ([L] tokens -> [L - 1] losses), its inputs as a file without a
     /// recorded context has them (`EvalWindowFile.inferredContext`); with `seam` that target does not count.
-    public static func losses(_ model: Transformer<Float>, row: ArraySlice<UInt16>, segment: Int, seam: Int? = nil) -> [Double] {
+    static func losses(_ model: Transformer<Float>, row: ArraySlice<UInt16>, segment: Int, seam: Int? = nil) -> [Double] {
         let cut = ModelRow(window: row, offset: 0, context: EvalWindowFile.inferredContext(length: row.count), roll: seam.map { $0 + 1 } ?? 0,
                            masksSeam: seam != nil)
         return losses(model, row: cut, segment: segment)

@@ -74,15 +74,15 @@ public struct Experiment {
         public var seed: UInt64
         public var saveEvery: Int
         public var evalWindows: String
-        public var heldoutWindows: String?
-        public var heldoutEvery: Int?
+        var heldoutWindows: String?
+        var heldoutEvery: Int?
 
         /// The plan for `config` with `shared` (its context, batch and tokens) applied; checkpoints every tenth of the
         /// run unless `saveEvery`, held-out evaluation as often unless `heldoutEvery`.
         public init(data: String, config: RunConfig, shared: RunOverrides, variants: [Variant], seed: UInt64, saveEvery: Int?,
                     evalWindows: String, heldoutWindows: String?, heldoutEvery: Int?) throws {
             let path = { URL(fileURLWithPath: $0).standardizedFileURL.path }
-            self.config = try config.applying(shared, to: TrainOptions(data: data)).config
+            self.config = try config.applying(shared, to: TrainOptions(dataset: data)).config
             steps = self.config.train.steps
             let tenth = max(1, steps / 10)
             (self.data, self.variants, self.seed, self.saveEvery) = (path(data), variants, seed, saveEvery ?? tenth)
@@ -93,14 +93,14 @@ public struct Experiment {
 
         /// The variant's config and options: the shared config with its attention, every variant on the same data
         /// order and seed, the newest checkpoint alone kept.
-        public func settings(for v: Variant) throws -> (config: RunConfig, options: TrainOptions) {
+        func settings(for v: Variant) throws -> (config: RunConfig, options: TrainOptions) {
             var o = RunOverrides()
             (o.order, o.seed, o.saveEvery, o.keep, o.evalWindows, o.evalEvery) = (order, seed, saveEvery, 1, heldoutWindows, heldoutEvery)
-            return try config.applying(v.overrides(o), to: TrainOptions(data: data))
+            return try config.applying(v.overrides(o), to: TrainOptions(dataset: data))
         }
     }
 
-    public let folder: URL
+    let folder: URL
     public let plan: Plan
     var planURL: URL { folder.appendingPathComponent("experiment.json") }
 

@@ -7,7 +7,7 @@ import Tensor
 public final class AdamW<S: TensorScalar> {
     let beta1: Double, beta2: Double, epsilon: Double, weightDecay: Double
     /// First and second moments, flat blocks laid out like the parameters (each parameter's at its offset).
-    public let m: Tensor<S>, v: Tensor<S>
+    let m: Tensor<S>, v: Tensor<S>
     /// Updates taken so far (bias correction uses it).
     public var step = 0
 
@@ -18,7 +18,7 @@ public final class AdamW<S: TensorScalar> {
 
     /// One update of every parameter from its gradient at learning rate `lr`: one pass over the blocks, a
     /// parameter's range at a time (its weight decay).
-    public func update(_ parameters: ParameterBlocks<S>, lr: Double) {
+    func update(_ parameters: ParameterBlocks<S>, lr: Double) {
         precondition(parameters.values.count == m.count, "AdamW built for \(m.count) parameters, given \(parameters.values.count)")
         step += 1
         let c1 = 1 - Foundation.pow(beta1, Double(step)), c2 = 1 - Foundation.pow(beta2, Double(step))
@@ -51,7 +51,7 @@ func clipGradients<S: TensorScalar>(_ gradients: Tensor<S>, maxNorm: Double) -> 
 }
 
 /// Linear warmup to `peak` over `warmup` steps, then cosine decay to `floor` at `total` steps (and `floor` after).
-public func learningRate(step: Int, peak: Double, floor: Double, warmup: Int, total: Int) -> Double {
+func learningRate(step: Int, peak: Double, floor: Double, warmup: Int, total: Int) -> Double {
     if step < warmup { return peak * Double(step + 1) / Double(warmup) }
     if step >= total { return floor }
     let progress = Double(step - warmup) / Double(max(1, total - warmup))

@@ -31,8 +31,8 @@ public struct ProbeResult: Codable, Equatable, Sendable {
         }
     }
 
-    public var checkpoint: String
-    public var windowsFile: String
+    var checkpoint: String
+    var windowsFile: String
     public var config: String
     public var attention: String
     public var trainedContext: Int
@@ -49,7 +49,7 @@ public struct ProbeResult: Codable, Equatable, Sendable {
         case windowsFile = "windows_file", trainedContext = "trained_context", windowTokens = "window_tokens"
     }
 
-    public init(checkpoint: String, windowsFile: String, config: String, attention: String, trainedContext: Int, span: Int, windows: Int,
+    init(checkpoint: String, windowsFile: String, config: String, attention: String, trainedContext: Int, span: Int, windows: Int,
                 windowTokens: Int, distances: [Distance], skipped: [Int]) {
         self.checkpoint = checkpoint; self.windowsFile = windowsFile; self.config = config; self.attention = attention
         self.trainedContext = trainedContext; self.span = span; self.windows = windows; self.windowTokens = windowTokens
@@ -76,7 +76,7 @@ public enum Probe {
     /// The probe sequence of a window: its first `span` tokens, the `delta` that follow, the first `span` again;
     /// with `firstSpan`, the control: the same with `firstSpan` in place of the first copy. Nil when 2 span + Δ
     /// exceeds the window.
-    public static func sequence(_ window: ArraySlice<UInt16>, delta: Int, span: Int, firstSpan: ArraySlice<UInt16>? = nil) -> [UInt16]? {
+    static func sequence(_ window: ArraySlice<UInt16>, delta: Int, span: Int, firstSpan: ArraySlice<UInt16>? = nil) -> [UInt16]? {
         guard 2 * span + delta <= window.count else { return nil }
         let start = window.startIndex, copy = window[start..<(start + span)]
         let first = firstSpan.map { $0.prefix(span) } ?? copy

@@ -11,14 +11,14 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     /// Training context length T.
     public var context: Int
     public var batch = 8
-    public var learningRate = 6e-4
-    public var minLearningRate = 6e-5
-    public var warmupSteps = 2000
+    var learningRate = 6e-4
+    var minLearningRate = 6e-5
+    var warmupSteps = 2000
     public var steps = 10_000
-    public var weightDecay = 0.1
-    public var beta1 = 0.9
-    public var beta2 = 0.95
-    public var gradClip = 1.0
+    var weightDecay = 0.1
+    var beta1 = 0.9
+    var beta2 = 0.95
+    var gradClip = 1.0
 
     enum CodingKeys: String, CodingKey {
         case context, batch, steps, beta1, beta2
@@ -26,7 +26,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         case gradClip = "grad_clip"
     }
 
-    public init(context: Int) { self.context = context }
+    init(context: Int) { self.context = context }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -179,7 +179,7 @@ extension RunConfig {
         }
         let path = { URL(fileURLWithPath: $0).standardizedFileURL.path }
         var c = self, opt = options
-        if let data = o.data { opt.data = path(data) }
+        if let data = o.data { opt.dataset = path(data) }
         if let kind = o.attention {
             c.model.name = Self.variantName(model.name, own: model.attention, kind: kind)
             c.model.attention = kind

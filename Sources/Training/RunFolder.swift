@@ -105,7 +105,7 @@ extension Trainer {
             return "the run's config \(a) differs from the given \(b)"
         }
         var o = options
-        o.data = saved.options.data
+        o.dataset = saved.options.dataset
         if saved.options != o { return "the run's options differ (order, accumulation, save-every, keep, seed, recompute, eval-windows, eval-every, mask-seam, carry-state, init-from or context-schedule)" }
         let (was, b) = (saved.cursors.count, saved.config.train.batch)
         if was * b != ranks * config.train.batch {

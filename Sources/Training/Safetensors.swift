@@ -8,19 +8,19 @@ import Tensor
 struct SafetensorsFile: Equatable {
     public struct Entry: Equatable {
         public var name: String
-        public var shape: [Int]
+        var shape: [Int]
         public var values: [Float]
-        public init(name: String, shape: [Int], values: [Float]) { self.name = name; self.shape = shape; self.values = values }
+        init(name: String, shape: [Int], values: [Float]) { self.name = name; self.shape = shape; self.values = values }
     }
 
     /// Tensors in file order.
     var tensors: [Entry]
     /// Free-form string metadata (`__metadata__`).
-    public var metadata: [String: String]
+    var metadata: [String: String]
 
-    public init(tensors: [Entry], metadata: [String: String] = [:]) { self.tensors = tensors; self.metadata = metadata }
+    init(tensors: [Entry], metadata: [String: String] = [:]) { self.tensors = tensors; self.metadata = metadata }
 
-    public subscript(name: String) -> Entry? { tensors.first { $0.name == name } }
+    subscript(name: String) -> Entry? { tensors.first { $0.name == name } }
 
     /// Writes the file atomically.
     public func write(to url: URL) throws { try Self.write(tensors.map { ($0.name, Tensor($0.shape, $0.values)) }, metadata: metadata, to: url) }
@@ -50,7 +50,7 @@ struct SafetensorsFile: Equatable {
 
     /// Reads and checks a file: header inside the file, F32 only, every byte range inside the data and
     /// matching its shape. Errors name the file and the fault.
-    public init(contentsOf url: URL) throws {
+    init(contentsOf url: URL) throws {
         func bad(_ why: String) -> LongCrawlError { LongCrawlError("\(url.path): \(why)") }
         let data: Data
         do { data = try Data(contentsOf: url) } catch { throw bad("cannot read (\(error.localizedDescription))") }

@@ -54,7 +54,7 @@ final class StepBatches {
     static func start(config: TrainingConfig, options: TrainOptions, world: World) -> PackerCursor {
         PackerCursor(seed: options.seed, rank: world.rank, world: world.size,
                      batchSize: packerRows(tokens: config.batch * config.context, context: config.context, options),
-                     context: config.context, order: options.order, batch: 0)
+                     context: config.context, order: options.order, nextBatch: 0)
     }
 
     /// Rows of a packer batch at T = `context`: a micro-batch's, or carrying a whole step's.
@@ -70,7 +70,7 @@ final class StepBatches {
     static func checkPhaseBoundaries(_ phases: [ContextPhase], config: TrainingConfig, options: TrainOptions, world: World, windows: Int) throws {
         var cursor = start(config: config, options: options, world: world), step = 0
         for (i, (p, next)) in zip(phases, phases.dropFirst()).enumerated() {
-            cursor.batch += p.steps * packerBatches(options)
+            cursor.nextBatch += p.steps * packerBatches(options)
             step += p.steps
             let rows = packerRows(tokens: config.batch * config.context, context: next.context, options)
             guard let moved = ContextPhase.translate(cursor, windows: windows, context: next.context, rows: rows) else {
@@ -108,7 +108,7 @@ final class StepBatches {
     var carryBytes: Int { 4 * carries.reduce(0) { $0 + $1.state.count } }
 
     private func nextBatch() throws -> Batch {
-        rows += packer.globalRows(batch: packer.cursor.batch)
+        rows += packer.globalRows(batch: packer.cursor.nextBatch)
         let t0 = now()
         defer { wait += now() - t0 }
         return try packer.next()

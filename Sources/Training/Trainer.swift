@@ -17,7 +17,7 @@ import Tensor
 /// checkpoints; every rank's data cursor goes into the checkpoint.
 public final class Trainer {
     /// The run folder.
-    public let directory: URL
+    let directory: URL
     /// How the model trains (the run config's `train`); the architecture is `model.config`.
     public let config: TrainingConfig
     public let options: TrainOptions
@@ -58,7 +58,7 @@ public final class Trainer {
                 world: World = .shared) throws {
         // The checkpoints record the text encoding of the data (an unreadable index fails below, with the catalog).
         var options = options
-        options.textEncoding = (try? DatasetIndex.load(from: URL(fileURLWithPath: options.data)))?.textEncoding == .json ? .json : nil
+        options.textEncoding = (try? DatasetIndex.load(from: URL(fileURLWithPath: options.dataset)))?.textEncoding == .json ? .json : nil
         try config.validate()
         try options.validate(for: config.model)
         directory = run
@@ -72,7 +72,7 @@ public final class Trainer {
         folder = world.rank == 0 ? try RunFolder(run) : nil
         let existing = Checkpoint.all(in: run)
         // An empty or missing train split is an error here, naming the folder.
-        let catalog = try WindowCatalog(directory: URL(fileURLWithPath: options.data), split: .train)
+        let catalog = try WindowCatalog(directory: URL(fileURLWithPath: options.dataset), split: .train)
         model = Transformer<Float>(config: config.model, seed: options.seed)
         meter = MFUMeter(config.model, rows: config.train.batch * config.train.context)
         optimizer = AdamW(parameters: model.parameters, beta1: config.train.beta1, beta2: config.train.beta2, weightDecay: config.train.weightDecay)

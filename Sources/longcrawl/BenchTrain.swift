@@ -53,7 +53,7 @@ struct BenchTrain: ParsableCommand {
     func run() throws {
         var o = RunOverrides()
         (o.context, o.batch, o.steps, o.saveEvery, o.carryState) = (context, batch, steps + 1, Int.max, carryState)
-        let (cfg, options) = try RunConfig.load(URL(fileURLWithPath: inputs.config)).applying(o, to: TrainOptions(data: inputs.data))
+        let (cfg, options) = try RunConfig.load(URL(fileURLWithPath: inputs.config)).applying(o, to: TrainOptions(dataset: inputs.data))
         let world = World.shared
         let run = FileManager.default.temporaryDirectory.appendingPathComponent("longcrawl-bench-train-\(world.rank == 0 ? getpid() : 0)")
         let runs = world.allGather(Data(run.path.utf8)).map { String(decoding: $0, as: UTF8.self) }

@@ -75,7 +75,7 @@ struct PackCommand: ParsableCommand {
         let encoder = JSONEncoder.sorted
         let t0 = Date()
         for _ in 0..<max(0, count) {
-            let number = packer.cursor.batch
+            let number = packer.cursor.nextBatch
             let b = try packer.next()
             guard dump else { continue }
             let line = DumpLine(batch: number, epoch: b.epoch, continues: b.continues, windows: b.rows.map(\.window),

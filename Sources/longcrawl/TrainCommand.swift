@@ -128,9 +128,9 @@ struct TrainCommand: ParsableCommand {
         } else if let initFrom {
             let source = try Checkpoint.resolve(URL(fileURLWithPath: initFrom))
             o.initFrom = source.path
-            base = (try given ?? Checkpoint.loadState(source).config, TrainOptions(data: data!))
+            base = (try given ?? Checkpoint.loadState(source).config, TrainOptions(dataset: data!))
         } else {
-            base = (given!, TrainOptions(data: data!))
+            base = (given!, TrainOptions(dataset: data!))
         }
         let (cfg, options) = try base.0.applying(o, to: base.1)
         let trainer = try Trainer(config: cfg, options: options, run: runURL, resume: resume, force: force)

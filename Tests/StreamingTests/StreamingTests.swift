@@ -59,7 +59,7 @@ final class StreamingTests: XCTestCase {
         }
         XCTAssertNotEqual(epochs[0], epochs[1])
         XCTAssertNotEqual(epochs[1], epochs[2])
-        XCTAssertEqual(packer.cursor.batch, 3 * packer.batchesPerEpoch)
+        XCTAssertEqual(packer.cursor.nextBatch, 3 * packer.batchesPerEpoch)
         XCTAssertEqual(epochOrder(count: 10, seed: 7, epoch: 1), epochs[1])
         XCTAssertNotEqual(epochOrder(count: 10, seed: 8, epoch: 0), epochs[0])
         XCTAssertEqual(try catalog.source(4), WindowSource(document: "doc4", offset: 0))
@@ -107,7 +107,7 @@ final class StreamingTests: XCTestCase {
                 // First batches, and the batches at the last slot (jumped to through the cursor).
                 let lastSlot = order == .longcrawl ? (slots - 1) * groups : slots - 1
                 for start in Set([0, lastSlot]) {
-                    let cursor = PackerCursor(seed: 9, rank: 0, world: 1, batchSize: 2, context: context, order: order, batch: start)
+                    let cursor = PackerCursor(seed: 9, rank: 0, world: 1, batchSize: 2, context: context, order: order, nextBatch: start)
                     let packer = try BatchPacker(catalog: catalog, cursor: cursor)
                     XCTAssertEqual(packer.batchesPerEpoch, groups * slots)
                     for _ in 0..<2 {

@@ -18,7 +18,7 @@ final class CarryStateTests: XCTestCase {
     }
 
     func carrying(_ data: URL, accumulation: Int = 1) -> TrainOptions {
-        var o = TrainOptions(data: data.path)
+        var o = TrainOptions(dataset: data.path)
         o.order = .sequential; o.carryState = true; o.accumulation = accumulation; o.saveEvery = 1000
         return o
     }
@@ -167,7 +167,7 @@ final class CarryStateTests: XCTestCase {
         let data = try sampleDataset(self)
         let dir = try temporaryFolder(self)
         let source = dir.appendingPathComponent("source")
-        var options = TrainOptions(data: data.path)
+        var options = TrainOptions(dataset: data.path)
         options.saveEvery = 2
         try Trainer(config: try fastConfig(steps: 2), options: options, run: source).train()
         let saved = try SafetensorsFile(contentsOf: Checkpoint.folder(in: source, step: 2).appendingPathComponent(Checkpoint.modelFile))
@@ -199,15 +199,15 @@ final class ContextScheduleTests: XCTestCase {
         XCTAssertEqual(ContextPhase.at(999, in: try ContextPhase.parse("256:1000,1024:500")).index, 0)
         XCTAssertEqual(ContextPhase.at(1000, in: try ContextPhase.parse("256:1000,1024:500")).index, 1)
         // 10 windows, sequential, 2 rows of T = 16,384 (4 batches a window): after one group, 2 windows are used.
-        let c = PackerCursor(seed: 1, batchSize: 2, context: 16_384, order: .sequential, batch: 4)
-        XCTAssertEqual(ContextPhase.translate(c, windows: 10, context: 8192, rows: 2)?.batch, 8, "group 1 at T 8,192 is batch 8")
-        XCTAssertEqual(ContextPhase.translate(c, windows: 10, context: 65_536, rows: 1)?.batch, 2, "window 2 alone is batch 2")
+        let c = PackerCursor(seed: 1, batchSize: 2, context: 16_384, order: .sequential, nextBatch: 4)
+        XCTAssertEqual(ContextPhase.translate(c, windows: 10, context: 8192, rows: 2)?.nextBatch, 8, "group 1 at T 8,192 is batch 8")
+        XCTAssertEqual(ContextPhase.translate(c, windows: 10, context: 65_536, rows: 1)?.nextBatch, 2, "window 2 alone is batch 2")
         XCTAssertNil(ContextPhase.translate(c, windows: 10, context: 8192, rows: 4), "2 windows used are not a group of 4")
         var mid = c
-        mid.batch = 3
+        mid.nextBatch = 3
         XCTAssertNil(ContextPhase.translate(mid, windows: 10, context: 8192, rows: 2), "in the middle of a window")
-        mid.batch = 20
-        XCTAssertEqual(ContextPhase.translate(mid, windows: 10, context: 8192, rows: 4)?.batch, 16, "a new epoch: 2 groups of 4 a epoch, 8 batches each")
+        mid.nextBatch = 20
+        XCTAssertEqual(ContextPhase.translate(mid, windows: 10, context: 8192, rows: 4)?.nextBatch, 16, "a new epoch: 2 groups of 4 a epoch, 8 batches each")
         var longcrawl = c
         longcrawl.order = .longcrawl
         XCTAssertNil(ContextPhase.translate(longcrawl, windows: 10, context: 8192, rows: 2), "the longcrawl order ends its windows at the epoch's end")
@@ -225,7 +225,7 @@ final class ContextScheduleTests: XCTestCase {
         var config = RunConfig(model: ModelConfig(name: "micro", layers: 1, dModel: 8, heads: 2, power: 2, chunk: 64, attention: .sympowGating),
                                train: TrainingConfig(context: 8192))
         config.train.batch = 2; config.train.steps = 12; config.train.learningRate = 0; config.train.minLearningRate = 0
-        var options = TrainOptions(data: data.path)
+        var options = TrainOptions(dataset: data.path)
         options.order = .sequential; options.carryState = true; options.saveEvery = 12
         options.contextSchedule = try ContextPhase.parse("8192:8,16384:4")
         let run = try temporaryFolder(self).appendingPathComponent("run")

@@ -41,7 +41,7 @@ final class CheckpointTests: XCTestCase {
     /// Python's safetensors opens both files; names, shapes and values are the documented ones.
     func testCheckpointOpensInPythonSafetensors() throws {
         let run = try temporaryFolder(self).appendingPathComponent("run")
-        var options = TrainOptions(data: try sampleDataset(self).path)
+        var options = TrainOptions(dataset: try sampleDataset(self).path)
         options.saveEvery = 2
         let trainer = try Trainer(config: try fastConfig(steps: 2), options: options, run: run)
         try trainer.train()
@@ -125,7 +125,7 @@ final class CheckpointTests: XCTestCase {
 
     func testCheckpointOfAnotherConfigIsRefused() throws {
         let run = try temporaryFolder(self).appendingPathComponent("run")
-        var options = TrainOptions(data: try sampleDataset(self).path)
+        var options = TrainOptions(dataset: try sampleDataset(self).path)
         options.saveEvery = 1
         try Trainer(config: try fastConfig(steps: 1), options: options, run: run).train()
         var other = try fastConfig(steps: 1)
@@ -154,7 +154,7 @@ final class CheckpointTests: XCTestCase {
     /// write removes what was left. (It was removed before the new one was renamed in: a kill between left no best.)
     func testBestIsNeverMissingWhileReplaced() throws {
         let run = try temporaryFolder(self).appendingPathComponent("run")
-        var options = TrainOptions(data: try sampleDataset(self).path)
+        var options = TrainOptions(dataset: try sampleDataset(self).path)
         options.saveEvery = 1
         try Trainer(config: try fastConfig(steps: 1), options: options, run: run).train()
         let source = try XCTUnwrap(Checkpoint.all(in: run).last)
@@ -186,7 +186,7 @@ final class CheckpointTests: XCTestCase {
     /// A NaN loss stops the run naming the step and windows; the last good checkpoint stays the newest.
     func testNaNLossStopsAndKeepsLastGoodCheckpoint() throws {
         let run = try temporaryFolder(self).appendingPathComponent("run")
-        var options = TrainOptions(data: try sampleDataset(self).path)
+        var options = TrainOptions(dataset: try sampleDataset(self).path)
         options.saveEvery = 2
         do {
             // Its own scope: the trainer holds the run folder's lock while it lives.
@@ -286,13 +286,13 @@ final class CheckpointTests: XCTestCase {
     /// the options are written as before the flag existed.
     func testTrainMaskSeamReachesThePacker() throws {
         let data = try sampleDataset(self)
-        var options = TrainOptions(data: data.path)
+        var options = TrainOptions(dataset: data.path)
         XCTAssertFalse(String(decoding: try JSONEncoder().encode(options), as: UTF8.self).contains("mask_seam"))
         options.maskSeam = true
         let run = try temporaryFolder(self)
         let trainer = try Trainer(config: try fastConfig(steps: 1), options: options, run: run)
         XCTAssertTrue(trainer.packer.masksSeam)
         XCTAssertTrue(try String(contentsOf: run.appendingPathComponent("options.json"), encoding: .utf8).contains("\"mask_seam\" : true"))
-        XCTAssertFalse(try Trainer(config: try fastConfig(steps: 1), options: TrainOptions(data: data.path), run: try temporaryFolder(self)).packer.masksSeam)
+        XCTAssertFalse(try Trainer(config: try fastConfig(steps: 1), options: TrainOptions(dataset: data.path), run: try temporaryFolder(self)).packer.masksSeam)
     }
 }

@@ -87,7 +87,7 @@ final class ConfigTests: XCTestCase {
         let state = try Checkpoint.loadState(folder)
         XCTAssertEqual(state.config, try tinyAsTheOldRun())
         XCTAssertEqual(state.step, 2)
-        XCTAssertEqual(state.options.data, "/tmp/oldrun/ds")
+        XCTAssertEqual(state.options.dataset, "/tmp/oldrun/ds")
         XCTAssertNil(Trainer.difference(saved: state, config: try tinyAsTheOldRun(), options: state.options, ranks: 1))
         for (old, new) in [("\"step\" : 2", "\"step\" : 3"), ("\"d_model\" : 64", "\"d_model\" : 32")] {
             try Data(Self.oldState.replacingOccurrences(of: old, with: new).utf8).write(to: url)
@@ -105,7 +105,7 @@ final class ConfigTests: XCTestCase {
     /// A run writes its config in two sections, in `RUN/config.json` and in each `state.json`.
     func testRunWritesTheTwoSections() throws {
         let run = try temporaryFolder(self).appendingPathComponent("run")
-        var options = TrainOptions(data: try sampleDataset(self).path)
+        var options = TrainOptions(dataset: try sampleDataset(self).path)
         options.saveEvery = 1
         try Trainer(config: try fastConfig(steps: 1), options: options, run: run).train()
         let state = try JSONSerialization.jsonObject(with: Data(contentsOf: Checkpoint.folder(in: run, step: 1).appendingPathComponent(Checkpoint.stateFile)))

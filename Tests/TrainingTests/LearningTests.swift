@@ -44,7 +44,7 @@ final class LearningTests: XCTestCase {
     func testLossFallsOnSampleText() throws {
         var config = try tinyConfig()
         config.train.context = 128; config.train.batch = 4; config.train.steps = 120; config.train.warmupSteps = 10
-        var options = TrainOptions(data: try sampleDataset(self).path)
+        var options = TrainOptions(dataset: try sampleDataset(self).path)
         options.saveEvery = 1000
         let run = try temporaryFolder(self).appendingPathComponent("run")
         let taken = try Trainer(config: config, options: options, run: run).train().map(\.loss)

@@ -45,7 +45,7 @@ final class MFUTests: XCTestCase {
         for (name, context, batch) in [("tiny", 64, 4), ("tiny", 1024, 1), ("small", 256, 1)] {
             var config = try RunConfig.load(packageRoot.appendingPathComponent("data/configs/\(name).json"))
             config.train.context = context; config.train.batch = batch; config.train.steps = 3; config.train.warmupSteps = 1
-            var options = TrainOptions(data: data.path)
+            var options = TrainOptions(dataset: data.path)
             options.saveEvery = 100
             let trainer = try Trainer(config: config, options: options, run: try temporaryFolder(self).appendingPathComponent("run"))
             let shapes = config.model.gemmShapes(rows: batch * context)
@@ -70,7 +70,7 @@ final class MFUTests: XCTestCase {
         let data = try sampleDataset(self)
         var config = try RunConfig.load(packageRoot.appendingPathComponent("data/configs/tiny.json"))
         config.train.context = 64; config.train.batch = 4; config.train.steps = 3; config.train.warmupSteps = 1
-        var options = TrainOptions(data: data.path)
+        var options = TrainOptions(dataset: data.path)
         options.saveEvery = 100
         let trainer = try Trainer(config: config, options: options, run: try temporaryFolder(self).appendingPathComponent("run"))
         try trainer.train(stopAfter: 1)

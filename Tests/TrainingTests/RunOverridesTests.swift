@@ -26,7 +26,7 @@ final class RunOverridesTests: XCTestCase {
     func options(_ data: String, order: BatchOrder = .longcrawl, accumulation: Int = 1, saveEvery: Int = 100, keep: Int = 3, seed: UInt64 = 1,
                  recompute: Bool = false, evalWindows: String? = nil, evalEvery: Int? = nil, maskSeam: Bool? = nil, carryState: Bool? = nil,
                  initFrom: String? = nil, contextSchedule: [ContextPhase]? = nil) -> TrainOptions {
-        var o = TrainOptions(data: data)
+        var o = TrainOptions(dataset: data)
         (o.order, o.accumulation, o.saveEvery, o.keep, o.seed, o.recompute) = (order, accumulation, saveEvery, keep, seed, recompute)
         (o.evalWindows, o.evalEvery, o.maskSeam, o.carryState, o.initFrom, o.contextSchedule) = (evalWindows, evalEvery, maskSeam, carryState, initFrom, contextSchedule)
         return o
@@ -40,7 +40,7 @@ final class RunOverridesTests: XCTestCase {
         var o = RunOverrides()
         (o.data, o.attention, o.context, o.batch, o.steps, o.warmup, o.lr) = ("/d/x/../ds", .softmax, 64, 2, 16, 3, 0)
         (o.accum, o.order, o.saveEvery, o.keep, o.seed, o.evalWindows, o.recompute, o.maskSeam) = (2, .sequential, 4, 2, 7, "/w/../ew.h5", true, true)
-        let (config, opts) = try file.applying(o, to: TrainOptions(data: "/d/x/../ds"))
+        let (config, opts) = try file.applying(o, to: TrainOptions(dataset: "/d/x/../ds"))
         // --lr alone lowers the floor to it; --eval-every defaults to --save-every.
         XCTAssertEqual(config, try tinyConfig(name: "tiny-softmax", attention: "softmax", context: 64, batch: 2, steps: 16, warmup: 3, lr: 0, minLR: 0))
         XCTAssertEqual(opts, options("/d/ds", order: .sequential, accumulation: 2, saveEvery: 4, keep: 2, seed: 7, recompute: true,
@@ -54,7 +54,7 @@ final class RunOverridesTests: XCTestCase {
         // config's own attention named again: the config's name kept.
         var s = RunOverrides()
         (s.data, s.attention, s.contextSchedule, s.carryState, s.lr, s.minLR, s.initFrom) = ("/ds", .conformalSympow, "64:6,128:3", true, 1e-3, 1e-4, "/r/checkpoints/step-000010/")
-        let scheduled = try file.applying(s, to: TrainOptions(data: "/ds"))
+        let scheduled = try file.applying(s, to: TrainOptions(dataset: "/ds"))
         XCTAssertEqual(scheduled.config, try tinyConfig(context: 64, batch: 4, steps: 9, warmup: 20, lr: 1e-3, minLR: 1e-4))
         XCTAssertEqual(scheduled.options, options("/ds", order: .sequential, carryState: true, initFrom: "/r/checkpoints/step-000010",
                                                   contextSchedule: [ContextPhase(context: 64, steps: 6), ContextPhase(context: 128, steps: 3)]))
@@ -94,13 +94,13 @@ final class RunOverridesTests: XCTestCase {
     func testBenchTrainFlags() throws {
         var o = RunOverrides()
         (o.context, o.steps, o.saveEvery, o.carryState) = (4096, 9, Int.max, true)
-        let (config, opts) = try RunConfig.load(tiny).applying(o, to: TrainOptions(data: "out/dev"))
+        let (config, opts) = try RunConfig.load(tiny).applying(o, to: TrainOptions(dataset: "out/dev"))
         XCTAssertEqual(config, try tinyConfig(context: 4096, batch: 4, steps: 9, warmup: 20))
         XCTAssertEqual(opts, options("out/dev", order: .sequential, saveEvery: Int.max, carryState: true))
         var sequential = RunOverrides()
         sequential.order = .sequential
         let compared = try [false, true].map { Variant(attention: .conformalSympow, carries: $0) }.map { v in
-            (v.name, try config.applying(v.overrides(sequential), to: TrainOptions(data: "out/dev")).options.carries)
+            (v.name, try config.applying(v.overrides(sequential), to: TrainOptions(dataset: "out/dev")).options.carries)
         }
         XCTAssertEqual(compared.map(\.0), ["conformal-sympow", "conformal-sympow+carry"])
         XCTAssertEqual(compared.map(\.1), [false, true])
@@ -132,7 +132,7 @@ final class RunOverridesTests: XCTestCase {
         for (message, change) in cases {
             var o = RunOverrides()
             change(&o)
-            XCTAssertThrowsError(try file.applying(o, to: TrainOptions(data: "/ds")), message) { error in
+            XCTAssertThrowsError(try file.applying(o, to: TrainOptions(dataset: "/ds")), message) { error in
                 XCTAssertTrue("\(error)".hasPrefix(message), "\(error)")
                 XCTAssertFalse("\(error)".contains("\n"), "\(error)")
             }

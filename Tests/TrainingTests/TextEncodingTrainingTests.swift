@@ -17,7 +17,7 @@ final class TextEncodingTrainingTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.err)
         XCTAssertEqual(try DatasetIndex.load(from: data).textEncoding, .json)
         let run = try temporaryFolder(self).appendingPathComponent("run")
-        var options = TrainOptions(data: data.path)
+        var options = TrainOptions(dataset: data.path)
         options.saveEvery = 2
         try Trainer(config: try fastConfig(steps: 2), options: options, run: run).train()
         let ckpt = try Checkpoint.resolve(run)
@@ -41,7 +41,7 @@ final class TextEncodingTrainingTests: XCTestCase {
 
         // A raw-text run leaves the key out of its options.
         let rawRun = try temporaryFolder(self).appendingPathComponent("raw")
-        options = TrainOptions(data: try sampleDataset(self).path)
+        options = TrainOptions(dataset: try sampleDataset(self).path)
         options.saveEvery = 1
         try Trainer(config: try fastConfig(steps: 1), options: options, run: rawRun).train()
         let saved = try String(contentsOf: Checkpoint.resolve(rawRun).appendingPathComponent("state.json"), encoding: .utf8)
