@@ -157,7 +157,8 @@ struct Tokenizing: Sendable {
 /// the tokenizer (each thread with its own `TokenizerMemo`); hands back every record in input order, so the result
 /// is that of one thread. At most `workers + 1` parts are read ahead of the consumer, each holding at most two
 /// pieces of `pieceBytes` of kept text (or `pieceRecords` records) in memory.
-final class DocumentFeed {
+/// Sendable by hand: its queues, counters and `stopped` are touched only under `condition`; the rest is set in `init`.
+final class DocumentFeed: @unchecked Sendable {
     /// Consecutive records of one part.
     struct Piece {
         var part: Int

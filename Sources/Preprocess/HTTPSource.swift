@@ -30,6 +30,7 @@ public struct HTTPSettings: Sendable {
 }
 
 /// A counting semaphore over open connections.
+/// Sendable by hand: `open` is touched only under `condition`.
 final class ConnectionLimiter: @unchecked Sendable {
     let limit: Int
     private var open = 0
