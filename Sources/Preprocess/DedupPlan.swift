@@ -164,19 +164,23 @@ private extension [UInt8] {
 
 extension Preprocessor {
     /// The first pass of a distributed dedup: this share's documents that reach dedup, with their fingerprints,
-    /// numbered as `run` numbers them.
-    func dedupCandidates() throws -> [DedupPlan.Candidate] {
-        let stage = options.stage
+    /// numbered as `run` numbers them; every record's outcome goes to `scratch`, for `run` to replay.
+    func dedupCandidates(scratch: ScratchWriter) throws -> [DedupPlan.Candidate] {
         let reader = try options.reader(inputs, share: share)
-        let feed = DocumentFeed(reader: reader, stage: stage, tokenizing: tokenizing(from: 0, dedup: options.dedup), workers: options.workers)
-        defer { feed.stop() }
-        var ordinal = 0, out: [DedupPlan.Candidate] = []
-        while let piece = feed.next() {
-            for (r, f) in zip(piece.records, piece.fingerprints) {
-                defer { ordinal += 1 }
-                if !f.isEmpty, case .document(let d) = r { out.append(.init(part: d.part, ordinal: ordinal, id: d.id, fingerprint: f)) }
+        let source = FeedOutcomes(reader: reader, stage: options.stage, workers: options.workers, restart: 0,
+                                  tokenizing: tokenizing(from: 0, dedup: options.dedup))
+        defer { source.stop() }
+        var out: [DedupPlan.Candidate] = [], tokens = 0
+        progress?.begin(totalBytes: reader.totalBytes)
+        while let piece = source.next() {
+            for case .document(let d) in piece.records where !d.fingerprint.isEmpty {
+                out.append(.init(part: d.part, ordinal: d.ordinal, id: d.id, fingerprint: d.fingerprint))
+                tokens += min(d.tokens.count / windowLength, options.windowsPerDocument ?? .max) * windowLength
             }
+            try scratch.append(piece, windowsPerDocument: options.windowsPerDocument)
+            progress?.update(bytes: piece.progressBytes, documents: source.records, kept: out.count, tokens: tokens)
         }
+        progress?.end()
         return out
     }
 }

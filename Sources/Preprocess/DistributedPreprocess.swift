@@ -26,11 +26,18 @@ extension Preprocessor {
             let p = Preprocessor(inputs: inputs, output: folder, options: options, tokenizer: tokenizer, share: (world.rank, world.size))
             p.progress = world.rank == 0 ? progress : nil
             if let warn { p.warn = warn }
+            // Read once: the first pass keeps every record's outcome in the rank's scratch, the second replays it.
+            // In the output folder, a killed run's is removed by the next; elsewhere, named by the process.
+            let scratch = options.scratch.map { $0.appendingPathComponent(".longcrawl-\(folder.lastPathComponent)-\(getpid()).scratch.tmp") }
+                ?? AtomicFile.temporaryURL(for: output.appendingPathComponent(folder.lastPathComponent + ".scratch"))
+            defer { try? FileManager.default.removeItem(at: scratch) }
             if let dedup = options.dedup {
                 let log = output.appendingPathComponent(DedupLog.duplicatesName), partial = AtomicFile.temporaryURL(for: log)
-                p.plannedDuplicates = try DedupPlan(settings: dedup, mine: try p.dedupCandidates(), world: world,
+                let candidates = try p.dedupCandidates(scratch: try ScratchWriter(scratch))
+                p.plannedDuplicates = try DedupPlan(settings: dedup, mine: candidates, world: world,
                                                     duplicates: world.rank == 0 ? partial : nil).drops
                 if world.rank == 0 { try AtomicFile.commit(partial, to: log) }
+                p.replay = scratch
             }
             p.heldoutDecision = { heldout, kept, pendingFile in
                 let sums = world.sum([Double(heldout), Double(kept)])

@@ -294,3 +294,83 @@ final class DocumentFeed: @unchecked Sendable {
         return true
     }
 }
+
+/// One record as the writer takes it, numbered in input order, every stage before dedup done: a drop, or a document
+/// with its tokens (fewer than a window: the tokenizer's drop, counted by the writer) and its dedup fingerprint.
+enum Outcome {
+    case dropped(DroppedRecord)
+    case document(Tokenized)
+
+    struct Tokenized {
+        var ordinal: Int
+        var id: String
+        var part: Int
+        /// UTF-8 bytes of its text (the length histogram).
+        var textBytes: Int
+        var tokens: [UInt16]
+        /// Empty without dedup, and after a scratch's replay (its dedup is planned).
+        var fingerprint: [UInt64]
+    }
+
+    var ordinal: Int {
+        switch self {
+        case .dropped(let d): return d.ordinal
+        case .document(let d): return d.ordinal
+        }
+    }
+}
+
+/// Consecutive outcomes in input order, and the input bytes read when the last was had (for progress).
+struct Outcomes {
+    var records: [Outcome]
+    var progressBytes: Int
+}
+
+/// Where the writer takes its outcomes from: the inputs (`FeedOutcomes`), or a first pass's scratch (`ScratchReader`).
+protocol OutcomeSource: AnyObject {
+    /// The next piece, or nil after the last.
+    func next() throws -> Outcomes?
+    /// Records numbered so far (all of them once `next` has returned nil).
+    var records: Int { get }
+    func stop()
+}
+
+/// The inputs' outcomes: the document feed's pieces numbered in input order, the records before `restart` left out
+/// (read again, not tokenized), a document the feed read before its number was known tokenized here.
+final class FeedOutcomes: OutcomeSource {
+    private let feed: DocumentFeed
+    private let parts: [InputPart]
+    private let tokenizing: Tokenizing
+    private let restart: Int
+    private(set) var records = 0
+    private var bytesDone = 0
+    private var memo = TokenizerMemo()
+
+    init(reader: CorpusReader, stage: DocumentStage, workers: Int, restart: Int, tokenizing: Tokenizing) {
+        feed = DocumentFeed(reader: reader, stage: stage, tokenizing: tokenizing, workers: workers)
+        parts = reader.parts
+        self.tokenizing = tokenizing; self.restart = restart
+    }
+
+    func stop() { feed.stop() }
+
+    func next() -> Outcomes? {
+        guard let piece = feed.next() else { return nil }
+        var out: [Outcome] = []
+        for (i, var record) in piece.records.enumerated() {
+            record.ordinal = records
+            records += 1
+            guard record.ordinal >= restart else { continue }
+            var (tokens, fingerprint) = (piece.tokens[i] ?? [], piece.fingerprints[i])
+            if piece.tokens[i] == nil, case .document(let d) = record { (record, tokens, fingerprint) = tokenizing.apply(d, memo: &memo) }
+            switch record {
+            case .dropped(let d): out.append(.dropped(d))
+            case .document(let d):
+                out.append(.document(.init(ordinal: d.ordinal, id: d.id, part: d.part, textBytes: d.text.count, tokens: tokens, fingerprint: fingerprint)))
+            }
+        }
+        // A URL's size is known once it is read: what its reader consumed.
+        if piece.last { bytesDone += parts[piece.part].kind == .remote ? piece.bytesRead : parts[piece.part].bytes }
+        return Outcomes(records: out, progressBytes: bytesDone + (piece.last ? 0 : piece.bytesRead))
+    }
+}

@@ -37,6 +37,8 @@ public struct PreprocessOptions: Sendable {
     public var skipMissing = false
     /// How URL inputs are fetched; does not change the output.
     public var http = HTTPSettings()
+    /// Where a distributed run with dedup keeps each rank's first pass (nil: the output folder); does not change the output.
+    public var scratch: URL?
 
     public init() {}
 
@@ -192,6 +194,8 @@ public final class Preprocessor {
     private var dedupLog: DedupLog?
     /// A rank's dedup, decided over all ranks beforehand: the rank's dropped documents by ordinal.
     var plannedDuplicates: [Int: (kept: String, jaccard: Double)]?
+    /// The first pass's scratch of a distributed run with dedup: replayed instead of reading the inputs again.
+    var replay: URL?
 
     struct Emitted {
         var id: String
@@ -235,27 +239,23 @@ public final class Preprocessor {
 
         // Records before the restart point are read again (their parts must be) but neither tokenized nor counted.
         let restart = start.record
-        let tokenizing = tokenizing(from: restart, dedup: plannedDuplicates == nil ? options.dedup : nil)
-        let feed = DocumentFeed(reader: reader, stage: stage, tokenizing: tokenizing, workers: options.workers)
-        defer { feed.stop() }
-        var ordinal = 0, bytesDone = 0
-        var memo = TokenizerMemo()
-        while let piece = feed.next() {
-            for (i, var record) in piece.records.enumerated() {
-                record.ordinal = ordinal
-                ordinal += 1
-                guard record.ordinal >= restart else { continue }
-                // Untokenized: read under --resume before the worker knew the number of its part's first record.
-                var (t, f) = (piece.tokens[i] ?? [], piece.fingerprints[i])
-                if piece.tokens[i] == nil, case .document(let d) = record { (record, t, f) = tokenizing.apply(d, memo: &memo) }
-                start = ResumePoint(record: record.ordinal, produced: produced, counts: counts)
-                try emit(record, tokens: t, fingerprint: f, start: start)
+        let source: OutcomeSource
+        if let replay { source = try ScratchReader(replay) } else {
+            source = FeedOutcomes(reader: reader, stage: stage, workers: options.workers, restart: restart,
+                                  tokenizing: tokenizing(from: restart, dedup: plannedDuplicates == nil ? options.dedup : nil))
+        }
+        defer { source.stop() }
+        var bytesDone = 0
+        while let piece = try source.next() {
+            for outcome in piece.records where outcome.ordinal >= restart {
+                start = ResumePoint(record: outcome.ordinal, produced: produced, counts: counts)
+                try emit(outcome, start: start)
             }
-            // A URL's size is known once it is read: what its reader consumed.
-            if piece.last { bytesDone += reader.parts[piece.part].kind == .remote ? piece.bytesRead : reader.parts[piece.part].bytes }
-            progress?.update(bytes: bytesDone + (piece.last ? 0 : piece.bytesRead), documents: counts["records"], kept: counts["kept"],
+            bytesDone = piece.progressBytes
+            progress?.update(bytes: bytesDone, documents: counts["records"], kept: counts["kept"],
                              tokens: produced.values.reduce(0, +) * windowLength)
         }
+        let ordinal = source.records
         try finishSplits(endState: ResumePoint(record: ordinal, produced: produced, counts: counts))
         try dedupLog?.finish()
         progress?.end()
@@ -269,10 +269,10 @@ public final class Preprocessor {
     }
 
     /// Accounts for one record and sends its windows to its split.
-    private func emit(_ record: CorpusRecord, tokens: [UInt16], fingerprint: [UInt64], start: ResumePoint) throws {
+    private func emit(_ outcome: Outcome, start: ResumePoint) throws {
         counts["records"] += 1
-        let doc: Document
-        switch record {
+        let doc: Outcome.Tokenized
+        switch outcome {
         case .dropped(let d):
             counts[d.reason.counter] += 1
             if let bytes = d.bytes { counts.countLength(bytes) }
@@ -284,13 +284,13 @@ public final class Preprocessor {
             return
         case .document(let d): doc = d
         }
-        counts.countLength(doc.text.count)
-        let available = tokens.count / windowLength
+        counts.countLength(doc.textBytes)
+        let tokens = doc.tokens, available = tokens.count / windowLength
         guard available >= 1 else { counts[DocumentStage.tooFewTokens.counter] += 1; return }
-        let duplicate = try plannedDuplicates.map { $0[record.ordinal] } ?? dedupLog?.check(id: doc.id, fingerprint: fingerprint)
+        let duplicate = try plannedDuplicates.map { $0[doc.ordinal] } ?? dedupLog?.check(id: doc.id, fingerprint: doc.fingerprint)
         guard duplicate == nil else { counts[DocumentStage.duplicate.counter] += 1; return }
         counts["kept"] += 1
-        counts.countLength(doc.text.count, kept: true)
+        counts.countLength(doc.textBytes, kept: true)
         let n = min(available, options.windowsPerDocument ?? available)
         let windows = (0..<n).map { tokens[($0 * windowLength)..<(($0 + 1) * windowLength)] }
         let split: Split = heldoutScore(id: doc.id) < options.heldoutFraction ? .heldout : .train

@@ -13,8 +13,9 @@ struct BenchScale: ParsableCommand {
         (each pass through the books maps every word to another of about its frequency), each long document followed \
         by an exact and a near copy 5% of the time each. Every run is a whole preprocess process (gzip JSONL, \
         RedPajama-v2's field names); N ranks run under mpirun --oversubscribe with --workers max(1, cores / N); the \
-        peak is each process's maximum resident set (GNU time). s/MB is the time per MB of text, and the last column \
-        its ratio to the 1x corpus on the same ranks: 1.00 is linear.
+        peak is each process's maximum resident set (GNU time). s/MB is the time per MB of text, "vs 1x" its ratio \
+        to the 1x corpus on the same ranks (1.00 is linear), and the last column the run's time against the same run \
+        with --dedup none, timed right after it (what dedup costs, the first pass's scratch included).
         Example:
           longcrawl bench scale --mb 16
         """
@@ -44,8 +45,8 @@ struct BenchScale: ParsableCommand {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let cores = ProcessInfo.processInfo.activeProcessorCount
-        print("| input | MB of text | documents | ranks | s | s/MB | peak memory per rank | s/MB vs 1x |")
-        print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        print("| input | MB of text | documents | ranks | s | s/MB | peak memory per rank | s/MB vs 1x | vs --dedup none |")
+        print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         var base: [Int: Double] = [:]
         for scale in scales {
             let web = dir.appendingPathComponent("web-\(scale)")
@@ -57,26 +58,32 @@ struct BenchScale: ParsableCommand {
             }
             for n in ranks {
                 let out = dir.appendingPathComponent("out"), peaks = dir.appendingPathComponent("peaks")
-                try? FileManager.default.removeItem(at: out)
-                try? FileManager.default.removeItem(at: peaks)
-                try FileManager.default.createDirectory(at: peaks, withIntermediateDirectories: true)
-                // Each rank's process under GNU time, which writes its peak (kB) to a file named by the rank.
-                let timed = "p=$1; shift; exec /usr/bin/time -f %M -o \"$p/${OMPI_COMM_WORLD_RANK:-0}\" \"$@\""
-                let command = ["sh", "-c", timed, "sh", peaks.path, me, "preprocess", web.appendingPathComponent("jsonl").path,
-                               "--text-field", "raw_content", "--id-field", "doc_id", "--recipe", "longcrawl64",
-                               "--workers", String(max(1, cores / n)), "--out", out.path]
-                let launch = n == 1 ? command : ["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", String(n)] + command
-                let t0 = now()
-                let r = try capture(launch)
-                let seconds = now() - t0
-                guard r.status == 0 else { throw ValidationError("preprocess on \(n) rank(s) of the \(scale)x corpus failed (exit \(r.status))") }
-                let peak = try FileManager.default.contentsOfDirectory(atPath: peaks.path).compactMap {
-                    Int(try String(contentsOf: peaks.appendingPathComponent($0), encoding: .utf8).split(separator: "\n").last ?? "")
-                }.map { $0 * 1024 }
+                // One whole preprocess on `n` ranks: its seconds and each rank's peak.
+                func preprocess(_ extra: [String]) throws -> (seconds: Double, peaks: [Int]) {
+                    try? FileManager.default.removeItem(at: out)
+                    try? FileManager.default.removeItem(at: peaks)
+                    try FileManager.default.createDirectory(at: peaks, withIntermediateDirectories: true)
+                    // Each rank's process under GNU time, which writes its peak (kB) to a file named by the rank.
+                    let timed = "p=$1; shift; exec /usr/bin/time -f %M -o \"$p/${OMPI_COMM_WORLD_RANK:-0}\" \"$@\""
+                    let command = ["sh", "-c", timed, "sh", peaks.path, me, "preprocess", web.appendingPathComponent("jsonl").path,
+                                   "--text-field", "raw_content", "--id-field", "doc_id", "--recipe", "longcrawl64",
+                                   "--workers", String(max(1, cores / n)), "--out", out.path] + extra
+                    let launch = n == 1 ? command : ["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", String(n)] + command
+                    let t0 = now()
+                    let r = try capture(launch)
+                    let seconds = now() - t0
+                    guard r.status == 0 else { throw ValidationError("preprocess on \(n) rank(s) of the \(scale)x corpus failed (exit \(r.status))") }
+                    return (seconds, try FileManager.default.contentsOfDirectory(atPath: peaks.path).compactMap {
+                        Int(try String(contentsOf: peaks.appendingPathComponent($0), encoding: .utf8).split(separator: "\n").last ?? "")
+                    }.map { $0 * 1024 })
+                }
+                let (seconds, peak) = try preprocess([])
+                let none = try preprocess(["--dedup", "none"]).seconds
                 let perMB = seconds / (Double(textBytes) / 1e6)
                 if base[n] == nil { base[n] = perMB }
                 print("| \(scale)x | \(String(format: "%.0f", Double(textBytes) / 1e6)) | \(documents) | \(n) | \(String(format: "%.2f", seconds)) | " +
-                      "\(String(format: "%.4f", perMB)) | \(formatBytes(peak.max() ?? 0)) | \(String(format: "%.2f", perMB / base[n]!)) |")
+                      "\(String(format: "%.4f", perMB)) | \(formatBytes(peak.max() ?? 0)) | \(String(format: "%.2f", perMB / base[n]!)) | " +
+                      "\(String(format: "%.2f", seconds / none)) |")
             }
         }
     }

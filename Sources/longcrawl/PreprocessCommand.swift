@@ -51,6 +51,9 @@ struct PreprocessCommand: ParsableCommand {
     @Option(help: "HTTP connections open at once per process (rank); threads reading URLs are at most this many.")
     var connections: Int = 8
 
+    @Option(help: "Under mpirun with dedup: the folder for each rank's record of its first pass (its windows, compressed), so each input is read once; a node-local disk saves the shared file system that traffic (default: the output folder).")
+    var scratch: String?
+
     @OptionGroup var output: DatasetOutputOptions
 
     @Option(help: "Fraction of documents (by id hash) held out for evaluation (default 0.01; longcrawl64: 52,131 / 6,661,465, its release's).")
@@ -108,6 +111,7 @@ struct PreprocessCommand: ParsableCommand {
         options.inputsFrom = inputsFrom
         options.skipMissing = skipMissing
         options.http.connections = connections
+        options.scratch = scratch.map { URL(fileURLWithPath: $0) }
 
         let tok = try tokenizer.load()
         let world = World.shared

@@ -1,5 +1,6 @@
 import Foundation
 @testable import Shards
+import Support
 import TestSupport
 import XCTest
 @testable import Preprocess
@@ -213,11 +214,15 @@ final class DedupTests: XCTestCase {
         let windows = { (d: URL) in try readDataset(d).map { "\($0.split) \($0.source.document) \($0.tokens.hashValue)" }.sorted() }
         var environment = ProcessInfo.processInfo.environment
         environment["LONGCRAWL_MESSAGE_BYTES"] = "4096"
+        let scratch = dir.appendingPathComponent("scratch")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
         for ranks in [2, 4] {
             let out = dir.appendingPathComponent("ranks-\(ranks)")
-            let b = try runProcess(mpirun, ["--allow-run-as-root", "--oversubscribe", "-np", String(ranks), longcrawlBinary] + args + ["--out", out.path],
-                                   environment: environment)
+            // On 4 ranks, the first passes kept in a folder of their own (--scratch), removed when done.
+            let b = try runProcess(mpirun, ["--allow-run-as-root", "--oversubscribe", "-np", String(ranks), longcrawlBinary] + args + ["--out", out.path]
+                                   + (ranks == 4 ? ["--scratch", scratch.path] : []), environment: environment)
             XCTAssertEqual(b.status, 0, b.err)
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: scratch.path), [])
             XCTAssertEqual(try windows(out), try windows(one), "\(ranks) ranks")
             XCTAssertEqual(try DatasetIndex.load(from: out).build?.counts, try DatasetIndex.load(from: one).build?.counts, "\(ranks) ranks")
             XCTAssertEqual(try Data(contentsOf: out.appendingPathComponent("duplicates.jsonl")), try Data(contentsOf: one.appendingPathComponent("duplicates.jsonl")), "\(ranks) ranks")
@@ -229,9 +234,10 @@ final class DedupTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(counts["dropped_duplicate"], 3)
     }
 
-    /// One rank of a 2-rank dedup run killed with SIGKILL once a rank has written a shard: mpirun stops the other
-    /// within seconds, naming the killed rank, and `--resume` on 2 ranks gives what one process gives,
-    /// duplicates.jsonl included.
+    /// One rank of a 2-rank dedup run killed with SIGKILL in its first pass (its scratch begun; the writing pass
+    /// replays it in moments, so a kill there cannot be timed from outside: `testReplayResumesBetweenShards`):
+    /// mpirun stops the other within seconds, naming the killed rank, and `--resume` on 2 ranks gives what one
+    /// process gives, duplicates.jsonl included.
     func testKilledRankStopsTheRunAndResumes() throws {
         let mpirun = "/usr/bin/mpirun"
         try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: mpirun), "Open MPI's mpirun is not installed")
@@ -248,11 +254,8 @@ final class DedupTests: XCTestCase {
         run.standardError = try FileHandle(forWritingTo: log)
         run.standardOutput = FileHandle.nullDevice
         try run.run()
-        func shardsDone() -> Int {
-            let names = (try? FileManager.default.contentsOfDirectory(atPath: two.path)) ?? []
-            return names.filter { $0.hasPrefix("rank-") }.compactMap { try? DatasetIndex.load(from: two.appendingPathComponent($0)).shards.count }.max() ?? 0
-        }
-        while run.isRunning && shardsDone() < 1 { usleep(1000) }
+        let scratch = two.appendingPathComponent(".rank-1-of-2.scratch.tmp")
+        while run.isRunning && ((try? FileManager.default.attributesOfItem(atPath: scratch.path)[.size] as? Int) ?? 0) == 0 { usleep(1000) }
         XCTAssertTrue(run.isRunning, "the run ended before a rank could be killed")
         let ranks = try runProcess("/usr/bin/pgrep", ["-P", String(run.processIdentifier)]).out.split(separator: "\n").compactMap { Int32($0) }
         XCTAssertEqual(ranks.count, 2, "mpirun's children")
@@ -279,6 +282,72 @@ final class DedupTests: XCTestCase {
         let corpus = try dedupCorpus()
         try assertResumesAfterSIGKILL(self, ["preprocess", corpus.path, "--dedup", "near", "--gopher", "--shard-windows", "1", "--heldout-fraction", "0.3", "--workers", "1"],
                                       killAfterShards: [1, 2, 3])
+    }
+
+    /// The first pass's scratch gives back every outcome as written, a document's tokens cut to the windows it
+    /// gives; a scratch cut short or corrupt is a one-line error naming it, never a wrong replay.
+    func testScratchReplaysItsOutcomes() throws {
+        let dir = try temporaryFolder(self), url = dir.appendingPathComponent(".rank-0-of-2.scratch.tmp")
+        let tokens = (0..<(2 * windowLength + 5)).map { UInt16(truncatingIfNeeded: $0 &* 40_503 >> 3) }
+        let pieces = [
+            Outcomes(records: [.dropped(DroppedRecord(ordinal: 0, origin: "a.jsonl:1", reason: .unreadable, detail: "not JSON", bytes: nil)),
+                               .document(.init(ordinal: 1, id: "d1", part: 3, textBytes: 999_999, tokens: tokens, fingerprint: [1, 2])),
+                               .document(.init(ordinal: 2, id: "é/2", part: 3, textBytes: 10, tokens: [1, 2, 3], fingerprint: []))],
+                     progressBytes: 12_345),
+            Outcomes(records: [.dropped(DroppedRecord(ordinal: 3, origin: "b.txt", reason: DropReason("gopher_x"), detail: "", bytes: 77, fatal: true))],
+                     progressBytes: 20_000),
+        ]
+        func describe(_ o: Outcome) -> String {
+            switch o {
+            case .dropped(let d): return "\(d.ordinal) \(d.origin) \(d.reason) \(d.detail) \(String(describing: d.bytes)) \(d.fatal)"
+            case .document(let d): return "\(d.ordinal) \(d.id) \(d.part) \(d.textBytes) \(d.tokens.count) \(d.tokens.hashValue)"
+            }
+        }
+        let writer = try ScratchWriter(url)
+        for piece in pieces { try writer.append(piece, windowsPerDocument: 1) }
+        let reader = try ScratchReader(url)
+        var expected = pieces.flatMap(\.records).map(describe)
+        expected[1] = "1 d1 3 999999 \(windowLength) \(Array(tokens.prefix(windowLength)).hashValue)"
+        expected[2] = "2 é/2 3 10 0 \([UInt16]().hashValue)"
+        var got: [String] = [], progress: [Int] = []
+        while let piece = try reader.next() { got += piece.records.map(describe); progress.append(piece.progressBytes) }
+        XCTAssertEqual(got, expected)
+        XCTAssertEqual(progress, [12_345, 20_000])
+        XCTAssertEqual(reader.records, 4)
+
+        let whole = try Data(contentsOf: url)
+        for (bytes, fault) in [(whole.dropLast(3), "truncated frame"), (whole.prefix(whole.count - 2) + Data([0, 0]), "corrupt frame")] {
+            try bytes.write(to: url)
+            let replay = try ScratchReader(url)
+            XCTAssertNoThrow(try replay.next())
+            XCTAssertThrowsError(try replay.next()) { XCTAssertEqual("\($0)", "\(url.path): \(fault)") }
+        }
+    }
+
+    /// The writing pass of a distributed dedup (the plan, then the first pass's scratch replayed) stopped after its
+    /// second shard and resumed (a new first pass, the replay from the resume point) gives the single run's bytes.
+    func testReplayResumesBetweenShards() throws {
+        struct Killed: Error {}
+        let corpus = try dedupCorpus(), dir = try temporaryFolder(self)
+        let reference = dir.appendingPathComponent("one"), out = dir.appendingPathComponent("replayed")
+        _ = try preprocess([corpus], reference) { $0.dedup = DedupSettings(mode: .near); $0.shardWindows = 1 }
+        let duplicates = dir.appendingPathComponent("duplicates.jsonl"), scratch = dir.appendingPathComponent(".scratch.tmp")
+        var stopped = false
+        for mode in [OutputMode.fresh, .resume] {
+            var options = PreprocessOptions()
+            (options.shardWindows, options.heldoutFraction, options.dedup) = (1, 0.3, DedupSettings(mode: .near))
+            let p = Preprocessor(inputs: [corpus.path], output: out, options: options, tokenizer: gpt2)
+            p.warn = { _ in }
+            p.plannedDuplicates = try DedupPlan(settings: options.dedup!, mine: try p.dedupCandidates(scratch: try ScratchWriter(scratch)),
+                                                world: .shared, duplicates: duplicates).drops
+            p.replay = scratch
+            if mode == .fresh { p.afterShard = { if $0.shards.count == 2 { throw Killed() } } }
+            do { _ = try p.run(mode: mode) } catch is Killed { stopped = true }
+        }
+        XCTAssertTrue(stopped)
+        try FileManager.default.moveItem(at: duplicates, to: out.appendingPathComponent("duplicates.jsonl"))
+        try FileManager.default.removeItem(at: scratch)
+        try assertSameDataset(reference, out)
     }
 
     /// A resume with other dedup settings is refused, naming the option.

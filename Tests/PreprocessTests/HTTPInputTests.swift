@@ -142,6 +142,31 @@ final class HTTPInputTests: XCTestCase {
         XCTAssertEqual(try server.log().requests.filter { $0.path == "/stall/c.txt" }.count, 2, "a stalled answer is dropped and resumed")
     }
 
+    /// Read once: `mpirun -np 2` with dedup over URLs (one an exact copy of another) fetches each file once, and
+    /// gives what one process gives: windows, counters, duplicates.jsonl.
+    func testRanksWithDedupFetchEachURLOnce() throws {
+        let mpirun = "/usr/bin/mpirun"
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: mpirun), "Open MPI's mpirun is not installed")
+        try FileManager.default.copyItem(at: srv.appendingPathComponent("c.txt"), to: srv.appendingPathComponent("d.txt"))
+        let names = ["a.jsonl.gz", "b.jsonl", "c.txt", "d.txt"]
+        let args = ["preprocess"] + names.map { server.url("files", $0) } + ["--dedup", "near", "--shard-windows", "1", "--heldout-fraction", "0.3"]
+        let one = dir.appendingPathComponent("one"), two = dir.appendingPathComponent("two")
+        let a = try runProcess(longcrawlBinary, args + ["--out", one.path])
+        XCTAssertEqual(a.status, 0, a.err)
+        let before = try server.log().requests.count
+        let b = try runProcess(mpirun, ["--allow-run-as-root", "--oversubscribe", "-np", "2", longcrawlBinary] + args + ["--out", two.path])
+        XCTAssertEqual(b.status, 0, b.err)
+        let fetched = try server.log().requests.dropFirst(before).map(\.path).sorted()
+        XCTAssertEqual(fetched, names.map { "/files/" + $0 }.sorted(), "each URL fetched once")
+        let windows = { (d: URL) in try readDataset(d).map { "\($0.split) \($0.source.document) \($0.tokens.hashValue)" }.sorted() }
+        XCTAssertEqual(try windows(two), try windows(one))
+        let counts = try XCTUnwrap(DatasetIndex.load(from: one).build?.counts)
+        XCTAssertEqual(try DatasetIndex.load(from: two).build?.counts, counts)
+        XCTAssertEqual(counts["dropped_duplicate"], 1)
+        XCTAssertEqual(try Data(contentsOf: two.appendingPathComponent("duplicates.jsonl")), try Data(contentsOf: one.appendingPathComponent("duplicates.jsonl")))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: two.path).filter { $0.hasSuffix(".tmp") }, [], "scratch left behind")
+    }
+
     /// A 404 stops the run with one line naming the URL; with --skip-missing it (and a missing local path) is
     /// counted as dropped_missing and the rest gives the shards it gives alone.
     func testMissingInputIsTheErrorOrCountedWithSkipMissing() throws {
